@@ -1,0 +1,1 @@
+"""AI: local reply suggestions, language id, sentiment and intent, as a bus consumer."""

@@ -1,0 +1,1 @@
+"""Analytics: a bus consumer into ClickHouse (chDB embedded) and the metric queries on it."""

@@ -1,0 +1,1 @@
+"""Automation: rules on events, assignment strategies, business hours, SLA timers, outgoing webhooks."""

@@ -1,0 +1,1 @@
+"""Channels: one folder per provider, each turning provider traffic into canonical messages."""

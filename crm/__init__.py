@@ -1,0 +1,1 @@
+"""CRM: contacts across channels, merge, companies, attributes, import and export."""

@@ -1,0 +1,27 @@
+"""Builds the aiohttp application around a started :class:`hub.app.Hub`."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway import api, ops, webhooks
+from gateway.auth import TokenAuth
+from gateway.inbox_cache import InboxCache
+from gateway.middleware import make_middleware
+from gateway.state import STATE, GatewayState
+from hub.app import Hub
+
+
+def build_app(hub: Hub) -> web.Application:
+    app = web.Application(
+        client_max_size=hub.config.max_body_bytes,
+        middlewares=[make_middleware(hub.config.access_log)],
+    )
+    app[STATE] = GatewayState(hub=hub, auth=TokenAuth(hub), inboxes=InboxCache(hub))
+    app.router.add_get("/healthz", ops.healthz)
+    app.router.add_get("/readyz", ops.readyz)
+    app.router.add_get("/metrics", ops.metrics)
+    app.router.add_post("/webhooks/{channel}/{inbox_id}", webhooks.handle_webhook)
+    app.router.add_get("/api/v1/conversations", api.get_conversations)
+    app.router.add_get("/api/v1/conversations/{conversation_id}/messages", api.get_messages)
+    return app

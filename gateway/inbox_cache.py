@@ -1,0 +1,32 @@
+"""Inbox configuration with decrypted secrets, cached briefly so a webhook costs no extra query."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+from channels._base import InboxContext
+from hub.app import Hub
+from hub.store.reads import load_inbox
+
+
+class InboxCache:
+    """Inbox config with decrypted secrets, kept for a few seconds (unknown ids for one)."""
+
+    def __init__(self, hub: Hub, ttl: float = 10.0, size: int = 10_000) -> None:
+        self._hub = hub
+        self._ttl = ttl
+        self._size = size
+        self._items: OrderedDict[str, tuple[float, InboxContext | None]] = OrderedDict()
+
+    async def get(self, inbox_id: str) -> InboxContext | None:
+        now = time.monotonic()
+        hit = self._items.get(inbox_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        inbox = await load_inbox(self._hub.pool, self._hub.box, inbox_id)
+        self._items[inbox_id] = (now + (self._ttl if inbox else 1.0), inbox)
+        self._items.move_to_end(inbox_id)
+        while len(self._items) > self._size:
+            self._items.popitem(last=False)
+        return inbox

@@ -1,0 +1,1 @@
+"""The hub core: events, store, actions, bus and the wiring that runs them."""

@@ -1,0 +1,145 @@
+"""Group commit: many concurrent requests share one transaction (and one WAL flush).
+
+Callers ``await submit(item)`` and get their own result. Workers take whatever is queued (up to
+``max_batch``), wait ``wait`` seconds for company when the queue was short, and run the batch in one
+transaction. A batch that fails is retried item by item, so one bad item fails only its caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+import asyncpg
+
+from hub.metrics import GROUP_COMMIT_SIZE
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+BatchFn = Callable[["asyncpg.Connection[Any]", Sequence[T]], Awaitable[list[R]]]
+
+#: conflicts between concurrent transactions: the batch is simply run again
+RETRYABLE = (
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+    asyncpg.UniqueViolationError,
+)
+
+
+class RetryBatch(Exception):
+    """Raised by a batch function that met a concurrent writer and must run again."""
+
+
+class GroupCommitter(Generic[T, R]):
+    def __init__(
+        self,
+        name: str,
+        pool: asyncpg.Pool[Any],
+        fn: BatchFn[T, R],
+        *,
+        max_batch: int = 500,
+        wait: float = 0.002,
+        concurrency: int = 2,
+    ) -> None:
+        self.name = name
+        self._pool = pool
+        self._fn = fn
+        self._max_batch = max_batch
+        self._wait = wait
+        self._concurrency = concurrency
+        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
+        self._workers: list[asyncio.Task[None]] = []
+        self._size = GROUP_COMMIT_SIZE.labels(name)
+
+    def start(self) -> None:
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"group-commit:{self.name}:{i}")
+            for i in range(self._concurrency)
+        ]
+
+    async def stop(self) -> None:
+        """Finish everything already submitted, then stop the workers."""
+        await self._queue.join()
+        for worker in self._workers:
+            worker.cancel()
+        for worker in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+
+    async def submit(self, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((item, future))
+        return await future
+
+    def _drain(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        while len(batch) < self._max_batch:
+            try:
+                batch.append(self._queue.get_nowait())
+            except asyncio.QueueEmpty:
+                return
+
+    async def _work(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            self._drain(batch)
+            if len(batch) < self._max_batch and self._wait > 0:
+                await asyncio.sleep(self._wait)
+                self._drain(batch)
+            live = [(item, fut) for item, fut in batch if not fut.done()]
+            try:
+                if live:
+                    await self._commit(live)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _commit(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        items = [item for item, _ in batch]
+        try:
+            results = await self._run(items)
+        except Exception as exc:
+            if len(batch) == 1:
+                _settle(batch[0][1], exc=exc)
+                return
+            log.warning(
+                "group commit failed, retrying items one by one",
+                extra={"committer": self.name, "items": len(batch), "error": repr(exc)},
+            )
+            for item, future in batch:
+                try:
+                    (result,) = await self._run([item])
+                except Exception as item_exc:
+                    _settle(future, exc=item_exc)
+                else:
+                    _settle(future, result=result)
+            return
+        self._size.observe(len(batch))
+        for (_, future), result in zip(batch, results, strict=True):
+            _settle(future, result=result)
+
+    async def _run(self, items: list[T]) -> list[R]:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    return await self._fn(conn, items)
+            except (*RETRYABLE, RetryBatch):
+                if attempt >= 5:
+                    raise
+                await asyncio.sleep(0.002 * attempt)
+
+
+def _settle(future: asyncio.Future[R], *, result: Any = None, exc: BaseException | None = None) -> None:
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)

@@ -1,0 +1,403 @@
+"""Ingest: store an inbound message exactly once and thread it into a conversation.
+
+Runs over a batch in one transaction (see :mod:`hub.actions.group_commit`), set-based, so the cost
+per message is a few array elements rather than a few round trips. For each message:
+
+1. idempotency on (inbox, provider message id): a retried webhook returns the stored message;
+2. the contact is found by its channel identity, or created;
+3. the contact's unresolved conversation in the inbox is used (a snoozed one wakes up); otherwise
+   the latest resolved one is reopened, or a new one started, by the inbox's ``reopen_policy``;
+4. the message row and its events (contact.created, conversation.created/updated,
+   message.received) are written in the same transaction.
+
+Concurrent batches serialise per (inbox, sender) through transaction advisory locks taken in sorted
+order, so they cannot deadlock and two deliveries of one message cannot both miss the other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from channels._base import InboundMessage, InboxContext
+from hub.actions.group_commit import RetryBatch
+from hub.events import (
+    Actor,
+    ActorKind,
+    ContactCreated,
+    ConversationCreated,
+    ConversationStatus,
+    ConversationUpdated,
+    Event,
+    MessageReceived,
+    make_event,
+)
+from hub.events.types import ConversationPatch, ConversationState, Identity
+from hub.ids import new_id
+from hub.metrics import MESSAGES_DUPLICATE, MESSAGES_INGESTED
+from hub.store.outbox import append_events
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IngestRequest:
+    inbox: InboxContext
+    message: InboundMessage
+    correlation_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IngestResult:
+    message_id: str
+    conversation_id: str
+    contact_id: str
+    duplicate: bool
+
+
+def _lock_key(*parts: str) -> int:
+    digest = hashlib.blake2b("\x00".join(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+_attachments_encoder = msgspec.json.Encoder()
+
+
+@dataclasses.dataclass(slots=True)
+class _Thread:
+    """The conversation a group of messages lands in, and how the batch changes it."""
+
+    conversation_id: str
+    state: ConversationState
+    created: bool = False
+    previous: ConversationPatch | None = None
+    reason: str | None = None
+    announced: bool = False
+    count: int = 0
+
+
+async def ingest_batch(
+    conn: asyncpg.Connection[Any], requests: Sequence[IngestRequest]
+) -> list[IngestResult]:
+    results: list[IngestResult | None] = [None] * len(requests)
+
+    # duplicates inside the batch share the first occurrence's result
+    first: dict[tuple[str, str], int] = {}
+    alias: dict[int, int] = {}
+    for i, r in enumerate(requests):
+        k = (r.inbox.id, r.message.provider_message_id)
+        if k in first:
+            alias[i] = first[k]
+        else:
+            first[k] = i
+    work = [i for i in range(len(requests)) if i not in alias]
+
+    keys = sorted(
+        {
+            _lock_key(requests[i].inbox.id, requests[i].message.sender.channel,
+                      requests[i].message.sender.address)
+            for i in work
+        }
+    )
+    await conn.execute("SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) k", keys)
+
+    # 1. already stored (a provider retry)
+    rows = await conn.fetch(
+        """SELECT i.ord, m.id, m.conversation_id, c.contact_id
+             FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS i(inbox_id, pmid, ord)
+             JOIN messages m ON m.inbox_id = i.inbox_id AND m.provider_message_id = i.pmid
+             JOIN conversations c ON c.id = m.conversation_id""",
+        [requests[i].inbox.id for i in work],
+        [requests[i].message.provider_message_id for i in work],
+    )
+    for row in rows:
+        i = work[row["ord"] - 1]
+        results[i] = IngestResult(row["id"], row["conversation_id"], row["contact_id"], True)
+        MESSAGES_DUPLICATE.labels(requests[i].inbox.channel).inc()
+    fresh = [i for i in work if results[i] is None]
+
+    events: list[Event[Any]] = []
+    if fresh:
+        contacts, new_contacts = await _resolve_contacts(conn, [requests[i] for i in fresh])
+        threads = await _resolve_threads(
+            conn, [(requests[i], contacts[_identity(requests[i])]) for i in fresh]
+        )
+        message_ids = [new_id() for _ in fresh]
+        await _insert_messages(conn, requests, fresh, message_ids, contacts, threads)
+        events = _events(requests, fresh, message_ids, contacts, new_contacts, threads)
+        for n, i in enumerate(fresh):
+            r = requests[i]
+            thread = threads[(r.inbox.id, contacts[_identity(r)])]
+            results[i] = IngestResult(
+                message_ids[n], thread.conversation_id, contacts[_identity(r)], False
+            )
+    await append_events(conn, events)
+
+    for i, j in alias.items():
+        original = results[j]
+        assert original is not None
+        results[i] = dataclasses.replace(original, duplicate=True)
+    for i in fresh:
+        MESSAGES_INGESTED.labels(requests[i].inbox.channel).inc()
+    return [r for r in results if r is not None]
+
+
+def _identity(r: IngestRequest) -> tuple[str, str, str]:
+    return (r.inbox.account_id, r.message.sender.channel, r.message.sender.address)
+
+
+async def _resolve_contacts(
+    conn: asyncpg.Connection[Any], requests: Sequence[IngestRequest]
+) -> tuple[dict[tuple[str, str, str], str], dict[tuple[str, str, str], str | None]]:
+    """Map each sender identity to a contact id, creating contacts for new identities."""
+    names: dict[tuple[str, str, str], str | None] = {}
+    for r in requests:
+        names.setdefault(_identity(r), r.message.sender.name)
+    idents = list(names)
+    found: dict[tuple[str, str, str], str] = {}
+    query = """SELECT i.account_id, i.channel, i.address, ci.contact_id
+                 FROM unnest($1::text[], $2::text[], $3::text[]) AS i(account_id, channel, address)
+                 JOIN contact_identities ci USING (account_id, channel, address)"""
+    for row in await conn.fetch(query, *zip(*idents, strict=True)):
+        found[(row["account_id"], row["channel"], row["address"])] = row["contact_id"]
+    missing = [k for k in idents if k not in found]
+    created: dict[tuple[str, str, str], str | None] = {}
+    if missing:
+        proposed = {k: new_id() for k in missing}
+        won = await conn.fetch(
+            """INSERT INTO contact_identities (account_id, channel, address, contact_id)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+               ON CONFLICT DO NOTHING
+               RETURNING account_id, channel, address, contact_id""",
+            [k[0] for k in missing],
+            [k[1] for k in missing],
+            [k[2] for k in missing],
+            [proposed[k] for k in missing],
+        )
+        for row in won:
+            k = (row["account_id"], row["channel"], row["address"])
+            found[k] = row["contact_id"]
+            created[k] = names[k]
+        if created:
+            await conn.execute(
+                """INSERT INTO contacts (id, account_id, name)
+                   SELECT * FROM unnest($1::text[], $2::text[], $3::text[])""",
+                [found[k] for k in created],
+                [k[0] for k in created],
+                [names[k] for k in created],
+            )
+        lost = [k for k in missing if k not in found]
+        if lost:  # another transaction created these identities meanwhile
+            for row in await conn.fetch(query, *zip(*lost, strict=True)):
+                found[(row["account_id"], row["channel"], row["address"])] = row["contact_id"]
+    return found, created
+
+
+async def _resolve_threads(
+    conn: asyncpg.Connection[Any], pairs: Sequence[tuple[IngestRequest, str]]
+) -> dict[tuple[str, str], _Thread]:
+    """Pick, wake, reopen or create the conversation of every (inbox, contact) in the batch."""
+    policy: dict[tuple[str, str], IngestRequest] = {}
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    for r, contact_id in pairs:
+        policy.setdefault((r.inbox.id, contact_id), r)
+        counts[(r.inbox.id, contact_id)] += 1
+    keys = sorted(policy)
+    rows = await conn.fetch(
+        """SELECT p.inbox_id, p.contact_id, c.id, c.status, c.assignee_id, c.team_id, c.labels,
+                  c.priority, c.snoozed_until
+             FROM unnest($1::text[], $2::text[]) AS p(inbox_id, contact_id)
+             CROSS JOIN LATERAL (
+                   SELECT * FROM conversations c
+                    WHERE c.inbox_id = p.inbox_id AND c.contact_id = p.contact_id
+                    ORDER BY (c.status <> 'resolved') DESC, c.created_at DESC
+                    LIMIT 1
+                    FOR UPDATE) c""",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+    )
+    latest = {(row["inbox_id"], row["contact_id"]): row for row in rows}
+    threads: dict[tuple[str, str], _Thread] = {}
+    for key in keys:
+        row = latest.get(key)
+        request = policy[key]
+        if row is None or (
+            row["status"] == ConversationStatus.RESOLVED and request.inbox.reopen_policy == "new"
+        ):
+            threads[key] = _Thread(
+                new_id(), ConversationState(status=ConversationStatus.OPEN), created=True
+            )
+            continue
+        state = ConversationState(
+            status=ConversationStatus(row["status"]),
+            assignee_id=row["assignee_id"],
+            team_id=row["team_id"],
+            labels=tuple(row["labels"]),
+            priority=row["priority"],
+            snoozed_until=row["snoozed_until"],
+        )
+        thread = _Thread(row["id"], state)
+        if state.status in (ConversationStatus.RESOLVED, ConversationStatus.SNOOZED):
+            thread.previous = ConversationPatch(
+                status=state.status, snoozed_until=state.snoozed_until
+            )
+            thread.reason = (
+                "reopened_by_contact"
+                if state.status == ConversationStatus.RESOLVED
+                else "woken_by_contact"
+            )
+            thread.state = msgspec.structs.replace(
+                state, status=ConversationStatus.OPEN, snoozed_until=None
+            )
+        threads[key] = thread
+    for key, thread in threads.items():
+        thread.count = counts[key]
+
+    new = [(k, t) for k, t in threads.items() if t.created]
+    if new:
+        await conn.execute(
+            """INSERT INTO conversations (id, account_id, inbox_id, contact_id, messages_count,
+                                          last_message_at, last_activity_at)
+               SELECT id, account_id, inbox_id, contact_id, n, now(), now()
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[])
+                      AS x(id, account_id, inbox_id, contact_id, n)""",
+            [t.conversation_id for _, t in new],
+            [policy[k].inbox.account_id for k, _ in new],
+            [k[0] for k, _ in new],
+            [k[1] for k, _ in new],
+            [t.count for _, t in new],
+        )
+    old = [t for t in threads.values() if not t.created]
+    if old:
+        await conn.execute(
+            """UPDATE conversations c
+                  SET messages_count = c.messages_count + x.n,
+                      status = x.status,
+                      snoozed_until = CASE WHEN x.status = 'open' THEN NULL ELSE c.snoozed_until END,
+                      last_message_at = now(), last_activity_at = now(), updated_at = now()
+                 FROM unnest($1::text[], $2::int[], $3::text[]) AS x(id, n, status)
+                WHERE c.id = x.id""",
+            [t.conversation_id for t in old],
+            [t.count for t in old],
+            [t.state.status.value for t in old],
+        )
+    return threads
+
+
+async def _insert_messages(
+    conn: asyncpg.Connection[Any],
+    requests: Sequence[IngestRequest],
+    fresh: Sequence[int],
+    message_ids: Sequence[str],
+    contacts: dict[tuple[str, str, str], str],
+    threads: dict[tuple[str, str], _Thread],
+) -> None:
+    conversation_ids = []
+    sender_ids = []
+    for i in fresh:
+        r = requests[i]
+        contact_id = contacts[_identity(r)]
+        sender_ids.append(contact_id)
+        conversation_ids.append(threads[(r.inbox.id, contact_id)].conversation_id)
+    msgs = [requests[i].message for i in fresh]
+    stored = await conn.fetch(
+        """INSERT INTO messages (id, account_id, conversation_id, inbox_id, direction, sender_type,
+                                 sender_id, content, content_type, attachments,
+                                 provider_message_id, status, sent_at)
+           SELECT id, account_id, conversation_id, inbox_id, 'inbound', 'contact', sender_id,
+                  content, content_type, attachments::jsonb, pmid, 'received', sent_at
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                         $7::text[], $8::text[], $9::text[], $10::timestamptz[])
+                  AS x(id, account_id, conversation_id, inbox_id, sender_id, content,
+                       content_type, attachments, pmid, sent_at)
+           ON CONFLICT (inbox_id, provider_message_id) WHERE provider_message_id IS NOT NULL
+           DO NOTHING
+           RETURNING id""",
+        list(message_ids),
+        [requests[i].inbox.account_id for i in fresh],
+        conversation_ids,
+        [requests[i].inbox.id for i in fresh],
+        sender_ids,
+        [m.content for m in msgs],
+        [m.content_type for m in msgs],
+        [_attachments_encoder.encode(m.attachments).decode() for m in msgs],
+        [m.provider_message_id for m in msgs],
+        [m.sent_at for m in msgs],
+    )
+    if len(stored) != len(fresh):
+        # the same provider id from another sender was committed meanwhile: run the batch again
+        raise RetryBatch("concurrent duplicate provider message id")
+
+
+def _events(
+    requests: Sequence[IngestRequest],
+    fresh: Sequence[int],
+    message_ids: Sequence[str],
+    contacts: dict[tuple[str, str, str], str],
+    new_contacts: dict[tuple[str, str, str], str | None],
+    threads: dict[tuple[str, str], _Thread],
+) -> list[Event[Any]]:
+    events: list[Event[Any]] = []
+    announced_contacts: set[str] = set()
+    for n, i in enumerate(fresh):
+        r = requests[i]
+        ident = _identity(r)
+        contact_id = contacts[ident]
+        account_id = r.inbox.account_id
+        actor = Actor(ActorKind.CONTACT, contact_id)
+        cid = r.correlation_id
+        if ident in new_contacts and contact_id not in announced_contacts:
+            announced_contacts.add(contact_id)
+            events.append(
+                make_event(
+                    ContactCreated(
+                        contact_id=contact_id,
+                        name=new_contacts[ident],
+                        identities=(Identity(ident[1], ident[2]),),
+                    ),
+                    account_id=account_id, conversation_id=None, actor=actor, correlation_id=cid,
+                )
+            )
+        thread = threads[(r.inbox.id, contact_id)]
+        if not thread.announced and (thread.created or thread.previous is not None):
+            thread.announced = True
+            payload: ConversationCreated | ConversationUpdated
+            if thread.created:
+                payload = ConversationCreated(
+                    inbox_id=r.inbox.id, contact_id=contact_id, state=thread.state
+                )
+            else:
+                assert thread.previous is not None
+                payload = ConversationUpdated(
+                    inbox_id=r.inbox.id, state=thread.state, previous=thread.previous,
+                    reason=thread.reason,
+                )
+            events.append(
+                make_event(
+                    payload, account_id=account_id, conversation_id=thread.conversation_id,
+                    actor=actor, correlation_id=cid,
+                )
+            )
+        m = r.message
+        events.append(
+            make_event(
+                MessageReceived(
+                    message_id=message_ids[n],
+                    inbox_id=r.inbox.id,
+                    contact_id=contact_id,
+                    channel=r.inbox.channel,
+                    provider_message_id=m.provider_message_id,
+                    content=m.content,
+                    content_type=m.content_type,
+                    attachments=m.attachments,
+                    sent_at=m.sent_at,
+                ),
+                account_id=account_id, conversation_id=thread.conversation_id, actor=actor,
+                correlation_id=cid,
+            )
+        )
+    return events

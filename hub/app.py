@@ -1,0 +1,89 @@
+"""Wiring: one container that starts the store, the bus, the actions and the consumers in order
+and stops them in reverse. Every process role builds its parts from here."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from hub.actions.group_commit import GroupCommitter
+from hub.actions.ingest import IngestRequest, IngestResult, ingest_batch
+from hub.actions.setup import ensure_default_account
+from hub.bus import Bus, ConsumerOptions, Subscription
+from hub.bus.memory import MemoryBus
+from hub.config import Config
+from hub.consumers.journal import Journal
+from hub.relay import OutboxRelay
+from hub.secrets import SecretBox, load_secret_box
+from hub.store.db import create_pool
+from hub.store.embedded import start_embedded_postgres
+from hub.store.migrate import migrate
+
+log = logging.getLogger(__name__)
+
+#: errors that mean "the database is not reachable right now", never "bad input"
+DB_UNAVAILABLE = (
+    OSError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+async def resolve_dsn(config: Config) -> str:
+    if config.database_url:
+        return config.database_url
+    return await start_embedded_postgres(Path(config.data_dir))
+
+
+class Hub:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.dsn = ""
+        self.pool: asyncpg.Pool[Any]
+        self.bus: Bus
+        self.box: SecretBox
+        self.account_id = ""
+        self.ingest: GroupCommitter[IngestRequest, IngestResult]
+        self.relay: OutboxRelay
+        self._subscriptions: list[Subscription] = []
+
+    async def start(self) -> None:
+        config = self.config
+        self.box = load_secret_box(config)
+        self.dsn = await resolve_dsn(config)
+        self.pool = await create_pool(self.dsn, config.db_pool_size)
+        async with self.pool.acquire() as conn:
+            await migrate(conn)
+            self.account_id = await ensure_default_account(conn)
+        self.bus = MemoryBus(partitions=config.bus_partitions)
+        await self.bus.start()
+        options = ConsumerOptions(transient=(ConnectionError, TimeoutError, *DB_UNAVAILABLE))
+        self._subscriptions += await Journal(self.pool).subscribe(self.bus, options)
+        # the relay starts after the consumers, so the in-process bus has its groups
+        self.relay = OutboxRelay(self.dsn, self.bus, poll_interval=config.outbox_poll_ms / 1000)
+        self.relay.start()
+        self.ingest = GroupCommitter(
+            "ingest",
+            self.pool,
+            ingest_batch,
+            max_batch=config.ingest_batch_max,
+            wait=config.ingest_batch_wait_ms / 1000,
+            concurrency=config.ingest_concurrency,
+        )
+        self.ingest.start()
+
+    async def stop(self) -> None:
+        """Stop taking work, finish what was accepted, then close the parts in reverse order."""
+        await self.ingest.stop()
+        await self.relay.stop()
+        for subscription in self._subscriptions:
+            await subscription.stop()
+        await self.bus.close()
+        await self.pool.close()

@@ -1,0 +1,115 @@
+"""What every bus backend promises.
+
+- **At least once**: a record is handed to a group until its handler returns; a crash or a failing
+  handler means it comes again. Consumers are idempotent on event id.
+- **Order per key**: records with the same key reach a group's handler in publish order; a failing
+  record holds back the records behind it on its partition until it succeeds or is dead-lettered.
+- **Groups**: every group sees every record; the members of one group share the partitions.
+- **Progress** is recorded only after the handler returns.
+- **Retries** with exponential backoff, then the record goes to the group's dead-letter topic.
+- **Clean shutdown**: ``close`` lets in-flight handlers finish and records their progress.
+
+Handlers take a batch (records of one partition, in order) so consumers can write with one
+statement and one commit; :func:`each` adapts a per-record handler.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import ClassVar
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutRecord:
+    topic: str
+    key: str
+    value: bytes
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BusMessage:
+    topic: str
+    key: str
+    value: bytes
+    partition: int
+    offset: int
+    headers: Mapping[str, str]
+    attempt: int = 1
+
+
+Handler = Callable[[Sequence[BusMessage]], Awaitable[None]]
+
+
+def each(fn: Callable[[BusMessage], Awaitable[None]]) -> Handler:
+    """Adapt a per-record handler to the batch contract (records run one after another)."""
+
+    async def handler(batch: Sequence[BusMessage]) -> None:
+        for message in batch:
+            await fn(message)
+
+    return handler
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsumerOptions:
+    """How a group consumes. Errors of a ``transient`` type (a database that is down) are retried
+    without limit, since dead-lettering a record because of an outage would lose it for good."""
+
+    max_batch: int = 500
+    max_attempts: int = 5
+    backoff_initial: float = 0.05
+    backoff_max: float = 5.0
+    transient: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+
+
+def dead_letter_topic(topic: str, group: str) -> str:
+    """Dead letters are per group: a record one consumer cannot handle is still fine for others."""
+    return f"{topic}.{group}.dlq"
+
+
+class Subscription(abc.ABC):
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Leave the group after the member's in-flight batch finished and was recorded."""
+
+
+class Bus(abc.ABC):
+    #: True when a record is safe from this process dying once ``publish_many`` returned
+    #: (a broker acknowledged it). The in-process bus is not: the outbox keeps its records until
+    #: ``settled`` says every group handled them.
+    durable: ClassVar[bool]
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Connect; the default backend needs nothing."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def publish_many(self, records: Sequence[OutRecord]) -> int:
+        """Publish in order; return a position token for the last record (monotonic per client)."""
+
+    async def publish(
+        self, topic: str, key: str, value: bytes, headers: Mapping[str, str] | None = None
+    ) -> int:
+        return await self.publish_many([OutRecord(topic, key, value, dict(headers or {}))])
+
+    @abc.abstractmethod
+    def settled(self) -> int:
+        """Highest position token up to which the publisher no longer needs to keep records."""
+
+    @abc.abstractmethod
+    async def subscribe(
+        self,
+        topic: str,
+        group: str,
+        handler: Handler,
+        options: ConsumerOptions | None = None,
+    ) -> Subscription: ...
+
+    @abc.abstractmethod
+    def lag(self) -> dict[tuple[str, str], int]:
+        """Records not yet handled, per (group, topic)."""

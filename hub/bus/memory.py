@@ -1,0 +1,318 @@
+"""The in-process bus backend.
+
+A :class:`MemoryBroker` holds the topics (partitioned logs) and each group's progress, like a broker
+would; :class:`MemoryBus` is a client of it. One runner task per (group, partition) walks the log and
+hands each batch to one of the group's members, so a partition is never processed by two members at
+once and order per key holds through membership changes. Records are dropped from memory once every
+group has handled them; how far that has come is reported through :meth:`MemoryBus.settled`, which
+the outbox relay uses to know which outbox rows it may delete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+import zlib
+from collections import deque
+from collections.abc import Sequence
+from typing import ClassVar
+
+from hub.bus.contract import (
+    Bus,
+    BusMessage,
+    ConsumerOptions,
+    Handler,
+    OutRecord,
+    Subscription,
+    dead_letter_topic,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(slots=True)
+class _Record:
+    key: str
+    value: bytes
+    headers: dict[str, str]
+    token: int
+
+
+class _Partition:
+    def __init__(self) -> None:
+        self.base = 0  # offset of records[0]
+        self.records: deque[_Record] = deque()
+        self.wakeup = asyncio.Event()
+
+    @property
+    def end(self) -> int:
+        return self.base + len(self.records)
+
+
+@dataclasses.dataclass(eq=False)
+class _Member:
+    handler: Handler
+    inflight: int = 0
+    idle: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
+
+class _Group:
+    def __init__(self, name: str, topic: _Topic, options: ConsumerOptions) -> None:
+        self.name = name
+        self.topic = topic
+        self.options = options
+        self.committed = [topic.partitions[p].base for p in range(len(topic.partitions))]
+        self.members: list[_Member] = []
+        self.has_members = asyncio.Event()
+        self.runners: list[asyncio.Task[None]] = []
+
+
+class _Topic:
+    def __init__(self, name: str, partitions: int) -> None:
+        self.name = name
+        self.partitions = [_Partition() for _ in range(partitions)]
+        self.groups: dict[str, _Group] = {}
+
+
+class MemoryBroker:
+    """Shared state of the in-process bus; several clients may use one broker."""
+
+    def __init__(self, partitions: int = 8) -> None:
+        self.partitions = partitions
+        self.topics: dict[str, _Topic] = {}
+        self.last_token = 0
+        self._closed = False
+
+    def topic(self, name: str) -> _Topic:
+        topic = self.topics.get(name)
+        if topic is None:
+            topic = self.topics[name] = _Topic(name, self.partitions)
+        return topic
+
+    def append(self, record: OutRecord) -> int:
+        topic = self.topic(record.topic)
+        index = zlib.crc32(record.key.encode()) % len(topic.partitions)
+        partition = topic.partitions[index]
+        self.last_token += 1
+        partition.records.append(
+            _Record(record.key, record.value, dict(record.headers), self.last_token)
+        )
+        if not topic.groups:
+            self._trim(topic, index)
+        partition.wakeup.set()
+        return self.last_token
+
+    def _trim(self, topic: _Topic, index: int) -> None:
+        partition = topic.partitions[index]
+        floor = min((g.committed[index] for g in topic.groups.values()), default=partition.end)
+        while partition.base < floor and partition.records:
+            partition.records.popleft()
+            partition.base += 1
+
+    def settled(self) -> int:
+        lowest = self.last_token
+        for topic in self.topics.values():
+            for index, partition in enumerate(topic.partitions):
+                if partition.records:
+                    first = partition.records[0].token - 1
+                    if first < lowest:
+                        lowest = first
+        return lowest
+
+    def join(
+        self, topic_name: str, group_name: str, member: _Member, options: ConsumerOptions
+    ) -> _Group:
+        topic = self.topic(topic_name)
+        group = topic.groups.get(group_name)
+        if group is None:
+            group = topic.groups[group_name] = _Group(group_name, topic, options)
+            group.runners = [
+                asyncio.create_task(self._run(group, p), name=f"bus:{group_name}:{topic_name}:{p}")
+                for p in range(len(topic.partitions))
+            ]
+        group.members.append(member)
+        group.has_members.set()
+        return group
+
+    async def _run(self, group: _Group, index: int) -> None:
+        partition = group.topic.partitions[index]
+        options = group.options
+        while True:
+            if not group.members:
+                group.has_members.clear()
+                await group.has_members.wait()
+                continue
+            start = group.committed[index]
+            if start >= partition.end:
+                partition.wakeup.clear()
+                await partition.wakeup.wait()
+                continue
+            skip = start - partition.base
+            count = min(options.max_batch, partition.end - start)
+            batch = []
+            for i in range(count):
+                r = partition.records[skip + i]
+                batch.append(
+                    BusMessage(group.topic.name, r.key, r.value, index, start + i, r.headers)
+                )
+            member = group.members[index % len(group.members)]
+            member.inflight += 1
+            member.idle.clear()
+            try:
+                await self._deliver(group, member.handler, batch)
+            finally:
+                member.inflight -= 1
+                if member.inflight == 0:
+                    member.idle.set()
+            group.committed[index] = start + count
+            self._trim(group.topic, index)
+
+    async def _deliver(self, group: _Group, handler: Handler, batch: list[BusMessage]) -> None:
+        """Try the batch once; if it fails, retry record by record so one bad record is isolated."""
+        first = 1
+        if len(batch) > 1:
+            try:
+                await handler(batch)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._log_failure(group, batch, 1, exc)
+                first = 2
+        for message in batch:
+            await self._attempt(group, handler, message, first)
+
+    async def _attempt(
+        self, group: _Group, handler: Handler, message: BusMessage, attempt: int
+    ) -> None:
+        """Retry with backoff; transient errors retry forever, others dead-letter at the limit."""
+        options = group.options
+        delay = options.backoff_initial
+        while True:
+            try:
+                await handler([message if attempt == 1 else dataclasses.replace(message, attempt=attempt)])
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._log_failure(group, [message], attempt, exc)
+                if attempt >= options.max_attempts and not isinstance(exc, options.transient):
+                    self._dead_letter(group, message, exc)
+                    return
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, options.backoff_max)
+            attempt += 1
+
+    def _log_failure(
+        self, group: _Group, batch: list[BusMessage], attempt: int, exc: BaseException
+    ) -> None:
+        log.warning(
+            "bus handler failed",
+            extra={
+                "group": group.name,
+                "topic": group.topic.name,
+                "partition": batch[0].partition,
+                "offset": batch[0].offset,
+                "records": len(batch),
+                "attempt": attempt,
+                "error": repr(exc),
+            },
+        )
+
+    def _dead_letter(self, group: _Group, message: BusMessage, error: BaseException) -> None:
+        headers = dict(message.headers)
+        headers.update(
+            {
+                "dlq.group": group.name,
+                "dlq.topic": message.topic,
+                "dlq.partition": str(message.partition),
+                "dlq.offset": str(message.offset),
+                "dlq.error": repr(error)[:500],
+            }
+        )
+        log.error(
+            "bus record dead-lettered",
+            extra={"group": group.name, "topic": message.topic, "offset": message.offset},
+        )
+        self.append(
+            OutRecord(dead_letter_topic(message.topic, group.name), message.key, message.value, headers)
+        )
+
+    async def leave(self, group: _Group, member: _Member) -> None:
+        if member in group.members:
+            group.members.remove(member)
+        if member.inflight:
+            await member.idle.wait()
+
+    async def close(self) -> None:
+        tasks = [t for topic in self.topics.values() for g in topic.groups.values() for t in g.runners]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def lag(self) -> dict[tuple[str, str], int]:
+        out: dict[tuple[str, str], int] = {}
+        for topic in self.topics.values():
+            for group in topic.groups.values():
+                out[(group.name, topic.name)] = sum(
+                    p.end - c for p, c in zip(topic.partitions, group.committed, strict=True)
+                )
+        return out
+
+
+class _MemorySubscription(Subscription):
+    def __init__(self, bus: MemoryBus, group: _Group, member: _Member) -> None:
+        self._bus = bus
+        self._group = group
+        self._member = member
+
+    async def stop(self) -> None:
+        await self._bus.broker.leave(self._group, self._member)
+        self._bus.subscriptions.discard(self)
+
+
+class MemoryBus(Bus):
+    durable: ClassVar[bool] = False
+
+    def __init__(self, broker: MemoryBroker | None = None, *, partitions: int = 8) -> None:
+        """Without a broker the client owns a private one and closes it with itself."""
+        self._owns_broker = broker is None
+        self.broker = broker or MemoryBroker(partitions)
+        self.subscriptions: set[_MemorySubscription] = set()
+
+    async def publish_many(self, records: Sequence[OutRecord]) -> int:
+        token = self.broker.last_token
+        for record in records:
+            token = self.broker.append(record)
+        return token
+
+    def settled(self) -> int:
+        return self.broker.settled()
+
+    async def subscribe(
+        self,
+        topic: str,
+        group: str,
+        handler: Handler,
+        options: ConsumerOptions | None = None,
+    ) -> Subscription:
+        member = _Member(handler)
+        member.idle.set()
+        state = self.broker.join(topic, group, member, options or ConsumerOptions())
+        subscription = _MemorySubscription(self, state, member)
+        self.subscriptions.add(subscription)
+        return subscription
+
+    async def close(self) -> None:
+        for subscription in list(self.subscriptions):
+            await subscription.stop()
+        if self._owns_broker:
+            await self.broker.close()
+
+    def lag(self) -> dict[tuple[str, str], int]:
+        return self.broker.lag()

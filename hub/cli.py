@@ -1,0 +1,189 @@
+"""The ``hub`` command: serve, migrate, and the set-up commands that print JSON."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from hub.actions.setup import SetupError, create_api_token, create_inbox, ensure_default_account
+from hub.app import Hub, resolve_dsn
+from hub.config import Config, ConfigError, load_config, settings_markdown
+from hub.logs import setup_logging
+from hub.secrets import load_secret_box
+from hub.store.migrate import migrate
+
+log = logging.getLogger("hub")
+
+TOUR = """
+The hub is running on http://{host}:{port}  (first start: data in {data_dir})
+
+Try it from another terminal:
+  hub inbox create --channel api --name "My system"   # prints the inbox id and signing secret
+  hub token create                                    # prints an API token
+  INBOX=<id>; SECRET=<signing_secret>; TOKEN=<token>
+  BODY='{{"message_id":"m-1","contact":{{"identifier":"+94771234567","name":"Nimal"}},"text":"ආයුබෝවන්"}}'
+  SIG=$(printf '%s' "$BODY" | openssl dgst -sha256 -hmac "$SECRET" | sed 's/^.* //')
+  curl -X POST http://{host}:{port}/webhooks/api/$INBOX -H 'Content-Type: application/json' \\
+       -H "X-Hub-Signature-256: sha256=$SIG" -d "$BODY"
+  curl -H "Authorization: Bearer $TOKEN" http://{host}:{port}/api/v1/conversations
+"""
+
+
+async def _serve(config: Config) -> None:
+    from aiohttp import web
+
+    from gateway.app import build_app
+
+    started = time.perf_counter()
+    fresh = config.database_url is None and not (
+        Path(config.data_dir) / "postgres" / "PG_VERSION"
+    ).exists()
+    hub = Hub(config)
+    await hub.start()
+    runner = web.AppRunner(build_app(hub), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, backlog=4096, reuse_address=True)
+    await site.start()
+    log.info(
+        "hub ready",
+        extra={"host": config.host, "port": config.port,
+               "startup_seconds": round(time.perf_counter() - started, 3),
+               "embedded_postgres": config.database_url is None, "fresh_data_dir": fresh},
+    )
+    if fresh:
+        print(TOUR.format(host=config.host, port=config.port,
+                          data_dir=Path(config.data_dir).resolve()), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("hub stopping")
+    await site.stop()  # no new connections; in-flight requests finish below
+    await runner.cleanup()
+    await hub.stop()
+    log.info("hub stopped")
+
+
+async def _with_db(config: Config, fn: Callable[[asyncpg.Connection[Any]], Awaitable[Any]]) -> Any:
+    conn: asyncpg.Connection[Any] = await asyncpg.connect(await resolve_dsn(config))
+    try:
+        await migrate(conn)
+        return await fn(conn)
+    finally:
+        await conn.close()
+
+
+def _print(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hub", description="Realtime messaging and omnichannel hub")
+    parser.add_argument("--config", type=Path, help="TOML file with a [hub] table")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the hub (embedded PostgreSQL unless DATABASE_URL)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--role", choices=["all"], default="all",
+                       help="process role; 'all' runs every part in this process")
+
+    sub.add_parser("migrate", help="apply database migrations")
+
+    inbox = sub.add_parser("inbox", help="manage inboxes").add_subparsers(dest="inbox_cmd",
+                                                                         required=True)
+    create = inbox.add_parser("create", help="create an inbox; prints its id and secrets once")
+    create.add_argument("--channel", required=True)
+    create.add_argument("--name", required=True)
+    create.add_argument("--reopen-policy", choices=["reopen", "new"], default="reopen")
+
+    token = sub.add_parser("token", help="manage API tokens").add_subparsers(dest="token_cmd",
+                                                                            required=True)
+    token_create = token.add_parser("create", help="create an API token; prints it once")
+    token_create.add_argument("--name", default="bootstrap")
+    token_create.add_argument("--role", default="administrator",
+                              choices=["administrator", "supervisor", "agent"])
+
+    cfg = sub.add_parser("config", help="show the effective configuration")
+    cfg.add_argument("--markdown", action="store_true", help="print the settings table")
+
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(toml_path=args.config)
+    except (ConfigError, OSError) as exc:
+        print(f"hub: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        changes = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+        config = config.replace(**changes)
+    setup_logging(config.log_level)
+
+    try:
+        if args.command == "serve":
+            _install_uvloop()
+            asyncio.run(_serve(config))
+        elif args.command == "migrate":
+            applied = asyncio.run(_with_db(config, migrate))
+            _print({"applied": applied})
+        elif args.command == "inbox":
+            box = load_secret_box(config)
+
+            async def make_inbox(conn: asyncpg.Connection[Any]) -> dict[str, Any]:
+                account_id = await ensure_default_account(conn)
+                made = await create_inbox(
+                    conn, box, account_id=account_id, channel=args.channel, name=args.name,
+                    reopen_policy=args.reopen_policy,
+                )
+                return {"id": made.id, "account_id": made.account_id, "channel": made.channel,
+                        "name": made.name,
+                        "webhook_path": f"/webhooks/{made.channel}/{made.id}", **made.secrets}
+
+            _print(asyncio.run(_with_db(config, make_inbox)))
+        elif args.command == "token":
+
+            async def make_token(conn: asyncpg.Connection[Any]) -> dict[str, Any]:
+                account_id = await ensure_default_account(conn)
+                made = await create_api_token(conn, account_id=account_id, name=args.name,
+                                              role=args.role)
+                return {"id": made.id, "account_id": made.account_id, "role": made.role,
+                        "token": made.token}
+
+            _print(asyncio.run(_with_db(config, make_token)))
+        elif args.command == "config":
+            if args.markdown:
+                print(settings_markdown())
+            else:
+                shown = {k: ("***" if k == "secret_key" and v else str(v))
+                         for k, v in vars(config).items()}
+                if config.database_url:
+                    shown["database_url"] = "(set)"
+                _print(shown)
+    except SetupError as exc:
+        print(f"hub: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _install_uvloop() -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

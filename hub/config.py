@@ -1,0 +1,129 @@
+"""Settings from environment variables and an optional TOML file (environment wins).
+
+Every setting is listed once in ``SETTINGS``; the README's configuration table is generated from the
+same list (``hub config --markdown``), so documentation and code cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    name: str
+    env: str
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", "HUB_HOST", "Address the gateway listens on."),
+    Setting("port", "HUB_PORT", "Port the gateway listens on."),
+    Setting("data_dir", "HUB_DATA_DIR", "Directory for the embedded PostgreSQL, the secret key file and media.",
+    ),
+    Setting("database_url", "DATABASE_URL", "PostgreSQL URL. Unset: the embedded PostgreSQL in `data_dir/postgres` is started.",
+    ),
+    Setting("secret_key", "HUB_SECRET_KEY", "Fernet key that encrypts channel secrets at rest. Unset: generated once into "
+        "`data_dir/secret.key` (mode 0600).",
+    ),
+    Setting("log_level", "HUB_LOG_LEVEL", "debug, info, warning or error."),
+    Setting("access_log", "HUB_ACCESS_LOG", "Log one JSON line per HTTP request."),
+    Setting("max_body_bytes", "HUB_MAX_BODY_BYTES", "Largest accepted request body; larger gets 413.",
+    ),
+    Setting("db_pool_size", "HUB_DB_POOL_SIZE", "Connections in the PostgreSQL pool."),
+    Setting("ingest_batch_max", "HUB_INGEST_BATCH_MAX", "Most inbound messages committed in one group-commit transaction.",
+    ),
+    Setting("ingest_batch_wait_ms", "HUB_INGEST_BATCH_WAIT_MS", "How long a group commit waits for company once the previous commit is done.",
+    ),
+    Setting("ingest_concurrency", "HUB_INGEST_CONCURRENCY", "Group-commit transactions in flight at once.",
+    ),
+    Setting("bus_partitions", "HUB_BUS_PARTITIONS", "Partitions per topic of the in-process bus."),
+    Setting("outbox_poll_ms", "HUB_OUTBOX_POLL_MS", "Outbox relay polling interval, the fallback behind LISTEN/NOTIFY.",
+    ),
+    Setting("bootstrap_token", "HUB_BOOTSTRAP_TOKEN", "An admin API token accepted in addition to stored tokens (for scripted set-ups).",
+    ),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path(".hub-data")
+    database_url: str | None = None
+    secret_key: str | None = None
+    log_level: str = "info"
+    access_log: bool = True
+    max_body_bytes: int = 1_048_576
+    db_pool_size: int = 8
+    ingest_batch_max: int = 500
+    ingest_batch_wait_ms: float = 2.0
+    ingest_concurrency: int = 2
+    bus_partitions: int = 8
+    outbox_poll_ms: int = 500
+    bootstrap_token: str | None = None
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _coerce(field: dataclasses.Field[Any], raw: Any) -> Any:
+    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    if raw is None:
+        return None
+    try:
+        if kind.startswith("bool"):
+            if isinstance(raw, bool):
+                return raw
+            return str(raw).strip().lower() in {"1", "true", "yes", "on"}
+        if kind.startswith("int"):
+            return int(raw)
+        if kind.startswith("float"):
+            return float(raw)
+        if kind.startswith("Path"):
+            return Path(str(raw))
+    except ValueError as exc:
+        raise ConfigError(f"{field.name}: {raw!r} is not a valid {kind}") from exc
+    return str(raw)
+
+
+def load_config(
+    env: Mapping[str, str] | None = None, toml_path: Path | None = None
+) -> Config:
+    """Build the config: defaults, then the TOML file's ``[hub]`` table, then the environment."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    path = toml_path or (Path(env["HUB_CONFIG"]) if env.get("HUB_CONFIG") else None)
+    if path is not None:
+        with path.open("rb") as fh:
+            doc = tomllib.load(fh)
+        table = doc.get("hub", doc)
+        known = {s.name for s in SETTINGS}
+        unknown = set(table) - known
+        if unknown:
+            raise ConfigError(f"unknown settings in {path}: {', '.join(sorted(unknown))}")
+        values.update(table)
+    for setting in SETTINGS:
+        if setting.env in env and env[setting.env] != "":
+            values[setting.name] = env[setting.env]
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    return Config(**{k: _coerce(fields[k], v) for k, v in values.items()})
+
+
+def settings_markdown() -> str:
+    rows = ["| Variable | TOML key | Default | Meaning |", "|---|---|---|---|"]
+    defaults = Config()
+    for s in SETTINGS:
+        value = getattr(defaults, s.name)
+        default = "unset" if value is None else f"`{value}`"
+        rows.append(f"| `{s.env}` | `{s.name}` | {default} | {s.help} |")
+    return "\n".join(rows)

@@ -1,0 +1,1 @@
+"""Bus consumers that belong to the core. Each is idempotent on event id."""

@@ -1,0 +1,59 @@
+"""The one event envelope and every event type that crosses the bus.
+
+Nothing outside this package invents an event type: consumers, channels and the realtime layer all
+decode through :func:`decode_event` and switch on the payload class.
+"""
+
+from hub.events.envelope import (
+    Actor,
+    ActorKind,
+    Event,
+    Payload,
+    UnknownEventType,
+    decode_event,
+    encode_event,
+    make_event,
+    payload_type,
+    registered_types,
+)
+from hub.events.types import (
+    Attachment,
+    ContactCreated,
+    ContactMerged,
+    ContactUpdated,
+    ConversationCreated,
+    ConversationStatus,
+    ConversationUpdated,
+    MessageCreated,
+    MessageDirection,
+    MessageReceived,
+    MessageStatus,
+    MessageStatusChanged,
+    Priority,
+)
+
+__all__ = [
+    "Actor",
+    "ActorKind",
+    "Attachment",
+    "ContactCreated",
+    "ContactMerged",
+    "ContactUpdated",
+    "ConversationCreated",
+    "ConversationStatus",
+    "ConversationUpdated",
+    "Event",
+    "MessageCreated",
+    "MessageDirection",
+    "MessageReceived",
+    "MessageStatus",
+    "MessageStatusChanged",
+    "Payload",
+    "Priority",
+    "UnknownEventType",
+    "decode_event",
+    "encode_event",
+    "make_event",
+    "payload_type",
+    "registered_types",
+]

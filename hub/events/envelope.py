@@ -1,0 +1,171 @@
+"""The versioned event envelope, its wire codec and the registry of payload types.
+
+An event is encoded once (JSON via msgspec) when it is written to the outbox; the same bytes travel
+through the bus to every consumer. Payload classes register themselves with :func:`payload_type`,
+which fixes their type name, schema version and topic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Generic, TypeVar
+
+import msgspec
+
+from hub.ids import new_id
+
+
+class ActorKind(StrEnum):
+    CONTACT = "contact"
+    AGENT = "agent"
+    SYSTEM = "system"
+    INTEGRATION = "integration"
+
+
+class Actor(msgspec.Struct, frozen=True):
+    """Who caused the event: a contact writing in, an agent, an API integration, or the hub itself."""
+
+    kind: ActorKind
+    id: str | None = None
+
+
+SYSTEM = Actor(ActorKind.SYSTEM)
+
+
+class Payload(msgspec.Struct, frozen=True, kw_only=True):
+    """Base of every event payload. Subclasses are registered with :func:`payload_type`."""
+
+    TYPE: ClassVar[str]
+    VERSION: ClassVar[int]
+    TOPIC: ClassVar[str]
+
+    def partition_key(self) -> str | None:
+        """Key for events that have no conversation (contact events use the contact id)."""
+        return None
+
+
+P = TypeVar("P", bound=Payload)
+_REGISTRY: dict[str, type[Payload]] = {}
+
+
+def payload_type(name: str, *, topic: str, version: int = 1) -> Callable[[type[P]], type[P]]:
+    """Register a payload class under an event type name; a name may be registered only once."""
+
+    def register(cls: type[P]) -> type[P]:
+        if name in _REGISTRY:
+            raise ValueError(f"event type {name!r} registered twice")
+        cls.TYPE = name
+        cls.VERSION = version
+        cls.TOPIC = topic
+        _REGISTRY[name] = cls
+        return cls
+
+    return register
+
+
+def registered_types() -> dict[str, type[Payload]]:
+    return dict(_REGISTRY)
+
+
+class Event(msgspec.Struct, Generic[P], frozen=True, kw_only=True):
+    """The envelope. ``conversation_id`` is the partition key whenever the event has one."""
+
+    id: str
+    type: str
+    v: int
+    occurred_at: datetime
+    account_id: str
+    conversation_id: str | None
+    actor: Actor
+    correlation_id: str
+    causation_id: str | None = None
+    payload: P
+
+    @property
+    def key(self) -> str:
+        return self.conversation_id or self.payload.partition_key() or self.account_id
+
+    @property
+    def topic(self) -> str:
+        return self.payload.TOPIC
+
+
+def make_event(
+    payload: P,
+    *,
+    account_id: str,
+    conversation_id: str | None,
+    actor: Actor,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+    occurred_at: datetime | None = None,
+) -> Event[P]:
+    event_id = new_id()
+    return Event(
+        id=event_id,
+        type=payload.TYPE,
+        v=payload.VERSION,
+        occurred_at=occurred_at or datetime.now(UTC),
+        account_id=account_id,
+        conversation_id=conversation_id,
+        actor=actor,
+        correlation_id=correlation_id or event_id,
+        causation_id=causation_id,
+        payload=payload,
+    )
+
+
+class UnknownEventType(ValueError):
+    """Raised for an event type this process does not know (a newer producer); see docs."""
+
+
+class _Wire(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    type: str
+    v: int
+    occurred_at: datetime
+    account_id: str
+    conversation_id: str | None
+    actor: Actor
+    correlation_id: str
+    causation_id: str | None = None
+    payload: msgspec.Raw
+
+
+_encoder = msgspec.json.Encoder()
+_wire_decoder = msgspec.json.Decoder(_Wire)
+_payload_decoders: dict[str, msgspec.json.Decoder[Any]] = {}
+
+
+def encode_event(event: Event[Any]) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode_event(data: bytes) -> Event[Payload]:
+    """Decode wire bytes into a typed event.
+
+    Fields a newer schema version added are ignored, so an older consumer keeps working on the
+    fields it knows; an unknown event type raises :class:`UnknownEventType`.
+    """
+    wire = _wire_decoder.decode(data)
+    cls = _REGISTRY.get(wire.type)
+    if cls is None:
+        raise UnknownEventType(wire.type)
+    decoder = _payload_decoders.get(wire.type)
+    if decoder is None:
+        decoder = _payload_decoders[wire.type] = msgspec.json.Decoder(cls)
+    payload: Payload = decoder.decode(wire.payload)
+    return Event(
+        id=wire.id,
+        type=wire.type,
+        v=wire.v,
+        occurred_at=wire.occurred_at,
+        account_id=wire.account_id,
+        conversation_id=wire.conversation_id,
+        actor=wire.actor,
+        correlation_id=wire.correlation_id,
+        causation_id=wire.causation_id,
+        payload=payload,
+    )

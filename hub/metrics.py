@@ -1,0 +1,52 @@
+"""Prometheus metrics of the hub, defined once and shared by every module that counts something."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+disable_created_metrics()
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+MESSAGES_INGESTED = Counter(
+    "hub_messages_ingested_total",
+    "Inbound messages stored (duplicates of an already stored message are not counted).",
+    ["channel"],
+    registry=REGISTRY,
+)
+MESSAGES_DUPLICATE = Counter(
+    "hub_messages_duplicate_total",
+    "Inbound messages whose provider id was already stored (provider retries).",
+    ["channel"],
+    registry=REGISTRY,
+)
+WEBHOOKS_REJECTED = Counter(
+    "hub_webhooks_rejected_total",
+    "Webhook requests refused with a 4xx, by reason.",
+    ["channel", "code"],
+    registry=REGISTRY,
+)
+GROUP_COMMIT_SIZE = Histogram(
+    "hub_group_commit_size",
+    "Items committed per group-commit transaction.",
+    ["committer"],
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+    registry=REGISTRY,
+)
+REQUEST_LATENCY = Histogram(
+    "hub_http_request_duration_seconds",
+    "HTTP request latency by route and status.",
+    ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
+)
+OUTBOX_BACKLOG = Gauge(
+    "hub_outbox_backlog", "Outbox rows not yet settled on the bus.", registry=REGISTRY
+)
+OUTBOX_PUBLISHED = Counter(
+    "hub_outbox_published_total", "Events the relay published to the bus.", registry=REGISTRY
+)
+BUS_LAG = Gauge(
+    "hub_bus_lag", "Records not yet handled, per consumer group and topic.",
+    ["group", "topic"], registry=REGISTRY,
+)

@@ -1,0 +1,127 @@
+"""The outbox relay: publishes committed outbox rows to the bus, in ``seq`` order.
+
+One relay is active at a time (a session advisory lock; other processes stand by). It wakes on
+``NOTIFY hub_outbox`` and polls as a fallback. A row is deleted only once the bus says it is
+settled: at once for a durable broker, and for the in-process bus only after every consumer group
+handled it, so a crash at any point re-publishes what might not have been handled (consumers are
+idempotent on event id) and loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from typing import Any
+
+import asyncpg
+
+from hub.bus import Bus, OutRecord
+from hub.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
+from hub.store.outbox import NOTIFY_CHANNEL
+
+log = logging.getLogger(__name__)
+
+RELAY_LOCK = 0x48554252  # "HUBR"
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        dsn: str,
+        bus: Bus,
+        *,
+        poll_interval: float = 0.5,
+        batch_size: int = 1000,
+        max_unsettled: int = 20_000,
+    ) -> None:
+        self._dsn = dsn
+        self._bus = bus
+        self._poll = poll_interval
+        self._batch = batch_size
+        self._max_unsettled = max_unsettled
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.active = False
+        self.published = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._supervise(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _supervise(self) -> None:
+        """Keep a relay running through database restarts."""
+        while not self._stopping:
+            try:
+                await self._run()
+            except asyncio.CancelledError:
+                raise
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("outbox relay lost its connection", extra={"error": repr(exc)})
+                self.active = False
+                await asyncio.sleep(min(self._poll * 2, 2.0))
+
+    async def _run(self) -> None:
+        conn: asyncpg.Connection[Any] = await asyncpg.connect(self._dsn)
+        try:
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK):
+                await asyncio.sleep(self._poll)  # another process relays; stand by
+            self.active = True
+            await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+            await self._loop(conn)
+        finally:
+            self.active = False
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def _loop(self, conn: asyncpg.Connection[Any]) -> None:
+        cursor = 0  # everything still in the outbox is published again after a restart
+        pending: deque[tuple[int, int]] = deque()  # (bus token, last outbox seq of that publish)
+        unsettled = 0
+        while True:
+            self._wake.clear()
+            rows = []
+            if unsettled < self._max_unsettled:
+                rows = await conn.fetch(
+                    """SELECT seq, event_id, type, topic, key, payload FROM outbox
+                        WHERE seq > $1 ORDER BY seq LIMIT $2""",
+                    cursor, self._batch,
+                )
+            if rows:
+                token = await self._bus.publish_many(
+                    [
+                        OutRecord(
+                            r["topic"], r["key"], r["payload"],
+                            {"event_id": r["event_id"], "type": r["type"]},
+                        )
+                        for r in rows
+                    ]
+                )
+                cursor = rows[-1]["seq"]
+                pending.append((token, cursor))
+                unsettled += len(rows)
+                self.published += len(rows)
+                OUTBOX_PUBLISHED.inc(len(rows))
+            settled = self._bus.settled()
+            done_through = None
+            while pending and pending[0][0] <= settled:
+                done_through = pending.popleft()[1]
+            if done_through is not None:
+                deleted = await conn.execute("DELETE FROM outbox WHERE seq <= $1", done_through)
+                unsettled = max(0, unsettled - int(deleted.split()[-1]))
+            OUTBOX_BACKLOG.set(unsettled)
+            if len(rows) == self._batch:
+                continue
+            # wait for new rows, or for consumers to settle what is pending
+            timeout = 0.02 if pending else self._poll
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)

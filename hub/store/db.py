@@ -1,0 +1,29 @@
+"""Connection pool set-up shared by every process role."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import orjson
+
+
+async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=lambda v: orjson.dumps(v).decode(),
+        decoder=orjson.loads,
+        schema="pg_catalog",
+    )
+
+
+async def create_pool(dsn: str, size: int) -> asyncpg.Pool[Any]:
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min(2, size),
+        max_size=size,
+        init=_init_connection,
+        command_timeout=60,
+    )
+    assert pool is not None
+    return pool

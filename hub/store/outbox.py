@@ -1,0 +1,42 @@
+"""Writing events to the transactional outbox, inside the caller's transaction.
+
+Ordering rule: ``seq`` values are allocated under a transaction-level advisory lock that is held
+until commit. Two transactions can therefore never commit their outbox rows out of ``seq`` order,
+so the relay can read ``seq > cursor`` and never skip a row that commits late. Call
+:func:`append_events` as the last statement of a transaction to keep the locked window short.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from hub.events import Event, encode_event
+
+OUTBOX_LOCK = 0x4855424F  # "HUBO"
+NOTIFY_CHANNEL = "hub_outbox"
+
+
+async def append_events(conn: asyncpg.Connection[Any], events: Sequence[Event[Any]]) -> None:
+    if not events:
+        return
+    n = len(events)
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", OUTBOX_LOCK)
+    last: int = await conn.fetchval(
+        "SELECT setval('outbox_seq', nextval('outbox_seq') + $1 - 1)", n
+    )
+    first = last - n + 1
+    await conn.execute(
+        """INSERT INTO outbox (seq, event_id, type, topic, key, payload)
+           SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                $6::bytea[])""",
+        list(range(first, last + 1)),
+        [e.id for e in events],
+        [e.type for e in events],
+        [e.topic for e in events],
+        [e.key for e in events],
+        [encode_event(e) for e in events],
+    )
+    await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
