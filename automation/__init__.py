@@ -1,1 +1,1 @@
-"""Automation: rules on events, assignment strategies, business hours, SLA timers, outgoing webhooks."""
+"""Automation: rules on events, assignment, business hours, SLA timers, outgoing webhooks."""

@@ -5,12 +5,7 @@ from __future__ import annotations
 from channels._base import ChannelAdapter
 from channels.api import ApiChannel
 
-CHANNELS: dict[str, ChannelAdapter] = {
-    adapter.manifest.id: adapter
-    for adapter in (
-        ApiChannel(),
-    )
-}
+CHANNELS: dict[str, ChannelAdapter] = {adapter.manifest.id: adapter for adapter in (ApiChannel(),)}
 
 
 def get_channel(channel_id: str) -> ChannelAdapter | None:

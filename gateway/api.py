@@ -25,13 +25,17 @@ async def get_conversations(request: web.Request) -> web.Response:
     principal = await state.auth.principal(request)
     status = request.query.get("status")
     if status is not None and status not in _STATUSES:
-        raise ApiError(400, "invalid_parameter",
-                       f"status must be one of {', '.join(sorted(_STATUSES))}")
+        raise ApiError(
+            400, "invalid_parameter", f"status must be one of {', '.join(sorted(_STATUSES))}"
+        )
     try:
         items, cursor = await list_conversations(
-            hub.pool, principal.account_id,
-            status=status, inbox_id=request.query.get("inbox_id"),
-            limit=_limit(request), cursor=request.query.get("cursor"),
+            hub.pool,
+            principal.account_id,
+            status=status,
+            inbox_id=request.query.get("inbox_id"),
+            limit=_limit(request),
+            cursor=request.query.get("cursor"),
         )
     except BadCursor as exc:
         raise ApiError(400, "invalid_cursor", str(exc)) from exc
@@ -47,8 +51,11 @@ async def get_messages(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", "no such conversation")
     try:
         items, cursor = await list_messages(
-            hub.pool, principal.account_id, conversation_id,
-            limit=_limit(request), cursor=request.query.get("cursor"),
+            hub.pool,
+            principal.account_id,
+            conversation_id,
+            limit=_limit(request),
+            cursor=request.query.get("cursor"),
         )
     except BadCursor as exc:
         raise ApiError(400, "invalid_cursor", str(exc)) from exc

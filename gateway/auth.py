@@ -25,8 +25,12 @@ class TokenAuth:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise ApiError(401, "unauthenticated", "send Authorization: Bearer <token>",
-                           headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401,
+                "unauthenticated",
+                "send Authorization: Bearer <token>",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         token = token.strip()
         bootstrap = self._hub.config.bootstrap_token
         if bootstrap and hmac.compare_digest(token.encode(), bootstrap.encode()):
@@ -42,6 +46,10 @@ class TokenAuth:
                 self._cache.clear()
             self._cache[digest] = (now + (_TTL if found else 2.0), found)
         if found is None:
-            raise ApiError(401, "invalid_token", "the token is unknown or revoked",
-                           headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401,
+                "invalid_token",
+                "the token is unknown or revoked",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         return found

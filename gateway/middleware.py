@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from channels._base import WebhookRejected
 from gateway.responses import ApiError, error_response
@@ -38,7 +39,7 @@ def _route(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
-def make_middleware(access_log: bool) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def make_middleware(access_log: bool) -> Middleware:
     @web.middleware
     async def context(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
@@ -54,26 +55,40 @@ def make_middleware(access_log: bool) -> Callable[[web.Request, Handler], Awaita
                 if exc.status >= 500:
                     log.error("request failed", extra={"code": exc.code, "reason": exc.message})
                 else:
-                    log.warning("request refused", extra={"status": exc.status, "code": exc.code,
-                                                          "reason": exc.message})
+                    log.warning(
+                        "request refused",
+                        extra={"status": exc.status, "code": exc.code, "reason": exc.message},
+                    )
             except WebhookRejected as exc:
                 WEBHOOKS_REJECTED.labels(request.match_info.get("channel", "?"), exc.code).inc()
-                log.warning("webhook refused", extra={"status": exc.status, "code": exc.code,
-                                                      "reason": exc.message,
-                                                      "path": request.path})
+                log.warning(
+                    "webhook refused",
+                    extra={
+                        "status": exc.status,
+                        "code": exc.code,
+                        "reason": exc.message,
+                        "path": request.path,
+                    },
+                )
                 response = error_response(ApiError(exc.status, exc.code, exc.message))
             except web.HTTPException as exc:
                 if exc.status < 400:
                     raise
                 code = _HTTP_CODES.get(exc.status, "http_error")
-                log.warning("request refused", extra={"status": exc.status, "code": code,
-                                                      "reason": exc.reason})
+                log.warning(
+                    "request refused",
+                    extra={"status": exc.status, "code": code, "reason": exc.reason},
+                )
                 response = error_response(ApiError(exc.status, code, exc.reason))
             except DB_UNAVAILABLE as exc:
                 log.error("database unavailable", extra={"error": repr(exc)})
                 response = error_response(
-                    ApiError(503, "unavailable", "storage is unavailable, retry later",
-                             headers={"Retry-After": "1"})
+                    ApiError(
+                        503,
+                        "unavailable",
+                        "storage is unavailable, retry later",
+                        headers={"Retry-After": "1"},
+                    )
                 )
             except Exception:
                 log.exception("unhandled error")
@@ -86,8 +101,12 @@ def make_middleware(access_log: bool) -> Callable[[web.Request, Handler], Awaita
             if access_log:
                 access.info(
                     "request",
-                    extra={"method": request.method, "path": request.path,
-                           "status": response.status, "ms": round(elapsed * 1000, 2)},
+                    extra={
+                        "method": request.method,
+                        "path": request.path,
+                        "status": response.status,
+                        "ms": round(elapsed * 1000, 2),
+                    },
                 )
             return response
         finally:

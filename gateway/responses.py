@@ -10,7 +10,11 @@ from aiohttp import web
 
 class ApiError(Exception):
     def __init__(
-        self, status: int, code: str, message: str, details: Any = None,
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Any = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
@@ -21,7 +25,9 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     return web.Response(
         body=orjson.dumps(data, default=str),
         status=status,

@@ -46,9 +46,10 @@ async def _serve(config: Config) -> None:
     from gateway.app import build_app
 
     started = time.perf_counter()
-    fresh = config.database_url is None and not (
-        Path(config.data_dir) / "postgres" / "PG_VERSION"
-    ).exists()
+    fresh = (
+        config.database_url is None
+        and not (Path(config.data_dir) / "postgres" / "PG_VERSION").exists()
+    )
     hub = Hub(config)
     await hub.start()
     runner = web.AppRunner(build_app(hub), access_log=None, handle_signals=False)
@@ -57,13 +58,21 @@ async def _serve(config: Config) -> None:
     await site.start()
     log.info(
         "hub ready",
-        extra={"host": config.host, "port": config.port,
-               "startup_seconds": round(time.perf_counter() - started, 3),
-               "embedded_postgres": config.database_url is None, "fresh_data_dir": fresh},
+        extra={
+            "host": config.host,
+            "port": config.port,
+            "startup_seconds": round(time.perf_counter() - started, 3),
+            "embedded_postgres": config.database_url is None,
+            "fresh_data_dir": fresh,
+        },
     )
     if fresh:
-        print(TOUR.format(host=config.host, port=config.port,
-                          data_dir=Path(config.data_dir).resolve()), flush=True)
+        print(
+            TOUR.format(
+                host=config.host, port=config.port, data_dir=Path(config.data_dir).resolve()
+            ),
+            flush=True,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -90,31 +99,40 @@ def _print(data: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hub", description="Realtime messaging and omnichannel hub")
+    parser = argparse.ArgumentParser(
+        prog="hub", description="Realtime messaging and omnichannel hub"
+    )
     parser.add_argument("--config", type=Path, help="TOML file with a [hub] table")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the hub (embedded PostgreSQL unless DATABASE_URL)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.add_argument("--role", choices=["all"], default="all",
-                       help="process role; 'all' runs every part in this process")
+    serve.add_argument(
+        "--role",
+        choices=["all"],
+        default="all",
+        help="process role; 'all' runs every part in this process",
+    )
 
     sub.add_parser("migrate", help="apply database migrations")
 
-    inbox = sub.add_parser("inbox", help="manage inboxes").add_subparsers(dest="inbox_cmd",
-                                                                         required=True)
+    inbox = sub.add_parser("inbox", help="manage inboxes").add_subparsers(
+        dest="inbox_cmd", required=True
+    )
     create = inbox.add_parser("create", help="create an inbox; prints its id and secrets once")
     create.add_argument("--channel", required=True)
     create.add_argument("--name", required=True)
     create.add_argument("--reopen-policy", choices=["reopen", "new"], default="reopen")
 
-    token = sub.add_parser("token", help="manage API tokens").add_subparsers(dest="token_cmd",
-                                                                            required=True)
+    token = sub.add_parser("token", help="manage API tokens").add_subparsers(
+        dest="token_cmd", required=True
+    )
     token_create = token.add_parser("create", help="create an API token; prints it once")
     token_create.add_argument("--name", default="bootstrap")
-    token_create.add_argument("--role", default="administrator",
-                              choices=["administrator", "supervisor", "agent"])
+    token_create.add_argument(
+        "--role", default="administrator", choices=["administrator", "supervisor", "agent"]
+    )
 
     cfg = sub.add_parser("config", help="show the effective configuration")
     cfg.add_argument("--markdown", action="store_true", help="print the settings table")
@@ -143,30 +161,46 @@ def main(argv: list[str] | None = None) -> int:
             async def make_inbox(conn: asyncpg.Connection[Any]) -> dict[str, Any]:
                 account_id = await ensure_default_account(conn)
                 made = await create_inbox(
-                    conn, box, account_id=account_id, channel=args.channel, name=args.name,
+                    conn,
+                    box,
+                    account_id=account_id,
+                    channel=args.channel,
+                    name=args.name,
                     reopen_policy=args.reopen_policy,
                 )
-                return {"id": made.id, "account_id": made.account_id, "channel": made.channel,
-                        "name": made.name,
-                        "webhook_path": f"/webhooks/{made.channel}/{made.id}", **made.secrets}
+                return {
+                    "id": made.id,
+                    "account_id": made.account_id,
+                    "channel": made.channel,
+                    "name": made.name,
+                    "webhook_path": f"/webhooks/{made.channel}/{made.id}",
+                    **made.secrets,
+                }
 
             _print(asyncio.run(_with_db(config, make_inbox)))
         elif args.command == "token":
 
             async def make_token(conn: asyncpg.Connection[Any]) -> dict[str, Any]:
                 account_id = await ensure_default_account(conn)
-                made = await create_api_token(conn, account_id=account_id, name=args.name,
-                                              role=args.role)
-                return {"id": made.id, "account_id": made.account_id, "role": made.role,
-                        "token": made.token}
+                made = await create_api_token(
+                    conn, account_id=account_id, name=args.name, role=args.role
+                )
+                return {
+                    "id": made.id,
+                    "account_id": made.account_id,
+                    "role": made.role,
+                    "token": made.token,
+                }
 
             _print(asyncio.run(_with_db(config, make_token)))
         elif args.command == "config":
             if args.markdown:
                 print(settings_markdown())
             else:
-                shown = {k: ("***" if k == "secret_key" and v else str(v))
-                         for k, v in vars(config).items()}
+                shown = {
+                    k: ("***" if k == "secret_key" and v else str(v))
+                    for k, v in vars(config).items()
+                }
                 if config.database_url:
                     shown["database_url"] = "(set)"
                 _print(shown)

@@ -24,28 +24,55 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("host", "HUB_HOST", "Address the gateway listens on."),
     Setting("port", "HUB_PORT", "Port the gateway listens on."),
-    Setting("data_dir", "HUB_DATA_DIR", "Directory for the embedded PostgreSQL, the secret key file and media.",
+    Setting(
+        "data_dir",
+        "HUB_DATA_DIR",
+        "Directory for the embedded PostgreSQL, the secret key file and media.",
     ),
-    Setting("database_url", "DATABASE_URL", "PostgreSQL URL. Unset: the embedded PostgreSQL in `data_dir/postgres` is started.",
+    Setting(
+        "database_url",
+        "DATABASE_URL",
+        "PostgreSQL URL. Unset: the embedded PostgreSQL in `data_dir/postgres` is started.",
     ),
-    Setting("secret_key", "HUB_SECRET_KEY", "Fernet key that encrypts channel secrets at rest. Unset: generated once into "
+    Setting(
+        "secret_key",
+        "HUB_SECRET_KEY",
+        "Fernet key that encrypts channel secrets at rest. Unset: generated once into "
         "`data_dir/secret.key` (mode 0600).",
     ),
     Setting("log_level", "HUB_LOG_LEVEL", "debug, info, warning or error."),
     Setting("access_log", "HUB_ACCESS_LOG", "Log one JSON line per HTTP request."),
-    Setting("max_body_bytes", "HUB_MAX_BODY_BYTES", "Largest accepted request body; larger gets 413.",
+    Setting(
+        "max_body_bytes",
+        "HUB_MAX_BODY_BYTES",
+        "Largest accepted request body; larger gets 413.",
     ),
     Setting("db_pool_size", "HUB_DB_POOL_SIZE", "Connections in the PostgreSQL pool."),
-    Setting("ingest_batch_max", "HUB_INGEST_BATCH_MAX", "Most inbound messages committed in one group-commit transaction.",
+    Setting(
+        "ingest_batch_max",
+        "HUB_INGEST_BATCH_MAX",
+        "Most inbound messages committed in one group-commit transaction.",
     ),
-    Setting("ingest_batch_wait_ms", "HUB_INGEST_BATCH_WAIT_MS", "How long a group commit waits for company once the previous commit is done.",
+    Setting(
+        "ingest_batch_wait_ms",
+        "HUB_INGEST_BATCH_WAIT_MS",
+        "How long a group commit waits for company once the previous commit is done.",
     ),
-    Setting("ingest_concurrency", "HUB_INGEST_CONCURRENCY", "Group-commit transactions in flight at once.",
+    Setting(
+        "ingest_concurrency",
+        "HUB_INGEST_CONCURRENCY",
+        "Group-commit transactions in flight at once.",
     ),
     Setting("bus_partitions", "HUB_BUS_PARTITIONS", "Partitions per topic of the in-process bus."),
-    Setting("outbox_poll_ms", "HUB_OUTBOX_POLL_MS", "Outbox relay polling interval, the fallback behind LISTEN/NOTIFY.",
+    Setting(
+        "outbox_poll_ms",
+        "HUB_OUTBOX_POLL_MS",
+        "Outbox relay polling interval, the fallback behind LISTEN/NOTIFY.",
     ),
-    Setting("bootstrap_token", "HUB_BOOTSTRAP_TOKEN", "An admin API token accepted in addition to stored tokens (for scripted set-ups).",
+    Setting(
+        "bootstrap_token",
+        "HUB_BOOTSTRAP_TOKEN",
+        "An admin API token accepted in addition to stored tokens (for scripted set-ups).",
     ),
 )
 
@@ -96,9 +123,7 @@ def _coerce(field: dataclasses.Field[Any], raw: Any) -> Any:
     return str(raw)
 
 
-def load_config(
-    env: Mapping[str, str] | None = None, toml_path: Path | None = None
-) -> Config:
+def load_config(env: Mapping[str, str] | None = None, toml_path: Path | None = None) -> Config:
     """Build the config: defaults, then the TOML file's ``[hub]`` table, then the environment."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -47,6 +47,8 @@ OUTBOX_PUBLISHED = Counter(
     "hub_outbox_published_total", "Events the relay published to the bus.", registry=REGISTRY
 )
 BUS_LAG = Gauge(
-    "hub_bus_lag", "Records not yet handled, per consumer group and topic.",
-    ["group", "topic"], registry=REGISTRY,
+    "hub_bus_lag",
+    "Records not yet handled, per consumer group and topic.",
+    ["group", "topic"],
+    registry=REGISTRY,
 )

@@ -54,9 +54,12 @@ class OutboxRelay:
         self._stopping = True
         self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=5)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
 
     async def _supervise(self) -> None:
         """Keep a relay running through database restarts."""
@@ -74,33 +77,37 @@ class OutboxRelay:
         conn: asyncpg.Connection[Any] = await asyncpg.connect(self._dsn)
         try:
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK):
+                if self._stopping:
+                    return
                 await asyncio.sleep(self._poll)  # another process relays; stand by
             self.active = True
             await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
             await self._loop(conn)
         finally:
             self.active = False
-            with contextlib.suppress(Exception):
-                await conn.close()
+            conn.terminate()  # immediate; also ends the session lock so a standby takes over
 
     async def _loop(self, conn: asyncpg.Connection[Any]) -> None:
         cursor = 0  # everything still in the outbox is published again after a restart
         pending: deque[tuple[int, int]] = deque()  # (bus token, last outbox seq of that publish)
         unsettled = 0
-        while True:
+        while not self._stopping:
             self._wake.clear()
             rows = []
             if unsettled < self._max_unsettled:
                 rows = await conn.fetch(
                     """SELECT seq, event_id, type, topic, key, payload FROM outbox
                         WHERE seq > $1 ORDER BY seq LIMIT $2""",
-                    cursor, self._batch,
+                    cursor,
+                    self._batch,
                 )
             if rows:
                 token = await self._bus.publish_many(
                     [
                         OutRecord(
-                            r["topic"], r["key"], r["payload"],
+                            r["topic"],
+                            r["key"],
+                            r["payload"],
                             {"event_id": r["event_id"], "type": r["type"]},
                         )
                         for r in rows
@@ -124,4 +131,5 @@ class OutboxRelay:
             # wait for new rows, or for consumers to settle what is pending
             timeout = 0.02 if pending else self._poll
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()

@@ -1,1 +1,1 @@
-"""Realtime agent delivery over Socket.IO: per-agent sequenced streams with replay (issue: realtime)."""
+"""Realtime agent delivery over Socket.IO: per-agent sequenced streams with replay."""

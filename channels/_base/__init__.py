@@ -1,4 +1,4 @@
-"""What every channel shares: the adapter contract, canonical inbound message, errors, signatures."""
+"""What every channel shares: adapter contract, canonical inbound message, errors, signatures."""
 
 from channels._base.adapter import (
     ChannelAdapter,

@@ -6,8 +6,9 @@ import hashlib
 import hmac
 
 
-def verify_hmac_sha256(secret: str | bytes | None, body: bytes, header: str | None,
-                       prefix: str = "sha256=") -> bool:
+def verify_hmac_sha256(
+    secret: str | bytes | None, body: bytes, header: str | None, prefix: str = "sha256="
+) -> bool:
     """True only if ``header`` is ``prefix`` + the hex HMAC-SHA256 of ``body`` under ``secret``.
 
     A missing or empty secret or header is a refusal, never a pass.
@@ -16,7 +17,7 @@ def verify_hmac_sha256(secret: str | bytes | None, body: bytes, header: str | No
         return False
     key = secret.encode() if isinstance(secret, str) else secret
     expected = hmac.new(key, body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header[len(prefix):].strip().lower())
+    return hmac.compare_digest(expected, header[len(prefix) :].strip().lower())
 
 
 def sign_hmac_sha256(secret: str, body: bytes, prefix: str = "sha256=") -> str:

@@ -16,13 +16,14 @@ from typing import Any, Generic, TypeVar
 import asyncpg
 
 from hub.metrics import GROUP_COMMIT_SIZE
+from hub.store.db import Conn
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-BatchFn = Callable[["asyncpg.Connection[Any]", Sequence[T]], Awaitable[list[R]]]
+BatchFn = Callable[[Conn, Sequence[T]], Awaitable[list[R]]]
 
 #: conflicts between concurrent transactions: the batch is simply run again
 RETRYABLE = (
@@ -136,7 +137,9 @@ class GroupCommitter(Generic[T, R]):
                 await asyncio.sleep(0.002 * attempt)
 
 
-def _settle(future: asyncio.Future[R], *, result: Any = None, exc: BaseException | None = None) -> None:
+def _settle(
+    future: asyncio.Future[R], *, result: Any = None, exc: BaseException | None = None
+) -> None:
     if future.done():
         return
     if exc is not None:

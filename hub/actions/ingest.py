@@ -22,7 +22,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-import asyncpg
 import msgspec
 
 from channels._base import InboundMessage, InboxContext
@@ -41,6 +40,7 @@ from hub.events import (
 from hub.events.types import ConversationPatch, ConversationState, Identity
 from hub.ids import new_id
 from hub.metrics import MESSAGES_DUPLICATE, MESSAGES_INGESTED
+from hub.store.db import Conn
 from hub.store.outbox import append_events
 
 
@@ -80,9 +80,7 @@ class _Thread:
     count: int = 0
 
 
-async def ingest_batch(
-    conn: asyncpg.Connection[Any], requests: Sequence[IngestRequest]
-) -> list[IngestResult]:
+async def ingest_batch(conn: Conn, requests: Sequence[IngestRequest]) -> list[IngestResult]:
     results: list[IngestResult | None] = [None] * len(requests)
 
     # duplicates inside the batch share the first occurrence's result
@@ -98,8 +96,11 @@ async def ingest_batch(
 
     keys = sorted(
         {
-            _lock_key(requests[i].inbox.id, requests[i].message.sender.channel,
-                      requests[i].message.sender.address)
+            _lock_key(
+                requests[i].inbox.id,
+                requests[i].message.sender.channel,
+                requests[i].message.sender.address,
+            )
             for i in work
         }
     )
@@ -151,7 +152,7 @@ def _identity(r: IngestRequest) -> tuple[str, str, str]:
 
 
 async def _resolve_contacts(
-    conn: asyncpg.Connection[Any], requests: Sequence[IngestRequest]
+    conn: Conn, requests: Sequence[IngestRequest]
 ) -> tuple[dict[tuple[str, str, str], str], dict[tuple[str, str, str], str | None]]:
     """Map each sender identity to a contact id, creating contacts for new identities."""
     names: dict[tuple[str, str, str], str | None] = {}
@@ -198,7 +199,7 @@ async def _resolve_contacts(
 
 
 async def _resolve_threads(
-    conn: asyncpg.Connection[Any], pairs: Sequence[tuple[IngestRequest, str]]
+    conn: Conn, pairs: Sequence[tuple[IngestRequest, str]]
 ) -> dict[tuple[str, str], _Thread]:
     """Pick, wake, reopen or create the conversation of every (inbox, contact) in the batch."""
     policy: dict[tuple[str, str], IngestRequest] = {}
@@ -277,7 +278,8 @@ async def _resolve_threads(
             """UPDATE conversations c
                   SET messages_count = c.messages_count + x.n,
                       status = x.status,
-                      snoozed_until = CASE WHEN x.status = 'open' THEN NULL ELSE c.snoozed_until END,
+                      snoozed_until = CASE WHEN x.status = 'open' THEN NULL
+                                          ELSE c.snoozed_until END,
                       last_message_at = now(), last_activity_at = now(), updated_at = now()
                  FROM unnest($1::text[], $2::int[], $3::text[]) AS x(id, n, status)
                 WHERE c.id = x.id""",
@@ -289,7 +291,7 @@ async def _resolve_threads(
 
 
 async def _insert_messages(
-    conn: asyncpg.Connection[Any],
+    conn: Conn,
     requests: Sequence[IngestRequest],
     fresh: Sequence[int],
     message_ids: Sequence[str],
@@ -359,7 +361,10 @@ def _events(
                         name=new_contacts[ident],
                         identities=(Identity(ident[1], ident[2]),),
                     ),
-                    account_id=account_id, conversation_id=None, actor=actor, correlation_id=cid,
+                    account_id=account_id,
+                    conversation_id=None,
+                    actor=actor,
+                    correlation_id=cid,
                 )
             )
         thread = threads[(r.inbox.id, contact_id)]
@@ -373,13 +378,18 @@ def _events(
             else:
                 assert thread.previous is not None
                 payload = ConversationUpdated(
-                    inbox_id=r.inbox.id, state=thread.state, previous=thread.previous,
+                    inbox_id=r.inbox.id,
+                    state=thread.state,
+                    previous=thread.previous,
                     reason=thread.reason,
                 )
             events.append(
                 make_event(
-                    payload, account_id=account_id, conversation_id=thread.conversation_id,
-                    actor=actor, correlation_id=cid,
+                    payload,
+                    account_id=account_id,
+                    conversation_id=thread.conversation_id,
+                    actor=actor,
+                    correlation_id=cid,
                 )
             )
         m = r.message
@@ -396,7 +406,9 @@ def _events(
                     attachments=m.attachments,
                     sent_at=m.sent_at,
                 ),
-                account_id=account_id, conversation_id=thread.conversation_id, actor=actor,
+                account_id=account_id,
+                conversation_id=thread.conversation_id,
+                actor=actor,
                 correlation_id=cid,
             )
         )

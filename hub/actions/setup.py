@@ -9,13 +9,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import secrets
-from typing import Any
-
-import asyncpg
 
 from channels.registry import get_channel
 from hub.ids import new_id
 from hub.secrets import SecretBox
+from hub.store.db import Conn
 
 DEFAULT_ACCOUNT_NAME = "Default"
 ROLES = ("administrator", "supervisor", "agent")
@@ -25,13 +23,11 @@ class SetupError(ValueError):
     pass
 
 
-async def ensure_default_account(conn: asyncpg.Connection[Any]) -> str:
+async def ensure_default_account(conn: Conn) -> str:
     """The account a fresh hub works in; created once, found afterwards."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('hub:default-account'))")
-        existing: str | None = await conn.fetchval(
-            "SELECT id FROM accounts ORDER BY id LIMIT 1"
-        )
+        existing: str | None = await conn.fetchval("SELECT id FROM accounts ORDER BY id LIMIT 1")
         if existing is not None:
             return existing
         account_id = new_id()
@@ -51,7 +47,7 @@ class CreatedInbox:
 
 
 async def create_inbox(
-    conn: asyncpg.Connection[Any],
+    conn: Conn,
     box: SecretBox,
     *,
     account_id: str,
@@ -75,7 +71,12 @@ async def create_inbox(
     await conn.execute(
         """INSERT INTO inboxes (id, account_id, channel, name, reopen_policy, secrets)
            VALUES ($1, $2, $3, $4, $5, $6)""",
-        inbox_id, account_id, channel, name, reopen_policy, box.seal(values),
+        inbox_id,
+        account_id,
+        channel,
+        name,
+        reopen_policy,
+        box.seal(values),
     )
     return CreatedInbox(inbox_id, account_id, channel, name, values)
 
@@ -93,7 +94,7 @@ class CreatedToken:
 
 
 async def create_api_token(
-    conn: asyncpg.Connection[Any], *, account_id: str, name: str, role: str = "administrator"
+    conn: Conn, *, account_id: str, name: str, role: str = "administrator"
 ) -> CreatedToken:
     if role not in ROLES:
         raise SetupError(f"role must be one of {', '.join(ROLES)}")
@@ -102,6 +103,10 @@ async def create_api_token(
     await conn.execute(
         """INSERT INTO api_tokens (id, account_id, name, role, token_hash)
            VALUES ($1, $2, $3, $4, $5)""",
-        token_id, account_id, name, role, hash_token(token),
+        token_id,
+        account_id,
+        name,
+        role,
+        hash_token(token),
     )
     return CreatedToken(token_id, account_id, role, token)

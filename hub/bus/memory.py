@@ -1,11 +1,11 @@
 """The in-process bus backend.
 
-A :class:`MemoryBroker` holds the topics (partitioned logs) and each group's progress, like a broker
-would; :class:`MemoryBus` is a client of it. One runner task per (group, partition) walks the log and
-hands each batch to one of the group's members, so a partition is never processed by two members at
-once and order per key holds through membership changes. Records are dropped from memory once every
-group has handled them; how far that has come is reported through :meth:`MemoryBus.settled`, which
-the outbox relay uses to know which outbox rows it may delete.
+A :class:`MemoryBroker` holds the topics (partitioned logs) and each group's progress, like a
+broker would; :class:`MemoryBus` is a client of it. One runner task per (group, partition) walks
+the log and hands each batch to one of the group's members, so a partition is never processed by
+two members at once and order per key holds through membership changes. Records are dropped from
+memory once every group has handled them; how far that has come is reported through
+:meth:`MemoryBus.settled`, which the outbox relay uses to know which outbox rows it may delete.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ class MemoryBroker:
     def settled(self) -> int:
         lowest = self.last_token
         for topic in self.topics.values():
-            for index, partition in enumerate(topic.partitions):
+            for partition in topic.partitions:
                 if partition.records:
                     first = partition.records[0].token - 1
                     if first < lowest:
@@ -193,7 +193,9 @@ class MemoryBroker:
         delay = options.backoff_initial
         while True:
             try:
-                await handler([message if attempt == 1 else dataclasses.replace(message, attempt=attempt)])
+                await handler(
+                    [message if attempt == 1 else dataclasses.replace(message, attempt=attempt)]
+                )
                 return
             except asyncio.CancelledError:
                 raise
@@ -238,7 +240,9 @@ class MemoryBroker:
             extra={"group": group.name, "topic": message.topic, "offset": message.offset},
         )
         self.append(
-            OutRecord(dead_letter_topic(message.topic, group.name), message.key, message.value, headers)
+            OutRecord(
+                dead_letter_topic(message.topic, group.name), message.key, message.value, headers
+            )
         )
 
     async def leave(self, group: _Group, member: _Member) -> None:
@@ -248,7 +252,9 @@ class MemoryBroker:
             await member.idle.wait()
 
     async def close(self) -> None:
-        tasks = [t for topic in self.topics.values() for g in topic.groups.values() for t in g.runners]
+        tasks = [
+            t for topic in self.topics.values() for g in topic.groups.values() for t in g.runners
+        ]
         for task in tasks:
             task.cancel()
         for task in tasks:

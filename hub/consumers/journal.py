@@ -24,8 +24,10 @@ class Journal:
         self._pool = pool
 
     async def subscribe(self, bus: Bus, options: ConsumerOptions) -> list[Subscription]:
-        return [await bus.subscribe(topic, GROUP, self.handle, options)
-                for topic in (CONVERSATIONS, CONTACTS)]
+        return [
+            await bus.subscribe(topic, GROUP, self.handle, options)
+            for topic in (CONVERSATIONS, CONTACTS)
+        ]
 
     async def handle(self, batch: Sequence[BusMessage]) -> None:
         events = [decode_event(m.value) for m in batch]
@@ -47,4 +49,3 @@ class Journal:
                               AS x(id, account_id, conversation_id, type, occurred_at, raw)""",
                     *zip(*rows, strict=True),
                 )
-

@@ -25,7 +25,7 @@ class ActorKind(StrEnum):
 
 
 class Actor(msgspec.Struct, frozen=True):
-    """Who caused the event: a contact writing in, an agent, an API integration, or the hub itself."""
+    """Who caused the event: a contact writing in, an agent, an integration, or the hub itself."""
 
     kind: ActorKind
     id: str | None = None

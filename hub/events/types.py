@@ -108,11 +108,11 @@ class ConversationPatch(msgspec.Struct, frozen=True, kw_only=True, omit_defaults
     """Previous values of the fields an update changed; unchanged fields are absent."""
 
     status: ConversationStatus | msgspec.UnsetType = msgspec.UNSET
-    assignee_id: str | None | msgspec.UnsetType = msgspec.UNSET
-    team_id: str | None | msgspec.UnsetType = msgspec.UNSET
+    assignee_id: str | msgspec.UnsetType | None = msgspec.UNSET
+    team_id: str | msgspec.UnsetType | None = msgspec.UNSET
     labels: tuple[str, ...] | msgspec.UnsetType = msgspec.UNSET
-    priority: Priority | None | msgspec.UnsetType = msgspec.UNSET
-    snoozed_until: datetime | None | msgspec.UnsetType = msgspec.UNSET
+    priority: Priority | msgspec.UnsetType | None = msgspec.UNSET
+    snoozed_until: datetime | msgspec.UnsetType | None = msgspec.UNSET
 
 
 @payload_type("conversation.created", topic=CONVERSATIONS)

@@ -6,6 +6,10 @@ from typing import Any
 
 import asyncpg
 import orjson
+from asyncpg.pool import PoolConnectionProxy
+
+#: a connection of its own or one borrowed from the pool; both run the same queries
+Conn = asyncpg.Connection[Any] | PoolConnectionProxy[Any]
 
 
 async def _init_connection(conn: asyncpg.Connection[Any]) -> None:

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import logging
 from importlib import resources
-from typing import Any
 
-import asyncpg
+from hub.store.db import Conn
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +26,7 @@ def available_migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-async def migrate(conn: asyncpg.Connection[Any]) -> list[str]:
+async def migrate(conn: Conn) -> list[str]:
     """Apply every migration not yet applied; return the names applied now."""
     applied_now: list[str] = []
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)

@@ -11,15 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import asyncpg
-
 from hub.events import Event, encode_event
+from hub.store.db import Conn
 
 OUTBOX_LOCK = 0x4855424F  # "HUBO"
 NOTIFY_CHANNEL = "hub_outbox"
 
 
-async def append_events(conn: asyncpg.Connection[Any], events: Sequence[Event[Any]]) -> None:
+async def append_events(conn: Conn, events: Sequence[Event[Any]]) -> None:
     if not events:
         return
     n = len(events)

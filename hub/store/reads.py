@@ -12,10 +12,11 @@ import orjson
 
 from channels._base import InboxContext
 from hub.secrets import SecretBox
+from hub.store.db import Conn
 
 
 async def load_inbox(
-    conn: asyncpg.Connection[Any] | asyncpg.Pool[Any], box: SecretBox, inbox_id: str
+    conn: Conn | asyncpg.Pool[Any], box: SecretBox, inbox_id: str
 ) -> InboxContext | None:
     row = await conn.fetchrow(
         """SELECT id, account_id, channel, name, reopen_policy, settings, secrets
@@ -107,7 +108,12 @@ async def list_conversations(
                AND ($4::timestamptz IS NULL OR (c.last_activity_at, c.id) < ($4, $5::text))
              ORDER BY c.last_activity_at DESC, c.id DESC
              LIMIT $6""",
-        account_id, status, inbox_id, after_ts, after_id, limit + 1,
+        account_id,
+        status,
+        inbox_id,
+        after_ts,
+        after_id,
+        limit + 1,
     )
     items = [dict(r) for r in rows[:limit]]
     next_cursor = None
@@ -117,10 +123,13 @@ async def list_conversations(
     return items, next_cursor
 
 
-async def conversation_exists(pool: asyncpg.Pool[Any], account_id: str, conversation_id: str) -> bool:
+async def conversation_exists(
+    pool: asyncpg.Pool[Any], account_id: str, conversation_id: str
+) -> bool:
     found: bool = await pool.fetchval(
         "SELECT EXISTS (SELECT 1 FROM conversations WHERE id = $1 AND account_id = $2)",
-        conversation_id, account_id,
+        conversation_id,
+        account_id,
     )
     return found
 
@@ -144,7 +153,10 @@ async def list_messages(
               AND ($3::text IS NULL OR id > $3)
             ORDER BY id
             LIMIT $4""",
-        conversation_id, account_id, after_id, limit + 1,
+        conversation_id,
+        account_id,
+        after_id,
+        limit + 1,
     )
     items = [dict(r) for r in rows[:limit]]
     next_cursor = encode_cursor([items[-1]["id"]]) if len(rows) > limit else None

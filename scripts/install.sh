@@ -1,0 +1,25 @@
+# Sourced by scripts/serve and scripts/test: make .venv with the pinned dependencies.
+# Usage: install_hub [extra]   (extra: "test" adds the test and lint tools)
+
+install_hub() {
+    local extra="${1:-}"
+    local py="${PYTHON:-python3}"
+    if ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+        echo "hub needs Python 3.11 or newer (set PYTHON=/path/to/python3.11)" >&2
+        exit 1
+    fi
+    if [ ! -x .venv/bin/python ]; then
+        echo "== creating .venv"
+        "$py" -m venv .venv
+    fi
+    local spec="."
+    [ -n "$extra" ] && spec=".[$extra]"
+    local stamp=".venv/.installed-${extra:-base}"
+    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
+        echo "== installing the hub and its pinned dependencies into .venv"
+        .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+        .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+            -c constraints.txt -e "$spec"
+        touch "$stamp"
+    fi
+}
