@@ -56,8 +56,10 @@ def parse_body(body: bytes) -> InboundMessage:
         data = _decoder.decode(body)
     except msgspec.ValidationError as exc:  # well-formed JSON, wrong shape
         raise WebhookRejected(422, "invalid_body", str(exc)) from exc
-    except msgspec.DecodeError as exc:
-        raise WebhookRejected(400, "invalid_json", f"body is not valid JSON: {exc}") from exc
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise WebhookRejected(400, "invalid_json", f"body is not valid UTF-8 JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise WebhookRejected(400, "invalid_json", "JSON is nested too deeply") from exc
     if data.message_id is None:
         raise WebhookRejected(
             422, "missing_provider_message_id", "`message_id` is required for idempotency"

@@ -57,6 +57,7 @@ class GroupCommitter(Generic[T, R]):
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
         self._size = GROUP_COMMIT_SIZE.labels(name)
+        self.commits = 0  # batches committed whole
 
     def start(self) -> None:
         self._workers = [
@@ -120,6 +121,7 @@ class GroupCommitter(Generic[T, R]):
                 else:
                     _settle(future, result=result)
             return
+        self.commits += 1
         self._size.observe(len(batch))
         for (_, future), result in zip(batch, results, strict=True):
             _settle(future, result=result)

@@ -1,0 +1,95 @@
+"""Shared fixtures: one embedded PostgreSQL for the session, a fresh migrated database per test,
+and a started hub with its gateway on a test server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from hub.app import Hub
+from hub.config import Config
+from hub.store.embedded import start_embedded_postgres
+from hub.store.migrate import migrate
+
+TEMPLATE = "hub_template"
+
+
+def _with_db(dsn: str, database: str) -> str:
+    base, _, query = dsn.partition("?")
+    base = base.rsplit("/", 1)[0]
+    return f"{base}/{database}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture(scope="session")
+async def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """The embedded server for the whole run, with a migrated template database."""
+    data_dir = tmp_path_factory.mktemp("pg")
+    dsn = await start_embedded_postgres(data_dir)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE}")
+        await conn.execute(f"CREATE DATABASE {TEMPLATE}")
+    finally:
+        await conn.close()
+    template = await asyncpg.connect(_with_db(dsn, TEMPLATE))
+    try:
+        await migrate(template)
+    finally:
+        await template.close()
+    yield dsn
+
+
+@pytest.fixture
+async def db_dsn(pg_dsn: str) -> str:
+    """A fresh, migrated database for one test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+    finally:
+        await conn.close()
+    return _with_db(pg_dsn, name)
+
+
+@pytest.fixture
+async def db(db_dsn: str) -> AsyncIterator[asyncpg.Connection[Any]]:
+    conn = await asyncpg.connect(db_dsn)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+def hub_config(db_dsn: str, tmp_path: Path) -> Config:
+    return Config(
+        database_url=db_dsn,
+        data_dir=tmp_path / "data",
+        access_log=False,
+        outbox_poll_ms=100,
+        bootstrap_token="test-bootstrap-token",
+        max_body_bytes=64 * 1024,
+    )
+
+
+@pytest.fixture
+async def hub(hub_config: Config) -> AsyncIterator[Hub]:
+    instance = Hub(hub_config)
+    await instance.start()
+    yield instance
+    await instance.stop()
+
+
+@pytest.fixture
+async def client(hub: Hub) -> AsyncIterator[TestClient[Any, Any]]:
+    from gateway.app import build_app
+
+    async with TestClient(TestServer(build_app(hub))) as test_client:
+        yield test_client
+
+
+AsyncFactory = Callable[..., Coroutine[Any, Any, Any]]

@@ -1,0 +1,255 @@
+"""The ingest action against a real PostgreSQL: idempotency, threading rules, account scoping,
+group commit, and the events written with every message."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import pytest
+from cryptography.fernet import Fernet
+
+from channels._base import InboundMessage, InboxContext, Sender
+from hub.actions.group_commit import GroupCommitter
+from hub.actions.ingest import IngestRequest, IngestResult, ingest_batch
+from hub.actions.setup import create_inbox, ensure_default_account
+from hub.events import decode_event
+from hub.ids import new_id
+from hub.secrets import SecretBox
+from hub.store.reads import load_inbox
+
+pytestmark = pytest.mark.postgres
+BOX = SecretBox(Fernet.generate_key())
+
+
+async def make_inbox(
+    db: asyncpg.Connection[Any], account_id: str | None = None, reopen_policy: str = "reopen"
+) -> InboxContext:
+    account_id = account_id or await ensure_default_account(db)
+    made = await create_inbox(
+        db, BOX, account_id=account_id, channel="api", name="Test", reopen_policy=reopen_policy
+    )
+    inbox = await load_inbox(db, BOX, made.id)
+    assert inbox is not None
+    return inbox
+
+
+async def new_account(db: asyncpg.Connection[Any]) -> str:
+    account_id = new_id()
+    await db.execute("INSERT INTO accounts (id, name) VALUES ($1, 'Other')", account_id)
+    return account_id
+
+
+def msg(pmid: str, address: str = "+94770000001", text: str = "hi") -> InboundMessage:
+    return InboundMessage(pmid, Sender("api", address, "Kamala"), text)
+
+
+async def ingest(
+    db: asyncpg.Connection[Any], inbox: InboxContext, *messages: InboundMessage
+) -> list[IngestResult]:
+    async with db.transaction():
+        return await ingest_batch(db, [IngestRequest(inbox, m, "corr-1") for m in messages])
+
+
+async def outbox_events(db: asyncpg.Connection[Any]) -> list[Any]:
+    rows = await db.fetch("SELECT payload FROM outbox ORDER BY seq")
+    return [decode_event(r["payload"]) for r in rows]
+
+
+async def test_same_provider_message_is_stored_once(db: asyncpg.Connection[Any]) -> None:
+    inbox = await make_inbox(db)
+    first = await ingest(db, inbox, msg("p-1"))
+    again = await ingest(db, inbox, msg("p-1"))
+    in_batch = await ingest(db, inbox, msg("p-2"), msg("p-2"))
+    assert not first[0].duplicate and again[0].duplicate
+    assert again[0].message_id == first[0].message_id
+    assert [r.duplicate for r in in_batch] == [False, True]
+    assert in_batch[0].message_id == in_batch[1].message_id
+    assert await db.fetchval("SELECT count(*) FROM messages") == 2
+    received = [e for e in await outbox_events(db) if e.type == "message.received"]
+    assert len(received) == 2, "a duplicate emits no second event"
+
+
+async def test_messages_of_one_contact_thread_into_one_conversation(
+    db: asyncpg.Connection[Any],
+) -> None:
+    inbox = await make_inbox(db)
+    a1, a2 = await ingest(db, inbox, msg("1", "+94770000001"), msg("2", "+94770000001"))
+    (b1,) = await ingest(db, inbox, msg("3", "+94770000002"))
+    (a3,) = await ingest(db, inbox, msg("4", "+94770000001"))
+    assert a1.conversation_id == a2.conversation_id == a3.conversation_id
+    assert a1.contact_id == a3.contact_id
+    assert b1.conversation_id != a1.conversation_id
+    count = await db.fetchval(
+        "SELECT messages_count FROM conversations WHERE id = $1", a1.conversation_id
+    )
+    assert count == 3
+    events = await outbox_events(db)
+    assert [e.type for e in events] == [
+        "contact.created",
+        "conversation.created",
+        "message.received",
+        "message.received",
+        "contact.created",
+        "conversation.created",
+        "message.received",
+        "message.received",
+    ]
+    assert {e.correlation_id for e in events} == {"corr-1"}
+
+
+async def test_resolved_conversation_is_reopened_by_default(db: asyncpg.Connection[Any]) -> None:
+    inbox = await make_inbox(db)
+    (first,) = await ingest(db, inbox, msg("1"))
+    await db.execute(
+        "UPDATE conversations SET status = 'resolved' WHERE id = $1", first.conversation_id
+    )
+    (second,) = await ingest(db, inbox, msg("2"))
+    assert second.conversation_id == first.conversation_id
+    status = await db.fetchval(
+        "SELECT status FROM conversations WHERE id = $1", first.conversation_id
+    )
+    assert status == "open"
+    updated = [e for e in await outbox_events(db) if e.type == "conversation.updated"]
+    assert len(updated) == 1
+    assert updated[0].payload.previous.status == "resolved"
+    assert updated[0].payload.state.status == "open"
+    assert updated[0].payload.reason == "reopened_by_contact"
+
+
+async def test_inbox_policy_new_starts_a_new_conversation(db: asyncpg.Connection[Any]) -> None:
+    inbox = await make_inbox(db, reopen_policy="new")
+    (first,) = await ingest(db, inbox, msg("1"))
+    await db.execute(
+        "UPDATE conversations SET status = 'resolved' WHERE id = $1", first.conversation_id
+    )
+    (second,) = await ingest(db, inbox, msg("2"))
+    (third,) = await ingest(db, inbox, msg("3"))
+    assert second.conversation_id != first.conversation_id
+    assert third.conversation_id == second.conversation_id, "the new one is open: thread into it"
+    assert second.contact_id == first.contact_id
+
+
+async def test_snoozed_conversation_wakes_up(db: asyncpg.Connection[Any]) -> None:
+    inbox = await make_inbox(db)
+    (first,) = await ingest(db, inbox, msg("1"))
+    await db.execute(
+        """UPDATE conversations SET status = 'snoozed', snoozed_until = now() + interval '1 day'
+            WHERE id = $1""",
+        first.conversation_id,
+    )
+    (second,) = await ingest(db, inbox, msg("2"))
+    row = await db.fetchrow(
+        "SELECT status, snoozed_until FROM conversations WHERE id = $1", first.conversation_id
+    )
+    assert second.conversation_id == first.conversation_id
+    assert row["status"] == "open" and row["snoozed_until"] is None
+
+
+async def test_pending_conversation_stays_pending(db: asyncpg.Connection[Any]) -> None:
+    inbox = await make_inbox(db)
+    (first,) = await ingest(db, inbox, msg("1"))
+    await db.execute(
+        "UPDATE conversations SET status = 'pending' WHERE id = $1", first.conversation_id
+    )
+    (second,) = await ingest(db, inbox, msg("2"))
+    assert second.conversation_id == first.conversation_id
+    assert (
+        await db.fetchval("SELECT status FROM conversations WHERE id = $1", first.conversation_id)
+        == "pending"
+    )
+
+
+async def test_accounts_are_scoped(db: asyncpg.Connection[Any]) -> None:
+    inbox_a = await make_inbox(db)
+    inbox_a2 = await make_inbox(db, inbox_a.account_id)
+    inbox_b = await make_inbox(db, await new_account(db))
+    (a,) = await ingest(db, inbox_a, msg("1", "+94770000009"))
+    (a2,) = await ingest(db, inbox_a2, msg("1", "+94770000009"))
+    (b,) = await ingest(db, inbox_b, msg("1", "+94770000009"))
+    assert not a2.duplicate and not b.duplicate, "provider ids are per inbox"
+    assert a2.contact_id == a.contact_id, "one contact per identity within an account"
+    assert a2.conversation_id != a.conversation_id, "each inbox has its own conversation"
+    assert b.contact_id != a.contact_id, "another account never shares a contact"
+    rows = await db.fetch("SELECT DISTINCT account_id FROM contacts")
+    assert len(rows) == 2
+
+
+async def test_nothing_is_written_when_the_batch_fails(db: asyncpg.Connection[Any]) -> None:
+    inbox = await make_inbox(db)
+    broken = InboxContext(
+        id="no-such-inbox",
+        account_id=inbox.account_id,
+        channel="api",
+        name="x",
+        reopen_policy="reopen",
+        settings={},
+        secrets={},
+    )
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        await ingest(db, broken, msg("1"))
+    for table in ("messages", "conversations", "contacts", "contact_identities", "outbox"):
+        assert await db.fetchval(f"SELECT count(*) FROM {table}") == 0, table
+
+
+async def test_group_commit_stores_concurrent_ingests_once_each(
+    db: asyncpg.Connection[Any], db_dsn: str
+) -> None:
+    inbox = await make_inbox(db)
+    pool = await asyncpg.create_pool(db_dsn, min_size=2, max_size=4)
+    assert pool is not None
+    committer: GroupCommitter[IngestRequest, IngestResult] = GroupCommitter(
+        "test-ingest", pool, ingest_batch, max_batch=100, wait=0.005, concurrency=2
+    )
+    committer.start()
+    try:
+        requests = [
+            IngestRequest(inbox, msg(f"m{i % 300}", f"+9477{i % 40:07d}"), None) for i in range(600)
+        ]
+        results = await asyncio.gather(*(committer.submit(r) for r in requests))
+    finally:
+        await committer.stop()
+        await pool.close()
+    assert sum(not r.duplicate for r in results) == 300
+    assert await db.fetchval("SELECT count(*) FROM messages") == 300
+    assert await db.fetchval("SELECT count(*) FROM contacts") == 40
+    assert await db.fetchval("SELECT count(*) FROM conversations") == 40
+    by_pmid: dict[str, set[str]] = {}
+    for request, result in zip(requests, results, strict=True):
+        by_pmid.setdefault(request.message.provider_message_id, set()).add(result.message_id)
+    assert all(len(ids) == 1 for ids in by_pmid.values()), "retries get the stored message"
+    # group commit really grouped: far fewer transactions than messages
+    assert 0 < committer.commits < 100
+
+
+async def test_one_bad_item_fails_only_its_caller(db: asyncpg.Connection[Any], db_dsn: str) -> None:
+    inbox = await make_inbox(db)
+    broken = InboxContext(
+        id="no-such-inbox",
+        account_id=inbox.account_id,
+        channel="api",
+        name="x",
+        reopen_policy="reopen",
+        settings={},
+        secrets={},
+    )
+    pool = await asyncpg.create_pool(db_dsn, min_size=1, max_size=2)
+    assert pool is not None
+    committer: GroupCommitter[IngestRequest, IngestResult] = GroupCommitter(
+        "test-isolation", pool, ingest_batch, max_batch=50, wait=0.02, concurrency=1
+    )
+    committer.start()
+    try:
+        results = await asyncio.gather(
+            committer.submit(IngestRequest(inbox, msg("good-1"), None)),
+            committer.submit(IngestRequest(broken, msg("bad"), None)),
+            committer.submit(IngestRequest(inbox, msg("good-2"), None)),
+            return_exceptions=True,
+        )
+    finally:
+        await committer.stop()
+        await pool.close()
+    assert isinstance(results[1], asyncpg.ForeignKeyViolationError)
+    assert isinstance(results[0], IngestResult) and isinstance(results[2], IngestResult)
+    assert await db.fetchval("SELECT count(*) FROM messages") == 2
