@@ -1,0 +1,31 @@
+"""Configuration from TOML and the environment, and the README's settings table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hub.config import ConfigError, load_config, settings_markdown
+
+
+def test_environment_overrides_the_toml_file(tmp_path: Path) -> None:
+    toml = tmp_path / "hub.toml"
+    toml.write_text('[hub]\nport = 9001\nhost = "0.0.0.0"\naccess_log = false\n')
+    config = load_config({"HUB_PORT": "9002"}, toml)
+    assert config.port == 9002 and config.host == "0.0.0.0" and config.access_log is False
+    assert load_config({}).port == 8080
+
+
+def test_unknown_or_malformed_settings_are_refused(tmp_path: Path) -> None:
+    toml = tmp_path / "hub.toml"
+    toml.write_text("[hub]\nprot = 1\n")
+    with pytest.raises(ConfigError, match="prot"):
+        load_config({}, toml)
+    with pytest.raises(ConfigError, match="port"):
+        load_config({"HUB_PORT": "eighty"})
+
+
+def test_readme_lists_every_setting() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert settings_markdown() in readme, "regenerate the table with `hub config --markdown`"
