@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -40,6 +41,8 @@ def _route(request: web.Request) -> str:
 
 
 def make_middleware(access_log: bool) -> Middleware:
+    latency: dict[tuple[str, str, int], Any] = {}  # labelled children, looked up once
+
     @web.middleware
     async def context(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
@@ -95,9 +98,11 @@ def make_middleware(access_log: bool) -> Middleware:
                 response = error_response(ApiError(500, "internal_error", "internal error"))
             response.headers["X-Request-Id"] = cid
             elapsed = time.perf_counter() - started
-            REQUEST_LATENCY.labels(request.method, _route(request), str(response.status)).observe(
-                elapsed
-            )
+            key = (request.method, _route(request), response.status)
+            histogram = latency.get(key)
+            if histogram is None:
+                histogram = latency[key] = REQUEST_LATENCY.labels(key[0], key[1], str(key[2]))
+            histogram.observe(elapsed)
             if access_log:
                 access.info(
                     "request",

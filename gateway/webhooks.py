@@ -34,9 +34,11 @@ async def handle_webhook(request: web.Request) -> web.Response:
     )
     messages = await adapter.parse_webhook(webhook, inbox)
     cid = correlation_id.get()
-    results = await asyncio.gather(
-        *(state.hub.ingest.submit(IngestRequest(inbox, m, cid)) for m in messages)
-    )
+    submit = state.hub.ingest.submit
+    if len(messages) == 1:
+        results = [await submit(IngestRequest(inbox, messages[0], cid))]
+    else:
+        results = await asyncio.gather(*(submit(IngestRequest(inbox, m, cid)) for m in messages))
     return json_response(
         {
             "messages": [

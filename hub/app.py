@@ -64,8 +64,9 @@ class Hub:
             self.account_id = await ensure_default_account(conn)
         self.bus = MemoryBus(partitions=config.bus_partitions)
         await self.bus.start()
-        options = ConsumerOptions(transient=(ConnectionError, TimeoutError, *DB_UNAVAILABLE))
-        self._subscriptions += await Journal(self.pool).subscribe(self.bus, options)
+        transient = (ConnectionError, TimeoutError, *DB_UNAVAILABLE)
+        journal = ConsumerOptions(max_batch=2000, linger=0.2, transient=transient)
+        self._subscriptions += await Journal(self.pool).subscribe(self.bus, journal)
         # the relay starts after the consumers, so the in-process bus has its groups
         self.relay = OutboxRelay(self.dsn, self.bus, poll_interval=config.outbox_poll_ms / 1000)
         self.relay.start()

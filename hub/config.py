@@ -89,9 +89,9 @@ class Config:
     max_body_bytes: int = 1_048_576
     db_pool_size: int = 8
     ingest_batch_max: int = 500
-    ingest_batch_wait_ms: float = 2.0
+    ingest_batch_wait_ms: float = 0.0
     ingest_concurrency: int = 2
-    bus_partitions: int = 8
+    bus_partitions: int = 4
     outbox_poll_ms: int = 500
     bootstrap_token: str | None = None
 

@@ -29,9 +29,14 @@ from hub.events.types import ConversationPatch, ConversationState, ConversationS
 def test_every_registered_type_has_a_topic_and_version() -> None:
     types = registered_types()
     assert {
-        "message.received", "message.created", "message.status_changed",
-        "conversation.created", "conversation.updated",
-        "contact.created", "contact.updated", "contact.merged",
+        "message.received",
+        "message.created",
+        "message.status_changed",
+        "conversation.created",
+        "conversation.updated",
+        "contact.created",
+        "contact.updated",
+        "contact.merged",
     } <= set(types)
     for name, cls in types.items():
         assert cls.TYPE == name and cls.VERSION >= 1 and cls.TOPIC in {"conversations", "contacts"}
@@ -39,13 +44,23 @@ def test_every_registered_type_has_a_topic_and_version() -> None:
 
 def test_round_trip_keeps_every_field() -> None:
     payload = MessageReceived(
-        message_id="m", inbox_id="i", contact_id="c", channel="api", provider_message_id="p",
-        content="සිංහල தமிழ் हिन्दी", attachments=(Attachment(url="u", content_type="image/png"),),
+        message_id="m",
+        inbox_id="i",
+        contact_id="c",
+        channel="api",
+        provider_message_id="p",
+        content="සිංහල தமிழ் हिन्दी",
+        attachments=(Attachment(url="u", content_type="image/png"),),
         sent_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
     )
-    event = make_event(payload, account_id="a", conversation_id="conv",
-                       actor=Actor(ActorKind.CONTACT, "c"), correlation_id="corr",
-                       causation_id="cause")
+    event = make_event(
+        payload,
+        account_id="a",
+        conversation_id="conv",
+        actor=Actor(ActorKind.CONTACT, "c"),
+        correlation_id="corr",
+        causation_id="cause",
+    )
     decoded = decode_event(encode_event(event))
     assert decoded == event
     assert decoded.key == "conv" and decoded.topic == "conversations"
@@ -55,10 +70,13 @@ def test_round_trip_keeps_every_field() -> None:
 def test_update_carries_only_what_changed() -> None:
     event = make_event(
         ConversationUpdated(
-            inbox_id="i", state=ConversationState(status=ConversationStatus.OPEN),
+            inbox_id="i",
+            state=ConversationState(status=ConversationStatus.OPEN),
             previous=ConversationPatch(status=ConversationStatus.RESOLVED),
         ),
-        account_id="a", conversation_id="conv", actor=Actor(ActorKind.SYSTEM),
+        account_id="a",
+        conversation_id="conv",
+        actor=Actor(ActorKind.SYSTEM),
     )
     raw = msgspec.json.decode(encode_event(event))
     assert raw["payload"]["previous"] == {"status": "resolved"}
@@ -66,10 +84,18 @@ def test_update_carries_only_what_changed() -> None:
 
 
 def test_contact_events_are_keyed_by_contact() -> None:
-    created = make_event(ContactCreated(contact_id="c1", name=None), account_id="a",
-                         conversation_id=None, actor=Actor(ActorKind.SYSTEM))
-    merged = make_event(ContactMerged(contact_id="c1", merged_contact_id="c2"), account_id="a",
-                        conversation_id=None, actor=Actor(ActorKind.AGENT, "u"))
+    created = make_event(
+        ContactCreated(contact_id="c1", name=None),
+        account_id="a",
+        conversation_id=None,
+        actor=Actor(ActorKind.SYSTEM),
+    )
+    merged = make_event(
+        ContactMerged(contact_id="c1", merged_contact_id="c2"),
+        account_id="a",
+        conversation_id=None,
+        actor=Actor(ActorKind.AGENT, "u"),
+    )
     assert created.key == "c1" and created.topic == "contacts"
     assert merged.key == "c1"
 
@@ -77,7 +103,9 @@ def test_contact_events_are_keyed_by_contact() -> None:
 def test_newer_schema_fields_are_ignored_and_unknown_types_refused() -> None:
     event = make_event(
         MessageStatusChanged(message_id="m", inbox_id="i", status=MessageStatus.DELIVERED),
-        account_id="a", conversation_id="conv", actor=Actor(ActorKind.SYSTEM),
+        account_id="a",
+        conversation_id="conv",
+        actor=Actor(ActorKind.SYSTEM),
     )
     raw = msgspec.json.decode(encode_event(event))
     raw["v"] = 2

@@ -28,10 +28,13 @@ async def write_events(
     events = [
         make_event(
             ConversationCreated(
-                inbox_id="i", contact_id=f"c{i}",
+                inbox_id="i",
+                contact_id=f"c{i}",
                 state=ConversationState(status=ConversationStatus.OPEN),
             ),
-            account_id="a", conversation_id=f"conv-{i % conversations}", actor=SYSTEM,
+            account_id="a",
+            conversation_id=f"conv-{i % conversations}",
+            actor=SYSTEM,
         )
         for i in range(n)
     ]
@@ -115,6 +118,7 @@ async def test_unhandled_events_stay_in_the_outbox_and_are_published_after_a_res
     second = OutboxRelay(db_dsn, second_bus, poll_interval=0.05)
     second.start()
     try:
+
         async def delivered() -> bool:
             return len(seen) >= 10 and await db.fetchval("SELECT count(*) FROM outbox") == 0
 

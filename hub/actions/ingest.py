@@ -142,8 +142,11 @@ async def ingest_batch(conn: Conn, requests: Sequence[IngestRequest]) -> list[In
         original = results[j]
         assert original is not None
         results[i] = dataclasses.replace(original, duplicate=True)
+    per_channel: dict[str, int] = defaultdict(int)
     for i in fresh:
-        MESSAGES_INGESTED.labels(requests[i].inbox.channel).inc()
+        per_channel[requests[i].inbox.channel] += 1
+    for channel, count in per_channel.items():
+        MESSAGES_INGESTED.labels(channel).inc(count)
     return [r for r in results if r is not None]
 
 

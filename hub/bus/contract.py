@@ -59,6 +59,9 @@ class ConsumerOptions:
     without limit, since dead-lettering a record because of an outage would lose it for good."""
 
     max_batch: int = 500
+    #: wait this long for a fuller batch when fewer than ``max_batch`` records are ready (a
+    #: journal that writes in bulk wants it; a realtime consumer wants 0)
+    linger: float = 0.0
     max_attempts: int = 5
     backoff_initial: float = 0.05
     backoff_max: float = 5.0

@@ -150,6 +150,8 @@ class MemoryBroker:
                 partition.wakeup.clear()
                 await partition.wakeup.wait()
                 continue
+            if options.linger and partition.end - start < options.max_batch:
+                await asyncio.sleep(options.linger)
             skip = start - partition.base
             count = min(options.max_batch, partition.end - start)
             batch = []

@@ -1,7 +1,7 @@
 """The journal: every event that crossed the bus, kept in ``event_log``.
 
 It is the audit trail and the source of system items (conversation created, reopened, assigned)
-on a conversation's timeline. Idempotent through :func:`hub.consumers.idempotency.claim`.
+on a conversation's timeline. Idempotent on the event id, which is the table's primary key.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from typing import Any
 import asyncpg
 
 from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
-from hub.consumers.idempotency import claim
-from hub.events import decode_event
+from hub.events.envelope import decode_head
 from hub.events.types import CONTACTS, CONVERSATIONS
 
 GROUP = "journal"
@@ -30,22 +29,19 @@ class Journal:
         ]
 
     async def handle(self, batch: Sequence[BusMessage]) -> None:
-        events = [decode_event(m.value) for m in batch]
-        async with self._pool.acquire() as conn, conn.transaction():
-            new = await claim(conn, GROUP, [e.id for e in events])
-            rows = [
-                (e.id, e.account_id, e.conversation_id, e.type, e.occurred_at, m.value)
-                for e, m in zip(events, batch, strict=True)
-                if e.id in new
-            ]
-            if rows:
-                await conn.execute(
-                    """INSERT INTO event_log (id, account_id, conversation_id, type, occurred_at,
-                                              event)
-                       SELECT id, account_id, conversation_id, type, occurred_at,
-                              convert_from(raw, 'UTF8')::jsonb
-                         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                                     $5::timestamptz[], $6::bytea[])
-                              AS x(id, account_id, conversation_id, type, occurred_at, raw)""",
-                    *zip(*rows, strict=True),
-                )
+        heads = [decode_head(m.value) for m in batch]
+        rows = [
+            (h.id, h.account_id, h.conversation_id, h.type, h.occurred_at, m.value)
+            for h, m in zip(heads, batch, strict=True)
+        ]
+        # the event id is the primary key: a redelivered event is a no-op
+        await self._pool.execute(
+            """INSERT INTO event_log (id, account_id, conversation_id, type, occurred_at, event)
+               SELECT x.id, x.account_id, x.conversation_id, x.type, x.occurred_at,
+                      convert_from(x.raw, 'UTF8')::json
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                             $5::timestamptz[], $6::bytea[])
+                      AS x(id, account_id, conversation_id, type, occurred_at, raw)
+               ON CONFLICT (id) DO NOTHING""",
+            *zip(*rows, strict=True),
+        )

@@ -134,6 +134,26 @@ class _Wire(msgspec.Struct, frozen=True, kw_only=True):
     payload: msgspec.Raw
 
 
+class Head(msgspec.Struct, frozen=True, kw_only=True):
+    """The envelope without its payload, for consumers that route or store events whole."""
+
+    id: str
+    type: str
+    v: int
+    occurred_at: datetime
+    account_id: str
+    conversation_id: str | None
+    correlation_id: str
+
+
+_head_decoder = msgspec.json.Decoder(Head)
+
+
+def decode_head(data: bytes) -> Head:
+    """Decode just the envelope; the payload is skipped, so any event type is accepted."""
+    return _head_decoder.decode(data)
+
+
 _encoder = msgspec.json.Encoder()
 _wire_decoder = msgspec.json.Decoder(_Wire)
 _payload_decoders: dict[str, msgspec.json.Decoder[Any]] = {}

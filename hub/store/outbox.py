@@ -22,15 +22,21 @@ async def append_events(conn: Conn, events: Sequence[Event[Any]]) -> None:
     if not events:
         return
     n = len(events)
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", OUTBOX_LOCK)
+    # the lock is taken while the subquery is scanned, before setval runs
     last: int = await conn.fetchval(
-        "SELECT setval('outbox_seq', nextval('outbox_seq') + $1 - 1)", n
+        """SELECT setval('outbox_seq', nextval('outbox_seq') + $2 - 1)
+             FROM (SELECT pg_advisory_xact_lock($1)) AS locked""",
+        OUTBOX_LOCK,
+        n,
     )
     first = last - n + 1
     await conn.execute(
-        """INSERT INTO outbox (seq, event_id, type, topic, key, payload)
-           SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                $6::bytea[])""",
+        f"""WITH written AS (
+                INSERT INTO outbox (seq, event_id, type, topic, key, payload)
+                SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],
+                                     $5::text[], $6::bytea[])
+                RETURNING 1)
+            SELECT pg_notify('{NOTIFY_CHANNEL}', '') FROM (SELECT count(*) FROM written) AS w""",
         list(range(first, last + 1)),
         [e.id for e in events],
         [e.type for e in events],
@@ -38,4 +44,3 @@ async def append_events(conn: Conn, events: Sequence[Event[Any]]) -> None:
         [e.key for e in events],
         [encode_event(e) for e in events],
     )
-    await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")

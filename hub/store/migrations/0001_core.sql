@@ -136,7 +136,8 @@ CREATE TABLE event_log (
     conversation_id  text COLLATE "C",
     type             text NOT NULL,
     occurred_at      timestamptz NOT NULL,
-    event            jsonb NOT NULL
+    -- json, not jsonb: written for every event, read rarely, so the cheaper type to write
+    event            json NOT NULL
 );
 CREATE INDEX event_log_conversation ON event_log (conversation_id, id) WHERE conversation_id IS NOT NULL;
 

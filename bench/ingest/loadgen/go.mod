@@ -1,0 +1,3 @@
+module hub/bench/loadgen
+
+go 1.22

@@ -1,0 +1,255 @@
+"""Ingest benchmark: signed API-channel posts against `hub serve` (embedded default) and, in the
+same run, against a no-op aiohttp handler; reports msgs/s persisted, time-to-2xx and the ratio.
+
+    .venv/bin/python bench/ingest/run.py [--seconds 15] [--concurrency 64] [--rounds 2]
+
+Needs Go (to build the load generator). Writes bench/results/ingest.json and ingest.svg.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def build_loadgen() -> Path:
+    binary = HERE / "loadgen" / "loadgen"
+    print("== building the Go load generator", flush=True)
+    subprocess.run(["go", "build", "-o", str(binary), "."], cwd=HERE / "loadgen", check=True)
+    return binary
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except urllib.error.HTTPError:
+            return  # it answered
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} not ready")
+
+
+def load(
+    loadgen: Path, url: str, secret: str, label: str, seconds: int, concurrency: int, prefix: str
+) -> dict[str, Any]:
+    out = subprocess.run(
+        [
+            str(loadgen),
+            "-url",
+            url,
+            "-secret",
+            secret,
+            "-c",
+            str(concurrency),
+            "-d",
+            f"{seconds}s",
+            "-label",
+            label,
+            "-prefix",
+            prefix,
+        ],
+        check=True,
+        stdout=subprocess.PIPE,
+    )
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def chart(rows: list[dict[str, Any]], path: Path) -> None:
+    """A small SVG bar chart of msgs/s per run, so the result can be looked at."""
+    width, bar_h, gap, left = 640, 28, 12, 170
+    top = max(r["rps"] for r in rows) or 1
+    height = len(rows) * (bar_h + gap) + 50
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="sans-serif" font-size="13">',
+        '<text x="10" y="20" font-weight="bold">Ingest: accepted msgs/s (higher is better)</text>',
+    ]
+    for i, r in enumerate(rows):
+        y = 35 + i * (bar_h + gap)
+        w = (width - left - 90) * r["rps"] / top
+        color = "#3b82f6" if r["label"].startswith("hub") else "#9ca3af"
+        parts.append(f'<text x="10" y="{y + 19}">{r["label"]}</text>')
+        parts.append(f'<rect x="{left}" y="{y}" width="{w:.0f}" height="{bar_h}" fill="{color}"/>')
+        parts.append(
+            f'<text x="{left + w + 6:.0f}" y="{y + 19}">{r["rps"]:,.0f}/s, '
+            f"p99 {r['p99_ms']:.0f} ms</text>"
+        )
+    parts.append("</svg>")
+    path.write_text("\n".join(parts))
+
+
+async def count_messages(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        count: int = await conn.fetchval("SELECT count(*) FROM messages")
+        return count
+    finally:
+        await conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating hub / no-op rounds")
+    parser.add_argument("--profile", type=Path, help="py-spy the hub into this file (raw)")
+    args = parser.parse_args()
+    loadgen = build_loadgen()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="hub-bench-"))
+    hub_port, noop_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "HUB_DATA_DIR": str(work / "data"),
+        "HUB_PORT": str(hub_port),
+        "HUB_ACCESS_LOG": "0",
+        "HUB_LOG_LEVEL": "warning",
+    }
+    env.pop("DATABASE_URL", None)
+    hub_bin = str(Path(sys.executable).parent / "hub")
+    made = subprocess.run(
+        [hub_bin, "inbox", "create", "--channel", "api", "--name", "bench"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    inbox = json.loads(made.stdout)
+    hub = subprocess.Popen([hub_bin, "serve"], env=env)
+    noop = subprocess.Popen(
+        [sys.executable, str(HERE / "noop_server.py"), "--port", str(noop_port)]
+    )
+    rows: list[dict[str, Any]] = []
+    try:
+        wait_ready(f"http://127.0.0.1:{hub_port}/healthz", hub)
+        wait_ready(f"http://127.0.0.1:{noop_port}/", noop)
+        hub_url = f"http://127.0.0.1:{hub_port}/webhooks/api/{inbox['id']}"
+        noop_url = f"http://127.0.0.1:{noop_port}/webhooks/api/x"
+        print("== warm-up (3 s)", flush=True)
+        load(loadgen, hub_url, inbox["signing_secret"], "warmup", 3, args.concurrency, "warm")
+        from hub.store.embedded import start_embedded_postgres
+
+        dsn = asyncio.run(start_embedded_postgres(work / "data"))
+        for round_no in range(1, args.rounds + 1):
+            print(f"== round {round_no}: hub", flush=True)
+            before = asyncio.run(count_messages(dsn))
+            cpu0 = cpu_seconds(hub.pid)
+            spy = None
+            if args.profile and round_no == 1:
+                spy = subprocess.Popen(
+                    [
+                        str(Path(sys.executable).parent / "py-spy"),
+                        "record",
+                        "-p",
+                        str(hub.pid),
+                        "-d",
+                        str(args.seconds - 2),
+                        "-f",
+                        "raw",
+                        "-o",
+                        str(args.profile),
+                        "--nonblocking",
+                    ]
+                )
+            r = load(
+                loadgen,
+                hub_url,
+                inbox["signing_secret"],
+                f"hub (round {round_no})",
+                args.seconds,
+                args.concurrency,
+                f"r{round_no}",
+            )
+            if spy:
+                spy.wait()
+            r["hub_cpu_seconds"] = round(cpu_seconds(hub.pid) - cpu0, 2)
+            r["persisted"] = asyncio.run(count_messages(dsn)) - before
+            r["persisted_per_s"] = r["persisted"] / r["seconds"]
+            rows.append(r)
+            print(f"== round {round_no}: no-op aiohttp", flush=True)
+            rows.append(
+                load(
+                    loadgen,
+                    noop_url,
+                    "x",
+                    f"no-op (round {round_no})",
+                    args.seconds,
+                    args.concurrency,
+                    f"n{round_no}",
+                )
+            )
+    finally:
+        for proc in (hub, noop):
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+    hub_rows = [r for r in rows if r["label"].startswith("hub")]
+    noop_rows = [r for r in rows if r["label"].startswith("no-op")]
+    best_hub = max(hub_rows, key=lambda r: r["rps"])
+    best_noop = max(noop_rows, key=lambda r: r["rps"])
+    summary = {
+        "concurrency": args.concurrency,
+        "seconds": args.seconds,
+        "hub_msgs_per_s": round(best_hub["rps"]),
+        "hub_persisted_per_s": round(best_hub["persisted_per_s"]),
+        "hub_p50_ms": best_hub["p50_ms"],
+        "hub_p99_ms": best_hub["p99_ms"],
+        "noop_req_per_s": round(best_noop["rps"]),
+        "ratio": round(best_hub["rps"] / best_noop["rps"], 3),
+        "cores": os.cpu_count(),
+        "rows": rows,
+    }
+    (RESULTS / "ingest.json").write_text(json.dumps(summary, indent=2))
+    chart(rows, RESULTS / "ingest.svg")
+    print()
+    print(f"{'run':<20}{'msgs/s':>10}{'persisted/s':>13}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}")
+    for r in rows:
+        persisted = f"{r['persisted_per_s']:.0f}" if "persisted_per_s" in r else "-"
+        print(
+            f"{r['label']:<20}{r['rps']:>10.0f}{persisted:>13}{r['p50_ms']:>9.1f}"
+            f"{r['p99_ms']:>9.1f}{r['failed']:>8}"
+        )
+    print(f"\nratio hub / no-op (best rounds): {summary['ratio']:.2f}")
+    print(f"results: {RESULTS / 'ingest.json'}, chart: {RESULTS / 'ingest.svg'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Crash safety of the embedded default: SIGKILL `hub serve` mid-stream, restart it, and check that
+every acknowledged message is stored exactly once and that the journal consumer saw each once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from hub.store.embedded import start_embedded_postgres
+from tests.support.api_channel import api_body, signed_headers
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def hub_env(data_dir: Path, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(
+        HUB_DATA_DIR=str(data_dir), HUB_PORT=str(port), HUB_ACCESS_LOG="0", HUB_LOG_LEVEL="warning"
+    )
+    return env
+
+
+def start_hub(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", "serve"], env=env, stdout=out, stderr=out
+        )
+
+
+async def wait_healthy(
+    session: aiohttp.ClientSession, base: str, proc: subprocess.Popen[bytes], log: Path
+) -> None:
+    async with asyncio.timeout(60):
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"hub exited early:\n{log.read_text()[-3000:]}")
+            try:
+                async with session.get(f"{base}/readyz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+
+
+async def test_sigkill_mid_stream_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    data_dir, port, log = tmp_path / "data", free_port(), tmp_path / "hub.log"
+    env = hub_env(data_dir, port)
+    made = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "inbox", "create", "--channel", "api", "--name", "Crash"],
+        env=env,
+        capture_output=True,
+        check=True,
+    )
+    inbox = json.loads(made.stdout)
+    url = f"http://127.0.0.1:{port}/webhooks/api/{inbox['id']}"
+    secret = inbox["signing_secret"]
+    base = f"http://127.0.0.1:{port}"
+
+    acked: set[str] = set()
+    unacked: set[str] = set()
+    total = 3000
+
+    async def send(session: aiohttp.ClientSession, pmid: str) -> bool:
+        body = api_body(pmid, identifier=f"contact-{int(pmid[2:]) % 97}", text=f"message {pmid}")
+        try:
+            async with session.post(url, data=body, headers=signed_headers(secret, body)) as r:
+                if r.status == 200:
+                    acked.add(pmid)
+                    return True
+                assert r.status in (502, 503), await r.text()  # never a 4xx for good input
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            pass
+        return False
+
+    proc = start_hub(env, log)
+    try:
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            await wait_healthy(session, base, proc, log)
+            queue = [f"m-{i}" for i in range(total)]
+
+            async def worker() -> None:
+                while queue:
+                    pmid = queue.pop(0)
+                    if not await send(session, pmid):
+                        unacked.add(pmid)
+
+            workers = [asyncio.create_task(worker()) for _ in range(16)]
+            async with asyncio.timeout(60):
+                while len(acked) < total // 3:
+                    await asyncio.sleep(0.005)
+            proc.send_signal(signal.SIGKILL)  # mid-stream, with requests in flight
+            proc.wait()
+            await asyncio.gather(*workers)
+            assert unacked, "the kill interrupted the stream"
+            acked_before_restart = set(acked)
+
+            proc = start_hub(env, log)
+            await wait_healthy(session, base, proc, log)
+            # the provider retries what failed, and re-sends some that succeeded
+            for pmid in sorted(unacked) + sorted(acked_before_restart)[:50]:
+                assert await send(session, pmid), pmid
+            assert acked == {f"m-{i}" for i in range(total)}
+
+            # the journal consumer catches up with everything, restart included
+            dsn = await start_embedded_postgres(data_dir)
+            conn = await asyncpg.connect(dsn)
+            try:
+                async with asyncio.timeout(60):
+                    while await conn.fetchval(
+                        """SELECT count(*) FROM messages m WHERE NOT EXISTS (
+                               SELECT 1 FROM event_log e WHERE e.type = 'message.received'
+                                  AND e.event->'payload'->>'message_id' = m.id)"""
+                    ) or await conn.fetchval("SELECT count(*) FROM outbox"):
+                        await asyncio.sleep(0.2)
+                stored = await conn.fetch("SELECT provider_message_id FROM messages")
+                journal = await conn.fetchval(
+                    "SELECT count(*) FROM event_log WHERE type = 'message.received'"
+                )
+            finally:
+                await conn.close()
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            exit_code = proc.wait(timeout=30)
+    pmids = [r["provider_message_id"] for r in stored]
+    assert len(pmids) == len(set(pmids)) == total, "every acknowledged message once"
+    assert journal == total, "the consumer saw every stored message exactly once"
+    assert exit_code == 0, log.read_text()[-3000:]
