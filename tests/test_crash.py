@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import asyncpg
@@ -87,7 +86,7 @@ async def test_sigkill_mid_stream_loses_and_doubles_nothing(tmp_path: Path) -> N
                     acked.add(pmid)
                     return True
                 assert r.status in (502, 503), await r.text()  # never a 4xx for good input
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             pass
         return False
 

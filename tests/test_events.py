@@ -39,7 +39,7 @@ def test_every_registered_type_has_a_topic_and_version() -> None:
         "contact.merged",
     } <= set(types)
     for name, cls in types.items():
-        assert cls.TYPE == name and cls.VERSION >= 1 and cls.TOPIC in {"conversations", "contacts"}
+        assert name == cls.TYPE and cls.VERSION >= 1 and cls.TOPIC in {"conversations", "contacts"}
 
 
 def test_round_trip_keeps_every_field() -> None:

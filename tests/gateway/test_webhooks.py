@@ -47,6 +47,7 @@ async def test_signed_message_is_stored_and_a_retry_is_not(
     again = (await retry.json())["messages"][0]
     assert again["id"] == created["id"] and again["duplicate"] is True
     row = await hub.pool.fetchrow("SELECT content, provider_message_id FROM messages")
+    assert row is not None
     assert row["content"] == "வணக்கம் नमस्ते ආයුබෝවන්"
     assert row["provider_message_id"] == "ext-1"
     assert await stored(hub) == 1

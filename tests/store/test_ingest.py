@@ -144,7 +144,7 @@ async def test_snoozed_conversation_wakes_up(db: asyncpg.Connection[Any]) -> Non
         "SELECT status, snoozed_until FROM conversations WHERE id = $1", first.conversation_id
     )
     assert second.conversation_id == first.conversation_id
-    assert row["status"] == "open" and row["snoozed_until"] is None
+    assert row is not None and row["status"] == "open" and row["snoozed_until"] is None
 
 
 async def test_pending_conversation_stays_pending(db: asyncpg.Connection[Any]) -> None:
