@@ -96,8 +96,8 @@ class OutboxRelay:
             rows = []
             if unsettled < self._max_unsettled:
                 rows = await conn.fetch(
-                    """SELECT seq, event_id, type, topic, key, payload FROM outbox
-                        WHERE seq > $1 ORDER BY seq LIMIT $2""",
+                    """SELECT seq, event_id, type, correlation_id, topic, key, payload
+                         FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2""",
                     cursor,
                     self._batch,
                 )
@@ -108,7 +108,11 @@ class OutboxRelay:
                             r["topic"],
                             r["key"],
                             r["payload"],
-                            {"event_id": r["event_id"], "type": r["type"]},
+                            {
+                                "event_id": r["event_id"],
+                                "type": r["type"],
+                                "correlation_id": r["correlation_id"],
+                            },
                         )
                         for r in rows
                     ]

@@ -223,6 +223,10 @@ class MemoryBroker:
                 "records": len(batch),
                 "attempt": attempt,
                 "error": repr(exc),
+                "event_ids": [m.headers.get("event_id") for m in batch[:20]],
+                "correlation_ids": sorted(
+                    {m.headers.get("correlation_id", "") for m in batch[:20]}
+                ),
             },
         )
 
@@ -239,7 +243,14 @@ class MemoryBroker:
         )
         log.error(
             "bus record dead-lettered",
-            extra={"group": group.name, "topic": message.topic, "offset": message.offset},
+            extra={
+                "group": group.name,
+                "topic": message.topic,
+                "offset": message.offset,
+                "event_id": message.headers.get("event_id"),
+                "correlation_id": message.headers.get("correlation_id"),
+                "error": repr(error),
+            },
         )
         self.append(
             OutRecord(

@@ -32,14 +32,15 @@ async def append_events(conn: Conn, events: Sequence[Event[Any]]) -> None:
     first = last - n + 1
     await conn.execute(
         f"""WITH written AS (
-                INSERT INTO outbox (seq, event_id, type, topic, key, payload)
+                INSERT INTO outbox (seq, event_id, type, correlation_id, topic, key, payload)
                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],
-                                     $5::text[], $6::bytea[])
+                                     $5::text[], $6::text[], $7::bytea[])
                 RETURNING 1)
             SELECT pg_notify('{NOTIFY_CHANNEL}', '') FROM (SELECT count(*) FROM written) AS w""",
         list(range(first, last + 1)),
         [e.id for e in events],
         [e.type for e in events],
+        [e.correlation_id for e in events],
         [e.topic for e in events],
         [e.key for e in events],
         [encode_event(e) for e in events],

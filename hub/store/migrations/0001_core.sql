@@ -103,6 +103,7 @@ CREATE TABLE outbox (
     seq         bigint PRIMARY KEY,
     event_id    text COLLATE "C" NOT NULL,
     type        text NOT NULL,
+    correlation_id text NOT NULL,
     topic       text NOT NULL,
     key         text NOT NULL,
     payload     bytea NOT NULL,
