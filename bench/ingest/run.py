@@ -3,7 +3,7 @@ same run, against a no-op aiohttp handler; reports msgs/s persisted, time-to-2xx
 
     .venv/bin/python bench/ingest/run.py [--seconds 15] [--concurrency 64] [--rounds 2]
 
-Needs Go (to build the load generator). Writes bench/results/ingest.json and ingest.svg.
+Needs Go (to build the load generator). Writes bench/results/ingest-c<concurrency>.json and .svg.
 """
 
 from __future__ import annotations
@@ -93,6 +93,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds(data_dir: Path) -> float:
+    """CPU of the embedded PostgreSQL: the postmaster's children, live and reaped."""
+    with open(data_dir / "postgres" / "postmaster.pid") as fh:
+        postmaster = int(fh.readline())
+    with open(f"/proc/{postmaster}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    total = sum(int(f) for f in fields[11:15]) / tick  # utime, stime, cutime, cstime
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    child = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(child[1]) == postmaster:
+                total += (int(child[11]) + int(child[12])) / tick
+    return total
+
+
 def chart(rows: list[dict[str, Any]], path: Path) -> None:
     """A small SVG bar chart of msgs/s per run, so the result can be looked at."""
     width, bar_h, gap, left = 640, 28, 12, 170
@@ -172,6 +192,7 @@ def main() -> None:
             print(f"== round {round_no}: hub", flush=True)
             before = asyncio.run(count_messages(dsn))
             cpu0 = cpu_seconds(hub.pid)
+            pg0 = postgres_cpu_seconds(work / "data")
             spy = None
             if args.profile and round_no == 1:
                 spy = subprocess.Popen(
@@ -201,6 +222,11 @@ def main() -> None:
             if spy:
                 spy.wait()
             r["hub_cpu_seconds"] = round(cpu_seconds(hub.pid) - cpu0, 2)
+            r["postgres_cpu_seconds"] = round(postgres_cpu_seconds(work / "data") - pg0, 2)
+            r["hub_cpu_us_per_msg"] = round(r["hub_cpu_seconds"] / max(r["ok"], 1) * 1e6)
+            r["postgres_cpu_us_per_msg"] = round(
+                r["postgres_cpu_seconds"] / max(r["ok"], 1) * 1e6
+            )
             r["persisted"] = asyncio.run(count_messages(dsn)) - before
             r["persisted_per_s"] = r["persisted"] / r["seconds"]
             rows.append(r)
@@ -237,8 +263,9 @@ def main() -> None:
         "cores": os.cpu_count(),
         "rows": rows,
     }
-    (RESULTS / "ingest.json").write_text(json.dumps(summary, indent=2))
-    chart(rows, RESULTS / "ingest.svg")
+    name = f"ingest-c{args.concurrency}"
+    (RESULTS / f"{name}.json").write_text(json.dumps(summary, indent=2))
+    chart(rows, RESULTS / f"{name}.svg")
     print()
     print(f"{'run':<20}{'msgs/s':>10}{'persisted/s':>13}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}")
     for r in rows:
@@ -248,7 +275,7 @@ def main() -> None:
             f"{r['p99_ms']:>9.1f}{r['failed']:>8}"
         )
     print(f"\nratio hub / no-op (best rounds): {summary['ratio']:.2f}")
-    print(f"results: {RESULTS / 'ingest.json'}, chart: {RESULTS / 'ingest.svg'}")
+    print(f"results: {RESULTS / name}.json, chart: {RESULTS / name}.svg")
 
 
 if __name__ == "__main__":
