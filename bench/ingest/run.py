@@ -224,9 +224,7 @@ def main() -> None:
             r["hub_cpu_seconds"] = round(cpu_seconds(hub.pid) - cpu0, 2)
             r["postgres_cpu_seconds"] = round(postgres_cpu_seconds(work / "data") - pg0, 2)
             r["hub_cpu_us_per_msg"] = round(r["hub_cpu_seconds"] / max(r["ok"], 1) * 1e6)
-            r["postgres_cpu_us_per_msg"] = round(
-                r["postgres_cpu_seconds"] / max(r["ok"], 1) * 1e6
-            )
+            r["postgres_cpu_us_per_msg"] = round(r["postgres_cpu_seconds"] / max(r["ok"], 1) * 1e6)
             r["persisted"] = asyncio.run(count_messages(dsn)) - before
             r["persisted_per_s"] = r["persisted"] / r["seconds"]
             rows.append(r)
