@@ -21,6 +21,7 @@ from hub.app import Hub, resolve_dsn
 from hub.config import Config, ConfigError, load_config, settings_markdown
 from hub.logs import setup_logging
 from hub.secrets import load_secret_box
+from hub.store.db import prepare_connection
 from hub.store.migrate import migrate
 
 log = logging.getLogger("hub")
@@ -87,6 +88,7 @@ async def _serve(config: Config) -> None:
 
 async def _with_db(config: Config, fn: Callable[[asyncpg.Connection[Any]], Awaitable[Any]]) -> Any:
     conn: asyncpg.Connection[Any] = await asyncpg.connect(await resolve_dsn(config))
+    await prepare_connection(conn)
     try:
         await migrate(conn)
         return await fn(conn)

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from hub.app import Hub
 from hub.config import Config
+from hub.store.db import prepare_connection
 from hub.store.embedded import start_embedded_postgres
 from hub.store.migrate import migrate
 
@@ -60,6 +61,7 @@ async def db_dsn(pg_dsn: str) -> str:
 @pytest.fixture
 async def db(db_dsn: str) -> AsyncIterator[asyncpg.Connection[Any]]:
     conn = await asyncpg.connect(db_dsn)
+    await prepare_connection(conn)
     yield conn
     await conn.close()
 

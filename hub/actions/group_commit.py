@@ -33,10 +33,6 @@ RETRYABLE = (
 )
 
 
-class RetryBatch(Exception):
-    """Raised by a batch function that met a concurrent writer and must run again."""
-
-
 class GroupCommitter(Generic[T, R]):
     def __init__(
         self,
@@ -133,7 +129,7 @@ class GroupCommitter(Generic[T, R]):
             try:
                 async with self._pool.acquire() as conn, conn.transaction():
                     return await self._fn(conn, items)
-            except (*RETRYABLE, RetryBatch):
+            except RETRYABLE:
                 if attempt >= 5:
                     raise
                 await asyncio.sleep(0.002 * attempt)

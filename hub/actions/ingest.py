@@ -25,7 +25,6 @@ from typing import Any
 import msgspec
 
 from channels._base import InboundMessage, InboxContext
-from hub.actions.group_commit import RetryBatch
 from hub.events import (
     Actor,
     ActorKind,
@@ -64,7 +63,21 @@ def _lock_key(*parts: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-_attachments_encoder = msgspec.json.Encoder()
+MESSAGE_COLUMNS = (
+    "id",
+    "account_id",
+    "conversation_id",
+    "inbox_id",
+    "direction",
+    "sender_type",
+    "sender_id",
+    "content",
+    "content_type",
+    "attachments",
+    "provider_message_id",
+    "status",
+    "sent_at",
+)
 
 
 @dataclasses.dataclass(slots=True)
@@ -301,41 +314,33 @@ async def _insert_messages(
     contacts: dict[tuple[str, str, str], str],
     threads: dict[tuple[str, str], _Thread],
 ) -> None:
-    conversation_ids = []
-    sender_ids = []
-    for i in fresh:
+    records = []
+    for n, i in enumerate(fresh):
         r = requests[i]
+        m = r.message
         contact_id = contacts[_identity(r)]
-        sender_ids.append(contact_id)
-        conversation_ids.append(threads[(r.inbox.id, contact_id)].conversation_id)
-    msgs = [requests[i].message for i in fresh]
-    stored = await conn.fetch(
-        """INSERT INTO messages (id, account_id, conversation_id, inbox_id, direction, sender_type,
-                                 sender_id, content, content_type, attachments,
-                                 provider_message_id, status, sent_at)
-           SELECT id, account_id, conversation_id, inbox_id, 'inbound', 'contact', sender_id,
-                  content, content_type, attachments::jsonb, pmid, 'received', sent_at
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                         $7::text[], $8::text[], $9::text[], $10::timestamptz[])
-                  AS x(id, account_id, conversation_id, inbox_id, sender_id, content,
-                       content_type, attachments, pmid, sent_at)
-           ON CONFLICT (inbox_id, provider_message_id) WHERE provider_message_id IS NOT NULL
-           DO NOTHING
-           RETURNING id""",
-        list(message_ids),
-        [requests[i].inbox.account_id for i in fresh],
-        conversation_ids,
-        [requests[i].inbox.id for i in fresh],
-        sender_ids,
-        [m.content for m in msgs],
-        [m.content_type for m in msgs],
-        [_attachments_encoder.encode(m.attachments).decode() for m in msgs],
-        [m.provider_message_id for m in msgs],
-        [m.sent_at for m in msgs],
-    )
-    if len(stored) != len(fresh):
-        # the same provider id from another sender was committed meanwhile: run the batch again
-        raise RetryBatch("concurrent duplicate provider message id")
+        records.append(
+            (
+                message_ids[n],
+                r.inbox.account_id,
+                threads[(r.inbox.id, contact_id)].conversation_id,
+                r.inbox.id,
+                "inbound",
+                "contact",
+                contact_id,
+                m.content,
+                m.content_type,
+                m.attachments,
+                m.provider_message_id,
+                "received",
+                m.sent_at,
+            )
+        )
+    # COPY: several times cheaper than INSERT for a batch. A unique violation here can only be
+    # the same provider id from another sender committed meanwhile (same sender is excluded by
+    # the advisory lock); it aborts the batch, which the group committer runs again and then
+    # finds the stored message.
+    await conn.copy_records_to_table("messages", records=records, columns=MESSAGE_COLUMNS)
 
 
 def _events(

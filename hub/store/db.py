@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
-import orjson
+import msgspec
 from asyncpg.pool import PoolConnectionProxy
 
 #: a connection of its own or one borrowed from the pool; both run the same queries
@@ -15,12 +15,28 @@ else:
     Conn = asyncpg.Connection | PoolConnectionProxy
 
 
-async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
+_json = msgspec.json.Encoder()
+_JSONB_VERSION = b"\x01"
+
+
+def _encode_jsonb(value: Any) -> bytes:
+    return _JSONB_VERSION + _json.encode(value)
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return msgspec.json.decode(data[1:])
+
+
+async def prepare_connection(conn: asyncpg.Connection[Any]) -> None:
+    """Codecs every hub connection uses; pooled ones get it through ``init``."""
+    # binary jsonb (a version byte, then the JSON text), so that COPY can carry jsonb columns;
+    # msgspec encodes structs (attachments) as well as plain values
     await conn.set_type_codec(
         "jsonb",
-        encoder=lambda v: orjson.dumps(v).decode(),
-        decoder=orjson.loads,
+        encoder=_encode_jsonb,
+        decoder=_decode_jsonb,
         schema="pg_catalog",
+        format="binary",
     )
 
 
@@ -34,7 +50,7 @@ async def create_pool(dsn: str, size: int) -> asyncpg.Pool[Any]:
         dsn,
         min_size=min(2, size),
         max_size=size,
-        init=_init_connection,
+        init=prepare_connection,
         reset=_keep_session,
         command_timeout=60,
     )

@@ -22,26 +22,21 @@ async def append_events(conn: Conn, events: Sequence[Event[Any]]) -> None:
     if not events:
         return
     n = len(events)
-    # the lock is taken while the subquery is scanned, before setval runs
+    # the lock is taken while the subquery is scanned, before setval runs; the notification
+    # is delivered at commit, like the rows
     last: int = await conn.fetchval(
-        """SELECT setval('outbox_seq', nextval('outbox_seq') + $2 - 1)
-             FROM (SELECT pg_advisory_xact_lock($1)) AS locked""",
+        f"""SELECT setval('outbox_seq', nextval('outbox_seq') + $2 - 1),
+                   pg_notify('{NOTIFY_CHANNEL}', '')
+              FROM (SELECT pg_advisory_xact_lock($1)) AS locked""",
         OUTBOX_LOCK,
         n,
     )
     first = last - n + 1
-    await conn.execute(
-        f"""WITH written AS (
-                INSERT INTO outbox (seq, event_id, type, correlation_id, topic, key, payload)
-                SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],
-                                     $5::text[], $6::text[], $7::bytea[])
-                RETURNING 1)
-            SELECT pg_notify('{NOTIFY_CHANNEL}', '') FROM (SELECT count(*) FROM written) AS w""",
-        list(range(first, last + 1)),
-        [e.id for e in events],
-        [e.type for e in events],
-        [e.correlation_id for e in events],
-        [e.topic for e in events],
-        [e.key for e in events],
-        [encode_event(e) for e in events],
+    await conn.copy_records_to_table(
+        "outbox",
+        records=[
+            (first + n, e.id, e.type, e.correlation_id, e.topic, e.key, encode_event(e))
+            for n, e in enumerate(events)
+        ],
+        columns=("seq", "event_id", "type", "correlation_id", "topic", "key", "payload"),
     )

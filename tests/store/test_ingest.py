@@ -17,6 +17,7 @@ from hub.actions.setup import create_inbox, ensure_default_account
 from hub.events import decode_event
 from hub.ids import new_id
 from hub.secrets import SecretBox
+from hub.store.db import create_pool, prepare_connection
 from hub.store.reads import load_inbox
 
 pytestmark = pytest.mark.postgres
@@ -197,7 +198,7 @@ async def test_group_commit_stores_concurrent_ingests_once_each(
     db: asyncpg.Connection[Any], db_dsn: str
 ) -> None:
     inbox = await make_inbox(db)
-    pool = await asyncpg.create_pool(db_dsn, min_size=2, max_size=4)
+    pool = await create_pool(db_dsn, 4)
     assert pool is not None
     committer: GroupCommitter[IngestRequest, IngestResult] = GroupCommitter(
         "test-ingest", pool, ingest_batch, max_batch=100, wait=0.005, concurrency=2
@@ -234,7 +235,7 @@ async def test_one_bad_item_fails_only_its_caller(db: asyncpg.Connection[Any], d
         settings={},
         secrets={},
     )
-    pool = await asyncpg.create_pool(db_dsn, min_size=1, max_size=2)
+    pool = await create_pool(db_dsn, 2)
     assert pool is not None
     committer: GroupCommitter[IngestRequest, IngestResult] = GroupCommitter(
         "test-isolation", pool, ingest_batch, max_batch=50, wait=0.02, concurrency=1
@@ -253,3 +254,36 @@ async def test_one_bad_item_fails_only_its_caller(db: asyncpg.Connection[Any], d
     assert isinstance(results[1], asyncpg.ForeignKeyViolationError)
     assert isinstance(results[0], IngestResult) and isinstance(results[2], IngestResult)
     assert await db.fetchval("SELECT count(*) FROM messages") == 2
+
+
+async def test_concurrent_same_provider_id_from_another_sender_is_stored_once(
+    db: asyncpg.Connection[Any], db_dsn: str
+) -> None:
+    """The advisory lock covers one sender; a second sender reusing the provider id in a
+    concurrent batch hits the unique index, and the committer's retry returns the stored one."""
+    inbox = await make_inbox(db)
+    holder = await asyncpg.connect(db_dsn)
+    await prepare_connection(holder)
+    pool = await create_pool(db_dsn, 2)
+    committer: GroupCommitter[IngestRequest, IngestResult] = GroupCommitter(
+        "test-race", pool, ingest_batch, max_batch=10, wait=0, concurrency=1
+    )
+    committer.start()
+    try:
+        transaction = holder.transaction()
+        await transaction.start()
+        (first,) = await ingest_batch(holder, [IngestRequest(inbox, msg("same", "+1"), None)])
+        racing = asyncio.create_task(
+            committer.submit(IngestRequest(inbox, msg("same", "+2"), None))
+        )
+        await asyncio.sleep(0.3)
+        assert not racing.done(), "the second writer waits on the unique index"
+        await transaction.commit()
+        second = await asyncio.wait_for(racing, 10)
+    finally:
+        await committer.stop()
+        await pool.close()
+        await holder.close()
+    assert second.duplicate and second.message_id == first.message_id
+    assert await db.fetchval("SELECT count(*) FROM messages") == 1
+    assert await db.fetchval("SELECT count(*) FROM outbox WHERE type = 'message.received'") == 1
