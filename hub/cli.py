@@ -87,10 +87,12 @@ async def _serve(config: Config) -> None:
 
 
 async def _with_db(config: Config, fn: Callable[[asyncpg.Connection[Any]], Awaitable[Any]]) -> Any:
+    """Run ``fn`` on a migrated database (``fn`` may be ``migrate`` itself)."""
     conn: asyncpg.Connection[Any] = await asyncpg.connect(await resolve_dsn(config))
     await prepare_connection(conn)
     try:
-        await migrate(conn)
+        if fn is not migrate:
+            await migrate(conn)
         return await fn(conn)
     finally:
         await conn.close()

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hub.app import Hub
 from hub.config import Config
 from hub.store.db import prepare_connection
-from hub.store.embedded import start_embedded_postgres
+from hub.store.embedded import start_embedded_postgres, stop_embedded_postgres
 from hub.store.migrate import migrate
 
 TEMPLATE = "hub_template"
@@ -44,6 +44,7 @@ async def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]
     finally:
         await template.close()
     yield dsn
+    stop_embedded_postgres(data_dir)
 
 
 @pytest.fixture

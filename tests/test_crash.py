@@ -16,7 +16,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from hub.store.embedded import start_embedded_postgres
+from hub.store.embedded import start_embedded_postgres, stop_embedded_postgres
 from tests.support.api_channel import api_body, signed_headers
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -138,9 +138,11 @@ async def test_sigkill_mid_stream_loses_and_doubles_nothing(tmp_path: Path) -> N
             finally:
                 await conn.close()
     finally:
-        if proc.poll() is None:
+        exit_code = proc.poll()
+        if exit_code is None:
             proc.send_signal(signal.SIGTERM)
             exit_code = proc.wait(timeout=30)
+        stop_embedded_postgres(data_dir)
     pmids = [r["provider_message_id"] for r in stored]
     assert len(pmids) == len(set(pmids)) == total, "every acknowledged message once"
     assert journal == total, "the consumer saw every stored message exactly once"

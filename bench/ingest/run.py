@@ -26,6 +26,8 @@ from typing import Any
 
 import asyncpg
 
+from hub.store.embedded import start_embedded_postgres, stop_embedded_postgres
+
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 RESULTS = ROOT / "bench" / "results"
@@ -185,8 +187,6 @@ def main() -> None:
         noop_url = f"http://127.0.0.1:{noop_port}/webhooks/api/x"
         print("== warm-up (3 s)", flush=True)
         load(loadgen, hub_url, inbox["signing_secret"], "warmup", 3, args.concurrency, "warm")
-        from hub.store.embedded import start_embedded_postgres
-
         dsn = asyncio.run(start_embedded_postgres(work / "data"))
         for round_no in range(1, args.rounds + 1):
             print(f"== round {round_no}: hub", flush=True)
@@ -244,6 +244,7 @@ def main() -> None:
         for proc in (hub, noop):
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
+        stop_embedded_postgres(work / "data")
         shutil.rmtree(work, ignore_errors=True)
     hub_rows = [r for r in rows if r["label"].startswith("hub")]
     noop_rows = [r for r in rows if r["label"].startswith("no-op")]

