@@ -19,11 +19,16 @@ class InboxCache:
         self._size = size
         self._items: OrderedDict[str, tuple[float, InboxContext | None]] = OrderedDict()
 
-    async def get(self, inbox_id: str) -> InboxContext | None:
-        now = time.monotonic()
+    def cached(self, inbox_id: str) -> InboxContext | None:
+        """The inbox if it is cached and fresh (a synchronous fast path)."""
         hit = self._items.get(inbox_id)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > time.monotonic():
             return hit[1]
+        return None
+
+    async def load(self, inbox_id: str) -> InboxContext | None:
+        """Load from the database and cache, unknown ids too (briefly)."""
+        now = time.monotonic()
         inbox = await load_inbox(self._hub.pool, self._hub.box, inbox_id)
         self._items[inbox_id] = (now + (self._ttl if inbox else 1.0), inbox)
         self._items.move_to_end(inbox_id)

@@ -21,13 +21,15 @@ async def handle_webhook(request: web.Request) -> web.Response:
     adapter = get_channel(channel)
     if adapter is None:
         raise ApiError(404, "unknown_channel", f"no channel called {channel!r}")
-    inbox = await state.inboxes.get(inbox_id) if len(inbox_id) <= 64 else None
+    inbox = state.inboxes.cached(inbox_id)
+    if inbox is None and len(inbox_id) <= 64:
+        inbox = await state.inboxes.load(inbox_id)
     if inbox is None or inbox.channel != channel:
         raise ApiError(404, "unknown_inbox", f"no {channel} inbox {inbox_id!r}")
     body = await request.read()
     webhook = WebhookRequest(
         method=request.method,
-        url=str(request.url),
+        path_qs=request.path_qs,
         content_type=request.content_type,
         headers=request.headers,
         body=body,

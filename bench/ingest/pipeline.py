@@ -39,8 +39,9 @@ async def run(callers: int, seconds: float, data_dir: Path) -> dict[str, float]:
     await hub.start()
     try:
         async with hub.pool.acquire() as conn:
-            made = await create_inbox(conn, hub.box, account_id=hub.account_id, channel="api",
-                                      name=f"pipeline-{callers}")
+            made = await create_inbox(
+                conn, hub.box, account_id=hub.account_id, channel="api", name=f"pipeline-{callers}"
+            )
         inbox = await load_inbox(hub.pool, hub.box, made.id)
         assert inbox is not None
         sent = 0
@@ -51,16 +52,21 @@ async def run(callers: int, seconds: float, data_dir: Path) -> dict[str, float]:
             while time.monotonic() < stop:
                 sent += 1
                 n = sent
-                message = InboundMessage(f"p{callers}-{n}", Sender("api", f"+9477{n % 1000:07d}"),
-                                         f"order {n}")
+                message = InboundMessage(
+                    f"p{callers}-{n}", Sender("api", f"+9477{n % 1000:07d}"), f"order {n}"
+                )
                 await hub.ingest.submit(IngestRequest(inbox, message))
 
         cpu0, started = cpu(), time.monotonic()
         await asyncio.gather(*(caller() for _ in range(callers)))
         elapsed, used = time.monotonic() - started, cpu() - cpu0
-        return {"callers": callers, "msgs_per_s": round(sent / elapsed),
-                "hub_cpu_us_per_msg": round(used / sent * 1e6),
-                "commits": hub.ingest.commits, "avg_batch": round(sent / hub.ingest.commits, 1)}
+        return {
+            "callers": callers,
+            "msgs_per_s": round(sent / elapsed),
+            "hub_cpu_us_per_msg": round(used / sent * 1e6),
+            "commits": hub.ingest.commits,
+            "avg_batch": round(sent / hub.ingest.commits, 1),
+        }
     finally:
         await hub.stop()
 

@@ -56,7 +56,9 @@ class InboxContext:
 @dataclasses.dataclass(frozen=True, slots=True)
 class WebhookRequest:
     method: str
-    url: str
+    #: path and query as received; a channel that signs the URL joins it to the configured
+    #: public base URL, since the Host a proxy forwards cannot be trusted
+    path_qs: str
     content_type: str
     headers: Mapping[str, str]
     body: bytes
