@@ -89,6 +89,9 @@ class OutboxRelay:
 
     async def _loop(self, conn: asyncpg.Connection[Any]) -> None:
         cursor = 0  # everything still in the outbox is published again after a restart
+        # lowest seq that may still be in the table: deletes scan only from here, not over the
+        # index entries of rows already deleted but not yet vacuumed
+        deleted_through = await conn.fetchval("SELECT coalesce(min(seq) - 1, 0) FROM outbox")
         pending: deque[tuple[int, int]] = deque()  # (bus token, last outbox seq of that publish)
         unsettled = 0
         while not self._stopping:
@@ -127,7 +130,10 @@ class OutboxRelay:
             while pending and pending[0][0] <= settled:
                 done_through = pending.popleft()[1]
             if done_through is not None:
-                deleted = await conn.execute("DELETE FROM outbox WHERE seq <= $1", done_through)
+                deleted = await conn.execute(
+                    "DELETE FROM outbox WHERE seq > $1 AND seq <= $2", deleted_through, done_through
+                )
+                deleted_through = done_through
                 unsettled = max(0, unsettled - int(deleted.split()[-1]))
             OUTBOX_BACKLOG.set(unsettled)
             if len(rows) == self._batch:
