@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from hub.actions.group_commit import GroupCommitter
-from hub.actions.ingest import IngestRequest, IngestResult, ingest_batch
+from hub.actions.ingest import IngestRequest, IngestResult, count_committed, ingest_batch
 from hub.actions.setup import ensure_default_account
 from hub.bus import Bus, ConsumerOptions, Subscription
 from hub.bus.memory import MemoryBus
@@ -77,6 +77,7 @@ class Hub:
             max_batch=config.ingest_batch_max,
             wait=config.ingest_batch_wait_ms / 1000,
             concurrency=config.ingest_concurrency,
+            on_commit=count_committed,
         )
         self.ingest.start()
 

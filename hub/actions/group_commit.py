@@ -43,6 +43,7 @@ class GroupCommitter(Generic[T, R]):
         max_batch: int = 500,
         wait: float = 0.002,
         concurrency: int = 2,
+        on_commit: Callable[[Sequence[T], Sequence[R]], None] | None = None,
     ) -> None:
         self.name = name
         self._pool = pool
@@ -50,6 +51,7 @@ class GroupCommitter(Generic[T, R]):
         self._max_batch = max_batch
         self._wait = wait
         self._concurrency = concurrency
+        self._on_commit = on_commit
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
         self._size = GROUP_COMMIT_SIZE.labels(name)
@@ -128,7 +130,10 @@ class GroupCommitter(Generic[T, R]):
             attempt += 1
             try:
                 async with self._pool.acquire() as conn, conn.transaction():
-                    return await self._fn(conn, items)
+                    results = await self._fn(conn, items)
+                if self._on_commit is not None:
+                    self._on_commit(items, results)
+                return results
             except RETRYABLE:
                 if attempt >= 5:
                     raise

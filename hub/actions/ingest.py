@@ -131,7 +131,6 @@ async def ingest_batch(conn: Conn, requests: Sequence[IngestRequest]) -> list[In
     for row in rows:
         i = work[row["ord"] - 1]
         results[i] = IngestResult(row["id"], row["conversation_id"], row["contact_id"], True)
-        MESSAGES_DUPLICATE.labels(requests[i].inbox.channel).inc()
     fresh = [i for i in work if results[i] is None]
 
     events: list[Event[Any]] = []
@@ -155,12 +154,19 @@ async def ingest_batch(conn: Conn, requests: Sequence[IngestRequest]) -> list[In
         original = results[j]
         assert original is not None
         results[i] = dataclasses.replace(original, duplicate=True)
-    per_channel: dict[str, int] = defaultdict(int)
-    for i in fresh:
-        per_channel[requests[i].inbox.channel] += 1
-    for channel, count in per_channel.items():
-        MESSAGES_INGESTED.labels(channel).inc(count)
     return [r for r in results if r is not None]
+
+
+def count_committed(requests: Sequence[IngestRequest], results: Sequence[IngestResult]) -> None:
+    """Metrics, counted once a batch is committed (a retried batch must not count twice)."""
+    stored: dict[str, int] = defaultdict(int)
+    repeated: dict[str, int] = defaultdict(int)
+    for request, result in zip(requests, results, strict=True):
+        (repeated if result.duplicate else stored)[request.inbox.channel] += 1
+    for channel, count in stored.items():
+        MESSAGES_INGESTED.labels(channel).inc(count)
+    for channel, count in repeated.items():
+        MESSAGES_DUPLICATE.labels(channel).inc(count)
 
 
 def _identity(r: IngestRequest) -> tuple[str, str, str]:

@@ -121,19 +121,6 @@ class UnknownEventType(ValueError):
     """Raised for an event type this process does not know (a newer producer); see docs."""
 
 
-class _Wire(msgspec.Struct, frozen=True, kw_only=True):
-    id: str
-    type: str
-    v: int
-    occurred_at: datetime
-    account_id: str
-    conversation_id: str | None
-    actor: Actor
-    correlation_id: str
-    causation_id: str | None = None
-    payload: msgspec.Raw
-
-
 class Head(msgspec.Struct, frozen=True, kw_only=True):
     """The envelope without its payload, for consumers that route or store events whole."""
 
@@ -155,7 +142,8 @@ def decode_head(data: bytes) -> Head:
 
 
 _encoder = msgspec.json.Encoder()
-_wire_decoder = msgspec.json.Decoder(_Wire)
+# the payload is decoded in a second step, once its type is known from the envelope
+_wire_decoder = msgspec.json.Decoder(Event[msgspec.Raw])  # type: ignore[type-var]
 _payload_decoders: dict[str, msgspec.json.Decoder[Any]] = {}
 
 
@@ -177,15 +165,5 @@ def decode_event(data: bytes) -> Event[Payload]:
     if decoder is None:
         decoder = _payload_decoders[wire.type] = msgspec.json.Decoder(cls)
     payload: Payload = decoder.decode(wire.payload)
-    return Event(
-        id=wire.id,
-        type=wire.type,
-        v=wire.v,
-        occurred_at=wire.occurred_at,
-        account_id=wire.account_id,
-        conversation_id=wire.conversation_id,
-        actor=wire.actor,
-        correlation_id=wire.correlation_id,
-        causation_id=wire.causation_id,
-        payload=payload,
-    )
+    event: Event[Payload] = msgspec.structs.replace(wire, payload=payload)  # type: ignore[arg-type]
+    return event

