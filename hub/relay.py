@@ -46,6 +46,8 @@ class OutboxRelay:
         self._stopping = False
         self.active = False
         self.published = 0
+        self._iteration = 0  # loop passes, to know that an idle pass began after a request
+        self._idle_pass = -1  # the last pass that found nothing to publish and nothing unsettled
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._supervise(), name="outbox-relay")
@@ -60,6 +62,19 @@ class OutboxRelay:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
+
+    async def drain(self, timeout: float) -> bool:
+        """Publish what is in the outbox and wait until the bus settled it (a clean shutdown
+        then leaves nothing to publish again on the next start). False if time ran out."""
+        requested = self._iteration
+        self._wake.set()
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._idle_pass <= requested + 1:
+            if not self.active or asyncio.get_running_loop().time() > deadline:
+                return False
+            self._wake.set()
+            await asyncio.sleep(0.01)
+        return True
 
     async def _supervise(self) -> None:
         """Keep a relay running through database restarts."""
@@ -95,6 +110,7 @@ class OutboxRelay:
         pending: deque[tuple[int, int]] = deque()  # (bus token, last outbox seq of that publish)
         unsettled = 0
         while not self._stopping:
+            self._iteration += 1
             self._wake.clear()
             rows = []
             if unsettled < self._max_unsettled:
@@ -115,6 +131,7 @@ class OutboxRelay:
                                 "event_id": r["event_id"],
                                 "type": r["type"],
                                 "correlation_id": r["correlation_id"],
+                                "seq": str(r["seq"]),
                             },
                         )
                         for r in rows
@@ -136,6 +153,8 @@ class OutboxRelay:
                 deleted_through = done_through
                 unsettled = max(0, unsettled - int(deleted.split()[-1]))
             OUTBOX_BACKLOG.set(unsettled)
+            if not rows and not pending:
+                self._idle_pass = self._iteration
             if len(rows) == self._batch:
                 continue
             # wait for new rows, or for consumers to settle what is pending

@@ -150,3 +150,29 @@ async def test_only_one_relay_is_active(db: asyncpg.Connection[Any], db_dsn: str
     await until(b_active)  # the standby takes over when the active relay goes
     await b.stop()
     await bus.close()
+
+
+async def test_drain_publishes_and_settles_everything(
+    db: asyncpg.Connection[Any], db_dsn: str
+) -> None:
+    bus = MemoryBus()
+    got: list[str] = []
+
+    async def slow(batch: Sequence[BusMessage]) -> None:
+        await asyncio.sleep(0.05)
+        got.extend(m.headers["event_id"] for m in batch)
+
+    await bus.subscribe("conversations", "g", slow, FAST)
+    relay = OutboxRelay(db_dsn, bus, poll_interval=5.0)
+    relay.start()
+
+    async def active() -> bool:
+        return relay.active
+
+    await until(active)
+    ids = await write_events(db, 40, conversations=4)
+    assert await relay.drain(timeout=10)
+    assert sorted(got) == sorted(i for i, _ in ids)
+    assert await db.fetchval("SELECT count(*) FROM outbox") == 0
+    await relay.stop()
+    await bus.close()
