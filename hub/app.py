@@ -84,7 +84,7 @@ class Hub:
     async def stop(self) -> None:
         """Stop taking work, finish what was accepted, then close the parts in reverse order."""
         await self.ingest.stop()
-        if not await self.relay.drain(timeout=5.0):
+        if not await self.relay.drain(within=5.0):
             log.warning("outbox not drained at shutdown; the rest is published at next start")
         await self.relay.stop()
         for subscription in self._subscriptions:

@@ -63,12 +63,12 @@ class OutboxRelay:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
 
-    async def drain(self, timeout: float) -> bool:
+    async def drain(self, within: float) -> bool:
         """Publish what is in the outbox and wait until the bus settled it (a clean shutdown
         then leaves nothing to publish again on the next start). False if time ran out."""
         requested = self._iteration
         self._wake.set()
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + within
         while self._idle_pass <= requested + 1:
             if not self.active or asyncio.get_running_loop().time() > deadline:
                 return False

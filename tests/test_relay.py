@@ -171,7 +171,7 @@ async def test_drain_publishes_and_settles_everything(
 
     await until(active)
     ids = await write_events(db, 40, conversations=4)
-    assert await relay.drain(timeout=10)
+    assert await relay.drain(within=10)
     assert sorted(got) == sorted(i for i, _ in ids)
     assert await db.fetchval("SELECT count(*) FROM outbox") == 0
     await relay.stop()
