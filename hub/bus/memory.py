@@ -258,11 +258,21 @@ class MemoryBroker:
             )
         )
 
-    async def leave(self, group: _Group, member: _Member) -> None:
+    async def leave(self, group: _Group, member: _Member, within: float) -> None:
+        """Take the member out; wait up to ``within`` seconds for its batch in flight. A handler
+        still retrying after that (its database is down, say) is left to ``close``, which
+        cancels it; its records were not recorded as handled, so they come again."""
         if member in group.members:
             group.members.remove(member)
         if member.inflight:
-            await member.idle.wait()
+            try:
+                async with asyncio.timeout(within):
+                    await member.idle.wait()
+            except TimeoutError:
+                log.warning(
+                    "bus member left with a batch still in flight",
+                    extra={"group": group.name, "topic": group.topic.name},
+                )
 
     async def close(self) -> None:
         tasks = [
@@ -291,7 +301,7 @@ class _MemorySubscription(Subscription):
         self._member = member
 
     async def stop(self) -> None:
-        await self._bus.broker.leave(self._group, self._member)
+        await self._bus.broker.leave(self._group, self._member, self._bus.leave_within)
         self._bus.subscriptions.discard(self)
 
 
@@ -301,6 +311,7 @@ class MemoryBus(Bus):
     def __init__(self, broker: MemoryBroker | None = None, *, partitions: int = 8) -> None:
         """Without a broker the client owns a private one and closes it with itself."""
         self._owns_broker = broker is None
+        self.leave_within = 5.0  # seconds a stopping member waits for its batch in flight
         self.broker = broker or MemoryBroker(partitions)
         self.subscriptions: set[_MemorySubscription] = set()
 

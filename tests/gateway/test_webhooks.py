@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -180,13 +181,27 @@ async def test_database_down_answers_503_so_providers_retry(
     inbox_id, secret = inbox
     body = api_body("ext-1")
     await client.post(f"/webhooks/api/{inbox_id}", data=body, headers=signed_headers(secret, body))
-    await hub.pool.close()  # every query now fails as if the server were gone
-    body2 = api_body("ext-2")
-    response = await client.post(
+    # the gateway's and the committer's pool now point at a server that is not there
+    working = hub.pool
+    gone = await asyncpg.create_pool("postgresql://hub@127.0.0.1:9/hub", min_size=0)
+    hub.pool = hub.ingest._pool = gone
+    try:
+        body2 = api_body("ext-2")
+        response = await client.post(
+            f"/webhooks/api/{inbox_id}", data=body2, headers=signed_headers(secret, body2)
+        )
+        assert response.status == 503
+        assert (await response.json())["error"]["code"] == "unavailable"
+        assert response.headers["Retry-After"]
+        ready = await client.get("/readyz")
+        assert ready.status == 503
+    finally:
+        hub.pool = hub.ingest._pool = working
+        await gone.close()
+    assert await stored(hub) == 1
+    # and once it is back, the provider's retry goes through
+    retry = await client.post(
         f"/webhooks/api/{inbox_id}", data=body2, headers=signed_headers(secret, body2)
     )
-    assert response.status == 503
-    assert (await response.json())["error"]["code"] == "unavailable"
-    assert response.headers["Retry-After"]
-    ready = await client.get("/readyz")
-    assert ready.status == 503
+    assert retry.status == 200
+    assert await stored(hub) == 2
