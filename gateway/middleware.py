@@ -7,6 +7,7 @@ is a 503 with Retry-After (providers retry); only a bug is a 500.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,6 +27,7 @@ access = logging.getLogger("hub.access")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _HTTP_CODES = {
     400: "bad_request",
     404: "not_found",
@@ -46,8 +48,8 @@ def make_middleware(access_log: bool) -> Middleware:
     @web.middleware
     async def context(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
-        cid = request.headers.get("X-Request-Id") or new_id()
-        if len(cid) > 128:
+        cid = request.headers.get("X-Request-Id", "")
+        if not _REQUEST_ID.fullmatch(cid):  # a caller's id is echoed back only if it is sane
             cid = new_id()
         token = correlation_id.set(cid)
         try:

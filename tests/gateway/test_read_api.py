@@ -119,3 +119,13 @@ async def test_health_readiness_and_metrics(client: Client, hub: Hub) -> None:
     assert "hub_outbox_backlog" in text
     assert 'hub_bus_lag{group="journal",topic="conversations"}' in text
     assert "hub_http_request_duration_seconds_bucket" in text
+
+
+async def test_request_ids_are_echoed_only_when_sane(client: Client) -> None:
+    given = await client.get("/healthz", headers={"X-Request-Id": "shop-42.retry:1"})
+    assert given.headers["X-Request-Id"] == "shop-42.retry:1"
+    for bad in ("x" * 200, "a b", "ශ්‍රී", "<script>"):
+        response = await client.get("/healthz", headers={"X-Request-Id": bad})
+        assert response.status == 200
+        assert response.headers["X-Request-Id"] != bad
+        assert len(response.headers["X-Request-Id"]) == 26
