@@ -201,12 +201,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.markdown:
                 print(settings_markdown())
             else:
+                secret = {"secret_key", "bootstrap_token", "database_url"}  # may hold credentials
                 shown = {
-                    k: ("***" if k == "secret_key" and v else str(v))
-                    for k, v in vars(config).items()
+                    k: ("(set)" if k in secret and v else str(v)) for k, v in vars(config).items()
                 }
-                if config.database_url:
-                    shown["database_url"] = "(set)"
                 _print(shown)
     except SetupError as exc:
         print(f"hub: {exc}", file=sys.stderr)
