@@ -10,6 +10,7 @@ from gateway.inbox_cache import InboxCache
 from gateway.middleware import make_middleware
 from gateway.state import STATE, GatewayState
 from hub.app import Hub
+from realtime.server import attach_realtime
 
 
 def build_app(hub: Hub) -> web.Application:
@@ -17,11 +18,13 @@ def build_app(hub: Hub) -> web.Application:
         client_max_size=hub.config.max_body_bytes,
         middlewares=[make_middleware(hub.config.access_log)],
     )
-    app[STATE] = GatewayState(hub=hub, auth=TokenAuth(hub), inboxes=InboxCache(hub))
+    auth = TokenAuth(hub)
+    app[STATE] = GatewayState(hub=hub, auth=auth, inboxes=InboxCache(hub))
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/readyz", ops.readyz)
     app.router.add_get("/metrics", ops.metrics)
     app.router.add_post("/webhooks/{channel}/{inbox_id}", webhooks.handle_webhook)
     app.router.add_get("/api/v1/conversations", api.get_conversations)
     app.router.add_get("/api/v1/conversations/{conversation_id}/messages", api.get_messages)
+    attach_realtime(app, hub, auth)  # Socket.IO at /socket.io/, namespace /agent
     return app

@@ -31,7 +31,18 @@ class TokenAuth:
                 "send Authorization: Bearer <token>",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        token = token.strip()
+        found = await self.for_token(token.strip())
+        if found is None:
+            raise ApiError(
+                401,
+                "invalid_token",
+                "the token is unknown or revoked",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return found
+
+    async def for_token(self, token: str) -> Principal | None:
+        """The caller a bearer token stands for, or None; REST and sockets both ask here."""
         bootstrap = self._hub.config.bootstrap_token
         if bootstrap and hmac.compare_digest(token.encode(), bootstrap.encode()):
             return Principal(self._hub.account_id, "administrator", None)
@@ -45,11 +56,4 @@ class TokenAuth:
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[digest] = (now + (_TTL if found else 2.0), found)
-        if found is None:
-            raise ApiError(
-                401,
-                "invalid_token",
-                "the token is unknown or revoked",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
         return found

@@ -3,7 +3,9 @@ and stops them in reverse. Every process role builds its parts from here."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,8 @@ from hub.secrets import SecretBox, load_secret_box
 from hub.store.db import create_pool
 from hub.store.embedded import start_embedded_postgres
 from hub.store.migrate import migrate
+from realtime.consumer import RealtimeConsumer
+from realtime.log import trim as trim_realtime_log
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,9 @@ class Hub:
         self.ingest: GroupCommitter[IngestRequest, IngestResult]
         self.relay: OutboxRelay
         self._subscriptions: list[Subscription] = []
+        #: called with the accounts whose realtime log grew (the socket layer wakes its streams)
+        self.realtime_listeners: list[Callable[[set[str]], None]] = []
+        self._trim_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -67,6 +74,11 @@ class Hub:
         transient = (ConnectionError, TimeoutError, *DB_UNAVAILABLE)
         journal = ConsumerOptions(max_batch=2000, linger=0.2, transient=transient)
         self._subscriptions += await Journal(self.pool).subscribe(self.bus, journal)
+        realtime = ConsumerOptions(max_batch=500, transient=transient)
+        self._subscriptions += await RealtimeConsumer(self.pool, self._realtime_logged).subscribe(
+            self.bus, realtime
+        )
+        self._trim_task = asyncio.create_task(self._trim_realtime_log(), name="realtime-trim")
         # the relay starts after the consumers, so the in-process bus has its groups
         self.relay = OutboxRelay(self.dsn, self.bus, poll_interval=config.outbox_poll_ms / 1000)
         self.relay.start()
@@ -81,8 +93,23 @@ class Hub:
         )
         self.ingest.start()
 
+    def _realtime_logged(self, accounts: set[str]) -> None:
+        for listener in self.realtime_listeners:
+            listener(accounts)
+
+    async def _trim_realtime_log(self) -> None:
+        """Keep the replay log bounded; a reconnect from before what is kept gets 'resync'."""
+        while True:
+            await asyncio.sleep(60)
+            try:
+                await trim_realtime_log(self.pool, self.config.realtime_replay_events)
+            except DB_UNAVAILABLE as exc:
+                log.warning("realtime log trim failed", extra={"error": repr(exc)})
+
     async def stop(self) -> None:
         """Stop taking work, finish what was accepted, then close the parts in reverse order."""
+        if self._trim_task is not None:
+            self._trim_task.cancel()
         await self.ingest.stop()
         if not await self.relay.drain(within=5.0):
             log.warning("outbox not drained at shutdown; the rest is published at next start")

@@ -63,6 +63,11 @@ SETTINGS: tuple[Setting, ...] = (
         "HUB_INGEST_CONCURRENCY",
         "Group-commit transactions in flight at once.",
     ),
+    Setting(
+        "realtime_replay_events",
+        "HUB_REALTIME_REPLAY_EVENTS",
+        "Newest events per account kept for agents' reconnect replay; older gaps get 'resync'.",
+    ),
     Setting("bus_partitions", "HUB_BUS_PARTITIONS", "Partitions per topic of the in-process bus."),
     Setting(
         "outbox_poll_ms",
@@ -92,6 +97,7 @@ class Config:
     ingest_batch_wait_ms: float = 0.0
     ingest_concurrency: int = 2
     bus_partitions: int = 4
+    realtime_replay_events: int = 100_000
     outbox_poll_ms: int = 500
     bootstrap_token: str | None = None
 

@@ -1,0 +1,102 @@
+"""The realtime replay log (table ``realtime_events``).
+
+Each account's events get consecutive sequence numbers in commit order: the writer takes a
+per-account transaction advisory lock before it reads the head and holds it until commit, so a
+reader that sees sequence N also sees everything below N. Readers can therefore resume any stream
+with "everything after N", in order, with nothing skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from hub.events.envelope import Head
+from hub.store.db import Conn
+
+_LOCK_PREFIX = "hub:realtime:"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    seq: int
+    event_id: str
+    inbox_id: str | None
+    type: str
+    event: str  # the event's JSON, as stored
+
+
+async def append(
+    conn: Conn, heads: Sequence[Head], raws: Sequence[bytes], inbox_ids: Sequence[str | None]
+) -> set[str]:
+    """Append events not logged yet (inside the caller's transaction); return their accounts."""
+    by_account: dict[str, list[int]] = defaultdict(list)
+    for i, head in enumerate(heads):
+        by_account[head.account_id].append(i)
+    touched: set[str] = set()
+    for account_id in sorted(by_account):
+        rows = by_account[account_id]
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", _LOCK_PREFIX + account_id
+        )
+        inserted = await conn.execute(
+            """INSERT INTO realtime_events (account_id, seq, event_id, inbox_id, conversation_id,
+                                            type, event)
+               SELECT $1, head.seq + row_number() OVER (ORDER BY x.ord), x.event_id, x.inbox_id,
+                      x.conversation_id, x.type, convert_from(x.raw, 'UTF8')::json
+                 FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[])
+                      WITH ORDINALITY AS x(event_id, inbox_id, conversation_id, type, raw, ord)
+                 CROSS JOIN (SELECT coalesce(max(seq), 0) AS seq FROM realtime_events
+                              WHERE account_id = $1) AS head
+                WHERE NOT EXISTS (SELECT 1 FROM realtime_events r WHERE r.event_id = x.event_id)""",
+            account_id,
+            [heads[i].id for i in rows],
+            [inbox_ids[i] for i in rows],
+            [heads[i].conversation_id for i in rows],
+            [heads[i].type for i in rows],
+            [raws[i] for i in rows],
+        )
+        if inserted != "INSERT 0 0":
+            touched.add(account_id)
+    return touched
+
+
+async def bounds(pool: asyncpg.Pool[Any], account_id: str) -> tuple[int, int]:
+    """(oldest kept sequence, newest sequence) of an account; (0, 0) when the log is empty."""
+    row = await pool.fetchrow(
+        """SELECT coalesce(min(seq), 0) AS low, coalesce(max(seq), 0) AS high
+             FROM realtime_events WHERE account_id = $1""",
+        account_id,
+    )
+    assert row is not None
+    return row["low"], row["high"]
+
+
+async def read_after(
+    pool: asyncpg.Pool[Any], account_id: str, seq: int, limit: int
+) -> list[LoggedEvent]:
+    rows = await pool.fetch(
+        """SELECT seq, event_id, inbox_id, type, event::text AS event FROM realtime_events
+            WHERE account_id = $1 AND seq > $2 ORDER BY seq LIMIT $3""",
+        account_id,
+        seq,
+        limit,
+    )
+    return [
+        LoggedEvent(r["seq"], r["event_id"], r["inbox_id"], r["type"], r["event"]) for r in rows
+    ]
+
+
+async def trim(pool: asyncpg.Pool[Any], keep: int) -> int:
+    """Keep the newest ``keep`` events per account; return how many were removed."""
+    status: str = await pool.execute(
+        """DELETE FROM realtime_events r
+            USING (SELECT account_id, max(seq) AS high FROM realtime_events GROUP BY account_id) h
+            WHERE r.account_id = h.account_id AND r.seq <= h.high - $1""",
+        keep,
+    )
+    return int(status.split()[-1])

@@ -1,0 +1,132 @@
+"""Agent sockets with the real python-socketio client: refused without a valid token, events pushed
+as they happen, exact replay after a reconnect, and 'resync' when the gap is older than the log."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import socketio
+from aiohttp.test_utils import TestServer
+
+from gateway.app import build_app
+from hub.actions.setup import create_inbox
+from hub.app import Hub
+from realtime.log import trim
+from tests.support.api_channel import api_body, signed_headers
+
+pytestmark = pytest.mark.postgres
+TOKEN = "test-bootstrap-token"
+
+
+class Agent:
+    """A connected agent client that records what it receives."""
+
+    def __init__(self) -> None:
+        self.client = socketio.AsyncClient(reconnection=False)
+        self.events: list[dict[str, Any]] = []
+        self.resyncs: list[dict[str, Any]] = []
+        self.client.on("event", self.events.append, namespace="/agent")
+        self.client.on("resync", self.resyncs.append, namespace="/agent")
+
+    async def connect(self, url: str, **auth: Any) -> None:
+        await self.client.connect(
+            url, namespaces=["/agent"], auth=auth, transports=["websocket"], wait_timeout=10
+        )
+
+    def seqs(self) -> list[int]:
+        return [e["seq"] for e in self.events]
+
+    async def wait_for(self, count: int) -> None:
+        async with asyncio.timeout(10):
+            while len(self.events) < count:
+                await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def server(hub: Hub) -> AsyncIterator[str]:
+    test_server = TestServer(build_app(hub))
+    await test_server.start_server()
+    yield str(test_server.make_url("/"))
+    await test_server.close()
+
+
+@pytest.fixture
+async def post(hub: Hub, server: str) -> Any:
+    import aiohttp
+
+    async with hub.pool.acquire() as conn:
+        made = await create_inbox(
+            conn, hub.box, account_id=hub.account_id, channel="api", name="Shop"
+        )
+    secret = made.secrets["signing_secret"]
+    session = aiohttp.ClientSession()
+
+    async def send(message_id: str, identifier: str = "+94771234567") -> None:
+        body = api_body(message_id, identifier=identifier, text=f"text {message_id}")
+        async with session.post(
+            f"{server}webhooks/api/{made.id}", data=body, headers=signed_headers(secret, body)
+        ) as response:
+            assert response.status == 200
+
+    yield send
+    await session.close()
+
+
+async def test_connect_is_refused_without_a_valid_token(server: str) -> None:
+    for auth in ({}, {"token": "nope"}, {"token": TOKEN, "last_seq": "x"}):
+        agent = Agent()
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await agent.connect(server, **auth)
+        await agent.client.disconnect()
+
+
+async def test_events_are_pushed_and_a_reconnect_replays_exactly_what_was_missed(
+    server: str, post: Any
+) -> None:
+    agent = Agent()
+    await agent.connect(server, token=TOKEN)
+    await post("m-1")  # new contact: contact.created, conversation.created, message.received
+    await agent.wait_for(3)
+    types = sorted(e["type"] for e in agent.events)
+    assert types == ["contact.created", "conversation.created", "message.received"]
+    received = next(e for e in agent.events if e["type"] == "message.received")
+    assert received["event"]["payload"]["content"] == "text m-1"
+    assert agent.seqs() == sorted(agent.seqs())
+    last = agent.seqs()[-1]
+    await agent.client.disconnect()
+
+    await post("m-2")
+    await post("m-3")
+    await asyncio.sleep(0.3)  # the consumer logs them while the agent is away
+
+    again = Agent()
+    await again.connect(server, token=TOKEN, last_seq=last)
+    await again.wait_for(2)
+    await asyncio.sleep(0.2)
+    assert [e["event"]["payload"]["content"] for e in again.events] == ["text m-2", "text m-3"]
+    assert again.seqs() == [last + 1, last + 2]
+    await post("m-4")  # and live again after the replay
+    await again.wait_for(3)
+    assert again.events[-1]["seq"] == last + 3
+    await again.client.disconnect()
+
+
+async def test_a_gap_older_than_the_log_gets_resync(hub: Hub, server: str, post: Any) -> None:
+    for n in range(4):
+        await post(f"r-{n}", identifier="+94770000000")
+    await asyncio.sleep(0.3)
+    await trim(hub.pool, keep=2)
+    agent = Agent()
+    await agent.connect(server, token=TOKEN, last_seq=1)
+    async with asyncio.timeout(10):
+        while not agent.resyncs:
+            await asyncio.sleep(0.02)
+    head = agent.resyncs[0]["head"]
+    assert head >= 6
+    await post("r-after", identifier="+94770000000")
+    await agent.wait_for(1)
+    assert agent.events[0]["seq"] == head + 1, "after resync the stream continues from the head"
+    await agent.client.disconnect()
