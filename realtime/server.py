@@ -24,6 +24,14 @@ log = logging.getLogger(__name__)
 NAMESPACE = "/agent"
 
 
+def _refused(code: str, message: str) -> Exception:
+    """A connect refusal: clients see ``message`` and ``data = {"code", "message"}``."""
+    error: Exception = socketio.exceptions.ConnectionRefusedError(
+        message, {"code": code, "message": message}
+    )
+    return error
+
+
 class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped library
     def __init__(self, hub: Hub, auth: TokenAuth, streams: Streams) -> None:
         super().__init__(NAMESPACE)
@@ -34,21 +42,15 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
         if not isinstance(token, str) or not token:
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"code": "unauthenticated", "message": 'connect with auth={"token": "<token>"}'}
-            )
+            raise _refused("unauthenticated", 'connect with auth={"token": "<token>"}')
         principal = await self._auth.for_token(token)
         if principal is None:
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"code": "invalid_token", "message": "the token is unknown or revoked"}
-            )
+            raise _refused("invalid_token", "the token is unknown or revoked")
         last_seq = auth.get("last_seq")
         if last_seq is not None and (
             isinstance(last_seq, bool) or not isinstance(last_seq, int) or last_seq < 0
         ):
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"code": "invalid_last_seq", "message": "last_seq must be a whole number >= 0"}
-            )
+            raise _refused("invalid_last_seq", "last_seq must be a whole number >= 0")
         low, high = await bounds(self._hub.pool, principal.account_id)
         resync = last_seq is not None and (last_seq > high or last_seq < low - 1)
         cursor = high if last_seq is None or resync else last_seq
