@@ -33,15 +33,23 @@ async def server(hub: Hub) -> AsyncIterator[str]:
     await test_server.close()
 
 
-async def start_agent(url: str, count: int, last_seq: int | None = None,
-                      token: str = TOKEN) -> asyncio.subprocess.Process:
+async def start_agent(
+    url: str, count: int, last_seq: int | None = None, token: str = TOKEN
+) -> asyncio.subprocess.Process:
     node = shutil.which("node")
     assert node, "Node.js is needed for the JS client test"
-    assert (JS / "node_modules" / "socket.io-client").exists(), "run: npm ci --prefix tests/realtime/js"
+    assert (JS / "node_modules" / "socket.io-client").exists(), (
+        "run: npm ci --prefix tests/realtime/js"
+    )
     return await asyncio.create_subprocess_exec(
-        node, str(JS / "agent.mjs"), url, token, str(count),
+        node,
+        str(JS / "agent.mjs"),
+        url,
+        token,
+        str(count),
         "" if last_seq is None else str(last_seq),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
 
 
@@ -56,15 +64,17 @@ async def read_line(proc: asyncio.subprocess.Process) -> Any:
 
 async def test_official_js_client_receives_and_replays(hub: Hub, server: str) -> None:
     async with hub.pool.acquire() as conn:
-        made = await create_inbox(conn, hub.box, account_id=hub.account_id, channel="api",
-                                  name="Shop")
+        made = await create_inbox(
+            conn, hub.box, account_id=hub.account_id, channel="api", name="Shop"
+        )
     secret = made.secrets["signing_secret"]
     async with aiohttp.ClientSession() as session:
 
         async def post(message_id: str) -> None:
             body = api_body(message_id, text=f"text {message_id}")
-            async with session.post(f"{server}webhooks/api/{made.id}", data=body,
-                                    headers=signed_headers(secret, body)) as response:
+            async with session.post(
+                f"{server}webhooks/api/{made.id}", data=body, headers=signed_headers(secret, body)
+            ) as response:
                 assert response.status == 200
 
         refused = await start_agent(server, 1, token="wrong")
@@ -77,7 +87,9 @@ async def test_official_js_client_receives_and_replays(hub: Hub, server: str) ->
         got = (await read_line(first))["events"]
         await first.wait()
         assert sorted(e["type"] for e in got) == [
-            "contact.created", "conversation.created", "message.received"
+            "contact.created",
+            "conversation.created",
+            "message.received",
         ]
         last = max(e["seq"] for e in got)
 
