@@ -17,7 +17,9 @@ from aiohttp import web
 
 from gateway.auth import TokenAuth
 from hub.app import Hub
+from hub.store.reads import conversation_exists
 from realtime.log import bounds
+from realtime.presence import STATUSES, Presence
 from realtime.streams import Streams
 
 log = logging.getLogger(__name__)
@@ -32,12 +34,22 @@ def _refused(code: str, message: str) -> Exception:
     return error
 
 
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def _conversation_id(data: Any) -> str | None:
+    value = data.get("conversation_id") if isinstance(data, dict) else None
+    return value if isinstance(value, str) and 0 < len(value) <= 64 else None
+
+
 class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped library
-    def __init__(self, hub: Hub, auth: TokenAuth, streams: Streams) -> None:
+    def __init__(self, hub: Hub, auth: TokenAuth, streams: Streams, presence: Presence) -> None:
         super().__init__(NAMESPACE)
         self._hub = hub
         self._auth = auth
         self._streams = streams
+        self._presence = presence
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
@@ -54,8 +66,13 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
         low, high = await bounds(self._hub.pool, principal.account_id)
         resync = last_seq is not None and (last_seq > high or last_seq < low - 1)
         cursor = high if last_seq is None or resync else last_seq
-        await self.save_session(sid, {"account_id": principal.account_id})
-        self._streams.add(principal.account_id, sid, cursor, resync)
+        account_id, agent_id = principal.account_id, principal.agent_id
+        await self.save_session(sid, {"account_id": account_id, "agent_id": agent_id})
+        await self.enter_room(sid, f"account:{account_id}")
+        if self._presence.connected(account_id, agent_id, sid):
+            await self._announce(account_id, agent_id)
+        await self.emit("presence_list", self._presence.of_account(account_id), to=sid)
+        self._streams.add(account_id, sid, cursor, resync)
         log.info(
             "agent socket connected",
             extra={
@@ -69,6 +86,60 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         session = await self.get_session(sid)
         self._streams.remove(session["account_id"], sid)
+        if self._presence.disconnected(session["agent_id"], sid):
+            await self._announce(session["account_id"], session["agent_id"])
+
+    async def _announce(self, account_id: str, agent_id: str) -> None:
+        status = self._presence.status(agent_id)
+        await self.emit(
+            "presence", {"agent_id": agent_id, "status": status}, room=f"account:{account_id}"
+        )
+
+    async def on_presence(self, sid: str, data: Any) -> dict[str, Any]:
+        """``{"status": "online" | "busy" | "offline"}``; everyone in the account is told."""
+        session = await self.get_session(sid)
+        status = data.get("status") if isinstance(data, dict) else None
+        if status not in STATUSES:
+            return _error("invalid_status", f"status must be one of {', '.join(STATUSES)}")
+        self._presence.set(session["agent_id"], status)
+        await self._announce(session["account_id"], session["agent_id"])
+        return {"ok": True, "status": status}
+
+    async def on_join(self, sid: str, data: Any) -> dict[str, Any]:
+        """Start viewing a conversation: typing in it reaches this socket."""
+        session = await self.get_session(sid)
+        conversation_id = _conversation_id(data)
+        if conversation_id is None or not await conversation_exists(
+            self._hub.pool, session["account_id"], conversation_id
+        ):
+            return _error("not_found", "no such conversation")
+        await self.enter_room(sid, f"conversation:{conversation_id}")
+        return {"ok": True}
+
+    async def on_leave(self, sid: str, data: Any) -> dict[str, Any]:
+        conversation_id = _conversation_id(data)
+        if conversation_id is None:
+            return _error("invalid_conversation", "send {conversation_id}")
+        await self.leave_room(sid, f"conversation:{conversation_id}")
+        return {"ok": True}
+
+    async def on_typing(self, sid: str, data: Any) -> dict[str, Any]:
+        """``{"conversation_id", "on": bool}`` to the other agents viewing the conversation."""
+        session = await self.get_session(sid)
+        conversation_id = _conversation_id(data)
+        on = data.get("on") if isinstance(data, dict) else None
+        if conversation_id is None or not isinstance(on, bool):
+            return _error("invalid_typing", 'send {"conversation_id": "...", "on": true|false}')
+        room = f"conversation:{conversation_id}"
+        if room not in self.rooms(sid):
+            return _error("not_joined", "join the conversation first")
+        await self.emit(
+            "typing",
+            {"conversation_id": conversation_id, "agent_id": session["agent_id"], "on": on},
+            room=room,
+            skip_sid=sid,
+        )
+        return {"ok": True}
 
 
 def attach_realtime(app: web.Application, hub: Hub, auth: TokenAuth) -> Streams:
@@ -80,7 +151,7 @@ def attach_realtime(app: web.Application, hub: Hub, auth: TokenAuth) -> Streams:
         await sio.emit(event, data, to=sid, namespace=NAMESPACE)
 
     streams = Streams(hub.pool, emit)
-    sio.register_namespace(AgentNamespace(hub, auth, streams))
+    sio.register_namespace(AgentNamespace(hub, auth, streams, Presence()))
     sio.attach(app)
     hub.realtime_listeners.append(streams.notify)
 

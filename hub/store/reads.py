@@ -44,6 +44,11 @@ class Principal:
     role: str
     token_id: str | None
 
+    @property
+    def agent_id(self) -> str:
+        """Who this is for presence and typing; the users issue makes it the user's id."""
+        return self.token_id or "bootstrap"
+
 
 async def principal_for_token(pool: asyncpg.Pool[Any], token_hash: bytes) -> Principal | None:
     row = await pool.fetchrow(
