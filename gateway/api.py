@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
 
 from gateway.responses import ApiError, json_response
 from gateway.state import STATE
+from hub.actions.messages import MessageRefused, send_agent_message
 from hub.events import ConversationStatus
+from hub.logs import correlation_id
 from hub.store.reads import BadCursor, conversation_exists, list_conversations, list_messages
 
 _STATUSES = {s.value for s in ConversationStatus}
@@ -60,3 +63,53 @@ async def get_messages(request: web.Request) -> web.Response:
     except BadCursor as exc:
         raise ApiError(400, "invalid_cursor", str(exc)) from exc
     return json_response({"data": items, "next_cursor": cursor})
+
+
+class NewMessage(msgspec.Struct, forbid_unknown_fields=True):
+    content: str
+    private: bool = False
+    client_id: str | None = None
+
+
+_new_message = msgspec.json.Decoder(NewMessage)
+_STATUS_FOR = {"not_found": 404}
+
+
+async def post_message(request: web.Request) -> web.Response:
+    """Send a reply (queued for the channel) or add a private note; ``client_id`` makes it safe
+    to retry: the same key returns the stored message with 200 instead of 201."""
+    state = request.app[STATE]
+    principal = await state.auth.principal(request)
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    try:
+        body = _new_message.decode(await request.read())
+    except msgspec.ValidationError as exc:
+        raise ApiError(422, "invalid_body", str(exc)) from exc
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ApiError(400, "invalid_json", "body is not valid UTF-8 JSON") from exc
+    if body.client_id is not None and not 0 < len(body.client_id) <= 128:
+        raise ApiError(422, "invalid_body", "client_id must have 1 to 128 characters")
+    try:
+        sent = await send_agent_message(
+            state.hub.pool,
+            account_id=principal.account_id,
+            agent_id=principal.agent_id,
+            conversation_id=request.match_info["conversation_id"],
+            content=body.content,
+            private=body.private,
+            client_id=body.client_id,
+            correlation_id=correlation_id.get(),
+        )
+    except MessageRefused as exc:
+        raise ApiError(_STATUS_FOR.get(exc.code, 422), exc.code, exc.message) from exc
+    return json_response(
+        {
+            "id": sent.id,
+            "conversation_id": sent.conversation_id,
+            "status": sent.status,
+            "private": sent.private,
+            "duplicate": sent.duplicate,
+        },
+        status=200 if sent.duplicate else 201,
+    )

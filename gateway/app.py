@@ -26,5 +26,6 @@ def build_app(hub: Hub) -> web.Application:
     app.router.add_post("/webhooks/{channel}/{inbox_id}", webhooks.handle_webhook)
     app.router.add_get("/api/v1/conversations", api.get_conversations)
     app.router.add_get("/api/v1/conversations/{conversation_id}/messages", api.get_messages)
+    app.router.add_post("/api/v1/conversations/{conversation_id}/messages", api.post_message)
     attach_realtime(app, hub, auth)  # Socket.IO at /socket.io/, namespace /agent
     return app

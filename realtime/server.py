@@ -16,6 +16,7 @@ import socketio
 from aiohttp import web
 
 from gateway.auth import TokenAuth
+from hub.actions.messages import MessageRefused, send_agent_message
 from hub.app import Hub
 from hub.store.reads import conversation_exists
 from realtime.log import bounds
@@ -122,6 +123,37 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
             return _error("invalid_conversation", "send {conversation_id}")
         await self.leave_room(sid, f"conversation:{conversation_id}")
         return {"ok": True}
+
+    async def on_send_message(self, sid: str, data: Any) -> dict[str, Any]:
+        """``{"conversation_id", "content", "private"?, "client_id"?}``: the same action as
+        ``POST /api/v1/conversations/{id}/messages``; retry with the same ``client_id``."""
+        session = await self.get_session(sid)
+        conversation_id = _conversation_id(data)
+        content = data.get("content") if isinstance(data, dict) else None
+        private = data.get("private", False) if isinstance(data, dict) else False
+        client_id = data.get("client_id") if isinstance(data, dict) else None
+        if (
+            conversation_id is None
+            or not isinstance(content, str)
+            or not isinstance(private, bool)
+            or not (client_id is None or (isinstance(client_id, str) and 0 < len(client_id) <= 128))
+        ):
+            return _error(
+                "invalid_message", "send {conversation_id, content, private?, client_id?}"
+            )
+        try:
+            sent = await send_agent_message(
+                self._hub.pool,
+                account_id=session["account_id"],
+                agent_id=session["agent_id"],
+                conversation_id=conversation_id,
+                content=content,
+                private=private,
+                client_id=client_id,
+            )
+        except MessageRefused as exc:
+            return _error(exc.code, exc.message)
+        return {"ok": True, "id": sent.id, "status": sent.status, "duplicate": sent.duplicate}
 
     async def on_typing(self, sid: str, data: Any) -> dict[str, Any]:
         """``{"conversation_id", "on": bool}`` to the other agents viewing the conversation."""

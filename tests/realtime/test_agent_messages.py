@@ -1,0 +1,138 @@
+"""Agent replies and notes: one action behind REST and the socket, idempotent on client_id, and
+the message.created event reaches agent sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+import socketio
+from aiohttp.test_utils import TestServer
+
+from gateway.app import build_app
+from hub.actions.setup import create_inbox
+from hub.app import Hub
+from tests.support.api_channel import api_body, signed_headers
+
+pytestmark = pytest.mark.postgres
+AUTH = {"Authorization": "Bearer test-bootstrap-token"}
+
+
+@pytest.fixture
+async def server(hub: Hub) -> AsyncIterator[str]:
+    test_server = TestServer(build_app(hub))
+    await test_server.start_server()
+    yield str(test_server.make_url("/"))
+    await test_server.close()
+
+
+async def conversation(hub: Hub, server: str, session: aiohttp.ClientSession) -> str:
+    async with hub.pool.acquire() as conn:
+        made = await create_inbox(
+            conn, hub.box, account_id=hub.account_id, channel="api", name="Shop"
+        )
+    body = api_body("in-1")
+    async with session.post(
+        f"{server}webhooks/api/{made.id}",
+        data=body,
+        headers=signed_headers(made.secrets["signing_secret"], body),
+    ) as r:
+        conversation_id: str = (await r.json())["messages"][0]["conversation_id"]
+        return conversation_id
+
+
+async def test_reply_and_note_over_rest_are_idempotent(hub: Hub, server: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        cid = await conversation(hub, server, session)
+        url = f"{server}api/v1/conversations/{cid}/messages"
+        reply = {"content": "ඔව්, හෙට ලැබේවි", "client_id": "c-1"}
+        async with session.post(url, json=reply, headers=AUTH) as first:
+            assert first.status == 201
+            made = await first.json()
+        assert made["status"] == "queued" and made["private"] is False
+        async with session.post(url, json=reply, headers=AUTH) as again:
+            assert again.status == 200
+            assert (await again.json())["id"] == made["id"]
+        async with session.post(
+            url, json={"content": "VIP", "private": True}, headers=AUTH
+        ) as note:
+            assert note.status == 201
+            assert (await note.json())["status"] == "sent"
+        for body, status, code in (
+            ({"content": "  "}, 422, "empty_message"),
+            ({"content": 5}, 422, "invalid_body"),
+            ({"content": "x", "extra": 1}, 422, "invalid_body"),
+        ):
+            async with session.post(url, json=body, headers=AUTH) as bad:
+                assert bad.status == status and (await bad.json())["error"]["code"] == code
+        async with session.post(
+            f"{server}api/v1/conversations/nope/messages", json={"content": "x"}, headers=AUTH
+        ) as missing:
+            assert missing.status == 404
+        async with session.post(
+            url, data=b"{", headers={**AUTH, "Content-Type": "application/json"}
+        ) as broken:
+            assert broken.status == 400
+    rows = await hub.pool.fetch(
+        "SELECT direction, private, status, sender_type FROM messages WHERE direction = 'outbound'"
+    )
+    assert sorted((r["private"], r["status"]) for r in rows) == [(False, "queued"), (True, "sent")]
+    assert {r["sender_type"] for r in rows} == {"agent"}
+    async with asyncio.timeout(10):  # one message.created per message, retries made none
+        while (
+            await hub.pool.fetchval("SELECT count(*) FROM event_log WHERE type = 'message.created'")
+            < 2
+        ):
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    assert (
+        await hub.pool.fetchval("SELECT count(*) FROM event_log WHERE type = 'message.created'")
+        == 2
+    )
+
+
+async def test_reply_over_the_socket_reaches_agent_streams(hub: Hub, server: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        cid = await conversation(hub, server, session)
+    agent = socketio.AsyncClient(reconnection=False)
+    created: list[dict[str, Any]] = []
+
+    def on_event(data: dict[str, Any]) -> None:
+        if data["type"] == "message.created":
+            created.append(data)
+
+    agent.on("event", on_event, namespace="/agent")
+    await agent.connect(
+        server,
+        namespaces=["/agent"],
+        auth={"token": "test-bootstrap-token"},
+        transports=["websocket"],
+        wait_timeout=10,
+    )
+    sent = await agent.call(
+        "send_message",
+        {"conversation_id": cid, "content": "On its way", "client_id": "s-1"},
+        namespace="/agent",
+        timeout=10,
+    )
+    assert sent["ok"] and sent["status"] == "queued" and not sent["duplicate"]
+    again = await agent.call(
+        "send_message",
+        {"conversation_id": cid, "content": "On its way", "client_id": "s-1"},
+        namespace="/agent",
+        timeout=10,
+    )
+    assert again["id"] == sent["id"] and again["duplicate"]
+    bad = await agent.call("send_message", {"conversation_id": cid}, namespace="/agent", timeout=10)
+    assert bad["error"]["code"] == "invalid_message"
+    async with asyncio.timeout(10):
+        while not created:
+            await asyncio.sleep(0.02)
+    assert created[0]["event"]["payload"]["message_id"] == sent["id"]
+    assert created[0]["event"]["actor"]["kind"] == "agent"
+    await asyncio.sleep(0.2)
+    assert len(created) == 1, "the retried send made no second event"
+    await agent.disconnect()
