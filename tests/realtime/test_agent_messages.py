@@ -4,29 +4,18 @@ the message.created event reaches agent sockets."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 import socketio
-from aiohttp.test_utils import TestServer
 
-from gateway.app import build_app
 from hub.actions.setup import create_inbox
 from hub.app import Hub
 from tests.support.api_channel import api_body, signed_headers
 
 pytestmark = pytest.mark.postgres
 AUTH = {"Authorization": "Bearer test-bootstrap-token"}
-
-
-@pytest.fixture
-async def server(hub: Hub) -> AsyncIterator[str]:
-    test_server = TestServer(build_app(hub))
-    await test_server.start_server()
-    yield str(test_server.make_url("/"))
-    await test_server.close()
 
 
 async def conversation(hub: Hub, server: str, session: aiohttp.ClientSession) -> str:

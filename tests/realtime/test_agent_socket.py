@@ -4,14 +4,11 @@ as they happen, exact replay after a reconnect, and 'resync' when the gap is old
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import socketio
-from aiohttp.test_utils import TestServer
 
-from gateway.app import build_app
 from hub.actions.setup import create_inbox
 from hub.app import Hub
 from realtime.log import trim
@@ -43,14 +40,6 @@ class Agent:
         async with asyncio.timeout(10):
             while len(self.events) < count:
                 await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-async def server(hub: Hub) -> AsyncIterator[str]:
-    test_server = TestServer(build_app(hub))
-    await test_server.start_server()
-    yield str(test_server.make_url("/"))
-    await test_server.close()
 
 
 @pytest.fixture

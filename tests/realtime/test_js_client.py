@@ -7,15 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
-from gateway.app import build_app
 from hub.actions.setup import create_inbox
 from hub.app import Hub
 from tests.support.api_channel import api_body, signed_headers
@@ -23,14 +20,6 @@ from tests.support.api_channel import api_body, signed_headers
 pytestmark = pytest.mark.postgres
 JS = Path(__file__).parent / "js"
 TOKEN = "test-bootstrap-token"
-
-
-@pytest.fixture
-async def server(hub: Hub) -> AsyncIterator[str]:
-    test_server = TestServer(build_app(hub))
-    await test_server.start_server()
-    yield str(test_server.make_url("/"))
-    await test_server.close()
 
 
 async def start_agent(

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import socketio
-from aiohttp.test_utils import TestServer
 
-from gateway.app import build_app
 from hub.actions.setup import create_api_token, create_inbox
 from hub.app import Hub
 from tests.support.api_channel import api_body, signed_headers
@@ -41,14 +38,6 @@ class Agent:
         async with asyncio.timeout(10):
             while len(self.got[name]) < count:
                 await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-async def server(hub: Hub) -> AsyncIterator[str]:
-    test_server = TestServer(build_app(hub))
-    await test_server.start_server()
-    yield str(test_server.make_url("/"))
-    await test_server.close()
 
 
 async def tokens(hub: Hub) -> tuple[str, str, str]:
