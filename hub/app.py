@@ -75,9 +75,9 @@ class Hub:
         journal = ConsumerOptions(max_batch=2000, linger=0.2, transient=transient)
         self._subscriptions += await Journal(self.pool).subscribe(self.bus, journal)
         realtime = ConsumerOptions(max_batch=500, transient=transient)
-        self._subscriptions += await RealtimeConsumer(self.pool, self._realtime_logged).subscribe(
-            self.bus, realtime
-        )
+        self._realtime = RealtimeConsumer(self.pool, self._realtime_logged)
+        self._realtime.start()
+        self._subscriptions += await self._realtime.subscribe(self.bus, realtime)
         self._trim_task = asyncio.create_task(self._trim_realtime_log(), name="realtime-trim")
         # the relay starts after the consumers, so the in-process bus has its groups
         self.relay = OutboxRelay(self.dsn, self.bus, poll_interval=config.outbox_poll_ms / 1000)
@@ -116,5 +116,6 @@ class Hub:
         await self.relay.stop()
         for subscription in self._subscriptions:
             await subscription.stop()
+        await self._realtime.stop()
         await self.bus.close()
         await self.pool.close()

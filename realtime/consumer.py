@@ -9,9 +9,11 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from hub.actions.group_commit import GroupCommitter
 from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
-from hub.events.envelope import decode_head
+from hub.events.envelope import Head, decode_head
 from hub.events.types import CONTACTS, CONVERSATIONS
+from hub.store.db import Conn
 from realtime.log import append
 
 GROUP = "realtime"
@@ -28,10 +30,32 @@ class _PayloadInbox(msgspec.Struct):
 _inbox_decoder = msgspec.json.Decoder(_PayloadInbox)
 
 
+Entry = tuple[Head, bytes, str | None]
+
+
+async def _append_all(conn: Conn, batches: Sequence[list[Entry]]) -> list[set[str]]:
+    entries = [entry for batch in batches for entry in batch]
+    touched = await append(
+        conn, [e[0] for e in entries], [e[1] for e in entries], [e[2] for e in entries]
+    )
+    return [touched] * len(batches)
+
+
 class RealtimeConsumer:
+    """Batches from all partitions share one transaction (group commit): the log is written by
+    one transaction at a time per process anyway, since numbering takes the account's lock."""
+
     def __init__(self, pool: asyncpg.Pool[Any], on_logged: Callable[[set[str]], None]) -> None:
-        self._pool = pool
         self._on_logged = on_logged
+        self._writer: GroupCommitter[list[Entry], set[str]] = GroupCommitter(
+            "realtime-log", pool, _append_all, max_batch=64, concurrency=1
+        )
+
+    def start(self) -> None:
+        self._writer.start()
+
+    async def stop(self) -> None:
+        await self._writer.stop()
 
     async def subscribe(self, bus: Bus, options: ConsumerOptions) -> list[Subscription]:
         return [
@@ -40,9 +64,10 @@ class RealtimeConsumer:
         ]
 
     async def handle(self, batch: Sequence[BusMessage]) -> None:
-        heads = [decode_head(m.value) for m in batch]
-        inboxes = [_inbox_decoder.decode(m.value).payload.inbox_id for m in batch]
-        async with self._pool.acquire() as conn, conn.transaction():
-            accounts = await append(conn, heads, [m.value for m in batch], inboxes)
+        entries = [
+            (decode_head(m.value), m.value, _inbox_decoder.decode(m.value).payload.inbox_id)
+            for m in batch
+        ]
+        accounts = await self._writer.submit(entries)
         if accounts:
             self._on_logged(accounts)  # after commit: readers find the new sequence numbers

@@ -179,7 +179,7 @@ def attach_realtime(app: web.Application, hub: Hub, auth: TokenAuth) -> Streams:
         async_mode="aiohttp", logger=False, engineio_logger=False, cors_allowed_origins=[]
     )
 
-    async def emit(sid: str, event: str, data: dict[str, Any]) -> None:
+    async def emit(sid: str, event: str, data: Any) -> None:
         await sio.emit(event, data, to=sid, namespace=NAMESPACE)
 
     streams = Streams(hub.pool, emit)

@@ -22,7 +22,7 @@ from realtime.log import read_after
 
 log = logging.getLogger(__name__)
 
-Emit = Callable[[str, str, dict[str, Any]], Awaitable[None]]  # (sid, event name, data)
+Emit = Callable[[str, str, Any], Awaitable[None]]  # (sid, event name, data)
 
 
 class AccountStream:
@@ -58,12 +58,19 @@ class AccountStream:
                 continue
             low = min(self.cursors.values())
             events = await read_after(self._pool, self.account_id, low, self._batch)
-            for logged in events:
-                data = {"seq": logged.seq, "type": logged.type, "event": orjson.loads(logged.event)}
-                for sid, cursor in list(self.cursors.items()):
-                    if cursor < logged.seq and sid in self.cursors:
-                        await self._emit(sid, "event", data)
-                        self.cursors[sid] = logged.seq
+            if not events:
+                continue
+            items = [{"seq": e.seq, "type": e.type, "event": orjson.loads(e.event)} for e in events]
+            # one message per socket and pass: the events past that socket's cursor, in order
+            for sid, cursor in list(self.cursors.items()):
+                todo = (
+                    items
+                    if cursor < events[0].seq
+                    else [item for item in items if item["seq"] > cursor]
+                )
+                if todo and sid in self.cursors:
+                    await self._emit(sid, "events", todo)
+                    self.cursors[sid] = todo[-1]["seq"]
             if len(events) == self._batch:
                 self.wake.set()
 

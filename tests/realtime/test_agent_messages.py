@@ -89,11 +89,10 @@ async def test_reply_over_the_socket_reaches_agent_streams(hub: Hub, server: str
     agent = socketio.AsyncClient(reconnection=False)
     created: list[dict[str, Any]] = []
 
-    def on_event(data: dict[str, Any]) -> None:
-        if data["type"] == "message.created":
-            created.append(data)
+    def on_events(batch: list[dict[str, Any]]) -> None:
+        created.extend(item for item in batch if item["type"] == "message.created")
 
-    agent.on("event", on_event, namespace="/agent")
+    agent.on("events", on_events, namespace="/agent")
     await agent.connect(
         server,
         namespaces=["/agent"],

@@ -25,7 +25,7 @@ class Agent:
         self.client = socketio.AsyncClient(reconnection=False)
         self.events: list[dict[str, Any]] = []
         self.resyncs: list[dict[str, Any]] = []
-        self.client.on("event", self.events.append, namespace="/agent")
+        self.client.on("events", self.events.extend, namespace="/agent")
         self.client.on("resync", self.resyncs.append, namespace="/agent")
 
     async def connect(self, url: str, **auth: Any) -> None:

@@ -44,6 +44,7 @@ func main() {
 	contacts := flag.Int("contacts", 1000, "distinct senders")
 	label := flag.String("label", "", "label in the JSON result")
 	quiet := flag.Bool("quiet", false, "no progress lines")
+	rate := flag.Int("rate", 0, "requests per second in all (0: as fast as the connections go)")
 	flag.Parse()
 	if *url == "" {
 		fmt.Fprintln(os.Stderr, "loadgen: -url is required")
@@ -74,6 +75,25 @@ func main() {
 			}
 		}()
 	}
+	// with -rate, a ticker hands out send slots: an open-loop load at a fixed rate
+	var slots chan struct{}
+	if *rate > 0 {
+		slots = make(chan struct{}, *concurrency)
+		go func() {
+			interval := time.Second / time.Duration(*rate)
+			next := time.Now()
+			for time.Now().Before(deadline) {
+				next = next.Add(interval)
+				time.Sleep(time.Until(next))
+				select {
+				case slots <- struct{}{}:
+				default: // every connection is busy: the slot is lost, and reported as such
+					atomic.AddInt64(&failed, 1)
+				}
+			}
+			close(slots)
+		}()
+	}
 	var wg sync.WaitGroup
 	for w := 0; w < *concurrency; w++ {
 		wg.Add(1)
@@ -82,8 +102,13 @@ func main() {
 			mac := hmac.New(sha256.New, []byte(*secret))
 			local := make([]time.Duration, 0, 1<<16)
 			for time.Now().Before(deadline) {
+				if slots != nil {
+					if _, open := <-slots; !open {
+						break
+					}
+				}
 				n := atomic.AddInt64(&seq, 1)
-				body := []byte(fmt.Sprintf(`{"message_id":"%s-%d","contact":{"identifier":"+9477%07d","name":"Bench %d"},"text":"order %d: ආයුබෝවන්, when will it arrive?"}`, *prefix, n, n%int64(*contacts), n%int64(*contacts), n))
+				body := []byte(fmt.Sprintf(`{"message_id":"%s-%d","contact":{"identifier":"+9477%07d","name":"Bench %d"},"text":"order %d: ආයුබෝවන්, when will it arrive? sent_ns=%d"}`, *prefix, n, n%int64(*contacts), n%int64(*contacts), n, time.Now().UnixNano()))
 				mac.Reset()
 				mac.Write(body)
 				req, _ := http.NewRequest("POST", *url, bytes.NewReader(body))

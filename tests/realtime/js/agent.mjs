@@ -19,12 +19,14 @@ socket.on("connect_error", (err) => {
   console.log(JSON.stringify({ connect_error: err.message, data: err.data ?? null }));
   process.exit(0);
 });
-socket.on("event", (message) => {
-  if (events.length && message.seq <= events[events.length - 1].seq) return; // dedupe by seq
-  events.push({ seq: message.seq, type: message.type, content: message.event.payload.content ?? null });
+socket.on("events", (batch) => {
+  for (const message of batch) {
+    if (events.length && message.seq <= events[events.length - 1].seq) continue; // dedupe by seq
+    events.push({ seq: message.seq, type: message.type, content: message.event.payload.content ?? null });
+  }
   if (events.length >= Number(count)) {
     clearTimeout(timer);
-    console.log(JSON.stringify({ events }));
+    console.log(JSON.stringify({ events: events.slice(0, Number(count)) }));
     socket.disconnect();
     process.exit(0);
   }

@@ -1,0 +1,157 @@
+"""Webhook-to-socket latency on the embedded default: signed API-channel webhooks at a fixed rate
+(open loop, default 1,000 msgs/s), and agent sockets (python-socketio) measuring, for every
+message.received event, the time from the load generator's send to the socket's receipt.
+
+    .venv/bin/python -m bench.realtime.latency [--rate 1000] [--seconds 15] [--sockets 1]
+
+Both ends read the same clock (one machine). Writes bench/results/realtime-latency.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import socketio
+
+from bench.ingest.run import build_loadgen, free_port, wait_ready
+from hub.store.embedded import stop_embedded_postgres
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+SENT = re.compile(r"sent_ns=(\d+)")
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p * (len(ordered) - 1)))] if ordered else 0.0
+
+
+async def measure(
+    args: argparse.Namespace, url: str, inbox: dict[str, Any], token: str, loadgen: Path
+) -> dict[str, Any]:
+    latencies: list[list[float]] = [[] for _ in range(args.sockets)]
+    after_event: list[float] = []  # from the event's occurred_at (inside the ingest) to receipt
+    clients = []
+    for index in range(args.sockets):
+        client = socketio.AsyncClient(reconnection=False)
+
+        def on_events(batch: list[dict[str, Any]], index: int = index) -> None:
+            now = time.time_ns()
+            for data in batch:
+                if data["type"] != "message.received":
+                    continue
+                found = SENT.search(data["event"]["payload"]["content"] or "")
+                if found:
+                    latencies[index].append((now - int(found.group(1))) / 1e6)
+                    occurred = datetime.fromisoformat(data["event"]["occurred_at"])
+                    after_event.append(now / 1e6 - occurred.timestamp() * 1e3)
+
+        client.on("events", on_events, namespace="/agent")
+        await client.connect(
+            url,
+            namespaces=["/agent"],
+            auth={"token": token},
+            transports=["websocket"],
+            wait_timeout=10,
+        )
+        clients.append(client)
+    print(
+        f"== {args.sockets} agent socket(s) connected; sending {args.rate} msgs/s for "
+        f"{args.seconds} s",
+        flush=True,
+    )
+    proc = await asyncio.create_subprocess_exec(
+        str(loadgen),
+        "-url",
+        f"{url}webhooks/api/{inbox['id']}",
+        "-secret",
+        inbox["signing_secret"],
+        "-c",
+        "64",
+        "-d",
+        f"{args.seconds}s",
+        "-rate",
+        str(args.rate),
+        "-label",
+        "webhooks",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    sent = json.loads(out)
+    await asyncio.sleep(2)  # let the last events arrive
+    for client in clients:
+        await client.disconnect()
+    everyone = [x for per_socket in latencies for x in per_socket]
+    return {
+        "rate": args.rate,
+        "seconds": args.seconds,
+        "sockets": args.sockets,
+        "webhooks_ok": sent["ok"],
+        "webhooks_failed": sent["failed"],
+        "events_measured": len(everyone),
+        "per_socket_received": [len(x) for x in latencies],
+        "p50_ms": round(percentile(everyone, 0.50), 1),
+        "p90_ms": round(percentile(everyone, 0.90), 1),
+        "p99_ms": round(percentile(everyone, 0.99), 1),
+        "max_ms": round(max(everyone, default=0.0), 1),
+        "webhook_p99_ms": sent["p99_ms"],
+        "from_event_p50_ms": round(percentile(after_event, 0.50), 1),
+        "from_event_p99_ms": round(percentile(after_event, 0.99), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--sockets", type=int, default=1)
+    args = parser.parse_args()
+    loadgen = build_loadgen()
+    work = Path(tempfile.mkdtemp(prefix="hub-rt-bench-"))
+    port = free_port()
+    token = "bench-" + os.urandom(8).hex()
+    env = {
+        **os.environ,
+        "HUB_DATA_DIR": str(work / "data"),
+        "HUB_PORT": str(port),
+        "HUB_ACCESS_LOG": "0",
+        "HUB_LOG_LEVEL": "warning",
+        "HUB_BOOTSTRAP_TOKEN": token,
+    }
+    env.pop("DATABASE_URL", None)
+    hub_bin = str(Path(sys.executable).parent / "hub")
+    made = subprocess.run(
+        [hub_bin, "inbox", "create", "--channel", "api", "--name", "bench"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    inbox = json.loads(made.stdout)
+    hub = subprocess.Popen([hub_bin, "serve"], env=env)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/healthz", hub)
+        result = asyncio.run(measure(args, f"http://127.0.0.1:{port}/", inbox, token, loadgen))
+    finally:
+        hub.send_signal(signal.SIGTERM)
+        hub.wait(timeout=30)
+        stop_embedded_postgres(work / "data")
+        shutil.rmtree(work, ignore_errors=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "realtime-latency.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
