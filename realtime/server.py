@@ -73,7 +73,7 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
         if self._presence.connected(account_id, agent_id, sid):
             await self._announce(account_id, agent_id)
         await self.emit("presence_list", self._presence.of_account(account_id), to=sid)
-        self._streams.add(account_id, sid, cursor, resync)
+        self._streams.add(account_id, sid, cursor, high, resync)
         log.info(
             "agent socket connected",
             extra={
@@ -179,8 +179,8 @@ def attach_realtime(app: web.Application, hub: Hub, auth: TokenAuth) -> Streams:
         async_mode="aiohttp", logger=False, engineio_logger=False, cors_allowed_origins=[]
     )
 
-    async def emit(sid: str, event: str, data: Any) -> None:
-        await sio.emit(event, data, to=sid, namespace=NAMESPACE)
+    async def emit(sids: list[str], event: str, data: Any) -> None:
+        await sio.emit(event, data, to=sids, namespace=NAMESPACE)  # encoded once for all
 
     streams = Streams(hub.pool, emit)
     sio.register_namespace(AgentNamespace(hub, auth, streams, Presence()))

@@ -1,10 +1,11 @@
 """Per-account delivery of the replay log to agent sockets.
 
-Each account with connected sockets has one pusher task. Every socket has a cursor: the last
-sequence number it was sent. The pusher reads the log after the lowest cursor and sends each socket
-the events past its own cursor, in sequence order. A socket that reconnects with ``last_seq`` simply
-starts with that cursor, so replay and live delivery are the same path and cannot interleave out of
-order.
+Each account with connected sockets has one live pusher: it reads the log after the stream's
+``head`` (the last sequence it sent) and sends every live socket the same ``events`` message,
+encoded once. A socket that reconnects behind the head (``last_seq``) first gets a catch-up task of
+its own that sends the gap, in order and only up to the head, and joins the live set the moment it
+reaches the head: a long replay never holds back the other sockets, and nothing is skipped or
+doubled at the hand-over (the check and the join happen without yielding to the event loop).
 """
 
 from __future__ import annotations
@@ -12,40 +13,80 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
 import orjson
 
-from realtime.log import read_after
+from realtime.log import LoggedEvent, read_after
 
 log = logging.getLogger(__name__)
 
-Emit = Callable[[str, str, Any], Awaitable[None]]  # (sid, event name, data)
+#: (recipient sids, event name, data): one encoding for all recipients
+Emit = Callable[[list[str], str, Any], Awaitable[None]]
+
+
+def _items(events: Sequence[LoggedEvent]) -> list[dict[str, Any]]:
+    return [{"seq": e.seq, "type": e.type, "event": orjson.loads(e.event)} for e in events]
 
 
 class AccountStream:
-    def __init__(self, account_id: str, pool: asyncpg.Pool[Any], emit: Emit, batch: int) -> None:
+    def __init__(
+        self, account_id: str, pool: asyncpg.Pool[Any], emit: Emit, batch: int, head: int
+    ) -> None:
         self.account_id = account_id
         self._pool = pool
         self._emit = emit
         self._batch = batch
-        self.cursors: dict[str, int] = {}
-        self._resync: dict[str, int] = {}
+        self.head = head
+        self.live: set[str] = set()
+        self.catching_up: dict[str, asyncio.Task[None]] = {}
+        self._resync: dict[str, int] = {}  # told before anything else is sent to them
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
-    def add(self, sid: str, cursor: int, resync: bool) -> None:
-        self.cursors[sid] = cursor
-        if resync:
-            self._resync[sid] = cursor
+    @property
+    def sockets(self) -> int:
+        return len(self.live) + len(self.catching_up)
+
+    def add(self, sid: str, cursor: int, resync_head: int | None) -> None:
+        if cursor >= self.head:
+            self.live.add(sid)
+        else:
+            self.catching_up[sid] = asyncio.create_task(
+                self._catch_up(sid, cursor), name=f"realtime-catch-up:{sid}"
+            )
+        if resync_head is not None:
+            self._resync[sid] = resync_head
         self.wake.set()
 
     def remove(self, sid: str) -> None:
-        self.cursors.pop(sid, None)
+        self.live.discard(sid)
         self._resync.pop(sid, None)
-        self.wake.set()
+        task = self.catching_up.pop(sid, None)
+        if task is not None:
+            task.cancel()
+
+    async def _catch_up(self, sid: str, cursor: int) -> None:
+        try:
+            while cursor < self.head:
+                events = await read_after(self._pool, self.account_id, cursor, self._batch)
+                gap = [e for e in events if e.seq <= self.head]
+                if not gap:
+                    break
+                await self._emit([sid], "events", _items(gap))
+                cursor = gap[-1].seq
+            # no await between this check and the join: the live pusher starts after self.head
+            if sid in self.catching_up:
+                del self.catching_up[sid]
+                self.live.add(sid)
+                self.wake.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("realtime catch-up failed", extra={"sid": sid})
+            self.catching_up.pop(sid, None)
 
     async def run(self) -> None:
         while True:
@@ -53,24 +94,14 @@ class AccountStream:
             self.wake.clear()
             for sid, head in list(self._resync.items()):
                 del self._resync[sid]
-                await self._emit(sid, "resync", {"head": head})
-            if not self.cursors:
+                await self._emit([sid], "resync", {"head": head})
+            if not self.live:
                 continue
-            low = min(self.cursors.values())
-            events = await read_after(self._pool, self.account_id, low, self._batch)
+            events = await read_after(self._pool, self.account_id, self.head, self._batch)
             if not events:
                 continue
-            items = [{"seq": e.seq, "type": e.type, "event": orjson.loads(e.event)} for e in events]
-            # one message per socket and pass: the events past that socket's cursor, in order
-            for sid, cursor in list(self.cursors.items()):
-                todo = (
-                    items
-                    if cursor < events[0].seq
-                    else [item for item in items if item["seq"] > cursor]
-                )
-                if todo and sid in self.cursors:
-                    await self._emit(sid, "events", todo)
-                    self.cursors[sid] = todo[-1]["seq"]
+            self.head = events[-1].seq
+            await self._emit(sorted(self.live), "events", _items(events))
             if len(events) == self._batch:
                 self.wake.set()
 
@@ -84,13 +115,14 @@ class Streams:
         self._batch = batch
         self._streams: dict[str, AccountStream] = {}
 
-    def add(self, account_id: str, sid: str, cursor: int, resync: bool) -> None:
+    def add(self, account_id: str, sid: str, cursor: int, head: int, resync: bool) -> None:
+        """``head`` is the log's newest sequence; the stream starts live from there."""
         stream = self._streams.get(account_id)
         if stream is None:
             stream = self._streams[account_id] = AccountStream(
-                account_id, self._pool, self._emit, self._batch
+                account_id, self._pool, self._emit, self._batch, head
             )
-        stream.add(sid, cursor, resync)
+        stream.add(sid, cursor, head if resync else None)
         if stream.task is None or stream.task.done():
             stream.task = asyncio.create_task(self._run(stream), name=f"realtime:{account_id}")
 
@@ -99,7 +131,7 @@ class Streams:
         if stream is None:
             return
         stream.remove(sid)
-        if not stream.cursors:  # the account's last socket went: stop its pusher
+        if not stream.sockets:  # the account's last socket went: stop its pusher
             del self._streams[account_id]
             if stream.task is not None:
                 stream.task.cancel()
@@ -116,15 +148,15 @@ class Streams:
                 await stream.run()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the database hiccuped: keep the cursors, try again shortly
+            except Exception:  # the database hiccuped: keep the sockets, try again shortly
                 log.exception("realtime stream failed", extra={"account_id": stream.account_id})
                 await asyncio.sleep(0.5)
                 stream.wake.set()
 
     async def close(self) -> None:
         for stream in list(self._streams.values()):
-            stream.cursors.clear()
-            stream.wake.set()
+            for sid in list(stream.live) + list(stream.catching_up):
+                stream.remove(sid)
             if stream.task is not None:
                 stream.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -11,7 +11,7 @@ import socketio
 
 from hub.actions.setup import create_inbox
 from hub.app import Hub
-from realtime.log import trim
+from realtime.log import bounds, trim
 from tests.support.api_channel import api_body, signed_headers
 
 pytestmark = pytest.mark.postgres
@@ -119,3 +119,27 @@ async def test_a_gap_older_than_the_log_gets_resync(hub: Hub, server: str, post:
     await agent.wait_for(1)
     assert agent.events[0]["seq"] == head + 1, "after resync the stream continues from the head"
     await agent.client.disconnect()
+
+
+async def test_a_long_replay_is_exact_and_does_not_hold_back_live_sockets(
+    hub: Hub, server: str, post: Any
+) -> None:
+    for n in range(700):  # more than one read batch (500) of log to catch up on
+        await post(f"h-{n}", identifier="+94771111111")
+    async with asyncio.timeout(20):
+        while (await bounds(hub.pool, hub.account_id))[1] < 702:
+            await asyncio.sleep(0.05)
+    live = Agent()
+    await live.connect(server, token=TOKEN)
+    replaying = Agent()
+    await replaying.connect(server, token=TOKEN, last_seq=0)
+    for n in range(5):
+        await post(f"new-{n}", identifier="+94771111111")
+    await live.wait_for(5)
+    head = (await bounds(hub.pool, hub.account_id))[1]
+    await replaying.wait_for(head)
+    await asyncio.sleep(0.2)
+    assert replaying.seqs() == list(range(1, head + 1)), "every event once, in order"
+    assert live.seqs() == list(range(head - 4, head + 1))
+    await live.client.disconnect()
+    await replaying.client.disconnect()
