@@ -17,6 +17,7 @@ from aiohttp import web
 
 from gateway.auth import TokenAuth
 from hub.actions.messages import MessageRefused, send_agent_message
+from hub.actions.reads import mark_read_now
 from hub.app import Hub
 from hub.store.reads import conversation_exists
 from realtime.log import bounds
@@ -154,6 +155,31 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
         except MessageRefused as exc:
             return _error(exc.code, exc.message)
         return {"ok": True, "id": sent.id, "status": sent.status, "duplicate": sent.duplicate}
+
+    async def on_mark_read(self, sid: str, data: Any) -> dict[str, Any]:
+        """``{"conversation_id", "message_id"?}``: read up to that message, or the newest."""
+        session = await self.get_session(sid)
+        conversation_id = _conversation_id(data)
+        message_id = data.get("message_id") if isinstance(data, dict) else None
+        if conversation_id is None or not (
+            message_id is None or (isinstance(message_id, str) and 0 < len(message_id) <= 64)
+        ):
+            return _error("invalid_read", "send {conversation_id, message_id?}")
+        try:
+            position = await mark_read_now(
+                self._hub.pool,
+                account_id=session["account_id"],
+                agent_id=session["agent_id"],
+                conversation_id=conversation_id,
+                message_id=message_id,
+            )
+        except MessageRefused as exc:
+            return _error(exc.code, exc.message)
+        return {
+            "ok": True,
+            "last_read_message_id": position.last_read_message_id,
+            "changed": position.changed,
+        }
 
     async def on_typing(self, sid: str, data: Any) -> dict[str, Any]:
         """``{"conversation_id", "on": bool}`` to the other agents viewing the conversation."""

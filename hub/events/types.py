@@ -132,6 +132,15 @@ class ConversationUpdated(Payload, frozen=True, kw_only=True):
     reason: str | None = None
 
 
+@payload_type("conversation.read", topic=CONVERSATIONS)
+class ConversationRead(Payload, frozen=True, kw_only=True):
+    """An agent has read the conversation up to a message (its other devices follow)."""
+
+    inbox_id: str
+    agent_id: str
+    last_read_message_id: str
+
+
 class Identity(msgspec.Struct, frozen=True):
     channel: str
     address: str

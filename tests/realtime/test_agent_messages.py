@@ -124,3 +124,45 @@ async def test_reply_over_the_socket_reaches_agent_streams(hub: Hub, server: str
     await asyncio.sleep(0.2)
     assert len(created) == 1, "the retried send made no second event"
     await agent.disconnect()
+
+
+async def test_mark_read_moves_forward_once_and_is_announced(hub: Hub, server: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        cid = await conversation(hub, server, session)
+    first_message = await hub.pool.fetchval(
+        "SELECT id FROM messages WHERE conversation_id = $1", cid
+    )
+    agent = socketio.AsyncClient(reconnection=False)
+    reads: list[dict[str, Any]] = []
+
+    def on_events(batch: list[dict[str, Any]]) -> None:
+        reads.extend(item for item in batch if item["type"] == "conversation.read")
+
+    agent.on("events", on_events, namespace="/agent")
+    await agent.connect(
+        server,
+        namespaces=["/agent"],
+        auth={"token": "test-bootstrap-token"},
+        transports=["websocket"],
+        wait_timeout=10,
+    )
+
+    async def mark(data: dict[str, Any]) -> Any:
+        return await agent.call("mark_read", data, namespace="/agent", timeout=10)
+
+    done = await mark({"conversation_id": cid})
+    assert done == {"ok": True, "last_read_message_id": first_message, "changed": True}
+    again = await mark({"conversation_id": cid, "message_id": first_message})
+    assert again["changed"] is False, "reading the same message again changes nothing"
+    assert (await mark({"conversation_id": cid, "message_id": "nope"}))["error"]["code"] == (
+        "not_found"
+    )
+    assert (await mark({"conversation_id": "nope"}))["error"]["code"] == "not_found"
+    async with asyncio.timeout(10):
+        while not reads:
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)
+    assert len(reads) == 1
+    assert reads[0]["event"]["payload"]["agent_id"] == "bootstrap"
+    assert reads[0]["event"]["payload"]["last_read_message_id"] == first_message
+    await agent.disconnect()

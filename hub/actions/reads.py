@@ -1,0 +1,87 @@
+"""Marking a conversation read by an agent: the read position only moves forward, and a change
+is announced (``conversation.read``) so the agent's other devices and the unread counts follow."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import asyncpg
+
+from hub.actions.messages import MessageRefused
+from hub.events import Actor, ActorKind, ConversationRead, make_event
+from hub.store.db import Conn
+from hub.store.outbox import append_events
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadPosition:
+    last_read_message_id: str | None
+    changed: bool
+
+
+async def mark_read(
+    conn: Conn, *, account_id: str, agent_id: str, conversation_id: str, message_id: str | None
+) -> ReadPosition:
+    """Run inside a transaction. Without ``message_id``, up to the newest message."""
+    conversation = await conn.fetchrow(
+        "SELECT inbox_id FROM conversations WHERE id = $1 AND account_id = $2",
+        conversation_id,
+        account_id,
+    )
+    if conversation is None:
+        raise MessageRefused("not_found", "no such conversation")
+    if message_id is None:
+        message_id = await conn.fetchval(
+            "SELECT max(id) FROM messages WHERE conversation_id = $1", conversation_id
+        )
+        if message_id is None:
+            return ReadPosition(None, changed=False)
+    elif not await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE id = $1 AND conversation_id = $2)",
+        message_id,
+        conversation_id,
+    ):
+        raise MessageRefused("not_found", "no such message in this conversation")
+    # ids are ULIDs: a later message has a greater id, so GREATEST keeps the position moving forward
+    row = await conn.fetchrow(
+        """INSERT INTO conversation_reads (account_id, agent_id, conversation_id,
+                                           last_read_message_id)
+           VALUES ($1, $2, $3, $4)
+           ON CONFLICT (agent_id, conversation_id) DO UPDATE
+              SET last_read_message_id = GREATEST(conversation_reads.last_read_message_id,
+                                                  EXCLUDED.last_read_message_id),
+                  read_at = now()
+              WHERE EXCLUDED.last_read_message_id > conversation_reads.last_read_message_id
+           RETURNING last_read_message_id""",
+        account_id,
+        agent_id,
+        conversation_id,
+        message_id,
+    )
+    if row is None:  # already read that far
+        current = await conn.fetchval(
+            """SELECT last_read_message_id FROM conversation_reads
+                WHERE agent_id = $1 AND conversation_id = $2""",
+            agent_id,
+            conversation_id,
+        )
+        return ReadPosition(current, changed=False)
+    event = make_event(
+        ConversationRead(
+            inbox_id=conversation["inbox_id"],
+            agent_id=agent_id,
+            last_read_message_id=row["last_read_message_id"],
+        ),
+        account_id=account_id,
+        conversation_id=conversation_id,
+        actor=Actor(ActorKind.AGENT, agent_id),
+    )
+    await append_events(conn, [event])
+    return ReadPosition(row["last_read_message_id"], changed=True)
+
+
+async def mark_read_now(pool: asyncpg.Pool[Any], **kwargs: Any) -> ReadPosition:
+    """:func:`mark_read` in a transaction of its own."""
+    async with pool.acquire() as conn, conn.transaction():
+        return await mark_read(conn, **kwargs)
