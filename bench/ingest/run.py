@@ -12,32 +12,20 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from hub.store.embedded import start_embedded_postgres, stop_embedded_postgres
+from bench.hub_process import RunningHub, free_port, running_hub, wait_ready
+from hub.store.embedded import start_embedded_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 RESULTS = ROOT / "bench" / "results"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def build_loadgen() -> Path:
@@ -45,22 +33,6 @@ def build_loadgen() -> Path:
     print("== building the Go load generator", flush=True)
     subprocess.run(["go", "build", "-o", str(binary), "."], cwd=HERE / "loadgen", check=True)
     return binary
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except urllib.error.HTTPError:
-            return  # it answered
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} not ready")
 
 
 def load(
@@ -157,95 +129,91 @@ def main() -> None:
     args = parser.parse_args()
     loadgen = build_loadgen()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="hub-bench-"))
-    hub_port, noop_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "HUB_DATA_DIR": str(work / "data"),
-        "HUB_PORT": str(hub_port),
-        "HUB_ACCESS_LOG": "0",
-        "HUB_LOG_LEVEL": "warning",
-    }
-    env.pop("DATABASE_URL", None)
-    hub_bin = str(Path(sys.executable).parent / "hub")
-    made = subprocess.run(
-        [hub_bin, "inbox", "create", "--channel", "api", "--name", "bench"],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    inbox = json.loads(made.stdout)
-    hub = subprocess.Popen([hub_bin, "serve"], env=env)
+    noop_port = free_port()
     noop = subprocess.Popen(
         [sys.executable, str(HERE / "noop_server.py"), "--port", str(noop_port)]
     )
+    with running_hub("hub-bench-") as running:
+        try:
+            rows = _rounds(args, loadgen, running, noop, noop_port)
+        finally:
+            noop.send_signal(signal.SIGTERM)
+            noop.wait(timeout=30)
+    _report(args, rows)
+
+
+def _rounds(
+    args: argparse.Namespace,
+    loadgen: Path,
+    running: RunningHub,
+    noop: subprocess.Popen[bytes],
+    noop_port: int,
+) -> list[dict[str, Any]]:
+    hub_pid, data_dir, inbox = running.pid, running.data_dir, running.inbox
     rows: list[dict[str, Any]] = []
-    try:
-        wait_ready(f"http://127.0.0.1:{hub_port}/healthz", hub)
-        wait_ready(f"http://127.0.0.1:{noop_port}/", noop)
-        hub_url = f"http://127.0.0.1:{hub_port}/webhooks/api/{inbox['id']}"
-        noop_url = f"http://127.0.0.1:{noop_port}/webhooks/api/x"
-        print("== warm-up (3 s)", flush=True)
-        load(loadgen, hub_url, inbox["signing_secret"], "warmup", 3, args.concurrency, "warm")
-        dsn = asyncio.run(start_embedded_postgres(work / "data"))
-        for round_no in range(1, args.rounds + 1):
-            print(f"== round {round_no}: hub", flush=True)
-            before = asyncio.run(count_messages(dsn))
-            cpu0 = cpu_seconds(hub.pid)
-            pg0 = postgres_cpu_seconds(work / "data")
-            spy = None
-            if args.profile and round_no == 1:
-                spy = subprocess.Popen(
-                    [
-                        str(Path(sys.executable).parent / "py-spy"),
-                        "record",
-                        "-p",
-                        str(hub.pid),
-                        "-d",
-                        str(args.seconds - 2),
-                        "-f",
-                        "raw",
-                        "-o",
-                        str(args.profile),
-                        "--nonblocking",
-                    ]
-                )
-            r = load(
+    wait_ready(f"http://127.0.0.1:{noop_port}/", noop)
+    hub_url = running.webhook_url
+    noop_url = f"http://127.0.0.1:{noop_port}/webhooks/api/x"
+    print("== warm-up (3 s)", flush=True)
+    load(loadgen, hub_url, inbox["signing_secret"], "warmup", 3, args.concurrency, "warm")
+    dsn = asyncio.run(start_embedded_postgres(data_dir))
+    for round_no in range(1, args.rounds + 1):
+        print(f"== round {round_no}: hub", flush=True)
+        before = asyncio.run(count_messages(dsn))
+        cpu0 = cpu_seconds(hub_pid)
+        pg0 = postgres_cpu_seconds(data_dir)
+        spy = None
+        if args.profile and round_no == 1:
+            spy = subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "-p",
+                    str(hub_pid),
+                    "-d",
+                    str(args.seconds - 2),
+                    "-f",
+                    "raw",
+                    "-o",
+                    str(args.profile),
+                    "--nonblocking",
+                ]
+            )
+        r = load(
+            loadgen,
+            hub_url,
+            inbox["signing_secret"],
+            f"hub (round {round_no})",
+            args.seconds,
+            args.concurrency,
+            f"r{round_no}",
+        )
+        if spy:
+            spy.wait()
+        r["hub_cpu_seconds"] = round(cpu_seconds(hub_pid) - cpu0, 2)
+        r["postgres_cpu_seconds"] = round(postgres_cpu_seconds(data_dir) - pg0, 2)
+        r["hub_cpu_us_per_msg"] = round(r["hub_cpu_seconds"] / max(r["ok"], 1) * 1e6)
+        r["postgres_cpu_us_per_msg"] = round(r["postgres_cpu_seconds"] / max(r["ok"], 1) * 1e6)
+        r["persisted"] = asyncio.run(count_messages(dsn)) - before
+        r["persisted_per_s"] = r["persisted"] / r["seconds"]
+        rows.append(r)
+        print(f"== round {round_no}: no-op aiohttp", flush=True)
+        rows.append(
+            load(
                 loadgen,
-                hub_url,
-                inbox["signing_secret"],
-                f"hub (round {round_no})",
+                noop_url,
+                "x",
+                f"no-op (round {round_no})",
                 args.seconds,
                 args.concurrency,
-                f"r{round_no}",
+                f"n{round_no}",
             )
-            if spy:
-                spy.wait()
-            r["hub_cpu_seconds"] = round(cpu_seconds(hub.pid) - cpu0, 2)
-            r["postgres_cpu_seconds"] = round(postgres_cpu_seconds(work / "data") - pg0, 2)
-            r["hub_cpu_us_per_msg"] = round(r["hub_cpu_seconds"] / max(r["ok"], 1) * 1e6)
-            r["postgres_cpu_us_per_msg"] = round(r["postgres_cpu_seconds"] / max(r["ok"], 1) * 1e6)
-            r["persisted"] = asyncio.run(count_messages(dsn)) - before
-            r["persisted_per_s"] = r["persisted"] / r["seconds"]
-            rows.append(r)
-            print(f"== round {round_no}: no-op aiohttp", flush=True)
-            rows.append(
-                load(
-                    loadgen,
-                    noop_url,
-                    "x",
-                    f"no-op (round {round_no})",
-                    args.seconds,
-                    args.concurrency,
-                    f"n{round_no}",
-                )
-            )
-    finally:
-        for proc in (hub, noop):
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
-        stop_embedded_postgres(work / "data")
-        shutil.rmtree(work, ignore_errors=True)
+        )
+    return rows
+
+
+def _report(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
     hub_rows = [r for r in rows if r["label"].startswith("hub")]
     noop_rows = [r for r in rows if r["label"].startswith("no-op")]
     best_hub = max(hub_rows, key=lambda r: r["rps"])

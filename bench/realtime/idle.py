@@ -11,17 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import signal
 import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
-from bench.ingest.run import free_port, wait_ready
-from hub.store.embedded import stop_embedded_postgres
+from bench.hub_process import running_hub
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent / "results"
@@ -41,61 +35,36 @@ def main() -> None:
     args = parser.parse_args()
     if not (HERE / "js" / "node_modules" / "socket.io-client").exists():
         raise SystemExit("run: npm ci --prefix bench/realtime/js")
-    work = Path(tempfile.mkdtemp(prefix="hub-idle-"))
-    port = free_port()
-    token = "bench-" + os.urandom(8).hex()
-    env = {
-        **os.environ,
-        "HUB_DATA_DIR": str(work / "data"),
-        "HUB_PORT": str(port),
-        "HUB_ACCESS_LOG": "0",
-        "HUB_LOG_LEVEL": "warning",
-        "HUB_BOOTSTRAP_TOKEN": token,
-    }
-    env.pop("DATABASE_URL", None)
-    hub = subprocess.Popen([str(Path(sys.executable).parent / "hub"), "serve"], env=env)
-    clients = None
-    try:
-        wait_ready(f"http://127.0.0.1:{port}/healthz", hub)
+    with running_hub("hub-idle-") as hub:
         before = rss_mib(hub.pid)
         print(f"== hub ready, RSS {before:.0f} MiB; opening {args.sockets} sockets", flush=True)
         started = time.monotonic()
         clients = subprocess.Popen(
-            [
-                "node",
-                str(HERE / "js" / "idle.mjs"),
-                f"http://127.0.0.1:{port}/",
-                token,
-                str(args.sockets),
-                "200",
-            ],
+            ["node", str(HERE / "js" / "idle.mjs"), hub.url, hub.token, str(args.sockets), "200"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
-        assert clients.stdout is not None
-        held_line = clients.stdout.readline().split()
-        connected, failed = int(held_line[1]), int(held_line[2])
-        elapsed = time.monotonic() - started
-        time.sleep(3)
-        after = rss_mib(hub.pid)
-        result = {
-            "sockets_requested": args.sockets,
-            "connected": connected,
-            "failed": failed,
-            "seconds_to_connect": round(elapsed, 1),
-            "hub_rss_before_mib": round(before),
-            "hub_rss_with_sockets_mib": round(after),
-            "kib_per_socket": round((after - before) * 1024 / max(connected, 1), 1),
-        }
-    finally:
-        if clients is not None and clients.stdin is not None:
+        try:
+            assert clients.stdout is not None
+            held = clients.stdout.readline().split()
+            connected, failed = int(held[1]), int(held[2])
+            elapsed = time.monotonic() - started
+            time.sleep(3)
+            after = rss_mib(hub.pid)
+        finally:
+            assert clients.stdin is not None
             clients.stdin.close()
             clients.wait(timeout=60)
-        hub.send_signal(signal.SIGTERM)
-        hub.wait(timeout=60)
-        stop_embedded_postgres(work / "data")
-        shutil.rmtree(work, ignore_errors=True)
+    result = {
+        "sockets_requested": args.sockets,
+        "connected": connected,
+        "failed": failed,
+        "seconds_to_connect": round(elapsed, 1),
+        "hub_rss_before_mib": round(before),
+        "hub_rss_with_sockets_mib": round(after),
+        "kib_per_socket": round((after - before) * 1024 / max(connected, 1), 1),
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "realtime-idle.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

@@ -12,13 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -26,8 +20,8 @@ from typing import Any
 
 import socketio
 
-from bench.ingest.run import build_loadgen, free_port, wait_ready
-from hub.store.embedded import stop_embedded_postgres
+from bench.hub_process import running_hub
+from bench.ingest.run import build_loadgen
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 SENT = re.compile(r"sent_ns=(\d+)")
@@ -119,35 +113,8 @@ def main() -> None:
     parser.add_argument("--sockets", type=int, default=1)
     args = parser.parse_args()
     loadgen = build_loadgen()
-    work = Path(tempfile.mkdtemp(prefix="hub-rt-bench-"))
-    port = free_port()
-    token = "bench-" + os.urandom(8).hex()
-    env = {
-        **os.environ,
-        "HUB_DATA_DIR": str(work / "data"),
-        "HUB_PORT": str(port),
-        "HUB_ACCESS_LOG": "0",
-        "HUB_LOG_LEVEL": "warning",
-        "HUB_BOOTSTRAP_TOKEN": token,
-    }
-    env.pop("DATABASE_URL", None)
-    hub_bin = str(Path(sys.executable).parent / "hub")
-    made = subprocess.run(
-        [hub_bin, "inbox", "create", "--channel", "api", "--name", "bench"],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    inbox = json.loads(made.stdout)
-    hub = subprocess.Popen([hub_bin, "serve"], env=env)
-    try:
-        wait_ready(f"http://127.0.0.1:{port}/healthz", hub)
-        result = asyncio.run(measure(args, f"http://127.0.0.1:{port}/", inbox, token, loadgen))
-    finally:
-        hub.send_signal(signal.SIGTERM)
-        hub.wait(timeout=30)
-        stop_embedded_postgres(work / "data")
-        shutil.rmtree(work, ignore_errors=True)
+    with running_hub("hub-rt-bench-") as hub:
+        result = asyncio.run(measure(args, hub.url, hub.inbox, hub.token, loadgen))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "realtime-latency.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

@@ -1,0 +1,93 @@
+"""`hub serve` as a subprocess on a fresh embedded data directory, for the benchmarks."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from hub.store.embedded import stop_embedded_postgres
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_ready(url: str, proc: subprocess.Popen[Any], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except urllib.error.HTTPError:
+            return  # it answered
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} not ready")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunningHub:
+    url: str  # base URL with a trailing slash
+    pid: int
+    data_dir: Path
+    inbox: dict[str, Any]  # an API-channel inbox: id, signing_secret, ...
+    token: str  # accepted as an administrator's bearer token
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.url}webhooks/api/{self.inbox['id']}"
+
+
+@contextmanager
+def running_hub(prefix: str) -> Iterator[RunningHub]:
+    """Start the embedded default with an API inbox; stop it and its PostgreSQL afterwards."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    port = free_port()
+    token = "bench-" + os.urandom(8).hex()
+    env = {
+        **os.environ,
+        "HUB_DATA_DIR": str(work / "data"),
+        "HUB_PORT": str(port),
+        "HUB_ACCESS_LOG": "0",
+        "HUB_LOG_LEVEL": "warning",
+        "HUB_BOOTSTRAP_TOKEN": token,
+    }
+    env.pop("DATABASE_URL", None)
+    hub_bin = str(Path(sys.executable).parent / "hub")
+    made = subprocess.run(
+        [hub_bin, "inbox", "create", "--channel", "api", "--name", "bench"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    proc = subprocess.Popen([hub_bin, "serve"], env=env)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/healthz", proc)
+        yield RunningHub(
+            f"http://127.0.0.1:{port}/", proc.pid, work / "data", json.loads(made.stdout), token
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        stop_embedded_postgres(work / "data")
+        shutil.rmtree(work, ignore_errors=True)
