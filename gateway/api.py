@@ -7,9 +7,10 @@ from aiohttp import web
 
 from gateway.responses import ApiError, json_response
 from gateway.state import STATE
-from hub.actions.messages import MessageRefused, send_agent_message
+from hub.actions.messages import MessageRefused, create_agent_message
 from hub.events import ConversationStatus
 from hub.logs import correlation_id
+from hub.store.db import in_transaction
 from hub.store.reads import BadCursor, conversation_exists, list_conversations, list_messages
 
 _STATUSES = {s.value for s in ConversationStatus}
@@ -91,8 +92,9 @@ async def post_message(request: web.Request) -> web.Response:
     if body.client_id is not None and not 0 < len(body.client_id) <= 128:
         raise ApiError(422, "invalid_body", "client_id must have 1 to 128 characters")
     try:
-        sent = await send_agent_message(
+        sent = await in_transaction(
             state.hub.pool,
+            create_agent_message,
             account_id=principal.account_id,
             agent_id=principal.agent_id,
             conversation_id=request.match_info["conversation_id"],

@@ -16,9 +16,10 @@ import socketio
 from aiohttp import web
 
 from gateway.auth import TokenAuth
-from hub.actions.messages import MessageRefused, send_agent_message
-from hub.actions.reads import mark_read_now
+from hub.actions.messages import MessageRefused, create_agent_message
+from hub.actions.reads import mark_read
 from hub.app import Hub
+from hub.store.db import in_transaction
 from hub.store.reads import conversation_exists
 from realtime.log import bounds
 from realtime.presence import STATUSES, Presence
@@ -143,8 +144,9 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
                 "invalid_message", "send {conversation_id, content, private?, client_id?}"
             )
         try:
-            sent = await send_agent_message(
+            sent = await in_transaction(
                 self._hub.pool,
+                create_agent_message,
                 account_id=session["account_id"],
                 agent_id=session["agent_id"],
                 conversation_id=conversation_id,
@@ -166,8 +168,9 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
         ):
             return _error("invalid_read", "send {conversation_id, message_id?}")
         try:
-            position = await mark_read_now(
+            position = await in_transaction(
                 self._hub.pool,
+                mark_read,
                 account_id=session["account_id"],
                 agent_id=session["agent_id"],
                 conversation_id=conversation_id,

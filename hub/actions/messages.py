@@ -7,9 +7,6 @@ Idempotent on the client's ``client_id``: sending the same key again returns the
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
-
-import asyncpg
 
 from hub.events import Actor, ActorKind, MessageCreated, MessageStatus, make_event
 from hub.ids import new_id
@@ -24,6 +21,21 @@ class MessageRefused(ValueError):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+async def conversation_inbox(
+    conn: Conn, account_id: str, conversation_id: str, *, lock: bool = False
+) -> str:
+    """The inbox of an account's conversation (row-locked with ``lock``), or ``not_found``."""
+    inbox_id: str | None = await conn.fetchval(
+        "SELECT inbox_id FROM conversations WHERE id = $1 AND account_id = $2"
+        + (" FOR UPDATE" if lock else ""),
+        conversation_id,
+        account_id,
+    )
+    if inbox_id is None:
+        raise MessageRefused("not_found", "no such conversation")
+    return inbox_id
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,13 +63,7 @@ async def create_agent_message(
         raise MessageRefused("empty_message", "content must not be empty")
     if len(content) > MAX_CONTENT:
         raise MessageRefused("content_too_long", f"content is longer than {MAX_CONTENT}")
-    conversation = await conn.fetchrow(
-        "SELECT inbox_id FROM conversations WHERE id = $1 AND account_id = $2 FOR UPDATE",
-        conversation_id,
-        account_id,
-    )
-    if conversation is None:
-        raise MessageRefused("not_found", "no such conversation")
+    inbox_id = await conversation_inbox(conn, account_id, conversation_id, lock=True)
     if client_id is not None:
         existing = await conn.fetchrow(
             """SELECT id, conversation_id, status, private FROM messages
@@ -82,7 +88,7 @@ async def create_agent_message(
         message_id,
         account_id,
         conversation_id,
-        conversation["inbox_id"],
+        inbox_id,
         private,
         agent_id,
         content,
@@ -98,7 +104,7 @@ async def create_agent_message(
     event = make_event(
         MessageCreated(
             message_id=message_id,
-            inbox_id=conversation["inbox_id"],
+            inbox_id=inbox_id,
             sender_id=agent_id,
             content=content,
             private=private,
@@ -111,28 +117,3 @@ async def create_agent_message(
     )
     await append_events(conn, [event])
     return AgentMessage(message_id, conversation_id, status.value, private, duplicate=False)
-
-
-async def send_agent_message(
-    pool: asyncpg.Pool[Any],
-    *,
-    account_id: str,
-    agent_id: str,
-    conversation_id: str,
-    content: str,
-    private: bool,
-    client_id: str | None,
-    correlation_id: str | None = None,
-) -> AgentMessage:
-    """:func:`create_agent_message` in a transaction of its own (what REST and sockets call)."""
-    async with pool.acquire() as conn, conn.transaction():
-        return await create_agent_message(
-            conn,
-            account_id=account_id,
-            agent_id=agent_id,
-            conversation_id=conversation_id,
-            content=content,
-            private=private,
-            client_id=client_id,
-            correlation_id=correlation_id,
-        )

@@ -4,11 +4,8 @@ is announced (``conversation.read``) so the agent's other devices and the unread
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
-import asyncpg
-
-from hub.actions.messages import MessageRefused
+from hub.actions.messages import MessageRefused, conversation_inbox
 from hub.events import Actor, ActorKind, ConversationRead, make_event
 from hub.store.db import Conn
 from hub.store.outbox import append_events
@@ -24,13 +21,7 @@ async def mark_read(
     conn: Conn, *, account_id: str, agent_id: str, conversation_id: str, message_id: str | None
 ) -> ReadPosition:
     """Run inside a transaction. Without ``message_id``, up to the newest message."""
-    conversation = await conn.fetchrow(
-        "SELECT inbox_id FROM conversations WHERE id = $1 AND account_id = $2",
-        conversation_id,
-        account_id,
-    )
-    if conversation is None:
-        raise MessageRefused("not_found", "no such conversation")
+    inbox_id = await conversation_inbox(conn, account_id, conversation_id)
     if message_id is None:
         message_id = await conn.fetchval(
             "SELECT max(id) FROM messages WHERE conversation_id = $1", conversation_id
@@ -69,7 +60,7 @@ async def mark_read(
         return ReadPosition(current, changed=False)
     event = make_event(
         ConversationRead(
-            inbox_id=conversation["inbox_id"],
+            inbox_id=inbox_id,
             agent_id=agent_id,
             last_read_message_id=row["last_read_message_id"],
         ),
@@ -79,9 +70,3 @@ async def mark_read(
     )
     await append_events(conn, [event])
     return ReadPosition(row["last_read_message_id"], changed=True)
-
-
-async def mark_read_now(pool: asyncpg.Pool[Any], **kwargs: Any) -> ReadPosition:
-    """:func:`mark_read` in a transaction of its own."""
-    async with pool.acquire() as conn, conn.transaction():
-        return await mark_read(conn, **kwargs)

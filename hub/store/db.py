@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeAlias
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeAlias, TypeVar
 
 import asyncpg
 import msgspec
@@ -56,3 +57,18 @@ async def create_pool(dsn: str, size: int) -> asyncpg.Pool[Any]:
     )
     assert pool is not None
     return pool
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+async def in_transaction(
+    pool: asyncpg.Pool[Any],
+    action: Callable[Concatenate[Conn, P], Awaitable[R]],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> R:
+    """Run an action (which takes the connection first) in a transaction of its own."""
+    async with pool.acquire() as conn, conn.transaction():
+        return await action(conn, *args, **kwargs)

@@ -8,10 +8,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-import socketio
 
 from hub.actions.setup import create_inbox
 from hub.app import Hub
+from tests.realtime.agents import agent_collecting
 from tests.support.api_channel import api_body, signed_headers
 
 pytestmark = pytest.mark.postgres
@@ -86,20 +86,7 @@ async def test_reply_and_note_over_rest_are_idempotent(hub: Hub, server: str) ->
 async def test_reply_over_the_socket_reaches_agent_streams(hub: Hub, server: str) -> None:
     async with aiohttp.ClientSession() as session:
         cid = await conversation(hub, server, session)
-    agent = socketio.AsyncClient(reconnection=False)
-    created: list[dict[str, Any]] = []
-
-    def on_events(batch: list[dict[str, Any]]) -> None:
-        created.extend(item for item in batch if item["type"] == "message.created")
-
-    agent.on("events", on_events, namespace="/agent")
-    await agent.connect(
-        server,
-        namespaces=["/agent"],
-        auth={"token": "test-bootstrap-token"},
-        transports=["websocket"],
-        wait_timeout=10,
-    )
+    agent, created = await agent_collecting(server, "message.created")
     sent = await agent.call(
         "send_message",
         {"conversation_id": cid, "content": "On its way", "client_id": "s-1"},
@@ -132,20 +119,7 @@ async def test_mark_read_moves_forward_once_and_is_announced(hub: Hub, server: s
     first_message = await hub.pool.fetchval(
         "SELECT id FROM messages WHERE conversation_id = $1", cid
     )
-    agent = socketio.AsyncClient(reconnection=False)
-    reads: list[dict[str, Any]] = []
-
-    def on_events(batch: list[dict[str, Any]]) -> None:
-        reads.extend(item for item in batch if item["type"] == "conversation.read")
-
-    agent.on("events", on_events, namespace="/agent")
-    await agent.connect(
-        server,
-        namespaces=["/agent"],
-        auth={"token": "test-bootstrap-token"},
-        transports=["websocket"],
-        wait_timeout=10,
-    )
+    agent, reads = await agent_collecting(server, "conversation.read")
 
     async def mark(data: dict[str, Any]) -> Any:
         return await agent.call("mark_read", data, namespace="/agent", timeout=10)
