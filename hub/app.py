@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from hub.secrets import SecretBox, load_secret_box
 from hub.store.db import create_pool
 from hub.store.embedded import start_embedded_postgres
 from hub.store.migrate import migrate
+from realtime.cluster import Cluster, make_cluster
 from realtime.consumer import RealtimeConsumer
 from realtime.log import trim as trim_realtime_log
 
@@ -57,8 +58,13 @@ class Hub:
         self.ingest: GroupCommitter[IngestRequest, IngestResult]
         self.relay: OutboxRelay
         self._subscriptions: list[Subscription] = []
-        #: called with the accounts whose realtime log grew (the socket layer wakes its streams)
-        self.realtime_listeners: list[Callable[[set[str]], None]] = []
+        #: called with the accounts whose realtime log grew, in any process (``None``: maybe any
+        #: account); the socket layer wakes its streams
+        self.realtime_listeners: list[Callable[[set[str] | None], None]] = []
+        #: called when an agent went offline because its hub process vanished
+        self.offline_listeners: list[Callable[[str, str], Awaitable[None]]] = []
+        #: presence (what routing reads) and wake-ups shared by the hub processes
+        self.cluster: Cluster = make_cluster(config)
         self._trim_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -69,6 +75,7 @@ class Hub:
         async with self.pool.acquire() as conn:
             await migrate(conn)
             self.account_id = await ensure_default_account(conn)
+        await self.cluster.start(self._cluster_logged, self._agent_offline)
         self.bus = MemoryBus(partitions=config.bus_partitions)
         await self.bus.start()
         transient = (ConnectionError, TimeoutError, *DB_UNAVAILABLE)
@@ -94,8 +101,15 @@ class Hub:
         self.ingest.start()
 
     def _realtime_logged(self, accounts: set[str]) -> None:
+        self.cluster.logged(accounts)
+
+    def _cluster_logged(self, accounts: set[str] | None) -> None:
         for listener in self.realtime_listeners:
             listener(accounts)
+
+    async def _agent_offline(self, account_id: str, agent_id: str) -> None:
+        for listener in self.offline_listeners:
+            await listener(account_id, agent_id)
 
     async def _trim_realtime_log(self) -> None:
         """Keep the replay log bounded; a reconnect from before what is kept gets 'resync'."""
@@ -117,5 +131,6 @@ class Hub:
         for subscription in self._subscriptions:
             await subscription.stop()
         await self._realtime.stop()
+        await self.cluster.stop()
         await self.bus.close()
         await self.pool.close()

@@ -68,6 +68,18 @@ SETTINGS: tuple[Setting, ...] = (
         "HUB_REALTIME_REPLAY_EVENTS",
         "Newest events per account kept for agents' reconnect replay; older gaps get 'resync'.",
     ),
+    Setting(
+        "realtime_socket_buffer_kib",
+        "HUB_REALTIME_SOCKET_BUFFER_KIB",
+        "Unsent bytes an agent socket may hold before it is cut off as too slow (it replays on "
+        "reconnect).",
+    ),
+    Setting(
+        "redis_url",
+        "REDIS_URL",
+        "Redis URL. Set: several hub processes share agent presence and wake each other's "
+        "realtime streams. Unset: one process, in-process.",
+    ),
     Setting("bus_partitions", "HUB_BUS_PARTITIONS", "Partitions per topic of the in-process bus."),
     Setting(
         "outbox_poll_ms",
@@ -98,6 +110,8 @@ class Config:
     ingest_concurrency: int = 2
     bus_partitions: int = 4
     realtime_replay_events: int = 100_000
+    realtime_socket_buffer_kib: int = 4096
+    redis_url: str | None = None
     outbox_poll_ms: int = 500
     bootstrap_token: str | None = None
 

@@ -52,3 +52,8 @@ BUS_LAG = Gauge(
     ["group", "topic"],
     registry=REGISTRY,
 )
+REALTIME_SLOW_CUTOFFS = Counter(
+    "hub_realtime_slow_cutoffs_total",
+    "Agent sockets disconnected because they stopped reading (they replay on reconnect).",
+    registry=REGISTRY,
+)

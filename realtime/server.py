@@ -21,8 +21,9 @@ from hub.actions.reads import mark_read
 from hub.app import Hub
 from hub.store.db import in_transaction
 from hub.store.reads import conversation_exists
+from realtime.cluster import STATUSES, Cluster
+from realtime.fanout import Fanout, use_shared_frames
 from realtime.log import bounds
-from realtime.presence import STATUSES, Presence
 from realtime.streams import Streams
 
 log = logging.getLogger(__name__)
@@ -47,12 +48,12 @@ def _conversation_id(data: Any) -> str | None:
 
 
 class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped library
-    def __init__(self, hub: Hub, auth: TokenAuth, streams: Streams, presence: Presence) -> None:
+    def __init__(self, hub: Hub, auth: TokenAuth, streams: Streams, cluster: Cluster) -> None:
         super().__init__(NAMESPACE)
         self._hub = hub
         self._auth = auth
         self._streams = streams
-        self._presence = presence
+        self._cluster = cluster
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
@@ -72,9 +73,9 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
         account_id, agent_id = principal.account_id, principal.agent_id
         await self.save_session(sid, {"account_id": account_id, "agent_id": agent_id})
         await self.enter_room(sid, f"account:{account_id}")
-        if self._presence.connected(account_id, agent_id, sid):
-            await self._announce(account_id, agent_id)
-        await self.emit("presence_list", self._presence.of_account(account_id), to=sid)
+        if await self._cluster.connected(account_id, agent_id, sid):
+            await self.announce(account_id, agent_id)
+        await self.emit("presence_list", await self._cluster.of_account(account_id), to=sid)
         self._streams.add(account_id, sid, cursor, high, resync)
         log.info(
             "agent socket connected",
@@ -89,11 +90,12 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         session = await self.get_session(sid)
         self._streams.remove(session["account_id"], sid)
-        if self._presence.disconnected(session["agent_id"], sid):
-            await self._announce(session["account_id"], session["agent_id"])
+        if await self._cluster.disconnected(session["account_id"], session["agent_id"], sid):
+            await self.announce(session["account_id"], session["agent_id"])
 
-    async def _announce(self, account_id: str, agent_id: str) -> None:
-        status = self._presence.status(agent_id)
+    async def announce(self, account_id: str, agent_id: str) -> None:
+        """Tell the account's sockets in every process an agent's status."""
+        status = await self._cluster.status(account_id, agent_id)
         await self.emit(
             "presence", {"agent_id": agent_id, "status": status}, room=f"account:{account_id}"
         )
@@ -104,8 +106,8 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
         status = data.get("status") if isinstance(data, dict) else None
         if status not in STATUSES:
             return _error("invalid_status", f"status must be one of {', '.join(STATUSES)}")
-        self._presence.set(session["agent_id"], status)
-        await self._announce(session["account_id"], session["agent_id"])
+        await self._cluster.set_status(session["account_id"], session["agent_id"], status)
+        await self.announce(session["account_id"], session["agent_id"])
         return {"ok": True, "status": status}
 
     async def on_join(self, sid: str, data: Any) -> dict[str, Any]:
@@ -204,17 +206,28 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
 
 
 def attach_realtime(app: web.Application, hub: Hub, auth: TokenAuth) -> Streams:
+    # with Redis, emits to rooms (presence, typing) reach the sockets of every process
+    manager = (
+        socketio.AsyncRedisManager(hub.config.redis_url, channel="hub:socketio")
+        if hub.config.redis_url
+        else None
+    )
     sio = socketio.AsyncServer(
-        async_mode="aiohttp", logger=False, engineio_logger=False, cors_allowed_origins=[]
+        async_mode="aiohttp",
+        client_manager=manager,
+        logger=False,
+        engineio_logger=False,
+        cors_allowed_origins=[],
     )
 
-    async def emit(sids: list[str], event: str, data: Any) -> None:
-        await sio.emit(event, data, to=sids, namespace=NAMESPACE)  # encoded once for all
-
-    streams = Streams(hub.pool, emit)
-    sio.register_namespace(AgentNamespace(hub, auth, streams, Presence()))
+    use_shared_frames(sio)
+    fanout = Fanout(sio, NAMESPACE, max_buffer=hub.config.realtime_socket_buffer_kib * 1024)
+    streams = Streams(hub.pool, fanout.send)
+    namespace = AgentNamespace(hub, auth, streams, hub.cluster)
+    sio.register_namespace(namespace)
     sio.attach(app)
     hub.realtime_listeners.append(streams.notify)
+    hub.offline_listeners.append(namespace.announce)
 
     async def close_streams(_: web.Application) -> None:
         await streams.close()

@@ -23,12 +23,20 @@ from realtime.log import LoggedEvent, read_after
 
 log = logging.getLogger(__name__)
 
-#: (recipient sids, event name, data): one encoding for all recipients
-Emit = Callable[[list[str], str, Any], Awaitable[None]]
+#: (recipient sids, event name, data as JSON): one encoding for all recipients
+Emit = Callable[[list[str], str, bytes], Awaitable[None]]
 
 
-def _items(events: Sequence[LoggedEvent]) -> list[dict[str, Any]]:
-    return [{"seq": e.seq, "type": e.type, "event": orjson.loads(e.event)} for e in events]
+def _items(events: Sequence[LoggedEvent]) -> bytes:
+    """The ``events`` batch as JSON, splicing each event's stored JSON in without re-encoding."""
+    return (
+        b"["
+        + b",".join(
+            b'{"seq":%d,"type":%s,"event":%s}' % (e.seq, orjson.dumps(e.type), e.event.encode())
+            for e in events
+        )
+        + b"]"
+    )
 
 
 class AccountStream:
@@ -94,7 +102,7 @@ class AccountStream:
             self.wake.clear()
             for sid, head in list(self._resync.items()):
                 del self._resync[sid]
-                await self._emit([sid], "resync", {"head": head})
+                await self._emit([sid], "resync", b'{"head":%d}' % head)
             if not self.live:
                 continue
             events = await read_after(self._pool, self.account_id, self.head, self._batch)
@@ -136,8 +144,10 @@ class Streams:
             if stream.task is not None:
                 stream.task.cancel()
 
-    def notify(self, account_ids: set[str]) -> None:
-        for account_id in account_ids:
+    def notify(self, account_ids: set[str] | None) -> None:
+        """Wake the streams of these accounts (``None``: all of them)."""
+        chosen = self._streams.keys() if account_ids is None else account_ids
+        for account_id in chosen:
             stream = self._streams.get(account_id)
             if stream is not None:
                 stream.wake.set()

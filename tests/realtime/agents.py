@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import socketio
@@ -28,3 +30,36 @@ async def agent_collecting(
         wait_timeout=10,
     )
     return client, seen
+
+
+class Agent:
+    """A python-socketio agent client that records what it receives."""
+
+    def __init__(self) -> None:
+        self.client = socketio.AsyncClient(reconnection=False)
+        self.events: list[dict[str, Any]] = []
+        self.resyncs: list[dict[str, Any]] = []
+        self.presence: dict[str, str] = {}  # as this agent last heard it
+        self.client.on("events", self.events.extend, namespace="/agent")
+        self.client.on("resync", self.resyncs.append, namespace="/agent")
+        self.client.on("presence_list", self.presence.update, namespace="/agent")
+        self.client.on("presence", self._presence, namespace="/agent")
+
+    def _presence(self, data: dict[str, str]) -> None:
+        self.presence[data["agent_id"]] = data["status"]
+
+    async def connect(self, url: str, **auth: Any) -> None:
+        await self.client.connect(
+            url, namespaces=["/agent"], auth=auth, transports=["websocket"], wait_timeout=10
+        )
+
+    def seqs(self) -> list[int]:
+        return [e["seq"] for e in self.events]
+
+    async def wait_for(self, count: int, within: float = 10) -> None:
+        await self.wait_until(lambda: len(self.events) >= count, within)
+
+    async def wait_until(self, condition: Callable[[], bool], within: float = 10) -> None:
+        async with asyncio.timeout(within):
+            while not condition():
+                await asyncio.sleep(0.02)

@@ -12,34 +12,10 @@ import socketio
 from hub.actions.setup import create_inbox
 from hub.app import Hub
 from realtime.log import bounds, trim
+from tests.realtime.agents import TOKEN, Agent
 from tests.support.api_channel import api_body, signed_headers
 
 pytestmark = pytest.mark.postgres
-TOKEN = "test-bootstrap-token"
-
-
-class Agent:
-    """A connected agent client that records what it receives."""
-
-    def __init__(self) -> None:
-        self.client = socketio.AsyncClient(reconnection=False)
-        self.events: list[dict[str, Any]] = []
-        self.resyncs: list[dict[str, Any]] = []
-        self.client.on("events", self.events.extend, namespace="/agent")
-        self.client.on("resync", self.resyncs.append, namespace="/agent")
-
-    async def connect(self, url: str, **auth: Any) -> None:
-        await self.client.connect(
-            url, namespaces=["/agent"], auth=auth, transports=["websocket"], wait_timeout=10
-        )
-
-    def seqs(self) -> list[int]:
-        return [e["seq"] for e in self.events]
-
-    async def wait_for(self, count: int) -> None:
-        async with asyncio.timeout(10):
-            while len(self.events) < count:
-                await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -1,0 +1,43 @@
+"""The cluster contract the socket layer and routing use, whichever backend is configured."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+STATUSES = ("online", "busy", "offline")
+
+#: called in every process with the accounts whose log grew; ``None`` means "maybe any account"
+#: (after a lost connection, when notices may have been missed)
+OnLogged = Callable[[set[str] | None], None]
+#: called in one process when an agent went offline because its process died
+OnOffline = Callable[[str, str], Awaitable[None]]
+
+
+class Cluster(Protocol):
+    async def start(self, on_logged: OnLogged, on_offline: OnOffline) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def logged(self, accounts: set[str]) -> None:
+        """Tell every process (this one too) that these accounts' replay logs grew."""
+
+    async def connected(self, account_id: str, agent_id: str, sid: str) -> bool:
+        """Record a socket; True if the agent just came online (its first socket anywhere)."""
+        ...
+
+    async def disconnected(self, account_id: str, agent_id: str, sid: str) -> bool:
+        """Forget a socket; True if it was the agent's last one anywhere (now offline)."""
+        ...
+
+    async def set_status(self, account_id: str, agent_id: str, status: str) -> bool:
+        """Set a connected agent's status; False if the agent has no socket."""
+        ...
+
+    async def status(self, account_id: str, agent_id: str) -> str:
+        """What routing reads: ``online``, ``busy`` or ``offline``."""
+        ...
+
+    async def of_account(self, account_id: str) -> dict[str, str]:
+        """Connected agents of an account and their status."""
+        ...
