@@ -11,7 +11,14 @@ from hub.actions.messages import MessageRefused, create_agent_message
 from hub.events import ConversationStatus
 from hub.logs import correlation_id
 from hub.store.db import in_transaction
-from hub.store.reads import BadCursor, conversation_exists, list_conversations, list_messages
+from hub.store.reads import (
+    BadCursor,
+    account_inbox_ids,
+    conversation_exists,
+    inbox_counters,
+    list_conversations,
+    list_messages,
+)
 
 _STATUSES = {s.value for s in ConversationStatus}
 
@@ -32,18 +39,27 @@ async def get_conversations(request: web.Request) -> web.Response:
         raise ApiError(
             400, "invalid_parameter", f"status must be one of {', '.join(sorted(_STATUSES))}"
         )
+    inbox_id = request.query.get("inbox_id")
     try:
         items, cursor = await list_conversations(
             hub.pool,
             principal.account_id,
+            agent_id=principal.agent_id,
             status=status,
-            inbox_id=request.query.get("inbox_id"),
+            inbox_id=inbox_id,
             limit=_limit(request),
             cursor=request.query.get("cursor"),
         )
     except BadCursor as exc:
         raise ApiError(400, "invalid_cursor", str(exc)) from exc
-    return json_response({"data": items, "next_cursor": cursor})
+    inboxes = await account_inbox_ids(hub.pool, principal.account_id)
+    if inbox_id is not None:
+        inboxes = [i for i in inboxes if i == inbox_id]
+    # the same counters every conversation event carries in its context (docs/realtime.md)
+    counters = await inbox_counters(hub.pool, inboxes)
+    return json_response(
+        {"data": items, "next_cursor": cursor, "inboxes": [counters[i] for i in inboxes]}
+    )
 
 
 async def get_messages(request: web.Request) -> web.Response:

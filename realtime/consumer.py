@@ -14,6 +14,7 @@ from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
 from hub.events.envelope import Head, decode_head
 from hub.events.types import CONTACTS, CONVERSATIONS
 from hub.store.db import Conn
+from realtime.context import inbox_list_context
 from realtime.log import append
 
 GROUP = "realtime"
@@ -35,8 +36,14 @@ Entry = tuple[Head, bytes, str | None]
 
 async def _append_all(conn: Conn, batches: Sequence[list[Entry]]) -> list[set[str]]:
     entries = [entry for batch in batches for entry in batch]
+    heads = [e[0] for e in entries]
+    context = await inbox_list_context(conn, (h.conversation_id for h in heads))
     touched = await append(
-        conn, [e[0] for e in entries], [e[1] for e in entries], [e[2] for e in entries]
+        conn,
+        heads,
+        [e[1] for e in entries],
+        [e[2] for e in entries],
+        [context.get(h.conversation_id or "") for h in heads],
     )
     return [touched] * len(batches)
 

@@ -28,10 +28,15 @@ class LoggedEvent:
     inbox_id: str | None
     type: str
     event: str  # the event's JSON, as stored
+    context: str | None  # the inbox-list context (realtime/context.py), as stored
 
 
 async def append(
-    conn: Conn, heads: Sequence[Head], raws: Sequence[bytes], inbox_ids: Sequence[str | None]
+    conn: Conn,
+    heads: Sequence[Head],
+    raws: Sequence[bytes],
+    inbox_ids: Sequence[str | None],
+    contexts: Sequence[bytes | None],
 ) -> set[str]:
     """Append events not logged yet (inside the caller's transaction); return their accounts."""
     by_account: dict[str, list[int]] = defaultdict(list)
@@ -45,11 +50,13 @@ async def append(
         )
         inserted = await conn.execute(
             """INSERT INTO realtime_events (account_id, seq, event_id, inbox_id, conversation_id,
-                                            type, event)
+                                            type, event, context)
                SELECT $1, head.seq + row_number() OVER (ORDER BY x.ord), x.event_id, x.inbox_id,
-                      x.conversation_id, x.type, convert_from(x.raw, 'UTF8')::json
-                 FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[])
-                      WITH ORDINALITY AS x(event_id, inbox_id, conversation_id, type, raw, ord)
+                      x.conversation_id, x.type, convert_from(x.raw, 'UTF8')::json,
+                      convert_from(x.ctx, 'UTF8')::json
+                 FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[],
+                             $7::bytea[])
+                      WITH ORDINALITY AS x(event_id, inbox_id, conversation_id, type, raw, ctx, ord)
                  CROSS JOIN (SELECT coalesce(max(seq), 0) AS seq FROM realtime_events
                               WHERE account_id = $1) AS head
                 WHERE NOT EXISTS (SELECT 1 FROM realtime_events r WHERE r.event_id = x.event_id)""",
@@ -59,6 +66,7 @@ async def append(
             [heads[i].conversation_id for i in rows],
             [heads[i].type for i in rows],
             [raws[i] for i in rows],
+            [contexts[i] for i in rows],
         )
         if inserted != "INSERT 0 0":
             touched.add(account_id)
@@ -80,14 +88,16 @@ async def read_after(
     pool: asyncpg.Pool[Any], account_id: str, seq: int, limit: int
 ) -> list[LoggedEvent]:
     rows = await pool.fetch(
-        """SELECT seq, event_id, inbox_id, type, event::text AS event FROM realtime_events
+        """SELECT seq, event_id, inbox_id, type, event::text AS event, context::text AS context
+             FROM realtime_events
             WHERE account_id = $1 AND seq > $2 ORDER BY seq LIMIT $3""",
         account_id,
         seq,
         limit,
     )
     return [
-        LoggedEvent(r["seq"], r["event_id"], r["inbox_id"], r["type"], r["event"]) for r in rows
+        LoggedEvent(r["seq"], r["event_id"], r["inbox_id"], r["type"], r["event"], r["context"])
+        for r in rows
     ]
 
 

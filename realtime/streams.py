@@ -32,7 +32,8 @@ def _items(events: Sequence[LoggedEvent]) -> bytes:
     return (
         b"["
         + b",".join(
-            b'{"seq":%d,"type":%s,"event":%s}' % (e.seq, orjson.dumps(e.type), e.event.encode())
+            b'{"seq":%d,"type":%s,"event":%s,"context":%s}'
+            % (e.seq, orjson.dumps(e.type), e.event.encode(), (e.context or "null").encode())
             for e in events
         )
         + b"]"

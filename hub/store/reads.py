@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -86,16 +88,23 @@ CONVERSATION_COLUMNS = """c.id, c.inbox_id, c.contact_id, ct.name AS contact_nam
     c.last_message_at, c.last_activity_at, c.created_at"""
 
 
+async def account_inbox_ids(pool: asyncpg.Pool[Any], account_id: str) -> list[str]:
+    rows = await pool.fetch("SELECT id FROM inboxes WHERE account_id = $1 ORDER BY id", account_id)
+    return [r["id"] for r in rows]
+
+
 async def list_conversations(
     pool: asyncpg.Pool[Any],
     account_id: str,
     *,
+    agent_id: str,
     status: str | None,
     inbox_id: str | None,
     limit: int,
     cursor: str | None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest activity first; the cursor is the (last_activity_at, id) of the last row served."""
+    """Newest activity first; the cursor is the (last_activity_at, id) of the last row served.
+    ``unread_count``: the contact's messages after ``agent_id``'s read position."""
     after_ts: datetime | None = None
     after_id: str | None = None
     if cursor:
@@ -105,7 +114,13 @@ async def list_conversations(
         except (TypeError, ValueError) as exc:
             raise BadCursor("cursor is not valid") from exc
     rows = await pool.fetch(
-        f"""SELECT {CONVERSATION_COLUMNS}
+        f"""SELECT {CONVERSATION_COLUMNS},
+                   (SELECT count(*) FROM messages m
+                     WHERE m.conversation_id = c.id AND m.direction = 'inbound'
+                       AND m.id > coalesce((SELECT r.last_read_message_id
+                                              FROM conversation_reads r
+                                             WHERE r.agent_id = $7 AND r.conversation_id = c.id),
+                                           '')) AS unread_count
               FROM conversations c JOIN contacts ct ON ct.id = c.contact_id
              WHERE c.account_id = $1
                AND ($2::text IS NULL OR c.status = $2)
@@ -119,6 +134,7 @@ async def list_conversations(
         after_ts,
         after_id,
         limit + 1,
+        agent_id,
     )
     items = [dict(r) for r in rows[:limit]]
     next_cursor = None
@@ -166,3 +182,38 @@ async def list_messages(
     items = [dict(r) for r in rows[:limit]]
     next_cursor = encode_cursor([items[-1]["id"]]) if len(rows) > limit else None
     return items, next_cursor
+
+
+async def inbox_counters(
+    conn: Conn | asyncpg.Pool[Any], inbox_ids: Iterable[str]
+) -> dict[str, Any]:
+    """Unresolved conversations per inbox by status, and open ones unassigned and per assignee."""
+    inboxes = sorted(set(inbox_ids))
+    if not inboxes:
+        return {}
+    counts = await conn.fetch(
+        """SELECT inbox_id, status, assignee_id, count(*) AS n FROM conversations
+            WHERE inbox_id = ANY($1::text[]) AND status <> 'resolved'
+            GROUP BY inbox_id, status, assignee_id""",
+        inboxes,
+    )
+    counters: dict[str, dict[str, Any]] = {
+        inbox: {
+            "inbox_id": inbox,
+            "open": 0,
+            "pending": 0,
+            "snoozed": 0,
+            "unassigned": 0,
+            "assigned": defaultdict(int),
+        }
+        for inbox in inboxes
+    }
+    for c in counts:
+        entry = counters[c["inbox_id"]]
+        entry[c["status"]] += c["n"]
+        if c["status"] == "open":
+            if c["assignee_id"] is None:
+                entry["unassigned"] += c["n"]
+            else:
+                entry["assigned"][c["assignee_id"]] += c["n"]
+    return counters
