@@ -131,3 +131,11 @@ async def post_message(request: web.Request) -> web.Response:
         },
         status=200 if sent.duplicate else 201,
     )
+
+
+async def get_presence(request: web.Request) -> web.Response:
+    """Connected agents of the caller's account and their status (what routing reads too)."""
+    state = request.app[STATE]
+    principal = await state.auth.principal(request)
+    agents = await state.hub.cluster.of_account(principal.account_id)
+    return json_response({"data": [{"agent_id": a, "status": s} for a, s in agents.items()]})

@@ -27,5 +27,6 @@ def build_app(hub: Hub) -> web.Application:
     app.router.add_get("/api/v1/conversations", api.get_conversations)
     app.router.add_get("/api/v1/conversations/{conversation_id}/messages", api.get_messages)
     app.router.add_post("/api/v1/conversations/{conversation_id}/messages", api.post_message)
+    app.router.add_get("/api/v1/agents/presence", api.get_presence)
     attach_realtime(app, hub, auth)  # Socket.IO at /socket.io/, namespace /agent
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import aiohttp
 import pytest
 import socketio
 
@@ -62,6 +63,15 @@ async def test_presence_is_shared_set_and_dropped_with_the_last_socket(
     assert await ann.call("presence", {"status": "busy"}) == {"ok": True, "status": "busy"}
     await ben.until("presence", 1)
     assert {"agent_id": ann_id, "status": "busy"} in ben.got["presence"]
+    assert await hub.cluster.status(hub.account_id, ann_id) == "busy", "what routing reads"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"{server}api/v1/agents/presence", headers={"Authorization": f"Bearer {token_b}"}
+        ) as response,
+    ):
+        assert response.status == 200
+        assert {"agent_id": ann_id, "status": "busy"} in (await response.json())["data"]
     refused = await ann.call("presence", {"status": "away"})
     assert refused["error"]["code"] == "invalid_status"
 
