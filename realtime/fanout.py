@@ -7,9 +7,12 @@ the frame is identical for every client: :class:`Fanout` builds it once and writ
 each socket's transport.
 
 Order per socket is kept by routing Engine.IO's own writes (handshake, pings, acks, other emits)
-through the same synchronous frame writer (:class:`_SharedFrameSocket`): whenever a socket's
-Engine.IO queue is empty, everything queued before has already reached its transport, so a direct
-write cannot overtake it; when the queue is not empty the frame joins the queue instead.
+through the same synchronous frame writer (:class:`_SharedFrameSocket`). A frame is written
+directly only while the socket's Engine.IO writer is parked in ``queue.get()`` with the queue empty:
+the writer writes everything it takes without yielding, so parked means all earlier packets are on
+the transport. An empty queue alone is not enough: on Python 3.11 ``wait_for`` runs ``get()`` in
+its own task, which takes a packet off the queue a loop iteration or two before the writer writes
+it. Otherwise the frame joins the queue, behind the earlier packets.
 
 A socket whose transport buffer holds more than ``max_buffer`` bytes is a client that stopped
 reading: it is cut off (the connection aborted, freeing the buffer) instead of growing without
@@ -76,6 +79,11 @@ class _SharedFrameSocket(_EngineWebSocket):  # type: ignore[misc]  # untyped lib
         transport.write(text_frame(message.encode()))
 
 
+def _writer_idle(queue: asyncio.Queue[Any]) -> bool:
+    """Nothing queued and the writer waiting for more (so nothing taken and not yet written)."""
+    return queue.empty() and bool(queue._getters)  # type: ignore[attr-defined]
+
+
 def use_shared_frames(sio: socketio.AsyncServer) -> None:
     """Make ``sio``'s WebSocket connections writable by :class:`Fanout` (before any connect)."""
     sio.eio._async = {**sio.eio._async, "websocket": _SharedFrameSocket}
@@ -105,8 +113,8 @@ class Fanout:
             if engine is None or engine.closed:
                 continue
             transport = getattr(engine, "hub_transport", None)
-            if transport is None or not engine.queue.empty():
-                queued.append((sid, engine))  # long-polling, or earlier packets still queued
+            if transport is None or not _writer_idle(engine.queue):
+                queued.append((sid, engine))  # long-polling, or earlier packets not yet written
                 continue
             if transport.is_closing():
                 continue

@@ -15,15 +15,17 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 import pytest
+import socketio
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from hub.actions.setup import create_inbox
 from hub.app import Hub
 from hub.config import Config
 from hub.metrics import REALTIME_SLOW_CUTOFFS
+from realtime.fanout import Fanout, use_shared_frames
 from tests.realtime.agents import TOKEN, agent_collecting
 from tests.support.api_channel import api_body, signed_headers
-
-pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
@@ -94,6 +96,7 @@ class RawAgent:
         return True
 
 
+@pytest.mark.postgres
 async def test_a_client_that_stops_reading_is_cut_off_and_others_get_everything(
     hub: Hub, server: str
 ) -> None:
@@ -130,10 +133,9 @@ async def test_a_client_that_stops_reading_is_cut_off_and_others_get_everything(
     await fast.disconnect()
 
 
+@pytest.mark.postgres
 async def test_events_reach_a_client_over_long_polling_too(hub: Hub, server: str) -> None:
     """Clients that cannot upgrade to WebSocket get the same events through Engine.IO's queue."""
-    import socketio
-
     client = socketio.AsyncClient(reconnection=False)
     batches: list[Any] = []
     client.on("events", batches.extend, namespace="/agent")
@@ -158,3 +160,39 @@ async def test_events_reach_a_client_over_long_polling_too(hub: Hub, server: str
         while not any(e["type"] == "message.received" for e in batches):
             await asyncio.sleep(0.05)
     await client.disconnect()
+
+
+async def test_a_shared_frame_never_overtakes_an_earlier_emit_to_the_same_socket() -> None:
+    """Engine.IO's writer takes a packet off its queue a loop iteration or two before it writes
+    it (Python 3.11's ``wait_for``); a direct write in between would overtake it."""
+    sio = socketio.AsyncServer(async_mode="aiohttp", cors_allowed_origins=[])
+    use_shared_frames(sio)
+    fanout = Fanout(sio, "/order", max_buffer=1 << 26)
+    sids: list[str] = []
+
+    async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        sids.append(sid)
+
+    sio.on("connect", connect, namespace="/order")
+    app = web.Application()
+    sio.attach(app)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(server.make_url("/socket.io/?EIO=4&transport=websocket"))
+            await ws.receive()  # the Engine.IO open packet
+            await ws.send_str("40/order,")
+            await ws.receive()  # the namespace connect
+            for i in range(30):
+                await sio.emit("queued", i, to=sids[0], namespace="/order")
+                for _ in range(i % 3):
+                    await asyncio.sleep(0)
+                await fanout.send(sids, "shared", orjson.dumps(i))
+                await asyncio.sleep(0.005)
+            got = [(await ws.receive()).data for _ in range(60)]
+            await ws.close()
+    finally:
+        await server.close()
+    expected = [f'42/order,["{name}",{i}]' for i in range(30) for name in ("queued", "shared")]
+    assert got == expected
