@@ -45,6 +45,7 @@ async def get_conversations(request: web.Request) -> web.Response:
             hub.pool,
             principal.account_id,
             agent_id=principal.agent_id,
+            inboxes=principal.inboxes,
             status=status,
             inbox_id=inbox_id,
             limit=_limit(request),
@@ -52,9 +53,11 @@ async def get_conversations(request: web.Request) -> web.Response:
         )
     except BadCursor as exc:
         raise ApiError(400, "invalid_cursor", str(exc)) from exc
-    inboxes = await account_inbox_ids(hub.pool, principal.account_id)
-    if inbox_id is not None:
-        inboxes = [i for i in inboxes if i == inbox_id]
+    inboxes = [
+        i
+        for i in await account_inbox_ids(hub.pool, principal.account_id)
+        if principal.sees(i) and inbox_id in (None, i)
+    ]
     # the same counters every conversation event carries in its context (docs/realtime.md)
     counters = await inbox_counters(hub.pool, inboxes)
     return json_response(
@@ -67,7 +70,7 @@ async def get_messages(request: web.Request) -> web.Response:
     hub = state.hub
     principal = await state.auth.principal(request)
     conversation_id = request.match_info["conversation_id"]
-    if not await conversation_exists(hub.pool, principal.account_id, conversation_id):
+    if not await conversation_exists(hub.pool, principal, conversation_id):
         raise ApiError(404, "not_found", "no such conversation")
     try:
         items, cursor = await list_messages(
@@ -118,6 +121,7 @@ async def post_message(request: web.Request) -> web.Response:
             private=body.private,
             client_id=body.client_id,
             correlation_id=correlation_id.get(),
+            inboxes=principal.inboxes,
         )
     except MessageRefused as exc:
         raise ApiError(_STATUS_FOR.get(exc.code, 422), exc.code, exc.message) from exc

@@ -71,12 +71,14 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
         resync = last_seq is not None and (last_seq > high or last_seq < low - 1)
         cursor = high if last_seq is None or resync else last_seq
         account_id, agent_id = principal.account_id, principal.agent_id
-        await self.save_session(sid, {"account_id": account_id, "agent_id": agent_id})
+        await self.save_session(
+            sid, {"account_id": account_id, "agent_id": agent_id, "principal": principal}
+        )
         await self.enter_room(sid, f"account:{account_id}")
         if await self._cluster.connected(account_id, agent_id, sid):
             await self.announce(account_id, agent_id)
         await self.emit("presence_list", await self._cluster.of_account(account_id), to=sid)
-        self._streams.add(account_id, sid, cursor, high, resync)
+        self._streams.add(account_id, sid, cursor, high, resync, principal.inboxes)
         log.info(
             "agent socket connected",
             extra={
@@ -115,7 +117,7 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
         session = await self.get_session(sid)
         conversation_id = _conversation_id(data)
         if conversation_id is None or not await conversation_exists(
-            self._hub.pool, session["account_id"], conversation_id
+            self._hub.pool, session["principal"], conversation_id
         ):
             return _error("not_found", "no such conversation")
         await self.enter_room(sid, f"conversation:{conversation_id}")
@@ -155,6 +157,7 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
                 content=content,
                 private=private,
                 client_id=client_id,
+                inboxes=session["principal"].inboxes,
             )
         except MessageRefused as exc:
             return _error(exc.code, exc.message)
@@ -177,6 +180,7 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
                 agent_id=session["agent_id"],
                 conversation_id=conversation_id,
                 message_id=message_id,
+                inboxes=session["principal"].inboxes,
             )
         except MessageRefused as exc:
             return _error(exc.code, exc.message)

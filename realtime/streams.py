@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -40,6 +41,16 @@ def _items(events: Sequence[LoggedEvent]) -> bytes:
     )
 
 
+#: the inboxes a socket may see (``None``: all of its account), from its Principal
+Scope = frozenset[str] | None
+
+
+def _visible(events: Sequence[LoggedEvent], scope: Scope) -> Sequence[LoggedEvent]:
+    if scope is None:
+        return events
+    return [e for e in events if e.inbox_id is None or e.inbox_id in scope]
+
+
 class AccountStream:
     def __init__(
         self, account_id: str, pool: asyncpg.Pool[Any], emit: Emit, batch: int, head: int
@@ -49,8 +60,9 @@ class AccountStream:
         self._emit = emit
         self._batch = batch
         self.head = head
-        self.live: set[str] = set()
+        self.live: dict[str, Scope] = {}
         self.catching_up: dict[str, asyncio.Task[None]] = {}
+        self._scopes: dict[str, Scope] = {}
         self._resync: dict[str, int] = {}  # told before anything else is sent to them
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
@@ -59,9 +71,10 @@ class AccountStream:
     def sockets(self) -> int:
         return len(self.live) + len(self.catching_up)
 
-    def add(self, sid: str, cursor: int, resync_head: int | None) -> None:
+    def add(self, sid: str, cursor: int, resync_head: int | None, scope: Scope) -> None:
+        self._scopes[sid] = scope
         if cursor >= self.head:
-            self.live.add(sid)
+            self.live[sid] = scope
         else:
             self.catching_up[sid] = asyncio.create_task(
                 self._catch_up(sid, cursor), name=f"realtime-catch-up:{sid}"
@@ -71,7 +84,8 @@ class AccountStream:
         self.wake.set()
 
     def remove(self, sid: str) -> None:
-        self.live.discard(sid)
+        self.live.pop(sid, None)
+        self._scopes.pop(sid, None)
         self._resync.pop(sid, None)
         task = self.catching_up.pop(sid, None)
         if task is not None:
@@ -84,12 +98,14 @@ class AccountStream:
                 gap = [e for e in events if e.seq <= self.head]
                 if not gap:
                     break
-                await self._emit([sid], "events", _items(gap))
+                visible = _visible(gap, self._scopes.get(sid))
+                if visible:
+                    await self._emit([sid], "events", _items(visible))
                 cursor = gap[-1].seq
             # no await between this check and the join: the live pusher starts after self.head
             if sid in self.catching_up:
                 del self.catching_up[sid]
-                self.live.add(sid)
+                self.live[sid] = self._scopes.get(sid)
                 self.wake.set()
         except asyncio.CancelledError:
             raise
@@ -110,7 +126,14 @@ class AccountStream:
             if not events:
                 continue
             self.head = events[-1].seq
-            await self._emit(sorted(self.live), "events", _items(events))
+            # one encoding per group of sockets that see the same inboxes (usually one group)
+            groups: dict[Scope, list[str]] = defaultdict(list)
+            for sid, scope in self.live.items():
+                groups[scope].append(sid)
+            for scope, sids in groups.items():
+                visible = _visible(events, scope)
+                if visible:
+                    await self._emit(sids, "events", _items(visible))
             if len(events) == self._batch:
                 self.wake.set()
 
@@ -124,14 +147,16 @@ class Streams:
         self._batch = batch
         self._streams: dict[str, AccountStream] = {}
 
-    def add(self, account_id: str, sid: str, cursor: int, head: int, resync: bool) -> None:
+    def add(
+        self, account_id: str, sid: str, cursor: int, head: int, resync: bool, scope: Scope = None
+    ) -> None:
         """``head`` is the log's newest sequence; the stream starts live from there."""
         stream = self._streams.get(account_id)
         if stream is None:
             stream = self._streams[account_id] = AccountStream(
                 account_id, self._pool, self._emit, self._batch, head
             )
-        stream.add(sid, cursor, head if resync else None)
+        stream.add(sid, cursor, head if resync else None, scope)
         if stream.task is None or stream.task.done():
             stream.task = asyncio.create_task(self._run(stream), name=f"realtime:{account_id}")
 

@@ -24,16 +24,22 @@ class MessageRefused(ValueError):
 
 
 async def conversation_inbox(
-    conn: Conn, account_id: str, conversation_id: str, *, lock: bool = False
+    conn: Conn,
+    account_id: str,
+    conversation_id: str,
+    *,
+    inboxes: frozenset[str] | None = None,
+    lock: bool = False,
 ) -> str:
-    """The inbox of an account's conversation (row-locked with ``lock``), or ``not_found``."""
+    """The inbox of an account's conversation (row-locked with ``lock``), or ``not_found`` —
+    also when it is in an inbox outside ``inboxes`` (the caller's, ``None``: all)."""
     inbox_id: str | None = await conn.fetchval(
         "SELECT inbox_id FROM conversations WHERE id = $1 AND account_id = $2"
         + (" FOR UPDATE" if lock else ""),
         conversation_id,
         account_id,
     )
-    if inbox_id is None:
+    if inbox_id is None or (inboxes is not None and inbox_id not in inboxes):
         raise MessageRefused("not_found", "no such conversation")
     return inbox_id
 
@@ -57,13 +63,16 @@ async def create_agent_message(
     private: bool,
     client_id: str | None,
     correlation_id: str | None = None,
+    inboxes: frozenset[str] | None = None,
 ) -> AgentMessage:
     """Run inside a transaction; :class:`MessageRefused` for anything the caller got wrong."""
     if not content.strip():
         raise MessageRefused("empty_message", "content must not be empty")
     if len(content) > MAX_CONTENT:
         raise MessageRefused("content_too_long", f"content is longer than {MAX_CONTENT}")
-    inbox_id = await conversation_inbox(conn, account_id, conversation_id, lock=True)
+    inbox_id = await conversation_inbox(
+        conn, account_id, conversation_id, inboxes=inboxes, lock=True
+    )
     if client_id is not None:
         existing = await conn.fetchrow(
             """SELECT id, conversation_id, status, private FROM messages

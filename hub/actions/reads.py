@@ -18,10 +18,16 @@ class ReadPosition:
 
 
 async def mark_read(
-    conn: Conn, *, account_id: str, agent_id: str, conversation_id: str, message_id: str | None
+    conn: Conn,
+    *,
+    account_id: str,
+    agent_id: str,
+    conversation_id: str,
+    message_id: str | None,
+    inboxes: frozenset[str] | None = None,
 ) -> ReadPosition:
     """Run inside a transaction. Without ``message_id``, up to the newest message."""
-    inbox_id = await conversation_inbox(conn, account_id, conversation_id)
+    inbox_id = await conversation_inbox(conn, account_id, conversation_id, inboxes=inboxes)
     if message_id is None:
         message_id = await conn.fetchval(
             "SELECT max(id) FROM messages WHERE conversation_id = $1", conversation_id

@@ -40,11 +40,21 @@ async def load_inbox(
 
 @dataclasses.dataclass(frozen=True)
 class Principal:
-    """Who is calling the API: an account and a role (the RBAC issue adds users)."""
+    """Who is calling, over REST or a socket: an account, a role and the inboxes it may see.
+
+    ``inboxes`` is the one authorization rule both doors apply: ``None`` means every inbox of the
+    account, which is what every token gets until the RBAC issue narrows agents to their inboxes
+    in :func:`principal_for_token`.
+    """
 
     account_id: str
     role: str
     token_id: str | None
+    inboxes: frozenset[str] | None = None
+
+    def sees(self, inbox_id: str | None) -> bool:
+        """Whether an event or record of this inbox is for this caller (``None``: no inbox)."""
+        return self.inboxes is None or inbox_id is None or inbox_id in self.inboxes
 
     @property
     def agent_id(self) -> str:
@@ -98,6 +108,7 @@ async def list_conversations(
     account_id: str,
     *,
     agent_id: str,
+    inboxes: frozenset[str] | None,
     status: str | None,
     inbox_id: str | None,
     limit: int,
@@ -126,6 +137,7 @@ async def list_conversations(
                AND ($2::text IS NULL OR c.status = $2)
                AND ($3::text IS NULL OR c.inbox_id = $3)
                AND ($4::timestamptz IS NULL OR (c.last_activity_at, c.id) < ($4, $5::text))
+               AND ($8::text[] IS NULL OR c.inbox_id = ANY($8::text[]))
              ORDER BY c.last_activity_at DESC, c.id DESC
              LIMIT $6""",
         account_id,
@@ -135,6 +147,7 @@ async def list_conversations(
         after_id,
         limit + 1,
         agent_id,
+        None if inboxes is None else sorted(inboxes),
     )
     items = [dict(r) for r in rows[:limit]]
     next_cursor = None
@@ -145,14 +158,15 @@ async def list_conversations(
 
 
 async def conversation_exists(
-    pool: asyncpg.Pool[Any], account_id: str, conversation_id: str
+    pool: asyncpg.Pool[Any], principal: Principal, conversation_id: str
 ) -> bool:
-    found: bool = await pool.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM conversations WHERE id = $1 AND account_id = $2)",
+    """Whether the conversation exists and the caller may see it."""
+    inbox_id: str | None = await pool.fetchval(
+        "SELECT inbox_id FROM conversations WHERE id = $1 AND account_id = $2",
         conversation_id,
-        account_id,
+        principal.account_id,
     )
-    return found
+    return inbox_id is not None and principal.sees(inbox_id)
 
 
 async def list_messages(

@@ -1,0 +1,102 @@
+"""One authorization rule for both doors: a caller whose Principal is limited to some inboxes gets
+only those inboxes' events on its socket, and only their conversations over REST and socket calls.
+
+Tokens have no inbox limits until the RBAC issue, so the test gives one token a limited Principal
+where every door asks for it (``TokenAuth.for_token``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway.auth import TokenAuth
+from hub.actions.setup import create_inbox
+from hub.app import Hub
+from hub.store.reads import Principal
+from tests.realtime.agents import TOKEN, Agent
+from tests.support.api_channel import api_body, signed_headers
+
+pytestmark = pytest.mark.postgres
+LIMITED = "limited-agent-token"
+
+
+async def test_a_limited_caller_sees_only_its_inboxes_on_every_door(
+    hub: Hub, server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with hub.pool.acquire() as conn:
+        shop = await create_inbox(
+            conn, hub.box, account_id=hub.account_id, channel="api", name="Shop"
+        )
+        bank = await create_inbox(
+            conn, hub.box, account_id=hub.account_id, channel="api", name="Bank"
+        )
+    original = TokenAuth.for_token
+
+    async def for_token(self: TokenAuth, token: str) -> Principal | None:
+        if token == LIMITED:
+            return Principal(hub.account_id, "agent", "limited", frozenset({shop.id}))
+        return await original(self, token)
+
+    monkeypatch.setattr(TokenAuth, "for_token", for_token)
+    admin, limited = Agent(), Agent()
+    await admin.connect(server, token=TOKEN)
+    await limited.connect(server, token=LIMITED)
+
+    async with aiohttp.ClientSession() as session:
+        conversations: dict[str, str] = {}
+        for made in (shop, bank, shop):
+            body = api_body(f"{made.id}-{len(conversations)}", identifier="+94771234567")
+            async with session.post(
+                f"{server}webhooks/api/{made.id}",
+                data=body,
+                headers=signed_headers(made.secrets["signing_secret"], body),
+            ) as response:
+                assert response.status == 200
+                answer = await response.json()
+                conversations[made.id] = answer["messages"][0]["conversation_id"]
+
+        def received(agent: Agent) -> list[str]:
+            return [
+                e["event"]["payload"]["inbox_id"]
+                for e in agent.events
+                if e["type"] == "message.received"
+            ]
+
+        await admin.wait_until(lambda: len(received(admin)) == 3)
+        await limited.wait_until(lambda: len(received(limited)) == 2)
+        assert received(admin) == [shop.id, bank.id, shop.id]
+        assert received(limited) == [shop.id, shop.id], "nothing from the bank inbox"
+        assert all(e["event"]["payload"].get("inbox_id") != bank.id for e in limited.events)
+        seqs = limited.seqs()
+        assert seqs == sorted(seqs), "gaps where events are not for it, never out of order"
+
+        async def get(path: str, token: str) -> Any:
+            async with session.get(
+                f"{server}{path}", headers={"Authorization": f"Bearer {token}"}
+            ) as response:
+                return response.status, await response.json()
+
+        status, listed = await get("api/v1/conversations", LIMITED)
+        assert status == 200
+        assert {c["inbox_id"] for c in listed["data"]} == {shop.id}
+        assert [c["inbox_id"] for c in listed["inboxes"]] == [shop.id]
+        status, _ = await get(f"api/v1/conversations/{conversations[bank.id]}/messages", LIMITED)
+        assert status == 404
+        status, _ = await get(f"api/v1/conversations/{conversations[bank.id]}/messages", TOKEN)
+        assert status == 200
+
+    async def call(event: str, data: dict[str, Any]) -> Any:
+        return await limited.client.call(event, data, namespace="/agent", timeout=10)
+
+    hidden = {"conversation_id": conversations[bank.id]}
+    assert (await call("send_message", {**hidden, "content": "hi"}))["error"]["code"] == (
+        "not_found"
+    )
+    assert (await call("mark_read", hidden))["error"]["code"] == "not_found"
+    assert (await call("join", hidden))["error"]["code"] == "not_found"
+    mine = {"conversation_id": conversations[shop.id]}
+    assert (await call("send_message", {**mine, "content": "ok"}))["ok"] is True
+    await admin.client.disconnect()
+    await limited.client.disconnect()
