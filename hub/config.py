@@ -61,7 +61,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "ingest_concurrency",
         "HUB_INGEST_CONCURRENCY",
-        "Group-commit transactions in flight at once.",
+        "Group-commit transactions in flight at once. Commits serialize on the outbox lock anyway; "
+        "1 gave the same throughput as 2 and lower latency.",
     ),
     Setting(
         "realtime_replay_events",
@@ -107,7 +108,7 @@ class Config:
     db_pool_size: int = 8
     ingest_batch_max: int = 500
     ingest_batch_wait_ms: float = 0.0
-    ingest_concurrency: int = 2
+    ingest_concurrency: int = 1
     bus_partitions: int = 4
     realtime_replay_events: int = 100_000
     realtime_socket_buffer_kib: int = 4096
