@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import random
 import zlib
 from collections import deque
 from collections.abc import Sequence
@@ -27,8 +26,8 @@ from hub.bus.contract import (
     Handler,
     OutRecord,
     Subscription,
-    dead_letter_topic,
 )
+from hub.bus.delivery import deliver
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +111,9 @@ class MemoryBroker:
             partition.records.popleft()
             partition.base += 1
 
+    async def _dead_letter(self, record: OutRecord) -> None:
+        self.append(record)
+
     def settled(self) -> int:
         lowest = self.last_token
         for topic in self.topics.values():
@@ -164,99 +166,13 @@ class MemoryBroker:
             member.inflight += 1
             member.idle.clear()
             try:
-                await self._deliver(group, member.handler, batch)
+                await deliver(member.handler, batch, options, group.name, self._dead_letter)
             finally:
                 member.inflight -= 1
                 if member.inflight == 0:
                     member.idle.set()
             group.committed[index] = start + count
             self._trim(group.topic, index)
-
-    async def _deliver(self, group: _Group, handler: Handler, batch: list[BusMessage]) -> None:
-        """Try the batch once; if it fails, retry record by record so one bad record is isolated."""
-        first = 1
-        if len(batch) > 1:
-            try:
-                await handler(batch)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._log_failure(group, batch, 1, exc)
-                first = 2
-        for message in batch:
-            await self._attempt(group, handler, message, first)
-
-    async def _attempt(
-        self, group: _Group, handler: Handler, message: BusMessage, attempt: int
-    ) -> None:
-        """Retry with backoff; transient errors retry forever, others dead-letter at the limit."""
-        options = group.options
-        delay = options.backoff_initial
-        while True:
-            try:
-                await handler(
-                    [message if attempt == 1 else dataclasses.replace(message, attempt=attempt)]
-                )
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._log_failure(group, [message], attempt, exc)
-                if attempt >= options.max_attempts and not isinstance(exc, options.transient):
-                    self._dead_letter(group, message, exc)
-                    return
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, options.backoff_max)
-            attempt += 1
-
-    def _log_failure(
-        self, group: _Group, batch: list[BusMessage], attempt: int, exc: BaseException
-    ) -> None:
-        log.warning(
-            "bus handler failed",
-            extra={
-                "group": group.name,
-                "topic": group.topic.name,
-                "partition": batch[0].partition,
-                "offset": batch[0].offset,
-                "records": len(batch),
-                "attempt": attempt,
-                "error": repr(exc),
-                "event_ids": [m.headers.get("event_id") for m in batch[:20]],
-                "correlation_ids": sorted(
-                    {m.headers.get("correlation_id", "") for m in batch[:20]}
-                ),
-            },
-        )
-
-    def _dead_letter(self, group: _Group, message: BusMessage, error: BaseException) -> None:
-        headers = dict(message.headers)
-        headers.update(
-            {
-                "dlq.group": group.name,
-                "dlq.topic": message.topic,
-                "dlq.partition": str(message.partition),
-                "dlq.offset": str(message.offset),
-                "dlq.error": repr(error)[:500],
-            }
-        )
-        log.error(
-            "bus record dead-lettered",
-            extra={
-                "group": group.name,
-                "topic": message.topic,
-                "offset": message.offset,
-                "event_id": message.headers.get("event_id"),
-                "correlation_id": message.headers.get("correlation_id"),
-                "error": repr(error),
-            },
-        )
-        self.append(
-            OutRecord(
-                dead_letter_topic(message.topic, group.name), message.key, message.value, headers
-            )
-        )
 
     async def leave(self, group: _Group, member: _Member, within: float) -> None:
         """Take the member out; wait up to ``within`` seconds for its batch in flight. A handler
