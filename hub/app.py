@@ -47,6 +47,18 @@ async def resolve_dsn(config: Config) -> str:
     return await start_embedded_postgres(Path(config.data_dir))
 
 
+def make_bus(config: Config) -> Bus:
+    if config.kafka_bootstrap:
+        from hub.bus.kafka import KafkaBus
+
+        return KafkaBus(
+            config.kafka_bootstrap,
+            partitions=config.bus_partitions,
+            replication=config.kafka_replication,
+        )
+    return MemoryBus(partitions=config.bus_partitions)
+
+
 class Hub:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -76,7 +88,7 @@ class Hub:
             await migrate(conn)
             self.account_id = await ensure_default_account(conn)
         await self.cluster.start(self._cluster_logged, self._agent_offline)
-        self.bus = MemoryBus(partitions=config.bus_partitions)
+        self.bus = make_bus(config)
         await self.bus.start()
         transient = (ConnectionError, TimeoutError, *DB_UNAVAILABLE)
         journal = ConsumerOptions(max_batch=2000, linger=0.2, transient=transient)

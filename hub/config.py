@@ -81,7 +81,17 @@ SETTINGS: tuple[Setting, ...] = (
         "Redis URL. Set: several hub processes share agent presence and wake each other's "
         "realtime streams. Unset: one process, in-process.",
     ),
-    Setting("bus_partitions", "HUB_BUS_PARTITIONS", "Partitions per topic of the in-process bus."),
+    Setting("bus_partitions", "HUB_BUS_PARTITIONS", "Partitions per topic of the bus."),
+    Setting(
+        "kafka_bootstrap",
+        "KAFKA_BOOTSTRAP",
+        "Apache Kafka bootstrap servers (host:port,...). Set: the bus is Kafka. Unset: in-process.",
+    ),
+    Setting(
+        "kafka_replication",
+        "HUB_KAFKA_REPLICATION",
+        "Replication factor of the topics the hub creates in Kafka (3 on a production cluster).",
+    ),
     Setting(
         "outbox_poll_ms",
         "HUB_OUTBOX_POLL_MS",
@@ -113,6 +123,8 @@ class Config:
     realtime_replay_events: int = 100_000
     realtime_socket_buffer_kib: int = 4096
     redis_url: str | None = None
+    kafka_bootstrap: str | None = None
+    kafka_replication: int = 1
     outbox_poll_ms: int = 500
     bootstrap_token: str | None = None
 

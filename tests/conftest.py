@@ -4,7 +4,7 @@ and a started hub with its gateway on a test server."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from hub.config import Config
 from hub.store.db import prepare_connection
 from hub.store.embedded import start_embedded_postgres, stop_embedded_postgres
 from hub.store.migrate import migrate
+from tests.support.kafka_server import KafkaServer
 
 TEMPLATE = "hub_template"
 
@@ -96,3 +97,12 @@ async def client(hub: Hub) -> AsyncIterator[TestClient[Any, Any]]:
 
 
 AsyncFactory = Callable[..., Coroutine[Any, Any, Any]]
+
+
+@pytest.fixture(scope="session")
+def kafka_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaServer]:
+    """One real Apache Kafka broker (KRaft, single node, scripts/kafka) for the session."""
+    server = KafkaServer(tmp_path_factory.mktemp("kafka"))
+    server.start()
+    yield server
+    server.stop()
