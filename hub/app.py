@@ -55,6 +55,7 @@ def make_bus(config: Config) -> Bus:
             config.kafka_bootstrap,
             partitions=config.bus_partitions,
             replication=config.kafka_replication,
+            prefix=config.kafka_prefix,
         )
     return MemoryBus(partitions=config.bus_partitions)
 

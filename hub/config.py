@@ -88,6 +88,11 @@ SETTINGS: tuple[Setting, ...] = (
         "Apache Kafka bootstrap servers (host:port,...). Set: the bus is Kafka. Unset: in-process.",
     ),
     Setting(
+        "kafka_prefix",
+        "HUB_KAFKA_PREFIX",
+        "Put before every Kafka topic and consumer group name, so hubs can share a cluster.",
+    ),
+    Setting(
         "kafka_replication",
         "HUB_KAFKA_REPLICATION",
         "Replication factor of the topics the hub creates in Kafka (3 on a production cluster).",
@@ -125,6 +130,7 @@ class Config:
     redis_url: str | None = None
     kafka_bootstrap: str | None = None
     kafka_replication: int = 1
+    kafka_prefix: str = ""
     outbox_poll_ms: int = 500
     bootstrap_token: str | None = None
 

@@ -93,7 +93,7 @@ class _KafkaSubscription(Subscription):
                     break  # not handled, not committed: the next owner gets them
                 batch = [
                     BusMessage(
-                        tp.topic,
+                        self.topic,  # the hub's name for it, without the prefix
                         r.key.decode() if r.key is not None else "",
                         r.value,
                         tp.partition,
@@ -159,8 +159,12 @@ class KafkaBus(Bus):
         partitions: int = 8,
         replication: int = 1,
         client_id: str = "hub",
+        prefix: str = "",
     ) -> None:
+        """``prefix`` goes before every topic and group name: several hubs (or test runs) can
+        share one Kafka cluster without seeing each other's events."""
         self._bootstrap = bootstrap
+        self.prefix = prefix
         self._partitions = partitions
         self._replication = replication
         self._client_id = client_id
@@ -215,10 +219,10 @@ class KafkaBus(Bus):
 
     async def publish_many(self, records: Sequence[OutRecord]) -> int:
         assert self._producer is not None, "start() first"
-        await self.ensure_topics([r.topic for r in records])
+        await self.ensure_topics([self.prefix + r.topic for r in records])
         futures = [
             await self._producer.send(
-                r.topic,
+                self.prefix + r.topic,
                 value=r.value,
                 key=r.key.encode(),
                 headers=[(k, v.encode()) for k, v in r.headers.items()],
@@ -242,11 +246,11 @@ class KafkaBus(Bus):
         handler: Handler,
         options: ConsumerOptions | None = None,
     ) -> Subscription:
-        await self.ensure_topics([topic])
+        await self.ensure_topics([self.prefix + topic])
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
             client_id=f"{self._client_id}-{group}",
-            group_id=group,
+            group_id=self.prefix + group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             heartbeat_interval_ms=500,
@@ -254,7 +258,7 @@ class KafkaBus(Bus):
             max_poll_interval_ms=600_000,
         )
         assigned = _Assigned()
-        consumer.subscribe([topic], listener=assigned)
+        consumer.subscribe([self.prefix + topic], listener=assigned)
         await consumer.start()
         subscription = _KafkaSubscription(
             self, consumer, group, handler, options or ConsumerOptions()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -18,9 +19,10 @@ class TestKafkaBus(BusConformance):
     @pytest.fixture
     async def bus_factory(self, kafka_server: KafkaServer) -> AsyncIterator[BusFactory]:
         made: list[KafkaBus] = []
+        prefix = f"conf-{uuid.uuid4().hex[:8]}."  # the conformance suite runs with a prefix
 
         async def make() -> Bus:
-            bus = KafkaBus(kafka_server.bootstrap, partitions=4)
+            bus = KafkaBus(kafka_server.bootstrap, partitions=4, prefix=prefix)
             await bus.start()
             made.append(bus)
             return bus
