@@ -23,6 +23,8 @@ def build_app(hub: Hub) -> web.Application:
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/readyz", ops.readyz)
     app.router.add_get("/metrics", ops.metrics)
+    if hub.config.role == "worker":  # health and metrics only; the gateways take the traffic
+        return app
     app.router.add_post("/webhooks/{channel}/{inbox_id}", webhooks.handle_webhook)
     app.router.add_get("/api/v1/conversations", api.get_conversations)
     app.router.add_get("/api/v1/conversations/{conversation_id}/messages", api.get_messages)

@@ -65,11 +65,13 @@ class Hub:
         self.config = config
         self.dsn = ""
         self.pool: asyncpg.Pool[Any]
-        self.bus: Bus
         self.box: SecretBox
         self.account_id = ""
         self.ingest: GroupCommitter[IngestRequest, IngestResult]
-        self.relay: OutboxRelay
+        #: worker parts (role ``all`` or ``worker``); a gateway-only process has none
+        self.bus: Bus | None = None
+        self.relay: OutboxRelay | None = None
+        self._realtime: RealtimeConsumer | None = None
         self._subscriptions: list[Subscription] = []
         #: called with the accounts whose realtime log grew, in any process (``None``: maybe any
         #: account); the socket layer wakes its streams
@@ -89,19 +91,8 @@ class Hub:
             await migrate(conn)
             self.account_id = await ensure_default_account(conn)
         await self.cluster.start(self._cluster_logged, self._agent_offline)
-        self.bus = make_bus(config)
-        await self.bus.start()
-        transient = (ConnectionError, TimeoutError, *DB_UNAVAILABLE)
-        journal = ConsumerOptions(max_batch=2000, linger=0.2, transient=transient)
-        self._subscriptions += await Journal(self.pool).subscribe(self.bus, journal)
-        realtime = ConsumerOptions(max_batch=500, transient=transient)
-        self._realtime = RealtimeConsumer(self.pool, self._realtime_logged)
-        self._realtime.start()
-        self._subscriptions += await self._realtime.subscribe(self.bus, realtime)
-        self._trim_task = asyncio.create_task(self._trim_realtime_log(), name="realtime-trim")
-        # the relay starts after the consumers, so the in-process bus has its groups
-        self.relay = OutboxRelay(self.dsn, self.bus, poll_interval=config.outbox_poll_ms / 1000)
-        self.relay.start()
+        if config.role in ("all", "worker"):
+            await self._start_workers()
         self.ingest = GroupCommitter(
             "ingest",
             self.pool,
@@ -111,7 +102,25 @@ class Hub:
             concurrency=config.ingest_concurrency,
             on_commit=count_committed,
         )
-        self.ingest.start()
+        if config.role in ("all", "gateway"):
+            self.ingest.start()
+
+    async def _start_workers(self) -> None:
+        """The bus, the consumers and the outbox relay: what a ``worker`` process runs."""
+        config = self.config
+        self.bus = bus = make_bus(config)
+        await bus.start()
+        transient = (ConnectionError, TimeoutError, *DB_UNAVAILABLE)
+        journal = ConsumerOptions(max_batch=2000, linger=0.2, transient=transient)
+        self._subscriptions += await Journal(self.pool).subscribe(bus, journal)
+        realtime = ConsumerOptions(max_batch=500, transient=transient)
+        self._realtime = RealtimeConsumer(self.pool, self._realtime_logged)
+        self._realtime.start()
+        self._subscriptions += await self._realtime.subscribe(bus, realtime)
+        self._trim_task = asyncio.create_task(self._trim_realtime_log(), name="realtime-trim")
+        # the relay starts after the consumers, so the in-process bus has its groups
+        self.relay = OutboxRelay(self.dsn, bus, poll_interval=config.outbox_poll_ms / 1000)
+        self.relay.start()
 
     def _realtime_logged(self, accounts: set[str]) -> None:
         self.cluster.logged(accounts)
@@ -138,12 +147,15 @@ class Hub:
         if self._trim_task is not None:
             self._trim_task.cancel()
         await self.ingest.stop()
-        if not await self.relay.drain(within=5.0):
-            log.warning("outbox not drained at shutdown; the rest is published at next start")
-        await self.relay.stop()
+        if self.relay is not None:
+            if not await self.relay.drain(within=5.0):
+                log.warning("outbox not drained at shutdown; the rest is published at next start")
+            await self.relay.stop()
         for subscription in self._subscriptions:
             await subscription.stop()
-        await self._realtime.stop()
+        if self._realtime is not None:
+            await self._realtime.stop()
         await self.cluster.stop()
-        await self.bus.close()
+        if self.bus is not None:
+            await self.bus.close()
         await self.pool.close()

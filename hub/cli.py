@@ -18,7 +18,7 @@ import asyncpg
 
 from hub.actions.setup import SetupError, create_api_token, create_inbox, ensure_default_account
 from hub.app import Hub, resolve_dsn
-from hub.config import Config, ConfigError, load_config, settings_markdown
+from hub.config import ROLES, Config, ConfigError, check, load_config, settings_markdown
 from hub.logs import setup_logging
 from hub.secrets import load_secret_box
 from hub.store.db import prepare_connection
@@ -114,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int)
     serve.add_argument(
         "--role",
-        choices=["all"],
-        default="all",
-        help="process role; 'all' runs every part in this process",
+        choices=list(ROLES),
+        help="all (default): every part; gateway: webhooks, REST and agent sockets; "
+        "worker: bus consumers and the outbox relay (also HUB_ROLE)",
     )
 
     sub.add_parser("migrate", help="apply database migrations")
@@ -148,8 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hub: configuration error: {exc}", file=sys.stderr)
         return 2
     if args.command == "serve":
-        changes = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-        config = config.replace(**changes)
+        given = (("host", args.host), ("port", args.port), ("role", args.role))
+        try:
+            config = check(config.replace(**{k: v for k, v in given if v is not None}))
+        except ConfigError as exc:
+            print(f"hub: configuration error: {exc}", file=sys.stderr)
+            return 2
     setup_logging(config.log_level)
 
     try:

@@ -21,7 +21,15 @@ class Setting:
     help: str
 
 
+ROLES = ("all", "gateway", "worker")
+
 SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "role",
+        "HUB_ROLE",
+        "What `hub serve` runs: `all`; `gateway` (webhooks, REST, agent sockets; needs "
+        "`REDIS_URL`); `worker` (bus consumers and the outbox relay).",
+    ),
     Setting("host", "HUB_HOST", "Address the gateway listens on."),
     Setting("port", "HUB_PORT", "Port the gateway listens on."),
     Setting(
@@ -112,6 +120,7 @@ SETTINGS: tuple[Setting, ...] = (
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    role: str = "all"
     host: str = "127.0.0.1"
     port: int = 8080
     data_dir: Path = Path(".hub-data")
@@ -180,7 +189,18 @@ def load_config(env: Mapping[str, str] | None = None, toml_path: Path | None = N
         if setting.env in env and env[setting.env] != "":
             values[setting.name] = env[setting.env]
     fields = {f.name: f for f in dataclasses.fields(Config)}
-    return Config(**{k: _coerce(fields[k], v) for k, v in values.items()})
+    return check(Config(**{k: _coerce(fields[k], v) for k, v in values.items()}))
+
+
+def check(config: Config) -> Config:
+    """Combinations that cannot work are refused at start, not discovered in production."""
+    if config.role not in ROLES:
+        raise ConfigError(f"role: {config.role!r} is not one of {', '.join(ROLES)}")
+    if config.role == "gateway" and not config.redis_url:
+        raise ConfigError(
+            "role gateway needs REDIS_URL: the workers wake its agent sockets through Redis"
+        )
+    return config
 
 
 def settings_markdown() -> str:

@@ -18,6 +18,7 @@ from hub.store.db import prepare_connection
 from hub.store.embedded import start_embedded_postgres, stop_embedded_postgres
 from hub.store.migrate import migrate
 from tests.support.kafka_server import KafkaServer
+from tests.support.redis_server import RedisServer
 
 TEMPLATE = "hub_template"
 
@@ -103,6 +104,15 @@ AsyncFactory = Callable[..., Coroutine[Any, Any, Any]]
 def kafka_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaServer]:
     """One real Apache Kafka broker (KRaft, single node, scripts/kafka) for the session."""
     server = KafkaServer(tmp_path_factory.mktemp("kafka"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A fresh Debian redis-server; a test may stop or restart it."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
     server.start()
     yield server
     server.stop()

@@ -29,3 +29,12 @@ def test_unknown_or_malformed_settings_are_refused(tmp_path: Path) -> None:
 def test_readme_lists_every_setting() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     assert settings_markdown() in readme, "regenerate the table with `hub config --markdown`"
+
+
+def test_roles_are_checked() -> None:
+    assert load_config({"HUB_ROLE": "worker"}).role == "worker"
+    with pytest.raises(ConfigError, match="role"):
+        load_config({"HUB_ROLE": "everything"})
+    with pytest.raises(ConfigError, match="REDIS_URL"):
+        load_config({"HUB_ROLE": "gateway"})
+    assert load_config({"HUB_ROLE": "gateway", "REDIS_URL": "redis://x"}).role == "gateway"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp.test_utils import TestServer
 
 from gateway.app import build_app
 from hub.app import Hub
-from tests.support.redis_server import RedisServer
 
 
 @pytest.fixture
@@ -19,12 +18,3 @@ async def server(hub: Hub) -> AsyncIterator[str]:
     await test_server.start_server()
     yield str(test_server.make_url("/"))
     await test_server.close()
-
-
-@pytest.fixture
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A fresh Debian redis-server; a test may stop or restart it."""
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
