@@ -185,9 +185,12 @@ class KafkaBus(Bus):
             enable_idempotence=True,
             linger_ms=1,
             request_timeout_ms=15_000,
+            retry_backoff_ms=500,
         )
         self._admin = AIOKafkaAdminClient(
-            bootstrap_servers=self._bootstrap, client_id=f"{self._client_id}-admin"
+            bootstrap_servers=self._bootstrap,
+            client_id=f"{self._client_id}-admin",
+            retry_backoff_ms=500,
         )
         await self._producer.start()
         await self._admin.start()
@@ -256,6 +259,7 @@ class KafkaBus(Bus):
             heartbeat_interval_ms=500,
             session_timeout_ms=10_000,
             max_poll_interval_ms=600_000,
+            retry_backoff_ms=500,
         )
         assigned = _Assigned()
         consumer.subscribe([self.prefix + topic], listener=assigned)
