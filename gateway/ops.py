@@ -19,7 +19,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     hub = request.app[STATE].hub
-    checks: dict[str, str] = {}
+    checks: dict[str, str | int] = {}
     try:
         await asyncio.wait_for(hub.pool.fetchval("SELECT 1"), timeout=2)
         checks["database"] = "ok"
@@ -27,17 +27,18 @@ async def readyz(request: web.Request) -> web.Response:
         checks["database"] = f"unavailable: {type(exc).__name__}"
     checks["role"] = hub.config.role
     if hub.bus is not None:  # a worker part runs here
-        checks["bus"] = "ok"
+        checks["bus"] = await hub.bus.check() or "ok"
         checks["outbox_relay"] = "active" if hub.relay and hub.relay.active else "standby"
-    ready = checks["database"] == "ok"
+        checks["bus_lag"] = sum(hub.bus.lag().values())
+    ready = checks["database"] == "ok" and checks.get("bus", "ok") == "ok"
     return json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
     hub = request.app[STATE].hub
     if hub.bus is not None:
-        for (group, topic), lag in hub.bus.lag().items():
-            BUS_LAG.labels(group, topic).set(lag)
+        for (group, topic, partition), lag in hub.bus.partition_lag().items():
+            BUS_LAG.labels(group, topic, str(partition)).set(lag)
     return web.Response(
         body=generate_latest(REGISTRY),
         headers={"Content-Type": CONTENT_TYPE_LATEST},

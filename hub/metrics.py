@@ -48,8 +48,8 @@ OUTBOX_PUBLISHED = Counter(
 )
 BUS_LAG = Gauge(
     "hub_bus_lag",
-    "Records not yet handled, per consumer group and topic.",
-    ["group", "topic"],
+    "Records not yet handled, per consumer group, topic and partition (this process's share).",
+    ["group", "topic", "partition"],
     registry=REGISTRY,
 )
 REALTIME_SLOW_CUTOFFS = Counter(

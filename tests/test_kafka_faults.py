@@ -33,6 +33,7 @@ TOKEN = "faults-token"
 @dataclass
 class Stack:
     gateway: str
+    bases: dict[str, str]
     procs: dict[str, subprocess.Popen[bytes]]
     logs: dict[str, Path]
     inbox: dict[str, Any]
@@ -69,9 +70,8 @@ async def stack(
     async with aiohttp.ClientSession() as session:
         for name in roles:
             await wait_healthy(session, f"http://127.0.0.1:{ports[name]}", procs[name], logs[name])
-    yield Stack(
-        f"http://127.0.0.1:{ports['gateway']}", procs, logs, json.loads(made.stdout), db_dsn
-    )
+    bases = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    yield Stack(bases["gateway"], bases, procs, logs, json.loads(made.stdout), db_dsn)
     for proc in procs.values():
         if proc.poll() is None:
             proc.terminate()
@@ -153,3 +153,25 @@ async def test_a_broker_restart_mid_stream_loses_nothing(
         await check_once(stack, agent, acked, within=90)
     finally:
         await agent.client.disconnect()
+
+    async def worker_ready() -> tuple[int, dict[str, Any]]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{stack.bases['worker-b']}/readyz") as response,
+        ):
+            return response.status, (await response.json())["checks"]
+
+    async def until(status: int, lag: int | None = None) -> dict[str, Any]:
+        async with asyncio.timeout(30):
+            while True:
+                found, checks = await worker_ready()
+                if found == status and lag in (None, checks.get("bus_lag")):
+                    return checks
+                await asyncio.sleep(0.2)
+
+    checks = await until(200, lag=0)  # everything handled and committed
+    assert checks["bus"] == "ok"
+    kafka_server.stop()
+    assert (await until(503))["bus"].startswith("unavailable"), "readiness reports the broker"
+    kafka_server.start()
+    await until(200)

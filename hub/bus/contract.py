@@ -113,6 +113,17 @@ class Bus(abc.ABC):
         options: ConsumerOptions | None = None,
     ) -> Subscription: ...
 
-    @abc.abstractmethod
     def lag(self) -> dict[tuple[str, str], int]:
         """Records not yet handled, per (group, topic)."""
+        out: dict[tuple[str, str], int] = {}
+        for (group, topic, _), lag in self.partition_lag().items():
+            out[(group, topic)] = out.get((group, topic), 0) + lag
+        return out
+
+    @abc.abstractmethod
+    def partition_lag(self) -> dict[tuple[str, str, int], int]:
+        """Records not yet handled, per (group, topic, partition) this client consumes."""
+
+    async def check(self) -> str | None:
+        """``None`` when the bus is usable, else why not (for ``/readyz``)."""
+        return None

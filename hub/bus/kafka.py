@@ -140,13 +140,14 @@ class _KafkaSubscription(Subscription):
         await self._consumer.stop()
         self._bus.subscriptions.discard(self)
 
-    def lag(self) -> int:
-        total = 0
+    def partition_lag(self) -> dict[int, int]:
+        """Per assigned partition: the broker's end offset minus what this member committed."""
+        out: dict[int, int] = {}
         for tp in self._consumer.assignment():
             high = self._consumer.highwater(tp)
             if high is not None:
-                total += max(0, high - self.committed.get(tp, high))
-        return total
+                out[tp.partition] = max(0, high - self.committed.get(tp, high))
+        return out
 
 
 class KafkaBus(Bus):
@@ -273,9 +274,20 @@ class KafkaBus(Bus):
             await assigned.event.wait()
         return subscription
 
-    def lag(self) -> dict[tuple[str, str], int]:
-        out: dict[tuple[str, str], int] = {}
-        for s in self.subscriptions:
-            key = (s.group, s.topic)
-            out[key] = out.get(key, 0) + s.lag()
-        return out
+    def partition_lag(self) -> dict[tuple[str, str, int], int]:
+        return {
+            (s.group, s.topic, partition): lag
+            for s in self.subscriptions
+            for partition, lag in s.partition_lag().items()
+        }
+
+    async def check(self) -> str | None:
+        """Ask the broker for the cluster's metadata: reachable and answering, or why not."""
+        if self._admin is None:
+            return "not started"
+        try:
+            async with asyncio.timeout(2):
+                await self._admin.describe_cluster()
+        except (TimeoutError, KafkaError, OSError) as exc:
+            return f"unavailable: {type(exc).__name__}"
+        return None

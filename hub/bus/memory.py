@@ -200,13 +200,12 @@ class MemoryBroker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def lag(self) -> dict[tuple[str, str], int]:
-        out: dict[tuple[str, str], int] = {}
+    def partition_lag(self) -> dict[tuple[str, str, int], int]:
+        out: dict[tuple[str, str, int], int] = {}
         for topic in self.topics.values():
             for group in topic.groups.values():
-                out[(group.name, topic.name)] = sum(
-                    p.end - c for p, c in zip(topic.partitions, group.committed, strict=True)
-                )
+                for index, (p, c) in enumerate(zip(topic.partitions, group.committed, strict=True)):
+                    out[(group.name, topic.name, index)] = p.end - c
         return out
 
 
@@ -260,5 +259,5 @@ class MemoryBus(Bus):
         if self._owns_broker:
             await self.broker.close()
 
-    def lag(self) -> dict[tuple[str, str], int]:
-        return self.broker.lag()
+    def partition_lag(self) -> dict[tuple[str, str, int], int]:
+        return self.broker.partition_lag()

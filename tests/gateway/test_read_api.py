@@ -117,7 +117,7 @@ async def test_health_readiness_and_metrics(client: Client, hub: Hub) -> None:
     text = await (await client.get("/metrics")).text()
     assert 'hub_messages_ingested_total{channel="api"}' in text
     assert "hub_outbox_backlog" in text
-    assert 'hub_bus_lag{group="journal",topic="conversations"}' in text
+    assert 'hub_bus_lag{group="journal",partition="0",topic="conversations"}' in text
     assert "hub_http_request_duration_seconds_bucket" in text
 
 
