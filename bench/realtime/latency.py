@@ -33,8 +33,17 @@ def percentile(values: list[float], p: float) -> float:
 
 
 async def measure(
-    args: argparse.Namespace, url: str, inbox: dict[str, Any], token: str, loadgen: Path
+    args: argparse.Namespace,
+    url: str,
+    inbox: dict[str, Any],
+    token: str,
+    loadgen: Path,
+    webhook_bases: list[str] | None = None,
+    run: str = "run",
 ) -> dict[str, Any]:
+    """Agent sockets on ``url``; webhooks split evenly over ``webhook_bases`` (default: ``url``),
+    one load generator each at its share of ``args.rate``."""
+    bases = webhook_bases or [url]
     latencies: list[list[float]] = [[] for _ in range(args.sockets)]
     after_event: list[float] = []  # from the event's occurred_at (inside the ingest) to receipt
     clients = []
@@ -66,24 +75,33 @@ async def measure(
         f"{args.seconds} s",
         flush=True,
     )
-    proc = await asyncio.create_subprocess_exec(
-        str(loadgen),
-        "-url",
-        f"{url}webhooks/api/{inbox['id']}",
-        "-secret",
-        inbox["signing_secret"],
-        "-c",
-        "64",
-        "-d",
-        f"{args.seconds}s",
-        "-rate",
-        str(args.rate),
-        "-label",
-        "webhooks",
-        stdout=asyncio.subprocess.PIPE,
-    )
-    out, _ = await proc.communicate()
-    sent = json.loads(out)
+    procs = [
+        await asyncio.create_subprocess_exec(
+            str(loadgen),
+            "-url",
+            f"{base}webhooks/api/{inbox['id']}",
+            "-secret",
+            inbox["signing_secret"],
+            "-c",
+            str(64 // len(bases)),
+            "-d",
+            f"{args.seconds}s",
+            "-rate",
+            str(args.rate // len(bases)),
+            "-label",
+            f"webhooks-{n}",
+            "-prefix",
+            f"{run}-g{n}",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for n, base in enumerate(bases)
+    ]
+    results = [json.loads((await proc.communicate())[0]) for proc in procs]
+    sent = {
+        "ok": sum(r["ok"] for r in results),
+        "failed": sum(r["failed"] for r in results),
+        "p99_ms": max(r["p99_ms"] for r in results),
+    }
     await asyncio.sleep(2)  # let the last events arrive
     for client in clients:
         await client.disconnect()

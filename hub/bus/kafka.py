@@ -88,38 +88,40 @@ class _KafkaSubscription(Subscription):
                 log.warning("kafka fetch failed", extra={"group": self.group, "error": repr(exc)})
                 await asyncio.sleep(1.0)
                 continue
-            for tp, records in data.items():
-                if self._stopping:
-                    break  # not handled, not committed: the next owner gets them
-                batch = [
-                    BusMessage(
-                        self.topic,  # the hub's name for it, without the prefix
-                        r.key.decode() if r.key is not None else "",
-                        r.value,
-                        tp.partition,
-                        r.offset,
-                        {k: v.decode() for k, v in (r.headers or ())},
-                    )
-                    for r in records
-                ]
-                self._idle.clear()
-                try:
-                    await deliver(
-                        self._handler, batch, self._options, self.group, self._bus.dead_letter
-                    )
-                    await self._commit(tp, records[-1].offset + 1)
-                finally:
-                    self._idle.set()
+            if not data or self._stopping:
+                continue  # what was fetched and not handled is not committed: it comes again
+            self._idle.clear()
+            try:
+                # partitions are independent: handle them side by side (their writes share
+                # group commits), in order within each, and commit all their offsets at once
+                await asyncio.gather(*(self._handle(tp, records) for tp, records in data.items()))
+                await self._commit({tp: records[-1].offset + 1 for tp, records in data.items()})
+            finally:
+                self._idle.set()
 
-    async def _commit(self, tp: TopicPartition, offset: int) -> None:
+    async def _handle(self, tp: TopicPartition, records: list[Any]) -> None:
+        batch = [
+            BusMessage(
+                self.topic,  # the hub's name for it, without the prefix
+                r.key.decode() if r.key is not None else "",
+                r.value,
+                tp.partition,
+                r.offset,
+                {k: v.decode() for k, v in (r.headers or ())},
+            )
+            for r in records
+        ]
+        await deliver(self._handler, batch, self._options, self.group, self._bus.dead_letter)
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:
-            await self._consumer.commit({tp: offset})
-            self.committed[tp] = offset
+            await self._consumer.commit(offsets)
+            self.committed.update(offsets)
         except (CommitFailedError, KafkaError) as exc:
-            # the partition moved to another member during the batch: it handles it again
+            # a partition moved to another member during the batch: it handles it again
             log.warning(
                 "kafka commit failed; the batch will be handled again",
-                extra={"group": self.group, "partition": tp.partition, "error": repr(exc)},
+                extra={"group": self.group, "error": repr(exc)},
             )
 
     async def stop(self) -> None:

@@ -1,0 +1,184 @@
+"""Scale-out on Kafka + Redis + PostgreSQL: one worker and one gateway, then one worker and two
+gateways, in the same run, at the same webhook rate (open loop, default 1,000 msgs/s).
+
+    .venv/bin/python -m bench.scaleout.run [--rate 1000] [--seconds 15]
+
+For each layout: webhook-to-socket p50/p99 (the agent socket on the first gateway, webhooks split
+evenly over the gateways), webhooks acknowledged, and the hub processes' CPU-seconds per 1,000
+messages (utime + stime of every gateway and worker over the run, from /proc). This box has two
+cores shared with PostgreSQL, Kafka, Redis and the load generators, so raw throughput cannot show
+scaling; the cost per message can. Writes bench/results/scaleout.json and scaleout.svg.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet
+
+from bench.hub_process import free_port, wait_ready
+from bench.ingest.run import build_loadgen
+from bench.realtime.latency import measure
+from hub.store.embedded import start_embedded_postgres, stop_embedded_postgres
+from tests.support.kafka_server import KafkaServer
+from tests.support.redis_server import RedisServer
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+TOKEN = "scaleout-" + os.urandom(6).hex()
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start(env: dict[str, str], role: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+    hub = str(Path(sys.executable).parent / "hub")
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [hub, "serve", "--role", role, "--port", str(port)], env=env, stdout=out, stderr=out
+        )
+    wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
+    return proc
+
+
+def layout(
+    args: argparse.Namespace,
+    work: Path,
+    env: dict[str, str],
+    inbox: dict[str, Any],
+    loadgen: Path,
+    gateways: int,
+) -> dict[str, Any]:
+    prefix = f"s{gateways}-{os.urandom(3).hex()}."
+    env = {**env, "HUB_KAFKA_PREFIX": prefix}
+    procs = {"worker": start(env, "worker", free_port(), work / f"worker-{gateways}.log")}
+    ports = [free_port() for _ in range(gateways)]
+    for n, port in enumerate(ports):
+        procs[f"gateway-{n + 1}"] = start(env, "gateway", port, work / f"gw{n + 1}-{gateways}.log")
+    bases = [f"http://127.0.0.1:{port}/" for port in ports]
+    print(f"== {gateways} gateway(s) + 1 worker up; {args.rate} msgs/s for {args.seconds} s")
+    try:
+        before = {name: cpu_seconds(p.pid) for name, p in procs.items()}
+        result = asyncio.run(
+            measure(args, bases[0], inbox, TOKEN, loadgen, webhook_bases=bases, run=prefix)
+        )
+        cpu = {name: round(cpu_seconds(p.pid) - before[name], 2) for name, p in procs.items()}
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+        for proc in procs.values():
+            proc.wait(timeout=60)
+    total = sum(cpu.values())
+    result.update(
+        gateways=gateways,
+        cpu_seconds=cpu,
+        cpu_seconds_per_1000=round(1000 * total / max(1, result["webhooks_ok"]), 3),
+    )
+    print(json.dumps(result, indent=2), flush=True)
+    return result
+
+
+def chart(rows: list[dict[str, Any]]) -> str:
+    """Bars: CPU-seconds per 1,000 messages and p99 for each layout."""
+    width, bar = 520, 60
+    peak_cpu = max(r["cpu_seconds_per_1000"] for r in rows) or 1
+    peak_p99 = max(r["p99_ms"] for r in rows) or 1
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="260" '
+        'font-family="sans-serif" font-size="12">',
+        '<text x="10" y="18" font-size="14">Scale-out on Kafka + Redis</text>',
+    ]
+    for i, r in enumerate(rows):
+        x = 40 + i * 230
+        h_cpu = 160 * r["cpu_seconds_per_1000"] / peak_cpu
+        h_p99 = 160 * r["p99_ms"] / peak_p99
+        parts += [
+            f'<rect x="{x}" y="{220 - h_cpu}" width="{bar}" height="{h_cpu}" fill="#4a7bd0"/>',
+            f'<text x="{x}" y="{214 - h_cpu}">{r["cpu_seconds_per_1000"]} s</text>',
+            f'<rect x="{x + bar + 10}" y="{220 - h_p99}" width="{bar}" height="{h_p99}" '
+            'fill="#d07b4a"/>',
+            f'<text x="{x + bar + 10}" y="{214 - h_p99}">{r["p99_ms"]} ms</text>',
+            f'<text x="{x}" y="240">{r["gateways"]} gateway(s) + 1 worker</text>',
+        ]
+    parts += [
+        '<text x="10" y="256" fill="#4a7bd0">CPU-s per 1,000 msgs</text>',
+        '<text x="170" y="256" fill="#d07b4a">webhook-to-socket p99</text>',
+        "</svg>",
+    ]
+    return "\n".join(parts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--sockets", type=int, default=1)
+    args = parser.parse_args()
+    loadgen = build_loadgen()
+    work = Path(tempfile.mkdtemp(prefix="hub-scaleout-"))
+    print("== starting PostgreSQL, Redis and Kafka", flush=True)
+    dsn = asyncio.run(start_embedded_postgres(work / "pg"))
+    redis = RedisServer(work / "redis")
+    kafka = KafkaServer(work / "kafka")
+    redis.start()
+    kafka.start()
+    env = {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "REDIS_URL": redis.url,
+        "KAFKA_BOOTSTRAP": kafka.bootstrap,
+        "HUB_SECRET_KEY": Fernet.generate_key().decode(),
+        "HUB_BOOTSTRAP_TOKEN": TOKEN,
+        "HUB_ACCESS_LOG": "0",
+        "HUB_LOG_LEVEL": "warning",
+    }
+    hub = str(Path(sys.executable).parent / "hub")
+    try:
+        made = subprocess.run(
+            [hub, "inbox", "create", "--channel", "api", "--name", "scaleout"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        inbox = json.loads(made.stdout)
+        started = time.monotonic()
+        rows = [layout(args, work, env, inbox, loadgen, n) for n in (1, 2)]
+    finally:
+        kafka.stop()
+        redis.stop()
+        stop_embedded_postgres(work / "pg")
+    ratio = rows[1]["cpu_seconds_per_1000"] / rows[0]["cpu_seconds_per_1000"]
+    summary = {
+        "date": time.strftime("%Y-%m-%d"),
+        "command": "python -m bench.scaleout.run " + " ".join(sys.argv[1:]),
+        "rate": args.rate,
+        "seconds": args.seconds,
+        "layouts": rows,
+        "cost_ratio_two_over_one": round(ratio, 3),
+        "wall_seconds": round(time.monotonic() - started, 1),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "scaleout.json").write_text(json.dumps(summary, indent=2))
+    (RESULTS / "scaleout.svg").write_text(chart(rows))
+    print(f"\n{'layout':<22}{'acked':>8}{'p50 ms':>9}{'p99 ms':>9}{'CPU-s/1k':>10}")
+    for r in rows:
+        print(
+            f"{str(r['gateways']) + ' gw + 1 worker':<22}{r['webhooks_ok']:>8}"
+            f"{r['p50_ms']:>9}{r['p99_ms']:>9}{r['cpu_seconds_per_1000']:>10}"
+        )
+    print(f"cost per message, two gateways / one: {ratio:.3f}")
+
+
+if __name__ == "__main__":
+    main()
