@@ -96,6 +96,15 @@ class _KafkaSubscription(Subscription):
                 # group commits), in order within each, and commit all their offsets at once
                 await asyncio.gather(*(self._handle(tp, records) for tp, records in data.items()))
                 await self._commit({tp: records[-1].offset + 1 for tp, records in data.items()})
+            except Exception as exc:  # a dead letter that could not be published, say
+                # the consumer's position is past these records: rewind, so they come again
+                log.warning(
+                    "kafka batch not finished; it will be handled again",
+                    extra={"group": self.group, "topic": self.topic, "error": repr(exc)},
+                )
+                for tp, records in data.items():
+                    self._consumer.seek(tp, records[0].offset)
+                await asyncio.sleep(1.0)
             finally:
                 self._idle.set()
 
