@@ -4,10 +4,7 @@ every acknowledged message is stored exactly once and that the journal consumer 
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -16,7 +13,7 @@ import pytest
 
 from hub.store.embedded import start_embedded_postgres, stop_embedded_postgres
 from tests.support.api_channel import api_body, signed_headers
-from tests.support.processes import free_port, hub_env, start_hub, wait_healthy
+from tests.support.processes import free_port, hub_cli, hub_env, start_hub, wait_healthy
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -24,13 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 async def test_sigkill_mid_stream_loses_and_doubles_nothing(tmp_path: Path) -> None:
     data_dir, port, log = tmp_path / "data", free_port(), tmp_path / "hub.log"
     env = hub_env(data_dir, port)
-    made = subprocess.run(
-        [sys.executable, "-m", "hub.cli", "inbox", "create", "--channel", "api", "--name", "Crash"],
-        env=env,
-        capture_output=True,
-        check=True,
-    )
-    inbox = json.loads(made.stdout)
+    inbox = hub_cli(env, "inbox", "create", "--channel", "api", "--name", "Crash")
     url = f"http://127.0.0.1:{port}/webhooks/api/{inbox['id']}"
     secret = inbox["signing_secret"]
     base = f"http://127.0.0.1:{port}"

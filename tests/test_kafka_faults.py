@@ -6,9 +6,7 @@ acknowledged message is stored once and reaches the agent socket (deduplicated b
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -23,7 +21,7 @@ from cryptography.fernet import Fernet
 from tests.realtime.agents import Agent
 from tests.support.api_channel import api_body, signed_headers
 from tests.support.kafka_server import KafkaServer
-from tests.support.processes import free_port, hub_env, start_hub, wait_healthy
+from tests.support.processes import free_port, hub_cli, hub_env, start_hub, wait_healthy
 from tests.support.redis_server import RedisServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis, pytest.mark.kafka]
@@ -59,19 +57,14 @@ async def stack(
         name: hub_env(tmp_path / name, ports[name], HUB_ROLE=role, **common)
         for name, role in roles.items()
     }
-    made = subprocess.run(
-        [sys.executable, "-m", "hub.cli", "inbox", "create", "--channel", "api", "--name", "F"],
-        env=envs["gateway"],
-        capture_output=True,
-        check=True,
-    )
+    inbox = hub_cli(envs["gateway"], "inbox", "create", "--channel", "api", "--name", "F")
     logs = {name: tmp_path / f"{name}.log" for name in roles}
     procs = {name: start_hub(envs[name], logs[name]) for name in roles}
     async with aiohttp.ClientSession() as session:
         for name in roles:
             await wait_healthy(session, f"http://127.0.0.1:{ports[name]}", procs[name], logs[name])
     bases = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-    yield Stack(bases["gateway"], bases, procs, logs, json.loads(made.stdout), db_dsn)
+    yield Stack(bases["gateway"], bases, procs, logs, inbox, db_dsn)
     for proc in procs.values():
         if proc.poll() is None:
             proc.terminate()

@@ -9,28 +9,20 @@ from typing import Any
 import aiohttp
 import pytest
 
-from hub.actions.setup import create_inbox
 from hub.app import Hub
 from tests.realtime.agents import agent_collecting
-from tests.support.api_channel import api_body, signed_headers
+from tests.support.api_channel import ApiInbox, api_body
 
 pytestmark = pytest.mark.postgres
 AUTH = {"Authorization": "Bearer test-bootstrap-token"}
 
 
 async def conversation(hub: Hub, server: str, session: aiohttp.ClientSession) -> str:
-    async with hub.pool.acquire() as conn:
-        made = await create_inbox(
-            conn, hub.box, account_id=hub.account_id, channel="api", name="Shop"
-        )
-    body = api_body("in-1")
-    async with session.post(
-        f"{server}webhooks/api/{made.id}",
-        data=body,
-        headers=signed_headers(made.secrets["signing_secret"], body),
-    ) as r:
-        conversation_id: str = (await r.json())["messages"][0]["conversation_id"]
-        return conversation_id
+    inbox = await ApiInbox.create(hub, server)
+    conversation_id: str = (await inbox.post(session, api_body("in-1")))["messages"][0][
+        "conversation_id"
+    ]
+    return conversation_id
 
 
 async def test_reply_and_note_over_rest_are_idempotent(hub: Hub, server: str) -> None:

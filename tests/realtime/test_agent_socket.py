@@ -9,11 +9,10 @@ from typing import Any
 import pytest
 import socketio
 
-from hub.actions.setup import create_inbox
 from hub.app import Hub
 from realtime.log import bounds, trim
 from tests.realtime.agents import TOKEN, Agent
-from tests.support.api_channel import api_body, signed_headers
+from tests.support.api_channel import ApiInbox, api_body
 
 pytestmark = pytest.mark.postgres
 
@@ -22,19 +21,13 @@ pytestmark = pytest.mark.postgres
 async def post(hub: Hub, server: str) -> Any:
     import aiohttp
 
-    async with hub.pool.acquire() as conn:
-        made = await create_inbox(
-            conn, hub.box, account_id=hub.account_id, channel="api", name="Shop"
-        )
-    secret = made.secrets["signing_secret"]
+    inbox = await ApiInbox.create(hub, server)
     session = aiohttp.ClientSession()
 
     async def send(message_id: str, identifier: str = "+94771234567") -> None:
-        body = api_body(message_id, identifier=identifier, text=f"text {message_id}")
-        async with session.post(
-            f"{server}webhooks/api/{made.id}", data=body, headers=signed_headers(secret, body)
-        ) as response:
-            assert response.status == 200
+        await inbox.post(
+            session, api_body(message_id, identifier=identifier, text=f"text {message_id}")
+        )
 
     yield send
     await session.close()

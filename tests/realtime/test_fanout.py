@@ -19,13 +19,12 @@ import socketio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from hub.actions.setup import create_inbox
 from hub.app import Hub
 from hub.config import Config
 from hub.metrics import REALTIME_SLOW_CUTOFFS
 from realtime.fanout import Fanout, use_shared_frames
 from tests.realtime.agents import TOKEN, agent_collecting
-from tests.support.api_channel import api_body, signed_headers
+from tests.support.api_channel import ApiInbox, api_body
 
 
 @pytest.fixture
@@ -100,26 +99,21 @@ class RawAgent:
 async def test_a_client_that_stops_reading_is_cut_off_and_others_get_everything(
     hub: Hub, server: str
 ) -> None:
-    async with hub.pool.acquire() as conn:
-        made = await create_inbox(
-            conn, hub.box, account_id=hub.account_id, channel="api", name="Shop"
-        )
-    secret = made.secrets["signing_secret"]
+    inbox = await ApiInbox.create(hub, server)
     slow = await RawAgent.connect(server)
     fast, seen = await agent_collecting(server, "message.received")
     cut_before = REALTIME_SLOW_CUTOFFS._value.get()
     count, text = 300, "ශ්‍රී ලංකා " * 1500  # ~45 KB each in UTF-8: 13 MB in all
     async with aiohttp.ClientSession() as session:
-
-        async def post(n: int) -> None:
-            body = api_body(f"slow-{n}", identifier=f"+9477{n:07d}", text=text)
-            async with session.post(
-                f"{server}webhooks/api/{made.id}", data=body, headers=signed_headers(secret, body)
-            ) as response:
-                assert response.status == 200
-
         for start in range(0, count, 20):
-            await asyncio.gather(*(post(n) for n in range(start, start + 20)))
+            await asyncio.gather(
+                *(
+                    inbox.post(
+                        session, api_body(f"slow-{n}", identifier=f"+9477{n:07d}", text=text)
+                    )
+                    for n in range(start, start + 20)
+                )
+            )
     async with asyncio.timeout(30):
         while len(seen) < count:
             await asyncio.sleep(0.05)
@@ -142,20 +136,8 @@ async def test_events_reach_a_client_over_long_polling_too(hub: Hub, server: str
     await client.connect(
         server, namespaces=["/agent"], auth={"token": TOKEN}, transports=["polling"]
     )
-    async with hub.pool.acquire() as conn:
-        made = await create_inbox(
-            conn, hub.box, account_id=hub.account_id, channel="api", name="Polling"
-        )
-    body = api_body("poll-1")
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{server}webhooks/api/{made.id}",
-            data=body,
-            headers=signed_headers(made.secrets["signing_secret"], body),
-        ) as response,
-    ):
-        assert response.status == 200
+    inbox = await ApiInbox.create(hub, server, "Polling")
+    await inbox.send(api_body("poll-1"))
     async with asyncio.timeout(10):
         while not any(e["type"] == "message.received" for e in batches):
             await asyncio.sleep(0.05)

@@ -8,32 +8,23 @@ from typing import Any
 import aiohttp
 import pytest
 
-from hub.actions.setup import create_inbox
 from hub.app import Hub
 from tests.realtime.agents import TOKEN, Agent
-from tests.support.api_channel import api_body, signed_headers
+from tests.support.api_channel import ApiInbox, api_body
 
 pytestmark = pytest.mark.postgres
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 async def test_events_carry_the_inbox_list_and_match_a_fresh_load(hub: Hub, server: str) -> None:
-    async with hub.pool.acquire() as conn:
-        made = await create_inbox(
-            conn, hub.box, account_id=hub.account_id, channel="api", name="Shop"
-        )
+    made = await ApiInbox.create(hub, server)
     agent = Agent()
     await agent.connect(server, token=TOKEN)
     async with aiohttp.ClientSession() as session:
 
         async def post(message_id: str, identifier: str) -> None:
             body = api_body(message_id, identifier=identifier, text=f"வணக்கம் {message_id}")
-            async with session.post(
-                f"{server}webhooks/api/{made.id}",
-                data=body,
-                headers=signed_headers(made.secrets["signing_secret"], body),
-            ) as response:
-                assert response.status == 200
+            await made.post(session, body)
 
         async def load() -> dict[str, Any]:
             async with session.get(

@@ -12,11 +12,10 @@ import aiohttp
 import pytest
 
 from gateway.auth import TokenAuth
-from hub.actions.setup import create_inbox
 from hub.app import Hub
 from hub.store.reads import Principal
 from tests.realtime.agents import TOKEN, Agent
-from tests.support.api_channel import api_body, signed_headers
+from tests.support.api_channel import ApiInbox, api_body
 
 pytestmark = pytest.mark.postgres
 LIMITED = "limited-agent-token"
@@ -25,13 +24,8 @@ LIMITED = "limited-agent-token"
 async def test_a_limited_caller_sees_only_its_inboxes_on_every_door(
     hub: Hub, server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with hub.pool.acquire() as conn:
-        shop = await create_inbox(
-            conn, hub.box, account_id=hub.account_id, channel="api", name="Shop"
-        )
-        bank = await create_inbox(
-            conn, hub.box, account_id=hub.account_id, channel="api", name="Bank"
-        )
+    shop = await ApiInbox.create(hub, server, "Shop")
+    bank = await ApiInbox.create(hub, server, "Bank")
     original = TokenAuth.for_token
 
     async def for_token(self: TokenAuth, token: str) -> Principal | None:
@@ -48,14 +42,8 @@ async def test_a_limited_caller_sees_only_its_inboxes_on_every_door(
         conversations: dict[str, str] = {}
         for made in (shop, bank, shop):
             body = api_body(f"{made.id}-{len(conversations)}", identifier="+94771234567")
-            async with session.post(
-                f"{server}webhooks/api/{made.id}",
-                data=body,
-                headers=signed_headers(made.secrets["signing_secret"], body),
-            ) as response:
-                assert response.status == 200
-                answer = await response.json()
-                conversations[made.id] = answer["messages"][0]["conversation_id"]
+            answer = await made.post(session, body)
+            conversations[made.id] = answer["messages"][0]["conversation_id"]
 
         def received(agent: Agent) -> list[str]:
             return [

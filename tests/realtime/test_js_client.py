@@ -13,9 +13,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from hub.actions.setup import create_inbox
 from hub.app import Hub
-from tests.support.api_channel import api_body, signed_headers
+from tests.support.api_channel import ApiInbox, api_body
 
 pytestmark = pytest.mark.postgres
 JS = Path(__file__).parent / "js"
@@ -52,19 +51,11 @@ async def read_line(proc: asyncio.subprocess.Process) -> Any:
 
 
 async def test_official_js_client_receives_and_replays(hub: Hub, server: str) -> None:
-    async with hub.pool.acquire() as conn:
-        made = await create_inbox(
-            conn, hub.box, account_id=hub.account_id, channel="api", name="Shop"
-        )
-    secret = made.secrets["signing_secret"]
+    inbox = await ApiInbox.create(hub, server)
     async with aiohttp.ClientSession() as session:
 
         async def post(message_id: str) -> None:
-            body = api_body(message_id, text=f"text {message_id}")
-            async with session.post(
-                f"{server}webhooks/api/{made.id}", data=body, headers=signed_headers(secret, body)
-            ) as response:
-                assert response.status == 200
+            await inbox.post(session, api_body(message_id, text=f"text {message_id}"))
 
         refused = await start_agent(server, 1, token="wrong")
         assert (await read_line(refused))["data"]["code"] == "invalid_token"

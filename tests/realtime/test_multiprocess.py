@@ -6,13 +6,9 @@ comes back empty) loses nothing."""
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
 import uuid
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -21,18 +17,10 @@ from cryptography.fernet import Fernet
 from tests.realtime.agents import Agent
 from tests.support.api_channel import api_body, signed_headers
 from tests.support.kafka_server import KafkaServer
-from tests.support.processes import free_port, hub_env, start_hub, wait_healthy
+from tests.support.processes import free_port, hub_cli, hub_env, start_hub, wait_healthy
 from tests.support.redis_server import RedisServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
-
-
-def cli(env: dict[str, str], *args: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "hub.cli", *args], env=env, capture_output=True, check=True
-    )
-    made: dict[str, Any] = json.loads(done.stdout)
-    return made
 
 
 def has_all(agent: Agent, count: int) -> bool:
@@ -65,9 +53,9 @@ async def test_two_processes_share_events_and_presence_and_survive_a_redis_resta
         common["HUB_KAFKA_PREFIX"] = f"mp-{uuid.uuid4().hex[:8]}."
     ports = [free_port(), free_port()]
     envs = [hub_env(tmp_path / f"data{i}", port, **common) for i, port in enumerate(ports)]
-    inbox = cli(envs[0], "inbox", "create", "--channel", "api", "--name", "Shop")
-    token_a = cli(envs[0], "token", "create", "--name", "ann", "--role", "agent")
-    token_b = cli(envs[0], "token", "create", "--name", "bob", "--role", "agent")
+    inbox = hub_cli(envs[0], "inbox", "create", "--channel", "api", "--name", "Shop")
+    token_a = hub_cli(envs[0], "token", "create", "--name", "ann", "--role", "agent")
+    token_b = hub_cli(envs[0], "token", "create", "--name", "bob", "--role", "agent")
     logs = [tmp_path / f"hub{i}.log" for i in range(2)]
     procs = [start_hub(env, log) for env, log in zip(envs, logs, strict=True)]
     bases = [f"http://127.0.0.1:{port}" for port in ports]

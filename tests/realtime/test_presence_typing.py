@@ -9,9 +9,9 @@ import aiohttp
 import pytest
 import socketio
 
-from hub.actions.setup import create_api_token, create_inbox
+from hub.actions.setup import create_api_token
 from hub.app import Hub
-from tests.support.api_channel import api_body, signed_headers
+from tests.support.api_channel import ApiInbox, api_body
 
 pytestmark = pytest.mark.postgres
 
@@ -85,22 +85,8 @@ async def test_presence_is_shared_set_and_dropped_with_the_last_socket(
 async def test_typing_reaches_the_other_agents_viewing_the_conversation(
     hub: Hub, server: str
 ) -> None:
-    import aiohttp
-
-    async with hub.pool.acquire() as conn:
-        made = await create_inbox(
-            conn, hub.box, account_id=hub.account_id, channel="api", name="Shop"
-        )
-    body = api_body("t-1")
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{server}webhooks/api/{made.id}",
-            data=body,
-            headers=signed_headers(made.secrets["signing_secret"], body),
-        ) as response,
-    ):
-        conversation_id = (await response.json())["messages"][0]["conversation_id"]
+    inbox = await ApiInbox.create(hub, server)
+    conversation_id = (await inbox.send(api_body("t-1")))["messages"][0]["conversation_id"]
 
     token_a, token_b, ann_id = await tokens(hub)
     ann, ben = Agent(), Agent()

@@ -177,17 +177,22 @@ async def test_accounts_are_scoped(db: asyncpg.Connection[Any]) -> None:
     assert len(rows) == 2
 
 
-async def test_nothing_is_written_when_the_batch_fails(db: asyncpg.Connection[Any]) -> None:
-    inbox = await make_inbox(db)
-    broken = InboxContext(
+def missing_inbox(account_id: str) -> InboxContext:
+    """An inbox that is not in the database: writing a message for it fails mid-batch."""
+    return InboxContext(
         id="no-such-inbox",
-        account_id=inbox.account_id,
+        account_id=account_id,
         channel="api",
         name="x",
         reopen_policy="reopen",
         settings={},
         secrets={},
     )
+
+
+async def test_nothing_is_written_when_the_batch_fails(db: asyncpg.Connection[Any]) -> None:
+    inbox = await make_inbox(db)
+    broken = missing_inbox(inbox.account_id)
     with pytest.raises(asyncpg.ForeignKeyViolationError):
         await ingest(db, broken, msg("1"))
     for table in ("messages", "conversations", "contacts", "contact_identities", "outbox"):
@@ -226,15 +231,7 @@ async def test_group_commit_stores_concurrent_ingests_once_each(
 
 async def test_one_bad_item_fails_only_its_caller(db: asyncpg.Connection[Any], db_dsn: str) -> None:
     inbox = await make_inbox(db)
-    broken = InboxContext(
-        id="no-such-inbox",
-        account_id=inbox.account_id,
-        channel="api",
-        name="x",
-        reopen_policy="reopen",
-        settings={},
-        secrets={},
-    )
+    broken = missing_inbox(inbox.account_id)
     pool = await create_pool(db_dsn, 2)
     assert pool is not None
     committer: GroupCommitter[IngestRequest, IngestResult] = GroupCommitter(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -49,3 +51,12 @@ async def wait_healthy(
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.1)
+
+
+def hub_cli(env: dict[str, str], *args: str) -> dict[str, Any]:
+    """Run a ``hub`` set-up command (``inbox create``, ``token create``) and return its JSON."""
+    done = subprocess.run(
+        [sys.executable, "-m", "hub.cli", *args], env=env, capture_output=True, check=True
+    )
+    made: dict[str, Any] = json.loads(done.stdout)
+    return made
