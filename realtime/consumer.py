@@ -11,7 +11,7 @@ import msgspec
 
 from hub.actions.group_commit import GroupCommitter
 from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
-from hub.events.envelope import Head, decode_head
+from hub.events.envelope import Head
 from hub.events.types import CONTACTS, CONVERSATIONS
 from hub.store.db import Conn
 from realtime.context import inbox_list_context
@@ -24,11 +24,13 @@ class _InboxOnly(msgspec.Struct):
     inbox_id: str | None = None
 
 
-class _PayloadInbox(msgspec.Struct):
-    payload: _InboxOnly
+class _HeadAndInbox(Head, frozen=True, kw_only=True):
+    """The envelope plus the payload's inbox id: one decode per event for what the log needs."""
+
+    payload: _InboxOnly = msgspec.field(default_factory=_InboxOnly)
 
 
-_inbox_decoder = msgspec.json.Decoder(_PayloadInbox)
+_decoder = msgspec.json.Decoder(_HeadAndInbox)
 
 
 Entry = tuple[Head, bytes, str | None]
@@ -71,10 +73,10 @@ class RealtimeConsumer:
         ]
 
     async def handle(self, batch: Sequence[BusMessage]) -> None:
-        entries = [
-            (decode_head(m.value), m.value, _inbox_decoder.decode(m.value).payload.inbox_id)
-            for m in batch
-        ]
+        entries: list[Entry] = []
+        for m in batch:
+            head = _decoder.decode(m.value)
+            entries.append((head, m.value, head.payload.inbox_id))
         accounts = await self._writer.submit(entries)
         if accounts:
             self._on_logged(accounts)  # after commit: readers find the new sequence numbers

@@ -4,13 +4,15 @@ Connect with ``auth={"token": "<bearer token>", "last_seq": <int, optional>}``. 
 ``last_seq`` the stream starts at the newest event; with it, everything after that sequence is sent
 first, in order, then live events. If ``last_seq`` is older than the replay log keeps (or newer than
 the log knows), the server sends ``resync`` with the current head: reload over REST, then continue
-from that head. Events arrive as ``event`` with ``{"seq", "type", "event"}``. See docs/realtime.md.
+from that head. Events arrive in ``events`` batches of ``{"seq", "type", "event", "context"}``. See
+docs/realtime.md.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import socketio
 from aiohttp import web
@@ -20,13 +22,14 @@ from hub.actions.messages import MessageRefused, create_agent_message
 from hub.actions.reads import mark_read
 from hub.app import Hub
 from hub.store.db import in_transaction
-from hub.store.reads import conversation_exists
+from hub.store.reads import Principal, conversation_exists
 from realtime.cluster import STATUSES, Cluster
 from realtime.fanout import Fanout, use_shared_frames
 from realtime.log import bounds
 from realtime.streams import Streams
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 NAMESPACE = "/agent"
 
 
@@ -71,9 +74,7 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
         resync = last_seq is not None and (last_seq > high or last_seq < low - 1)
         cursor = high if last_seq is None or resync else last_seq
         account_id, agent_id = principal.account_id, principal.agent_id
-        await self.save_session(
-            sid, {"account_id": account_id, "agent_id": agent_id, "principal": principal}
-        )
+        await self.save_session(sid, {"principal": principal})
         await self.enter_room(sid, f"account:{account_id}")
         if await self._cluster.connected(account_id, agent_id, sid):
             await self.announce(account_id, agent_id)
@@ -89,11 +90,27 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
             },
         )
 
+    async def _principal(self, sid: str) -> Principal:
+        principal: Principal = (await self.get_session(sid))["principal"]
+        return principal
+
+    async def _act(self, who: Principal, action: Callable[..., Awaitable[T]], **kw: Any) -> T:
+        """Run a hub action as this agent, in one transaction, limited to its inboxes (the same
+        actions the REST API runs)."""
+        return await in_transaction(
+            self._hub.pool,
+            action,
+            account_id=who.account_id,
+            agent_id=who.agent_id,
+            inboxes=who.inboxes,
+            **kw,
+        )
+
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
-        session = await self.get_session(sid)
-        self._streams.remove(session["account_id"], sid)
-        if await self._cluster.disconnected(session["account_id"], session["agent_id"], sid):
-            await self.announce(session["account_id"], session["agent_id"])
+        who = await self._principal(sid)
+        self._streams.remove(who.account_id, sid)
+        if await self._cluster.disconnected(who.account_id, who.agent_id, sid):
+            await self.announce(who.account_id, who.agent_id)
 
     async def announce(self, account_id: str, agent_id: str) -> None:
         """Tell the account's sockets in every process an agent's status."""
@@ -104,20 +121,20 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
 
     async def on_presence(self, sid: str, data: Any) -> dict[str, Any]:
         """``{"status": "online" | "busy" | "offline"}``; everyone in the account is told."""
-        session = await self.get_session(sid)
+        who = await self._principal(sid)
         status = data.get("status") if isinstance(data, dict) else None
         if status not in STATUSES:
             return _error("invalid_status", f"status must be one of {', '.join(STATUSES)}")
-        await self._cluster.set_status(session["account_id"], session["agent_id"], status)
-        await self.announce(session["account_id"], session["agent_id"])
+        await self._cluster.set_status(who.account_id, who.agent_id, status)
+        await self.announce(who.account_id, who.agent_id)
         return {"ok": True, "status": status}
 
     async def on_join(self, sid: str, data: Any) -> dict[str, Any]:
         """Start viewing a conversation: typing in it reaches this socket."""
-        session = await self.get_session(sid)
+        who = await self._principal(sid)
         conversation_id = _conversation_id(data)
         if conversation_id is None or not await conversation_exists(
-            self._hub.pool, session["principal"], conversation_id
+            self._hub.pool, who, conversation_id
         ):
             return _error("not_found", "no such conversation")
         await self.enter_room(sid, f"conversation:{conversation_id}")
@@ -133,7 +150,7 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
     async def on_send_message(self, sid: str, data: Any) -> dict[str, Any]:
         """``{"conversation_id", "content", "private"?, "client_id"?}``: the same action as
         ``POST /api/v1/conversations/{id}/messages``; retry with the same ``client_id``."""
-        session = await self.get_session(sid)
+        who = await self._principal(sid)
         conversation_id = _conversation_id(data)
         content = data.get("content") if isinstance(data, dict) else None
         private = data.get("private", False) if isinstance(data, dict) else False
@@ -148,16 +165,13 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
                 "invalid_message", "send {conversation_id, content, private?, client_id?}"
             )
         try:
-            sent = await in_transaction(
-                self._hub.pool,
+            sent = await self._act(
+                who,
                 create_agent_message,
-                account_id=session["account_id"],
-                agent_id=session["agent_id"],
                 conversation_id=conversation_id,
                 content=content,
                 private=private,
                 client_id=client_id,
-                inboxes=session["principal"].inboxes,
             )
         except MessageRefused as exc:
             return _error(exc.code, exc.message)
@@ -165,7 +179,7 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
 
     async def on_mark_read(self, sid: str, data: Any) -> dict[str, Any]:
         """``{"conversation_id", "message_id"?}``: read up to that message, or the newest."""
-        session = await self.get_session(sid)
+        who = await self._principal(sid)
         conversation_id = _conversation_id(data)
         message_id = data.get("message_id") if isinstance(data, dict) else None
         if conversation_id is None or not (
@@ -173,14 +187,8 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
         ):
             return _error("invalid_read", "send {conversation_id, message_id?}")
         try:
-            position = await in_transaction(
-                self._hub.pool,
-                mark_read,
-                account_id=session["account_id"],
-                agent_id=session["agent_id"],
-                conversation_id=conversation_id,
-                message_id=message_id,
-                inboxes=session["principal"].inboxes,
+            position = await self._act(
+                who, mark_read, conversation_id=conversation_id, message_id=message_id
             )
         except MessageRefused as exc:
             return _error(exc.code, exc.message)
@@ -192,7 +200,7 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
 
     async def on_typing(self, sid: str, data: Any) -> dict[str, Any]:
         """``{"conversation_id", "on": bool}`` to the other agents viewing the conversation."""
-        session = await self.get_session(sid)
+        who = await self._principal(sid)
         conversation_id = _conversation_id(data)
         on = data.get("on") if isinstance(data, dict) else None
         if conversation_id is None or not isinstance(on, bool):
@@ -202,7 +210,7 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
             return _error("not_joined", "join the conversation first")
         await self.emit(
             "typing",
-            {"conversation_id": conversation_id, "agent_id": session["agent_id"], "on": on},
+            {"conversation_id": conversation_id, "agent_id": who.agent_id, "on": on},
             room=room,
             skip_sid=sid,
         )
