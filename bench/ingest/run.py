@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.hub_process import RunningHub, free_port, running_hub, wait_ready
+from bench.hub_process import RunningHub, cpu_seconds, free_port, running_hub, wait_ready
 from hub.store.embedded import start_embedded_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,12 +59,6 @@ def load(
     )
     result: dict[str, Any] = json.loads(out.stdout)
     return result
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def postgres_cpu_seconds(data_dir: Path) -> float:

@@ -124,12 +124,17 @@ async def measure(
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def load_arguments(description: str) -> argparse.Namespace:
+    """The load every latency benchmark takes: webhook rate, duration, agent sockets."""
+    parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--sockets", type=int, default=1)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = load_arguments(__doc__)
     loadgen = build_loadgen()
     with running_hub("hub-rt-bench-") as hub:
         result = asyncio.run(measure(args, hub.url, hub.inbox, hub.token, loadgen))

@@ -25,21 +25,15 @@ from typing import Any
 
 from cryptography.fernet import Fernet
 
-from bench.hub_process import free_port, wait_ready
+from bench.hub_process import cpu_seconds, free_port, wait_ready
 from bench.ingest.run import build_loadgen
-from bench.realtime.latency import measure
+from bench.realtime.latency import load_arguments, measure
 from hub.store.embedded import start_embedded_postgres, stop_embedded_postgres
 from tests.support.kafka_server import KafkaServer
 from tests.support.redis_server import RedisServer
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 TOKEN = "scaleout-" + os.urandom(6).hex()
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start(env: dict[str, str], role: str, port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -120,11 +114,7 @@ def chart(rows: list[dict[str, Any]]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rate", type=int, default=1000)
-    parser.add_argument("--seconds", type=int, default=15)
-    parser.add_argument("--sockets", type=int, default=1)
-    args = parser.parse_args()
+    args = load_arguments(__doc__)
     loadgen = build_loadgen()
     work = Path(tempfile.mkdtemp(prefix="hub-scaleout-"))
     print("== starting PostgreSQL, Redis and Kafka", flush=True)
