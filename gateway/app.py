@@ -2,33 +2,48 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
+
 from aiohttp import web
 
-from gateway import api, ops, webhooks
-from gateway.auth import TokenAuth
+from gateway import ops, webhooks
+from gateway.auth import Authenticator
+from gateway.hardening import make_hardening
 from gateway.inbox_cache import InboxCache
 from gateway.middleware import make_middleware
+from gateway.openapi import build_document, mount_docs
+from gateway.ratelimit import RateLimits
+from gateway.route import mount
+from gateway.routes import ALL_ROUTES
 from gateway.state import STATE, GatewayState
 from hub.app import Hub
 from realtime.server import attach_realtime
 
 
 def build_app(hub: Hub) -> web.Application:
+    config = hub.config
     app = web.Application(
-        client_max_size=hub.config.max_body_bytes,
-        middlewares=[make_middleware(hub.config.access_log)],
+        client_max_size=config.max_body_bytes,
+        middlewares=[make_hardening(config.cors_origins), make_middleware(config.access_log)],
     )
-    auth = TokenAuth(hub)
-    app[STATE] = GatewayState(hub=hub, auth=auth, inboxes=InboxCache(hub))
+    auth = Authenticator(hub)
+    limits = RateLimits(config)
+    proxies = frozenset(p.strip() for p in config.trusted_proxies.split(",") if p.strip())
+    app[STATE] = GatewayState(
+        hub=hub, auth=auth, inboxes=InboxCache(hub), limits=limits, trusted_proxies=proxies
+    )
+
+    async def close_limits(_: web.Application) -> None:
+        await limits.close()
+
+    app.on_cleanup.append(close_limits)
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/readyz", ops.readyz)
     app.router.add_get("/metrics", ops.metrics)
-    if hub.config.role == "worker":  # health and metrics only; the gateways take the traffic
+    if config.role == "worker":  # health and metrics only; the gateways take the traffic
         return app
     app.router.add_post("/webhooks/{channel}/{inbox_id}", webhooks.handle_webhook)
-    app.router.add_get("/api/v1/conversations", api.get_conversations)
-    app.router.add_get("/api/v1/conversations/{conversation_id}/messages", api.get_messages)
-    app.router.add_post("/api/v1/conversations/{conversation_id}/messages", api.post_message)
-    app.router.add_get("/api/v1/agents/presence", api.get_presence)
+    mount(app, ALL_ROUTES)
+    mount_docs(app, build_document(ALL_ROUTES, version("hub")))
     attach_realtime(app, hub, auth)  # Socket.IO at /socket.io/, namespace /agent
     return app

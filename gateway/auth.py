@@ -1,9 +1,12 @@
-"""Bearer-token authentication for ``/api``. Tokens are looked up by their SHA-256 hash and the
-result is cached briefly, so a busy integration does not cost a database write per request."""
+"""Bearer authentication for REST and sockets: a login's access token (JWT) or an API token.
+
+Both resolve to a :class:`~hub.authz.Principal` through one small cache (a few seconds), so a busy
+client costs no database round trip per request. Changes this process makes (logout, revocation,
+role or membership changes) drop the cache at once; other gateways see them within the TTL.
+"""
 
 from __future__ import annotations
 
-import hmac
 import time
 
 from aiohttp import web
@@ -11,49 +14,70 @@ from aiohttp import web
 from gateway.responses import ApiError
 from hub.actions.setup import hash_token
 from hub.app import Hub
-from hub.store.reads import Principal, principal_for_token
+from hub.auth.access import AccessTokenError, AccessTokens, looks_like_jwt
+from hub.authz import Principal
+from hub.store.principals import principal_for_api_token, principal_for_session
 
-_TTL = 30.0
+TTL_S = 5.0
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-class TokenAuth:
+class Authenticator:
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
-        self._cache: dict[bytes, tuple[float, Principal | None]] = {}
+        self.access = AccessTokens(
+            hub.box.derive("access-token"), hub.config.access_token_minutes * 60
+        )
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
 
-    async def principal(self, request: web.Request) -> Principal:
+    def bearer(self, request: web.Request) -> str:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise ApiError(
-                401,
-                "unauthenticated",
-                "send Authorization: Bearer <token>",
-                headers={"WWW-Authenticate": "Bearer"},
+                401, "unauthenticated", "send Authorization: Bearer <token>", headers=_CHALLENGE
             )
-        found = await self.for_token(token.strip())
+        return token
+
+    async def principal_for(self, token: str) -> Principal:
+        """The caller, or 401 with the reason (expired, unknown, revoked)."""
+        try:
+            found = await self.resolve(token)
+        except AccessTokenError as exc:
+            raise ApiError(401, exc.code, exc.message, headers=_CHALLENGE) from exc
         if found is None:
             raise ApiError(
-                401,
-                "invalid_token",
-                "the token is unknown or revoked",
-                headers={"WWW-Authenticate": "Bearer"},
+                401, "invalid_token", "the token is unknown or revoked", headers=_CHALLENGE
             )
         return found
 
     async def for_token(self, token: str) -> Principal | None:
-        """The caller a bearer token stands for, or None; REST and sockets both ask here."""
-        bootstrap = self._hub.config.bootstrap_token
-        if bootstrap and hmac.compare_digest(token.encode(), bootstrap.encode()):
-            return Principal(self._hub.account_id, "administrator", None)
-        digest = hash_token(token)
-        now = time.monotonic()
-        cached = self._cache.get(digest)
-        if cached is not None and cached[0] > now:
-            found = cached[1]
+        """What sockets ask: the caller or None."""
+        try:
+            return await self.resolve(token)
+        except AccessTokenError:
+            return None
+
+    async def resolve(self, token: str) -> Principal | None:
+        if looks_like_jwt(token):
+            claims = self.access.verify(token)  # raises for a bad or expired token
+            key = f"s:{claims.session_id}"
         else:
-            found = await principal_for_token(self._hub.pool, digest)
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[digest] = (now + (_TTL if found else 2.0), found)
+            key = f"t:{hash_token(token).hex()}"
+        now = time.monotonic()
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        if looks_like_jwt(token):
+            found = await principal_for_session(self._hub.pool, claims.user_id, claims.session_id)
+        else:
+            found = await principal_for_api_token(self._hub.pool, hash_token(token))
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (now + TTL_S, found)
         return found
+
+    def forget(self) -> None:
+        """Drop every cached caller: a session, token, role or membership changed."""
+        self._cache.clear()

@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.markdown:
                 print(settings_markdown())
             else:
-                secret = {"secret_key", "bootstrap_token", "database_url"}  # may hold credentials
+                secret = {"secret_key", "database_url"}  # may hold credentials
                 shown = {
                     k: ("(set)" if k in secret and v else str(v)) for k, v in vars(config).items()
                 }

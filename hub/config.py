@@ -111,9 +111,41 @@ SETTINGS: tuple[Setting, ...] = (
         "Outbox relay polling interval, the fallback behind LISTEN/NOTIFY.",
     ),
     Setting(
-        "bootstrap_token",
-        "HUB_BOOTSTRAP_TOKEN",
-        "An admin API token accepted in addition to stored tokens (for scripted set-ups).",
+        "access_token_minutes",
+        "HUB_ACCESS_TOKEN_MINUTES",
+        "Lifetime of a login's access token (JWT); the console renews it with the refresh token.",
+    ),
+    Setting(
+        "session_days",
+        "HUB_SESSION_DAYS",
+        "How long a login session (its rotating refresh token) lasts without a new password.",
+    ),
+    Setting(
+        "rate_limit_address",
+        "HUB_RATE_LIMIT_ADDRESS",
+        "API requests per second per client address (bursts of twice that); 0 turns it off.",
+    ),
+    Setting(
+        "rate_limit_token",
+        "HUB_RATE_LIMIT_TOKEN",
+        "API requests per second per token (bursts of twice that); 0 turns it off.",
+    ),
+    Setting(
+        "rate_limit_login",
+        "HUB_RATE_LIMIT_LOGIN",
+        "Login, MFA, refresh and invitation attempts per minute per client address.",
+    ),
+    Setting(
+        "trusted_proxies",
+        "HUB_TRUSTED_PROXIES",
+        "Comma-separated addresses of reverse proxies whose `X-Forwarded-For` / "
+        "`X-Forwarded-Proto` are believed (client address for rate limits and the audit log).",
+    ),
+    Setting(
+        "cors_origins",
+        "HUB_CORS_ORIGINS",
+        "Comma-separated origins allowed to call the REST API from a browser (`*`: any). "
+        "Unset: same origin only.",
     ),
 )
 
@@ -141,7 +173,13 @@ class Config:
     kafka_replication: int = 1
     kafka_prefix: str = ""
     outbox_poll_ms: int = 500
-    bootstrap_token: str | None = None
+    access_token_minutes: int = 15
+    session_days: int = 30
+    rate_limit_address: float = 100.0
+    rate_limit_token: float = 50.0
+    rate_limit_login: float = 10.0
+    trusted_proxies: str = ""
+    cors_origins: str = ""
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)

@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from hub.config import Config
 
@@ -19,6 +21,14 @@ from hub.config import Config
 class SecretBox:
     def __init__(self, key: bytes) -> None:
         self._fernet = Fernet(key)
+        self._key = key
+
+    def derive(self, purpose: str) -> bytes:
+        """A separate 32-byte key for ``purpose`` (e.g. signing access tokens), so the one
+        configured key never serves two uses directly."""
+        return HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=f"hub:{purpose}".encode()
+        ).derive(self._key)
 
     def seal(self, secrets: dict[str, Any]) -> bytes:
         return self._fernet.encrypt(orjson.dumps(secrets))

@@ -17,12 +17,13 @@ from typing import Any, TypeVar
 import socketio
 from aiohttp import web
 
-from gateway.auth import TokenAuth
+from gateway.auth import Authenticator
 from hub.actions.messages import MessageRefused, create_agent_message
 from hub.actions.reads import mark_read
 from hub.app import Hub
+from hub.authz import Principal
 from hub.store.db import in_transaction
-from hub.store.reads import Principal, conversation_exists
+from hub.store.reads import conversation_exists
 from realtime.cluster import STATUSES, Cluster
 from realtime.fanout import Fanout, use_shared_frames
 from realtime.log import bounds
@@ -51,7 +52,7 @@ def _conversation_id(data: Any) -> str | None:
 
 
 class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped library
-    def __init__(self, hub: Hub, auth: TokenAuth, streams: Streams, cluster: Cluster) -> None:
+    def __init__(self, hub: Hub, auth: Authenticator, streams: Streams, cluster: Cluster) -> None:
         super().__init__(NAMESPACE)
         self._hub = hub
         self._auth = auth
@@ -217,7 +218,7 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
         return {"ok": True}
 
 
-def attach_realtime(app: web.Application, hub: Hub, auth: TokenAuth) -> Streams:
+def attach_realtime(app: web.Application, hub: Hub, auth: Authenticator) -> Streams:
     # with Redis, emits to rooms (presence, typing) reach the sockets of every process
     manager = (
         socketio.AsyncRedisManager(hub.config.redis_url, channel="hub:socketio")

@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from hub.actions.setup import hash_token
 from hub.app import Hub
 from hub.config import Config
 from hub.store.db import prepare_connection
@@ -21,6 +22,7 @@ from tests.support.kafka_server import KafkaServer
 from tests.support.redis_server import RedisServer
 
 TEMPLATE = "hub_template"
+ADMIN_TOKEN = "test-bootstrap-token"
 
 
 def _with_db(dsn: str, database: str) -> str:
@@ -76,7 +78,6 @@ def hub_config(db_dsn: str, tmp_path: Path) -> Config:
         data_dir=tmp_path / "data",
         access_log=False,
         outbox_poll_ms=100,
-        bootstrap_token="test-bootstrap-token",
         max_body_bytes=64 * 1024,
     )
 
@@ -85,6 +86,12 @@ def hub_config(db_dsn: str, tmp_path: Path) -> Config:
 async def hub(hub_config: Config) -> AsyncIterator[Hub]:
     instance = Hub(hub_config)
     await instance.start()
+    await instance.pool.execute(  # an administrator's API token the tests call with
+        """INSERT INTO api_tokens (id, account_id, name, role, token_hash)
+           VALUES ('tests-admin', $1, 'tests', 'administrator', $2)""",
+        instance.account_id,
+        hash_token(ADMIN_TOKEN),
+    )
     yield instance
     await instance.stop()
 

@@ -28,14 +28,13 @@ def test_config_masks_credentials(tmp_path: Path) -> None:
     env = {
         **os.environ,
         "HUB_DATA_DIR": str(tmp_path),
-        "HUB_BOOTSTRAP_TOKEN": "tok-123456",
         "DATABASE_URL": "postgresql://u:pw-secret@127.0.0.1/x",
         "HUB_SECRET_KEY": "k" * 44,
     }
     out = hub("config", env=env)
     assert out.returncode == 0, out.stderr
     shown = json.loads(out.stdout)
-    assert shown["bootstrap_token"] == shown["database_url"] == shown["secret_key"] == "(set)"
+    assert shown["database_url"] == shown["secret_key"] == "(set)"
     assert "pw-secret" not in out.stdout + out.stderr and "tok-123456" not in out.stdout
 
 

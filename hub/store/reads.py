@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
@@ -13,6 +12,7 @@ import asyncpg
 import orjson
 
 from channels._base import InboxContext
+from hub.authz import Principal
 from hub.secrets import SecretBox
 from hub.store.db import Conn
 
@@ -36,42 +36,6 @@ async def load_inbox(
         settings=row["settings"],
         secrets=box.open(row["secrets"]) if row["secrets"] else {},
     )
-
-
-@dataclasses.dataclass(frozen=True)
-class Principal:
-    """Who is calling, over REST or a socket: an account, a role and the inboxes it may see.
-
-    ``inboxes`` is the one authorization rule both doors apply: ``None`` means every inbox of the
-    account, which is what every token gets until the RBAC issue narrows agents to their inboxes
-    in :func:`principal_for_token`.
-    """
-
-    account_id: str
-    role: str
-    token_id: str | None
-    inboxes: frozenset[str] | None = None
-
-    def sees(self, inbox_id: str | None) -> bool:
-        """Whether an event or record of this inbox is for this caller (``None``: no inbox)."""
-        return self.inboxes is None or inbox_id is None or inbox_id in self.inboxes
-
-    @property
-    def agent_id(self) -> str:
-        """Who this is for presence and typing; the users issue makes it the user's id."""
-        return self.token_id or "bootstrap"
-
-
-async def principal_for_token(pool: asyncpg.Pool[Any], token_hash: bytes) -> Principal | None:
-    row = await pool.fetchrow(
-        """UPDATE api_tokens SET last_used_at = now()
-            WHERE token_hash = $1 AND revoked_at IS NULL
-        RETURNING id, account_id, role""",
-        token_hash,
-    )
-    if row is None:
-        return None
-    return Principal(row["account_id"], row["role"], row["id"])
 
 
 class BadCursor(ValueError):

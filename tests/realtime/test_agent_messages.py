@@ -129,6 +129,6 @@ async def test_mark_read_moves_forward_once_and_is_announced(hub: Hub, server: s
             await asyncio.sleep(0.02)
     await asyncio.sleep(0.2)
     assert len(reads) == 1
-    assert reads[0]["event"]["payload"]["agent_id"] == "bootstrap"
+    assert reads[0]["event"]["payload"]["agent_id"] == "tests-admin"
     assert reads[0]["event"]["payload"]["last_read_message_id"] == first_message
     await agent.disconnect()

@@ -1,8 +1,5 @@
-"""One authorization rule for both doors: a caller whose Principal is limited to some inboxes gets
-only those inboxes' events on its socket, and only their conversations over REST and socket calls.
-
-Tokens have no inbox limits until the RBAC issue, so the test gives one token a limited Principal
-where every door asks for it (``TokenAuth.for_token``)."""
+"""One authorization rule for both doors: an agent who is a member of some inboxes gets only those
+inboxes' events on its socket, and only their conversations over REST and socket calls."""
 
 from __future__ import annotations
 
@@ -11,9 +8,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.auth import TokenAuth
+from hub.actions.setup import hash_token
 from hub.app import Hub
-from hub.store.reads import Principal
 from tests.realtime.agents import TOKEN, Agent
 from tests.support.api_channel import ApiInbox, api_body
 
@@ -21,19 +17,22 @@ pytestmark = pytest.mark.postgres
 LIMITED = "limited-agent-token"
 
 
-async def test_a_limited_caller_sees_only_its_inboxes_on_every_door(
-    hub: Hub, server: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_limited_caller_sees_only_its_inboxes_on_every_door(hub: Hub, server: str) -> None:
     shop = await ApiInbox.create(hub, server, "Shop")
     bank = await ApiInbox.create(hub, server, "Bank")
-    original = TokenAuth.for_token
-
-    async def for_token(self: TokenAuth, token: str) -> Principal | None:
-        if token == LIMITED:
-            return Principal(hub.account_id, "agent", "limited", frozenset({shop.id}))
-        return await original(self, token)
-
-    monkeypatch.setattr(TokenAuth, "for_token", for_token)
+    async with hub.pool.acquire() as conn:  # an agent, member of the shop inbox only
+        await conn.execute(
+            """INSERT INTO users (id, account_id, email, role)
+               VALUES ('limited', $1, 'limited@example.com', 'agent')""",
+            hub.account_id,
+        )
+        await conn.execute("INSERT INTO inbox_members VALUES ($1, 'limited')", shop.id)
+        await conn.execute(
+            """INSERT INTO api_tokens (id, account_id, user_id, name, role, token_hash)
+               VALUES ('limited-token', $1, 'limited', 'test', 'agent', $2)""",
+            hub.account_id,
+            hash_token(LIMITED),
+        )
     admin, limited = Agent(), Agent()
     await admin.connect(server, token=TOKEN)
     await limited.connect(server, token=LIMITED)

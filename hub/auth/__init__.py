@@ -1,0 +1,1 @@
+"""Authentication: passwords, login sessions with rotating refresh tokens, access tokens, MFA."""

@@ -1,0 +1,75 @@
+"""Short-lived access tokens (JWT, HS256, PyJWT) for logged-in users.
+
+An access token names the user and the login session (``sid``); each request still checks that
+the session is live (cached briefly by the gateway), so logout and refresh-token reuse take effect
+without waiting for the token to expire.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jwt
+
+ISSUER = "hub"
+_ALGORITHMS = ["HS256"]
+
+
+class AccessTokenError(ValueError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclasses.dataclass(frozen=True)
+class AccessClaims:
+    user_id: str
+    account_id: str
+    session_id: str
+    expires_at: int
+
+
+class AccessTokens:
+    def __init__(self, key: bytes, lifetime_s: int) -> None:
+        self._key = key
+        self.lifetime_s = lifetime_s
+
+    def issue(self, user_id: str, account_id: str, session_id: str) -> tuple[str, int]:
+        """The token and its expiry (Unix seconds)."""
+        now = int(time.time())
+        expires = now + self.lifetime_s
+        claims = {
+            "iss": ISSUER,
+            "sub": user_id,
+            "acc": account_id,
+            "sid": session_id,
+            "typ": "access",
+            "iat": now,
+            "exp": expires,
+        }
+        return jwt.encode(claims, self._key, algorithm="HS256"), expires
+
+    def verify(self, token: str) -> AccessClaims:
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=_ALGORITHMS,
+                issuer=ISSUER,
+                options={"require": ["exp", "iat", "sub", "sid", "acc"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AccessTokenError("token_expired", "the access token has expired") from exc
+        except jwt.InvalidTokenError as exc:
+            raise AccessTokenError("invalid_token", "the token is not valid") from exc
+        if claims.get("typ") != "access":
+            raise AccessTokenError("invalid_token", "the token is not an access token")
+        return AccessClaims(
+            str(claims["sub"]), str(claims["acc"]), str(claims["sid"]), int(claims["exp"])
+        )
+
+
+def looks_like_jwt(token: str) -> bool:
+    return token.count(".") == 2
