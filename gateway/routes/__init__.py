@@ -7,8 +7,30 @@ pick it up from this list.
 from __future__ import annotations
 
 from gateway.route import Route
-from gateway.routes import conversations
+from gateway.routes import (
+    account,
+    audit,
+    auth,
+    canned,
+    contacts,
+    conversations,
+    inboxes,
+    labels,
+    profile,
+    teams,
+    users,
+)
 
 ALL_ROUTES: list[Route] = [
+    *auth.ROUTES,
+    *profile.ROUTES,
+    *account.ROUTES,
+    *users.ROUTES,
+    *teams.ROUTES,
+    *inboxes.ROUTES,
     *conversations.ROUTES,
+    *contacts.ROUTES,
+    *labels.ROUTES,
+    *canned.ROUTES,
+    *audit.ROUTES,
 ]

@@ -1,0 +1,7 @@
+"""REST routes: teams (being built)."""
+
+from __future__ import annotations
+
+from gateway.route import Route
+
+ROUTES: list[Route] = []
