@@ -66,18 +66,18 @@ class RunningHub:
 
 
 @contextmanager
-def running_hub(prefix: str) -> Iterator[RunningHub]:
+def running_hub(
+    prefix: str, extra_env: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()
+) -> Iterator[RunningHub]:
     """Start the embedded default with an API inbox; stop it and its PostgreSQL afterwards."""
     work = Path(tempfile.mkdtemp(prefix=prefix))
     port = free_port()
-    token = "bench-" + os.urandom(8).hex()
     env = {
         **os.environ,
         "HUB_DATA_DIR": str(work / "data"),
         "HUB_PORT": str(port),
         "HUB_ACCESS_LOG": "0",
         "HUB_LOG_LEVEL": "warning",
-        "HUB_BOOTSTRAP_TOKEN": token,
     }
     env.pop("DATABASE_URL", None)
     hub_bin = str(Path(sys.executable).parent / "hub")
@@ -87,7 +87,14 @@ def running_hub(prefix: str) -> Iterator[RunningHub]:
         check=True,
         capture_output=True,
     )
-    proc = subprocess.Popen([hub_bin, "serve"], env=env)
+    admin = subprocess.run(
+        [hub_bin, "token", "create", "--name", "bench", "--role", "administrator"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    token = json.loads(admin.stdout)["token"]
+    proc = subprocess.Popen([hub_bin, "serve", *extra_args], env={**env, **(extra_env or {})})
     try:
         wait_ready(f"http://127.0.0.1:{port}/healthz", proc)
         yield RunningHub(

@@ -17,11 +17,13 @@ from gateway.route import mount
 from gateway.routes import ALL_ROUTES
 from gateway.state import STATE, GatewayState
 from hub.app import Hub
+from hub.config import Config
 from realtime.server import attach_realtime
 
 
-def build_app(hub: Hub) -> web.Application:
-    config = hub.config
+def build_app(hub: Hub, config: Config | None = None) -> web.Application:
+    """``config``: edge settings (limits, CORS, proxies) other than the hub's own, for tests."""
+    config = config or hub.config
     app = web.Application(
         client_max_size=config.max_body_bytes,
         middlewares=[make_hardening(config.cors_origins), make_middleware(config.access_log)],

@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway.responses import ApiError
 from hub.actions.setup import hash_token
 from hub.app import Hub
-from hub.auth.access import AccessTokenError, AccessTokens, looks_like_jwt
+from hub.auth.access import AccessClaims, AccessTokenError, AccessTokens, looks_like_jwt
 from hub.authz import Principal
 from hub.store.principals import principal_for_api_token, principal_for_session
 
@@ -29,6 +29,7 @@ class Authenticator:
             hub.box.derive("access-token"), hub.config.access_token_minutes * 60
         )
         self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._verified: dict[str, AccessClaims] = {}  # signature checks are ~35 us: keep them
 
     def bearer(self, request: web.Request) -> str:
         header = request.headers.get("Authorization", "")
@@ -61,7 +62,7 @@ class Authenticator:
 
     async def resolve(self, token: str) -> Principal | None:
         if looks_like_jwt(token):
-            claims = self.access.verify(token)  # raises for a bad or expired token
+            claims = self._claims(token)
             key = f"s:{claims.session_id}"
         else:
             key = f"t:{hash_token(token).hex()}"
@@ -77,6 +78,17 @@ class Authenticator:
             self._cache.clear()
         self._cache[key] = (now + TTL_S, found)
         return found
+
+    def _claims(self, token: str) -> AccessClaims:
+        """Verified claims of an access token; raises for a bad or expired one."""
+        claims = self._verified.get(token)
+        if claims is None or claims.expires_at <= time.time():
+            self._verified.pop(token, None)
+            claims = self.access.verify(token)
+            if len(self._verified) > 10_000:
+                self._verified.clear()
+            self._verified[token] = claims
+        return claims
 
     def forget(self) -> None:
         """Drop every cached caller: a session, token, role or membership changed."""

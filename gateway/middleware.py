@@ -84,7 +84,8 @@ def make_middleware(access_log: bool) -> Middleware:
                     "request refused",
                     extra={"status": exc.status, "code": code, "reason": exc.reason},
                 )
-                response = error_response(ApiError(exc.status, code, exc.reason))
+                allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+                response = error_response(ApiError(exc.status, code, exc.reason, headers=allow))
             except DB_UNAVAILABLE as exc:
                 log.error("database unavailable", extra={"error": repr(exc)})
                 response = error_response(

@@ -21,7 +21,7 @@ from gateway.auth import Authenticator
 from hub.actions.messages import MessageRefused, create_agent_message
 from hub.actions.reads import mark_read
 from hub.app import Hub
-from hub.authz import Principal
+from hub.authz import Denied, Permission, Principal, authorize
 from hub.store.db import in_transaction
 from hub.store.reads import conversation_exists
 from realtime.cluster import STATUSES, Cluster
@@ -65,7 +65,11 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
             raise _refused("unauthenticated", 'connect with auth={"token": "<token>"}')
         principal = await self._auth.for_token(token)
         if principal is None:
-            raise _refused("invalid_token", "the token is unknown or revoked")
+            raise _refused("invalid_token", "the token is unknown, expired or revoked")
+        try:  # the same check the REST routes run
+            authorize(principal, Permission.CONVERSATIONS_READ)
+        except Denied as exc:
+            raise _refused(exc.code, exc.message) from exc
         last_seq = auth.get("last_seq")
         if last_seq is not None and (
             isinstance(last_seq, bool) or not isinstance(last_seq, int) or last_seq < 0
@@ -97,7 +101,11 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
 
     async def _act(self, who: Principal, action: Callable[..., Awaitable[T]], **kw: Any) -> T:
         """Run a hub action as this agent, in one transaction, limited to its inboxes (the same
-        actions the REST API runs)."""
+        actions, and the same permission check, as the REST API)."""
+        try:
+            authorize(who, Permission.CONVERSATIONS_WRITE)
+        except Denied as exc:
+            raise MessageRefused(exc.code, exc.message) from exc
         return await in_transaction(
             self._hub.pool,
             action,

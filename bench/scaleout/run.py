@@ -33,7 +33,6 @@ from tests.support.kafka_server import KafkaServer
 from tests.support.redis_server import RedisServer
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-TOKEN = "scaleout-" + os.urandom(6).hex()
 
 
 def start(env: dict[str, str], role: str, port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -51,6 +50,7 @@ def layout(
     work: Path,
     env: dict[str, str],
     inbox: dict[str, Any],
+    token: str,
     loadgen: Path,
     gateways: int,
 ) -> dict[str, Any]:
@@ -65,7 +65,7 @@ def layout(
     try:
         before = {name: cpu_seconds(p.pid) for name, p in procs.items()}
         result = asyncio.run(
-            measure(args, bases[0], inbox, TOKEN, loadgen, webhook_bases=bases, run=prefix)
+            measure(args, bases[0], inbox, token, loadgen, webhook_bases=bases, run=prefix)
         )
         cpu = {name: round(cpu_seconds(p.pid) - before[name], 2) for name, p in procs.items()}
     finally:
@@ -129,7 +129,6 @@ def main() -> None:
         "REDIS_URL": redis.url,
         "KAFKA_BOOTSTRAP": kafka.bootstrap,
         "HUB_SECRET_KEY": Fernet.generate_key().decode(),
-        "HUB_BOOTSTRAP_TOKEN": TOKEN,
         "HUB_ACCESS_LOG": "0",
         "HUB_LOG_LEVEL": "warning",
     }
@@ -142,8 +141,15 @@ def main() -> None:
             capture_output=True,
         )
         inbox = json.loads(made.stdout)
+        admin = subprocess.run(
+            [hub, "token", "create", "--name", "scaleout", "--role", "administrator"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        token = json.loads(admin.stdout)["token"]
         started = time.monotonic()
-        rows = [layout(args, work, env, inbox, loadgen, n) for n in (1, 2)]
+        rows = [layout(args, work, env, inbox, token, loadgen, n) for n in (1, 2)]
     finally:
         kafka.stop()
         redis.stop()

@@ -1,0 +1,3 @@
+module hub/bench/api/getload
+
+go 1.21

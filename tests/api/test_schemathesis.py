@@ -1,0 +1,76 @@
+"""schemathesis against a live `hub serve` and its own OpenAPI document.
+
+Every operation is called with generated valid and invalid input (a bounded number of cases in
+CI): no 5xx, every status, content type, header and body must match the document, invalid input
+must be refused and valid input must not be. ``HUB_SCHEMATHESIS_EXAMPLES`` raises the budget for
+a longer campaign. Rate limits are off so the run tests the routes rather than the buckets.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.support.processes import free_port, hub_cli, hub_env, start_hub, wait_healthy
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+
+async def test_the_api_matches_its_openapi_document(db_dsn: str, tmp_path: Path) -> None:
+    port = free_port()
+    env = hub_env(
+        tmp_path / "data",
+        port,
+        DATABASE_URL=db_dsn,
+        HUB_RATE_LIMIT_ADDRESS="0",
+        HUB_RATE_LIMIT_TOKEN="0",
+        HUB_RATE_LIMIT_LOGIN="0",
+    )
+    hub_cli(env, "inbox", "create", "--channel", "api", "--name", "fuzzed")
+    token = hub_cli(env, "token", "create", "--name", "schemathesis")["token"]
+    log = tmp_path / "hub.log"
+    proc = start_hub(env, log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            await wait_healthy(session, base, proc, log)
+        examples = os.environ.get("HUB_SCHEMATHESIS_EXAMPLES", "12")
+        run = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "schemathesis"),
+                "run",
+                f"{base}/api/v1/openapi.json",
+                "--checks",
+                "all",
+                "--max-examples",
+                examples,
+                "--phases",
+                "examples,coverage,fuzzing",
+                "--header",
+                f"Authorization: Bearer {token}",
+                "--workers",
+                "2",
+                "--seed",
+                "20261126",
+                "--generation-deterministic",
+                "--no-color",
+                "--request-timeout",
+                "10",
+                "--suppress-health-check",
+                "all",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        assert run.returncode == 0, run.stdout[-12000:] + run.stderr[-3000:]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    assert "Traceback" not in log.read_text(), log.read_text()[-5000:]
