@@ -8,6 +8,7 @@ role or membership changes) drop the cache at once; other gateways see them with
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -30,6 +31,8 @@ class Authenticator:
         )
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._verified: dict[str, AccessClaims] = {}  # signature checks are ~35 us: keep them
+        # called after forget(): live sockets re-check their credentials (realtime/server.py)
+        self.on_forget: list[Callable[[], None]] = []
 
     def bearer(self, request: web.Request) -> str:
         header = request.headers.get("Authorization", "")
@@ -90,6 +93,19 @@ class Authenticator:
             self._verified[token] = claims
         return claims
 
+    async def still_valid(self, token: str) -> Principal | None:
+        """A connected socket's caller now: its login session (even once the access token it
+        connected with has expired) or its API token must still be live."""
+        if looks_like_jwt(token):
+            try:
+                claims = self.access.verify(token, allow_expired=True)
+            except AccessTokenError:
+                return None
+            return await principal_for_session(self._hub.pool, claims.user_id, claims.session_id)
+        return await principal_for_api_token(self._hub.pool, hash_token(token))
+
     def forget(self) -> None:
         """Drop every cached caller: a session, token, role or membership changed."""
         self._cache.clear()
+        for listener in self.on_forget:
+            listener()

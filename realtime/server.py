@@ -10,6 +10,7 @@ docs/realtime.md.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -20,7 +21,7 @@ from aiohttp import web
 from gateway.auth import Authenticator
 from hub.actions.messages import MessageRefused, create_agent_message
 from hub.actions.reads import mark_read
-from hub.app import Hub
+from hub.app import DB_UNAVAILABLE, Hub
 from hub.authz import Denied, Permission, Principal, authorize
 from hub.store.db import in_transaction
 from hub.store.reads import conversation_exists
@@ -32,6 +33,7 @@ from realtime.streams import Streams
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 NAMESPACE = "/agent"
+RECHECK_S = 30.0  # how soon a revocation made by another gateway reaches this one's sockets
 
 
 def _refused(code: str, message: str) -> Exception:
@@ -58,6 +60,9 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
         self._auth = auth
         self._streams = streams
         self._cluster = cluster
+        self._credentials: dict[str, tuple[str, Principal]] = {}  # sid -> token, principal
+        self._recheck_task: asyncio.Task[None] | None = None
+        self._recheck_again = False
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
@@ -80,6 +85,7 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
         cursor = high if last_seq is None or resync else last_seq
         account_id, agent_id = principal.account_id, principal.agent_id
         await self.save_session(sid, {"principal": principal})
+        self._credentials[sid] = (token, principal)
         await self.enter_room(sid, f"account:{account_id}")
         if await self._cluster.connected(account_id, agent_id, sid):
             await self.announce(account_id, agent_id)
@@ -115,7 +121,44 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
             **kw,
         )
 
+    def recheck_soon(self) -> None:
+        """Re-check every socket's credentials (after a logout, revocation, role or membership
+        change in this process; and periodically, for changes made by other processes)."""
+        if self._recheck_task is None or self._recheck_task.done():
+            self._recheck_task = asyncio.create_task(self.recheck(), name="socket-recheck")
+        else:
+            self._recheck_again = True
+
+    async def recheck(self) -> None:
+        while True:
+            self._recheck_again = False
+            by_token: dict[str, list[str]] = {}
+            for sid, (token, _) in list(self._credentials.items()):
+                by_token.setdefault(token, []).append(sid)
+            for token, sids in by_token.items():
+                try:
+                    now = await self._auth.still_valid(token)
+                except DB_UNAVAILABLE:
+                    return  # keep sockets while the database is away; the next round decides
+                for sid in sids:
+                    known = self._credentials.get(sid)
+                    if known is None or now == known[1]:
+                        continue
+                    # revoked, or its role or inboxes changed: the client reconnects (with a new
+                    # token if it has one) and replays what it missed under its new scope
+                    log.info("agent socket credentials changed", extra={"sid": sid})
+                    self._credentials.pop(sid, None)
+                    await self.disconnect(sid)
+            if not self._recheck_again:
+                return
+
+    async def recheck_periodically(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.recheck_soon()
+
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self._credentials.pop(sid, None)
         who = await self._principal(sid)
         self._streams.remove(who.account_id, sid)
         if await self._cluster.disconnected(who.account_id, who.agent_id, sid):
@@ -249,9 +292,18 @@ def attach_realtime(app: web.Application, hub: Hub, auth: Authenticator) -> Stre
     sio.attach(app)
     hub.realtime_listeners.append(streams.notify)
     hub.offline_listeners.append(namespace.announce)
+    auth.on_forget.append(namespace.recheck_soon)
+    periodic: list[asyncio.Task[None]] = []
+
+    async def start_rechecks(_: web.Application) -> None:
+        periodic.append(asyncio.create_task(namespace.recheck_periodically(RECHECK_S)))
 
     async def close_streams(_: web.Application) -> None:
+        for task in periodic:
+            task.cancel()
         await streams.close()
+
+    app.on_startup.append(start_rechecks)
 
     app.on_shutdown.append(close_streams)
     return streams

@@ -51,14 +51,19 @@ class AccessTokens:
         }
         return jwt.encode(claims, self._key, algorithm="HS256"), expires
 
-    def verify(self, token: str) -> AccessClaims:
+    def verify(self, token: str, *, allow_expired: bool = False) -> AccessClaims:
+        """``allow_expired``: for a live socket, whose login session (not the token's short
+        lifetime) decides how long it may stay connected."""
         try:
             claims = jwt.decode(
                 token,
                 self._key,
                 algorithms=_ALGORITHMS,
                 issuer=ISSUER,
-                options={"require": ["exp", "iat", "sub", "sid", "acc"]},
+                options={
+                    "require": ["exp", "iat", "sub", "sid", "acc"],
+                    "verify_exp": not allow_expired,
+                },
             )
         except jwt.ExpiredSignatureError as exc:
             raise AccessTokenError("token_expired", "the access token has expired") from exc
