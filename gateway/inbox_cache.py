@@ -35,3 +35,8 @@ class InboxCache:
         while len(self._items) > self._size:
             self._items.popitem(last=False)
         return inbox
+
+    def invalidate(self, inbox_id: str) -> None:
+        """Forget one inbox now (its credentials or settings changed, or it was deleted); other
+        gateway processes reload it within the TTL."""
+        self._items.pop(inbox_id, None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import getpass
 import json
 import logging
 import signal
@@ -138,6 +139,14 @@ def main(argv: list[str] | None = None) -> int:
         "--role", default="administrator", choices=["administrator", "supervisor", "agent"]
     )
 
+    admin = sub.add_parser(
+        "create-admin",
+        help="create an administrator who logs in with a password (read from stdin when piped)",
+    )
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--name", default="")
+    admin.add_argument("--account", help="account id (default: the default account)")
+
     cfg = sub.add_parser("config", help="show the effective configuration")
     cfg.add_argument("--markdown", action="store_true", help="print the settings table")
 
@@ -201,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
                 }
 
             _print(asyncio.run(_with_db(config, make_token)))
+        elif args.command == "create-admin":
+            _print(asyncio.run(_with_db(config, _admin_maker(args, _read_password()))))
         elif args.command == "config":
             if args.markdown:
                 print(settings_markdown())
@@ -216,6 +227,52 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _read_password() -> str:
+    """The first line of stdin when piped (scripts), else typed twice without echo."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat the password: ") != first:
+        raise SetupError("the passwords do not match")
+    return first
+
+
+def _admin_maker(
+    args: argparse.Namespace, password: str
+) -> Callable[[asyncpg.Connection[Any]], Awaitable[dict[str, Any]]]:
+    from hub import audit
+    from hub.auth.users import UserError, create_user, normalise_email
+
+    async def make_admin(conn: asyncpg.Connection[Any]) -> dict[str, Any]:
+        if args.account is None:
+            account_id = await ensure_default_account(conn)
+        elif await conn.fetchval("SELECT id FROM accounts WHERE id = $1", args.account) is None:
+            raise SetupError(f"no account has the id {args.account}")
+        else:
+            account_id = args.account
+        try:
+            async with conn.transaction():
+                user_id = await create_user(
+                    conn, account_id, args.email, args.name, "administrator", password
+                )
+                await audit.record(
+                    conn,
+                    account_id=account_id,
+                    actor=None,
+                    action="user.created",
+                    object_type="user",
+                    object_id=user_id,
+                    details={"role": "administrator", "via": "cli"},
+                    actor_override=("system", None),
+                )
+        except UserError as exc:
+            raise SetupError(exc.message) from exc
+        email = normalise_email(args.email)
+        return {"id": user_id, "account_id": account_id, "email": email, "role": "administrator"}
+
+    return make_admin
 
 
 def _install_uvloop() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import secrets
+from typing import Any
 
 from channels.registry import get_channel
 from hub.ids import new_id
@@ -55,6 +56,7 @@ async def create_inbox(
     name: str,
     reopen_policy: str = "reopen",
     secrets_in: dict[str, str] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> CreatedInbox:
     adapter = get_channel(channel)
     if adapter is None:
@@ -69,14 +71,15 @@ async def create_inbox(
         raise SetupError(f"missing secrets for {channel}: {', '.join(missing)}")
     inbox_id = new_id()
     await conn.execute(
-        """INSERT INTO inboxes (id, account_id, channel, name, reopen_policy, secrets)
-           VALUES ($1, $2, $3, $4, $5, $6)""",
+        """INSERT INTO inboxes (id, account_id, channel, name, reopen_policy, secrets, settings)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
         inbox_id,
         account_id,
         channel,
         name,
         reopen_policy,
         box.seal(values),
+        settings or {},
     )
     return CreatedInbox(inbox_id, account_id, channel, name, values)
 

@@ -1,0 +1,82 @@
+"""What the admin routes share: field types PostgreSQL can store (text never holds NUL), list
+paging, path ids, and running an admin action in one transaction with its refusals turned into
+API errors (404 / 409 / 422).
+
+The constraints live in the types so that the OpenAPI document states them too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Concatenate, Literal, ParamSpec, TypeVar
+
+import msgspec
+
+from gateway.responses import ApiError
+from gateway.route import Call
+from hub.actions.accounts import Refused
+from hub.store.db import Conn, in_transaction
+
+NO_NUL = r"^[^\x00]*$"
+# ASCII whitespace only: Python's and ECMA's \s disagree on other characters
+SPACE = "\t\n\v\f\r "
+NOT_BLANK = r"^[^\x00]*[^\x00\t\n\v\f\r ][^\x00]*$"
+
+
+def whole(body: str) -> str:
+    """A pattern for the whole string that means the same to Python (msgspec) and to ECMA regexes
+    (OpenAPI clients): in Python ``$`` also matches before a final newline."""
+    return rf"^(?:{body})(?![\s\S])"
+
+
+def tidy(text: str) -> str:
+    """Without surrounding (ASCII) whitespace: what :data:`NOT_BLANK` does not count."""
+    return text.strip(SPACE)
+
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=NOT_BLANK)]
+Description = Annotated[str, msgspec.Meta(max_length=2000, pattern=NO_NUL)]
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=NO_NUL)]
+Ids = Annotated[list[Id], msgspec.Meta(max_length=1000)]
+Search = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+Cursor = Annotated[str, msgspec.Meta(min_length=1, max_length=512, pattern=NO_NUL)]
+Limit = Annotated[int, msgspec.Meta(ge=1, le=200)]
+RoleName = Literal["administrator", "supervisor", "agent"]
+
+
+class ListQuery(msgspec.Struct, forbid_unknown_fields=True):
+    """Paging every admin list takes: up to ``limit`` items after ``cursor`` (the
+    ``next_cursor`` of the previous page; any other string is simply a position in the list)."""
+
+    limit: Limit = 50
+    cursor: Cursor | None = None
+
+
+_STATUS = {"not_found": 404, "conflict": 409, "invalid": 422}
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def path_id(call: Call, name: str, what: str) -> str:
+    """An id from the path; one that cannot be an id is simply not found."""
+    value = call.path(name)
+    if "\x00" in value or len(value) > 64:
+        raise ApiError(404, "not_found", f"no such {what}")
+    return value
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, "not_found", f"no such {what}")
+
+
+async def run(
+    call: Call,
+    action: Callable[Concatenate[Conn, P], Awaitable[R]],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> R:
+    """``action`` in a transaction of its own; a :class:`Refused` becomes the API error."""
+    try:
+        return await in_transaction(call.hub.pool, action, *args, **kwargs)
+    except Refused as exc:
+        raise ApiError(_STATUS[exc.kind], exc.code, exc.message, exc.details) from exc

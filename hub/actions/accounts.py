@@ -1,0 +1,104 @@
+"""Account settings (name, time zone, business hours, MFA policy) and the refusal every admin
+action raises.
+
+Admin actions are plain functions taking a connection inside the caller's transaction; each one
+writes its audit entry on that same connection, so the log and the change commit together.
+"""
+
+from __future__ import annotations
+
+import functools
+import zoneinfo
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from hub.audit import Origin, record
+from hub.authz import Principal
+from hub.store.db import Conn
+
+Kind = Literal["not_found", "conflict", "invalid"]
+
+
+class Refused(ValueError):
+    """What the caller got wrong: ``not_found`` (404), ``conflict`` (409), ``invalid`` (422)."""
+
+    def __init__(self, kind: Kind, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+async def known_ids(
+    conn: Conn, table: Literal["users", "inboxes"], account_id: str, ids: Sequence[str]
+) -> set[str]:
+    """The ids, all rows of ``table`` in the account and locked against deletion until commit;
+    otherwise refused (422: they came in the body) with the unknown ones, whether missing or
+    another account's."""
+    wanted = set(ids)
+    rows = await conn.fetch(
+        f"SELECT id FROM {table} WHERE account_id = $1 AND id = ANY($2::text[]) FOR KEY SHARE",
+        account_id,
+        sorted(wanted),
+    )
+    found = {r["id"] for r in rows}
+    if unknown := wanted - found:
+        raise Refused(
+            "invalid",
+            f"unknown_{table}",
+            f"some {table} do not exist in this account",
+            {"unknown": sorted(unknown)},
+        )
+    return found
+
+
+@functools.cache
+def time_zones() -> frozenset[str]:
+    """The IANA zone names an account may use: a fixed set, never a path looked up on disk."""
+    return frozenset(zoneinfo.available_timezones()) | {"UTC"}
+
+
+ACCOUNT_FIELDS = ("name", "time_zone", "business_hours", "mfa_required")
+
+
+async def update_account(
+    conn: Conn,
+    *,
+    account_id: str,
+    changes: dict[str, Any],
+    actor: Principal,
+    origin: Origin,
+) -> None:
+    """Apply ``changes`` (a subset of :data:`ACCOUNT_FIELDS`, already validated) and audit what
+    actually changed, with the old and new values (none of them is secret)."""
+    unknown = set(changes) - set(ACCOUNT_FIELDS)
+    if unknown:
+        raise ValueError(f"not account fields: {sorted(unknown)}")
+    row = await conn.fetchrow(
+        "SELECT name, time_zone, business_hours, mfa_required FROM accounts"
+        " WHERE id = $1 FOR NO KEY UPDATE",
+        account_id,
+    )
+    if row is None:
+        raise Refused("not_found", "not_found", "no such account")
+    changed = {k: {"from": row[k], "to": v} for k, v in changes.items() if row[k] != v}
+    if not changed:
+        return
+    await conn.execute(
+        """UPDATE accounts SET name = $2, time_zone = $3, business_hours = $4,
+                  mfa_required = $5, updated_at = now()
+            WHERE id = $1""",
+        account_id,
+        *(changes.get(k, row[k]) for k in ACCOUNT_FIELDS),
+    )
+    await record(
+        conn,
+        account_id=account_id,
+        actor=actor,
+        action="account.updated",
+        object_type="account",
+        object_id=account_id,
+        origin=origin,
+        details={"changes": changed},
+    )
