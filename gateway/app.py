@@ -44,7 +44,7 @@ def build_app(hub: Hub, config: Config | None = None) -> web.Application:
     app.router.add_get("/metrics", ops.metrics)
     if config.role == "worker":  # health and metrics only; the gateways take the traffic
         return app
-    app.router.add_post("/webhooks/{channel}/{inbox_id}", webhooks.handle_webhook)
+    webhooks.mount(app)  # POST, and GET for providers' verification handshakes
     mount(app, ALL_ROUTES)
     mount_docs(app, build_document(ALL_ROUTES, version("hub")))
     attach_realtime(app, hub, auth)  # Socket.IO at /socket.io/, namespace /agent

@@ -99,7 +99,7 @@ def _responses(spec: Route, reply_schema: dict[str, Any] | None) -> dict[str, An
 def build_document(routes: Sequence[Route], version: str) -> dict[str, Any]:
     types: list[Any] = [ErrorBody]
     for spec in routes:
-        types.extend(t for t in (spec.query, spec.body) if t is not None)
+        types.extend(t for t in (spec.query, spec.body, spec.form) if t is not None)
         if spec.reply is not None:
             types.append(spec.reply)
     refs, schemas = msgspec.json.schema_components(types, ref_template=_REF)
@@ -108,8 +108,9 @@ def build_document(routes: Sequence[Route], version: str) -> dict[str, Any]:
     for spec in routes:
         query_ref = next(reply_refs) if spec.query is not None else None
         body_ref = next(reply_refs) if spec.body is not None else None
+        form_ref = next(reply_refs) if spec.form is not None else None
         reply_ref = next(reply_refs) if spec.reply is not None else None
-        del query_ref
+        del query_ref, form_ref
         operation: dict[str, Any] = {
             "operationId": spec.handler.__name__,
             "summary": spec.summary,
@@ -129,15 +130,15 @@ def build_document(routes: Sequence[Route], version: str) -> dict[str, Any]:
                 "content": {"application/json": {"schema": body_ref}},
             }
         elif spec.upload:
+            fields: dict[str, Any] = {}
+            if spec.form is not None:
+                fields = dict(schemas[spec.form.__name__]["properties"])
+            fields["file"] = {"type": "string", "format": "binary"}
             operation["requestBody"] = {
                 "required": True,
                 "content": {
                     "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "properties": {"file": {"type": "string", "format": "binary"}},
-                            "required": ["file"],
-                        }
+                        "schema": {"type": "object", "properties": fields, "required": ["file"]}
                     }
                 },
             }

@@ -29,7 +29,7 @@ def json_response(
     data: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
     return web.Response(
-        body=orjson.dumps(data, default=str),
+        body=orjson.dumps(data, default=str, option=orjson.OPT_UTC_Z),
         status=status,
         content_type="application/json",
         headers=headers,

@@ -104,6 +104,7 @@ class Route:
     status: int = 200
     limit: Limit = "default"
     upload: bool = False  # multipart/form-data; the handler reads the request itself
+    form: type | None = None  # an upload's fields besides ``file`` (for the OpenAPI document)
     errors: tuple[int, ...] = ()  # statuses beyond the ones every route can answer
     replays: bool = False  # a retried create (same idempotency key) answers 200, not 201
 
@@ -125,6 +126,7 @@ def route(
     status: int = 200,
     limit: Limit = "default",
     upload: bool = False,
+    form: type | None = None,
     errors: tuple[int, ...] = (),
     replays: bool = False,
 ) -> Callable[[Handler], Route]:
@@ -133,7 +135,7 @@ def route(
     def wrap(handler: Handler) -> Route:
         return Route(
             method, path, handler, permission, summary, tag, query, body, reply, status, limit,
-            upload, errors, replays,
+            upload, form, errors, replays,
         )  # fmt: skip
 
     return wrap

@@ -1,26 +1,138 @@
-"""``POST /webhooks/{channel}/{inbox_id}``: verify, parse, ingest, and answer only after commit."""
+"""``/webhooks/{channel}/{inbox_id}``: verify, parse, fetch provider media, ingest, apply status
+reports, and answer only after commit.
+
+Provider media is fetched and stored before its message is ingested, so a provider message id is
+never recorded as processed without its files: if fetching still fails after a few quick retries,
+the answer is 503 with ``Retry-After`` and nothing is kept, so the provider delivers again.
+Bad input of any kind is a 4xx JSON error (providers retry 5xx, which would loop forever).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections.abc import Sequence
 
+import aiohttp
 from aiohttp import web
 
-from channels._base import WebhookRequest
+from channels._base import ChannelAdapter, InboundMessage, InboxContext, WebhookRequest
+from channels._base.media import MediaUnavailable, discard, fetch_all
 from channels.registry import get_channel
 from gateway.responses import ApiError, json_response
-from gateway.state import STATE
-from hub.actions.ingest import IngestRequest
+from gateway.state import STATE, GatewayState
+from hub.actions.ingest import IngestRequest, IngestResult
+from hub.actions.message_status import apply_status_updates
 from hub.logs import correlation_id
+from hub.media import media_store
+from hub.store.db import in_transaction
+
+PATH = "/webhooks/{channel}/{inbox_id}"
+#: seconds a provider is asked to wait before delivering a webhook again (media not fetched)
+MEDIA_RETRY_AFTER = "30"
 
 
-async def handle_webhook(request: web.Request) -> web.Response:
+def mount(app: web.Application) -> None:
+    """POST for deliveries; GET for verification handshakes (WhatsApp Cloud's ``hub.challenge``)."""
+    app.router.add_post(PATH, handle_webhook)
+    app.router.add_get(PATH, handle_webhook, allow_head=False)
+
+
+def public_url(state: GatewayState, request: web.Request) -> str:
+    """The URL the provider called, for signatures that cover it: the configured public base URL
+    (a proxy's Host cannot be trusted), else what this gateway received."""
+    base = state.hub.config.public_url
+    if base:
+        return base.rstrip("/") + request.raw_path
+    scheme = "https" if state.is_https(request) else "http"
+    return f"{scheme}://{request.host}{request.raw_path}"
+
+
+async def _known(state: GatewayState, inbox: InboxContext, ids: Sequence[str]) -> set[str]:
+    rows = await state.hub.pool.fetch(
+        """SELECT provider_message_id FROM messages
+            WHERE inbox_id = $1 AND provider_message_id = ANY($2::text[])""",
+        inbox.id,
+        list(ids),
+    )
+    return {r["provider_message_id"] for r in rows}
+
+
+async def _with_media(
+    state: GatewayState,
+    adapter: ChannelAdapter,
+    inbox: InboxContext,
+    messages: Sequence[InboundMessage],
+) -> list[InboundMessage]:
+    """Fetch and store the media of messages not stored yet (a retried delivery fetches none)."""
+    known = await _known(state, inbox, [m.provider_message_id for m in messages if m.media])
+    messages = [
+        dataclasses.replace(m, media=()) if m.provider_message_id in known else m for m in messages
+    ]
+    if not any(m.media for m in messages):
+        return messages
+    store = media_store(state.hub.config.data_dir)
+    try:
+        async with aiohttp.ClientSession() as http:
+            return await fetch_all(adapter, inbox, messages, http, store)
+    except MediaUnavailable as exc:
+        raise ApiError(
+            503,
+            "media_unavailable",
+            f"the provider's media could not be fetched, deliver again later: {exc}",
+            headers={"Retry-After": MEDIA_RETRY_AFTER},
+        ) from exc
+
+
+async def _discard_unreferenced(state: GatewayState, keys: list[str]) -> None:
+    """After a failed ingest, delete the files no committed message holds; if that cannot be
+    told (the database is down), keep them: a stray file is harmless, a lost one is not."""
+    if not keys:
+        return
+    try:
+        rows = await state.hub.pool.fetch("SELECT key FROM media WHERE key = ANY($1::text[])", keys)
+    except Exception:
+        return
+    held = {r["key"] for r in rows}
+    await discard(media_store(state.hub.config.data_dir), [k for k in keys if k not in held])
+
+
+async def _ingest(
+    state: GatewayState, inbox: InboxContext, messages: Sequence[InboundMessage]
+) -> list[IngestResult]:
+    cid = correlation_id.get()
+    submit = state.hub.ingest.submit
+    store = media_store(state.hub.config.data_dir)
+    try:
+        if len(messages) == 1:
+            results = [await submit(IngestRequest(inbox, messages[0], cid))]
+        else:
+            results = list(
+                await asyncio.gather(*(submit(IngestRequest(inbox, m, cid)) for m in messages))
+            )
+    except Exception:
+        await _discard_unreferenced(state, [f.key for m in messages for f in m.files])
+        raise
+    # a message stored before (or twice in this request) keeps its own files; these are spare
+    spare = [f.key for m, r in zip(messages, results, strict=True) if r.duplicate for f in m.files]
+    await discard(store, spare)
+    return results
+
+
+async def handle_webhook(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     channel = request.match_info["channel"]
     inbox_id = request.match_info["inbox_id"]
     adapter = get_channel(channel)
     if adapter is None:
         raise ApiError(404, "unknown_channel", f"no channel called {channel!r}")
+    if request.method == "GET" and not adapter.manifest.get_handshake:
+        raise ApiError(
+            405,
+            "method_not_allowed",
+            "this channel's webhooks are POSTed",
+            headers={"Allow": "POST"},
+        )
     inbox = state.inboxes.cached(inbox_id)
     if inbox is None and len(inbox_id) <= 64:
         inbox = await state.inboxes.load(inbox_id)
@@ -29,28 +141,43 @@ async def handle_webhook(request: web.Request) -> web.Response:
     body = await request.read()
     webhook = WebhookRequest(
         method=request.method,
-        path_qs=request.path_qs,
+        path_qs=request.raw_path,
         content_type=request.content_type,
         headers=request.headers,
         body=body,
+        url=public_url(state, request),
     )
-    messages = await adapter.parse_webhook(webhook, inbox)
-    cid = correlation_id.get()
-    submit = state.hub.ingest.submit
-    if len(messages) == 1:
-        results = [await submit(IngestRequest(inbox, messages[0], cid))]
-    else:
-        results = await asyncio.gather(*(submit(IngestRequest(inbox, m, cid)) for m in messages))
-    return json_response(
-        {
-            "messages": [
-                {
-                    "id": r.message_id,
-                    "conversation_id": r.conversation_id,
-                    "contact_id": r.contact_id,
-                    "duplicate": r.duplicate,
-                }
-                for r in results
-            ]
-        }
-    )
+    result = await adapter.parse_webhook(webhook, inbox)
+    messages = list(result.messages)
+    if any(m.media for m in messages):
+        messages = await _with_media(state, adapter, inbox, messages)
+    results = await _ingest(state, inbox, messages) if messages else []
+    outcomes = []
+    if result.statuses:
+        outcomes = await in_transaction(
+            state.hub.pool,
+            apply_status_updates,
+            inbox_id=inbox.id,
+            channel=inbox.channel,
+            updates=result.statuses,
+            correlation_id=correlation_id.get(),
+        )
+    if result.reply is not None:
+        reply = result.reply
+        return web.Response(body=reply.body, status=reply.status, content_type=reply.content_type)
+    answer: dict[str, object] = {
+        "messages": [
+            {
+                "id": r.message_id,
+                "conversation_id": r.conversation_id,
+                "contact_id": r.contact_id,
+                "duplicate": r.duplicate,
+            }
+            for r in results
+        ]
+    }
+    if result.statuses:
+        answer["statuses"] = [
+            {"message_id": o.message_id, "status": o.status, "changed": o.changed} for o in outcomes
+        ]
+    return json_response(answer)

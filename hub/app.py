@@ -17,6 +17,7 @@ from hub.actions.setup import ensure_default_account
 from hub.bus import Bus, ConsumerOptions, Subscription
 from hub.bus.memory import MemoryBus
 from hub.config import Config
+from hub.consumers.delivery import Delivery
 from hub.consumers.journal import Journal
 from hub.relay import OutboxRelay
 from hub.secrets import SecretBox, load_secret_box
@@ -118,6 +119,9 @@ class Hub:
         self._realtime.start()
         self._subscriptions += await self._realtime.subscribe(bus, realtime)
         self._trim_task = asyncio.create_task(self._trim_realtime_log(), name="realtime-trim")
+        # agents' replies out through their channels (sends wait on providers: small batches)
+        delivery = ConsumerOptions(max_batch=50, transient=transient)
+        self._subscriptions += await Delivery(self.pool, self.box, config).subscribe(bus, delivery)
         # the relay starts after the consumers, so the in-process bus has its groups
         self.relay = OutboxRelay(self.dsn, bus, poll_interval=config.outbox_poll_ms / 1000)
         self.relay.start()

@@ -142,6 +142,13 @@ SETTINGS: tuple[Setting, ...] = (
         "`X-Forwarded-Proto` are believed (client address for rate limits and the audit log).",
     ),
     Setting(
+        "public_url",
+        "HUB_PUBLIC_URL",
+        "The hub's public base URL as providers call it (`https://hub.example.com`): webhook "
+        "signatures that cover the URL (Twilio) are checked against it, and status callback URLs "
+        "are built from it. Unset: the URL as the gateway received it.",
+    ),
+    Setting(
         "cors_origins",
         "HUB_CORS_ORIGINS",
         "Comma-separated origins allowed to call the REST API from a browser (`*`: any). "
@@ -180,6 +187,7 @@ class Config:
     rate_limit_login: float = 10.0
     trusted_proxies: str = ""
     cors_origins: str = ""
+    public_url: str | None = None
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
@@ -238,6 +246,8 @@ def check(config: Config) -> Config:
         raise ConfigError(
             "role gateway needs REDIS_URL: the workers wake its agent sockets through Redis"
         )
+    if config.public_url is not None and not config.public_url.startswith(("https://", "http://")):
+        raise ConfigError(f"public_url: {config.public_url!r} is not an http(s) URL")
     return config
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from aiohttp.http_exceptions import HttpProcessingError
 
 correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "correlation_id", default=None
@@ -69,10 +70,27 @@ class RepeatFilter(logging.Filter):
         return True
 
 
+class MalformedHttpFilter(logging.Filter):
+    """aiohttp logs a request it cannot even parse (a NUL in a header, a broken request line) as
+    an error with a traceback, though it answers 400 and nothing in the hub ran. Anyone on the
+    internet can send those, so they become one warning line with the reason."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != "aiohttp.server" or not record.exc_info:
+            return True
+        exc = record.exc_info[1]
+        if isinstance(exc, HttpProcessingError) and (exc.code or 400) < 500:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args = "malformed HTTP request refused: %s", (exc.message,)
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def setup_logging(level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(RepeatFilter())
+    handler.addFilter(MalformedHttpFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -30,6 +30,8 @@ async def inbox_list_context(
     )
     counters = await inbox_counters(conn, {r["inbox_id"] for r in rows})
     return {
-        r["id"]: orjson.dumps({"conversation": dict(r), "inbox": counters[r["inbox_id"]]})
+        r["id"]: orjson.dumps(
+            {"conversation": dict(r), "inbox": counters[r["inbox_id"]]}, option=orjson.OPT_UTC_Z
+        )
         for r in rows
     }

@@ -224,6 +224,7 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
                 content=content,
                 private=private,
                 client_id=client_id,
+                enforce_reply_window=True,
             )
         except MessageRefused as exc:
             return _error(exc.code, exc.message)

@@ -526,7 +526,7 @@ def test_every_hub_process_shares_database_secret_and_bus(
         assert svc.config.secret_key, f"{svc.name}: HUB_SECRET_KEY must be given (shared)"
         SecretBox(svc.config.secret_key.encode())  # a Fernet key, passed through unchanged
         written = environment(raw["services"][svc.name], svc.name)
-        for secret in ("HUB_SECRET_KEY", "HUB_BOOTSTRAP_TOKEN"):
+        for secret in ("HUB_SECRET_KEY",):
             if secret in written:
                 assert re.fullmatch(r"\$\{\w+:?[-?][^}]*\}", written[secret] or ""), (
                     f"{svc.name}: {secret} must come from .env (${{{secret}:?...}}), not the file"

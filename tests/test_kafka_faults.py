@@ -25,7 +25,6 @@ from tests.support.processes import free_port, hub_cli, hub_env, start_hub, wait
 from tests.support.redis_server import RedisServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis, pytest.mark.kafka]
-TOKEN = "faults-token"
 
 
 @dataclass
@@ -36,6 +35,7 @@ class Stack:
     logs: dict[str, Path]
     inbox: dict[str, Any]
     db_dsn: str
+    token: str
 
 
 @pytest.fixture
@@ -48,7 +48,6 @@ async def stack(
         "KAFKA_BOOTSTRAP": kafka_server.bootstrap,
         "HUB_KAFKA_PREFIX": f"f-{uuid.uuid4().hex[:8]}.",
         "HUB_SECRET_KEY": Fernet.generate_key().decode(),
-        "HUB_BOOTSTRAP_TOKEN": TOKEN,
         "HUB_OUTBOX_POLL_MS": "100",
     }
     roles = {"gateway": "gateway", "worker-a": "worker", "worker-b": "worker"}
@@ -58,13 +57,14 @@ async def stack(
         for name, role in roles.items()
     }
     inbox = hub_cli(envs["gateway"], "inbox", "create", "--channel", "api", "--name", "F")
+    token = hub_cli(envs["gateway"], "token", "create", "--name", "faults")["token"]
     logs = {name: tmp_path / f"{name}.log" for name in roles}
     procs = {name: start_hub(envs[name], logs[name]) for name in roles}
     async with aiohttp.ClientSession() as session:
         for name in roles:
             await wait_healthy(session, f"http://127.0.0.1:{ports[name]}", procs[name], logs[name])
     bases = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-    yield Stack(bases["gateway"], bases, procs, logs, inbox, db_dsn)
+    yield Stack(bases["gateway"], bases, procs, logs, inbox, db_dsn, token)
     for proc in procs.values():
         if proc.poll() is None:
             proc.terminate()
@@ -124,7 +124,7 @@ async def check_once(stack: Stack, agent: Agent, acked: set[str], within: float)
 
 async def test_sigkill_of_a_worker_moves_its_partitions_and_loses_nothing(stack: Stack) -> None:
     agent = Agent()
-    await agent.connect(stack.gateway, token=TOKEN)
+    await agent.connect(stack.gateway, token=stack.token)
     try:
         acked = await stream(stack, 400, {150: stack.procs["worker-a"].kill})
         assert len(acked) == 400, "the gateway kept acknowledging while a worker died"
@@ -138,7 +138,7 @@ async def test_a_broker_restart_mid_stream_loses_nothing(
     stack: Stack, kafka_server: KafkaServer
 ) -> None:
     agent = Agent()
-    await agent.connect(stack.gateway, token=TOKEN)
+    await agent.connect(stack.gateway, token=stack.token)
     try:
         # the broker is down while messages 100-199 arrive
         acked = await stream(stack, 300, {100: kafka_server.stop, 200: kafka_server.start})

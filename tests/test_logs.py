@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import sys
 
-from hub.logs import RepeatFilter
+from aiohttp.http_exceptions import BadHttpMessage
+
+from hub.logs import MalformedHttpFilter, RepeatFilter
 
 
 def record(name: str, msg: str) -> logging.LogRecord:
@@ -20,3 +23,21 @@ def test_a_library_repeating_itself_is_throttled_and_counted() -> None:
     throttle.filter(record("aiokafka.conn", "a"))
     again = record("aiokafka.conn", "a")
     assert throttle.filter(again) and not hasattr(again, "repeated")
+
+
+def test_unparseable_requests_are_one_warning_without_traceback() -> None:
+    try:
+        raise BadHttpMessage("Invalid header value char")
+    except BadHttpMessage:
+        record = logging.getLogger("aiohttp.server").makeRecord(
+            "aiohttp.server",
+            logging.ERROR,
+            __file__,
+            1,
+            "Error handling request",
+            (),
+            sys.exc_info(),
+        )
+    assert MalformedHttpFilter().filter(record)
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert "Invalid header value char" in record.getMessage()

@@ -25,7 +25,6 @@ async def test_a_gateway_and_a_worker_split_the_work(
         "DATABASE_URL": db_dsn,
         "REDIS_URL": redis_server.url,
         "HUB_SECRET_KEY": Fernet.generate_key().decode(),
-        "HUB_BOOTSTRAP_TOKEN": "roles-token",
     }
     ports = {"gateway": free_port(), "worker": free_port()}
     envs = {
@@ -33,6 +32,7 @@ async def test_a_gateway_and_a_worker_split_the_work(
         for role, port in ports.items()
     }
     inbox = hub_cli(envs["gateway"], "inbox", "create", "--channel", "api", "--name", "S")
+    token = hub_cli(envs["gateway"], "token", "create", "--name", "roles")["token"]
     logs = {role: tmp_path / f"{role}.log" for role in ports}
     procs = {role: start_hub(envs[role], logs[role]) for role in ports}
     base = {role: f"http://127.0.0.1:{port}" for role, port in ports.items()}
@@ -45,7 +45,7 @@ async def test_a_gateway_and_a_worker_split_the_work(
                     checks = (await response.json())["checks"]
                     assert checks["role"] == role
                     assert ("bus" in checks) == (role == "worker")
-            await agent.connect(base["gateway"], token="roles-token")
+            await agent.connect(base["gateway"], token=token)
             body = api_body("role-1", text="ආයුබෝවන්")
             headers = signed_headers(inbox["signing_secret"], body)
             url = f"/webhooks/api/{inbox['id']}"

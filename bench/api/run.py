@@ -261,9 +261,9 @@ def main() -> None:
             proc.wait(timeout=60)
         stop_embedded_postgres(work / "pg")
     noop, auth_noop, listed = rows
-    cpu_overhead = (
-        auth_noop["hub_cpu_ms_per_request"] - noop["hub_cpu_ms_per_request"]
-    ) / listed["hub_cpu_ms_per_request"]
+    cpu_overhead = (auth_noop["hub_cpu_ms_per_request"] - noop["hub_cpu_ms_per_request"]) / listed[
+        "hub_cpu_ms_per_request"
+    ]
     latency_overhead = (auth_noop["p50_ms"] - noop["p50_ms"]) / listed["p50_ms"]
     summary = {
         "date": time.strftime("%Y-%m-%d"),

@@ -17,6 +17,7 @@ from gateway.routes import (
     inboxes,
     labels,
     profile,
+    sms,
     teams,
     users,
 )
@@ -30,6 +31,7 @@ ALL_ROUTES: list[Route] = [
     *inboxes.ROUTES,
     *conversations.ROUTES,
     *contacts.ROUTES,
+    *sms.ROUTES,
     *labels.ROUTES,
     *canned.ROUTES,
     *audit.ROUTES,

@@ -347,6 +347,27 @@ async def _insert_messages(
     # the advisory lock); it aborts the batch, which the group committer runs again and then
     # finds the stored message.
     await conn.copy_records_to_table("messages", records=records, columns=MESSAGE_COLUMNS)
+    # files the channel fetched from the provider: served once their message exists
+    files = [
+        (f.key, requests[i].inbox.account_id, message_ids[n], f.filename, f.content_type,
+         f.size, f.sha256)
+        for n, i in enumerate(fresh)
+        for f in requests[i].message.files
+    ]  # fmt: skip
+    if files:
+        await conn.copy_records_to_table(
+            "media",
+            records=files,
+            columns=(
+                "key",
+                "account_id",
+                "message_id",
+                "filename",
+                "content_type",
+                "size",
+                "sha256",
+            ),
+        )
 
 
 def _events(

@@ -2,13 +2,22 @@
 private note (never delivered, ``sent`` once stored). One action for REST and sockets alike.
 
 Idempotent on the client's ``client_id``: sending the same key again returns the stored message.
+
+A reply may be a provider-held template (``template``, on channels with the ``templates``
+capability). On channels with a reply window (WhatsApp: 24 hours after the contact's last message)
+only templates go out once the window has closed; the channel refuses anything else at send time,
+and ``enforce_reply_window`` refuses it here already, before anything is stored.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
+from datetime import UTC, datetime
 
-from hub.events import Actor, ActorKind, MessageCreated, MessageStatus, make_event
+from channels._base import Capability, Template
+from channels.registry import get_channel
+from hub.events import Actor, ActorKind, Attachment, MessageCreated, MessageStatus, make_event
 from hub.ids import new_id
 from hub.store.db import Conn
 from hub.store.outbox import append_events
@@ -44,6 +53,86 @@ async def conversation_inbox(
     return inbox_id
 
 
+async def last_inbound_at(conn: Conn, inbox_id: str, contact_id: str) -> datetime | None:
+    """When the contact last wrote in the inbox (in any of its conversations there): the start of
+    a reply window. The provider's timestamp counts when it is earlier than the hub's receipt (a
+    webhook delivered late), never when it is later (a clock that runs ahead)."""
+    found: datetime | None = await conn.fetchval(
+        """SELECT max(l.at)
+             FROM conversations c
+            CROSS JOIN LATERAL (
+                  SELECT least(m.sent_at, m.created_at) AS at FROM messages m
+                   WHERE m.conversation_id = c.id AND m.direction = 'inbound'
+                   ORDER BY m.id DESC LIMIT 1) l
+            WHERE c.inbox_id = $1 AND c.contact_id = $2""",
+        inbox_id,
+        contact_id,
+    )
+    return found
+
+
+async def _check_channel(
+    conn: Conn,
+    inbox_id: str,
+    conversation_id: str,
+    *,
+    template: Template | None,
+    window: bool,
+) -> None:
+    """Templates only where the channel has them; free text only inside an open reply window."""
+    row = await conn.fetchrow(
+        """SELECT i.channel, c.contact_id FROM conversations c JOIN inboxes i ON i.id = c.inbox_id
+            WHERE c.id = $1""",
+        conversation_id,
+    )
+    adapter = get_channel(row["channel"]) if row is not None else None
+    if row is None or adapter is None:
+        return
+    manifest = adapter.manifest
+    if template is not None:
+        if Capability.TEMPLATES not in manifest.capabilities:
+            raise MessageRefused(
+                "templates_not_supported", f"{manifest.name} inboxes cannot send templates"
+            )
+        return
+    if not window or manifest.reply_window is None:
+        return
+    last = await last_inbound_at(conn, inbox_id, row["contact_id"])
+    if last is None or last <= datetime.now(UTC) - manifest.reply_window:
+        hours = round(manifest.reply_window.total_seconds() / 3600)
+        raise MessageRefused(
+            "window_closed",
+            f"more than {hours} hours have passed since the customer's last message: "
+            "only a template can be sent until they write again",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class NewAttachment:
+    """A file already in the media store (``hub.media``), to attach to the new message."""
+
+    key: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+
+    @property
+    def url(self) -> str:
+        return f"/api/v1/media/{self.key}"
+
+    def stored(self) -> dict[str, str | int]:
+        """As ``messages.attachments`` keeps it."""
+        return {
+            "id": self.key,
+            "key": self.key,
+            "filename": self.filename,
+            "content_type": self.content_type,
+            "size": self.size,
+            "url": self.url,
+        }
+
+
 @dataclasses.dataclass(frozen=True)
 class AgentMessage:
     id: str
@@ -64,12 +153,26 @@ async def create_agent_message(
     client_id: str | None,
     correlation_id: str | None = None,
     inboxes: frozenset[str] | None = None,
+    attachments: Sequence[NewAttachment] = (),
+    template: Template | None = None,
+    enforce_reply_window: bool = False,
 ) -> AgentMessage:
-    """Run inside a transaction; :class:`MessageRefused` for anything the caller got wrong."""
-    if not content.strip():
+    """Run inside a transaction; :class:`MessageRefused` for anything the caller got wrong.
+    ``content`` may be empty when files are attached or a ``template`` is sent (its preview is
+    then the content); the files' ``media`` rows are written here."""
+    if not content.strip() and not attachments and template is None:
         raise MessageRefused("empty_message", "content must not be empty")
     if len(content) > MAX_CONTENT:
         raise MessageRefused("content_too_long", f"content is longer than {MAX_CONTENT}")
+    if template is not None:
+        if private:
+            raise MessageRefused("invalid_template", "a private note cannot be a template")
+        if attachments:
+            raise MessageRefused("invalid_template", "a template message carries no files")
+        try:
+            template.check()
+        except ValueError as exc:
+            raise MessageRefused("invalid_template", str(exc)) from exc
     inbox_id = await conversation_inbox(
         conn, account_id, conversation_id, inboxes=inboxes, lock=True
     )
@@ -88,22 +191,44 @@ async def create_agent_message(
                 existing["private"],
                 duplicate=True,
             )
+    if template is not None or (enforce_reply_window and not private):
+        await _check_channel(
+            conn, inbox_id, conversation_id, template=template, window=enforce_reply_window
+        )
     status = MessageStatus.SENT if private else MessageStatus.QUEUED
     message_id = new_id()
+    text = content if content.strip() else None
+    if template is not None and text is None:
+        text = template.preview()
+    content_type = "template" if template is not None else "text"
     await conn.execute(
         """INSERT INTO messages (id, account_id, conversation_id, inbox_id, direction, private,
-                                 sender_type, sender_id, content, status, client_message_id)
-           VALUES ($1, $2, $3, $4, 'outbound', $5, 'agent', $6, $7, $8, $9)""",
+                                 sender_type, sender_id, content, status, client_message_id,
+                                 attachments, content_type, template)
+           VALUES ($1, $2, $3, $4, 'outbound', $5, 'agent', $6, $7, $8, $9, $10, $11, $12)""",
         message_id,
         account_id,
         conversation_id,
         inbox_id,
         private,
         agent_id,
-        content,
+        text,
         status.value,
         client_id,
+        [a.stored() for a in attachments],
+        content_type,
+        template.stored() if template is not None else None,
     )
+    if attachments:
+        await conn.executemany(
+            """INSERT INTO media (key, account_id, message_id, filename, content_type, size,
+                                  sha256)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+            [
+                (a.key, account_id, message_id, a.filename, a.content_type, a.size, a.sha256)
+                for a in attachments
+            ],
+        )
     await conn.execute(
         """UPDATE conversations SET messages_count = messages_count + 1,
                   last_activity_at = now(), updated_at = now()
@@ -115,8 +240,13 @@ async def create_agent_message(
             message_id=message_id,
             inbox_id=inbox_id,
             sender_id=agent_id,
-            content=content,
+            content=text,
             private=private,
+            content_type=content_type,
+            attachments=tuple(
+                Attachment(url=a.url, content_type=a.content_type, filename=a.filename, size=a.size)
+                for a in attachments
+            ),
             status=status,
         ),
         account_id=account_id,

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import base64
-from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 import asyncpg
 import orjson
@@ -61,10 +60,63 @@ CONVERSATION_COLUMNS = """c.id, c.inbox_id, c.contact_id, ct.name AS contact_nam
     c.assignee_id, c.team_id, c.labels, c.priority, c.snoozed_until, c.messages_count,
     c.last_message_at, c.last_activity_at, c.created_at"""
 
+# the contact's messages after the agent's read position ($2: the agent)
+_UNREAD = """(SELECT count(*) FROM messages m
+               WHERE m.conversation_id = c.id AND m.direction = 'inbound'
+                 AND m.id > coalesce((SELECT r.last_read_message_id FROM conversation_reads r
+                                       WHERE r.agent_id = $2 AND r.conversation_id = c.id),
+                                     '')) AS unread_count"""
+
+Sort = Literal["last_activity", "created", "priority"]
+# per sort: the columns it orders by (all descending, then the id) and their kinds in the cursor
+_SORTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "last_activity": (("last_activity_at", "ts"),),
+    "created": (("created_at", "ts"),),
+    "priority": (("priority_rank", "int"), ("last_activity_at", "ts")),
+}
+
 
 async def account_inbox_ids(pool: asyncpg.Pool[Any], account_id: str) -> list[str]:
     rows = await pool.fetch("SELECT id FROM inboxes WHERE account_id = $1 ORDER BY id", account_id)
     return [r["id"] for r in rows]
+
+
+def prefix_bounds(prefix: str) -> tuple[str, str | None]:
+    """``[low, high)`` holding exactly the strings that start with ``prefix`` in bytewise
+    (``text_pattern_ops``, UTF-8) order, where code point order is byte order: the upper bound is
+    the prefix with its last character incremented (``None``: no upper bound)."""
+    head = prefix
+    while head:
+        code = ord(head[-1]) + 1
+        if 0xD800 <= code <= 0xDFFF:  # surrogates are not characters PostgreSQL stores
+            code = 0xE000
+        if code <= 0x10FFFF:
+            return prefix, head[:-1] + chr(code)
+        head = head[:-1]
+    return prefix, None
+
+
+def _cursor_values(cursor: str, sort: str) -> list[Any]:
+    """The sort key and id a cursor holds, checked against the sort it was made for."""
+    keys = _SORTS[sort]
+    values = decode_cursor(cursor, len(keys) + 2)
+    if values[0] != sort or not isinstance(values[-1], str) or "\x00" in values[-1]:
+        raise BadCursor("cursor is not valid for this sort")
+    out: list[Any] = []
+    for (_, kind), value in zip(keys, values[1:-1], strict=True):
+        if kind == "int":
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 4:
+                raise BadCursor("cursor is not valid")
+            out.append(value)
+            continue
+        try:
+            moment = datetime.fromisoformat(value)
+            if moment.tzinfo is None:
+                raise ValueError("no time zone")
+            out.append(moment.astimezone(UTC))  # as the driver would, but here a 400
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise BadCursor("cursor is not valid") from exc
+    return [*out, values[-1]]
 
 
 async def list_conversations(
@@ -73,52 +125,94 @@ async def list_conversations(
     *,
     agent_id: str,
     inboxes: frozenset[str] | None,
-    status: str | None,
-    inbox_id: str | None,
+    status: str | None = None,
+    inbox_id: str | None = None,
     limit: int,
     cursor: str | None,
+    assignee_id: str | None = None,
+    team_id: str | None = None,
+    label: str | None = None,
+    priority: str | None = None,
+    unassigned: bool = False,
+    mine: bool = False,
+    name_prefix: str | None = None,
+    sort: Sort = "last_activity",
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest activity first; the cursor is the (last_activity_at, id) of the last row served.
-    ``unread_count``: the contact's messages after ``agent_id``'s read position."""
-    after_ts: datetime | None = None
-    after_id: str | None = None
+    """One page in ``sort`` order (descending, then by id); the cursor is the sort key and id of
+    the last row served. ``unread_count``: the contact's messages after ``agent_id``'s read
+    position. The SQL holds only the filters asked for, so each combination gets a plan that
+    uses the index for its filter and order."""
+    keys = _SORTS[sort]
+    args: list[Any] = [account_id, agent_id]
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    where = ["c.account_id = $1"]
+    if inboxes is not None:
+        where.append(f"c.inbox_id = ANY({arg(sorted(inboxes))}::text[])")
+    if status is not None:
+        where.append(f"c.status = {arg(status)}")
+    if inbox_id is not None:
+        where.append(f"c.inbox_id = {arg(inbox_id)}")
+    if assignee_id is not None:
+        where.append(f"c.assignee_id = {arg(assignee_id)}")
+    if mine:
+        where.append(f"c.assignee_id = {arg(agent_id)}")
+    if unassigned:
+        where.append("c.assignee_id IS NULL")
+    if team_id is not None:
+        where.append(f"c.team_id = {arg(team_id)}")
+    if label is not None:
+        where.append(f"c.labels @> ARRAY[{arg(label)}::text]")
+    if priority is not None:
+        where.append(f"c.priority = {arg(priority)}")
+    if name_prefix is not None:
+        lowered: str = await pool.fetchval("SELECT lower($1::text)", name_prefix)
+        low, high = prefix_bounds(lowered)
+        where.append(f"lower(ct.name) ~>=~ {arg(low)}")
+        if high is not None:
+            where.append(f"lower(ct.name) ~<~ {arg(high)}")
     if cursor:
-        ts, after_id = decode_cursor(cursor, 2)
-        try:
-            after_ts = datetime.fromisoformat(ts)
-        except (TypeError, ValueError) as exc:
-            raise BadCursor("cursor is not valid") from exc
+        values = _cursor_values(cursor, sort)
+        columns = ", ".join(f"c.{name}" for name, _ in keys)
+        bounds = ", ".join(arg(v) for v in values)
+        where.append(f"({columns}, c.id) < ({bounds})")
+    order = ", ".join(f"c.{name} DESC" for name, _ in keys)
     rows = await pool.fetch(
-        f"""SELECT {CONVERSATION_COLUMNS},
-                   (SELECT count(*) FROM messages m
-                     WHERE m.conversation_id = c.id AND m.direction = 'inbound'
-                       AND m.id > coalesce((SELECT r.last_read_message_id
-                                              FROM conversation_reads r
-                                             WHERE r.agent_id = $7 AND r.conversation_id = c.id),
-                                           '')) AS unread_count
+        f"""SELECT {CONVERSATION_COLUMNS}, c.priority_rank, {_UNREAD}
               FROM conversations c JOIN contacts ct ON ct.id = c.contact_id
-             WHERE c.account_id = $1
-               AND ($2::text IS NULL OR c.status = $2)
-               AND ($3::text IS NULL OR c.inbox_id = $3)
-               AND ($4::timestamptz IS NULL OR (c.last_activity_at, c.id) < ($4, $5::text))
-               AND ($8::text[] IS NULL OR c.inbox_id = ANY($8::text[]))
-             ORDER BY c.last_activity_at DESC, c.id DESC
-             LIMIT $6""",
-        account_id,
-        status,
-        inbox_id,
-        after_ts,
-        after_id,
-        limit + 1,
-        agent_id,
-        None if inboxes is None else sorted(inboxes),
+             WHERE {" AND ".join(where)}
+             ORDER BY {order}, c.id DESC
+             LIMIT {arg(limit + 1)}""",
+        *args,
     )
     items = [dict(r) for r in rows[:limit]]
     next_cursor = None
     if len(rows) > limit:
         last = items[-1]
-        next_cursor = encode_cursor([last["last_activity_at"].isoformat(), last["id"]])
+        next_cursor = encode_cursor([sort, *(last[name] for name, _ in keys), last["id"]])
+    for item in items:
+        del item["priority_rank"]
     return items, next_cursor
+
+
+async def get_conversation(
+    conn: Conn | asyncpg.Pool[Any], principal: Principal, conversation_id: str
+) -> dict[str, Any] | None:
+    """One conversation as the list shows it, or ``None`` if the caller may not see it."""
+    row = await conn.fetchrow(
+        f"""SELECT {CONVERSATION_COLUMNS}, {_UNREAD}
+              FROM conversations c JOIN contacts ct ON ct.id = c.contact_id
+             WHERE c.id = $1 AND c.account_id = $3""",
+        conversation_id,
+        principal.agent_id,
+        principal.account_id,
+    )
+    if row is None or not principal.sees(row["inbox_id"]):
+        return None
+    return dict(row)
 
 
 async def conversation_exists(
@@ -143,6 +237,8 @@ async def list_messages(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Oldest first (timeline order); the cursor is the id of the last message served."""
     after_id = decode_cursor(cursor, 1)[0] if cursor else None
+    if after_id is not None and (not isinstance(after_id, str) or "\x00" in after_id):
+        raise BadCursor("cursor is not valid")
     rows = await pool.fetch(
         """SELECT id, conversation_id, inbox_id, direction, private, sender_type, sender_id,
                   content, content_type, attachments, provider_message_id, status, error_code,
@@ -165,14 +261,25 @@ async def list_messages(
 async def inbox_counters(
     conn: Conn | asyncpg.Pool[Any], inbox_ids: Iterable[str]
 ) -> dict[str, Any]:
-    """Unresolved conversations per inbox by status, and open ones unassigned and per assignee."""
+    """Unresolved conversations per inbox by status, and open ones unassigned and per assignee.
+    Read from ``conversation_counts``, which triggers keep in step with ``conversations`` (a
+    count over the conversations themselves costs milliseconds per request at 100,000)."""
     inboxes = sorted(set(inbox_ids))
     if not inboxes:
         return {}
-    counts = await conn.fetch(
-        """SELECT inbox_id, status, assignee_id, count(*) AS n FROM conversations
-            WHERE inbox_id = ANY($1::text[]) AND status <> 'resolved'
-            GROUP BY inbox_id, status, assignee_id""",
+    rows = await conn.fetch(
+        """SELECT inbox_id,
+                  coalesce(sum(n) FILTER (WHERE status = 'open'), 0)::bigint AS open,
+                  coalesce(sum(n) FILTER (WHERE status = 'pending'), 0)::bigint AS pending,
+                  coalesce(sum(n) FILTER (WHERE status = 'snoozed'), 0)::bigint AS snoozed,
+                  coalesce(sum(n) FILTER (WHERE status = 'open' AND assignee_id = ''), 0)::bigint
+                      AS unassigned,
+                  coalesce(jsonb_object_agg(assignee_id, n)
+                               FILTER (WHERE status = 'open' AND assignee_id <> ''),
+                           '{}') AS assigned
+             FROM conversation_counts
+            WHERE inbox_id = ANY($1::text[]) AND n <> 0
+            GROUP BY inbox_id""",
         inboxes,
     )
     counters: dict[str, dict[str, Any]] = {
@@ -182,16 +289,73 @@ async def inbox_counters(
             "pending": 0,
             "snoozed": 0,
             "unassigned": 0,
-            "assigned": defaultdict(int),
+            "assigned": {},
         }
         for inbox in inboxes
     }
-    for c in counts:
-        entry = counters[c["inbox_id"]]
-        entry[c["status"]] += c["n"]
-        if c["status"] == "open":
-            if c["assignee_id"] is None:
-                entry["unassigned"] += c["n"]
-            else:
-                entry["assigned"][c["assignee_id"]] += c["n"]
+    for row in rows:
+        counters[row["inbox_id"]] = dict(row)
     return counters
+
+
+CONTACT_COLUMNS = """c.id, c.name, c.attributes, c.created_at, c.updated_at,
+    coalesce((SELECT jsonb_agg(jsonb_build_object('channel', i.channel, 'address', i.address)
+                               ORDER BY i.channel, i.address)
+                FROM contact_identities i WHERE i.contact_id = c.id), '[]'::jsonb) AS identities"""
+
+
+async def list_contacts(
+    pool: asyncpg.Pool[Any],
+    account_id: str,
+    *,
+    search: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Newest first; ``search`` matches a name prefix or an address prefix (an exact address
+    too), case-insensitively. Contacts merged into another one are left out."""
+    after_id = decode_cursor(cursor, 1)[0] if cursor else None
+    if after_id is not None and (not isinstance(after_id, str) or "\x00" in after_id):
+        raise BadCursor("cursor is not valid")
+    args: list[Any] = [account_id, limit + 1]
+    where = ["c.account_id = $1", "c.merged_into IS NULL"]
+    if after_id is not None:
+        args.append(after_id)
+        where.append(f"c.id < ${len(args)}")
+    if search is not None:
+        lowered: str = await pool.fetchval("SELECT lower($1::text)", search)
+        low, high = prefix_bounds(lowered)
+        args.append(low)
+        name = [f"lower(n.name) ~>=~ ${len(args)}"]
+        address = [f"lower(i.address) ~>=~ ${len(args)}"]
+        if high is not None:
+            args.append(high)
+            name.append(f"lower(n.name) ~<~ ${len(args)}")
+            address.append(f"lower(i.address) ~<~ ${len(args)}")
+        where.append(
+            f"""c.id IN (SELECT n.id FROM contacts n
+                          WHERE n.account_id = $1 AND {" AND ".join(name)}
+                         UNION
+                         SELECT i.contact_id FROM contact_identities i
+                          WHERE i.account_id = $1 AND {" AND ".join(address)})"""
+        )
+    rows = await pool.fetch(
+        f"""SELECT {CONTACT_COLUMNS} FROM contacts c
+             WHERE {" AND ".join(where)}
+             ORDER BY c.id DESC LIMIT $2""",
+        *args,
+    )
+    items = [dict(r) for r in rows[:limit]]
+    next_cursor = encode_cursor([items[-1]["id"]]) if len(rows) > limit else None
+    return items, next_cursor
+
+
+async def get_contact(
+    conn: Conn | asyncpg.Pool[Any], account_id: str, contact_id: str
+) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        f"SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.id = $1 AND c.account_id = $2",
+        contact_id,
+        account_id,
+    )
+    return None if row is None else dict(row)

@@ -11,6 +11,7 @@ expiry, "revoked" one whose session was revoked.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import AsyncIterator
 from typing import Any
 
 from gateway.state import STATE
@@ -18,6 +19,7 @@ from hub.actions.setup import create_api_token, create_inbox
 from hub.app import Hub
 from hub.auth.access import AccessTokens
 from hub.ids import new_id
+from hub.media import media_store
 
 PRINCIPALS = (
     "admin",
@@ -42,8 +44,8 @@ class World:
 
     def path_values(self, principal: str) -> dict[str, str]:
         values = dict(self.ids)
-        if principal in self.own_tokens:
-            values["token_id"] = self.own_tokens[principal]
+        # callers without a user of their own aim at the administrator's token
+        values["token_id"] = self.own_tokens.get(principal, self.own_tokens["admin"])
         return values
 
 
@@ -108,6 +110,39 @@ async def _conversation(conn: Any, account_id: str, inbox_id: str, name: str) ->
         inbox_id,
     )
     return contact_id, conversation_id
+
+
+async def _stored_file(
+    hub: Hub, conn: Any, account_id: str, conversation_id: str, inbox_id: str
+) -> str:
+    """A file attached to a note in ``conversation_id``: its media key."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"%PDF-1.4 invoice"
+
+    stored = await media_store(hub.config.data_dir).put(
+        account_id, "invoice.pdf", "application/pdf", chunks()
+    )
+    message_id = new_id()
+    await conn.execute(
+        """INSERT INTO messages (id, account_id, conversation_id, inbox_id, direction, private,
+                                 sender_type, content, status)
+           VALUES ($1, $2, $3, $4, 'outbound', true, 'agent', 'invoice', 'sent')""",
+        message_id,
+        account_id,
+        conversation_id,
+        inbox_id,
+    )
+    await conn.execute(
+        """INSERT INTO media (key, account_id, message_id, filename, content_type, size, sha256)
+           VALUES ($1, $2, $3, 'invoice.pdf', 'application/pdf', $4, $5)""",
+        stored.key,
+        account_id,
+        message_id,
+        stored.size,
+        stored.sha256,
+    )
+    return stored.key
 
 
 async def build_world(hub: Hub, app_state_owner: Any) -> World:
@@ -185,6 +220,7 @@ async def build_world(hub: Hub, app_state_owner: Any) -> World:
             one,
         )
         ids.update(label_id=label, canned_id=canned)
+        ids["key"] = await _stored_file(hub, conn, one, conversation_a, inbox_a.id)
         del contact_x, conversation_x
         rows = await conn.fetch(
             """SELECT id FROM inboxes WHERE account_id = $1 UNION ALL

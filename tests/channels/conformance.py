@@ -1,0 +1,266 @@
+"""The channel conformance suite: every channel must pass it.
+
+A channel's test module subclasses :class:`ChannelConformance` and provides the ``harness``
+fixture: a :class:`Harness` that creates an inbox of the channel (pointed at the provider mock)
+and builds requests as the provider sends them — correctly signed, forged, and malformed — plus
+the provider's failure answers. The suite then checks, through the real gateway and the real
+delivery consumer:
+
+- forged or missing signatures are refused (403) and nothing is stored;
+- malformed bodies get a 4xx JSON error and nothing is stored, never a 5xx;
+- the same provider message delivered twice makes one message;
+- every status the provider documents maps to exactly one of ours, and status reports move a
+  message forward only (duplicates and late reports change nothing);
+- outbound failures are retried, then the reply is marked failed with the provider's error code,
+  visible on the message and in its ``message.status_changed`` event; a permanent refusal is not
+  retried.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient
+
+from channels._base import Manifest
+from hub.app import Hub
+from hub.events import MessageStatus
+from tests.channels.conftest import RETRY
+from tests.conftest import ADMIN_TOKEN
+from tests.support.provider_mock import Failure, ProviderMock
+
+pytestmark = pytest.mark.postgres
+Client = TestClient[Any, Any]
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+TABLES = ("messages", "contacts", "conversations", "outbox", "media")
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """A webhook request as the provider would send it."""
+
+    path: str
+    body: bytes
+    headers: dict[str, str]
+    method: str = "POST"
+
+
+class Harness(abc.ABC):
+    manifest: Manifest
+    #: every delivery status the provider documents
+    provider_statuses: Sequence[str]
+    #: the provider mock's operation that a send calls
+    send_operation: str
+    #: the provider's answer to a transient failure, and the error code it must leave
+    transient_failure: Failure
+    transient_code: str
+    #: a permanent refusal, and its code
+    permanent_failure: Failure
+    permanent_code: str
+    #: the provider's statuses for "delivered" and "sent"
+    delivered_status: str
+    sent_status: str
+
+    inbox_id: str = ""
+
+    @abc.abstractmethod
+    async def create_inbox(self, hub: Hub, mock: ProviderMock) -> str: ...
+
+    @abc.abstractmethod
+    def inbound(self, provider_message_id: str, text: str = "hello") -> Request: ...
+
+    @abc.abstractmethod
+    def forged(self, provider_message_id: str) -> list[tuple[str, Request]]:
+        """Requests whose signature is missing, wrong, or for other content."""
+
+    @abc.abstractmethod
+    def malformed(self) -> list[tuple[str, Request]]:
+        """Requests (signed where a signature can be made) with bodies the channel must refuse."""
+
+    @abc.abstractmethod
+    def status(self, provider_message_id: str, provider_status: str) -> Request: ...
+
+
+async def send(client: Client, request: Request) -> Any:
+    return await client.request(
+        request.method, request.path, data=request.body, headers=request.headers
+    )
+
+
+async def count(hub: Hub, table: str) -> int:
+    found: int = await hub.pool.fetchval(f"SELECT count(*) FROM {table}")
+    return found
+
+
+async def wait_for_status(
+    hub: Hub, message_id: str, *statuses: str, within: float = 20.0
+) -> dict[str, Any]:
+    async with asyncio.timeout(within):
+        while True:
+            row = await hub.pool.fetchrow(
+                """SELECT status, provider_message_id, error_code, error_message
+                     FROM messages WHERE id = $1""",
+                message_id,
+            )
+            if row is not None and row["status"] in statuses:
+                return dict(row)
+            await asyncio.sleep(0.02)
+
+
+async def status_events(hub: Hub, message_id: str, within: float = 10.0) -> list[dict[str, Any]]:
+    """The message's ``message.status_changed`` events, once the journal has the latest."""
+    await asyncio.sleep(0)
+    status = await hub.pool.fetchval("SELECT status FROM messages WHERE id = $1", message_id)
+    async with asyncio.timeout(within):
+        while True:
+            rows = await hub.pool.fetch(
+                """SELECT event FROM event_log
+                    WHERE type = 'message.status_changed'
+                      AND event->'payload'->>'message_id' = $1
+                    ORDER BY id""",
+                message_id,
+            )
+            events = [orjson.loads(r["event"]) for r in rows]
+            if events and events[-1]["payload"]["status"] == status:
+                return events
+            await asyncio.sleep(0.02)
+
+
+class ChannelConformance:
+    @pytest.fixture
+    def harness(self) -> Harness:
+        raise NotImplementedError("channel test modules override this fixture")
+
+    @pytest.fixture
+    async def ready(self, hub: Hub, mock: ProviderMock, harness: Harness) -> Harness:
+        harness.inbox_id = await harness.create_inbox(hub, mock)
+        return harness
+
+    async def _reply(self, client: Client, hub: Hub, ready: Harness, pmid: str) -> str:
+        """A contact writes, an agent replies; the reply's id."""
+        inbound = await send(client, ready.inbound(pmid))
+        assert inbound.status == 200, await inbound.text()
+        conversation_id = await hub.pool.fetchval(
+            "SELECT conversation_id FROM messages WHERE provider_message_id = $1", pmid
+        )
+        reply = await client.post(
+            f"/api/v1/conversations/{conversation_id}/messages",
+            json={"content": "Your order ships today"},
+            headers=AUTH,
+        )
+        assert reply.status == 201, await reply.text()
+        message_id: str = (await reply.json())["id"]
+        return message_id
+
+    async def test_forged_or_missing_signatures_are_refused_and_nothing_is_stored(
+        self, client: Client, hub: Hub, ready: Harness
+    ) -> None:
+        cases = ready.forged("forged-1")
+        assert cases, "a channel must offer forged requests"
+        for name, request in cases:
+            response = await send(client, request)
+            assert response.status == 403, (name, await response.text())
+            error = (await response.json())["error"]
+            assert error["code"] and error["message"], name
+        for table in TABLES:
+            assert await count(hub, table) == 0, table
+
+    async def test_malformed_bodies_get_4xx_json_and_nothing_is_stored(
+        self, client: Client, hub: Hub, ready: Harness
+    ) -> None:
+        cases = ready.malformed()
+        assert cases, "a channel must offer malformed requests"
+        for name, request in cases:
+            response = await send(client, request)
+            assert 400 <= response.status < 500, (name, response.status, await response.text())
+            assert response.content_type == "application/json", name
+            error = (await response.json())["error"]
+            assert error["code"] and error["message"], name
+        for table in TABLES:
+            assert await count(hub, table) == 0, table
+
+    async def test_the_same_provider_message_twice_makes_one_message(
+        self, client: Client, hub: Hub, ready: Harness
+    ) -> None:
+        request = ready.inbound("dup-1", "once only")
+        for _ in range(2):
+            response = await send(client, request)
+            assert response.status == 200, await response.text()
+        assert await count(hub, "messages") == 1
+        assert await count(hub, "contacts") == 1
+        assert await count(hub, "conversations") == 1
+
+    async def test_every_provider_status_maps_to_exactly_one_of_ours(
+        self, client: Client, hub: Hub, ready: Harness
+    ) -> None:
+        mapping = ready.manifest.statuses
+        assert set(mapping) == set(ready.provider_statuses)
+        for provider_status in ready.provider_statuses:
+            assert isinstance(ready.manifest.status_for(provider_status), MessageStatus)
+        # reports about messages the hub does not know are accepted (and kept for later)
+        for n, provider_status in enumerate(ready.provider_statuses):
+            if mapping[provider_status] == MessageStatus.RECEIVED:
+                continue
+            response = await send(client, ready.status(f"unknown-{n}", provider_status))
+            assert response.status == 200, (provider_status, await response.text())
+        assert await count(hub, "messages") == 0
+        unknown = await send(client, ready.status("unknown-x", "no-such-status"))
+        assert unknown.status == 422, await unknown.text()
+
+    async def test_outbound_failures_are_retried_then_marked_failed_with_the_provider_code(
+        self, client: Client, hub: Hub, mock: ProviderMock, ready: Harness
+    ) -> None:
+        mock.fail_always(ready.send_operation, ready.transient_failure)
+        message_id = await self._reply(client, hub, ready, "in-retry")
+        row = await wait_for_status(hub, message_id, "failed")
+        assert row["error_code"] == ready.transient_code
+        assert row["error_message"]
+        assert len(mock.of(ready.send_operation)) == RETRY.attempts
+        events = await status_events(hub, message_id)
+        assert [e["payload"]["status"] for e in events] == ["failed"]
+        assert events[-1]["payload"]["error_code"] == ready.transient_code
+        assert events[-1]["payload"]["previous_status"] == "queued"
+        # visible to the agent over the REST API
+        page = await client.get(
+            f"/api/v1/conversations/{events[-1]['conversation_id']}/messages", headers=AUTH
+        )
+        shown = {m["id"]: m for m in (await page.json())["data"]}[message_id]
+        assert shown["status"] == "failed" and shown["error_code"] == ready.transient_code
+
+    async def test_a_permanent_refusal_is_not_retried(
+        self, client: Client, hub: Hub, mock: ProviderMock, ready: Harness
+    ) -> None:
+        mock.fail_next(ready.send_operation, 1, ready.permanent_failure)
+        message_id = await self._reply(client, hub, ready, "in-permanent")
+        row = await wait_for_status(hub, message_id, "failed")
+        assert row["error_code"] == ready.permanent_code
+        await asyncio.sleep(0.2)
+        assert len(mock.of(ready.send_operation)) == 1
+
+    async def test_transient_failures_then_success_and_status_reports_move_forward_only(
+        self, client: Client, hub: Hub, mock: ProviderMock, ready: Harness
+    ) -> None:
+        mock.fail_next(ready.send_operation, RETRY.attempts - 1, ready.transient_failure)
+        message_id = await self._reply(client, hub, ready, "in-ok")
+        row = await wait_for_status(hub, message_id, "sent")
+        assert row["provider_message_id"] and row["error_code"] is None
+        assert len(mock.of(ready.send_operation)) == RETRY.attempts
+        pmid = row["provider_message_id"]
+        delivered = ready.status(pmid, ready.delivered_status)
+        for _ in range(2):  # a repeated report is a no-op
+            response = await send(client, delivered)
+            assert response.status == 200, await response.text()
+        late = await send(client, ready.status(pmid, ready.sent_status))  # never backwards
+        assert late.status == 200
+        row = await wait_for_status(hub, message_id, "delivered")
+        events = await status_events(hub, message_id)
+        assert [e["payload"]["status"] for e in events] == ["sent", "delivered"]
+        assert await hub.pool.fetchval("SELECT status FROM messages WHERE id = $1", message_id) == (
+            "delivered"
+        )

@@ -1,0 +1,56 @@
+"""Fixtures of the channel tests: a hub that knows its public URL, quick outbound retries, the
+provider mock, and a real HTTP server for agent sockets."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from channels._base.outbound import RetryPolicy
+from hub.app import Hub
+from hub.config import Config
+from hub.consumers import delivery
+from tests.support.provider_mock import ApiEndpoint, ProviderMock, TwilioApi
+
+PUBLIC_URL = "https://hub.example.test"
+RETRY = RetryPolicy(attempts=3, initial=0.01, maximum=0.05, max_retry_after=0.05)
+
+
+@pytest.fixture
+def hub_config(db_dsn: str, tmp_path: Path) -> Config:
+    return Config(
+        database_url=db_dsn,
+        data_dir=tmp_path / "data",
+        access_log=False,
+        outbox_poll_ms=100,
+        max_body_bytes=64 * 1024,
+        public_url=PUBLIC_URL,
+    )
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(delivery, "RETRY", RETRY)
+    yield
+
+
+@pytest.fixture
+async def mock() -> AsyncIterator[ProviderMock]:
+    provider = ProviderMock(TwilioApi(), ApiEndpoint())
+    await provider.start()
+    yield provider
+    await provider.close()
+
+
+@pytest.fixture
+async def server(hub: Hub) -> AsyncIterator[str]:
+    """The base URL (no trailing slash) of the hub's HTTP and Socket.IO server."""
+    from gateway.app import build_app
+
+    test_server = TestServer(build_app(hub))
+    await test_server.start_server()
+    yield str(test_server.make_url("")).rstrip("/")
+    await test_server.close()

@@ -1,0 +1,158 @@
+"""The API channel against the channel conformance suite: replies pushed to the customer's
+``outbound_url`` (signed), delivery reports posted back, and the same inbound checks as before."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+
+from channels._base.signatures import verify_hmac_sha256
+from channels.api.manifest import MANIFEST
+from hub.actions.setup import create_inbox
+from hub.app import Hub
+from tests.channels.conformance import (
+    AUTH,
+    ChannelConformance,
+    Client,
+    Harness,
+    Request,
+    send,
+    wait_for_status,
+)
+from tests.support.api_channel import api_body, signed_headers
+from tests.support.provider_mock import ApiEndpoint, ProviderMock, api_error
+
+pytestmark = pytest.mark.postgres
+
+
+class ApiHarness(Harness):
+    manifest = MANIFEST
+    provider_statuses = ("sent", "delivered", "read", "failed")
+    send_operation = "api.outbound"
+    transient_failure = api_error(503, "unavailable", "try again later", **{"Retry-After": "0"})
+    transient_code = "unavailable"
+    permanent_failure = api_error(422, "invalid_recipient", "no such customer")
+    permanent_code = "invalid_recipient"
+    delivered_status = "delivered"
+    sent_status = "sent"
+    secret = ""
+
+    async def create_inbox(self, hub: Hub, mock: ProviderMock) -> str:
+        async with hub.pool.acquire() as conn:
+            made = await create_inbox(
+                conn,
+                hub.box,
+                account_id=hub.account_id,
+                channel="api",
+                name="Shop",
+                settings={
+                    "outbound_url": mock.url + ApiEndpoint.PATH,
+                    "rate_per_second": 1000,
+                },
+            )
+        self.secret = made.secrets["signing_secret"]
+        return made.id
+
+    @property
+    def path(self) -> str:
+        return f"/webhooks/api/{self.inbox_id}"
+
+    def _signed(self, body: bytes) -> Request:
+        return Request(self.path, body, signed_headers(self.secret, body))
+
+    def inbound(self, provider_message_id: str, text: str = "hello") -> Request:
+        return self._signed(api_body(provider_message_id, text=text))
+
+    def forged(self, provider_message_id: str) -> list[tuple[str, Request]]:
+        body = api_body(provider_message_id)
+        json = {"Content-Type": "application/json"}
+        return [
+            ("missing signature", Request(self.path, body, json)),
+            (
+                "wrong signature",
+                Request(self.path, body, {**json, "X-Hub-Signature-256": "sha256=" + "0" * 64}),
+            ),
+            ("wrong secret", Request(self.path, body, signed_headers("not-the-secret", body))),
+            (
+                "another body's signature",
+                Request(self.path, body, signed_headers(self.secret, api_body("x"))),
+            ),
+        ]
+
+    def malformed(self) -> list[tuple[str, Request]]:
+        wrong_type = api_body("m-1")
+        return [
+            ("malformed JSON", self._signed(b'{"message_id": "x", "contact": ')),
+            ("wrong shape", self._signed(b'{"message_id": 5, "contact": {"identifier": "x"}}')),
+            ("missing message id", self._signed(api_body(None))),
+            ("no text", self._signed(api_body("m-2", text=None))),
+            ("bad status report", self._signed(b'{"statuses": [{"message_id": "x"}]}')),
+            ("NUL in the text", self._signed(api_body("m-3", text="a\u0000b"))),
+            (
+                "text/plain",
+                Request(
+                    self.path,
+                    wrong_type,
+                    {**signed_headers(self.secret, wrong_type), "Content-Type": "text/plain"},
+                ),
+            ),
+        ]
+
+    def status(self, provider_message_id: str, provider_status: str) -> Request:
+        body = orjson.dumps(
+            {"statuses": [{"message_id": provider_message_id, "status": provider_status}]}
+        )
+        return self._signed(body)
+
+
+class TestApiChannelConformance(ChannelConformance):
+    @pytest.fixture
+    def harness(self) -> Harness:
+        return ApiHarness()
+
+
+async def test_replies_reach_the_customer_signed_and_inboxes_without_url_keep_them_queued(
+    client: Client, hub: Hub, mock: ProviderMock
+) -> None:
+    harness = ApiHarness()
+    harness.inbox_id = await harness.create_inbox(hub, mock)
+    assert (await send(client, harness.inbound("in-1"))).status == 200
+    conversation_id = await hub.pool.fetchval("SELECT id FROM conversations")
+    reply = await client.post(
+        f"/api/v1/conversations/{conversation_id}/messages", json={"content": "hi"}, headers=AUTH
+    )
+    message_id = (await reply.json())["id"]
+    row = await wait_for_status(hub, message_id, "sent")
+    assert row["provider_message_id"] == "cust-1"
+    call = mock.of("api.outbound")[0]
+    assert verify_hmac_sha256(harness.secret, call.body, call.headers["X-Hub-Signature-256"])
+    sent = call.json()
+    assert sent["message_id"] == message_id and sent["text"] == "hi"
+    assert sent["contact"] == {"identifier": "+94771234567"}
+
+    # an inbox without an outbound_url: the customer's system reads replies over the API
+    async with hub.pool.acquire() as conn:
+        plain = await create_inbox(
+            conn, hub.box, account_id=hub.account_id, channel="api", name="Plain"
+        )
+    body = api_body("in-2", identifier="someone-else")
+    headers = signed_headers(plain.secrets["signing_secret"], body)
+    assert (
+        await client.post(f"/webhooks/api/{plain.id}", data=body, headers=headers)
+    ).status == 200
+    other = await hub.pool.fetchval("SELECT id FROM conversations WHERE inbox_id = $1", plain.id)
+    kept = await client.post(
+        f"/api/v1/conversations/{other}/messages", json={"content": "stays"}, headers=AUTH
+    )
+    kept_id = (await kept.json())["id"]
+    async with asyncio.timeout(10):  # the delivery consumer has handled (and skipped) it
+        while not await hub.pool.fetchval(
+            """SELECT 1 FROM processed_events p JOIN event_log e ON e.id = p.event_id
+                WHERE p.consumer = 'delivery' AND e.event->'payload'->>'message_id' = $1""",
+            kept_id,
+        ):
+            await asyncio.sleep(0.02)
+    assert await hub.pool.fetchval("SELECT status FROM messages WHERE id = $1", kept_id) == "queued"
+    assert len(mock.of("api.outbound")) == 1
