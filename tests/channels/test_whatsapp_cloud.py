@@ -701,7 +701,26 @@ async def test_free_text_outside_the_window_fails_with_window_closed_and_is_neve
 ) -> None:
     assert (await post(client, inbox, message_webhook(at=time.time() - DAY - 60))).status == 200
     conversation_id = await hub.pool.fetchval("SELECT id FROM conversations")
-    message_id = await reply(client, conversation_id, "Are you still there?")
+    refused = await client.post(
+        f"/api/v1/conversations/{conversation_id}/messages",
+        json={"content": "Are you still there?"},
+        headers=AUTH,
+    )
+    assert refused.status == 422, "REST refuses it up front"
+    assert (await refused.json())["error"]["code"] == "window_closed"
+    # one queued before the window closed (no up-front check) fails at send time
+    agent_id = await hub.pool.fetchval("SELECT id FROM api_tokens LIMIT 1")
+    queued = await in_transaction(
+        hub.pool,
+        create_agent_message,
+        account_id=hub.account_id,
+        agent_id=agent_id,
+        conversation_id=conversation_id,
+        content="Are you still there?",
+        private=False,
+        client_id=None,
+    )
+    message_id = queued.id
     row = await wait_for_status(hub, message_id, "failed")
     assert row["error_code"] == "window_closed"
     assert "only a template" in row["error_message"]
