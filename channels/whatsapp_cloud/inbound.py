@@ -407,14 +407,17 @@ def _message(message: _Message, names: dict[str, str]) -> InboundMessage:
     )
 
 
-def _status(item: _Status) -> StatusUpdate:
+def _status(item: _Status, inbox: InboxContext) -> StatusUpdate | None:
+    """``None`` for a status Meta does not document (yet): it is logged and skipped. Refusing it
+    would refuse the whole delivery, and the messages in it, which Meta would then retry until it
+    gives up — losing them."""
     status = MANIFEST.status_for(item.status)
     if status is None:
-        raise WebhookRejected(
-            422,
-            "unknown_status",
-            f"status must be one of {', '.join(sorted(MANIFEST.statuses))}",
+        log.warning(
+            "WhatsApp status not known to the hub skipped",
+            extra={"inbox_id": inbox.id, "status": item.status[:40]},
         )
+        return None
     code, text = _error_text(item.errors)
     _no_nul(item.id, code, text)
     return StatusUpdate(item.id, status, item.status.lower(), code, text)
@@ -450,7 +453,7 @@ def parse_delivery(body: bytes, inbox: InboxContext) -> WebhookResult:
                 if contact.wa_id and contact.profile is not None and contact.profile.name
             }
             messages += [_message(m, names) for m in value.messages]
-            statuses += [_status(s) for s in value.statuses]
+            statuses += [u for s in value.statuses if (u := _status(s, inbox)) is not None]
     return WebhookResult(messages=messages, statuses=statuses)
 
 

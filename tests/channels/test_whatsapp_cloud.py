@@ -29,6 +29,7 @@ from tests.channels.conformance import (
     ChannelConformance,
     Harness,
     Request,
+    agent_message,
     count,
     status_events,
     wait_for_status,
@@ -80,6 +81,7 @@ async def mock() -> AsyncIterator[ProviderMock]:
 
 class WhatsAppHarness(Harness):
     manifest = MANIFEST
+    unknown_status_refused = False  # Meta batches statuses with messages (see inbound._status)
     provider_statuses = ("sent", "delivered", "read", "failed")
     send_operation = "graph.messages"
     transient_failure = SERVER_ERROR
@@ -166,7 +168,6 @@ class WhatsAppHarness(Harness):
             ("a media id that is a path", self._request(bad_media)),
             ("NUL in the text", self._request(message(text={"body": "a\x00b"}))),
             ("an id that is too long", self._request(message(id="wamid." + "x" * 300))),
-            ("unknown status", self._request(status_webhook("wamid.m4", "lost"))),
             ("a form body", Request(path, signed_form.body, {**signed_form.headers, **form})),
             ("GET without the handshake", Request(path, b"", {}, method="GET")),
             (
@@ -213,20 +214,7 @@ async def reply(client: Client, conversation_id: str, content: str) -> str:
 
 async def send_template(hub: Hub, conversation_id: str, template: Template, **options: Any) -> str:
     """An agent's template reply, through the action the REST route and sockets share."""
-    agent_id = await hub.pool.fetchval("SELECT id FROM api_tokens LIMIT 1")
-    sent = await in_transaction(
-        hub.pool,
-        create_agent_message,
-        account_id=hub.account_id,
-        agent_id=agent_id,
-        conversation_id=conversation_id,
-        content="",
-        private=False,
-        client_id=None,
-        template=template,
-        **options,
-    )
-    return sent.id
+    return await agent_message(hub, conversation_id, template=template, **options)
 
 
 # -- the GET handshake ---------------------------------------------------------------------------
@@ -457,6 +445,19 @@ async def test_changes_for_another_number_are_skipped_with_a_200(
     assert response.status == 200
     assert (await response.json())["messages"] == []
     assert await count(hub, "messages") == 0
+
+
+async def test_a_status_meta_adds_later_is_skipped_and_never_costs_the_messages(
+    client: Client, hub: Hub, inbox: str
+) -> None:
+    payload = message_webhook(wamid="wamid.kept")
+    value_of(payload)["statuses"] = value_of(status_webhook("wamid.other", "deleted"))["statuses"]
+    response = await post(client, inbox, payload)
+    assert response.status == 200, await response.text()
+    stored = await hub.pool.fetchval(
+        "SELECT count(*) FROM messages WHERE provider_message_id = 'wamid.kept'"
+    )
+    assert stored == 1
 
 
 async def test_a_failed_status_carries_metas_code_and_details(
@@ -709,18 +710,7 @@ async def test_free_text_outside_the_window_fails_with_window_closed_and_is_neve
     assert refused.status == 422, "REST refuses it up front"
     assert (await refused.json())["error"]["code"] == "window_closed"
     # one queued before the window closed (no up-front check) fails at send time
-    agent_id = await hub.pool.fetchval("SELECT id FROM api_tokens LIMIT 1")
-    queued = await in_transaction(
-        hub.pool,
-        create_agent_message,
-        account_id=hub.account_id,
-        agent_id=agent_id,
-        conversation_id=conversation_id,
-        content="Are you still there?",
-        private=False,
-        client_id=None,
-    )
-    message_id = queued.id
+    message_id = await agent_message(hub, conversation_id, "Are you still there?")
     row = await wait_for_status(hub, message_id, "failed")
     assert row["error_code"] == "window_closed"
     assert "only a template" in row["error_message"]
