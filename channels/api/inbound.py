@@ -38,6 +38,7 @@ from channels._base import (
     WebhookResult,
     verify_hmac_sha256,
 )
+from channels._base.bodies import decode_json, no_nul
 from channels._base.signatures import sign_hmac_sha256
 from channels.api.manifest import MANIFEST, SIGNATURE_HEADER
 from hub.events import Attachment
@@ -94,29 +95,12 @@ _decoder = msgspec.json.Decoder(ApiMessageIn)
 _status_decoder = msgspec.json.Decoder(ApiStatusesIn)
 
 
-def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
-    try:
-        return decoder.decode(body)
-    except msgspec.ValidationError as exc:  # well-formed JSON, wrong shape
-        raise WebhookRejected(422, "invalid_body", str(exc)) from exc
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise WebhookRejected(400, "invalid_json", f"body is not valid UTF-8 JSON: {exc}") from exc
-    except RecursionError as exc:
-        raise WebhookRejected(400, "invalid_json", "JSON is nested too deeply") from exc
-
-
-def _no_nul(*values: str | None) -> None:
-    """PostgreSQL text cannot hold NUL: refused here, not a 500 at insert."""
-    if any(v is not None and "\x00" in v for v in values):
-        raise WebhookRejected(422, "invalid_body", "strings must not contain NUL characters")
-
-
 def parse_body(body: bytes) -> InboundMessage:
     """Parse a verified body; every problem is a :class:`WebhookRejected` with a 4xx status."""
-    data: ApiMessageIn = _decode(_decoder, body)
-    _no_nul(data.message_id, data.text, data.contact.identifier, data.contact.name)
+    data: ApiMessageIn = decode_json(_decoder, body)
+    no_nul(data.message_id, data.text, data.contact.identifier, data.contact.name)
     for a in data.attachments:
-        _no_nul(a.url, a.content_type, a.filename)
+        no_nul(a.url, a.content_type, a.filename)
     if data.message_id is None:
         raise WebhookRejected(
             422, "missing_provider_message_id", "`message_id` is required for idempotency"
@@ -137,10 +121,10 @@ def parse_body(body: bytes) -> InboundMessage:
 
 
 def parse_statuses(body: bytes) -> list[StatusUpdate]:
-    data: ApiStatusesIn = _decode(_status_decoder, body)
+    data: ApiStatusesIn = decode_json(_status_decoder, body)
     updates = []
     for item in data.statuses:
-        _no_nul(item.message_id, item.status, item.error_code, item.error_message)
+        no_nul(item.message_id, item.status, item.error_code, item.error_message)
         status = MANIFEST.status_for(item.status)
         if status is None:
             raise WebhookRejected(

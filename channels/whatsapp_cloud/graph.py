@@ -340,21 +340,31 @@ class GraphSender:
             retry_after = PAIR_RATE_WAIT
         return SendError(code, text, retryable=retryable, retry_after=retry_after)
 
+    async def _post(
+        self,
+        number: str,
+        url: str,
+        data: Any,
+        headers: Mapping[str, str],
+        limit: aiohttp.ClientTimeout,
+    ) -> bytes:
+        """The body of a 200 answer; any other answer, or no answer, is a :class:`SendError`."""
+        try:
+            async with self._http.post(url, data=data, headers=headers, timeout=limit) as response:
+                answer = await response.read()
+                if response.status != 200:
+                    raise self._failure(number, response.status, answer, response.headers)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise SendError("network_error", repr(exc), retryable=True) from exc
+        return answer
+
     async def _post_message(
         self, inbox: InboxContext, token: str, number: str, body: dict[str, Any]
     ) -> SendResult:
         await self._pause(number)
         url = api_url(inbox.settings, number, "messages")
         headers = {**_headers(token), "Content-Type": "application/json"}
-        try:
-            async with self._http.post(
-                url, data=orjson.dumps(body), headers=headers, timeout=SEND_TIMEOUT
-            ) as response:
-                answer = await response.read()
-                if response.status != 200:
-                    raise self._failure(number, response.status, answer, response.headers)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise SendError("network_error", repr(exc), retryable=True) from exc
+        answer = await self._post(number, url, orjson.dumps(body), headers, SEND_TIMEOUT)
         self.backoff.clear(number)
         try:
             sent = msgspec.json.decode(answer, type=_Sent)
@@ -392,14 +402,7 @@ class GraphSender:
         form.add_field("file", payload, filename=file.filename, content_type=file.content_type)
         url = api_url(inbox.settings, number, "media")
         try:
-            async with self._http.post(
-                url, data=form, headers=_headers(token), timeout=UPLOAD_TIMEOUT
-            ) as response:
-                answer = await response.read()
-                if response.status != 200:
-                    raise self._failure(number, response.status, answer, response.headers)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise SendError("network_error", repr(exc), retryable=True) from exc
+            answer = await self._post(number, url, form, _headers(token), UPLOAD_TIMEOUT)
         finally:
             if isinstance(chunks, AsyncGenerator):
                 await chunks.aclose()

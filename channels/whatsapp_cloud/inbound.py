@@ -25,7 +25,7 @@ import logging
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
@@ -42,6 +42,7 @@ from channels._base import (
     WebhookResult,
     verify_hmac_sha256,
 )
+from channels._base.bodies import decode_json, no_nul
 from channels._base.phone import PHONE, to_e164
 from channels.whatsapp_cloud.manifest import MANIFEST
 
@@ -225,23 +226,6 @@ _delivery = msgspec.json.Decoder(_Delivery)
 _value = msgspec.json.Decoder(_Value)
 
 
-def _decode(decoder: msgspec.json.Decoder[Any], body: bytes | msgspec.Raw, where: str) -> Any:
-    try:
-        return decoder.decode(body)
-    except msgspec.ValidationError as exc:  # well-formed JSON, wrong shape
-        raise WebhookRejected(422, "invalid_body", f"{where}: {exc}") from exc
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise WebhookRejected(400, "invalid_json", f"body is not valid UTF-8 JSON: {exc}") from exc
-    except RecursionError as exc:
-        raise WebhookRejected(400, "invalid_json", "JSON is nested too deeply") from exc
-
-
-def _no_nul(*values: str | None) -> None:
-    """PostgreSQL text cannot hold NUL: refused here, not a 500 at insert."""
-    if any(v is not None and "\x00" in v for v in values):
-        raise WebhookRejected(422, "invalid_body", "strings must not contain NUL characters")
-
-
 # -- the GET handshake ---------------------------------------------------------------------------
 
 
@@ -393,9 +377,9 @@ def _message(message: _Message, names: dict[str, str]) -> InboundMessage:
         content, content_type = _unsupported(message), "unsupported"
     address = _address(message.sender)
     name = names.get(message.sender.removeprefix("+"))
-    _no_nul(message.id, content, name, reply_to)
+    no_nul(message.id, content, name, reply_to)
     for ref in media:
-        _no_nul(ref.content_type, ref.filename)
+        no_nul(ref.content_type, ref.filename)
     return InboundMessage(
         provider_message_id=message.id,
         sender=Sender(channel=PHONE, address=address, name=name),
@@ -419,12 +403,12 @@ def _status(item: _Status, inbox: InboxContext) -> StatusUpdate | None:
         )
         return None
     code, text = _error_text(item.errors)
-    _no_nul(item.id, code, text)
+    no_nul(item.id, code, text)
     return StatusUpdate(item.id, status, item.status.lower(), code, text)
 
 
 def parse_delivery(body: bytes, inbox: InboxContext) -> WebhookResult:
-    delivery: _Delivery = _decode(_delivery, body, "body")
+    delivery: _Delivery = decode_json(_delivery, body, "body")
     if delivery.object != OBJECT:
         raise WebhookRejected(422, "unsupported_object", f"object must be {OBJECT}")
     number = str(inbox.settings.get("phone_number_id") or "")
@@ -434,7 +418,7 @@ def parse_delivery(body: bytes, inbox: InboxContext) -> WebhookResult:
         for c, change in enumerate(entry.changes):
             if change.field != "messages":
                 continue  # template reviews, account and quality updates: not for the inbox
-            value: _Value = _decode(_value, change.value, f"entry[{e}].changes[{c}].value")
+            value: _Value = decode_json(_value, change.value, f"entry[{e}].changes[{c}].value")
             if value.metadata.phone_number_id != number:
                 log.info(
                     "WhatsApp change for another number skipped",

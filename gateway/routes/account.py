@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import msgspec
 
 from gateway.route import Call, route
-from gateway.routes._admin import Name, not_found, run, tidy, whole
+from gateway.routes._common import Name, not_found, run, tidy, whole
 from hub.actions.accounts import time_zones, update_account
 from hub.authz import Permission
 from hub.store.admin_reads import Db, get_account

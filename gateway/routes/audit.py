@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from gateway.route import Call, route
-from gateway.routes._admin import Id, ListQuery, whole
+from gateway.routes._common import Id, ListQuery, whole
 from hub.authz import Permission
 from hub.store.admin_reads import list_audit
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
 from gateway.responses import ApiError
 from gateway.route import Call, route
+from gateway.routes._common import committed
 from hub import audit
 from hub.auth import mfa
 from hub.auth.passwords import (
@@ -211,6 +212,23 @@ def _as_user(user: LoginUser) -> tuple[str, str | None]:
     return ("user", user.id)
 
 
+async def _audit_own(
+    conn: Conn, call: Call, user: LoginUser, action: str, details: dict[str, Any] | None = None
+) -> None:
+    """Audited as done by ``user`` (who has no principal yet while logging in)."""
+    await audit.record(
+        conn,
+        account_id=user.account_id,
+        actor=None,
+        action=action,
+        object_type="user",
+        object_id=user.id,
+        origin=call.origin,
+        details=details,
+        actor_override=_as_user(user),
+    )
+
+
 async def record_failure_audited(
     conn: Conn,
     call: Call,
@@ -283,17 +301,7 @@ async def log_in(
         session = await start_session(conn, user, "active", _session_lifetime(call), call.origin)
     else:
         session = await activate(conn, session_id, _session_lifetime(call))
-    await audit.record(
-        conn,
-        account_id=user.account_id,
-        actor=None,
-        action="auth.login",
-        object_type="user",
-        object_id=user.id,
-        origin=call.origin,
-        details={"method": method, "session_id": session.id},
-        actor_override=_as_user(user),
-    )
+    await _audit_own(conn, call, user, "auth.login", {"method": method, "session_id": session.id})
     return authenticated(call, user, session)
 
 
@@ -399,10 +407,7 @@ async def _mfa_step(conn: Conn, call: Call, body: MfaBody) -> Authenticated | Ap
 async def mfa_route(call: Call) -> Authenticated:
     """Send ``code`` (from the authenticator app; each is accepted once) or ``backup_code``
     (each works once). Wrong codes count towards the lockout."""
-    result = await in_transaction(call.hub.pool, _mfa_step, call, call.body)
-    if isinstance(result, ApiError):
-        raise result
-    return result
+    return await committed(call, _mfa_step, call, call.body)
 
 
 async def _enrol_with_token(conn: Conn, call: Call, mfa_token: str) -> MfaEnrolment | ApiError:
@@ -411,16 +416,7 @@ async def _enrol_with_token(conn: Conn, call: Call, mfa_token: str) -> MfaEnrolm
         return _invalid_mfa_token()
     user = pending[1]
     secret = await mfa.start_enrolment(conn, call.hub.box, user.id)
-    await audit.record(
-        conn,
-        account_id=user.account_id,
-        actor=None,
-        action="mfa.enrolment_started",
-        object_type="user",
-        object_id=user.id,
-        origin=call.origin,
-        actor_override=_as_user(user),
-    )
+    await _audit_own(conn, call, user, "mfa.enrolment_started")
     return MfaEnrolment(secret, mfa.provisioning_uri(secret, user.email))
 
 
@@ -438,10 +434,7 @@ async def _enrol_with_token(conn: Conn, call: Call, mfa_token: str) -> MfaEnrolm
 async def mfa_enrol_route(call: Call) -> MfaEnrolment:
     """Only for a login answered with ``mfa_setup_required``; a new call replaces the secret."""
     body: MfaTokenBody = call.body
-    result = await in_transaction(call.hub.pool, _enrol_with_token, call, body.mfa_token)
-    if isinstance(result, ApiError):
-        raise result
-    return result
+    return await committed(call, _enrol_with_token, call, body.mfa_token)
 
 
 async def _confirm_with_token(
@@ -460,16 +453,7 @@ async def _confirm_with_token(
         await record_failure_audited(conn, call, user, "wrong_mfa_code")
         return _invalid_code()
     codes = await mfa.enable(conn, call.hub.box, user.id)
-    await audit.record(
-        conn,
-        account_id=user.account_id,
-        actor=None,
-        action="mfa.enabled",
-        object_type="user",
-        object_id=user.id,
-        origin=call.origin,
-        actor_override=_as_user(user),
-    )
+    await _audit_own(conn, call, user, "mfa.enabled")
     done = await log_in(conn, call, user, "password+totp", session_id)
     return EnrolledSession(**msgspec.structs.asdict(done), backup_codes=codes)
 
@@ -487,10 +471,7 @@ async def _confirm_with_token(
 )
 async def mfa_confirm_route(call: Call) -> EnrolledSession:
     """Enables MFA and answers the login's tokens with ten backup codes, shown this once."""
-    result = await in_transaction(call.hub.pool, _confirm_with_token, call, call.body)
-    if isinstance(result, ApiError):
-        raise result
-    return result
+    return await committed(call, _confirm_with_token, call, call.body)
 
 
 async def _refresh(conn: Conn, call: Call, refresh_token: str) -> Authenticated | ApiError:
@@ -593,16 +574,7 @@ async def _accept_invite(
     user = await user_by_id(conn, user_id)
     if not taken or user is None:  # someone accepted it a moment ago
         return _invalid_invitation()
-    await audit.record(
-        conn,
-        account_id=user.account_id,
-        actor=None,
-        action="user.invite_accepted",
-        object_type="user",
-        object_id=user.id,
-        origin=call.origin,
-        actor_override=_as_user(user),
-    )
+    await _audit_own(conn, call, user, "user.invite_accepted")
     return await _first_factor_passed(conn, call, user, "invitation")
 
 
@@ -635,12 +607,7 @@ async def accept_invite_route(call: Call) -> Authenticated | MfaRequired | MfaSe
     except WeakPassword as exc:
         raise ApiError(422, exc.code, str(exc)) from exc
     password_hash = await hash_password(body.password)
-    result = await in_transaction(
-        pool, _accept_invite, call, row["id"], digest, password_hash, body.name
-    )
-    if isinstance(result, ApiError):
-        raise result
-    return result
+    return await committed(call, _accept_invite, call, row["id"], digest, password_hash, body.name)
 
 
 ROUTES = [

@@ -8,7 +8,7 @@ from typing import Annotated
 import msgspec
 
 from gateway.route import Call, Reply, route
-from gateway.routes._admin import NOT_BLANK, ListQuery, Search, not_found, path_id, run, whole
+from gateway.routes._common import NOT_BLANK, ListQuery, Search, not_found, path_id, run, whole
 from hub.actions.canned import create_canned, delete_canned, update_canned
 from hub.authz import Permission
 from hub.store.admin_reads import Db, get_canned, list_canned

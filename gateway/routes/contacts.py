@@ -15,7 +15,7 @@ from msgspec import UNSET, UnsetType
 
 from gateway.responses import ApiError
 from gateway.route import Call, Reply, route
-from gateway.routes.conversations import NO_NUL, Limit, Search, path_id
+from gateway.routes._common import NO_NUL, Limit, PrefixSearch, record_id, refusal
 from hub.actions.contacts import (
     MAX_ATTRIBUTES_BYTES,
     ContactRefused,
@@ -86,7 +86,7 @@ class ContactChanges(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class ContactQuery(msgspec.Struct, forbid_unknown_fields=True):
-    q: Search | None = None
+    q: PrefixSearch | None = None
     limit: Limit = 50
     cursor: str | None = None
 
@@ -108,13 +108,6 @@ class Contact(msgspec.Struct):
 class ContactPage(msgspec.Struct):
     data: list[Contact]
     next_cursor: str | None
-
-
-_STATUS = {"not_found": 404, "conflict": 409}
-
-
-def _refused(exc: ContactRefused) -> ApiError:
-    return ApiError(_STATUS.get(exc.code, 422), exc.code, exc.message, exc.details)
 
 
 async def _contact(call: Call, contact_id: str) -> Contact:
@@ -158,7 +151,7 @@ async def list_contacts_route(call: Call) -> ContactPage:
     reply=Contact,
 )
 async def get_contact_route(call: Call) -> Contact:
-    return await _contact(call, path_id(call, "contact_id"))
+    return await _contact(call, record_id(call, "contact_id"))
 
 
 @route(
@@ -186,7 +179,7 @@ async def create_contact_route(call: Call) -> Reply:
             correlation_id=correlation_id.get(),
         )
     except ContactRefused as exc:
-        raise _refused(exc) from exc
+        raise refusal(exc) from exc
     return Reply(await _contact(call, contact_id), status=201)
 
 
@@ -201,7 +194,7 @@ async def create_contact_route(call: Call) -> Reply:
 )
 async def update_contact_route(call: Call) -> Contact:
     body: ContactChanges = call.body
-    contact_id = path_id(call, "contact_id")
+    contact_id = record_id(call, "contact_id")
     try:
         await in_transaction(
             call.hub.pool,
@@ -213,7 +206,7 @@ async def update_contact_route(call: Call) -> Contact:
             correlation_id=correlation_id.get(),
         )
     except ContactRefused as exc:
-        raise _refused(exc) from exc
+        raise refusal(exc) from exc
     return await _contact(call, contact_id)
 
 
@@ -233,11 +226,11 @@ async def delete_contact_route(call: Call) -> None:
             call.hub.pool,
             delete_contact,
             principal=call.principal,
-            contact_id=path_id(call, "contact_id"),
+            contact_id=record_id(call, "contact_id"),
             origin=call.origin,
         )
     except ContactRefused as exc:
-        raise _refused(exc) from exc
+        raise refusal(exc) from exc
     except asyncpg.ForeignKeyViolationError as exc:  # a conversation arrived meanwhile
         raise ApiError(409, "conflict", "the contact has conversations") from exc
 

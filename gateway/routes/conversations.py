@@ -18,6 +18,7 @@ from msgspec import UNSET, UnsetType
 from channels._base import Template
 from gateway.responses import ApiError
 from gateway.route import Call, Reply, route
+from gateway.routes._common import NO_NUL, Limit, PrefixSearch, RecordId, record_id, refusal
 from hub.actions.conversations import Changes, ConversationRefused, update_conversation
 from hub.actions.messages import (
     MAX_CONTENT,
@@ -42,37 +43,23 @@ from hub.store.reads import (
 Status = Literal["open", "pending", "snoozed", "resolved"]
 Priority = Literal["low", "medium", "high", "urgent"]
 Sort = Literal["last_activity", "created", "priority"]
-# record ids (ULIDs, or names a CLI gave); anything else cannot name a record
-Id = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z_-]{1,64}$")]
-NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
 LabelName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=NO_NUL)]
-Search = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=NO_NUL)]
-Limit = Annotated[int, msgspec.Meta(ge=1, le=200)]
 # blank or too long content stays a refusal of the action (empty_message, content_too_long),
 # as sockets get it
 Content = Annotated[str, msgspec.Meta(pattern=NO_NUL)]
 ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=NO_NUL)]
-_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
-
-
-def path_id(call: Call, name: str) -> str:
-    """A path id, or 404 when it cannot be one (never a database error for a stray byte)."""
-    value = call.path(name)
-    if _ID.fullmatch(value) is None:
-        raise ApiError(404, "not_found", "no such record")
-    return value
 
 
 class ConversationQuery(msgspec.Struct, forbid_unknown_fields=True):
     status: Status | None = None
-    inbox_id: Id | None = None
-    assignee_id: Id | None = None
-    team_id: Id | None = None
+    inbox_id: RecordId | None = None
+    assignee_id: RecordId | None = None
+    team_id: RecordId | None = None
     label: LabelName | None = None
     priority: Priority | None = None
     unassigned: bool = msgspec.field(default=False)
     mine: bool = False
-    q: Search | None = None
+    q: PrefixSearch | None = None
     sort: Sort = "last_activity"
     limit: Limit = 50
     cursor: str | None = None
@@ -177,8 +164,8 @@ class ConversationChanges(msgspec.Struct, forbid_unknown_fields=True):
     the future; any other status clears it."""
 
     status: Status | UnsetType = UNSET
-    assignee_id: Id | UnsetType | None = UNSET
-    team_id: Id | UnsetType | None = UNSET
+    assignee_id: RecordId | UnsetType | None = UNSET
+    team_id: RecordId | UnsetType | None = UNSET
     labels: Annotated[list[LabelName], msgspec.Meta(max_length=50)] | UnsetType = UNSET
     priority: Priority | UnsetType | None = UNSET
     snoozed_until: Annotated[datetime, msgspec.Meta(tz=True)] | UnsetType | None = UNSET
@@ -275,10 +262,7 @@ async def _conversation(call: Call, conversation_id: str) -> Conversation:
     reply=Conversation,
 )
 async def get_conversation_route(call: Call) -> Conversation:
-    return await _conversation(call, path_id(call, "conversation_id"))
-
-
-_REFUSED_STATUS = {"not_found": 404, "conflict": 409}
+    return await _conversation(call, record_id(call, "conversation_id"))
 
 
 @route(
@@ -298,7 +282,7 @@ async def update_conversation_route(call: Call) -> Conversation:
     while the contact has another unresolved conversation in the inbox is a 409."""
     body: ConversationChanges = call.body
     who = call.principal
-    conversation_id = path_id(call, "conversation_id")
+    conversation_id = record_id(call, "conversation_id")
     try:
         await _retrying_deadlocks(
             call,
@@ -318,9 +302,7 @@ async def update_conversation_route(call: Call) -> Conversation:
             correlation_id=correlation_id.get(),
         )
     except ConversationRefused as exc:
-        raise ApiError(
-            _REFUSED_STATUS.get(exc.code, 422), exc.code, exc.message, exc.details
-        ) from exc
+        raise refusal(exc) from exc
     except asyncpg.UniqueViolationError as exc:  # reopened while a new one was started
         raise ApiError(
             409, "conflict", "the contact has another unresolved conversation in this inbox"
@@ -340,7 +322,7 @@ async def update_conversation_route(call: Call) -> Conversation:
 async def list_messages_route(call: Call) -> MessagePage:
     q: PageQuery = call.query
     who = call.principal
-    conversation_id = path_id(call, "conversation_id")
+    conversation_id = record_id(call, "conversation_id")
     if not await conversation_exists(call.hub.pool, who, conversation_id):
         raise ApiError(404, "not_found", "no such conversation")
     try:
@@ -350,9 +332,6 @@ async def list_messages_route(call: Call) -> MessagePage:
     except BadCursor as exc:
         raise ApiError(400, "invalid_cursor", str(exc)) from exc
     return MessagePage(data=msgspec.convert(items, list[Message]), next_cursor=cursor)
-
-
-_STATUS_FOR = {"not_found": 404}
 
 
 @route(
@@ -381,7 +360,7 @@ async def post_message_route(call: Call) -> Reply:
             create_agent_message,
             account_id=who.account_id,
             agent_id=who.agent_id,
-            conversation_id=path_id(call, "conversation_id"),
+            conversation_id=record_id(call, "conversation_id"),
             content=body.content,
             private=body.private,
             client_id=body.client_id,
@@ -391,7 +370,7 @@ async def post_message_route(call: Call) -> Reply:
             enforce_reply_window=True,
         )
     except MessageRefused as exc:
-        raise ApiError(_STATUS_FOR.get(exc.code, 422), exc.code, exc.message) from exc
+        raise refusal(exc) from exc
     reply = SentMessage(sent.id, sent.conversation_id, sent.status, sent.private, sent.duplicate)
     return Reply(reply, status=200 if sent.duplicate else 201)
 
@@ -522,7 +501,7 @@ async def upload_attachment_route(call: Call) -> UploadedMessage:
     it is created; download it from the ``url`` given. Files larger than the body limit are 413."""
     who = call.principal
     request = call.request
-    conversation_id = path_id(call, "conversation_id")
+    conversation_id = record_id(call, "conversation_id")
     if not await conversation_exists(call.hub.pool, who, conversation_id):
         raise ApiError(404, "not_found", "no such conversation")
     if request.content_type != "multipart/form-data":
@@ -551,7 +530,7 @@ async def upload_attachment_route(call: Call) -> UploadedMessage:
         if upload.attachment is not None:  # no message holds it: nobody could ever fetch it
             await store.delete(upload.attachment.key)
         if isinstance(exc, MessageRefused):
-            raise ApiError(_STATUS_FOR.get(exc.code, 422), exc.code, exc.message) from exc
+            raise refusal(exc) from exc
         raise
     return UploadedMessage(
         sent.id,
@@ -581,7 +560,7 @@ async def media_route(call: Call) -> web.StreamResponse:
     """Only for callers who can see the conversation the file was attached in. Always a download
     (``Content-Disposition: attachment``, ``nosniff``), never rendered by the browser."""
     who = call.principal
-    key = path_id(call, "key")
+    key = record_id(call, "key")
     row = await call.hub.pool.fetchrow(
         """SELECT m.filename, m.content_type, m.size, msg.inbox_id
              FROM media m JOIN messages msg ON msg.id = m.message_id

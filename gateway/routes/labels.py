@@ -8,7 +8,7 @@ from typing import Annotated
 import msgspec
 
 from gateway.route import Call, Reply, route
-from gateway.routes._admin import Description, ListQuery, not_found, path_id, run, tidy, whole
+from gateway.routes._common import Description, ListQuery, not_found, path_id, run, tidy, whole
 from hub.actions.labels import create_label, delete_label, update_label
 from hub.authz import Permission
 from hub.store.admin_reads import Db, get_label, list_labels

@@ -8,6 +8,7 @@ here count towards the login lockout, so a stolen session cannot guess a second 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -15,6 +16,7 @@ import msgspec
 
 from gateway.responses import ApiError
 from gateway.route import Call, route
+from gateway.routes._common import committed
 from gateway.routes.auth import (
     Code,
     Name,
@@ -37,6 +39,7 @@ from hub.auth.api_tokens import (
 from hub.auth.passwords import WeakPassword, check_policy, hash_password, verify_password
 from hub.auth.sessions import LoginUser, reset_failures, revoke_user_sessions, user_by_id
 from hub.authz import Permission, Role
+from hub.secrets import SecretBox
 from hub.store.db import Conn, in_transaction
 
 Availability = Literal["online", "busy", "offline"]
@@ -312,7 +315,16 @@ def _wrong_code() -> ApiError:
     return ApiError(422, "invalid_code", "the code is not valid")
 
 
-async def _confirm(conn: Conn, call: Call, user: LoginUser, code: str) -> BackupCodes | ApiError:
+async def _backup_codes_after_code(
+    conn: Conn,
+    call: Call,
+    user: LoginUser,
+    code: str,
+    make: Callable[[Conn, SecretBox, str], Awaitable[list[str]]],
+    action: str,
+) -> BackupCodes | ApiError:
+    """A right code from the app, then backup codes from ``make`` (enabling MFA, or replacing
+    the old codes), audited as ``action``; a wrong code counts towards the lockout."""
     assert user.mfa_secret is not None
     if not await mfa.accept_code(
         conn, user.id, mfa.open_secret(call.hub.box, user.mfa_secret), code
@@ -321,8 +333,8 @@ async def _confirm(conn: Conn, call: Call, user: LoginUser, code: str) -> Backup
             conn, call, user, "wrong_mfa_code", event="auth.verification_failed"
         )
         return _wrong_code()
-    codes = await mfa.enable(conn, call.hub.box, user.id)
-    await _audit_mfa(conn, call, user, "mfa.enabled")
+    codes = await make(conn, call.hub.box, user.id)
+    await _audit_mfa(conn, call, user, action)
     return BackupCodes(codes)
 
 
@@ -347,24 +359,9 @@ async def mfa_confirm_route(call: Call) -> BackupCodes:
         raise ApiError(409, "mfa_not_enrolled", "start with /api/v1/profile/mfa/enrol")
     if user.locked_for is not None:
         raise locked_error(user.locked_for)
-    result = await in_transaction(call.hub.pool, _confirm, call, user, body.code)
-    if isinstance(result, ApiError):
-        raise result
-    return result
-
-
-async def _regenerate(conn: Conn, call: Call, user: LoginUser, code: str) -> BackupCodes | ApiError:
-    assert user.mfa_secret is not None
-    if not await mfa.accept_code(
-        conn, user.id, mfa.open_secret(call.hub.box, user.mfa_secret), code
-    ):
-        await record_failure_audited(
-            conn, call, user, "wrong_mfa_code", event="auth.verification_failed"
-        )
-        return _wrong_code()
-    codes = await mfa.replace_backup_codes(conn, call.hub.box, user.id)
-    await _audit_mfa(conn, call, user, "mfa.backup_codes_regenerated")
-    return BackupCodes(codes)
+    return await committed(
+        call, _backup_codes_after_code, call, user, body.code, mfa.enable, "mfa.enabled"
+    )
 
 
 @route(
@@ -386,10 +383,15 @@ async def mfa_backup_codes_route(call: Call) -> BackupCodes:
         raise ApiError(409, "mfa_not_enabled", "MFA is not on")
     if user.locked_for is not None:
         raise locked_error(user.locked_for)
-    result = await in_transaction(call.hub.pool, _regenerate, call, user, body.code)
-    if isinstance(result, ApiError):
-        raise result
-    return result
+    return await committed(
+        call,
+        _backup_codes_after_code,
+        call,
+        user,
+        body.code,
+        mfa.replace_backup_codes,
+        "mfa.backup_codes_regenerated",
+    )
 
 
 async def _disable(

@@ -4,12 +4,13 @@ dropped) and within seconds elsewhere."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 import msgspec
 
 from gateway.route import Call, Reply, route
-from gateway.routes._admin import Description, Ids, ListQuery, Name, not_found, path_id, run, tidy
+from gateway.routes._common import Description, Ids, ListQuery, Name, not_found, path_id, run, tidy
 from hub.actions.teams import (
     create_team,
     delete_team,
@@ -187,6 +188,25 @@ async def delete_team_route(call: Call) -> Reply:
     return Reply(None, 204)
 
 
+async def _replace(
+    call: Call, replace: Callable[..., Awaitable[None]], **ids: Sequence[str]
+) -> Team:
+    """``replace`` one of the team's sets (its members or its inboxes) with ``ids``; supervisors
+    may see other inboxes after it."""
+    who = call.principal
+    team_id = path_id(call, "team_id", "team")
+
+    async def change(conn: Conn) -> Team:
+        await replace(
+            conn, account_id=who.account_id, team_id=team_id, actor=who, origin=call.origin, **ids
+        )
+        return await _read(conn, who.account_id, team_id)
+
+    team = await run(call, change)
+    call.state.auth.forget()
+    return team
+
+
 @route(
     "PUT",
     "/api/v1/teams/{team_id}/members",
@@ -199,23 +219,7 @@ async def delete_team_route(call: Call) -> Reply:
 async def put_team_members_route(call: Call) -> Team:
     """422 with the unknown ids when some are not users of the account."""
     body: TeamMembers = call.body
-    who = call.principal
-    team_id = path_id(call, "team_id", "team")
-
-    async def replace(conn: Conn) -> Team:
-        await set_team_members(
-            conn,
-            account_id=who.account_id,
-            team_id=team_id,
-            user_ids=body.user_ids,
-            actor=who,
-            origin=call.origin,
-        )
-        return await _read(conn, who.account_id, team_id)
-
-    team = await run(call, replace)
-    call.state.auth.forget()
-    return team
+    return await _replace(call, set_team_members, user_ids=body.user_ids)
 
 
 @route(
@@ -230,23 +234,7 @@ async def put_team_members_route(call: Call) -> Team:
 async def put_team_inboxes_route(call: Call) -> Team:
     """422 with the unknown ids when some are not inboxes of the account."""
     body: TeamInboxes = call.body
-    who = call.principal
-    team_id = path_id(call, "team_id", "team")
-
-    async def replace(conn: Conn) -> Team:
-        await set_team_inboxes(
-            conn,
-            account_id=who.account_id,
-            team_id=team_id,
-            inbox_ids=body.inbox_ids,
-            actor=who,
-            origin=call.origin,
-        )
-        return await _read(conn, who.account_id, team_id)
-
-    team = await run(call, replace)
-    call.state.auth.forget()
-    return team
+    return await _replace(call, set_team_inboxes, inbox_ids=body.inbox_ids)
 
 
 ROUTES = [

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from gateway.route import Call, Reply, route
-from gateway.routes._admin import (
+from gateway.routes._common import (
     ListQuery,
     Name,
     RoleName,

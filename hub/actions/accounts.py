@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import functools
 import zoneinfo
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
+
+import asyncpg
 
 from hub.audit import Origin, record
 from hub.authz import Principal
@@ -28,6 +30,69 @@ class Refused(ValueError):
         self.code = code
         self.message = message
         self.details = details
+
+
+async def audit_object(
+    conn: Conn,
+    object_type: str,
+    account_id: str,
+    object_id: str,
+    action: str,
+    actor: Principal,
+    origin: Origin,
+    **details: object,
+) -> None:
+    """The audit entry of an admin action on one object, with ``details`` as keywords."""
+    await record(
+        conn,
+        account_id=account_id,
+        actor=actor,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        origin=origin,
+        details=details,
+    )
+
+
+async def change_columns(
+    conn: Conn,
+    table: str,
+    *,
+    account_id: str,
+    row_id: str,
+    given: dict[str, str | None],
+    missing: str,
+    taken: Callable[[], Refused],
+    touch: bool = True,
+) -> list[str]:
+    """Set the ``given`` columns (those not None that differ) of one row of the account, locked
+    first; answers the names of the changed columns, sorted (none: nothing was written). No such
+    row is refused as ``missing``; a unique violation is ``taken()``. ``touch`` also sets
+    ``updated_at``."""
+    row = await conn.fetchrow(
+        f"SELECT {', '.join(given)} FROM {table}"
+        " WHERE id = $1 AND account_id = $2 FOR NO KEY UPDATE",
+        row_id,
+        account_id,
+    )
+    if row is None:
+        raise Refused("not_found", "not_found", missing)
+    changed = {k: v for k, v in given.items() if v is not None and v != row[k]}
+    if not changed:
+        return []
+    columns = [f"{k} = ${i}" for i, k in enumerate(given, 2)]
+    if touch:
+        columns.append("updated_at = now()")
+    try:
+        await conn.execute(
+            f"UPDATE {table} SET {', '.join(columns)} WHERE id = $1",
+            row_id,
+            *(changed.get(k, row[k]) for k in given),
+        )
+    except asyncpg.UniqueViolationError as exc:
+        raise taken() from exc
+    return sorted(changed)
 
 
 async def known_ids(
@@ -92,13 +157,6 @@ async def update_account(
         account_id,
         *(changes.get(k, row[k]) for k in ACCOUNT_FIELDS),
     )
-    await record(
-        conn,
-        account_id=account_id,
-        actor=actor,
-        action="account.updated",
-        object_type="account",
-        object_id=account_id,
-        origin=origin,
-        details={"changes": changed},
+    await audit_object(
+        conn, "account", account_id, account_id, "account.updated", actor, origin, changes=changed
     )

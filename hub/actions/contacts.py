@@ -19,20 +19,15 @@ from hub.authz import Principal
 from hub.events import Actor, ActorKind, ContactCreated, ContactUpdated, make_event
 from hub.events.types import Identity
 from hub.ids import new_id
+from hub.refusals import CodedRefusal
 from hub.store.db import Conn
 from hub.store.outbox import append_events
 
 MAX_ATTRIBUTES_BYTES = 16_384
 
 
-class ContactRefused(ValueError):
+class ContactRefused(CodedRefusal):
     """``not_found`` (404), ``conflict`` (409), otherwise 422."""
-
-    def __init__(self, code: str, message: str, details: Any = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = details
 
 
 def _actor(principal: Principal) -> Actor:

@@ -16,18 +16,13 @@ from msgspec import UNSET, UnsetType
 
 from hub.events import Actor, ActorKind, ConversationStatus, ConversationUpdated, make_event
 from hub.events.types import ConversationPatch, ConversationState, Priority
+from hub.refusals import CodedRefusal
 from hub.store.db import Conn
 from hub.store.outbox import append_events
 
 
-class ConversationRefused(ValueError):
+class ConversationRefused(CodedRefusal):
     """``not_found`` (404), ``conflict`` (409) or a 422 for a value that cannot be applied."""
-
-    def __init__(self, code: str, message: str, details: Any = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = details
 
 
 @dataclasses.dataclass(frozen=True)

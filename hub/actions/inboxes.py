@@ -11,9 +11,9 @@ from typing import Any
 
 from channels._base import SettingsInvalid
 from channels.registry import get_channel
-from hub.actions.accounts import Refused, known_ids
+from hub.actions.accounts import Refused, audit_object, known_ids
 from hub.actions.setup import CreatedInbox, SetupError, create_inbox
-from hub.audit import Origin, record
+from hub.audit import Origin
 from hub.authz import Principal
 from hub.secrets import SecretBox
 from hub.store.db import Conn
@@ -48,15 +48,17 @@ async def add_inbox(
         )
     except SetupError as exc:
         raise Refused("invalid", "invalid_inbox", str(exc)) from exc
-    await record(
+    await audit_object(
         conn,
-        account_id=account_id,
-        actor=actor,
-        action="inbox.created",
-        object_type="inbox",
-        object_id=made.id,
-        origin=origin,
-        details={"channel": channel, "name": name, "credential_keys": sorted(made.secrets)},
+        "inbox",
+        account_id,
+        made.id,
+        "inbox.created",
+        actor,
+        origin,
+        channel=channel,
+        name=name,
+        credential_keys=sorted(made.secrets),
     )
     return made
 
@@ -140,16 +142,7 @@ async def update_inbox(
     )
 
     async def audit(action: str, details: dict[str, Any]) -> None:
-        await record(
-            conn,
-            account_id=account_id,
-            actor=actor,
-            action=action,
-            object_type="inbox",
-            object_id=inbox_id,
-            origin=origin,
-            details=details,
-        )
+        await audit_object(conn, "inbox", account_id, inbox_id, action, actor, origin, **details)
 
     if changed:
         await audit("inbox.updated", {"changed": changed})
@@ -176,15 +169,16 @@ async def delete_inbox(
             "conflict", "inbox_has_conversations", "this inbox has conversations; it is kept"
         )
     await conn.execute("DELETE FROM inboxes WHERE id = $1", inbox_id)
-    await record(
+    await audit_object(
         conn,
-        account_id=account_id,
-        actor=actor,
-        action="inbox.deleted",
-        object_type="inbox",
-        object_id=inbox_id,
-        origin=origin,
-        details={"channel": row["channel"], "name": row["name"]},
+        "inbox",
+        account_id,
+        inbox_id,
+        "inbox.deleted",
+        actor,
+        origin,
+        channel=row["channel"],
+        name=row["name"],
     )
 
 
@@ -220,13 +214,14 @@ async def set_inbox_members(
         "INSERT INTO inbox_members (inbox_id, user_id) VALUES ($1, $2)",
         [(inbox_id, u) for u in added],
     )
-    await record(
+    await audit_object(
         conn,
-        account_id=account_id,
-        actor=actor,
-        action="inbox.members_changed",
-        object_type="inbox",
-        object_id=inbox_id,
-        origin=origin,
-        details={"added": added, "removed": removed},
+        "inbox",
+        account_id,
+        inbox_id,
+        "inbox.members_changed",
+        actor,
+        origin,
+        added=added,
+        removed=removed,
     )

@@ -6,10 +6,8 @@ conversations already tagged with it.
 
 from __future__ import annotations
 
-import asyncpg
-
-from hub.actions.accounts import Refused
-from hub.audit import Origin, record
+from hub.actions.accounts import Refused, audit_object, change_columns
+from hub.audit import Origin
 from hub.authz import Principal
 from hub.ids import new_id
 from hub.store.db import Conn
@@ -17,27 +15,6 @@ from hub.store.db import Conn
 
 def _name_taken() -> Refused:
     return Refused("conflict", "name_taken", "a label with this name exists")
-
-
-async def _audit(
-    conn: Conn,
-    account_id: str,
-    label_id: str,
-    action: str,
-    actor: Principal,
-    origin: Origin,
-    **details: object,
-) -> None:
-    await record(
-        conn,
-        account_id=account_id,
-        actor=actor,
-        action=action,
-        object_type="label",
-        object_id=label_id,
-        origin=origin,
-        details=details,
-    )
 
 
 async def create_label(
@@ -62,7 +39,9 @@ async def create_label(
     )
     if made is None:
         raise _name_taken()
-    await _audit(conn, account_id, label_id, "label.created", actor, origin, name=name)
+    await audit_object(
+        conn, "label", account_id, label_id, "label.created", actor, origin, name=name
+    )
     return label_id
 
 
@@ -77,29 +56,20 @@ async def update_label(
     color: str | None = None,
     description: str | None = None,
 ) -> None:
-    row = await conn.fetchrow(
-        """SELECT name, color, description FROM labels
-            WHERE id = $1 AND account_id = $2 FOR NO KEY UPDATE""",
-        label_id,
-        account_id,
+    changed = await change_columns(
+        conn,
+        "labels",
+        account_id=account_id,
+        row_id=label_id,
+        given={"name": name, "color": color, "description": description},
+        missing="no such label",
+        taken=_name_taken,
+        touch=False,
     )
-    if row is None:
-        raise Refused("not_found", "not_found", "no such label")
-    given = {"name": name, "color": color, "description": description}
-    changed = {k: v for k, v in given.items() if v is not None and v != row[k]}
-    if not changed:
-        return
-    try:
-        await conn.execute(
-            "UPDATE labels SET name = $2, color = $3, description = $4 WHERE id = $1",
-            label_id,
-            *(changed.get(k, row[k]) for k in given),
+    if changed:
+        await audit_object(
+            conn, "label", account_id, label_id, "label.updated", actor, origin, changed=changed
         )
-    except asyncpg.UniqueViolationError as exc:
-        raise _name_taken() from exc
-    await _audit(
-        conn, account_id, label_id, "label.updated", actor, origin, changed=sorted(changed)
-    )
 
 
 async def delete_label(
@@ -110,4 +80,6 @@ async def delete_label(
     )
     if name is None:
         raise Refused("not_found", "not_found", "no such label")
-    await _audit(conn, account_id, label_id, "label.deleted", actor, origin, name=name)
+    await audit_object(
+        conn, "label", account_id, label_id, "label.deleted", actor, origin, name=name
+    )

@@ -15,21 +15,19 @@ import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from channels._base import Capability, Template
+from channels._base import Capability, StoredFile, Template
 from channels.registry import get_channel
 from hub.events import Actor, ActorKind, Attachment, MessageCreated, MessageStatus, make_event
 from hub.ids import new_id
+from hub.refusals import CodedRefusal
 from hub.store.db import Conn
 from hub.store.outbox import append_events
 
 MAX_CONTENT = 65_536
 
 
-class MessageRefused(ValueError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class MessageRefused(CodedRefusal):
+    """``not_found`` (404), otherwise 422: why a message cannot be created."""
 
 
 async def conversation_inbox(
@@ -108,18 +106,8 @@ async def _check_channel(
 
 
 @dataclasses.dataclass(frozen=True)
-class NewAttachment:
+class NewAttachment(StoredFile):
     """A file already in the media store (``hub.media``), to attach to the new message."""
-
-    key: str
-    filename: str
-    content_type: str
-    size: int
-    sha256: str
-
-    @property
-    def url(self) -> str:
-        return f"/api/v1/media/{self.key}"
 
     def stored(self) -> dict[str, str | int]:
         """As ``messages.attachments`` keeps it."""

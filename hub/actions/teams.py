@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import asyncpg
-
-from hub.actions.accounts import Refused, known_ids
-from hub.audit import Origin, record
+from hub.actions.accounts import Refused, audit_object, change_columns, known_ids
+from hub.audit import Origin
 from hub.authz import Principal
 from hub.ids import new_id
 from hub.store.db import Conn
@@ -42,16 +40,7 @@ async def create_team(
     )
     if made is None:
         raise _name_taken()
-    await record(
-        conn,
-        account_id=account_id,
-        actor=actor,
-        action="team.created",
-        object_type="team",
-        object_id=team_id,
-        origin=origin,
-        details={"name": name},
-    )
+    await audit_object(conn, "team", account_id, team_id, "team.created", actor, origin, name=name)
     return team_id
 
 
@@ -65,35 +54,19 @@ async def update_team(
     name: str | None = None,
     description: str | None = None,
 ) -> None:
-    row = await conn.fetchrow(
-        "SELECT name, description FROM teams WHERE id = $1 AND account_id = $2 FOR NO KEY UPDATE",
-        team_id,
-        account_id,
-    )
-    if row is None:
-        raise Refused("not_found", "not_found", "no such team")
-    given = {"name": name, "description": description}
-    changed = {k: v for k, v in given.items() if v is not None and v != row[k]}
-    if not changed:
-        return
-    try:
-        await conn.execute(
-            "UPDATE teams SET name = $2, description = $3, updated_at = now() WHERE id = $1",
-            team_id,
-            *(changed.get(k, row[k]) for k in given),
-        )
-    except asyncpg.UniqueViolationError as exc:
-        raise _name_taken() from exc
-    await record(
+    changed = await change_columns(
         conn,
+        "teams",
         account_id=account_id,
-        actor=actor,
-        action="team.updated",
-        object_type="team",
-        object_id=team_id,
-        origin=origin,
-        details={"changed": sorted(changed)},
+        row_id=team_id,
+        given={"name": name, "description": description},
+        missing="no such team",
+        taken=_name_taken,
     )
+    if changed:
+        await audit_object(
+            conn, "team", account_id, team_id, "team.updated", actor, origin, changed=changed
+        )
 
 
 async def delete_team(
@@ -105,16 +78,7 @@ async def delete_team(
     )
     if name is None:
         raise Refused("not_found", "not_found", "no such team")
-    await record(
-        conn,
-        account_id=account_id,
-        actor=actor,
-        action="team.deleted",
-        object_type="team",
-        object_id=team_id,
-        origin=origin,
-        details={"name": name},
-    )
+    await audit_object(conn, "team", account_id, team_id, "team.deleted", actor, origin, name=name)
 
 
 async def _replace_links(
@@ -143,15 +107,8 @@ async def _replace_links(
         f"INSERT INTO {table} (team_id, {column}) VALUES ($1, $2)",
         [(team_id, i) for i in added],
     )
-    await record(
-        conn,
-        account_id=account_id,
-        actor=actor,
-        action=action,
-        object_type="team",
-        object_id=team_id,
-        origin=origin,
-        details={"added": added, "removed": removed},
+    await audit_object(
+        conn, "team", account_id, team_id, action, actor, origin, added=added, removed=removed
     )
 
 

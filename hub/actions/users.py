@@ -13,9 +13,9 @@ import dataclasses
 import secrets
 from datetime import datetime
 
-from hub.actions.accounts import Refused
+from hub.actions.accounts import Refused, audit_object
 from hub.actions.setup import hash_token
-from hub.audit import Origin, record
+from hub.audit import Origin
 from hub.authz import Principal, Role
 from hub.ids import new_id
 from hub.store.db import Conn
@@ -57,15 +57,16 @@ async def invite_user(
     )
     if expires_at is None:
         raise Refused("conflict", "email_taken", "a user with this email address exists")
-    await record(
+    await audit_object(
         conn,
-        account_id=account_id,
-        actor=actor,
-        action="user.invited",
-        object_type="user",
-        object_id=user_id,
-        origin=origin,
-        details={"email": email.lower(), "role": role.value},
+        "user",
+        account_id,
+        user_id,
+        "user.invited",
+        actor,
+        origin,
+        email=email.lower(),
+        role=role.value,
     )
     return Invitation(user_id, token, expires_at)
 
@@ -120,16 +121,7 @@ async def update_user(
         await _keep_an_administrator(conn, account_id, user_id)
 
     async def audit(action: str, **details: object) -> None:
-        await record(
-            conn,
-            account_id=account_id,
-            actor=actor,
-            action=action,
-            object_type="user",
-            object_id=user_id,
-            origin=origin,
-            details=details,
-        )
+        await audit_object(conn, "user", account_id, user_id, action, actor, origin, **details)
 
     if renamed or role_changed:
         await conn.execute(

@@ -12,15 +12,14 @@ import time
 
 import jwt
 
+from hub.refusals import CodedRefusal
+
 ISSUER = "hub"
 _ALGORITHMS = ["HS256"]
 
 
-class AccessTokenError(ValueError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class AccessTokenError(CodedRefusal):
+    """Why an access token is not accepted."""
 
 
 @dataclasses.dataclass(frozen=True)

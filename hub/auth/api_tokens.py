@@ -16,20 +16,15 @@ from typing import Any
 from hub.actions.setup import hash_token
 from hub.authz import GRANTS, Role
 from hub.ids import new_id
+from hub.refusals import CodedRefusal
 from hub.store.db import Conn
 
 PREFIX_LENGTH = 8
 MAX_PER_USER = 100
 
 
-class TokenRefused(ValueError):
+class TokenRefused(CodedRefusal):
     """``code``: invalid_scopes or too_many_tokens."""
-
-    def __init__(self, code: str, message: str, details: Any = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = details
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,7 +3,6 @@ only and effective for webhooks at once, deletion only without conversations, me
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,15 +19,8 @@ PUBLIC = "https://hub.example.com/"
 
 
 @pytest.fixture
-def hub_config(db_dsn: str, tmp_path: Path) -> Config:
-    return Config(
-        database_url=db_dsn,
-        data_dir=tmp_path / "data",
-        access_log=False,
-        outbox_poll_ms=100,
-        max_body_bytes=64 * 1024,
-        public_url=PUBLIC,
-    )
+def hub_config(hub_config: Config) -> Config:
+    return hub_config.replace(public_url=PUBLIC)
 
 
 async def _create(client: Client, **fields: Any) -> dict[str, Any]:
@@ -126,6 +118,7 @@ async def test_a_credential_change_is_encrypted_audited_by_name_and_live(
         {"name": "X", "channel": "api", "credentials": {"signing_secret": ""}},
         {"name": "X", "channel": "api", "credentials": {"k": "a\u0000"}},
         {"name": "X", "channel": "api", "settings": {"k": "a\u0000"}},
+        {"name": "X", "channel": "api", "settings": {"k": ["ok", "a\u0000"]}},
         {"name": "X", "channel": "api", "settings": {"k": {"nested": 1}}},
         {"name": "X", "channel": "api", "settings": {"k": 2**60}},
         {"channel": "api"},

@@ -4,7 +4,6 @@ the OpenAPI document with its docs page."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,12 +21,8 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 @pytest.fixture
-def hub_config(db_dsn: str, tmp_path: Path) -> Config:
-    return Config(
-        database_url=db_dsn,
-        data_dir=tmp_path / "data",
-        access_log=False,
-        outbox_poll_ms=100,
+def hub_config(hub_config: Config) -> Config:
+    return hub_config.replace(
         rate_limit_token=1.0,  # bursts of 2
         rate_limit_address=50.0,
         trusted_proxies="127.0.0.1",

@@ -1,11 +1,11 @@
 """Fixtures of the channel tests: a hub that knows its public URL, quick outbound retries, the
-provider mock, and a real HTTP server for agent sockets."""
+provider mock, a real HTTP server and an agent socket connected to it."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -13,6 +13,8 @@ from channels._base.outbound import RetryPolicy
 from hub.app import Hub
 from hub.config import Config
 from hub.consumers import delivery
+from tests.conftest import ADMIN_TOKEN
+from tests.realtime.agents import Agent
 from tests.support.provider_mock import ApiEndpoint, ProviderMock, TwilioApi
 
 PUBLIC_URL = "https://hub.example.test"
@@ -20,15 +22,8 @@ RETRY = RetryPolicy(attempts=3, initial=0.01, maximum=0.05, max_retry_after=0.05
 
 
 @pytest.fixture
-def hub_config(db_dsn: str, tmp_path: Path) -> Config:
-    return Config(
-        database_url=db_dsn,
-        data_dir=tmp_path / "data",
-        access_log=False,
-        outbox_poll_ms=100,
-        max_body_bytes=64 * 1024,
-        public_url=PUBLIC_URL,
-    )
+def hub_config(hub_config: Config) -> Config:
+    return hub_config.replace(public_url=PUBLIC_URL)
 
 
 @pytest.fixture(autouse=True)
@@ -43,6 +38,21 @@ async def mock() -> AsyncIterator[ProviderMock]:
     await provider.start()
     yield provider
     await provider.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def agent(server: str) -> AsyncIterator[Agent]:
+    """An agent socket connected to :func:`server` with the tests' administrator token."""
+    connected = Agent()
+    await connected.connect(server + "/", token=ADMIN_TOKEN)
+    yield connected
+    await connected.client.disconnect()
 
 
 @pytest.fixture

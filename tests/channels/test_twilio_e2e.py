@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import pytest
 
 from hub.app import Hub
-from tests.channels.conformance import AUTH, count, wait_for_status
+from tests.channels.conformance import AUTH, count, events_of, statuses, wait_for_status
 from tests.channels.twilio_support import (
     ACCOUNT_SID,
     CUSTOMER,
@@ -32,30 +30,12 @@ from tests.support.provider_mock import TOO_MANY_REQUESTS, ProviderMock, twilio_
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-async def agent(server: str) -> AsyncIterator[Agent]:
-    connected = Agent()
-    await connected.connect(server + "/", token=AUTH["Authorization"].removeprefix("Bearer "))
-    yield connected
-    await connected.client.disconnect()
-
-
 async def webhook(
     http: aiohttp.ClientSession, server: str, inbox: str, pairs: list[tuple[str, str]]
 ) -> tuple[int, str]:
     path, body, headers = signed_request(inbox, pairs)
     async with http.post(server + path, data=body, headers=headers) as response:
         return response.status, await response.text()
-
-
-def events_of(agent: Agent, kind: str) -> list[dict[str, Any]]:
-    return [e["event"] for e in agent.events if e["type"] == kind]
 
 
 async def test_sms_in_reply_out_status_back(
@@ -89,18 +69,11 @@ async def test_sms_in_reply_out_status_back(
     assert call.form["Body"] == "It ships today 📦"
     assert call.headers["User-Agent"].startswith("twilio-python/")
 
-    def statuses() -> list[str]:
-        return [
-            e["payload"]["status"]
-            for e in events_of(agent, "message.status_changed")
-            if e["payload"]["message_id"] == reply_id
-        ]
-
-    await agent.wait_until(lambda: statuses() == ["sent"])
+    await agent.wait_until(lambda: statuses(agent, reply_id) == ["sent"])
     callback = with_sid("status_delivered", sent["provider_message_id"])
     status, _ = await webhook(http, server, inbox, callback)
     assert status == 200
-    await agent.wait_until(lambda: statuses() == ["sent", "delivered"])
+    await agent.wait_until(lambda: statuses(agent, reply_id) == ["sent", "delivered"])
     changed = events_of(agent, "message.status_changed")[-1]
     assert changed["payload"]["previous_status"] == "sent"
     assert changed["payload"]["provider_message_id"] == sent["provider_message_id"]

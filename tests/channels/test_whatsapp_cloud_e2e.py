@@ -15,10 +15,15 @@ from typing import Any
 import aiohttp
 import pytest
 
-from hub.actions.messages import create_agent_message
 from hub.app import Hub
-from hub.store.db import in_transaction
-from tests.channels.conformance import AUTH, count, wait_for_status
+from tests.channels.conformance import (
+    AUTH,
+    agent_message,
+    count,
+    events_of,
+    statuses,
+    wait_for_status,
+)
 from tests.realtime.agents import Agent
 from tests.support.graph_mock import (
     CUSTOMER,
@@ -46,38 +51,12 @@ async def mock() -> AsyncIterator[ProviderMock]:
     await provider.close()
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-async def agent(server: str) -> AsyncIterator[Agent]:
-    connected = Agent()
-    await connected.connect(server + "/", token=AUTH["Authorization"].removeprefix("Bearer "))
-    yield connected
-    await connected.client.disconnect()
-
-
 async def webhook(
     http: aiohttp.ClientSession, server: str, inbox: str, payload: Any, **headers: str
 ) -> tuple[int, Any]:
     path, body, signed_headers = signed(inbox, payload)
     async with http.post(server + path, data=body, headers={**signed_headers, **headers}) as r:
         return r.status, await r.json()
-
-
-def events_of(agent: Agent, kind: str) -> list[dict[str, Any]]:
-    return [e["event"] for e in agent.events if e["type"] == kind]
-
-
-def statuses(agent: Agent, message_id: str) -> list[str]:
-    return [
-        e["payload"]["status"]
-        for e in events_of(agent, "message.status_changed")
-        if e["payload"]["message_id"] == message_id
-    ]
 
 
 async def reply(http: aiohttp.ClientSession, server: str, conversation_id: str, text: str) -> str:
@@ -164,24 +143,12 @@ async def test_a_template_outside_the_window_is_sent_and_free_text_is_refused(
     assert await hub.pool.fetchval(outbound) == 0
 
     # one queued while the window was open but sent after it closed fails at send time
-    agent_id = await hub.pool.fetchval("SELECT id FROM api_tokens LIMIT 1")
-    late = await in_transaction(
-        hub.pool,
-        create_agent_message,
-        account_id=hub.account_id,
-        agent_id=agent_id,
-        conversation_id=conversation_id,
-        content="Are you still there?",
-        private=False,
-        client_id=None,
-    )
-    failed = await wait_for_status(hub, late.id, "failed")
+    late = await agent_message(hub, conversation_id, "Are you still there?")
+    failed = await wait_for_status(hub, late, "failed")
     assert failed["error_code"] == "window_closed"
-    await agent.wait_until(lambda: statuses(agent, late.id) == ["failed"])
+    await agent.wait_until(lambda: statuses(agent, late) == ["failed"])
     shown = next(
-        e
-        for e in events_of(agent, "message.status_changed")
-        if e["payload"]["message_id"] == late.id
+        e for e in events_of(agent, "message.status_changed") if e["payload"]["message_id"] == late
     )
     assert "only a template" in shown["payload"]["error_message"]
     assert not mock.of("graph.messages")

@@ -121,16 +121,7 @@ INVALID_TOKEN = graph_error(401, 190, "Invalid OAuth access token - Cannot parse
 
 
 def _invalid(details: str) -> web.Response:
-    return _answer(graph_error(400, 100, "Invalid parameter", details))
-
-
-def _answer(failure: Failure) -> web.Response:
-    return web.Response(
-        body=failure.body,
-        status=failure.status,
-        content_type=failure.content_type,
-        headers=failure.headers,
-    )
+    return graph_error(400, 100, "Invalid parameter", details).response()
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -188,7 +179,7 @@ class GraphApi:
 
     async def _send(self, request: web.Request, mock: ProviderMock) -> web.StreamResponse:
         if not self._authorized(request):
-            return _answer(INVALID_TOKEN)
+            return INVALID_TOKEN.response()
         try:
             body = orjson.loads(mock.requests[-1].body)
         except orjson.JSONDecodeError:
@@ -215,7 +206,7 @@ class GraphApi:
             if "id" not in item and "link" not in item:
                 return _invalid(f"The parameter {kind}['id'] or {kind}['link'] is required.")
         if digits in self.unregistered:
-            return _answer(INVALID_NUMBER)
+            return INVALID_NUMBER.response()
         self.sent.append(body)
         raw = f"{digits}:{next(self._ids):012d}:{secrets.token_hex(4)}".encode()
         message: dict[str, str] = {"id": "wamid." + base64.b64encode(raw).decode()}
@@ -231,7 +222,7 @@ class GraphApi:
 
     async def _upload(self, request: web.Request, mock: ProviderMock) -> web.StreamResponse:
         if not self._authorized(request):
-            return _answer(INVALID_TOKEN)
+            return INVALID_TOKEN.response()
         header = f"Content-Type: {request.headers.get('Content-Type', '')}\r\n\r\n".encode()
         parsed = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
             header + mock.requests[-1].body
@@ -256,11 +247,11 @@ class GraphApi:
 
     async def _lookup(self, request: web.Request, mock: ProviderMock) -> web.StreamResponse:
         if not self._authorized(request):
-            return _answer(INVALID_TOKEN)
+            return INVALID_TOKEN.response()
         media_id = request.match_info["media_id"]
         found = self.media.get(media_id)
         if found is None:
-            return _answer(
+            return (
                 graph_error(
                     400,
                     100,
@@ -268,7 +259,7 @@ class GraphApi:
                     error_type="GraphMethodException",
                     subcode=33,
                 )
-            )
+            ).response()
         query = f"?mid={media_id}&ext={int(time.time())}&hash=AT{secrets.token_urlsafe(12)}"
         return _json(
             {
@@ -283,7 +274,7 @@ class GraphApi:
 
     async def _download(self, request: web.Request, mock: ProviderMock) -> web.StreamResponse:
         if not self._authorized(request):
-            return _answer(INVALID_TOKEN)
+            return INVALID_TOKEN.response()
         found = self.media.get(request.query.get("mid", ""))
         if found is None:
             return web.Response(status=404, text="Not found")

@@ -56,6 +56,12 @@ class Failure:
     #: drop the connection instead of answering (a network failure)
     disconnect: bool = False
 
+    def response(self) -> web.Response:
+        """The answer as the mock sends it."""
+        return web.Response(
+            body=self.body, status=self.status, content_type=self.content_type, headers=self.headers
+        )
+
 
 Handler = Callable[[web.Request, "ProviderMock"], Awaitable[web.StreamResponse]]
 
@@ -94,12 +100,7 @@ class ProviderMock:
                     assert request.transport is not None
                     request.transport.close()
                     raise ConnectionResetError("programmed disconnect")
-                return web.Response(
-                    body=failure.body,
-                    status=failure.status,
-                    content_type=failure.content_type,
-                    headers=failure.headers,
-                )
+                return failure.response()
             return await handler(request, self)
 
         return handle
@@ -206,19 +207,19 @@ class TwilioApi:
 
     async def _create(self, request: web.Request, mock: ProviderMock) -> web.StreamResponse:
         if not self._authorized(request):
-            return _answer(twilio_error(401, 20003, "Authenticate"))
+            return twilio_error(401, 20003, "Authenticate").response()
         form = mock.requests[-1].form
         to, sender = form.get("To", ""), form.get("From", "")
         service = form.get("MessagingServiceSid", "")
         if not to:
-            return _answer(twilio_error(400, 21604, "A 'To' phone number is required."))
+            return twilio_error(400, 21604, "A 'To' phone number is required.").response()
         if not sender and not service:
-            return _answer(twilio_error(400, 21603, "A 'From' phone number is required."))
+            return twilio_error(400, 21603, "A 'From' phone number is required.").response()
         if not form.get("Body") and not form.getall("MediaUrl", []):
-            return _answer(twilio_error(400, 21602, "Message body is required."))
+            return twilio_error(400, 21602, "Message body is required.").response()
         number = to.removeprefix("whatsapp:")
         if to_e164(number) != number:
-            return _answer(INVALID_TO)
+            return INVALID_TO.response()
         sid = request.match_info["sid"]
         message_sid = f"SM{next(self._sids):032x}"
         now = _rfc2822_now()
@@ -250,21 +251,12 @@ class TwilioApi:
 
     async def _media(self, request: web.Request, mock: ProviderMock) -> web.StreamResponse:
         if not self._authorized(request):
-            return _answer(twilio_error(401, 20003, "Authenticate"))
+            return twilio_error(401, 20003, "Authenticate").response()
         found = self.media.get(request.path)
         if found is None:
-            return _answer(twilio_error(404, 20404, "The requested resource was not found"))
+            return twilio_error(404, 20404, "The requested resource was not found").response()
         data, content_type = found
         return web.Response(body=data, content_type=content_type)
-
-
-def _answer(failure: Failure) -> web.Response:
-    return web.Response(
-        body=failure.body,
-        status=failure.status,
-        content_type=failure.content_type,
-        headers=failure.headers,
-    )
 
 
 # -- the API channel's customer endpoint -------------------------------------------------------

@@ -1,12 +1,13 @@
-"""What the admin routes share: field types PostgreSQL can store (text never holds NUL), list
-paging, path ids, and running an admin action in one transaction with its refusals turned into
-API errors (404 / 409 / 422).
+"""What the route modules share: field types PostgreSQL can store (text never holds NUL), list
+paging, path ids, and running an action in one transaction with its refusals turned into API
+errors (404 / 409 / 422).
 
 The constraints live in the types so that the OpenAPI document states them too.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Concatenate, Literal, ParamSpec, TypeVar
 
@@ -15,9 +16,10 @@ import msgspec
 from gateway.responses import ApiError
 from gateway.route import Call
 from hub.actions.accounts import Refused
+from hub.refusals import CodedRefusal
 from hub.store.db import Conn, in_transaction
 
-NO_NUL = r"^[^\x00]*$"
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
 # ASCII whitespace only: Python's and ECMA's \s disagree on other characters
 SPACE = "\t\n\v\f\r "
 NOT_BLANK = r"^[^\x00]*[^\x00\t\n\v\f\r ][^\x00]*$"
@@ -42,6 +44,11 @@ Search = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NU
 Cursor = Annotated[str, msgspec.Meta(min_length=1, max_length=512, pattern=NO_NUL)]
 Limit = Annotated[int, msgspec.Meta(ge=1, le=200)]
 RoleName = Literal["administrator", "supervisor", "agent"]
+# conversations and contacts take shorter searches and only record-shaped ids (ULIDs, or names a
+# CLI gave); anything else cannot name a record
+PrefixSearch = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=NO_NUL)]
+RecordId = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z_-]{1,64}$")]
+_RECORD_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 
 
 class ListQuery(msgspec.Struct, forbid_unknown_fields=True):
@@ -53,6 +60,7 @@ class ListQuery(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _STATUS = {"not_found": 404, "conflict": 409, "invalid": 422}
+_CODE_STATUS = {"not_found": 404, "conflict": 409}
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -61,7 +69,16 @@ def path_id(call: Call, name: str, what: str) -> str:
     """An id from the path; one that cannot be an id is simply not found."""
     value = call.path(name)
     if "\x00" in value or len(value) > 64:
-        raise ApiError(404, "not_found", f"no such {what}")
+        raise not_found(what)
+    return value
+
+
+def record_id(call: Call, name: str) -> str:
+    """A record-shaped path id, or 404 when it cannot be one (never a database error for a stray
+    byte)."""
+    value = call.path(name)
+    if _RECORD_ID.fullmatch(value) is None:
+        raise ApiError(404, "not_found", "no such record")
     return value
 
 
@@ -80,3 +97,23 @@ async def run(
         return await in_transaction(call.hub.pool, action, *args, **kwargs)
     except Refused as exc:
         raise ApiError(_STATUS[exc.kind], exc.code, exc.message, exc.details) from exc
+
+
+async def committed(
+    call: Call,
+    action: Callable[Concatenate[Conn, P], Awaitable[R | ApiError]],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> R:
+    """``action`` in a transaction that commits even when it answers an error, so that the
+    failures it audited and counted stay; the error is raised after."""
+    result = await in_transaction(call.hub.pool, action, *args, **kwargs)
+    if isinstance(result, ApiError):
+        raise result
+    return result
+
+
+def refusal(exc: CodedRefusal) -> ApiError:
+    """The API error of an action's refusal, by its ``code``: ``not_found`` 404, ``conflict``
+    409, any other 422."""
+    return ApiError(_CODE_STATUS.get(exc.code, 422), exc.code, exc.message, exc.details)

@@ -1,0 +1,706 @@
+// @ts-check
+/**
+ * The agent console: login, the inbox sidebar, the live conversation list, the conversation view
+ * with its composer and actions, the contact panel, presence and notifications.
+ * State comes from REST once, then from the /agent Socket.IO stream (docs/realtime.md).
+ */
+import { io } from "/console/socket.io.esm.min.js";
+import { Api, ApiError } from "./api.js";
+import { h, clear, initials, since } from "./dom.js";
+import { t, setLanguage, preferred, language, LANGUAGES } from "./i18n.js";
+import { VirtualList } from "./vlist.js";
+import { renderItem, messageItem, systemItems, tickFor } from "./timeline.js";
+import { Notifier } from "./notify.js";
+
+const ROW = 64;
+const api = new Api();
+const app = /** @type {HTMLElement} */ (document.getElementById("app"));
+
+/** Everything the screens show. */
+const S = {
+  /** @type {Map<string, any>} */ inboxes: new Map(),
+  /** @type {Map<string, any>} */ counters: new Map(),
+  /** @type {Map<string, any>} */ users: new Map(),
+  /** @type {any[]} */ teams: [],
+  /** @type {any[]} */ labels: [],
+  /** @type {Map<string, any>} */ convs: new Map(),
+  /** @type {Map<string, string>} */ previews: new Map(),
+  /** @type {any[]} */ rows: [],
+  filters: { view: "all", status: "open", inbox_id: "", team_id: "", label: "", priority: "" },
+  /** @type {string | null} */ cursor: null,
+  loading: false,
+  /** @type {string | null} */ current: null,
+  /** @type {any[]} */ timeline: [],
+  /** @type {Map<string, string>} */ presence: new Map(),
+  lastSeq: -1,
+  connected: false,
+  /** @type {any[] | null} */ queued: null,
+};
+/** @type {any} */ let socket = null;
+/** @type {VirtualList | null} */ let list = null;
+const notifier = new Notifier();
+/** @type {Record<string, HTMLElement>} */ const $ = {};
+
+// ---------------------------------------------------------------- theme and language
+function applyTheme() {
+  const theme = localStorage.getItem("hub.theme") || "";
+  if (theme) document.documentElement.dataset.theme = theme; else delete document.documentElement.dataset.theme;
+}
+
+function switches() {
+  const lang = h("select", { "aria-label": t("ui.language"), id: "lang" },
+    ...LANGUAGES.map((l) => h("option", { value: l, text: t(`lang.${l}`), selected: l === language() })));
+  lang.addEventListener("change", async () => { await setLanguage(/** @type {HTMLSelectElement} */ (lang).value, true); start(); });
+  const theme = h("button.icon", { type: "button", "aria-label": t("ui.theme"), title: t("ui.theme"), text: "◐" });
+  theme.addEventListener("click", () => {
+    const dark = document.documentElement.dataset.theme === "dark" ||
+      (!document.documentElement.dataset.theme && matchMedia("(prefers-color-scheme: dark)").matches);
+    localStorage.setItem("hub.theme", dark ? "light" : "dark");
+    applyTheme();
+  });
+  return h("div.switches", null, lang, theme);
+}
+
+// ---------------------------------------------------------------- login
+function loginScreen(/** @type {string} */ message = "") {
+  disconnect();
+  clear(app);
+  const email = h("input", { id: "email", type: "email", autocomplete: "username", required: true });
+  const password = h("input", { id: "password", type: "password", autocomplete: "current-password", required: true });
+  const error = h("p.error", { role: "alert", text: message });
+  const form = h("form.login", { "aria-labelledby": "login-title" },
+    h("h1", { id: "login-title", text: t("login.title") }),
+    h("label", { for: "email", text: t("login.email") }), email,
+    h("label", { for: "password", text: t("login.password") }), password,
+    error,
+    h("button.primary", { type: "submit", text: t("login.submit") }));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    error.textContent = "";
+    try {
+      const r = await api.login(/** @type {HTMLInputElement} */ (email).value, /** @type {HTMLInputElement} */ (password).value);
+      if (r.status === "mfa_required") mfaScreen(r.mfa_token);
+      else if (r.status === "authenticated") start();
+      else error.textContent = t("login.mfa_setup");
+    } catch (err) {
+      error.textContent = err instanceof ApiError && err.code === "account_locked" ? t("login.locked") : t("login.failed");
+    }
+  });
+  app.append(h("main.center", null, form, switches()));
+  email.focus();
+}
+
+function mfaScreen(/** @type {string} */ mfaToken) {
+  clear(app);
+  const code = h("input", { id: "code", inputmode: "numeric", autocomplete: "one-time-code", required: true });
+  const error = h("p.error", { role: "alert" });
+  const form = h("form.login", null,
+    h("h1", { text: t("mfa.title") }),
+    h("label", { for: "code", text: t("mfa.code") }), code, error,
+    h("button.primary", { type: "submit", text: t("mfa.submit") }));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try { await api.mfa(mfaToken, /** @type {HTMLInputElement} */ (code).value.trim()); start(); }
+    catch (err) {
+      if (err instanceof ApiError && err.code === "invalid_mfa_token") loginScreen(t("mfa.expired"));
+      else error.textContent = t("mfa.failed");
+    }
+  });
+  app.append(h("main.center", null, form));
+  code.focus();
+}
+
+// ---------------------------------------------------------------- the shell
+async function start() {
+  applyTheme();
+  if (!api.session) return loginScreen();
+  api.onLoggedOut = () => loginScreen(t("login.expired"));
+  shell();
+  connect();
+  try { await loadReference(); } catch (e) { if (!(e instanceof ApiError)) throw e; }
+  renderSidebar();
+  if (S.current) openConversation(S.current);  // after a language switch
+}
+
+function shell() {
+  clear(app);
+  const me = api.user;
+  $.banner = h("div.banner", { role: "status", hidden: true, text: t("ui.reconnecting") });
+  const presence = h("select", { id: "presence", "aria-label": t("presence.label") },
+    ...["online", "busy", "offline"].map((s) => h("option", { value: s, text: t(`presence.${s}`) })));
+  presence.addEventListener("change", () => socket?.emit("presence", { status: /** @type {HTMLSelectElement} */ (presence).value }));
+  $.presence = presence;
+  const notify = h("button.icon", { type: "button", title: t("ui.notifications"), "aria-label": t("ui.notifications"), text: "♪" });
+  notify.addEventListener("click", () => notifier.enable());
+  const logout = h("button", { type: "button", text: t("ui.logout") });
+  logout.addEventListener("click", async () => { await api.logout(); loginScreen(); });
+  const header = h("header.top", null,
+    h("strong.brand", { text: "Hub" }),
+    h("span.me", null, h("span.avatar", { text: initials(me?.name), "aria-hidden": "true" }), h("span", { text: me?.name || "" })),
+    presence, notify, switches(), logout);
+  $.sidebar = h("nav.sidebar", { "aria-label": t("sidebar.label") });
+  $.listbox = h("div.vlist", { role: "listbox", tabindex: "0", "aria-label": t("list.label"), id: "conversation-list" });
+  $.listEmpty = h("p.empty", { text: t("list.empty"), hidden: true });
+  $.convo = h("section.convo", { "aria-label": t("convo.label") }, h("p.empty", { text: t("convo.none") }));
+  $.contact = h("aside.contact", { "aria-label": t("contact.label") });
+  app.append($.banner, header, h("div.layout", null, $.sidebar,
+    h("section.list", { "aria-label": t("list.label") }, $.listEmpty, $.listbox), $.convo, $.contact));
+  list = new VirtualList($.listbox, ROW, renderRow, () => loadMore());
+  $.listbox.addEventListener("click", (e) => {
+    const row = /** @type {HTMLElement} */ (e.target).closest(".vrow");
+    if (row instanceof HTMLElement && row.dataset.id) openConversation(row.dataset.id);
+  });
+  $.listbox.addEventListener("keydown", (e) => {
+    if (e.key === "ArrowDown" || e.key === "ArrowUp") { e.preventDefault(); step(e.key === "ArrowDown" ? 1 : -1); }
+  });
+}
+
+async function loadReference() {
+  const [inboxes, users, teams, labels] = await Promise.all([
+    api.get("/api/v1/inboxes?limit=200"),
+    api.get("/api/v1/users?limit=200").catch(() => ({ data: [] })),
+    api.get("/api/v1/teams?limit=200").catch(() => ({ data: [] })),
+    api.get("/api/v1/labels?limit=200").catch(() => ({ data: [] })),
+  ]);
+  for (const i of inboxes.data) S.inboxes.set(i.id, i);
+  for (const u of users.data) S.users.set(u.id, u);
+  S.teams = teams.data;
+  S.labels = labels.data;
+}
+
+/** @param {string | null} id */
+function nameOf(id) {
+  if (!id) return "";
+  if (id === api.user?.id) return api.user.name;
+  return S.users.get(id)?.name || id.slice(0, 8);
+}
+
+// ---------------------------------------------------------------- sidebar and filters
+function renderSidebar() {
+  const s = $.sidebar;
+  clear(s);
+  const views = h("div.views", { role: "group", "aria-label": t("sidebar.views") },
+    ...["mine", "unassigned", "all"].map((v) => {
+      const b = h("button", { type: "button", text: t(`view.${v}`), "aria-pressed": String(S.filters.view === v), "data-view": v });
+      b.addEventListener("click", () => { S.filters.view = v; renderSidebar(); reload(); });
+      return b;
+    }));
+  const inboxList = h("ul.inboxes", { "aria-label": t("sidebar.inboxes") },
+    ...[...S.inboxes.values()].map((i) => {
+      const c = S.counters.get(i.id);
+      const b = h("button", { type: "button", "aria-pressed": String(S.filters.inbox_id === i.id), "data-inbox": i.id },
+        h("span", { text: `${channelIcon(i)} ${i.name}` }),
+        h("span.count", { text: c ? String(c.open) : "", title: t("sidebar.open_count"), "data-counter": i.id }));
+      b.addEventListener("click", () => { S.filters.inbox_id = S.filters.inbox_id === i.id ? "" : i.id; renderSidebar(); reload(); });
+      return h("li", null, b);
+    }));
+  /** @param {string} key @param {string[][]} options */
+  const select = (key, options) => {
+    const el = h("select", { id: `filter-${key}` },
+      h("option", { value: "", text: t("filter.any") }),
+      ...options.map(([v, label]) => h("option", { value: v, text: label, selected: /** @type {any} */ (S.filters)[key] === v })));
+    el.addEventListener("change", () => { /** @type {any} */ (S.filters)[key] = /** @type {HTMLSelectElement} */ (el).value; reload(); });
+    return h("div.field", null, h("label", { for: `filter-${key}`, text: t(`filter.${key}`) }), el);
+  };
+  const agents = h("ul.agents", { "aria-label": t("presence.others") },
+    ...[...S.presence.entries()].filter(([id]) => id !== api.user?.id).map(([id, st]) =>
+      h("li", null, h(`span.dot.dot-${st}`, { "aria-hidden": "true" }), h("span", { text: `${nameOf(id)} — ${t(`presence.${st}`)}` }))));
+  s.append(views,
+    h("h2", { text: t("sidebar.inboxes") }), inboxList,
+    h("h2", { text: t("sidebar.filters") }),
+    select("status", ["open", "pending", "snoozed", "resolved"].map((v) => [v, t(`status_conv.${v}`)])),
+    select("team_id", S.teams.map((x) => [x.id, x.name])),
+    select("label", S.labels.map((x) => [x.name, x.name])),
+    select("priority", ["urgent", "high", "medium", "low"].map((v) => [v, t(`priority.${v}`)])),
+    h("h2", { text: t("presence.others") }), agents);
+}
+
+/** @param {any} inbox */
+function channelIcon(inbox) {
+  if (!inbox) return "•";
+  if (inbox.channel === "whatsapp_cloud" || inbox.settings?.kind === "whatsapp") return "🟢";
+  if (inbox.channel === "twilio") return "✉";
+  if (inbox.channel === "api") return "⚙";
+  return "•";
+}
+
+function updateCounters() {
+  for (const [id, c] of S.counters) {
+    const el = $.sidebar?.querySelector(`[data-counter="${id}"]`);
+    if (el) el.textContent = String(c.open);
+  }
+}
+
+// ---------------------------------------------------------------- the conversation list
+function query(/** @type {string | null} */ cursor) {
+  const f = S.filters;
+  const p = new URLSearchParams({ limit: "200" });
+  if (f.status) p.set("status", f.status);
+  if (f.inbox_id) p.set("inbox_id", f.inbox_id);
+  if (f.team_id) p.set("team_id", f.team_id);
+  if (f.label) p.set("label", f.label);
+  if (f.priority) p.set("priority", f.priority);
+  if (f.view === "mine") p.set("mine", "true");
+  if (f.view === "unassigned") p.set("unassigned", "true");
+  if (cursor) p.set("cursor", cursor);
+  return `/api/v1/conversations?${p}`;
+}
+
+/** @param {any} row */
+function matches(row) {
+  const f = S.filters;
+  if (f.status && row.status !== f.status) return false;
+  if (f.inbox_id && row.inbox_id !== f.inbox_id) return false;
+  if (f.team_id && row.team_id !== f.team_id) return false;
+  if (f.label && !(row.labels || []).includes(f.label)) return false;
+  if (f.priority && row.priority !== f.priority) return false;
+  if (f.view === "mine" && row.assignee_id !== api.user?.id) return false;
+  if (f.view === "unassigned" && row.assignee_id) return false;
+  return true;
+}
+
+/** @param {any} a @param {any} b */
+const newer = (a, b) => (a.last_activity_at < b.last_activity_at ? 1 : a.last_activity_at > b.last_activity_at ? -1 : a.id < b.id ? 1 : -1);
+
+let generation = 0;
+async function reload() {
+  const mine = ++generation;
+  S.cursor = null;
+  S.loading = true;
+  try {
+    const page = await api.get(query(null));
+    if (mine !== generation) return;
+    S.rows = [];
+    absorbPage(page);
+  } finally { if (mine === generation) S.loading = false; }
+}
+
+async function loadMore() {
+  if (S.loading || !S.cursor) return;
+  const mine = generation;
+  S.loading = true;
+  try {
+    const page = await api.get(query(S.cursor));
+    if (mine === generation) absorbPage(page);
+  } finally { if (mine === generation) S.loading = false; }
+}
+
+/** @param {any} page */
+function absorbPage(page) {
+  for (const c of page.inboxes || []) S.counters.set(c.inbox_id, c);
+  const seen = new Set(S.rows.map((r) => r.id));
+  for (const row of page.data) {
+    S.convs.set(row.id, row);
+    if (!seen.has(row.id)) S.rows.push(row);
+  }
+  S.cursor = page.next_cursor;
+  updateCounters();
+  list?.setItems(S.rows);
+  $.listEmpty.hidden = S.rows.length > 0;
+}
+
+/** Put a changed row where it belongs in the visible list (or take it out). @param {any} row */
+function place(row) {
+  const at = S.rows.findIndex((r) => r.id === row.id);
+  if (at >= 0) S.rows.splice(at, 1);
+  if (matches(row)) {
+    let lo = 0, hi = S.rows.length;
+    while (lo < hi) { const mid = (lo + hi) >> 1; if (newer(S.rows[mid], row) < 0) lo = mid + 1; else hi = mid; }
+    // a row below the loaded pages is left for pagination to bring
+    if (lo < S.rows.length || !S.cursor) S.rows.splice(lo, 0, row);
+  }
+  list?.setItems(S.rows);
+  $.listEmpty.hidden = S.rows.length > 0;
+}
+
+/** @param {HTMLElement} el @param {any} row */
+function renderRow(el, row) {
+  if (el.dataset.id === row.id && el.dataset.v === rowVersion(row)) return;
+  el.dataset.id = row.id;
+  el.dataset.v = rowVersion(row);
+  el.setAttribute("aria-selected", String(row.id === S.current));
+  const inbox = S.inboxes.get(row.inbox_id);
+  const unread = row.unread_count || 0;
+  clear(el).append(
+    h("span.chan", { text: channelIcon(inbox), title: inbox?.channel || "", "aria-hidden": "true" }),
+    h("span.main", null,
+      h("span.name", { text: row.contact_name || t("list.unknown_contact") }),
+      h("span.preview", { text: S.previews.get(row.id) || "" })),
+    h("span.side", null,
+      h("span.wait", { text: since(row.last_message_at || row.last_activity_at), title: t("list.waiting") }),
+      row.assignee_id ? h("span.avatar.small", { text: initials(nameOf(row.assignee_id)), title: nameOf(row.assignee_id) }) : null,
+      unread ? h("span.badge", { text: String(unread), "aria-label": t("list.unread", { n: unread }) }) : null));
+}
+
+/** @param {any} row */
+function rowVersion(row) {
+  return `${row.last_activity_at}|${row.assignee_id}|${row.unread_count}|${row.status}|${row.contact_name}|${S.previews.get(row.id) || ""}|${row.id === S.current}`;
+}
+
+/** @param {number} delta */
+function step(delta) {
+  const at = S.rows.findIndex((r) => r.id === S.current);
+  const next = S.rows[Math.max(0, Math.min(S.rows.length - 1, at + delta))];
+  if (next) { openConversation(next.id); list?.scrollTo(S.rows.indexOf(next)); }
+}
+
+// ---------------------------------------------------------------- realtime
+function connect() {
+  disconnect();
+  S.queued = [];
+  socket = io("/agent", {
+    transports: ["websocket"],
+    auth: (/** @type {(a: any) => void} */ cb) => cb(S.lastSeq >= 0 ? { token: api.token, last_seq: S.lastSeq } : { token: api.token }),
+  });
+  socket.on("connect", async () => {
+    S.connected = true;
+    $.banner.hidden = true;
+    if (S.queued) {  // first connection: the list over REST, then the events that came meanwhile
+      await reload().catch(() => {});
+      const q = S.queued; S.queued = null;
+      for (const batch of q) onEvents(batch);
+    }
+    if (S.current) socket.emit("join", { conversation_id: S.current });
+    socket.emit("presence", { status: /** @type {HTMLSelectElement} */ ($.presence).value });
+  });
+  socket.on("disconnect", (/** @type {string} */ reason) => {
+    S.connected = false;
+    $.banner.hidden = false;
+    if (reason === "io server disconnect") {  // credentials changed: renew, then come back
+      api.refresh().then((ok) => { if (ok) setTimeout(() => socket?.connect(), 500); });
+    }
+  });
+  socket.on("connect_error", async (/** @type {any} */ err) => {
+    $.banner.hidden = false;
+    const code = err?.data?.code;
+    if (code === "invalid_token" || code === "unauthenticated") {
+      if (await api.refresh()) socket?.connect(); else loginScreen(t("login.expired"));
+    }
+  });
+  socket.on("events", (/** @type {any[]} */ batch) => { if (S.queued) S.queued.push(batch); else onEvents(batch); });
+  socket.on("resync", (/** @type {{head: number}} */ r) => { S.lastSeq = r.head; reload(); if (S.current) loadTimeline(S.current); });
+  socket.on("presence_list", (/** @type {Record<string, string>} */ all) => { S.presence = new Map(Object.entries(all)); renderSidebar(); });
+  socket.on("presence", (/** @type {any} */ p) => {
+    if (p.status === "offline") S.presence.delete(p.agent_id); else S.presence.set(p.agent_id, p.status);
+    if (p.agent_id === api.user?.id && p.status !== "offline") /** @type {HTMLSelectElement} */ ($.presence).value = p.status;
+    renderSidebar();
+  });
+  socket.on("typing", (/** @type {any} */ e) => {
+    if (e.conversation_id !== S.current || !$.typing) return;
+    $.typing.textContent = e.on ? t("convo.typing", { name: nameOf(e.agent_id) }) : "";
+  });
+  /** @type {any} */ (window).hubConsole.socket = socket;
+}
+
+function disconnect() {
+  if (socket) { socket.removeAllListeners(); socket.disconnect(); socket = null; }
+}
+
+/** @param {any[]} batch */
+function onEvents(batch) {
+  for (const item of batch) {
+    if (item.seq <= S.lastSeq) continue;  // a duplicate across a reconnect race
+    S.lastSeq = item.seq;
+    try { apply(item); } catch (e) { console.error("event", item, e); }
+  }
+}
+
+/** @param {any} item */
+function apply(item) {
+  const ev = item.event;
+  const ctx = item.context;
+  if (ctx?.inbox) { S.counters.set(ctx.inbox.inbox_id, ctx.inbox); updateCounters(); }
+  const p = ev.payload || {};
+  const id = ev.conversation_id;
+  if (ev.type === "message.received" || ev.type === "message.created") {
+    if (p.content) S.previews.set(id, p.content);
+  }
+  if (ctx?.conversation) {
+    const old = S.convs.get(id);
+    const row = { ...(old || { unread_count: 0, contact_name: null }), ...ctx.conversation };
+    if (ev.type === "message.received" && id !== S.current) row.unread_count = (row.unread_count || 0) + 1;
+    if (ev.type === "conversation.read" && p.agent_id === api.user?.id) row.unread_count = 0;
+    S.convs.set(id, row);
+    place(row);
+    if (!old) fillName(row);
+  }
+  if (ev.type === "message.received" && ctx?.conversation?.assignee_id === api.user?.id && (id !== S.current || document.hidden)) {
+    notifier.notify(S.convs.get(id)?.contact_name || t("list.unknown_contact"), p.content || "");
+  }
+  if (id !== S.current) return;
+  if (ev.type === "message.received") {
+    appendItem(messageItem({ id: p.message_id, direction: "inbound", private: false, content: p.content, attachments: p.attachments, created_at: ev.occurred_at, status: "received" }));
+    socket?.emit("mark_read", { conversation_id: id });
+  } else if (ev.type === "message.created") {
+    appendItem(messageItem({ id: p.message_id, direction: "outbound", private: p.private, content: p.content, attachments: p.attachments, created_at: ev.occurred_at, status: p.status, sender_id: p.sender_id }));
+  } else if (ev.type === "message.status_changed") {
+    const m = S.timeline.find((x) => x.id === p.message_id);
+    if (m) { m.status = p.status; m.error_message = p.error_message; m.error_code = p.error_code; replaceItem(m); }
+  } else if (ev.type === "conversation.updated") {
+    for (const s of systemItems(ev)) appendItem(s);
+    renderActions();
+  }
+}
+
+/** A new row from an event has no contact name yet: one small read fills it. @param {any} row */
+async function fillName(row) {
+  try {
+    const full = await api.get(`/api/v1/conversations/${row.id}`);
+    const cur = S.convs.get(row.id);
+    if (cur) { cur.contact_name = full.contact_name; list?.schedule(); }
+  } catch { /* gone or not visible */ }
+}
+
+// ---------------------------------------------------------------- the conversation view
+/** @param {string} id */
+async function openConversation(id) {
+  if (S.current && S.current !== id) socket?.emit("leave", { conversation_id: S.current });
+  S.current = id;
+  S.timeline = [];
+  const row = S.convs.get(id);
+  if (row) { row.unread_count = 0; list?.schedule(); }
+  socket?.emit("join", { conversation_id: id });
+  const inbox = S.inboxes.get(row?.inbox_id);
+  $.timeline = h("ol.timeline", { "aria-label": t("convo.timeline"), "aria-live": "polite" });
+  $.typing = h("p.typing", { "aria-live": "polite" });
+  $.actions = h("div.actions", { role: "toolbar", "aria-label": t("actions.label") });
+  clear($.convo).append(
+    h("header.convo-head", null, h("h2", { text: row?.contact_name || t("list.unknown_contact") }),
+      h("span.chip", { text: `${channelIcon(inbox)} ${inbox?.name || ""}` })),
+    $.actions, $.timeline, $.typing, composer(id, inbox));
+  renderActions();
+  await loadTimeline(id);
+  socket?.emit("mark_read", { conversation_id: id });
+  if (row) renderContact(row.contact_id);
+}
+
+/** @param {string} id */
+async function loadTimeline(id) {
+  /** @type {any[]} */
+  const items = [];
+  let cursor = null;
+  for (let pages = 0; pages < 20; pages++) {
+    const page = await api.get(`/api/v1/conversations/${id}/messages?limit=200${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
+    for (const m of page.data) items.push(messageItem(m));
+    cursor = page.next_cursor;
+    if (!cursor) break;
+  }
+  if (S.current !== id) return;
+  const live = S.timeline.filter((x) => !items.some((m) => m.id === x.id));
+  S.timeline = [...items, ...live];
+  clear($.timeline).append(...S.timeline.map((x) => h("li", null, renderItem(x, ctx()))));
+  $.timeline.scrollTop = $.timeline.scrollHeight;
+  updateWindow();
+}
+
+function ctx() { return { api, names: nameOf }; }
+
+/** @param {any} item */
+function appendItem(item) {
+  const old = S.timeline.find((x) => x.id === item.id);
+  if (old) { Object.assign(old, item); return replaceItem(old); }
+  S.timeline.push(item);
+  $.timeline?.append(h("li", null, renderItem(item, ctx())));
+  if ($.timeline) $.timeline.scrollTop = $.timeline.scrollHeight;
+  updateWindow();
+}
+
+/** @param {any} item */
+function replaceItem(item) {
+  const el = $.timeline?.querySelector(`[data-item-id="${CSS.escape(item.id)}"]`);
+  el?.replaceWith(renderItem(item, ctx()));
+}
+
+// ---------------------------------------------------------------- actions
+function renderActions() {
+  const row = S.convs.get(S.current || "");
+  if (!row || !$.actions) return;
+  const id = row.id;
+  /** @param {any} changes */
+  const change = async (changes) => {
+    try { const r = await api.patch(`/api/v1/conversations/${id}`, changes); S.convs.set(id, { ...S.convs.get(id), ...r }); place(S.convs.get(id)); renderActions(); }
+    catch (e) { toast(e instanceof Error ? e.message : String(e)); }
+  };
+  const assignee = h("select", { id: "assignee", "aria-label": t("actions.assignee") },
+    h("option", { value: "", text: t("actions.nobody") }),
+    ...[...S.users.values()].filter((u) => u.status !== "disabled").map((u) => h("option", { value: u.id, text: u.name, selected: u.id === row.assignee_id })));
+  if (row.assignee_id && !S.users.has(row.assignee_id)) assignee.append(h("option", { value: row.assignee_id, text: nameOf(row.assignee_id), selected: true }));
+  assignee.addEventListener("change", () => change({ assignee_id: /** @type {HTMLSelectElement} */ (assignee).value || null }));
+  const team = h("select", { id: "team", "aria-label": t("actions.team") },
+    h("option", { value: "", text: t("actions.no_team") }),
+    ...S.teams.map((x) => h("option", { value: x.id, text: x.name, selected: x.id === row.team_id })));
+  team.addEventListener("change", () => change({ team_id: /** @type {HTMLSelectElement} */ (team).value || null }));
+  const priority = h("select", { id: "priority", "aria-label": t("actions.priority") },
+    h("option", { value: "", text: t("actions.no_priority") }),
+    ...["urgent", "high", "medium", "low"].map((v) => h("option", { value: v, text: t(`priority.${v}`), selected: v === row.priority })));
+  priority.addEventListener("change", () => change({ priority: /** @type {HTMLSelectElement} */ (priority).value || null }));
+  const resolved = row.status === "resolved";
+  const status = h("button", { type: "button", id: "resolve", text: resolved ? t("actions.reopen") : t("actions.resolve"), "aria-keyshortcuts": "e" });
+  status.addEventListener("click", () => change({ status: resolved ? "open" : "resolved" }));
+  const until = h("input", { type: "datetime-local", id: "snooze-until", "aria-label": t("actions.snooze_until") });
+  const snooze = h("button", { type: "button", text: t("actions.snooze") });
+  snooze.addEventListener("click", () => {
+    const v = /** @type {HTMLInputElement} */ (until).value;
+    if (v) change({ status: "snoozed", snoozed_until: new Date(v).toISOString() });
+  });
+  const labels = h("fieldset.labels", null, h("legend", { text: t("actions.labels") }),
+    ...S.labels.map((l) => {
+      const box = h("input", { type: "checkbox", id: `label-${l.id}`, checked: (row.labels || []).includes(l.name) });
+      box.addEventListener("change", () => {
+        const set = new Set(row.labels || []);
+        if (/** @type {HTMLInputElement} */ (box).checked) set.add(l.name); else set.delete(l.name);
+        change({ labels: [...set] });
+      });
+      return h("label.label-chip", { style: { borderColor: l.color } }, box, l.name);
+    }));
+  clear($.actions).append(assignee, team, priority, status, until, snooze, labels);
+}
+
+// ---------------------------------------------------------------- composer
+/** @param {string} id @param {any} inbox */
+function composer(id, inbox) {
+  const isWhatsApp = inbox?.channel === "whatsapp_cloud" || inbox?.settings?.kind === "whatsapp";
+  const isSms = inbox?.channel === "twilio" && !isWhatsApp;
+  const text = h("textarea", { id: "reply", rows: 3, "aria-label": t("composer.reply"), placeholder: t("composer.placeholder") });
+  const note = h("input", { type: "checkbox", id: "private" });
+  const file = h("input", { type: "file", id: "attach", "aria-label": t("composer.attach") });
+  const counter = h("span.counter", { id: "sms-counter", "aria-live": "polite" });
+  const suggestions = h("ul.suggest", { role: "listbox", hidden: true, "aria-label": t("composer.canned") });
+  $.window = h("p.window", { id: "wa-window", hidden: !isWhatsApp });
+  const tplName = h("input", { id: "tpl-name", "aria-label": t("composer.template_name"), placeholder: t("composer.template_name") });
+  const tplLang = h("input", { id: "tpl-lang", value: "en", "aria-label": t("composer.template_language"), size: 5 });
+  const tplParams = h("input", { id: "tpl-params", "aria-label": t("composer.template_params"), placeholder: t("composer.template_params") });
+  $.templates = h("div.templates", { hidden: true }, tplName, tplLang, tplParams);
+  $.composerIsWa = /** @type {any} */ (isWhatsApp);
+  const send = h("button.primary", { type: "submit", text: t("composer.send") });
+  const form = h("form.composer", { "aria-label": t("composer.label") }, $.window, $.templates, suggestions, text,
+    h("div.row", null, h("label", null, note, " ", t("composer.private")), file, counter, send));
+  note.addEventListener("change", () => form.classList.toggle("is-note", /** @type {HTMLInputElement} */ (note).checked));
+  let typingOn = false, typingTimer = 0, smsTimer = 0, cannedTimer = 0;
+  text.addEventListener("input", () => {
+    const v = /** @type {HTMLTextAreaElement} */ (text).value;
+    if (!typingOn) { typingOn = true; socket?.emit("typing", { conversation_id: id, on: true }); }
+    clearTimeout(typingTimer);
+    typingTimer = window.setTimeout(() => { typingOn = false; socket?.emit("typing", { conversation_id: id, on: false }); }, 2000);
+    if (isSms) {
+      clearTimeout(smsTimer);
+      smsTimer = window.setTimeout(async () => {
+        const s = await api.post("/api/v1/sms/segments", { text: v }).catch(() => null);
+        if (s) counter.textContent = t("composer.segments", { chars: s.characters, segments: s.segments, encoding: s.encoding });
+      }, 150);
+    }
+    clearTimeout(cannedTimer);
+    if (v.startsWith("/")) {
+      cannedTimer = window.setTimeout(async () => {
+        const q = v.slice(1).trim();
+        const r = await api.get(`/api/v1/canned_responses?limit=10${q ? `&q=${encodeURIComponent(q)}` : ""}`).catch(() => ({ data: [] }));
+        clear(suggestions).append(...r.data.map((/** @type {any} */ c) => {
+          const li = h("li", { role: "option", tabindex: "-1", text: `/${c.short_code} — ${c.content}` });
+          li.addEventListener("click", () => { /** @type {HTMLTextAreaElement} */ (text).value = c.content; suggestions.hidden = true; text.focus(); });
+          return li;
+        }));
+        suggestions.hidden = r.data.length === 0;
+      }, 120);
+    } else suggestions.hidden = true;
+  });
+  text.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !suggestions.hidden) {
+      const first = suggestions.querySelector("li");
+      if (first) { e.preventDefault(); /** @type {HTMLElement} */ (first).click(); return; }
+    }
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); form.requestSubmit(); }
+    if (e.key === "Escape") suggestions.hidden = true;
+  });
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const content = /** @type {HTMLTextAreaElement} */ (text).value;
+    const priv = /** @type {HTMLInputElement} */ (note).checked;
+    const f = /** @type {HTMLInputElement} */ (file).files?.[0];
+    try {
+      if (f) {
+        const data = new FormData();
+        data.append("file", f);
+        if (content) data.append("content", content);
+        data.append("private", String(priv));
+        await api.post(`/api/v1/conversations/${id}/attachments`, data);
+        /** @type {HTMLInputElement} */ (file).value = "";
+      } else if (!$.templates.hidden && !priv) {
+        const params = /** @type {HTMLInputElement} */ (tplParams).value.split(",").map((x) => x.trim()).filter(Boolean);
+        await api.post(`/api/v1/conversations/${id}/messages`, { template: { name: /** @type {HTMLInputElement} */ (tplName).value.trim(), language: /** @type {HTMLInputElement} */ (tplLang).value.trim(), body_parameters: params }, client_id: crypto.randomUUID() });
+      } else {
+        if (!content.trim()) return;
+        await api.post(`/api/v1/conversations/${id}/messages`, { content, private: priv, client_id: crypto.randomUUID() });
+      }
+      /** @type {HTMLTextAreaElement} */ (text).value = "";
+      counter.textContent = "";
+      socket?.emit("typing", { conversation_id: id, on: false });
+    } catch (err) {
+      toast(err instanceof ApiError && err.code === "window_closed" ? t("composer.window_closed") : err instanceof Error ? err.message : String(err));
+    }
+  });
+  return form;
+}
+
+/** WhatsApp: the 24-hour reply window from the contact's last message. */
+function updateWindow() {
+  if (!$.window || !$.composerIsWa) return;
+  const last = [...S.timeline].reverse().find((m) => m.kind === "message" && m.direction === "inbound");
+  const left = last ? Date.parse(last.at) + 24 * 3600_000 - Date.now() : -1;
+  const open = left > 0;
+  $.window.textContent = open ? t("composer.window_open", { hours: Math.floor(left / 3600_000), minutes: Math.floor((left % 3600_000) / 60_000) }) : t("composer.window_closed");
+  $.window.className = `window ${open ? "open" : "closed"}`;
+  $.templates.hidden = open;
+}
+
+// ---------------------------------------------------------------- contact panel
+/** @param {string} contactId */
+async function renderContact(contactId) {
+  const c = await api.get(`/api/v1/contacts/${contactId}`).catch(() => null);
+  if (!c) return;
+  const previous = [...S.convs.values()].filter((x) => x.contact_id === contactId && x.id !== S.current);
+  clear($.contact).append(
+    h("h2", { text: c.name || t("list.unknown_contact") }),
+    h("h3", { text: t("contact.identities") }),
+    h("ul", null, ...c.identities.map((/** @type {any} */ i) => h("li", null, h("span.chip", { text: i.channel }), " ", i.address))),
+    h("h3", { text: t("contact.attributes") }),
+    h("dl", null, ...Object.entries(c.attributes || {}).flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: typeof v === "string" ? v : JSON.stringify(v) })])),
+    h("h3", { text: t("contact.previous") }),
+    previous.length ? h("ul", null, ...previous.map((x) => {
+      const b = h("button.link", { type: "button", text: `${t(`status_conv.${x.status}`)} · ${new Date(x.created_at || x.last_activity_at).toLocaleDateString()}` });
+      b.addEventListener("click", () => openConversation(x.id));
+      return h("li", null, b);
+    })) : h("p.muted", { text: t("contact.no_previous") }));
+}
+
+// ---------------------------------------------------------------- keyboard, toasts
+document.addEventListener("keydown", (e) => {
+  const target = /** @type {HTMLElement} */ (e.target);
+  if (e.ctrlKey || e.metaKey || e.altKey || target.closest("input, textarea, select")) return;
+  if (!api.session || !$.convo) return;
+  const map = /** @type {Record<string, () => void>} */ ({
+    j: () => step(1), k: () => step(-1),
+    r: () => document.getElementById("reply")?.focus(),
+    n: () => { const p = /** @type {HTMLInputElement | null} */ (document.getElementById("private")); if (p) { p.checked = true; p.dispatchEvent(new Event("change")); } document.getElementById("reply")?.focus(); },
+    e: () => document.getElementById("resolve")?.click(),
+    a: () => { const s = /** @type {HTMLSelectElement | null} */ (document.getElementById("assignee")); if (s && api.user) { s.value = api.user.id; s.dispatchEvent(new Event("change")); } },
+    "?": () => toast(t("ui.shortcuts")),
+  });
+  const f = map[e.key];
+  if (f) { e.preventDefault(); f(); }
+});
+
+/** @param {string} text */
+function toast(text) {
+  const el = h("div.toast", { role: "alert", text });
+  document.body.append(el);
+  setTimeout(() => el.remove(), 5000);
+}
+
+// waiting times move on: redraw the visible rows twice a minute
+setInterval(() => { if (list) { for (const el of list.pool) el.dataset.v = ""; list.schedule(); } updateWindow(); }, 30_000);
+
+/** For tests, benchmarks and debugging from the browser's console. */
+/** @type {any} */ (window).hubConsole = { api, state: S, socket: null, loadMore, reload, openConversation };
+
+applyTheme();
+setLanguage(preferred()).then(start);
