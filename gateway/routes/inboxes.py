@@ -58,6 +58,8 @@ def _check_settings(settings: object) -> None:
             texts = value if isinstance(value, list) else [value]
             if any(isinstance(t, str) and "\x00" in t for t in texts):
                 raise ValueError("settings must not contain NUL characters")
+
+
 Credentials = Annotated[dict[CredentialKey, Secret], msgspec.Meta(max_length=32)]
 
 
