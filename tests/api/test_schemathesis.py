@@ -59,8 +59,10 @@ async def test_the_api_matches_its_openapi_document(db_dsn: str, tmp_path: Path)
                 "examples,coverage,fuzzing",
                 "--header",
                 f"Authorization: Bearer {token}",
+                # one worker: with two, schemathesis 4.32's own code generation sometimes fails
+                # ("AST constructor recursion depth mismatch"), a thread-safety bug of its own
                 "--workers",
-                "2",
+                "1",
                 "--seed",
                 "20261126",
                 "--generation-deterministic",
