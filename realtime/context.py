@@ -23,9 +23,11 @@ async def inbox_list_context(
     if not wanted:
         return {}
     rows = await conn.fetch(
-        """SELECT id, inbox_id, contact_id, status, assignee_id, team_id, labels, priority,
-                  snoozed_until, messages_count, last_message_at, last_activity_at
-             FROM conversations WHERE id = ANY($1::text[])""",
+        """SELECT c.id, c.inbox_id, c.contact_id, ct.name AS contact_name, c.status,
+                  c.assignee_id, c.team_id, c.labels, c.priority, c.snoozed_until,
+                  c.messages_count, c.last_message_at, c.last_activity_at
+             FROM conversations c JOIN contacts ct ON ct.id = c.contact_id
+            WHERE c.id = ANY($1::text[])""",
         wanted,
     )
     counters = await inbox_counters(conn, {r["inbox_id"] for r in rows})

@@ -36,6 +36,7 @@ from hub.store.reads import (
     conversation_exists,
     get_conversation,
     inbox_counters,
+    list_conversation_events,
     list_conversations,
     list_messages,
 )
@@ -54,6 +55,7 @@ class ConversationQuery(msgspec.Struct, forbid_unknown_fields=True):
     status: Status | None = None
     inbox_id: RecordId | None = None
     assignee_id: RecordId | None = None
+    contact_id: RecordId | None = None  # a contact's conversations (the contact panel)
     team_id: RecordId | None = None
     label: LabelName | None = None
     priority: Priority | None = None
@@ -81,6 +83,8 @@ class Conversation(msgspec.Struct):
     last_activity_at: datetime
     created_at: datetime
     unread_count: int = 0
+    last_message_preview: str | None = None  # the newest message's first 140 characters
+    last_inbound_at: datetime | None = None  # the contact's newest message
 
 
 class InboxCounters(msgspec.Struct):
@@ -206,6 +210,7 @@ async def list_conversations_route(call: Call) -> ConversationPage:
             status=q.status,
             inbox_id=q.inbox_id,
             assignee_id=q.assignee_id,
+            contact_id=q.contact_id,
             team_id=q.team_id,
             label=q.label,
             priority=q.priority,
@@ -332,6 +337,49 @@ async def list_messages_route(call: Call) -> MessagePage:
     except BadCursor as exc:
         raise ApiError(400, "invalid_cursor", str(exc)) from exc
     return MessagePage(data=msgspec.convert(items, list[Message]), next_cursor=cursor)
+
+
+class ConversationEvent(msgspec.Struct):
+    """A change on the conversation's timeline: created, assigned, resolved, reopened, ..."""
+
+    id: str
+    type: str
+    occurred_at: datetime
+    actor: dict[str, Any] | None
+    payload: dict[str, Any]
+
+
+class ConversationEventPage(msgspec.Struct):
+    data: list[ConversationEvent]
+    next_cursor: str | None
+
+
+@route(
+    "GET",
+    "/api/v1/conversations/{conversation_id}/events",
+    permission=Permission.CONVERSATIONS_READ,
+    summary="A conversation's changes (created, assigned, status, labels, ...), oldest first",
+    tag="conversations",
+    query=PageQuery,
+    reply=ConversationEventPage,
+)
+async def list_conversation_events_route(call: Call) -> ConversationEventPage:
+    """From the event journal, so a change appears here once the journal consumer has written
+    it (normally within a fraction of a second); the live stream carries it at once."""
+    q: PageQuery = call.query
+    who = call.principal
+    conversation_id = record_id(call, "conversation_id")
+    if not await conversation_exists(call.hub.pool, who, conversation_id):
+        raise ApiError(404, "not_found", "no such conversation")
+    try:
+        items, cursor = await list_conversation_events(
+            call.hub.pool, who.account_id, conversation_id, limit=q.limit, cursor=q.cursor
+        )
+    except BadCursor as exc:
+        raise ApiError(400, "invalid_cursor", str(exc)) from exc
+    return ConversationEventPage(
+        data=msgspec.convert(items, list[ConversationEvent]), next_cursor=cursor
+    )
 
 
 @route(
@@ -623,6 +671,7 @@ ROUTES = [
     get_conversation_route,
     update_conversation_route,
     list_messages_route,
+    list_conversation_events_route,
     post_message_route,
     upload_attachment_route,
     media_route,

@@ -45,6 +45,16 @@ def encode_cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(values, default=str)).decode().rstrip("=")
 
 
+def decode_id_cursor(cursor: str | None) -> str | None:
+    """The id a one-value cursor holds (``None``: from the start)."""
+    if not cursor:
+        return None
+    value = decode_cursor(cursor, 1)[0]
+    if not isinstance(value, str):
+        raise BadCursor("cursor is not valid")
+    return value
+
+
 def decode_cursor(cursor: str, size: int) -> list[Any]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
@@ -66,6 +76,14 @@ _UNREAD = """(SELECT count(*) FROM messages m
                  AND m.id > coalesce((SELECT r.last_read_message_id FROM conversation_reads r
                                        WHERE r.agent_id = $2 AND r.conversation_id = c.id),
                                      '')) AS unread_count"""
+
+# what the list shows of the newest message, and when the contact last wrote (a channel's reply
+# window, e.g. WhatsApp's 24 hours, runs from it); both walk messages_conversation backwards
+_LATEST = """(SELECT left(m.content, 140) FROM messages m
+               WHERE m.conversation_id = c.id ORDER BY m.id DESC LIMIT 1) AS last_message_preview,
+             (SELECT m.created_at FROM messages m
+               WHERE m.conversation_id = c.id AND m.direction = 'inbound'
+               ORDER BY m.id DESC LIMIT 1) AS last_inbound_at"""
 
 Sort = Literal["last_activity", "created", "priority"]
 # per sort: the columns it orders by (all descending, then the id) and their kinds in the cursor
@@ -130,6 +148,7 @@ async def list_conversations(
     limit: int,
     cursor: str | None,
     assignee_id: str | None = None,
+    contact_id: str | None = None,
     team_id: str | None = None,
     label: str | None = None,
     priority: str | None = None,
@@ -156,6 +175,8 @@ async def list_conversations(
         where.append(f"c.status = {arg(status)}")
     if inbox_id is not None:
         where.append(f"c.inbox_id = {arg(inbox_id)}")
+    if contact_id is not None:
+        where.append(f"c.contact_id = {arg(contact_id)}")
     if assignee_id is not None:
         where.append(f"c.assignee_id = {arg(assignee_id)}")
     if mine:
@@ -181,7 +202,7 @@ async def list_conversations(
         where.append(f"({columns}, c.id) < ({bounds})")
     order = ", ".join(f"c.{name} DESC" for name, _ in keys)
     rows = await pool.fetch(
-        f"""SELECT {CONVERSATION_COLUMNS}, c.priority_rank, {_UNREAD}
+        f"""SELECT {CONVERSATION_COLUMNS}, c.priority_rank, {_UNREAD}, {_LATEST}
               FROM conversations c JOIN contacts ct ON ct.id = c.contact_id
              WHERE {" AND ".join(where)}
              ORDER BY {order}, c.id DESC
@@ -203,7 +224,7 @@ async def get_conversation(
 ) -> dict[str, Any] | None:
     """One conversation as the list shows it, or ``None`` if the caller may not see it."""
     row = await conn.fetchrow(
-        f"""SELECT {CONVERSATION_COLUMNS}, {_UNREAD}
+        f"""SELECT {CONVERSATION_COLUMNS}, {_UNREAD}, {_LATEST}
               FROM conversations c JOIN contacts ct ON ct.id = c.contact_id
              WHERE c.id = $1 AND c.account_id = $3""",
         conversation_id,
@@ -236,7 +257,7 @@ async def list_messages(
     cursor: str | None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Oldest first (timeline order); the cursor is the id of the last message served."""
-    after_id = decode_cursor(cursor, 1)[0] if cursor else None
+    after_id = decode_id_cursor(cursor)
     if after_id is not None and (not isinstance(after_id, str) or "\x00" in after_id):
         raise BadCursor("cursor is not valid")
     rows = await pool.fetch(
@@ -254,6 +275,42 @@ async def list_messages(
         limit + 1,
     )
     items = [dict(r) for r in rows[:limit]]
+    next_cursor = encode_cursor([items[-1]["id"]]) if len(rows) > limit else None
+    return items, next_cursor
+
+
+async def list_conversation_events(
+    pool: asyncpg.Pool[Any],
+    account_id: str,
+    conversation_id: str,
+    *,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The journal's conversation events (not messages: those are the messages list), oldest
+    first; the cursor is the id of the last event served."""
+    after_id = decode_id_cursor(cursor)
+    rows = await pool.fetch(
+        """SELECT id, type, occurred_at, event::jsonb AS event FROM event_log
+            WHERE conversation_id = $1 AND account_id = $2 AND type LIKE 'conversation.%'
+              AND ($3::text IS NULL OR id > $3)
+            ORDER BY id
+            LIMIT $4""",
+        conversation_id,
+        account_id,
+        after_id,
+        limit + 1,
+    )
+    items = [
+        {
+            "id": r["id"],
+            "type": r["type"],
+            "occurred_at": r["occurred_at"],
+            "actor": r["event"].get("actor"),
+            "payload": r["event"].get("payload") or {},
+        }
+        for r in rows[:limit]
+    ]
     next_cursor = encode_cursor([items[-1]["id"]]) if len(rows) > limit else None
     return items, next_cursor
 
@@ -314,7 +371,7 @@ async def list_contacts(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Newest first; ``search`` matches a name prefix or an address prefix (an exact address
     too), case-insensitively. Contacts merged into another one are left out."""
-    after_id = decode_cursor(cursor, 1)[0] if cursor else None
+    after_id = decode_id_cursor(cursor)
     if after_id is not None and (not isinstance(after_id, str) or "\x00" in after_id):
         raise BadCursor("cursor is not valid")
     args: list[Any] = [account_id, limit + 1]

@@ -135,6 +135,7 @@ SPEC: dict[str, Expect] = {
     "PATCH /api/v1/contacts/{contact_id}": Expect(EVERYONE, body={"name": "Renamed"}),
     "DELETE /api/v1/contacts/{contact_id}": Expect(ADMIN, ok=(204, 409)),
     "GET /api/v1/conversations/{conversation_id}/messages": Expect(SEES_A, NOT_A),
+    "GET /api/v1/conversations/{conversation_id}/events": Expect(SEES_A, NOT_A),
     "POST /api/v1/conversations/{conversation_id}/messages": Expect(
         SEES_A, NOT_A, body={"content": "hi", "private": True}
     ),

@@ -640,3 +640,56 @@ async def test_counters_follow_every_change(client: Client, hub: Hub) -> None:
     await hub.pool.execute("DELETE FROM messages WHERE conversation_id = $1", ids[3])
     await hub.pool.execute("DELETE FROM conversations WHERE id = $1", ids[3])
     await check()
+
+
+async def test_rows_carry_the_latest_message_and_a_contacts_conversations_can_be_listed(
+    client: Client, hub: Hub
+) -> None:
+    inbox = await make_inbox(hub)
+    context = await load_inbox(hub.pool, hub.box, inbox)
+    assert context is not None
+
+    async def inbound(provider_id: str, sender: str, text: str) -> Any:
+        message = InboundMessage(provider_id, Sender("api", sender, sender.title()), text)
+        return await hub.ingest.submit(IngestRequest(context, message, None))
+
+    first = await inbound("m-1", "kamal", "Is my order on its way?")
+    await inbound("m-2", "nimal", "Hello")
+    reply = await client.post(
+        f"/api/v1/conversations/{first.conversation_id}/messages",
+        json={"content": "It ships today " + "x" * 200},
+        headers=ADMIN,
+    )
+    assert reply.status == 201
+    listed = await client.get(
+        "/api/v1/conversations", params={"contact_id": first.contact_id}, headers=ADMIN
+    )
+    (row,) = (await listed.json())["data"]
+    assert row["id"] == first.conversation_id
+    assert row["last_message_preview"] == ("It ships today " + "x" * 200)[:140]
+    received = await hub.pool.fetchval(
+        "SELECT created_at FROM messages WHERE provider_message_id = 'm-1'"
+    )
+    assert datetime.fromisoformat(row["last_inbound_at"]) == received
+
+    # the conversation's changes, oldest first, from the journal
+    assert (await patch(client, first.conversation_id, {"status": "resolved"})).status == 200
+    await events_of(
+        hub,
+        first.conversation_id,
+        lambda e: e["payload"].get("state", {}).get("status") == "resolved",
+    )
+    answer = await client.get(
+        f"/api/v1/conversations/{first.conversation_id}/events", headers=ADMIN
+    )
+    assert answer.status == 200
+    changes = (await answer.json())["data"]
+    assert [c["type"] for c in changes] == ["conversation.created", "conversation.updated"]
+    assert changes[1]["payload"]["previous"] == {"status": "open"}
+    assert changes[1]["actor"] == {"kind": "agent", "id": "tests-admin"}
+    bad = await client.get(
+        f"/api/v1/conversations/{first.conversation_id}/events",
+        params={"cursor": "WzFd"},  # [1]: a cursor of the wrong kind
+        headers=ADMIN,
+    )
+    assert bad.status == 400
