@@ -71,6 +71,19 @@ export class Api {
     return r;
   }
 
+  /** The enrolment an account's MFA rule asks for (login answered mfa_setup_required). */
+  /** @param {string} mfaToken */
+  enrol(mfaToken) { return this.raw("POST", "/api/v1/auth/mfa/enrol", { mfa_token: mfaToken }, false); }
+
+  /** Confirm the enrolment with a first code: logs in; the answer's backup codes are not kept. */
+  /** @param {string} mfaToken @param {string} code @returns {Promise<string[]>} */
+  async confirmEnrol(mfaToken, code) {
+    const r = await this.raw("POST", "/api/v1/auth/mfa/confirm", { mfa_token: mfaToken, code }, false);
+    const { backup_codes: codes, ...session } = r;
+    this.save(session);
+    return codes;
+  }
+
   async logout() {
     const s = this.session;
     this.save(null);

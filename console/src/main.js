@@ -81,7 +81,8 @@ function loginScreen(/** @type {string} */ message = "") {
       const r = await api.login(/** @type {HTMLInputElement} */ (email).value, /** @type {HTMLInputElement} */ (password).value);
       if (r.status === "mfa_required") mfaScreen(r.mfa_token);
       else if (r.status === "authenticated") start();
-      else error.textContent = t("login.mfa_setup");
+      else if (r.status === "mfa_setup_required") enrolScreen(r.mfa_token);
+      else error.textContent = t("login.failed");
     } catch (err) {
       error.textContent = err instanceof ApiError && err.code === "account_locked" ? t("login.locked") : t("login.failed");
     }
@@ -110,6 +111,49 @@ function mfaScreen(/** @type {string} */ mfaToken) {
   code.focus();
 }
 
+/** The account requires MFA and this user has none: enrol (secret + otpauth URI), confirm a
+ * first code, then show the backup codes once. @param {string} mfaToken */
+async function enrolScreen(mfaToken) {
+  clear(app);
+  let enrolment;
+  try { enrolment = await api.enrol(mfaToken); }
+  catch { return loginScreen(t("mfa.expired")); }
+  const code = h("input", { id: "enrol-code", inputmode: "numeric", autocomplete: "one-time-code", required: true, pattern: "[0-9]{6}" });
+  const error = h("p.error", { role: "alert" });
+  const form = h("form.login.enrol", { "aria-labelledby": "enrol-title" },
+    h("h1", { id: "enrol-title", text: t("enrol.title") }),
+    h("p", { text: t("enrol.intro") }),
+    h("label", { for: "mfa-secret", text: t("enrol.secret") }),
+    h("input.mono", { id: "mfa-secret", readonly: true, value: enrolment.secret }),
+    h("label", { for: "mfa-uri", text: t("enrol.uri") }),
+    h("textarea.mono", { id: "mfa-uri", readonly: true, rows: 3, text: enrolment.otpauth_uri }),
+    h("label", { for: "enrol-code", text: t("enrol.code") }), code, error,
+    h("button.primary", { type: "submit", text: t("enrol.submit") }));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try { backupScreen(await api.confirmEnrol(mfaToken, /** @type {HTMLInputElement} */ (code).value.trim())); }
+    catch (err) {
+      if (err instanceof ApiError && err.code === "invalid_mfa_token") loginScreen(t("mfa.expired"));
+      else error.textContent = t("mfa.failed");
+    }
+  });
+  app.append(h("main.center", null, form));
+  code.focus();
+}
+
+/** Backup codes, shown this once. @param {string[]} codes */
+function backupScreen(codes) {
+  clear(app);
+  const go = h("button.primary", { type: "button", text: t("enrol.continue") });
+  go.addEventListener("click", () => start());
+  app.append(h("main.center", null, h("section.login", { "aria-labelledby": "backup-title" },
+    h("h1", { id: "backup-title", text: t("enrol.backup_title") }),
+    h("p", { text: t("enrol.backup_intro") }),
+    h("ol.backup-codes.mono", { id: "backup-codes" }, ...codes.map((c) => h("li", { text: c }))),
+    go)));
+  go.focus();
+}
+
 // ---------------------------------------------------------------- the shell
 async function start() {
   applyTheme();
@@ -132,12 +176,14 @@ function shell() {
   $.presence = presence;
   const notify = h("button.icon", { type: "button", title: t("ui.notifications"), "aria-label": t("ui.notifications"), text: "♪" });
   notify.addEventListener("click", () => notifier.enable());
+  const help = h("button.icon", { type: "button", id: "help-button", title: t("help.title"), "aria-label": t("help.title"), "aria-keyshortcuts": "?", text: "?" });
+  help.addEventListener("click", () => showHelp());
   const logout = h("button", { type: "button", text: t("ui.logout") });
   logout.addEventListener("click", async () => { await api.logout(); loginScreen(); });
   const header = h("header.top", null,
     h("strong.brand", { text: "Hub" }),
     h("span.me", null, h("span.avatar", { text: initials(me?.name), "aria-hidden": "true" }), h("span", { text: me?.name || "" })),
-    presence, notify, switches(), logout);
+    presence, notify, help, switches(), logout);
   $.sidebar = h("nav.sidebar", { "aria-label": t("sidebar.label") });
   $.listbox = h("div.vlist", { role: "listbox", tabindex: "0", "aria-label": t("list.label"), id: "conversation-list" });
   $.listEmpty = h("p.empty", { text: t("list.empty"), hidden: true });
@@ -291,6 +337,7 @@ function absorbPage(page) {
   const seen = new Set(S.rows.map((r) => r.id));
   for (const row of page.data) {
     S.convs.set(row.id, row);
+    if (row.last_message_preview) S.previews.set(row.id, row.last_message_preview);
     if (!seen.has(row.id)) S.rows.push(row);
   }
   S.cursor = page.next_cursor;
@@ -419,10 +466,12 @@ function apply(item) {
     const old = S.convs.get(id);
     const row = { ...(old || { unread_count: 0, contact_name: null }), ...ctx.conversation };
     if (ev.type === "message.received" && id !== S.current) row.unread_count = (row.unread_count || 0) + 1;
+    if (ev.type === "message.received") row.last_inbound_at = ev.occurred_at;
+    if ((ev.type === "message.received" || ev.type === "message.created") && p.content) row.last_message_preview = p.content.slice(0, 140);
     if (ev.type === "conversation.read" && p.agent_id === api.user?.id) row.unread_count = 0;
     S.convs.set(id, row);
     place(row);
-    if (!old) fillName(row);
+    if (!row.contact_name) fillName(row);  // an older hub without contact_name in the context
   }
   if (ev.type === "message.received" && ctx?.conversation?.assignee_id === api.user?.id && (id !== S.current || document.hidden)) {
     notifier.notify(S.convs.get(id)?.contact_name || t("list.unknown_contact"), p.content || "");
@@ -476,15 +525,13 @@ async function openConversation(id) {
 
 /** @param {string} id */
 async function loadTimeline(id) {
+  const [messages, events] = await Promise.all([
+    pages(`/api/v1/conversations/${id}/messages`),
+    pages(`/api/v1/conversations/${id}/events`).catch(() => []),
+  ]);
   /** @type {any[]} */
-  const items = [];
-  let cursor = null;
-  for (let pages = 0; pages < 20; pages++) {
-    const page = await api.get(`/api/v1/conversations/${id}/messages?limit=200${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
-    for (const m of page.data) items.push(messageItem(m));
-    cursor = page.next_cursor;
-    if (!cursor) break;
-  }
+  const items = [...messages.map(messageItem), ...events.flatMap(systemItems)];
+  items.sort(byTime);
   if (S.current !== id) return;
   const live = S.timeline.filter((x) => !items.some((m) => m.id === x.id));
   S.timeline = [...items, ...live];
@@ -492,6 +539,23 @@ async function loadTimeline(id) {
   $.timeline.scrollTop = $.timeline.scrollHeight;
   updateWindow();
 }
+
+/** Every page of a cursor-paginated list (at most 20 pages of 200). @param {string} path */
+async function pages(path) {
+  /** @type {any[]} */
+  const all = [];
+  let cursor = null;
+  for (let n = 0; n < 20; n++) {
+    const page = await api.get(`${path}?limit=200${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
+    all.push(...page.data);
+    cursor = page.next_cursor;
+    if (!cursor) break;
+  }
+  return all;
+}
+
+/** @param {any} a @param {any} b */
+const byTime = (a, b) => Date.parse(a.at) - Date.parse(b.at) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 
 function ctx() { return { api, names: nameOf }; }
 
@@ -641,11 +705,25 @@ function composer(id, inbox) {
   return form;
 }
 
+/**
+ * When the contact last wrote: the row's last_inbound_at, or, for that same message in the
+ * timeline, the provider's earlier timestamp (a webhook delivered late) as the hub's own check
+ * counts it. -Infinity when they never wrote.
+ */
+function windowStart() {
+  const row = S.convs.get(S.current || "");
+  const stored = row?.last_inbound_at ? Date.parse(row.last_inbound_at) : -Infinity;
+  const m = [...S.timeline].reverse().find((x) => x.kind === "message" && x.direction === "inbound");
+  if (!m) return stored;
+  const received = Date.parse(m.created_at || m.at);
+  const sent = m.sent_at ? Date.parse(m.sent_at) : received;
+  return received >= stored - 1000 ? Math.min(sent, received) : stored;
+}
+
 /** WhatsApp: the 24-hour reply window from the contact's last message. */
 function updateWindow() {
   if (!$.window || !$.composerIsWa) return;
-  const last = [...S.timeline].reverse().find((m) => m.kind === "message" && m.direction === "inbound");
-  const left = last ? Date.parse(last.at) + 24 * 3600_000 - Date.now() : -1;
+  const left = windowStart() + 24 * 3600_000 - Date.now();
   const open = left > 0;
   $.window.textContent = open ? t("composer.window_open", { hours: Math.floor(left / 3600_000), minutes: Math.floor((left % 3600_000) / 60_000) }) : t("composer.window_closed");
   $.window.className = `window ${open ? "open" : "closed"}`;
@@ -655,9 +733,13 @@ function updateWindow() {
 // ---------------------------------------------------------------- contact panel
 /** @param {string} contactId */
 async function renderContact(contactId) {
-  const c = await api.get(`/api/v1/contacts/${contactId}`).catch(() => null);
+  const [c, theirs] = await Promise.all([
+    api.get(`/api/v1/contacts/${contactId}`).catch(() => null),
+    api.get(`/api/v1/conversations?contact_id=${encodeURIComponent(contactId)}&limit=20`).catch(() => ({ data: [] })),
+  ]);
   if (!c) return;
-  const previous = [...S.convs.values()].filter((x) => x.contact_id === contactId && x.id !== S.current);
+  const previous = theirs.data.filter((/** @type {any} */ x) => x.id !== S.current);
+  for (const x of previous) if (!S.convs.has(x.id)) S.convs.set(x.id, x);
   clear($.contact).append(
     h("h2", { text: c.name || t("list.unknown_contact") }),
     h("h3", { text: t("contact.identities") }),
@@ -668,7 +750,7 @@ async function renderContact(contactId) {
     previous.length ? h("ul", null, ...previous.map((x) => {
       const b = h("button.link", { type: "button", text: `${t(`status_conv.${x.status}`)} · ${new Date(x.created_at || x.last_activity_at).toLocaleDateString()}` });
       b.addEventListener("click", () => openConversation(x.id));
-      return h("li", null, b);
+      return h("li.previous", { "data-conversation": x.id }, b, x.last_message_preview ? h("p.muted", { text: x.last_message_preview }) : null);
     })) : h("p.muted", { text: t("contact.no_previous") }));
 }
 
@@ -683,11 +765,33 @@ document.addEventListener("keydown", (e) => {
     n: () => { const p = /** @type {HTMLInputElement | null} */ (document.getElementById("private")); if (p) { p.checked = true; p.dispatchEvent(new Event("change")); } document.getElementById("reply")?.focus(); },
     e: () => document.getElementById("resolve")?.click(),
     a: () => { const s = /** @type {HTMLSelectElement | null} */ (document.getElementById("assignee")); if (s && api.user) { s.value = api.user.id; s.dispatchEvent(new Event("change")); } },
-    "?": () => toast(t("ui.shortcuts")),
+    s: () => document.getElementById("snooze-until")?.focus(),
+    p: () => document.getElementById("priority")?.focus(),
+    l: () => /** @type {HTMLElement | null} */ (document.querySelector(".labels input"))?.focus(),
+    "/": () => { const r = /** @type {HTMLTextAreaElement | null} */ (document.getElementById("reply")); if (r) { r.focus(); r.value = "/"; r.dispatchEvent(new Event("input")); } },
+    "?": () => showHelp(),
   });
   const f = map[e.key];
   if (f) { e.preventDefault(); f(); }
 });
+
+/** The keyboard shortcuts (the same list as the README's). */
+const SHORTCUTS = ["j", "k", "r", "n", "/", "e", "a", "s", "p", "l", "?"];
+
+function showHelp() {
+  document.getElementById("help")?.remove();
+  const close = h("button", { type: "button", text: t("help.close") });
+  const dialog = /** @type {HTMLDialogElement} */ (h("dialog.help", { id: "help", "aria-labelledby": "help-title" },
+    h("h2", { id: "help-title", text: t("help.title") }),
+    h("dl", null, ...SHORTCUTS.flatMap((k) => [h("dt", null, h("kbd", { text: k })), h("dd", { text: t(`help.key.${k === "/" ? "slash" : k === "?" ? "help" : k}`) })])),
+    h("p.muted", { text: t("help.send") }),
+    close));
+  close.addEventListener("click", () => dialog.close());
+  dialog.addEventListener("close", () => dialog.remove());
+  document.body.append(dialog);
+  dialog.showModal();
+  close.focus();
+}
 
 /** @param {string} text */
 function toast(text) {

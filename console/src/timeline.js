@@ -61,9 +61,21 @@ registerRenderer("message", (m, ctx) => {
 });
 
 registerRenderer("system", (e, ctx) => {
-  return h("div.sys", { role: "note" }, h("span", { text: t(`system.${e.what}`, { name: ctx.names(e.who) }) }),
+  const by = e.who ? ctx.names(e.who) : t("system.someone");
+  const text = t(`system.${e.what}`, { name: ctx.names(e.whom), by, value: systemValue(e) });
+  return h("div.sys", { role: "note", "data-what": e.what }, h("span", { text }),
     h("time", { datetime: e.at, text: new Date(e.at).toLocaleTimeString() }));
 });
+
+/** The changed value in words: a status, a priority, labels or a snooze time. @param {Item} e */
+function systemValue(e) {
+  const v = e.value;
+  if (e.what === "priority") return v ? t(`priority.${v}`) : t("actions.no_priority");
+  if (e.what === "status") return t(`status_conv.${v}`);
+  if (e.what === "labels") return v && v.length ? v.join(", ") : t("system.no_labels");
+  if (e.what === "snoozed") return v ? new Date(v).toLocaleString() : "";
+  return v ?? "";
+}
 
 /** @param {any} a @param {Ctx} ctx */
 function attachment(a, ctx) {
@@ -87,27 +99,30 @@ function attachment(a, ctx) {
 }
 
 /**
- * System items from a conversation.updated event's previous values and new state.
+ * System items from a conversation.updated event (live from the stream, or from the journal's
+ * /events list: both carry id, occurred_at, actor and payload.state/previous), with who did it.
  * @param {any} ev the event envelope
  * @returns {Item[]}
  */
 export function systemItems(ev) {
+  if (ev.type && ev.type !== "conversation.updated") return [];
   const p = ev.payload || {};
   const prev = p.previous || {};
   const state = p.state || {};
   const who = ev.actor?.id || null;
   /** @type {Item[]} */
   const out = [];
-  const add = (/** @type {string} */ what, /** @type {string|null} */ whom) => out.push({ kind: "system", id: `${ev.id}:${what}`, at: ev.occurred_at, what, who: whom });
-  if ("assignee_id" in prev) add(state.assignee_id ? "assigned" : "unassigned", state.assignee_id || who);
+  /** @param {string} what @param {any} [value] */
+  const add = (what, value) => out.push({ kind: "system", id: `${ev.id}:${what}`, at: ev.occurred_at, what, who, whom: state.assignee_id || null, value });
+  if ("assignee_id" in prev) add(state.assignee_id ? "assigned" : "unassigned");
   if ("status" in prev) {
-    if (state.status === "resolved") add("resolved", who);
-    else if (prev.status === "resolved") add("reopened", who);
-    else if (state.status === "snoozed") add("snoozed", who);
-    else add("status", who);
+    if (state.status === "resolved") add("resolved");
+    else if (prev.status === "resolved") add("reopened");
+    else if (state.status === "snoozed") add("snoozed", state.snoozed_until);
+    else add("status", state.status);
   }
-  if ("team_id" in prev) add("team", who);
-  if ("labels" in prev) add("labels", who);
-  if ("priority" in prev) add("priority", who);
+  if ("team_id" in prev) add("team");
+  if ("labels" in prev) add("labels", state.labels || []);
+  if ("priority" in prev) add("priority", state.priority);
   return out;
 }

@@ -78,10 +78,11 @@ _UNREAD = """(SELECT count(*) FROM messages m
                                      '')) AS unread_count"""
 
 # what the list shows of the newest message, and when the contact last wrote (a channel's reply
-# window, e.g. WhatsApp's 24 hours, runs from it); both walk messages_conversation backwards
+# window, e.g. WhatsApp's 24 hours, runs from it: the provider's time if it was given, as
+# hub.actions.messages counts it); both walk messages_conversation backwards
 _LATEST = """(SELECT left(m.content, 140) FROM messages m
                WHERE m.conversation_id = c.id ORDER BY m.id DESC LIMIT 1) AS last_message_preview,
-             (SELECT m.created_at FROM messages m
+             (SELECT least(m.sent_at, m.created_at) FROM messages m
                WHERE m.conversation_id = c.id AND m.direction = 'inbound'
                ORDER BY m.id DESC LIMIT 1) AS last_inbound_at"""
 

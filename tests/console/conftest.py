@@ -15,6 +15,7 @@ from gateway.app import build_app
 from hub.app import Hub
 from hub.config import Config
 from tests.channels.conftest import PUBLIC_URL, quick_retries  # noqa: F401 (an autouse fixture)
+from tests.support.graph_mock import GraphApi
 from tests.support.provider_mock import ApiEndpoint, ProviderMock, TwilioApi
 
 CONSOLE = Path(__file__).resolve().parents[2] / "console"
@@ -56,6 +57,14 @@ async def browser() -> AsyncIterator[Browser]:
 @pytest.fixture
 async def mock() -> AsyncIterator[ProviderMock]:
     provider = ProviderMock(TwilioApi(), ApiEndpoint())
+    await provider.start()
+    yield provider
+    await provider.close()
+
+
+@pytest.fixture
+async def whatsapp_mock() -> AsyncIterator[ProviderMock]:
+    provider = ProviderMock(GraphApi())
     await provider.start()
     yield provider
     await provider.close()
