@@ -35,11 +35,13 @@ from hub.auth.sessions import (
     activate,
     pending_mfa,
     record_failure,
+    record_unknown_email_failure,
     reset_failures,
     revoke_session,
     rotate_refresh,
     start_session,
     token_hash,
+    unknown_email_locked_for,
     user_by_email,
     user_by_id,
 )
@@ -263,7 +265,9 @@ async def record_failure_audited(
         )
 
 
-async def _unknown_email(conn: Conn, call: Call, email: str) -> None:
+async def _unknown_email(conn: Conn, call: Call, email: str, reason: str) -> None:
+    if reason != "locked":
+        await record_unknown_email_failure(conn, email)
     domain = email.strip().lower().rpartition("@")[2][:253]
     await audit.record(
         conn,
@@ -273,7 +277,7 @@ async def _unknown_email(conn: Conn, call: Call, email: str) -> None:
         object_type="user",
         object_id=None,
         origin=call.origin,
-        details={"reason": "unknown_email", "email_domain": domain},
+        details={"reason": reason, "email_domain": domain},
     )
 
 
@@ -353,9 +357,14 @@ async def login_route(call: Call) -> Authenticated | MfaRequired | MfaSetupRequi
     if user is not None and user.locked_for is not None:
         await in_transaction(pool, record_failure_audited, call, user, "locked", count=False)
         raise locked_error(user.locked_for)
+    if user is None:  # locked like a real address, so the answer does not tell which exist
+        unknown_locked = await unknown_email_locked_for(pool, body.email)
+        if unknown_locked is not None:
+            await in_transaction(pool, _unknown_email, call, body.email, "locked")
+            raise locked_error(unknown_locked)
     verified = await verify_password(user.password_hash if user else None, body.password)
     if user is None:
-        await in_transaction(pool, _unknown_email, call, body.email)
+        await in_transaction(pool, _unknown_email, call, body.email, "unknown_email")
         raise _invalid_credentials()
     reason = None
     if user.disabled:

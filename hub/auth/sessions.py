@@ -119,6 +119,42 @@ async def record_failure(conn: Conn, user_id: str) -> float | None:
     return None if row is None else row["locked_for"]
 
 
+def email_key(email: str) -> bytes:
+    return hashlib.sha256(email.strip().lower().encode()).digest()
+
+
+async def unknown_email_locked_for(conn: Conn | asyncpg.Pool[Any], email: str) -> float | None:
+    """Seconds left of the lockout of an address no user has, as :func:`record_failure` counts."""
+    seconds: float | None = await conn.fetchval(
+        """SELECT extract(epoch FROM locked_until - now())::float8 FROM login_failures
+            WHERE email_hash = $1 AND locked_until > now()""",
+        email_key(email),
+    )
+    return seconds
+
+
+async def record_unknown_email_failure(conn: Conn, email: str) -> float | None:
+    """:func:`record_failure` for an address no user has; stale rows are dropped first."""
+    await conn.execute("DELETE FROM login_failures WHERE updated_at < now() - interval '1 day'")
+    row = await conn.fetchrow(
+        """INSERT INTO login_failures AS f (email_hash, failed_logins) VALUES ($1, 1)
+           ON CONFLICT (email_hash) DO UPDATE
+              SET failed_logins = f.failed_logins + 1, updated_at = now(),
+                  locked_until = CASE WHEN f.failed_logins + 1 >= $2
+                      THEN now() + least(
+                          $4::interval,
+                          $3::interval * power(2, least(f.failed_logins + 1 - $2, 12)))
+                      ELSE f.locked_until END
+        RETURNING CASE WHEN failed_logins >= $2
+                       THEN extract(epoch FROM locked_until - now())::float8 END AS locked_for""",
+        email_key(email),
+        LOCK_AFTER,
+        LOCK_FIRST,
+        LOCK_MAX,
+    )
+    return None if row is None else row["locked_for"]
+
+
 async def reset_failures(conn: Conn, user_id: str) -> None:
     await conn.execute(
         """UPDATE users SET failed_logins = 0, locked_until = NULL

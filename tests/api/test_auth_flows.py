@@ -132,6 +132,24 @@ async def test_five_failures_lock_the_user_for_a_doubling_time(hub: Hub, client:
     assert row is not None and tuple(row) == (0, None), "success resets the count"
 
 
+async def test_an_address_no_user_has_locks_the_same_way(hub: Hub, client: Client) -> None:
+    await make_user(hub)
+    answers = {}
+    for email in ("ana@example.com", "nobody@example.com"):
+        for _ in range(5):
+            status, data, _ = await login(client, email=email, password="not the password")
+            assert status == 401, data
+        answers[email] = await login(client, email=email, password="not the password")
+    (real, real_data, real_headers), (unknown, unknown_data, unknown_headers) = answers.values()
+    assert real == unknown == 429
+    assert real_data["error"]["code"] == unknown_data["error"]["code"] == "account_locked"
+    assert abs(int(real_headers["Retry-After"]) - int(unknown_headers["Retry-After"])) <= 1
+    stored = await hub.pool.fetchval("SELECT count(*) FROM login_failures")
+    assert stored == 1, "only the unknown address is kept, and only as a hash"
+    leaked = "SELECT count(*) FROM audit_log WHERE audit_log::text LIKE '%nobody@%'"
+    assert await hub.pool.fetchval(leaked) == 0
+
+
 async def test_refresh_rotates_and_reuse_ends_the_session(hub: Hub, client: Client) -> None:
     await make_user(hub)
     first = await logged_in(client)
