@@ -8,7 +8,7 @@ from aiohttp import web
 
 from gateway import ops, webhooks
 from gateway.auth import Authenticator
-from gateway.console import mount_console
+from gateway.console import console_dir, mount_console
 from gateway.hardening import make_hardening
 from gateway.inbox_cache import InboxCache
 from gateway.middleware import make_middleware
@@ -49,5 +49,5 @@ def build_app(hub: Hub, config: Config | None = None) -> web.Application:
     mount(app, ALL_ROUTES)
     mount_docs(app, build_document(ALL_ROUTES, version("hub")))
     attach_realtime(app, hub, auth)  # Socket.IO at /socket.io/, namespace /agent
-    mount_console(app)  # the agent web console at / (console/, when the folder is there)
+    mount_console(app, console_dir(config.console_dir))  # the agent web console at /
     return app

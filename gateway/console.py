@@ -15,7 +15,6 @@ next load without any build-time file hashing.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,8 +38,9 @@ _TYPES = {
 }
 
 
-def console_dir() -> Path:
-    return Path(os.environ.get("HUB_CONSOLE_DIR") or _REPO / "console")
+def console_dir(configured: str = "") -> Path:
+    """``HUB_CONSOLE_DIR`` (the ``console_dir`` setting), else ``console/`` of this clone."""
+    return Path(configured) if configured else _REPO / "console"
 
 
 @dataclass(frozen=True)
@@ -94,9 +94,9 @@ def _reply(request: web.Request, asset: _Asset) -> web.Response:
     return web.Response(body=asset.body, headers={**headers, "Content-Type": asset.content_type})
 
 
-def mount_console(app: web.Application, root: Path | None = None) -> bool:
+def mount_console(app: web.Application, root: Path) -> bool:
     """Add ``GET /`` and ``GET /console/{path}``; False (nothing mounted) without the folder."""
-    files = ConsoleFiles(root or console_dir())
+    files = ConsoleFiles(root)
     if not (files.root / "index.html").is_file():
         return False
 

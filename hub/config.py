@@ -149,6 +149,11 @@ SETTINGS: tuple[Setting, ...] = (
         "are built from it. Unset: the URL as the gateway received it.",
     ),
     Setting(
+        "console_dir",
+        "HUB_CONSOLE_DIR",
+        "Folder of the agent web console to serve at `/`. Unset: `console/` of this clone.",
+    ),
+    Setting(
         "cors_origins",
         "HUB_CORS_ORIGINS",
         "Comma-separated origins allowed to call the REST API from a browser (`*`: any). "
@@ -186,6 +191,7 @@ class Config:
     rate_limit_token: float = 50.0
     rate_limit_login: float = 10.0
     trusted_proxies: str = ""
+    console_dir: str = ""
     cors_origins: str = ""
     public_url: str | None = None
 
