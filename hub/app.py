@@ -39,6 +39,9 @@ DB_UNAVAILABLE = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
+    # a connection caught mid-operation by a server shutdown ("cannot switch to state ...");
+    # seen in the postgres-restart fault scenario: the request is retried, not a 500
+    asyncpg.InternalClientError,
 )
 
 

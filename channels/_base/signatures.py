@@ -13,8 +13,8 @@ def verify_hmac_sha256(
 
     A missing or empty secret or header is a refusal, never a pass.
     """
-    if not secret or not header or not header.startswith(prefix):
-        return False
+    if not secret or not header or not header.startswith(prefix) or not header.isascii():
+        return False  # a hex digest is ASCII; compare_digest would raise on anything else
     key = secret.encode() if isinstance(secret, str) else secret
     expected = hmac.new(key, body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, header[len(prefix) :].strip().lower())
