@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,13 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.store.embedded import stop_embedded_postgres
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.support.processes import free_port as free_port  # re-exported for the benchmarks
 
 
 def cpu_seconds(pid: int) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -13,12 +14,23 @@ from typing import Any
 
 import aiohttp
 
+# Below the kernel's ephemeral range (32768-60999 here): a port asked of the kernel with bind(0)
+# comes from the range outgoing connections use too, so another process's client socket could
+# take it between this check and the server's bind ("address already in use").
+_PORTS = range(20_000, 32_000)
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A port nothing listens on now, outside the range client sockets are given."""
+    for _ in range(200):
+        port = random.choice(_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError("no free port found")
 
 
 def hub_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
