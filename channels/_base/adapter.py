@@ -206,8 +206,9 @@ MAX_TEMPLATE_PARAMETER = 1024
 @dataclasses.dataclass(frozen=True, slots=True)
 class Template:
     """A message template the provider holds and has approved (WhatsApp's templates), sent with
-    the values of its body placeholders: the only message a channel with a reply window may send
-    once the window has closed. The provider keeps the text, so the hub shows :meth:`preview`."""
+    the values for its body's numbered variables: the only message a channel with a reply window
+    may send once the window has closed. The provider keeps the text, so the hub shows
+    :meth:`preview`."""
 
     name: str
     #: the template's language code as the provider has it (``en_US``, ``si``, ``ta``)

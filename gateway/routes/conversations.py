@@ -137,7 +137,7 @@ TemplateValue = Annotated[str, msgspec.Meta(min_length=1, max_length=1024, patte
 
 
 class TemplateIn(msgspec.Struct, forbid_unknown_fields=True):
-    """An approved provider template (WhatsApp), with the values of its body placeholders."""
+    """An approved provider template (WhatsApp), with the values of its body's ``{{n}}``."""
 
     name: TemplateName
     language: TemplateLanguage

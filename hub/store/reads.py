@@ -172,24 +172,21 @@ async def list_conversations(
     where = ["c.account_id = $1"]
     if inboxes is not None:
         where.append(f"c.inbox_id = ANY({arg(sorted(inboxes))}::text[])")
-    if status is not None:
-        where.append(f"c.status = {arg(status)}")
-    if inbox_id is not None:
-        where.append(f"c.inbox_id = {arg(inbox_id)}")
-    if contact_id is not None:
-        where.append(f"c.contact_id = {arg(contact_id)}")
-    if assignee_id is not None:
+    equal = {
+        "status": status,
+        "inbox_id": inbox_id,
+        "contact_id": contact_id,
+        "assignee_id": agent_id if mine else assignee_id,
+        "team_id": team_id,
+        "priority": priority,
+    }
+    where += [f"c.{column} = {arg(value)}" for column, value in equal.items() if value is not None]
+    if mine and assignee_id is not None:  # both asked: only rows that are both
         where.append(f"c.assignee_id = {arg(assignee_id)}")
-    if mine:
-        where.append(f"c.assignee_id = {arg(agent_id)}")
     if unassigned:
         where.append("c.assignee_id IS NULL")
-    if team_id is not None:
-        where.append(f"c.team_id = {arg(team_id)}")
     if label is not None:
         where.append(f"c.labels @> ARRAY[{arg(label)}::text]")
-    if priority is not None:
-        where.append(f"c.priority = {arg(priority)}")
     if name_prefix is not None:
         lowered: str = await pool.fetchval("SELECT lower($1::text)", name_prefix)
         low, high = prefix_bounds(lowered)
