@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from channels._base import ChannelAdapter
 from channels.api import ApiChannel
+from channels.sip import SipChannel
 from channels.twilio import TwilioChannel
 from channels.whatsapp_cloud import WhatsAppCloudChannel
 
@@ -11,6 +12,7 @@ ADAPTERS: tuple[type[ChannelAdapter], ...] = (
     ApiChannel,
     TwilioChannel,
     WhatsAppCloudChannel,
+    SipChannel,
 )
 
 #: shared instances for manifests, webhook parsing and media fetching (they keep no state)

@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from channels.sip.service import VoiceService
 from hub.actions.group_commit import GroupCommitter
 from hub.actions.ingest import IngestRequest, IngestResult, count_committed, ingest_batch
 from hub.actions.setup import ensure_default_account
@@ -85,6 +86,8 @@ class Hub:
         #: presence (what routing reads) and wake-ups shared by the hub processes
         self.cluster: Cluster = make_cluster(config)
         self._trim_task: asyncio.Task[None] | None = None
+        #: the SIP user agent's side (roles ``all`` and ``voice``)
+        self.voice: VoiceService | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -106,8 +109,14 @@ class Hub:
             concurrency=config.ingest_concurrency,
             on_commit=count_committed,
         )
-        if config.role in ("all", "gateway"):
+        if config.role in ("all", "gateway", "voice"):
             self.ingest.start()
+        if config.role in ("all", "voice"):
+            if self.bus is None:  # the voice role hears agents' decisions on the bus
+                self.bus = make_bus(config)
+                await self.bus.start()
+            self.voice = VoiceService(self, max_calls=config.voice_max_calls)
+            await self.voice.start()
 
     async def _start_workers(self) -> None:
         """The bus, the consumers and the outbox relay: what a ``worker`` process runs."""
@@ -153,6 +162,8 @@ class Hub:
         """Stop taking work, finish what was accepted, then close the parts in reverse order."""
         if self._trim_task is not None:
             self._trim_task.cancel()
+        if self.voice is not None:
+            await self.voice.stop()
         await self.ingest.stop()
         if self.relay is not None:
             if not await self.relay.drain(within=5.0):

@@ -34,6 +34,7 @@ class Capability(StrEnum):
     TYPING = "typing"
     READ_RECEIPTS = "read_receipts"
     LOCATION = "location"
+    VOICE = "voice"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -47,6 +47,8 @@ RoleName = Literal["administrator", "supervisor", "agent"]
 # conversations and contacts take shorter searches and only record-shaped ids (ULIDs, or names a
 # CLI gave); anything else cannot name a record
 PrefixSearch = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=NO_NUL)]
+#: an agent's phone: a SIP URI such as sip:101@pbx.example.com ("" clears it)
+SipUri = Annotated[str, msgspec.Meta(max_length=256, pattern=r"^(sips?:[^\s<>\"\x00]{1,250})?$")]
 RecordId = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z_-]{1,64}$")]
 _RECORD_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 
@@ -60,7 +62,7 @@ class ListQuery(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _STATUS = {"not_found": 404, "conflict": 409, "invalid": 422}
-_CODE_STATUS = {"not_found": 404, "conflict": 409}
+_CODE_STATUS = {"not_found": 404, "conflict": 409, "not_offered": 409, "on_a_call": 409}
 P = ParamSpec("P")
 R = TypeVar("R")
 

@@ -358,7 +358,7 @@ class ConversationEventPage(msgspec.Struct):
     "GET",
     "/api/v1/conversations/{conversation_id}/events",
     permission=Permission.CONVERSATIONS_READ,
-    summary="A conversation's changes (created, assigned, status, labels, ...), oldest first",
+    summary="A conversation's changes and calls (created, assigned, status, ...), oldest first",
     tag="conversations",
     query=PageQuery,
     reply=ConversationEventPage,

@@ -16,7 +16,7 @@ import msgspec
 
 from gateway.responses import ApiError
 from gateway.route import Call, route
-from gateway.routes._common import committed
+from gateway.routes._common import SipUri, committed
 from gateway.routes.auth import (
     Code,
     Name,
@@ -29,6 +29,7 @@ from gateway.routes.auth import (
     trimmed,
 )
 from hub import audit
+from hub.actions.users import set_sip_uri
 from hub.auth import mfa
 from hub.auth.api_tokens import (
     TokenRefused,
@@ -53,6 +54,8 @@ class Profile(msgspec.Struct):
     role: Role
     availability: Availability
     mfa_enabled: bool
+    #: the phone (a PBX extension) voice calls the user takes are connected to
+    sip_uri: str | None
     mfa_required: bool  # the account requires MFA of everyone
     backup_codes_left: int
     created_at: datetime
@@ -61,6 +64,7 @@ class Profile(msgspec.Struct):
 class ProfileChange(msgspec.Struct, forbid_unknown_fields=True):
     name: Name | None = None
     availability: Availability | None = None
+    sip_uri: SipUri | None = None
 
     def __post_init__(self) -> None:
         self.name = trimmed(self.name)
@@ -165,7 +169,7 @@ async def _load(call: Call, user_id: str) -> LoginUser:
 async def _profile(conn: Conn, user_id: str) -> Profile:
     row = await conn.fetchrow(
         """SELECT u.id, u.account_id, u.email, u.name, u.role, u.availability, u.mfa_enabled,
-                  a.mfa_required, u.created_at,
+                  u.sip_uri, a.mfa_required, u.created_at,
                   (SELECT count(*) FROM mfa_backup_codes b
                     WHERE b.user_id = u.id AND b.used_at IS NULL) AS backup_codes_left
              FROM users u JOIN accounts a ON a.id = u.account_id WHERE u.id = $1""",
@@ -190,7 +194,9 @@ async def get_profile_route(call: Call) -> Profile:
         return await _profile(conn, user_id)
 
 
-async def _change_profile(conn: Conn, user_id: str, change: ProfileChange) -> Profile:
+async def _change_profile(conn: Conn, call: Call, user_id: str, change: ProfileChange) -> Profile:
+    if change.sip_uri is not None:
+        await set_sip_uri(conn, call.principal, user_id, change.sip_uri, call.origin)
     await conn.execute(
         """UPDATE users SET name = coalesce($2, name), availability = coalesce($3, availability),
                             updated_at = now()
@@ -213,7 +219,7 @@ async def _change_profile(conn: Conn, user_id: str, change: ProfileChange) -> Pr
 )
 async def patch_profile_route(call: Call) -> Profile:
     """Fields left out (or null) stay as they are."""
-    return await in_transaction(call.hub.pool, _change_profile, _user_id(call), call.body)
+    return await in_transaction(call.hub.pool, _change_profile, call, _user_id(call), call.body)
 
 
 async def _set_password(conn: Conn, call: Call, user: LoginUser, password_hash: str) -> None:

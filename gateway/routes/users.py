@@ -14,13 +14,14 @@ from gateway.routes._common import (
     Name,
     RoleName,
     Search,
+    SipUri,
     not_found,
     path_id,
     run,
     tidy,
     whole,
 )
-from hub.actions.users import invite_user, update_user
+from hub.actions.users import invite_user, set_sip_uri, update_user
 from hub.authz import Permission, Role
 from hub.store.admin_reads import Db, get_user, list_users
 from hub.store.db import Conn
@@ -50,6 +51,8 @@ class User(msgspec.Struct):
     status: Literal["active", "invited", "disabled"]
     availability: Literal["online", "busy", "offline"]
     mfa_enabled: bool
+    #: the user's phone (a PBX extension) that voice calls they take are connected to
+    sip_uri: str | None
     created_at: datetime
     updated_at: datetime
 
@@ -81,6 +84,7 @@ class UserPatch(msgspec.Struct, forbid_unknown_fields=True):
     name: Name | msgspec.UnsetType = msgspec.UNSET
     role: RoleName | msgspec.UnsetType = msgspec.UNSET
     disabled: bool | msgspec.UnsetType = msgspec.UNSET
+    sip_uri: SipUri | msgspec.UnsetType = msgspec.UNSET
 
     def __post_init__(self) -> None:
         if isinstance(self.name, str):
@@ -174,6 +178,8 @@ async def _change(call: Call, user_id: str, patch: UserPatch) -> User:
             role=Role(patch.role) if isinstance(patch.role, str) else None,
             disabled=patch.disabled if isinstance(patch.disabled, bool) else None,
         )
+        if isinstance(patch.sip_uri, str):
+            await set_sip_uri(conn, who, user_id, patch.sip_uri, call.origin)
         return await _read(conn, who.account_id, user_id)
 
     try:

@@ -13,6 +13,7 @@ import dataclasses
 import secrets
 from datetime import datetime
 
+from hub import audit
 from hub.actions.accounts import Refused, audit_object
 from hub.actions.setup import hash_token
 from hub.audit import Origin
@@ -161,3 +162,30 @@ async def update_user(
             "UPDATE users SET disabled_at = NULL, updated_at = now() WHERE id = $1", user_id
         )
         await audit("user.enabled")
+
+
+async def set_sip_uri(
+    conn: Conn, actor: Principal, user_id: str, sip_uri: str, origin: Origin
+) -> None:
+    """The phone voice calls the user takes ring on ("" removes it: they are offered no calls)."""
+    previous = await conn.fetchval(
+        "SELECT sip_uri FROM users WHERE id = $1 AND account_id = $2 FOR NO KEY UPDATE",
+        user_id,
+        actor.account_id,
+    )
+    value = sip_uri or None
+    if previous == value:
+        return
+    await conn.execute(
+        "UPDATE users SET sip_uri = $2, updated_at = now() WHERE id = $1", user_id, value
+    )
+    await audit.record(
+        conn,
+        account_id=actor.account_id,
+        actor=actor,
+        action="user.phone_changed",
+        object_type="user",
+        object_id=user_id,
+        origin=origin,
+        details={"sip_uri": value},
+    )

@@ -176,3 +176,130 @@ class ContactMerged(Payload, frozen=True, kw_only=True):
 
     def partition_key(self) -> str:
         return self.contact_id
+
+
+# --- voice ---------------------------------------------------------------------------------------
+# A call's progress, on its conversation's timeline. Every call event names the call; the voice
+# process acts on ``call.accepted``, ``call.declined`` and ``call.requested`` (what agents decide),
+# everything else reports what happened on the SIP side.
+
+
+class CallDirection(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+@payload_type("call.ringing", topic=CONVERSATIONS)
+class CallRinging(Payload, frozen=True, kw_only=True):
+    """A call reached the hub (inbound) or the hub is dialling (outbound)."""
+
+    call_id: str
+    inbox_id: str
+    direction: CallDirection
+    number: str
+    message_id: str | None = None
+
+
+@payload_type("call.offered", topic=CONVERSATIONS)
+class CallOffered(Payload, frozen=True, kw_only=True):
+    """The call rings in this agent's console until ``expires_at``."""
+
+    call_id: str
+    inbox_id: str
+    agent_id: str
+    expires_at: datetime
+
+
+@payload_type("call.accepted", topic=CONVERSATIONS)
+class CallAccepted(Payload, frozen=True, kw_only=True):
+    """The agent took the call in the console; the voice process now rings their phone."""
+
+    call_id: str
+    inbox_id: str
+    agent_id: str
+
+
+@payload_type("call.declined", topic=CONVERSATIONS)
+class CallDeclined(Payload, frozen=True, kw_only=True):
+    """``reason``: declined (the agent said no), no_answer (rang out), unreachable (their phone
+    did not answer or has no SIP address)."""
+
+    call_id: str
+    inbox_id: str
+    agent_id: str
+    reason: str
+
+
+@payload_type("call.requested", topic=CONVERSATIONS)
+class CallRequested(Payload, frozen=True, kw_only=True):
+    """Click-to-call: ring the agent's phone, then the number, and join them."""
+
+    call_id: str
+    inbox_id: str
+    agent_id: str
+    number: str
+
+
+@payload_type("call.answered", topic=CONVERSATIONS)
+class CallAnswered(Payload, frozen=True, kw_only=True):
+    """``by``: agent (connected to ``agent_id``), voicemail, or ivr (the menu picked up)."""
+
+    call_id: str
+    inbox_id: str
+    by: str
+    agent_id: str | None = None
+
+
+@payload_type("call.transferred", topic=CONVERSATIONS)
+class CallTransferred(Payload, frozen=True, kw_only=True):
+    """``method``: bridge (a second leg to ``target``, joined in the hub) or refer (SIP REFER)."""
+
+    call_id: str
+    inbox_id: str
+    target: str
+    method: str
+    agent_id: str | None = None
+
+
+@payload_type("call.dtmf", topic=CONVERSATIONS)
+class CallDtmf(Payload, frozen=True, kw_only=True):
+    call_id: str
+    inbox_id: str
+    digit: str
+
+
+@payload_type("call.voicemail", topic=CONVERSATIONS)
+class CallVoicemail(Payload, frozen=True, kw_only=True):
+    """Nobody took the call: the greeting plays and the caller may leave a message."""
+
+    call_id: str
+    inbox_id: str
+    reason: str
+
+
+@payload_type("call.ended", topic=CONVERSATIONS)
+class CallEnded(Payload, frozen=True, kw_only=True):
+    """``duration_s`` runs from answer to hang-up (0 for a call nobody answered);
+    ``hangup_cause`` is the SIP status and reason of the end (``200 Normal call clearing``,
+    ``487 Request Terminated``)."""
+
+    call_id: str
+    inbox_id: str
+    answered: bool
+    duration_s: float
+    hangup_cause: str
+    ended_by: str
+
+
+@payload_type("call.recording_ready", topic=CONVERSATIONS)
+class CallRecordingReady(Payload, frozen=True, kw_only=True):
+    """A WAV in the media store: the call (``kind`` call) or a voicemail. A transcriber can
+    consume these later."""
+
+    call_id: str
+    inbox_id: str
+    kind: str
+    media_key: str
+    url: str
+    duration_s: float
+    size: int

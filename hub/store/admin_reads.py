@@ -45,7 +45,8 @@ async def get_account(db: Db, account_id: str) -> Row | None:
     return dict(row) if row is not None else None
 
 
-_USER = """SELECT id, email, name, role, availability, mfa_enabled, created_at, updated_at,
+_USER = """SELECT id, email, name, role, availability, mfa_enabled, sip_uri, created_at,
+                  updated_at,
                   CASE WHEN disabled_at IS NOT NULL THEN 'disabled'
                        WHEN password_hash IS NULL THEN 'invited'
                        ELSE 'active' END AS status

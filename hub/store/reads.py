@@ -290,7 +290,8 @@ async def list_conversation_events(
     after_id = decode_id_cursor(cursor)
     rows = await pool.fetch(
         """SELECT id, type, occurred_at, event::jsonb AS event FROM event_log
-            WHERE conversation_id = $1 AND account_id = $2 AND type LIKE 'conversation.%'
+            WHERE conversation_id = $1 AND account_id = $2
+              AND (type LIKE 'conversation.%' OR type LIKE 'call.%')
               AND ($3::text IS NULL OR id > $3)
             ORDER BY id
             LIMIT $4""",

@@ -140,6 +140,14 @@ SPEC: dict[str, Expect] = {
         SEES_A, NOT_A, body={"content": "hi", "private": True}
     ),
     "GET /api/v1/agents/presence": Expect(EVERYONE),
+    # calls: the world's call rings for nobody, so taking or passing on it is a 409
+    "GET /api/v1/calls/{call_id}": Expect(SEES_A, NOT_A),
+    "POST /api/v1/calls/{call_id}/accept": Expect(SEES_A, NOT_A, ok=(409,)),
+    "POST /api/v1/calls/{call_id}/decline": Expect(SEES_A, NOT_A, ok=(409,)),
+    "GET /api/v1/conversations/{conversation_id}/calls": Expect(SEES_A, NOT_A),
+    # inbox A is no voice inbox: 422 for whoever may call from its conversations
+    "POST /api/v1/conversations/{conversation_id}/calls": Expect(SEES_A, NOT_A, ok=(422,)),
+    "GET /api/v1/inboxes/{inbox_id}/voice": Expect(ADMIN, ok=(422,)),
     "POST /api/v1/sms/segments": Expect(EVERYONE, body={"text": "ආයුබෝවන්"}),
 }
 

@@ -221,13 +221,25 @@ async def build_world(hub: Hub, app_state_owner: Any) -> World:
         )
         ids.update(label_id=label, canned_id=canned)
         ids["key"] = await _stored_file(hub, conn, one, conversation_a, inbox_a.id)
+        ids["call_id"] = new_id()
+        await conn.execute(
+            """INSERT INTO calls (id, account_id, inbox_id, conversation_id, contact_id, direction,
+                                  sip_call_id, number, state)
+               VALUES ($1, $2, $3, $4, $5, 'inbound', 'world-call', '+94771234567', 'ringing')""",
+            ids["call_id"],
+            one,
+            inbox_a.id,
+            conversation_a,
+            contact_a,
+        )
         del contact_x, conversation_x
         rows = await conn.fetch(
             """SELECT id FROM inboxes WHERE account_id = $1 UNION ALL
                SELECT id FROM conversations WHERE account_id = $1 UNION ALL
                SELECT id FROM contacts WHERE account_id = $1 UNION ALL
                SELECT id FROM users WHERE account_id = $1 UNION ALL
-               SELECT id FROM teams WHERE account_id = $1""",
+               SELECT id FROM teams WHERE account_id = $1 UNION ALL
+               SELECT id FROM calls WHERE account_id = $1""",
             one,
         )
     return World(
@@ -236,5 +248,5 @@ async def build_world(hub: Hub, app_state_owner: Any) -> World:
         users=users,
         own_tokens=own_tokens,
         account_1_ids={r["id"] for r in rows},
-        inbox_a_ids={conversation_a},
+        inbox_a_ids={conversation_a, ids["call_id"]},
     )

@@ -1,0 +1,12 @@
+"""The SIP voice channel's manifest."""
+
+from channels._base import Capability, Manifest
+
+MANIFEST = Manifest(
+    id="sip",
+    name="Voice (SIP)",
+    capabilities=frozenset({Capability.VOICE}),
+    required_secrets=(),
+    # callers are phone numbers: a caller who also writes on WhatsApp or SMS is one contact
+    identity="phone",
+)

@@ -1,0 +1,104 @@
+"""Fixtures of the voice tests: a hub with its gateway on a real HTTP server, a voice inbox in
+listen mode on a loopback port, and agents with a console socket and a phone (a sipp)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from gateway.app import build_app
+from hub.app import Hub
+from tests.api.admin_support import make_user
+from tests.conftest import ADMIN_TOKEN
+from tests.realtime.agents import Agent
+from tests.support.processes import free_port
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@dataclasses.dataclass
+class VoiceDesk:
+    hub: Hub
+    url: str
+    http: aiohttp.ClientSession
+    workdir: Path
+
+    async def api(
+        self, method: str, path: str, headers: dict[str, str] | None = None, **body: Any
+    ) -> tuple[int, Any]:
+        async with self.http.request(
+            method, self.url + path, headers=headers or ADMIN, json=body or None
+        ) as response:
+            data = await response.json() if response.status != 204 else None
+            return response.status, data
+
+    async def voice_inbox(self, **settings: Any) -> tuple[str, int]:
+        """A voice inbox listening on a fresh loopback port; its id and the port."""
+        port = free_port()
+        status, inbox = await self.api(
+            "POST",
+            "/api/v1/inboxes",
+            name="Phones",
+            channel="sip",
+            settings={"mode": "listen", "bind": "127.0.0.1", "port": port, **settings},
+        )
+        assert status == 201, inbox
+        assert self.hub.voice is not None
+        await self.hub.voice.sync()
+        return inbox["id"], port
+
+    async def agent(
+        self, inbox_id: str, phone_port: int | None
+    ) -> tuple[str, dict[str, str], Agent]:
+        """An agent of the inbox, their phone set through the profile API, with a console
+        socket connected (so they are online)."""
+        user_id, headers = await make_user(self.hub, inboxes=[inbox_id], name="Agent")
+        if phone_port is not None:
+            status, profile = await self.api(
+                "PATCH",
+                "/api/v1/profile",
+                headers,
+                sip_uri=f"sip:agent@127.0.0.1:{phone_port}",
+            )
+            assert status == 200 and profile["sip_uri"].endswith(str(phone_port)), profile
+        socket = Agent()
+        await socket.connect(self.url, token=headers["Authorization"].split()[1])
+        return user_id, headers, socket
+
+    async def timeline(self, conversation_id: str, until: str, within: float = 30) -> list[Any]:
+        """The conversation's call events once ``until`` is among them (the journal writes
+        them as they cross the bus)."""
+        events: list[Any] = []
+        try:
+            async with asyncio.timeout(within):
+                while True:
+                    status, page = await self.api(
+                        "GET", f"/api/v1/conversations/{conversation_id}/events?limit=200"
+                    )
+                    assert status == 200, page
+                    events = [e for e in page["data"] if e["type"].startswith("call.")]
+                    if any(e["type"] == until for e in events):
+                        return events
+                    await asyncio.sleep(0.1)
+        except TimeoutError:
+            calls = await self.hub.pool.fetch("SELECT * FROM calls")
+            raise AssertionError(
+                f"no {until} within {within} s; timeline: {[e['type'] for e in events]}; "
+                f"calls: {[dict(c) for c in calls]}"
+            ) from None
+
+
+@pytest.fixture
+async def desk(hub: Hub, tmp_path: Path) -> AsyncIterator[VoiceDesk]:
+    server = TestServer(build_app(hub), host="127.0.0.1")
+    await server.start_server()
+    async with aiohttp.ClientSession() as http:
+        yield VoiceDesk(hub, str(server.make_url("")), http, tmp_path)
+    await server.close()
