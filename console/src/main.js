@@ -11,6 +11,7 @@ import { t, setLanguage, preferred, language, LANGUAGES } from "./i18n.js";
 import { VirtualList } from "./vlist.js";
 import { renderItem, messageItem, systemItems, tickFor } from "./timeline.js";
 import { Notifier } from "./notify.js";
+import { Ringer, callItems, callButton, showProfile } from "./calls.js";
 
 const ROW = 64;
 const api = new Api();
@@ -39,6 +40,12 @@ const S = {
 /** @type {any} */ let socket = null;
 /** @type {VirtualList | null} */ let list = null;
 const notifier = new Notifier();
+const ringer = new Ringer(api, {
+  inboxName: (id) => S.inboxes.get(id)?.name || "",
+  open: (id) => openConversation(id),
+  toast: (text) => toast(text),
+  notify: (title, body) => notifier.notify(title, body),
+});
 /** @type {Record<string, HTMLElement>} */ const $ = {};
 
 // ---------------------------------------------------------------- theme and language
@@ -64,6 +71,7 @@ function switches() {
 // ---------------------------------------------------------------- login
 function loginScreen(/** @type {string} */ message = "") {
   disconnect();
+  ringer.reset();
   clear(app);
   const email = h("input", { id: "email", type: "email", autocomplete: "username", required: true });
   const password = h("input", { id: "password", type: "password", autocomplete: "current-password", required: true });
@@ -178,12 +186,14 @@ function shell() {
   notify.addEventListener("click", () => notifier.enable());
   const help = h("button.icon", { type: "button", id: "help-button", title: t("help.title"), "aria-label": t("help.title"), "aria-keyshortcuts": "?", text: "?" });
   help.addEventListener("click", () => showHelp());
+  const profile = h("button.icon", { type: "button", id: "profile-button", title: t("profile.title"), "aria-label": t("profile.title"), text: "☎" });
+  profile.addEventListener("click", () => showProfile(api));
   const logout = h("button", { type: "button", text: t("ui.logout") });
   logout.addEventListener("click", async () => { await api.logout(); loginScreen(); });
   const header = h("header.top", null,
     h("strong.brand", { text: "Hub" }),
     h("span.me", null, h("span.avatar", { text: initials(me?.name), "aria-hidden": "true" }), h("span", { text: me?.name || "" })),
-    presence, notify, help, switches(), logout);
+    presence, notify, profile, help, switches(), logout);
   $.sidebar = h("nav.sidebar", { "aria-label": t("sidebar.label") });
   $.listbox = h("div.vlist", { role: "listbox", tabindex: "0", "aria-label": t("list.label"), id: "conversation-list" });
   $.listEmpty = h("p.empty", { text: t("list.empty"), hidden: true });
@@ -267,6 +277,7 @@ function channelIcon(inbox) {
   if (inbox.channel === "whatsapp_cloud" || inbox.settings?.kind === "whatsapp") return "🟢";
   if (inbox.channel === "twilio") return "✉";
   if (inbox.channel === "api") return "⚙";
+  if (inbox.channel === "sip") return "☎";
   return "•";
 }
 
@@ -476,9 +487,10 @@ function apply(item) {
   if (ev.type === "message.received" && ctx?.conversation?.assignee_id === api.user?.id && (id !== S.current || document.hidden)) {
     notifier.notify(S.convs.get(id)?.contact_name || t("list.unknown_contact"), p.content || "");
   }
+  if (ev.type.startsWith("call.")) ringer.onEvent(ev, ctx);
   if (id !== S.current) return;
   if (ev.type === "message.received") {
-    appendItem(messageItem({ id: p.message_id, direction: "inbound", private: false, content: p.content, attachments: p.attachments, created_at: ev.occurred_at, status: "received" }));
+    appendItem(messageItem({ id: p.message_id, direction: "inbound", private: false, content: p.content, content_type: p.content_type, attachments: p.attachments, created_at: ev.occurred_at, status: "received" }));
     socket?.emit("mark_read", { conversation_id: id });
   } else if (ev.type === "message.created") {
     appendItem(messageItem({ id: p.message_id, direction: "outbound", private: p.private, content: p.content, attachments: p.attachments, created_at: ev.occurred_at, status: p.status, sender_id: p.sender_id }));
@@ -488,6 +500,8 @@ function apply(item) {
   } else if (ev.type === "conversation.updated") {
     for (const s of systemItems(ev)) appendItem(s);
     renderActions();
+  } else if (ev.type.startsWith("call.")) {
+    for (const c of callItems(ev)) appendItem(c);
   }
 }
 
@@ -515,7 +529,8 @@ async function openConversation(id) {
   $.actions = h("div.actions", { role: "toolbar", "aria-label": t("actions.label") });
   clear($.convo).append(
     h("header.convo-head", null, h("h2", { text: row?.contact_name || t("list.unknown_contact") }),
-      h("span.chip", { text: `${channelIcon(inbox)} ${inbox?.name || ""}` })),
+      h("span.chip", { text: `${channelIcon(inbox)} ${inbox?.name || ""}` }),
+      inbox?.channel === "sip" ? callButton(api, id, toast) : null),
     $.actions, $.timeline, $.typing, composer(id, inbox));
   renderActions();
   await loadTimeline(id);
@@ -530,7 +545,7 @@ async function loadTimeline(id) {
     pages(`/api/v1/conversations/${id}/events`).catch(() => []),
   ]);
   /** @type {any[]} */
-  const items = [...messages.map(messageItem), ...events.flatMap(systemItems)];
+  const items = [...messages.map(messageItem), ...events.flatMap(systemItems), ...events.flatMap(callItems)];
   items.sort(byTime);
   if (S.current !== id) return;
   const live = S.timeline.filter((x) => !items.some((m) => m.id === x.id));

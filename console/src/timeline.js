@@ -31,7 +31,8 @@ const TICKS = { queued: "🕓", sending: "🕓", sent: "✓", delivered: "✓✓
 
 /** @param {any} m  a message row or an event payload turned into one */
 export function messageItem(m) {
-  return { kind: "message", id: m.id, at: m.created_at || m.sent_at || new Date().toISOString(), ...m };
+  // a voice call enters as a message of content type "call": drawn by calls.js
+  return { kind: m.content_type === "call" ? "call" : "message", id: m.id, at: m.created_at || m.sent_at || new Date().toISOString(), ...m };
 }
 
 /** @param {Item} m */
