@@ -1,11 +1,14 @@
 """Scale-out on Kafka + Redis + PostgreSQL: one worker and one gateway, then one worker and two
 gateways, in the same run, at the same webhook rate (open loop, default 1,000 msgs/s).
 
-    .venv/bin/python -m bench.scaleout.run [--rate 1000] [--seconds 15]
+    .venv/bin/python -m bench.scaleout.run [--rate 1000] [--seconds 15] [--warmup 5]
 
-For each layout: webhook-to-socket p50/p99 (the agent socket on the first gateway, webhooks split
-evenly over the gateways), webhooks acknowledged, and the hub processes' CPU-seconds per 1,000
-messages (utime + stime of every gateway and worker over the run, from /proc). This box has two
+Each layout first takes ``--warmup`` seconds of the same load through the same path, not
+measured (a fresh broker's JIT, new topics and connections otherwise land in the first layout's
+tail only). For each layout: webhook-to-socket p50/p99 (the agent socket on the first gateway,
+webhooks split evenly over the gateways), webhooks acknowledged, and the hub processes'
+CPU-seconds per 1,000 messages (utime + stime of every gateway and worker over the run, from
+/proc). This box has two
 cores shared with PostgreSQL, Kafka, Redis and the load generators, so raw throughput cannot show
 scaling; the cost per message can. Writes bench/results/scaleout.json and scaleout.svg.
 """
@@ -20,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +31,7 @@ from cryptography.fernet import Fernet
 
 from bench.hub_process import cpu_seconds, free_port, wait_ready
 from bench.ingest.run import build_loadgen
-from bench.realtime.latency import load_arguments, measure
+from bench.realtime.latency import measure
 from hub.store.embedded import start_embedded_postgres, stop_embedded_postgres
 from tests.support.kafka_server import KafkaServer
 from tests.support.redis_server import RedisServer
@@ -45,6 +49,26 @@ def start(env: dict[str, str], role: str, port: int, log: Path) -> subprocess.Po
     return proc
 
 
+def commit_counts(ports: dict[str, int]) -> dict[str, tuple[float, float]]:
+    """Per process and committer: (transactions, items) so far, from its /metrics."""
+    out: dict[str, tuple[float, float]] = {}
+    for name, port in ports.items():
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+            text = reply.read().decode()
+        for committer in ("ingest", "realtime-log"):
+            count = total = 0.0
+            for line in text.splitlines():
+                if f'committer="{committer}"' not in line:
+                    continue
+                if line.startswith("hub_group_commit_size_count"):
+                    count = float(line.rsplit(" ", 1)[1])
+                elif line.startswith("hub_group_commit_size_sum"):
+                    total = float(line.rsplit(" ", 1)[1])
+            if count:
+                out[f"{name}:{committer}"] = (count, total)
+    return out
+
+
 def layout(
     args: argparse.Namespace,
     work: Path,
@@ -56,26 +80,53 @@ def layout(
 ) -> dict[str, Any]:
     prefix = f"s{gateways}-{os.urandom(3).hex()}."
     env = {**env, "HUB_KAFKA_PREFIX": prefix}
-    procs = {"worker": start(env, "worker", free_port(), work / f"worker-{gateways}.log")}
+    worker_port = free_port()
+    procs = {"worker": start(env, "worker", worker_port, work / f"worker-{gateways}.log")}
     ports = [free_port() for _ in range(gateways)]
     for n, port in enumerate(ports):
         procs[f"gateway-{n + 1}"] = start(env, "gateway", port, work / f"gw{n + 1}-{gateways}.log")
+    named_ports = {"worker": worker_port} | {f"gateway-{n + 1}": p for n, p in enumerate(ports)}
     bases = [f"http://127.0.0.1:{port}/" for port in ports]
     print(f"== {gateways} gateway(s) + 1 worker up; {args.rate} msgs/s for {args.seconds} s")
     try:
+        # warm up the same path (the broker's JIT, connections, topics, caches), not measured
+        if args.warmup > 0:
+            print(f"== warming up for {args.warmup} s", flush=True)
+            asyncio.run(
+                measure(
+                    argparse.Namespace(**{**vars(args), "seconds": args.warmup}),
+                    bases[0],
+                    inbox,
+                    token,
+                    loadgen,
+                    webhook_bases=bases,
+                    run=prefix + "warmup-",
+                )
+            )
+        commits_before = commit_counts(named_ports)
         before = {name: cpu_seconds(p.pid) for name, p in procs.items()}
         result = asyncio.run(
             measure(args, bases[0], inbox, token, loadgen, webhook_bases=bases, run=prefix)
         )
         cpu = {name: round(cpu_seconds(p.pid) - before[name], 2) for name, p in procs.items()}
+        commits_after = commit_counts(named_ports)
     finally:
         for proc in procs.values():
             proc.terminate()
         for proc in procs.values():
             proc.wait(timeout=60)
     total = sum(cpu.values())
+    commits = {}
+    for key, (count, items) in commits_after.items():
+        count0, items0 = commits_before.get(key, (0.0, 0.0))
+        if count > count0:
+            commits[key] = {
+                "transactions": int(count - count0),
+                "items_per_transaction": round((items - items0) / (count - count0), 1),
+            }
     result.update(
         gateways=gateways,
+        group_commits=commits,
         cpu_seconds=cpu,
         cpu_seconds_per_1000=round(1000 * total / max(1, result["webhooks_ok"]), 3),
     )
@@ -114,7 +165,12 @@ def chart(rows: list[dict[str, Any]]) -> str:
 
 
 def main() -> None:
-    args = load_arguments(__doc__)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--sockets", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=5, help="seconds of load before each layout")
+    args = parser.parse_args()
     loadgen = build_loadgen()
     work = Path(tempfile.mkdtemp(prefix="hub-scaleout-"))
     print("== starting PostgreSQL, Redis and Kafka", flush=True)

@@ -12,6 +12,10 @@ per message is a few array elements rather than a few round trips. For each mess
 
 Concurrent batches serialise per (inbox, sender) through transaction advisory locks taken in sorted
 order, so they cannot deadlock and two deliveries of one message cannot both miss the other.
+
+Round trips are what a small batch pays for, so the common case (known sender, existing
+conversation) takes few: the locks; one lookup for duplicates, contacts and conversations (locked);
+one statement that writes the messages and moves the conversations; the outbox.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 import msgspec
 
 from channels._base import InboundMessage, InboxContext
@@ -80,6 +85,47 @@ MESSAGE_COLUMNS = (
 )
 
 
+#: per request (kind "m"): the message already stored under its provider id; per sender and
+#: inbox (kind "t"): the contact, and its latest conversation in the inbox (unresolved first),
+#: locked for this transaction
+_LOOKUP = """
+SELECT 'm' AS kind, i.ord, m.id AS message_id, m.conversation_id, c.contact_id,
+       NULL::text AS status, NULL::text AS assignee_id, NULL::text AS team_id,
+       NULL::text[] AS labels, NULL::text AS priority, NULL::timestamptz AS snoozed_until
+  FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS i(inbox_id, pmid, ord)
+  JOIN messages m ON m.inbox_id = i.inbox_id AND m.provider_message_id = i.pmid
+  JOIN conversations c ON c.id = m.conversation_id
+UNION ALL
+SELECT 't', p.ord, NULL, c.id, ci.contact_id, c.status, c.assignee_id, c.team_id, c.labels,
+       c.priority, c.snoozed_until
+  FROM unnest($3::text[], $4::text[], $5::text[], $6::text[])
+       WITH ORDINALITY AS p(inbox_id, account_id, channel, address, ord)
+  JOIN contact_identities ci
+    ON ci.account_id = p.account_id AND ci.channel = p.channel AND ci.address = p.address
+  LEFT JOIN LATERAL (
+        SELECT * FROM conversations c
+         WHERE c.inbox_id = p.inbox_id AND c.contact_id = ci.contact_id
+         ORDER BY (c.status <> 'resolved') DESC, c.created_at DESC
+         LIMIT 1
+         FOR UPDATE) c ON true"""
+
+#: the same conversation lookup for senders the batch did not know before it began
+_LATEST = """
+SELECT p.inbox_id, p.contact_id, c.id AS conversation_id, c.status, c.assignee_id, c.team_id,
+       c.labels, c.priority, c.snoozed_until
+  FROM unnest($1::text[], $2::text[]) AS p(inbox_id, contact_id)
+ CROSS JOIN LATERAL (
+       SELECT * FROM conversations c
+        WHERE c.inbox_id = p.inbox_id AND c.contact_id = p.contact_id
+        ORDER BY (c.status <> 'resolved') DESC, c.created_at DESC
+        LIMIT 1
+        FOR UPDATE) c"""
+
+#: at most this many messages go in with one INSERT that also moves their conversations; larger
+#: batches use COPY, whose cost per row is lower but which takes a round trip of its own
+SMALL_BATCH = 64
+
+
 @dataclasses.dataclass(slots=True)
 class _Thread:
     """The conversation a group of messages lands in, and how the batch changes it."""
@@ -119,28 +165,45 @@ async def ingest_batch(conn: Conn, requests: Sequence[IngestRequest]) -> list[In
     )
     await conn.execute("SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) k", keys)
 
-    # 1. already stored (a provider retry)
+    # 1. already stored (a provider retry), and what is known of each sender: one statement,
+    # whose snapshot starts after the locks
+    idents = list(
+        dict.fromkeys(
+            (requests[i].inbox.id, *_identity(requests[i]))
+            for i in work  # (inbox, account, channel, address)
+        )
+    )
     rows = await conn.fetch(
-        """SELECT i.ord, m.id, m.conversation_id, c.contact_id
-             FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS i(inbox_id, pmid, ord)
-             JOIN messages m ON m.inbox_id = i.inbox_id AND m.provider_message_id = i.pmid
-             JOIN conversations c ON c.id = m.conversation_id""",
+        _LOOKUP,
         [requests[i].inbox.id for i in work],
         [requests[i].message.provider_message_id for i in work],
+        *zip(*idents, strict=True),
     )
+    found: dict[tuple[str, str, str], str] = {}
+    latest: dict[tuple[str, str], asyncpg.Record | None] = {}
     for row in rows:
-        i = work[row["ord"] - 1]
-        results[i] = IngestResult(row["id"], row["conversation_id"], row["contact_id"], True)
+        if row["kind"] == "m":
+            i = work[row["ord"] - 1]
+            results[i] = IngestResult(
+                row["message_id"], row["conversation_id"], row["contact_id"], True
+            )
+            continue
+        inbox_id, *identity = idents[row["ord"] - 1]
+        found[(identity[0], identity[1], identity[2])] = row["contact_id"]
+        latest[(inbox_id, row["contact_id"])] = row if row["conversation_id"] else None
     fresh = [i for i in work if results[i] is None]
 
     events: list[Event[Any]] = []
     if fresh:
-        contacts, new_contacts = await _resolve_contacts(conn, [requests[i] for i in fresh])
+        contacts, new_contacts = await _resolve_contacts(conn, [requests[i] for i in fresh], found)
         threads = await _resolve_threads(
-            conn, [(requests[i], contacts[_identity(requests[i])]) for i in fresh]
+            conn,
+            [(requests[i], contacts[_identity(requests[i])]) for i in fresh],
+            latest,
+            {contacts[k] for k in new_contacts},
         )
         message_ids = [new_id() for _ in fresh]
-        await _insert_messages(conn, requests, fresh, message_ids, contacts, threads)
+        await _write(conn, requests, fresh, message_ids, contacts, threads)
         events = _events(requests, fresh, message_ids, contacts, new_contacts, threads)
         for n, i in enumerate(fresh):
             r = requests[i]
@@ -174,19 +237,18 @@ def _identity(r: IngestRequest) -> tuple[str, str, str]:
 
 
 async def _resolve_contacts(
-    conn: Conn, requests: Sequence[IngestRequest]
+    conn: Conn, requests: Sequence[IngestRequest], known: dict[tuple[str, str, str], str]
 ) -> tuple[dict[tuple[str, str, str], str], dict[tuple[str, str, str], str | None]]:
-    """Map each sender identity to a contact id, creating contacts for new identities."""
+    """Map each sender identity to a contact id (``known``: found by the batch's lookup),
+    creating contacts for new identities."""
     names: dict[tuple[str, str, str], str | None] = {}
     for r in requests:
         names.setdefault(_identity(r), r.message.sender.name)
     idents = list(names)
-    found: dict[tuple[str, str, str], str] = {}
+    found = {k: known[k] for k in idents if k in known}
     query = """SELECT i.account_id, i.channel, i.address, ci.contact_id
                  FROM unnest($1::text[], $2::text[], $3::text[]) AS i(account_id, channel, address)
                  JOIN contact_identities ci USING (account_id, channel, address)"""
-    for row in await conn.fetch(query, *zip(*idents, strict=True)):
-        found[(row["account_id"], row["channel"], row["address"])] = row["contact_id"]
     missing = [k for k in idents if k not in found]
     created: dict[tuple[str, str, str], str | None] = {}
     if missing:
@@ -221,29 +283,26 @@ async def _resolve_contacts(
 
 
 async def _resolve_threads(
-    conn: Conn, pairs: Sequence[tuple[IngestRequest, str]]
+    conn: Conn,
+    pairs: Sequence[tuple[IngestRequest, str]],
+    known: dict[tuple[str, str], asyncpg.Record | None],
+    created_contacts: set[str],
 ) -> dict[tuple[str, str], _Thread]:
-    """Pick, wake, reopen or create the conversation of every (inbox, contact) in the batch."""
+    """Pick, wake, reopen or create the conversation of every (inbox, contact) in the batch.
+    ``known``: what the batch's lookup found (``None``: the contact has no conversation there);
+    a contact created by this batch has none either."""
     policy: dict[tuple[str, str], IngestRequest] = {}
     counts: dict[tuple[str, str], int] = defaultdict(int)
     for r, contact_id in pairs:
         policy.setdefault((r.inbox.id, contact_id), r)
         counts[(r.inbox.id, contact_id)] += 1
     keys = sorted(policy)
-    rows = await conn.fetch(
-        """SELECT p.inbox_id, p.contact_id, c.id, c.status, c.assignee_id, c.team_id, c.labels,
-                  c.priority, c.snoozed_until
-             FROM unnest($1::text[], $2::text[]) AS p(inbox_id, contact_id)
-             CROSS JOIN LATERAL (
-                   SELECT * FROM conversations c
-                    WHERE c.inbox_id = p.inbox_id AND c.contact_id = p.contact_id
-                    ORDER BY (c.status <> 'resolved') DESC, c.created_at DESC
-                    LIMIT 1
-                    FOR UPDATE) c""",
-        [k[0] for k in keys],
-        [k[1] for k in keys],
-    )
-    latest = {(row["inbox_id"], row["contact_id"]): row for row in rows}
+    latest = {k: known[k] for k in keys if k in known}
+    unknown = [k for k in keys if k not in known and k[1] not in created_contacts]
+    if unknown:  # identities another transaction created while this batch ran
+        rows = await conn.fetch(_LATEST, [k[0] for k in unknown], [k[1] for k in unknown])
+        for row in rows:
+            latest[(row["inbox_id"], row["contact_id"])] = row
     threads: dict[tuple[str, str], _Thread] = {}
     for key in keys:
         row = latest.get(key)
@@ -263,7 +322,7 @@ async def _resolve_threads(
             priority=row["priority"],
             snoozed_until=row["snoozed_until"],
         )
-        thread = _Thread(row["id"], state)
+        thread = _Thread(row["conversation_id"], state)
         if state.status in (ConversationStatus.RESOLVED, ConversationStatus.SNOOZED):
             thread.previous = ConversationPatch(
                 status=state.status, snoozed_until=state.snoozed_until
@@ -294,25 +353,36 @@ async def _resolve_threads(
             [k[1] for k, _ in new],
             [t.count for _, t in new],
         )
-    old = [t for t in threads.values() if not t.created]
-    if old:
-        await conn.execute(
-            """UPDATE conversations c
-                  SET messages_count = c.messages_count + x.n,
-                      status = x.status,
-                      snoozed_until = CASE WHEN x.status = 'open' THEN NULL
-                                          ELSE c.snoozed_until END,
-                      last_message_at = now(), last_activity_at = now(), updated_at = now()
-                 FROM unnest($1::text[], $2::int[], $3::text[]) AS x(id, n, status)
-                WHERE c.id = x.id""",
-            [t.conversation_id for t in old],
-            [t.count for t in old],
-            [t.state.status.value for t in old],
-        )
     return threads
 
 
-async def _insert_messages(
+# The common move leaves the status alone; reopening or waking a conversation is a statement of
+# its own, seldom run.
+_MOVE_CONVERSATIONS = """UPDATE conversations c
+       SET messages_count = c.messages_count + x.n,
+           last_message_at = now(), last_activity_at = now(), updated_at = now()
+      FROM unnest($1::text[], $2::int[]) AS x(id, n)
+     WHERE c.id = x.id"""
+
+#: a resolved conversation reopened, or a snoozed one woken, by the contact
+_REOPEN_CONVERSATIONS = """UPDATE conversations c
+       SET messages_count = c.messages_count + x.n,
+           status = x.status,
+           snoozed_until = CASE WHEN x.status = 'open' THEN NULL ELSE c.snoozed_until END,
+           last_message_at = now(), last_activity_at = now(), updated_at = now()
+      FROM unnest($1::text[], $2::int[], $3::text[]) AS x(id, n, status)
+     WHERE c.id = x.id"""
+
+_COLUMN_TYPES = ("text", "text", "text", "text", "text", "text", "text", "text", "text", "jsonb",
+                 "text", "text", "timestamptz")  # fmt: skip
+
+#: the messages and the conversations they move, in one statement (small batches)
+_WRITE_SMALL = f"""WITH moved AS ({_MOVE_CONVERSATIONS} RETURNING 1)
+INSERT INTO messages ({", ".join(MESSAGE_COLUMNS)})
+SELECT * FROM unnest({", ".join(f"${n + 3}::{t}[]" for n, t in enumerate(_COLUMN_TYPES))})"""
+
+
+async def _write(
     conn: Conn,
     requests: Sequence[IngestRequest],
     fresh: Sequence[int],
@@ -320,6 +390,7 @@ async def _insert_messages(
     contacts: dict[tuple[str, str, str], str],
     threads: dict[tuple[str, str], _Thread],
 ) -> None:
+    """Insert the messages and move their conversations (count, status, activity)."""
     records = []
     for n, i in enumerate(fresh):
         r = requests[i]
@@ -342,11 +413,25 @@ async def _insert_messages(
                 m.sent_at,
             )
         )
-    # COPY: several times cheaper than INSERT for a batch. A unique violation here can only be
-    # the same provider id from another sender committed meanwhile (same sender is excluded by
-    # the advisory lock); it aborts the batch, which the group committer runs again and then
-    # finds the stored message.
-    await conn.copy_records_to_table("messages", records=records, columns=MESSAGE_COLUMNS)
+    old = [t for t in threads.values() if not t.created and t.previous is None]
+    moves = ([t.conversation_id for t in old], [t.count for t in old])
+    reopened = [t for t in threads.values() if not t.created and t.previous is not None]
+    if reopened:
+        await conn.execute(
+            _REOPEN_CONVERSATIONS,
+            [t.conversation_id for t in reopened],
+            [t.count for t in reopened],
+            [t.state.status.value for t in reopened],
+        )
+    # A unique violation here can only be the same provider id from another sender committed
+    # meanwhile (same sender is excluded by the advisory lock); it aborts the batch, which the
+    # group committer runs again and then finds the stored message.
+    if len(records) <= SMALL_BATCH:
+        await conn.execute(_WRITE_SMALL, *moves, *zip(*records, strict=True))
+    else:  # COPY: several times cheaper per row than INSERT for a large batch
+        if old:
+            await conn.execute(_MOVE_CONVERSATIONS, *moves)
+        await conn.copy_records_to_table("messages", records=records, columns=MESSAGE_COLUMNS)
     # files the channel fetched from the provider: served once their message exists
     files = [
         (f.key, requests[i].inbox.account_id, message_ids[n], f.filename, f.content_type,

@@ -7,9 +7,9 @@
 - **Consuming**: one Kafka consumer group per hub consumer kind; a member handles the records of a
   partition in batches through the same delivery rules as every backend (``hub/bus/delivery.py``:
   retries in place with backoff, so order per key holds, then the group's dead-letter topic) and
-  commits the offset after the handler returned. A rebalance or a crash between handling and
-  committing hands the batch to the next owner again: at least once, and consumers are idempotent
-  on event id.
+  commits the offset after the handler returned (in the background, in order, while the next
+  batch is fetched). A rebalance or a crash between handling and committing hands the batch to
+  the next owner again: at least once, and consumers are idempotent on event id.
 - **Topics** are created on first use with the configured partition count and replication factor.
 """
 
@@ -62,6 +62,7 @@ class _KafkaSubscription(Subscription):
         self._idle.set()
         self.committed: dict[TopicPartition, int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._committing: asyncio.Task[None] | None = None  # the latest offset commit in flight
 
     def start(self, topic: str) -> None:
         self.topic = topic
@@ -81,6 +82,13 @@ class _KafkaSubscription(Subscription):
         return data
 
     async def _run(self) -> None:
+        try:
+            await self._consume()
+        finally:
+            if self._committing is not None:
+                await self._committing
+
+    async def _consume(self) -> None:
         while not self._stopping:
             try:
                 data = await self._fetch()
@@ -95,7 +103,7 @@ class _KafkaSubscription(Subscription):
                 # partitions are independent: handle them side by side (their writes share
                 # group commits), in order within each, and commit all their offsets at once
                 await asyncio.gather(*(self._handle(tp, records) for tp, records in data.items()))
-                await self._commit({tp: records[-1].offset + 1 for tp, records in data.items()})
+                self._commit_soon({tp: records[-1].offset + 1 for tp, records in data.items()})
             except Exception as exc:  # a dead letter that could not be published, say
                 # the consumer's position is past these records: rewind, so they come again
                 log.warning(
@@ -121,6 +129,20 @@ class _KafkaSubscription(Subscription):
             for r in records
         ]
         await deliver(self._handler, batch, self._options, self.group, self._bus.dead_letter)
+
+    def _commit_soon(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit while the next batch is fetched and handled: the broker's round trip is then off
+        the path of the records that arrive meanwhile. Commits still land one after another, in
+        order (a later offset never lands before an earlier one)."""
+        previous = self._committing
+
+        async def commit() -> None:
+            if previous is not None:
+                with contextlib.suppress(Exception):  # _commit logged what it could not do
+                    await previous
+            await self._commit(offsets)
+
+        self._committing = asyncio.create_task(commit(), name=f"kafka-commit:{self.group}")
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:

@@ -17,20 +17,42 @@ from hub.store.db import Conn
 OUTBOX_LOCK = 0x4855424F  # "HUBO"
 NOTIFY_CHANNEL = "hub_outbox"
 
+#: up to this many events go in with one statement; more with COPY, cheaper per row but a round
+#: trip of its own
+SMALL_BATCH = 64
+
+# The CTE is evaluated once (volatile functions): the lock is taken while its subquery is scanned,
+# before setval runs; the notification is delivered at commit, like the rows.
+_ALLOCATE = f"""SELECT setval('outbox_seq', nextval('outbox_seq') + $2 - 1) AS last,
+                       pg_notify('{NOTIFY_CHANNEL}', '')
+                  FROM (SELECT pg_advisory_xact_lock($1)) AS locked"""
+
+_INSERT_SMALL = f"""WITH allocated AS MATERIALIZED ({_ALLOCATE})
+INSERT INTO outbox (seq, event_id, type, correlation_id, topic, key, payload)
+SELECT a.last - $2 + x.ord, x.event_id, x.type, x.correlation_id, x.topic, x.key, x.payload
+  FROM allocated a,
+       unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[])
+       WITH ORDINALITY AS x(event_id, type, correlation_id, topic, key, payload, ord)"""
+
 
 async def append_events(conn: Conn, events: Sequence[Event[Any]]) -> None:
     if not events:
         return
     n = len(events)
-    # the lock is taken while the subquery is scanned, before setval runs; the notification
-    # is delivered at commit, like the rows
-    last: int = await conn.fetchval(
-        f"""SELECT setval('outbox_seq', nextval('outbox_seq') + $2 - 1),
-                   pg_notify('{NOTIFY_CHANNEL}', '')
-              FROM (SELECT pg_advisory_xact_lock($1)) AS locked""",
-        OUTBOX_LOCK,
-        n,
-    )
+    if n <= SMALL_BATCH:
+        await conn.execute(
+            _INSERT_SMALL,
+            OUTBOX_LOCK,
+            n,
+            [e.id for e in events],
+            [e.type for e in events],
+            [e.correlation_id for e in events],
+            [e.topic for e in events],
+            [e.key for e in events],
+            [encode_event(e) for e in events],
+        )
+        return
+    last: int = await conn.fetchval(_ALLOCATE, OUTBOX_LOCK, n)
     first = last - n + 1
     await conn.copy_records_to_table(
         "outbox",
