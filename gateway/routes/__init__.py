@@ -20,6 +20,7 @@ from gateway.routes import (
     profile,
     sms,
     teams,
+    threecx,
     users,
 )
 
@@ -34,6 +35,7 @@ ALL_ROUTES: list[Route] = [
     *contacts.ROUTES,
     *sms.ROUTES,
     *calls.ROUTES,
+    *threecx.ROUTES,
     *labels.ROUTES,
     *canned.ROUTES,
     *audit.ROUTES,

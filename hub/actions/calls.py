@@ -471,3 +471,73 @@ async def dialling(pool: asyncpg.Pool[Any], call_id: str, sip_call_id: str) -> N
                 number=call.number,
             ),
         )
+
+
+async def journal_ended(
+    pool: asyncpg.Pool[Any],
+    *,
+    account_id: str,
+    inbox_id: str,
+    conversation_id: str,
+    contact_id: str,
+    message_id: str,
+    sip_call_id: str,
+    number: str,
+    direction: CallDirection,
+    agent_id: str | None,
+    started_at: datetime,
+    answered: bool,
+    duration_s: float,
+    hangup_cause: str,
+) -> tuple[CallRecord, bool]:
+    """A call a PBX handled on its own, reported once it was over (3CX's call journal): its row,
+    already ended, and its ``call.ended``. A repeat report (same ``sip_call_id``) finds the first
+    (``False``: nothing new)."""
+    duration_ms = round(duration_s * 1000)
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            f"""INSERT INTO calls (id, account_id, inbox_id, conversation_id, contact_id,
+                                   message_id, direction, sip_call_id, number, state, agent_id,
+                                   answered_at, ended_at, duration_ms, hangup_cause, created_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'ended', $10,
+                        CASE WHEN $11 THEN $12::timestamptz END,
+                        $12::timestamptz + make_interval(secs => $13::bigint / 1000.0),
+                        $13, $14, $12)
+                ON CONFLICT (inbox_id, sip_call_id) DO NOTHING
+                RETURNING {_COLUMNS}""",
+            new_id(),
+            account_id,
+            inbox_id,
+            conversation_id,
+            contact_id,
+            message_id,
+            direction.value,
+            sip_call_id,
+            number,
+            agent_id,
+            answered,
+            started_at,
+            duration_ms,
+            hangup_cause,
+        )
+        if row is None:
+            existing = await conn.fetchrow(
+                f"SELECT {_COLUMNS} FROM calls WHERE inbox_id = $1 AND sip_call_id = $2",
+                inbox_id,
+                sip_call_id,
+            )
+            return CallRecord.of(existing), False
+        call = CallRecord.of(row)
+        await _emit(
+            conn,
+            call,
+            CallEnded(
+                call_id=call.id,
+                inbox_id=inbox_id,
+                answered=answered,
+                duration_s=round(duration_s, 3),
+                hangup_cause=hangup_cause,
+                ended_by="pbx",
+            ),
+        )
+        return call, True

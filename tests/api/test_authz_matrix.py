@@ -149,6 +149,19 @@ SPEC: dict[str, Expect] = {
     "POST /api/v1/conversations/{conversation_id}/calls": Expect(SEES_A, NOT_A, ok=(422,)),
     "GET /api/v1/inboxes/{inbox_id}/voice": Expect(ADMIN, ok=(422,)),
     "POST /api/v1/sms/segments": Expect(EVERYONE, body={"text": "ආයුබෝවන්"}),
+    # 3CX: a lookup without its number is 400 once past the permission check; no voice inbox
+    # to journal in is 422
+    "GET /api/v1/integrations/3cx/lookup": Expect(EVERYONE, ok=(400,)),
+    "POST /api/v1/integrations/3cx/contacts": Expect(EVERYONE, body={"number": "+94771234567"}),
+    "POST /api/v1/integrations/3cx/journal": Expect(
+        EVERYONE,
+        body={
+            "number": "+94771234567",
+            "call_type": "Missed",
+            "started_at": "2025-01-05T10:00:00Z",
+        },
+        ok=(422,),
+    ),
 }
 
 _PARAM = re.compile(r"\{([^}]+)\}")
