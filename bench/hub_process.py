@@ -71,6 +71,8 @@ def running_hub(
         "HUB_PORT": str(port),
         "HUB_ACCESS_LOG": "0",
         "HUB_LOG_LEVEL": "warning",
+        # load generators open thousands of connections from one loopback address
+        "HUB_MAX_CONNECTIONS_PER_ADDRESS": "0",
     }
     env.pop("DATABASE_URL", None)
     hub_bin = str(Path(sys.executable).parent / "hub")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from importlib.metadata import version
 
 from aiohttp import web
@@ -11,6 +12,7 @@ from gateway.auth import Authenticator
 from gateway.console import console_dir, mount_console
 from gateway.hardening import make_hardening
 from gateway.inbox_cache import InboxCache
+from gateway.limits import ConnectionCaps, LimitedApplication, make_body_timeout, total_cap
 from gateway.middleware import make_middleware
 from gateway.openapi import build_document, mount_docs
 from gateway.ratelimit import RateLimits
@@ -19,19 +21,30 @@ from gateway.routes import ALL_ROUTES
 from gateway.state import STATE, GatewayState
 from hub.app import Hub
 from hub.config import Config
+from hub.metrics import watch_event_loop_lag
 from realtime.server import attach_realtime
 
 
 def build_app(hub: Hub, config: Config | None = None) -> web.Application:
     """``config``: edge settings (limits, CORS, proxies) other than the hub's own, for tests."""
     config = config or hub.config
-    app = web.Application(
+    proxies = frozenset(p.strip() for p in config.trusted_proxies.split(",") if p.strip())
+    app = LimitedApplication(
         client_max_size=config.max_body_bytes,
-        middlewares=[make_hardening(config.cors_origins), make_middleware(config.access_log)],
+        middlewares=[
+            make_hardening(config.cors_origins),
+            make_middleware(config.access_log),
+            make_body_timeout(config.http_body_timeout),
+        ],
+        # aiohttp's keep-alive timer runs from a connection's opening and after each response,
+        # and closes a connection still without a complete request head: the head timeout
+        handler_args={"keepalive_timeout": config.http_idle_timeout},
+        caps=ConnectionCaps(
+            config.max_connections_per_address, total_cap(config.max_connections), proxies
+        ),
     )
     auth = Authenticator(hub)
     limits = RateLimits(config)
-    proxies = frozenset(p.strip() for p in config.trusted_proxies.split(",") if p.strip())
     app[STATE] = GatewayState(
         hub=hub, auth=auth, inboxes=InboxCache(hub), limits=limits, trusted_proxies=proxies
     )
@@ -40,10 +53,21 @@ def build_app(hub: Hub, config: Config | None = None) -> web.Application:
         await limits.close()
 
     app.on_cleanup.append(close_limits)
+    lag: list[asyncio.Task[None]] = []
+
+    async def start_lag_watch(_: web.Application) -> None:
+        lag.append(asyncio.create_task(watch_event_loop_lag()))
+
+    async def stop_lag_watch(_: web.Application) -> None:
+        for task in lag:
+            task.cancel()
+
+    app.on_startup.append(start_lag_watch)
+    app.on_cleanup.append(stop_lag_watch)
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/readyz", ops.readyz)
     app.router.add_get("/metrics", ops.metrics)
-    if config.role == "worker":  # health and metrics only; the gateways take the traffic
+    if config.role in ("worker", "voice"):  # health and metrics only; gateways take the traffic
         return app
     webhooks.mount(app)  # POST, and GET for providers' verification handshakes
     mount(app, ALL_ROUTES)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -102,8 +103,11 @@ class LocalMediaStore(MediaStore):
             await asyncio.to_thread(fh.close)
             await asyncio.to_thread(os.replace, partial, final)
         except BaseException:
-            fh.close()
-            partial.unlink(missing_ok=True)
+            # a full disk can fail the close (its flush) as well: the partial file goes anyway
+            with contextlib.suppress(OSError):
+                fh.close()
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
             raise
         return StoredMedia(key, size, digest.hexdigest(), content_type)
 

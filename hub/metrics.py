@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -57,3 +60,34 @@ REALTIME_SLOW_CUTOFFS = Counter(
     "Agent sockets disconnected because they stopped reading (they replay on reconnect).",
     registry=REGISTRY,
 )
+CONNECTIONS_REFUSED = Counter(
+    "hub_connections_refused_total",
+    "Connections answered and closed at once: over the per-address or the total cap.",
+    ["reason"],
+    registry=REGISTRY,
+)
+BODY_TIMEOUTS = Counter(
+    "hub_http_body_timeouts_total",
+    "Requests whose body stalled longer than HUB_HTTP_BODY_TIMEOUT (answered 408).",
+    registry=REGISTRY,
+)
+OPEN_CONNECTIONS = Gauge(
+    "hub_http_connections", "Open HTTP and socket connections of this process.", registry=REGISTRY
+)
+EVENT_LOOP_LAG = Gauge(
+    "hub_event_loop_lag_seconds",
+    "How late the event loop ran a timer in the last sampling interval (the largest delay).",
+    registry=REGISTRY,
+)
+
+
+async def watch_event_loop_lag(interval: float = 0.25, window: int = 8) -> None:
+    """Keep :data:`EVENT_LOOP_LAG` at the largest timer delay of the last ``window`` ticks: a
+    blocked loop delays every socket and request of the process by that much."""
+    loop = asyncio.get_running_loop()
+    recent: deque[float] = deque(maxlen=window)
+    while True:
+        before = loop.time()
+        await asyncio.sleep(interval)
+        recent.append(max(0.0, loop.time() - before - interval))
+        EVENT_LOOP_LAG.set(max(recent))

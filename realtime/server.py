@@ -270,6 +270,33 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
         return {"ok": True}
 
 
+def limit_handshake(sio: socketio.AsyncServer, timeout: float) -> None:
+    """Close an Engine.IO connection that has not joined ``/agent`` within ``timeout`` seconds:
+    a socket answering pings but never authenticating would otherwise be held forever."""
+    eio_connect = sio.eio.handlers["connect"]
+    pending: set[asyncio.Task[None]] = set()
+
+    async def drop_if_not_joined(eio_sid: str, environ: dict[str, Any]) -> None:
+        if eio_sid in sio.eio.sockets and sio.manager.sid_from_eio_sid(eio_sid, NAMESPACE) is None:
+            log.info("agent socket closed: no authenticated connect in time")
+            await sio.eio.disconnect(eio_sid)
+            # a client ignoring the close packet would hold the connection until the ping timeout
+            request = environ.get("aiohttp.request")
+            if isinstance(request, web.BaseRequest) and request.transport is not None:
+                request.transport.close()
+
+    def check(eio_sid: str, environ: dict[str, Any]) -> None:
+        task = asyncio.create_task(drop_if_not_joined(eio_sid, environ))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    async def connect_with_deadline(eio_sid: str, environ: dict[str, Any]) -> Any:
+        asyncio.get_running_loop().call_later(timeout, check, eio_sid, environ)
+        return await eio_connect(eio_sid, environ)
+
+    sio.eio.on("connect", connect_with_deadline)
+
+
 def attach_realtime(app: web.Application, hub: Hub, auth: Authenticator) -> Streams:
     # with Redis, emits to rooms (presence, typing) reach the sockets of every process
     manager = (
@@ -286,6 +313,7 @@ def attach_realtime(app: web.Application, hub: Hub, auth: Authenticator) -> Stre
     )
 
     use_shared_frames(sio)
+    limit_handshake(sio, hub.config.realtime_handshake_timeout)
     fanout = Fanout(sio, NAMESPACE, max_buffer=hub.config.realtime_socket_buffer_kib * 1024)
     streams = Streams(hub.pool, fanout.send)
     namespace = AgentNamespace(hub, auth, streams, hub.cluster)

@@ -238,6 +238,7 @@ def main() -> None:
         "HUB_SECRET_KEY": key,
         "HUB_DATA_DIR": str(work / "data"),
         "HUB_PORT": str(port),
+        "HUB_MAX_CONNECTIONS_PER_ADDRESS": "0",  # the load generator is one address
         "HUB_ACCESS_LOG": "0",
         "HUB_LOG_LEVEL": "warning",
         "HUB_RATE_LIMIT_ADDRESS": "0",

@@ -39,6 +39,7 @@ class Driver:
         concurrency: int = 64,
         retry_delay: float = 0.2,
         prefix: str = "f",
+        make: Callable[[str], tuple[bytes, dict[str, str]]] | None = None,
     ) -> None:
         self.urls = urls
         self.secret = secret
@@ -46,6 +47,8 @@ class Driver:
         self.concurrency = concurrency
         self.retry_delay = retry_delay
         self.prefix = prefix
+        #: the body and headers of a provider message id (default: a signed API-channel message)
+        self.make = make or self._api_request
         self.generated = 0
         self.acked: Counter[str] = Counter()  # provider id -> 2xx answers
         self.duplicate_answers = 0  # 2xx with "duplicate": true (a retry of a stored message)
@@ -108,14 +111,17 @@ class Driver:
     def _back(self) -> None:
         self._in_flight -= 1
 
-    async def post(self, session: aiohttp.ClientSession, pmid: str) -> bool:
+    def _api_request(self, pmid: str) -> tuple[bytes, dict[str, str]]:
         body = api_body(pmid)
-        url = self.urls[self._next_url % len(self.urls)]
-        self._next_url += 1
-        headers = {
+        return body, {
             "Content-Type": "application/json",
             "X-Hub-Signature-256": sign_hmac_sha256(self.secret, body),
         }
+
+    async def post(self, session: aiohttp.ClientSession, pmid: str) -> bool:
+        body, headers = self.make(pmid)
+        url = self.urls[self._next_url % len(self.urls)]
+        self._next_url += 1
         self.attempts += 1
         try:
             async with session.post(url, data=body, headers=headers) as response:

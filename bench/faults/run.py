@@ -21,6 +21,18 @@ Scenarios:
   the outbox holds the events, ingest goes on, and everything flows when it is back.
 - ``postgres-restart``: the same two processes on the embedded PostgreSQL run as a server; it is
   stopped for ``--outage`` seconds: gateways must answer 503 (the provider retries), never 500.
+- ``scaled-gateway-kill``: two gateways and a worker on Kafka, Redis and PostgreSQL; SIGKILL of
+  the first gateway, restarted after ``--outage`` seconds (the provider retries on either).
+- ``media-store``: the embedded default; WhatsApp Cloud webhooks (Graph API: the local mock), each
+  with a 128 KiB document the hub fetches and stores before it answers; for ``--outage`` seconds
+  the hub process gets a 64 KiB file size limit (``RLIMIT_FSIZE``, ``SIGXFSZ`` ignored: writes
+  fail with EFBIG, a disk that is full). The webhook must answer 503 and keep nothing; afterwards
+  every message is stored once with its file, and no file or partial file is left over. Its rate
+  is at most 200 msgs/s (each message is a file).
+
+Agent replies (``--replies`` a second, default 20; in ``gateway-kill``, ``worker-kill`` and
+``scaled-gateway-kill``): REST posts with an ``Idempotency-Key``, retried like a client, pushed
+by the API inbox to the provider mock; each must be stored once and reach the mock exactly once.
 
 The reconciliation (every scenario): every provider message that got a 2xx is stored exactly once
 (SQL); the journal consumer logged each ``message.received`` once (``event_log``) and the realtime
@@ -37,12 +49,14 @@ import asyncio
 import dataclasses
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -54,9 +68,13 @@ from cryptography.fernet import Fernet
 
 from bench.faults.agents import SilentSocket, StreamAgent
 from bench.faults.driver import Driver
+from bench.faults.replies import Replier
+from bench.faults.whatsapp_media import DOCUMENT, DocumentWebhooks, whatsapp_inbox
 from hub.store.embedded import start_embedded_postgres, stop_embedded_postgres
+from tests.support.graph_mock import GraphApi
 from tests.support.kafka_server import KafkaServer
 from tests.support.processes import free_port, hub_cli, hub_env, start_hub, wait_healthy
+from tests.support.provider_mock import ApiEndpoint, ProviderMock
 from tests.support.redis_server import RedisServer
 
 SCENARIOS = (
@@ -66,7 +84,14 @@ SCENARIOS = (
     "postgres-restart",
     "worker-kill",
     "kafka-restart",
+    "scaled-gateway-kill",
+    "media-store",
 )
+#: scenarios that also send agent replies and reconcile them at the provider mock
+REPLY_SCENARIOS = frozenset({"gateway-kill", "worker-kill", "scaled-gateway-kill"})
+MEDIA_MAX_RATE = 200.0
+MEDIA_FSIZE_LIMIT = 64 * 1024
+MEDIA_WARNING = "media store cannot take"
 
 
 def progress(message: str) -> None:
@@ -106,6 +131,23 @@ class Report:
     recover_seconds: float = 0.0  # fault injected -> the provider's last failed delivery
     caught_up_seconds: float = 0.0  # end of load -> every agent had every stored message
     slow_cutoffs: int = 0
+    # media-store
+    media_without_file: int = 0  # stored messages whose attachment has no file
+    media_files: int = 0  # complete files in the store
+    orphan_files: int = 0  # files no message holds
+    partial_files: int = 0
+    store_warnings: int = 0  # "the media store cannot take a provider file" lines logged
+    # agent replies
+    replies_acked: int = 0
+    replies_attempts: int = 0
+    replies_non_2xx: dict[str, int] = dataclasses.field(default_factory=dict)
+    replies_stored: int = 0
+    replies_stored_twice: int = 0
+    replies_lost: int = 0  # acknowledged but not stored
+    replies_at_provider: int = 0  # distinct replies the provider mock received
+    replies_provider_missing: int = 0
+    replies_provider_twice: int = 0
+    replies_interrupted: int = 0  # of the missing: taken for sending by a process then killed
     notes: list[str] = dataclasses.field(default_factory=list)
 
     @property
@@ -120,17 +162,31 @@ class Report:
             or self.agent_twice
             or self.unexpected
             or self.stored != self.acknowledged
+            or self.media_without_file
+            or self.orphan_files
+            or self.partial_files
+            or self.replies_stored_twice
+            or self.replies_lost
+            or self.replies_provider_missing > self.replies_interrupted
+            or self.replies_provider_twice
         )
 
 
 class Hubs:
     """The hub processes of a scenario, their webhook URL, agent tokens and a database DSN."""
 
-    def __init__(self, work: Path, mode: str, processes: int, extra: dict[str, str]) -> None:
+    def __init__(
+        self, work: Path, mode: str, processes: int, extra: dict[str, str], n_gateways: int = 1
+    ) -> None:
         self.work = work
         self.mode = mode
-        #: in kafka mode process 0 is the gateway and the others are workers
-        self.roles = ["gateway"] + ["worker"] * (processes - 1) if mode == "kafka" else []
+        self.n_gateways = n_gateways
+        #: in kafka mode the first ``n_gateways`` processes are gateways, the others workers
+        self.roles = (
+            ["gateway"] * n_gateways + ["worker"] * (processes - n_gateways)
+            if mode == "kafka"
+            else []
+        )
         self.kafka: KafkaServer | None = None
         self.ports = [free_port() for _ in range(processes)]
         self.bases = [f"http://127.0.0.1:{p}" for p in self.ports]
@@ -142,6 +198,9 @@ class Hubs:
         self.extra = extra
         self.envs: list[dict[str, str]] = []
         self.inbox: dict[str, Any] = {}
+        #: the inbox the provider delivers to (the API inbox, or WhatsApp in media-store)
+        self.ingest_inbox = ""
+        self.admin = ""
         self.tokens: list[str] = []
 
     async def setup(self, agents: int) -> None:
@@ -180,6 +239,10 @@ class Hubs:
             hub_cli(self.envs[0], "token", "create", "--name", f"a{i}", "--role", "agent")["token"]
             for i in range(agents + 1)
         ]
+        self.admin = hub_cli(
+            self.envs[0], "token", "create", "--name", "admin", "--role", "administrator"
+        )["token"]
+        self.ingest_inbox = self.inbox["id"]
         for i in range(len(self.ports)):
             await self.start(i)
         if self.mode == "embedded":
@@ -199,11 +262,10 @@ class Hubs:
 
     @property
     def gateways(self) -> list[str]:
-        return self.bases[:1] if self.mode == "kafka" else self.bases
+        return self.bases[: self.n_gateways] if self.mode == "kafka" else self.bases
 
-    @property
-    def urls(self) -> list[str]:
-        return [f"{b}/webhooks/api/{self.inbox['id']}" for b in self.gateways]
+    def urls(self, channel: str = "api") -> list[str]:
+        return [f"{b}/webhooks/{channel}/{self.ingest_inbox}" for b in self.gateways]
 
     async def teardown(self) -> None:
         for proc in self.procs:
@@ -269,6 +331,17 @@ async def fault_postgres_restart(hubs: Hubs, report: Report, outage: float) -> N
     progress("PostgreSQL started")
 
 
+async def fault_media_store(hubs: Hubs, report: Report, outage: float) -> None:
+    proc = hubs.procs[0]
+    assert proc is not None
+    soft, hard = resource.prlimit(proc.pid, resource.RLIMIT_FSIZE)
+    progress(f"fault: the hub may write files of {MEDIA_FSIZE_LIMIT} bytes at most (disk full)")
+    resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (MEDIA_FSIZE_LIMIT, hard))
+    await asyncio.sleep(outage)
+    resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (soft, hard))
+    progress("the media store takes files again")
+
+
 async def fault_worker_kill(hubs: Hubs, report: Report, outage: float) -> None:
     progress("fault: SIGKILL a worker (its partitions move once its session times out)")
     hubs.kill(1)
@@ -290,7 +363,40 @@ FAULTS: dict[str, tuple[str, int, Callable[[Hubs, Report, float], Any] | None]] 
     "postgres-restart": ("scaled", 2, fault_postgres_restart),
     "worker-kill": ("kafka", 3, fault_worker_kill),
     "kafka-restart": ("kafka", 3, fault_kafka_restart),
+    "scaled-gateway-kill": ("kafka", 3, fault_gateway_kill),
+    "media-store": ("embedded", 1, fault_media_store),
 }
+#: gateways in kafka mode (the other processes are workers)
+GATEWAYS = {"scaled-gateway-kill": 2}
+
+
+async def configure_replies(hubs: Hubs, mock: ProviderMock) -> None:
+    """The API inbox pushes agent replies to the provider mock's customer endpoint."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.patch(
+            f"{hubs.gateways[0]}/api/v1/inboxes/{hubs.inbox['id']}",
+            json={"settings": {"outbound_url": mock.url + ApiEndpoint.PATH}},
+            headers={"Authorization": f"Bearer {hubs.admin}"},
+        ) as response,
+    ):
+        if response.status != 200:
+            raise RuntimeError(f"outbound_url not set: {response.status} {await response.text()}")
+
+
+async def feed_conversations(hubs: Hubs, replier: Replier) -> None:
+    """Replies go to conversations the load created (as an agent answers what came in)."""
+    conn = await asyncpg.connect(hubs.dsn)
+    try:
+        while not replier.conversations:
+            await asyncio.sleep(0.5)
+            rows = await conn.fetch(
+                "SELECT id FROM conversations WHERE inbox_id = $1 ORDER BY id LIMIT 50",
+                hubs.inbox["id"],
+            )
+            replier.conversations = [r["id"] for r in rows]
+    finally:
+        await conn.close()
 
 
 @asynccontextmanager
@@ -311,14 +417,34 @@ async def run_scenario(
     outage: float = 2.0,
     keep: bool = False,
     settle: float = 60,
+    replies: float = 20,
 ) -> Report:
     mode, processes, fault = FAULTS[scenario]
+    media = scenario == "media-store"
+    if media:
+        rate = min(rate, MEDIA_MAX_RATE)
     report = Report(scenario, mode, rate, duration, agents)
     extra = {"HUB_REALTIME_SOCKET_BUFFER_KIB": "64"} if scenario == "slow-client" else {}
+    mock = ProviderMock(GraphApi(), ApiEndpoint())
+    await mock.start()
+    # inherited by the hub processes: a file size limit then fails a write instead of killing
+    xfsz = signal.signal(signal.SIGXFSZ, signal.SIG_IGN) if media else None
     async with workdir(keep) as work:
-        hubs = Hubs(work, mode, processes, extra)
+        hubs = Hubs(work, mode, processes, extra, GATEWAYS.get(scenario, 1))
         progress(f"{scenario}: starting {processes} hub process(es), {mode} mode, in {work}")
-        await hubs.setup(agents)
+        try:
+            await hubs.setup(agents)
+        finally:
+            if xfsz is not None:
+                signal.signal(signal.SIGXFSZ, xfsz)
+        make = None
+        if media:
+            hubs.ingest_inbox = (await whatsapp_inbox(hubs.gateways[0], hubs.admin, mock))["id"]
+            make = DocumentWebhooks(mock).make
+        replier: Replier | None = None
+        if scenario in REPLY_SCENARIOS and replies > 0:
+            await configure_replies(hubs, mock)
+            replier = Replier(hubs.gateways, hubs.admin, replies)
         stream = [
             StreamAgent(hubs.gateways[i % len(hubs.gateways)], hubs.tokens[i], f"agent{i}")
             for i in range(agents)
@@ -331,13 +457,23 @@ async def run_scenario(
                 silent = SilentSocket(hubs.bases[0], hubs.tokens[agents])
                 await silent.open()
             progress(f"{agents} agent sockets connected; load {rate:g} msgs/s for {duration:g} s")
-            driver = Driver(hubs.urls, hubs.inbox["signing_secret"], rate)
+            driver = Driver(
+                hubs.urls("whatsapp_cloud" if media else "api"),
+                hubs.inbox["signing_secret"],
+                rate,
+                make=make,
+            )
             cut = asyncio.Event()
             watch = asyncio.create_task(watch_cutoffs(hubs.bases[0], cut)) if silent else None
             # the slow socket's backlog must outgrow the kernel's socket buffers (a few MB) before
             # the hub sees it: the load goes on (at most 30 s more) until it is cut
             load = asyncio.create_task(
                 driver.run(duration, more=lambda: silent is not None and not cut.is_set())
+            )
+            replying = (
+                asyncio.gather(replier.run(duration), feed_conversations(hubs, replier))
+                if replier is not None
+                else None
             )
             started = time.monotonic()
             fault_at = 0.0
@@ -358,6 +494,8 @@ async def run_scenario(
                     f"non-2xx {dict(driver.statuses)}"
                 )
             await load
+            if replying is not None:
+                await replying
             load_done = time.monotonic()
             report.load_seconds = round(driver.last_ack_at - started, 2)
             report.achieved_rate = round(driver.generated / driver.generated_for, 1)
@@ -390,12 +528,17 @@ async def run_scenario(
                 stream.append(replay)
 
             await reconcile(hubs, driver, stream, report, settle, load_done)
+            if replier is not None:
+                await reconcile_replies(hubs, replier, mock, report, settle)
+            if media:
+                await reconcile_media(hubs, report)
         finally:
             for agent in stream:
                 await agent.stop()
             if silent is not None:
                 silent.close()
             await hubs.teardown()
+            await mock.close()
         if scenario == "slow-client" and report.slow_cutoffs < 1:
             report.notes.append("the slow socket was never cut")
             report.unexpected["slow_not_cut"] = 1
@@ -426,27 +569,28 @@ async def reconcile(
     report.acknowledged = len(acked)
     report.non_2xx = dict(driver.statuses)
     report.unexpected = driver.unexpected
-    inbox_id = hubs.inbox["id"]
+    inbox_id = hubs.ingest_inbox
     conn = await asyncpg.connect(hubs.dsn)
     try:
         async with asyncio.timeout(settle):
             while await conn.fetchval(
-                """SELECT count(*) FROM messages m WHERE m.inbox_id = $1 AND NOT EXISTS (
+                """SELECT count(*) FROM messages m WHERE m.inbox_id = $1
+                      AND m.direction = 'inbound' AND NOT EXISTS (
                        SELECT 1 FROM event_log e WHERE e.type = 'message.received'
                           AND e.event->'payload'->>'message_id' = m.id)""",
                 inbox_id,
             ) or await conn.fetchval("SELECT count(*) FROM outbox"):
                 await asyncio.sleep(0.2)
         rows = await conn.fetch(
-            """SELECT provider_message_id, count(*) AS n FROM messages WHERE inbox_id = $1
-               GROUP BY 1""",
+            """SELECT provider_message_id, count(*) AS n FROM messages
+                WHERE inbox_id = $1 AND direction = 'inbound' GROUP BY 1""",
             inbox_id,
         )
         stored = {r["provider_message_id"]: r["n"] for r in rows}
         journal = await conn.fetch(
             """SELECT m.id, count(e.id) AS n FROM messages m LEFT JOIN event_log e
                    ON e.type = 'message.received' AND e.event->'payload'->>'message_id' = m.id
-                WHERE m.inbox_id = $1 GROUP BY 1""",
+                WHERE m.inbox_id = $1 AND m.direction = 'inbound' GROUP BY 1""",
             inbox_id,
         )
         realtime_twice = await conn.fetchval(
@@ -484,6 +628,109 @@ async def reconcile(
     report.resyncs = sum(len(a.resyncs) for a in agents)
 
 
+async def reconcile_replies(
+    hubs: Hubs, replier: Replier, mock: ProviderMock, report: Report, settle: float
+) -> None:
+    """Each acknowledged reply stored once and received by the provider mock exactly once."""
+    report.replies_acked = len(replier.acked)
+    report.replies_attempts = replier.attempts
+    report.replies_non_2xx = dict(replier.statuses)
+    report.unexpected |= {f"reply {k}": v for k, v in replier.unexpected.items()}
+
+    def at_provider() -> Counter[str]:
+        return Counter(str(r.json().get("text")) for r in mock.of("api.outbound"))
+
+    conn = await asyncpg.connect(hubs.dsn)
+    try:
+        stable = 0
+        async with asyncio.timeout(settle):
+            # until every reply is at the provider, or the only ones missing have been taken
+            # for sending (and nothing else moved) for 3 s: sends a killed process interrupted
+            while missing := set(replier.acked) - set(at_provider()):
+                taken = await conn.fetchval(
+                    """SELECT count(*) FROM messages WHERE direction = 'outbound'
+                          AND content = ANY($1) AND status = 'queued'
+                          AND delivery_started_at < now() - interval '3 seconds'""",
+                    list(missing),
+                )
+                stable = stable + 1 if taken == len(missing) else 0
+                if stable >= 5:
+                    break
+                await asyncio.sleep(0.2)
+    except TimeoutError:
+        report.notes.append("replies did not all reach the provider within the settle time")
+    finally:
+        await conn.close()
+    await asyncio.sleep(1.0)  # a doubled send arrives now
+    received = at_provider()
+    by_id = Counter(str(r.json().get("message_id")) for r in mock.of("api.outbound"))
+    conn = await asyncpg.connect(hubs.dsn)
+    try:
+        rows = await conn.fetch(
+            """SELECT content, count(*) AS n FROM messages
+                WHERE direction = 'outbound' AND content LIKE 'fault-reply-%' GROUP BY 1"""
+        )
+        never = sorted(set(replier.acked) - set(received))
+        statuses = await conn.fetch(
+            """SELECT status, delivery_started_at IS NOT NULL AS started, count(*) AS n
+                 FROM messages WHERE direction = 'outbound' AND content = ANY($1) GROUP BY 1, 2""",
+            never,
+        )
+    finally:
+        await conn.close()
+    if never:
+        report.notes.append(
+            f"replies never at the provider: {never[:5]}, by (status, send started): "
+            + str({(r["status"], r["started"]): r["n"] for r in statuses})
+        )
+    # taken for sending (delivery_started_at) by a process that died before the send went out:
+    # by design never sent again (a reply must not arrive twice); the sweep fails it later
+    report.replies_interrupted = sum(
+        r["n"] for r in statuses if r["started"] and r["status"] == "queued"
+    )
+    stored = {r["content"]: r["n"] for r in rows}
+    report.replies_stored = len(stored)
+    report.replies_stored_twice = sum(1 for n in stored.values() if n > 1)
+    report.replies_lost = len(set(replier.acked) - set(stored))
+    report.replies_at_provider = len(received)
+    report.replies_provider_missing = len(set(replier.acked) - set(received))
+    report.replies_provider_twice = sum(1 for n in received.values() if n > 1) + sum(
+        1 for n in by_id.values() if n > 1
+    )
+
+
+async def reconcile_media(hubs: Hubs, report: Report) -> None:
+    """Every stored message holds its file; the store holds nothing else, no partial file."""
+    conn = await asyncpg.connect(hubs.dsn)
+    try:
+        report.media_without_file = await conn.fetchval(
+            """SELECT count(*) FROM messages WHERE inbox_id = $1 AND direction = 'inbound'
+                  AND (jsonb_array_length(attachments) <> 1
+                       OR coalesce(attachments->0->>'url', '') = ''
+                       OR (attachments->0->>'size')::bigint <> $2)""",
+            hubs.ingest_inbox,
+            len(DOCUMENT),
+        )
+        keys = {r["key"] for r in await conn.fetch("SELECT key FROM media")}
+    finally:
+        await conn.close()
+    root = hubs.work / "data0" / "media"
+    files = [p for p in root.rglob("*") if p.is_file()] if root.is_dir() else []
+    complete = {p.name for p in files if not p.name.endswith(".partial")}
+    report.partial_files = len(files) - len(complete)
+    report.media_files = len(complete)
+    report.orphan_files = len(complete - keys)
+    if keys - complete:
+        report.notes.append(f"{len(keys - complete)} media rows without their file")
+        report.media_without_file += len(keys - complete)
+    wrong = sum(1 for p in files if p.name in complete and p.stat().st_size != len(DOCUMENT))
+    if wrong:
+        report.notes.append(f"{wrong} stored files of the wrong size")
+        report.media_without_file += wrong
+    log = hubs.logs[0].read_text() if hubs.logs[0].exists() else ""
+    report.store_warnings = log.count(MEDIA_WARNING)
+
+
 def summary(report: Report) -> str:
     verdict = "OK" if report.ok else "FAILED"
     return (
@@ -498,6 +745,22 @@ def summary(report: Report) -> str:
         f"provider failures until +{report.recover_seconds} s, agents caught up "
         f"{report.caught_up_seconds} s after the load; reconnects {report.reconnects_per_agent}, "
         f"deduped by seq {report.dropped_by_seq}, slow cutoffs {report.slow_cutoffs}"
+        + (
+            f"; replies acknowledged {report.replies_acked} (non-2xx {report.replies_non_2xx}), "
+            f"stored {report.replies_stored} (twice {report.replies_stored_twice}, lost "
+            f"{report.replies_lost}), at the provider {report.replies_at_provider} (missing "
+            f"{report.replies_provider_missing} of which interrupted sends "
+            f"{report.replies_interrupted}, twice {report.replies_provider_twice})"
+            if report.replies_attempts
+            else ""
+        )
+        + (
+            f"; media files {report.media_files}, without file {report.media_without_file}, "
+            f"orphan {report.orphan_files}, partial {report.partial_files}, store warnings "
+            f"logged {report.store_warnings}"
+            if report.scenario == "media-store"
+            else ""
+        )
         + (f"; notes: {report.notes}" if report.notes else "")
     )
 
@@ -509,6 +772,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=20, help="seconds of load")
     parser.add_argument("--agents", type=int, default=4, help="agent sockets")
     parser.add_argument("--outage", type=float, default=2.0, help="seconds a fault lasts")
+    parser.add_argument("--replies", type=float, default=20, help="agent replies a second")
     parser.add_argument("--json", type=Path, help="write the reports here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
     args = parser.parse_args(argv)
@@ -517,7 +781,15 @@ def main(argv: list[str] | None = None) -> int:
     reports = []
     for name in names:
         report = asyncio.run(
-            run_scenario(name, args.rate, args.duration, args.agents, args.outage, args.keep)
+            run_scenario(
+                name,
+                args.rate,
+                args.duration,
+                args.agents,
+                args.outage,
+                args.keep,
+                replies=args.replies,
+            )
         )
         print(summary(report), flush=True)
         reports.append(report)

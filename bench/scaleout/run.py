@@ -187,6 +187,7 @@ def main() -> None:
         "HUB_SECRET_KEY": Fernet.generate_key().decode(),
         "HUB_ACCESS_LOG": "0",
         "HUB_LOG_LEVEL": "warning",
+        "HUB_MAX_CONNECTIONS_PER_ADDRESS": "0",  # the load generators are one address
     }
     hub = str(Path(sys.executable).parent / "hub")
     try:

@@ -6,6 +6,9 @@ times with backoff inside the webhook request; if it still fails, :class:`MediaU
 the webhook answer 503 with ``Retry-After`` and nothing is stored, so the provider delivers again.
 A permanent failure (the file is gone, or too large) cannot be cured by retrying: the message is
 stored with an attachment whose ``url`` is empty, so the agent sees that a file was not received.
+A media store that cannot take the file (disk full, read-only, a file size limit) is the hub's own
+trouble, not the provider's: it takes the same 503 path, logged with the reason, so the message
+arrives with its file once the store is writable again.
 """
 
 from __future__ import annotations
@@ -47,6 +50,10 @@ class MediaUnavailable(Exception):
     """Transient failures outlasted the retries; the provider should deliver the webhook again."""
 
 
+class MediaStoreFailed(Exception):
+    """The media store could not write (an ``OSError`` of the store, not of the download)."""
+
+
 def _transient(exc: BaseException) -> bool:
     if isinstance(exc, MediaFetchError):
         return exc.retryable
@@ -84,13 +91,18 @@ async def _fetch_one(
                     fetched.content_type or ref.content_type or "application/octet-stream"
                 )
                 filename = _filename(ref, content_type, n)
-                stored = await store.put(
-                    inbox.account_id,
-                    filename,
-                    content_type,
-                    fetched.chunks,
-                    max_bytes=MAX_MEDIA_BYTES,
-                )
+                try:
+                    stored = await store.put(
+                        inbox.account_id,
+                        filename,
+                        content_type,
+                        fetched.chunks,
+                        max_bytes=MAX_MEDIA_BYTES,
+                    )
+                except OSError as exc:
+                    if isinstance(exc, aiohttp.ClientError | TimeoutError):
+                        raise  # the download broke off, not the store
+                    raise MediaStoreFailed(f"{type(exc).__name__}: {exc}") from exc
             return StoredFile(stored.key, filename, content_type, stored.size, stored.sha256)
     raise AssertionError("unreachable: tenacity reraises the last error")
 
@@ -137,6 +149,17 @@ async def fetch_all(
                     continue
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     raise MediaUnavailable(repr(exc)) from exc
+                except MediaStoreFailed as exc:
+                    log.warning(
+                        "the media store cannot take a provider file; the provider is asked "
+                        "to deliver again",
+                        extra={
+                            "inbox_id": inbox.id,
+                            "provider_message_id": message.provider_message_id,
+                            "reason": str(exc),
+                        },
+                    )
+                    raise MediaUnavailable("the media store cannot take the file") from exc
                 kept.append(stored.key)
                 files.append(stored)
                 attachments.append(

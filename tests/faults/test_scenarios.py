@@ -23,6 +23,11 @@ def check(report: Report) -> None:
     assert report.agent_lost == report.agent_twice == 0, summary(report)
     assert set(report.unexpected) <= KNOWN.get(report.scenario, set()), summary(report)
     assert report.redelivered_duplicate == 50, summary(report)
+    # replies: stored once, at the provider once; a send a SIGKILL interrupted after it was taken
+    # is never sent again by design (the sweep fails it later) and is counted apart
+    assert report.replies_stored_twice == report.replies_lost == 0, summary(report)
+    assert report.replies_provider_twice == 0, summary(report)
+    assert report.replies_provider_missing == report.replies_interrupted, summary(report)
 
 
 @pytest.mark.parametrize(
@@ -34,17 +39,25 @@ def check(report: Report) -> None:
         pytest.param("postgres-restart", marks=pytest.mark.redis),
         pytest.param("worker-kill", marks=[pytest.mark.redis, pytest.mark.kafka]),
         pytest.param("kafka-restart", marks=[pytest.mark.redis, pytest.mark.kafka]),
+        pytest.param("scaled-gateway-kill", marks=[pytest.mark.redis, pytest.mark.kafka]),
+        "media-store",
     ],
 )
 async def test_scenario_loses_and_doubles_nothing(scenario: str) -> None:
     # the slow socket's backlog must outgrow the kernel's socket buffers (a few MB) to be cut
-    rate = 400 if scenario == "slow-client" else 150
+    rate = {"slow-client": 400, "media-store": 50}.get(scenario, 150)
     report = await run_scenario(scenario, rate=rate, duration=5, agents=2, outage=1.5, settle=45)
     check(report)
     if scenario == "gateway-kill":
         assert report.non_2xx, "the kill interrupted the stream"
     if scenario == "postgres-restart":
         assert report.non_2xx.get("503"), "gateways answered 503 while the database was down"
+    if scenario in ("gateway-kill", "worker-kill", "scaled-gateway-kill"):
+        assert report.replies_acked > 0 and report.replies_at_provider > 0, summary(report)
+    if scenario == "media-store":
+        assert report.non_2xx.get("503"), "the webhook answered 503 while the store was full"
+        assert report.store_warnings > 0, "the store's failure was logged with its reason"
+        assert report.media_files == report.stored, summary(report)
     if scenario == "slow-client":
         assert report.slow_cutoffs >= 1
         # the others were never cut (the last agent is the slow one, reconnected for its replay)
