@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -19,7 +20,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     hub = request.app[STATE].hub
-    checks: dict[str, str | int] = {}
+    checks: dict[str, Any] = {}
     try:
         await asyncio.wait_for(hub.pool.fetchval("SELECT 1"), timeout=2)
         checks["database"] = "ok"
@@ -30,6 +31,9 @@ async def readyz(request: web.Request) -> web.Response:
         checks["bus"] = await hub.bus.check() or "ok"
         checks["outbox_relay"] = "active" if hub.relay and hub.relay.active else "standby"
         checks["bus_lag"] = sum(hub.bus.lag().values())
+    if hub.voice is not None and hub.voice.running:
+        # a PBX that refuses registration is reported, but does not make the hub unready
+        checks["voice"] = hub.voice.status()
     ready = checks["database"] == "ok" and checks.get("bus", "ok") == "ok"
     return json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 

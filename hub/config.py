@@ -21,14 +21,15 @@ class Setting:
     help: str
 
 
-ROLES = ("all", "gateway", "worker")
+ROLES = ("all", "gateway", "worker", "voice")
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "role",
         "HUB_ROLE",
         "What `hub serve` runs: `all`; `gateway` (webhooks, REST, agent sockets; needs "
-        "`REDIS_URL`); `worker` (bus consumers and the outbox relay).",
+        "`REDIS_URL`); `worker` (bus consumers and the outbox relay); `voice` (the SIP user "
+        "agent of voice inboxes; `all` runs it too once a voice inbox exists).",
     ),
     Setting("host", "HUB_HOST", "Address the gateway listens on."),
     Setting("port", "HUB_PORT", "Port the gateway listens on."),
@@ -55,6 +56,34 @@ SETTINGS: tuple[Setting, ...] = (
         "HUB_MAX_BODY_BYTES",
         "Largest accepted request body; larger gets 413.",
     ),
+    Setting(
+        "http_idle_timeout",
+        "HUB_HTTP_IDLE_TIMEOUT",
+        "Seconds a connection may wait without a complete request head, from its opening or its "
+        "previous response: idle keep-alive connections and slowly sent headers are closed.",
+    ),
+    Setting(
+        "http_body_timeout",
+        "HUB_HTTP_BODY_TIMEOUT",
+        "Seconds a request body may stall (no byte arriving) before the request gets 408.",
+    ),
+    Setting(
+        "max_connections_per_address",
+        "HUB_MAX_CONNECTIONS_PER_ADDRESS",
+        "Open connections one client address may hold; more are answered 429 and closed. "
+        "Behind a reverse proxy, list it in `HUB_TRUSTED_PROXIES` (not capped). 0: no cap.",
+    ),
+    Setting(
+        "max_connections",
+        "HUB_MAX_CONNECTIONS",
+        "Open connections in all; more are answered 503 and closed. 0: the process's file "
+        "descriptor limit less 256 (kept for the database, the bus and files).",
+    ),
+    Setting(
+        "realtime_handshake_timeout",
+        "HUB_REALTIME_HANDSHAKE_TIMEOUT",
+        "Seconds an agent socket may stay open without connecting (authenticated) to `/agent`.",
+    ),
     Setting("db_pool_size", "HUB_DB_POOL_SIZE", "Connections in the PostgreSQL pool."),
     Setting(
         "ingest_batch_max",
@@ -71,6 +100,12 @@ SETTINGS: tuple[Setting, ...] = (
         "HUB_INGEST_CONCURRENCY",
         "Group-commit transactions in flight at once. Commits serialize on the outbox lock anyway; "
         "1 gave the same throughput as 2 and lower latency.",
+    ),
+    Setting(
+        "voice_max_calls",
+        "HUB_VOICE_MAX_CALLS",
+        "Calls one voice process carries at once (at most 16: the SIP stack holds 32 legs, and a "
+        "call may need a second leg to the agent's phone); further INVITEs get 486 Busy Here.",
     ),
     Setting(
         "realtime_replay_events",
@@ -173,11 +208,17 @@ class Config:
     log_level: str = "info"
     access_log: bool = True
     max_body_bytes: int = 1_048_576
+    http_idle_timeout: float = 75.0
+    http_body_timeout: float = 30.0
+    max_connections_per_address: int = 512
+    max_connections: int = 0
+    realtime_handshake_timeout: float = 10.0
     db_pool_size: int = 8
     ingest_batch_max: int = 500
     ingest_batch_wait_ms: float = 0.0
     ingest_concurrency: int = 1
     bus_partitions: int = 4
+    voice_max_calls: int = 16
     realtime_replay_events: int = 100_000
     realtime_socket_buffer_kib: int = 4096
     redis_url: str | None = None
@@ -252,6 +293,18 @@ def check(config: Config) -> Config:
         raise ConfigError(
             "role gateway needs REDIS_URL: the workers wake its agent sockets through Redis"
         )
+    if config.role == "voice" and not config.kafka_bootstrap:
+        raise ConfigError(
+            "role voice needs KAFKA_BOOTSTRAP: it hears agents' decisions on the shared bus"
+        )
+    if config.http_idle_timeout <= 0 or config.http_body_timeout <= 0:
+        raise ConfigError("http_idle_timeout and http_body_timeout must be above 0")
+    if config.max_connections_per_address < 0 or config.max_connections < 0:
+        raise ConfigError("max_connections_per_address and max_connections: 0 or more")
+    if config.realtime_handshake_timeout <= 0:
+        raise ConfigError("realtime_handshake_timeout must be above 0")
+    if not 1 <= config.voice_max_calls <= 16:
+        raise ConfigError("voice_max_calls: 1-16 (the SIP stack's 32 legs, two per call)")
     if config.public_url is not None and not config.public_url.startswith(("https://", "http://")):
         raise ConfigError(f"public_url: {config.public_url!r} is not an http(s) URL")
     return config

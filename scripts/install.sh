@@ -15,11 +15,15 @@ install_hub() {
     local spec="."
     [ -n "$extra" ] && spec=".[$extra]"
     local stamp=".venv/.installed-${extra:-base}"
-    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
+    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ] \
+        || [ requirements/voice.txt -nt "$stamp" ]; then
         echo "== installing the hub and its pinned dependencies into .venv"
         .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
         .venv/bin/python -m pip install --quiet --disable-pip-version-check \
             -c constraints.txt -e "$spec"
+        # the voice process's SIP stack, a binary wheel checked against its pinned hash
+        .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+            --no-deps --require-hashes -r requirements/voice.txt
         touch "$stamp"
     fi
 }

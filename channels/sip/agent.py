@@ -34,6 +34,9 @@ T = TypeVar("T")
 
 #: how long one pjsip poll may wait; commands from asyncio wait at most this long
 POLL_MS = 5
+#: calls (legs) pjsua can hold at once: PJSUA_MAX_CALLS as the pinned pjsua2-python wheel is
+#: built (requirements/voice.txt); pjsua lowers a larger ``maxCalls`` to it without a word
+MAX_LEGS = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +63,8 @@ class Line:
 
 
 def _host_of(uri: str) -> str:
-    return uri.split(":", 1)[-1].split(";", 1)[0]
+    """The host of a SIP URI without its port: the domain of an address of record."""
+    return uri.split(":", 1)[-1].split(";", 1)[0].rsplit(":", 1)[0]
 
 
 # --- what the user agent reports ----------------------------------------------------------------
@@ -161,6 +165,7 @@ class _Leg(pj.Call):  # type: ignore[misc]
         #: what waits for this leg's audio (bridges, players, recorders)
         self.on_audio: list[Callable[[], None]] = []
         self.ended = False
+        self.inbound = False
 
     def onCallState(self, prm: Any) -> None:
         info = self.getInfo()
@@ -213,11 +218,12 @@ class _LogWriter(pj.LogWriter):  # type: ignore[misc]
 
 
 class SipUserAgent:
-    """One pjsua2 endpoint per process. ``max_calls`` bounds the legs alive at once: an INVITE
-    beyond it is answered 486 Busy Here (the hub is full; the PBX can route it elsewhere)."""
+    """One pjsua2 endpoint per process. ``max_calls`` bounds the callers' legs alive at once: an
+    INVITE beyond it is answered 486 Busy Here (the hub is full; the PBX can route it elsewhere)."""
 
     def __init__(self, *, max_calls: int = 100, rtp_port: int = 0, log_level: int = 2) -> None:
-        self.max_calls = max_calls
+        # half the legs: every call may need a second leg to an agent's phone
+        self.max_calls = min(max_calls, MAX_LEGS // 2)
         self.rtp_port = rtp_port
         self.log_level = log_level
         self.events: asyncio.Queue[UaEvent] = asyncio.Queue()
@@ -342,7 +348,7 @@ class SipUserAgent:
         cfg = pj.EpConfig()
         cfg.uaConfig.threadCnt = 0
         cfg.uaConfig.mainThreadOnly = False
-        cfg.uaConfig.maxCalls = self.max_calls * 2 + 8
+        cfg.uaConfig.maxCalls = MAX_LEGS
         cfg.uaConfig.userAgent = "hub-voice"
         self._log_writer = _LogWriter()
         cfg.logConfig.writer = self._log_writer
@@ -354,7 +360,7 @@ class SipUserAgent:
         cfg.medConfig.channelCount = 1
         cfg.medConfig.noVad = True
         cfg.medConfig.ecTailLen = 0
-        cfg.medConfig.maxMediaPorts = self.max_calls * 4 + 16
+        cfg.medConfig.maxMediaPorts = MAX_LEGS * 3 + 16
         ep.libInit(cfg)
         ep.audDevManager().setNullDev()
         for codec, priority in (("PCMU/8000", 255), ("PCMA/8000", 254), ("G722/16000", 0)):
@@ -429,17 +435,24 @@ class SipUserAgent:
                 self._ep.transportClose(tid)
 
     def _pj_incoming(self, acc: _Account, prm: Any) -> None:
+        try:
+            self._pj_take(acc, prm)
+        except Exception as exc:  # pjsua would answer 603: say why instead
+            log.error("incoming call not taken", extra={"error": _describe(exc)})
+
+    def _pj_take(self, acc: _Account, prm: Any) -> None:
         line = self._line_for(acc, str(prm.rdata.wholeMsg))
         owner = self._accounts[line.inbox_id][0] if line is not acc.line else acc
         leg_id = f"L{next(self._ids)}"
         leg = _Leg(self, owner, leg_id, prm.callId)
         op = pj.CallOpParam()
-        if len(self._legs) >= self.max_calls:
+        if sum(1 for leg in self._legs.values() if leg.inbound) >= self.max_calls:
             op.statusCode = 486
             leg.hangup(op)
             self._dead.append(leg)
             self._post(Refused(line.inbox_id, 486))
             return
+        leg.inbound = True
         self._legs[leg_id] = leg
         info = leg.getInfo()
         op.statusCode = 180
@@ -487,7 +500,7 @@ class SipUserAgent:
         accounts = self._accounts.get(inbox_id)
         if not accounts:
             raise SipError(f"inbox {inbox_id} has no SIP line")
-        if len(self._legs) >= self.max_calls:
+        if len(self._legs) >= MAX_LEGS:
             raise SipError("the voice process is at its call limit")
         leg_id = f"L{next(self._ids)}"
         leg = _Leg(self, accounts[0], leg_id, pj.PJSUA_INVALID_ID)

@@ -157,7 +157,7 @@ class _Call:
 
 
 class VoiceService:
-    def __init__(self, hub: Any, *, max_calls: int = 200) -> None:
+    def __init__(self, hub: Any, *, max_calls: int = 16) -> None:
         self.hub = hub
         self.ua = SipUserAgent(max_calls=max_calls)
         self._started_ua = False
@@ -307,14 +307,14 @@ class VoiceService:
                 s.bind,
                 s.port,
                 a.username,
-                registrar=a.registrar,
+                registrar=s.registrar,
                 auth_user=a.auth_username,
                 password=account_password(inbox.context.secrets, a.username),
-                domain=a.domain,
+                domain=s.domain,
                 expires_s=s.expires_s,
                 retry_s=s.retry_s,
             )
-            for a in s.accounts
+            for a in s.sip_accounts()
         ]
 
     # --- what the user agent reports ------------------------------------------------------------
@@ -442,7 +442,7 @@ class VoiceService:
             return
         call.cancel_timer()
         await self._release_player(call)
-        team = call.inbox.settings.ivr.get(digit or "")
+        team = call.inbox.settings.ivr_menu().get(digit or "")
         if team:
             call.record = dataclasses.replace(call.record, team_id=team)
             await calls.set_team(self.hub.pool, call.record.id, team)
@@ -651,11 +651,7 @@ class VoiceService:
 
     def _customer_uri(self, call: _Call) -> str:
         s = call.inbox.settings
-        if s.mode == "register" and s.accounts:
-            account = s.accounts[0]
-            host = account.domain or account.registrar.split(":", 1)[1].split(";", 1)[0]
-        else:
-            host = s.pbx
+        host = (s.domain or s.registrar_host) if s.mode == "register" else s.pbx
         return f"sip:{call.record.number}@{host}"
 
     # --- call progress --------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Two ways to reach the hub: ``register`` (the hub registers one or more extensions or a trunk at
 a PBX with digest authentication, and the PBX sends their calls to it) and ``listen`` (the PBX
 sends INVITEs to an address the hub listens on; no registration). Passwords are inbox secrets
-(encrypted at rest): ``password`` for every account, or ``password:<username>`` for one.
+(encrypted at rest): ``password`` for every account, or ``password_<username>`` for one.
 """
 
 from __future__ import annotations
@@ -22,23 +22,22 @@ _DIGIT = re.compile(r"[0-9*#]")
 _HOST = re.compile(r"[A-Za-z0-9.-]{1,253}(:\d{1,5})?")
 
 
-class SipAccount(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """An extension (or trunk user) the hub registers as."""
+class SipAccount(msgspec.Struct, frozen=True):
+    """An extension (or trunk user) the hub registers as, from ``accounts``."""
 
     username: str
-    registrar: str
     #: the digest user when it differs from the extension (3CX's "authentication ID")
     auth_username: str = ""
-    #: the SIP domain of the address of record; the registrar's host by default
-    domain: str = ""
 
-    def __post_init__(self) -> None:
-        if not _USER.fullmatch(self.username):
-            raise ValueError("an account's username is 1-64 letters, digits or ._~+-")
-        if self.auth_username and not _USER.fullmatch(self.auth_username):
-            raise ValueError("auth_username is 1-64 letters, digits or ._~+-")
-        if not _SIP_URI.fullmatch(self.registrar):
-            raise ValueError("registrar is a SIP URI such as sip:pbx.example.com:5060")
+
+def _account(entry: str) -> SipAccount:
+    username, _, auth = entry.partition(":")
+    if not _USER.fullmatch(username) or (auth and not _USER.fullmatch(auth)):
+        raise ValueError(
+            "accounts are extensions such as 101, or 101:authid when the authentication ID "
+            "differs (1-64 letters, digits or ._~+-)"
+        )
+    return SipAccount(username, auth)
 
 
 class SipSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -49,7 +48,12 @@ class SipSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     port: int = 5060
     #: the local user part of this inbox's address in listen mode (sip:<user>@bind:port)
     user: str = "hub"
-    accounts: tuple[SipAccount, ...] = ()
+    #: register mode: the PBX or trunk registrar (sip:pbx.example.com:5060)
+    registrar: str = ""
+    #: register mode: the extensions to register, ``101`` or ``101:authid``
+    accounts: tuple[str, ...] = ()
+    #: the SIP domain of the accounts' address of record; the registrar's host by default
+    domain: str = ""
     #: listen mode: where calls the hub places go (host or host:port of the PBX)
     pbx: str = ""
     #: re-register this often (seconds); pjsua re-registers before the expiry
@@ -70,8 +74,8 @@ class SipSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     #: a WAV in the media store played before the beep; a short tone when absent
     voicemail_greeting: str = ""
     voicemail_max_seconds: int = 120
-    #: simple IVR: digit -> team id; the menu greeting (media key) plays on answer
-    ivr: dict[str, str] = {}
+    #: simple IVR: ``digit=team id`` entries; the menu greeting (media key) plays on answer
+    ivr: tuple[str, ...] = ()
     ivr_greeting: str = ""
     ivr_wait_seconds: int = 8
     #: calls this inbox takes at once; more get 486 Busy Here
@@ -88,8 +92,14 @@ class SipSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError("user is 1-64 letters, digits or ._~+-")
         if self.pbx and not _HOST.fullmatch(self.pbx):
             raise ValueError("pbx is a host or host:port such as 10.0.0.5:5060")
-        if self.mode == "register" and not self.accounts:
-            raise ValueError("register mode needs at least one account")
+        if self.mode == "register" and (not self.accounts or not self.registrar):
+            raise ValueError("register mode needs a registrar and at least one account")
+        if self.registrar and not _SIP_URI.fullmatch(self.registrar):
+            raise ValueError("registrar is a SIP URI such as sip:pbx.example.com:5060")
+        if self.domain and not _HOST.fullmatch(self.domain):
+            raise ValueError("domain is a host name such as pbx.example.com")
+        for entry in self.accounts:
+            _account(entry)
         if not 10 <= self.expires_s <= 86_400:
             raise ValueError("expires_s is 10-86400 seconds")
         if not 1 <= self.retry_s <= 3600:
@@ -104,9 +114,20 @@ class SipSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError("ivr_wait_seconds is 1-60")
         if not 1 <= self.max_calls <= 1000:
             raise ValueError("max_calls is 1-1000")
-        for digit in self.ivr:
-            if not _DIGIT.fullmatch(digit):
-                raise ValueError("ivr keys are single digits 0-9, * or #")
+        for entry in self.ivr:
+            digit, _, team = entry.partition("=")
+            if not _DIGIT.fullmatch(digit) or not team:
+                raise ValueError("ivr entries are digit=team_id, the digit 0-9, * or #")
+
+    def sip_accounts(self) -> list[SipAccount]:
+        return [_account(entry) for entry in self.accounts]
+
+    def ivr_menu(self) -> dict[str, str]:
+        return dict(entry.partition("=")[::2] for entry in self.ivr)
+
+    @property
+    def registrar_host(self) -> str:
+        return self.registrar.split(":", 1)[-1].split(";", 1)[0] if self.registrar else ""
 
 
 def parse_settings(settings: Mapping[str, Any]) -> SipSettings:
@@ -114,6 +135,12 @@ def parse_settings(settings: Mapping[str, Any]) -> SipSettings:
     return msgspec.convert(dict(settings), SipSettings)
 
 
+def password_key(username: str) -> str:
+    """The credential that holds one account's password: ``password_<username>`` with the
+    username lowercased and anything but letters, digits and ``_`` as ``_``."""
+    return "password_" + re.sub(r"[^a-z0-9_]", "_", username.lower())
+
+
 def account_password(secrets: Mapping[str, Any], username: str) -> str:
-    value = secrets.get(f"password:{username}") or secrets.get("password") or ""
+    value = secrets.get(password_key(username)) or secrets.get("password") or ""
     return str(value)

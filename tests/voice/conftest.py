@@ -72,6 +72,13 @@ class VoiceDesk:
         await socket.connect(self.url, token=headers["Authorization"].split()[1])
         return user_id, headers, socket
 
+    async def settled(self, within: float = 15) -> list[Any]:
+        """The calls once none is in progress (a hang-up is recorded just after sipp exits)."""
+        async with asyncio.timeout(within):
+            while await self.hub.pool.fetchval("SELECT count(*) FROM calls WHERE state <> 'ended'"):
+                await asyncio.sleep(0.05)
+        return list(await self.hub.pool.fetch("SELECT * FROM calls ORDER BY created_at"))
+
     async def timeline(self, conversation_id: str, until: str, within: float = 30) -> list[Any]:
         """The conversation's call events once ``until`` is among them (the journal writes
         them as they cross the bus)."""

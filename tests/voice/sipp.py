@@ -141,6 +141,41 @@ def caller(
     )
 
 
+def flood_caller(*, number: str, talk_ms: int) -> str:
+    """A caller that takes "busy" (486) for an answer: logs ``answered`` or ``busy`` per call
+    (``-trace_logs``), so a flood can be counted."""
+    invite = _INVITE.replace(
+        '  <recv response="200" rtd="true" timeout="{answer_ms}"/>',
+        '  <recv response="486" optional="true" next="busy"/>\n'
+        '  <recv response="503" optional="true" next="busy"/>\n'
+        '  <recv response="200" rtd="true" timeout="{answer_ms}"/>',
+    )
+    busy_ack = _BYE.split("<![CDATA[")[1].split("]]>")[0]
+    busy_ack = (
+        busy_ack.replace("BYE sip:", "ACK sip:")
+        .replace("CSeq: 2 BYE", "CSeq: 1 ACK")
+        .replace(";branch=[branch]", ";branch=[branch-1]")
+    )
+    text = (
+        _HEAD.format(name="flood")
+        + invite
+        + '  <nop><action><log message="answered"/></action></nop>\n'
+        + f'  <pause milliseconds="{talk_ms}"/>\n'
+        + _BYE.replace("</scenario>\n", "")
+        + '  <nop next="end"/>\n'
+        + '  <label id="busy"/>\n'
+        + f"  <send><![CDATA[{busy_ack}]]></send>\n"
+        + '  <nop><action><log message="busy"/></action></nop>\n'
+        + '  <label id="end"/>\n'
+        + "</scenario>\n"
+    )
+    return (
+        text.replace("{display}", "Flood")
+        .replace("{caller}", number)
+        .replace("{answer_ms}", "20000")
+    )
+
+
 def phone(*, answer: bool = True, ring_ms: int = 200) -> str:
     """An agent's phone: rings, then answers (or refuses with 486) and waits for the BYE."""
     final = (

@@ -174,6 +174,6 @@ async def test_no_agent_online_means_voicemail_and_without_voicemail_480(desk: V
         assert await sipp.finished(caller, 20) != 0
     errors = (desk.workdir / "caller-errors.log").read_text()
     assert "480" in errors, errors
-    rows = await desk.hub.pool.fetch("SELECT state, hangup_cause, agent_id FROM calls")
+    rows = await desk.settled()
     assert [(r["state"], r["agent_id"]) for r in rows] == [("ended", None)]
     assert rows[0]["hangup_cause"].startswith("480")
