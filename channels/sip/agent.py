@@ -79,14 +79,6 @@ class Incoming:
 
 
 @dataclasses.dataclass(frozen=True)
-class Refused:
-    """An INVITE turned away at the door (over capacity), never seen by the rest of the hub."""
-
-    inbox_id: str
-    status: int
-
-
-@dataclasses.dataclass(frozen=True)
 class Confirmed:
     leg: str
 
@@ -122,7 +114,7 @@ class Registration:
     expires_s: int
 
 
-UaEvent = Incoming | Refused | Confirmed | Disconnected | Dtmf | TransferStatus | Registration
+UaEvent = Incoming | Confirmed | Disconnected | Dtmf | TransferStatus | Registration
 
 
 class SipError(Exception):
@@ -303,6 +295,9 @@ class SipUserAgent:
     async def active_legs(self) -> int:
         return await self.run(lambda: len(self._legs))
 
+    async def inbound_legs(self) -> int:
+        return await self.run(lambda: sum(1 for leg in self._legs.values() if leg.inbound))
+
     def _post(self, event: UaEvent) -> None:
         """From any pjsip thread: hand an event to asyncio."""
         loop = self._loop
@@ -446,12 +441,6 @@ class SipUserAgent:
         leg_id = f"L{next(self._ids)}"
         leg = _Leg(self, owner, leg_id, prm.callId)
         op = pj.CallOpParam()
-        if sum(1 for leg in self._legs.values() if leg.inbound) >= self.max_calls:
-            op.statusCode = 486
-            leg.hangup(op)
-            self._dead.append(leg)
-            self._post(Refused(line.inbox_id, 486))
-            return
         leg.inbound = True
         self._legs[leg_id] = leg
         info = leg.getInfo()

@@ -349,8 +349,6 @@ class VoiceService:
                     await self._transfer_status(call, event)
             case ua_events.Registration():
                 await self._registration(event)
-            case ua_events.Refused():
-                CALLS_REFUSED.inc()
 
     async def _registration(self, event: ua_events.Registration) -> None:
         inbox = self._inboxes.get(event.inbox_id)
@@ -388,7 +386,8 @@ class VoiceService:
         if inbox is None:
             await self.ua.hangup(event.leg, 404)
             return
-        if sum(1 for c in self._calls.values() if c.inbox is inbox) >= inbox.settings.max_calls:
+        in_inbox = sum(1 for c in self._calls.values() if c.inbox is inbox)
+        if in_inbox >= inbox.settings.max_calls or len(self._calls) >= self.ua.max_calls:
             CALLS_REFUSED.inc()
             await self.ua.hangup(event.leg, 486)
             return

@@ -1,0 +1,86 @@
+"""What strangers can send a SIP port: garbage datagrams and a flood of INVITEs. The user agent
+stays up, calls beyond the inbox's limit get 486 Busy Here, and the next real call is taken."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+
+import pytest
+
+from tests.support.processes import free_port
+from tests.voice import sipp
+from tests.voice.conftest import VoiceDesk
+
+pytestmark = [pytest.mark.postgres, pytest.mark.sip]
+
+GARBAGE = [
+    b"",
+    b"\x00" * 64,
+    os.urandom(1400),
+    b"INVITE sip:hub@127.0.0.1 SIP/2.0\r\n\r\n",  # no Via, From, To, Call-ID, CSeq
+    b"INVITE sip:hub@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bK1\r\n"
+    b"Content-Length: 99999\r\n\r\nv=0",  # a body shorter than it says
+    b"OPTIONS sip:\xff\xfe@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP \xc3\x28;branch=z9hG4bK2\r\n\r\n",
+    b"SIP/2.0 200 OK\r\nCall-ID: nobody\r\nCSeq: 1 INVITE\r\n\r\n",  # a reply to nothing
+    b"INVITE " + b"A" * 60_000 + b" SIP/2.0\r\n\r\n",
+    b"REGISTER sip:x SIP/2.0\r\n" + b"Via: x\r\n" * 2000 + b"\r\n",
+]
+
+
+async def test_garbage_and_a_flood_of_invites_do_not_take_the_user_agent_down(
+    desk: VoiceDesk,
+) -> None:
+    inbox_id, port = await desk.voice_inbox(max_calls=3, voicemail=True)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        for _ in range(20):
+            for datagram in GARBAGE:
+                udp.sendto(datagram[:65_000], ("127.0.0.1", port))
+    await asyncio.sleep(0.5)
+    assert await desk.hub.voice.ua.active_legs() == 0 if desk.hub.voice else False
+
+    # 24 callers at 40 calls/s, each staying 3 s: the inbox takes 3 at a time
+    async with sipp.sipp(
+        sipp.flood_caller(number="0771234567", talk_ms=3000),
+        desk.workdir,
+        f"127.0.0.1:{port}",
+        "-p",
+        str(free_port()),
+        "-r",
+        "40",
+        "-m",
+        "24",
+        "-l",
+        "24",
+        "-s",
+        "hub",
+        "-trace_logs",
+        "-log_file",
+        str(desk.workdir / "flood.log"),
+        name="flood",
+    ) as flood:
+        assert await sipp.finished(flood, 60) == 0
+    outcomes = (desk.workdir / "flood.log").read_text().split()
+    assert len(outcomes) == 24, outcomes
+    answered, busy = outcomes.count("answered"), outcomes.count("busy")
+    assert answered + busy == 24 and busy >= 15 and 3 <= answered <= 9, outcomes
+    rows = await desk.settled()
+    assert len(rows) == answered and {r["inbox_id"] for r in rows} == {inbox_id}
+    async with desk.http.get(desk.url + "/metrics") as response:
+        assert f"hub_calls_refused_total {float(busy)}" in await response.text()
+
+    # and the next caller is served as usual
+    async with sipp.sipp(
+        sipp.caller(number="0771234568", talk_ms=500),
+        desk.workdir,
+        f"127.0.0.1:{port}",
+        "-p",
+        str(free_port()),
+        "-m",
+        "1",
+        "-s",
+        "hub",
+        name="after",
+    ) as caller:
+        assert await sipp.finished(caller, 20) == 0
