@@ -700,9 +700,10 @@ class VoiceService:
                 (call.caller_leg, call.agent_leg), str(call.recording)
             )
         await calls.answered(self.hub.pool, call.record.id, "agent", call.agent_id)
-        await calls.transferred(
-            self.hub.pool, call.record.id, call.agent_uri, "bridge", call.agent_id
-        )
+        if not call.outbound:  # a caller put through to the agent's phone
+            await calls.transferred(
+                self.hub.pool, call.record.id, call.agent_uri, "bridge", call.agent_id
+            )
 
     async def _transfer_status(self, call: _Call, event: ua_events.TransferStatus) -> None:
         if call.stage != "referring" or not event.final:

@@ -79,7 +79,9 @@ class VoiceDesk:
                 await asyncio.sleep(0.05)
         return list(await self.hub.pool.fetch("SELECT * FROM calls ORDER BY created_at"))
 
-    async def timeline(self, conversation_id: str, until: str, within: float = 30) -> list[Any]:
+    async def timeline(
+        self, conversation_id: str, until: str, within: float = 30, count: int = 1
+    ) -> list[Any]:
         """The conversation's call events once ``until`` is among them (the journal writes
         them as they cross the bus)."""
         events: list[Any] = []
@@ -91,7 +93,7 @@ class VoiceDesk:
                     )
                     assert status == 200, page
                     events = [e for e in page["data"] if e["type"].startswith("call.")]
-                    if any(e["type"] == until for e in events):
+                    if sum(e["type"] == until for e in events) >= count:
                         return events
                     await asyncio.sleep(0.1)
         except TimeoutError:
