@@ -173,7 +173,11 @@ async def offer(
     """Ring an agent's console; ``None`` if the call ended meanwhile."""
     async with pool.acquire() as conn, conn.transaction():
         call = await _locked(conn, call_id)
-        if call.state not in ("ringing", "offered"):
+        # 'answered' with nobody on it: the IVR picked up and is routing the call on
+        routable = call.state in ("ringing", "offered") or (
+            call.state == "answered" and call.agent_id is None
+        )
+        if not routable:
             return None
         await conn.execute(
             """UPDATE calls SET state = 'offered', agent_id = $2, offered_at = now(),

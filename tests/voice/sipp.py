@@ -126,7 +126,8 @@ def caller(
         parts.append(f'  <nop><action><exec play_pcap_audio="{AUDIO_PCAP}"/></action></nop>\n')
         spent = before_audio_ms
     if dtmf is not None:
-        audio_ms = round(pcap_span(AUDIO_PCAP) * 1000) + 200 if before_audio_ms is not None else 0
+        # after the recording, or (without one) once the answer's media is surely up
+        audio_ms = round(pcap_span(AUDIO_PCAP) * 1000) + 200 if before_audio_ms is not None else 800
         parts.append(f'  <pause milliseconds="{audio_ms}"/>\n')
         digit = PCAP_DIR / f"dtmf_2833_{dtmf}.pcap"
         parts.append(f'  <nop><action><exec play_pcap_audio="{digit}"/></action></nop>\n')

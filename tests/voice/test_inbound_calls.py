@@ -177,3 +177,41 @@ async def test_no_agent_online_means_voicemail_and_without_voicemail_480(desk: V
     rows = await desk.settled()
     assert [(r["state"], r["agent_id"]) for r in rows] == [("ended", None)]
     assert rows[0]["hangup_cause"].startswith("480")
+
+
+async def test_ivr_digit_routes_the_call_to_that_teams_agent(desk: VoiceDesk) -> None:
+    """Press 1 for sales: the call rings for the sales team's agent, not for another agent of
+    the inbox who is online too."""
+    status, team = await desk.api("POST", "/api/v1/teams", name="Sales")
+    assert status == 201, team
+    inbox_id, port = await desk.voice_inbox(ivr=[f"1={team['id']}"], ivr_wait_seconds=5)
+    other_id, _, other = await desk.agent(inbox_id, free_port())
+    sales_id, _, sales = await desk.agent(inbox_id, free_port())
+    status, _ = await desk.api("PUT", f"/api/v1/teams/{team['id']}/members", user_ids=[sales_id])
+    assert status == 200
+    async with sipp.sipp(
+        sipp.caller(number="0771234567", dtmf="1", talk_ms=2500),
+        desk.workdir,
+        f"127.0.0.1:{port}",
+        "-p",
+        str(free_port()),
+        "-m",
+        "1",
+        "-s",
+        "hub",
+        name="caller",
+    ) as caller:
+        offered = await _offered(sales)
+        assert offered["payload"]["agent_id"] == sales_id
+        assert await sipp.finished(caller, 20) == 0
+    events = await desk.timeline(offered["conversation_id"], "call.ended")
+    types = _types(events)
+    assert events[types.index("call.answered")]["payload"]["by"] == "ivr"
+    assert types.index("call.dtmf") < types.index("call.offered")
+    assert [e["payload"]["agent_id"] for e in events if e["type"] == "call.offered"] == [sales_id]
+    # the other agent sees the call on the inbox's timeline, but it never rang for them
+    assert [
+        e["event"]["payload"]["agent_id"] for e in other.events if e["type"] == "call.offered"
+    ] == [sales_id], other_id
+    await sales.client.disconnect()
+    await other.client.disconnect()
