@@ -105,6 +105,7 @@ class Hub:
             self.pool,
             ingest_batch,
             max_batch=config.ingest_batch_max,
+            min_batch=config.ingest_batch_min,
             wait=config.ingest_batch_wait_ms / 1000,
             concurrency=config.ingest_concurrency,
             on_commit=count_committed,

@@ -93,7 +93,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "ingest_batch_wait_ms",
         "HUB_INGEST_BATCH_WAIT_MS",
-        "How long a group commit waits for company once the previous commit is done.",
+        "How long a group commit waits for company once the previous commit is done (with "
+        "`HUB_INGEST_BATCH_MIN`: the longest it waits for that many messages).",
+    ),
+    Setting(
+        "ingest_batch_min",
+        "HUB_INGEST_BATCH_MIN",
+        "Messages a group commit waits for (up to `HUB_INGEST_BATCH_WAIT_MS`) before committing. "
+        "1: commit whatever is queued. Higher makes commits follow the load, so several gateways "
+        "commit together as often as one would, for a few milliseconds of latency.",
     ),
     Setting(
         "ingest_concurrency",
@@ -216,6 +224,7 @@ class Config:
     db_pool_size: int = 8
     ingest_batch_max: int = 500
     ingest_batch_wait_ms: float = 0.0
+    ingest_batch_min: int = 1
     ingest_concurrency: int = 1
     bus_partitions: int = 4
     voice_max_calls: int = 16
@@ -293,6 +302,8 @@ def check(config: Config) -> Config:
         raise ConfigError(
             "role gateway needs REDIS_URL: the workers wake its agent sockets through Redis"
         )
+    if not 1 <= config.ingest_batch_min <= config.ingest_batch_max:
+        raise ConfigError("ingest_batch_min: 1 to ingest_batch_max")
     if config.role == "voice" and not config.kafka_bootstrap:
         raise ConfigError(
             "role voice needs KAFKA_BOOTSTRAP: it hears agents' decisions on the shared bus"

@@ -284,3 +284,42 @@ async def test_concurrent_same_provider_id_from_another_sender_is_stored_once(
     assert second.duplicate and second.message_id == first.message_id
     assert await db.fetchval("SELECT count(*) FROM messages") == 1
     assert await db.fetchval("SELECT count(*) FROM outbox WHERE type = 'message.received'") == 1
+
+
+async def test_group_commit_with_a_minimum_batch_commits_by_the_load(
+    db: asyncpg.Connection[Any], db_dsn: str
+) -> None:
+    """Messages trickling in one at a time share a commit once ``min_batch`` are queued; a lone
+    message still commits after ``wait``."""
+    inbox = await make_inbox(db)
+    pool = await create_pool(db_dsn, 2)
+    assert pool is not None
+    committer: GroupCommitter[IngestRequest, IngestResult] = GroupCommitter(
+        "test-min", pool, ingest_batch, max_batch=100, min_batch=10, wait=5.0, concurrency=1
+    )
+    committer.start()
+    try:
+        pending = []
+        for i in range(30):
+            pending.append(
+                asyncio.ensure_future(committer.submit(IngestRequest(inbox, msg(f"t{i}"), None)))
+            )
+            await asyncio.sleep(0.002)
+        await asyncio.gather(*pending)
+        assert committer.commits == 3
+        # fewer than min_batch: committed once the wait is over, not held for ever
+        short: GroupCommitter[IngestRequest, IngestResult] = GroupCommitter(
+            "test-min-short", pool, ingest_batch, max_batch=100, min_batch=10, wait=0.05
+        )
+        short.start()
+        try:
+            lone = await asyncio.wait_for(
+                short.submit(IngestRequest(inbox, msg("lone"), None)), timeout=5
+            )
+        finally:
+            await short.stop()
+        assert not lone.duplicate and short.commits == 1
+    finally:
+        await committer.stop()
+        await pool.close()
+    assert await db.fetchval("SELECT count(*) FROM messages") == 31
