@@ -1,8 +1,10 @@
 """The SIP user agent: pjsua2 on a thread of its own, driven from asyncio.
 
 pjlib keeps its own threads and may only be called from threads it knows, so every pjsua2 call
-happens on one thread this module starts (``sip-ua``). It polls pjsip (``libHandleEvents``, which
-releases the GIL while it waits) and, between polls, runs the commands asyncio sends it.
+happens on one thread this module starts (``sip-ua``). It polls pjsip without waiting
+(``libHandleEvents(0)``: the pinned wheel holds the GIL for as long as that call waits, which
+would stall the event loop), runs the commands asyncio sends it, and sleeps briefly (releasing
+the GIL) when there was nothing to do.
 asyncio awaits a command's result through a future; what pjsip reports (an INVITE, a call's
 state, media, DTMF, registration) arrives on :attr:`SipUserAgent.events` through
 ``call_soon_threadsafe``. Neither side ever blocks the other.
@@ -23,6 +25,7 @@ import logging
 import queue
 import re
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -32,8 +35,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: how long one pjsip poll may wait; commands from asyncio wait at most this long
-POLL_MS = 5
+#: the pause between pjsip polls when nothing happened; SIP events and commands from asyncio
+#: wait at most about this long
+IDLE_SLEEP = 0.002
+#: pjsip polls in a row before asyncio gets the GIL back, under load
+MAX_POLLS = 32
 #: calls (legs) pjsua can hold at once: PJSUA_MAX_CALLS as the pinned pjsua2-python wheel is
 #: built (requirements/voice.txt); pjsua lowers a larger ``maxCalls`` to it without a word
 MAX_LEGS = 32
@@ -76,6 +82,8 @@ class Incoming:
     inbox_id: str
     sip_call_id: str
     remote_uri: str
+    #: when pjsip handed the INVITE over (time.monotonic), for the call-setup time
+    received: float = dataclasses.field(default_factory=time.monotonic)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,21 +211,18 @@ class _Leg(pj.Call):  # type: ignore[misc]
             self.on_audio.append(action)
 
 
-class _LogWriter(pj.LogWriter):  # type: ignore[misc]
-    def write(self, entry: Any) -> None:
-        level = logging.WARNING if entry.level <= 2 else logging.DEBUG
-        log.log(level, "pjsip: %s", entry.msg.rstrip())
-
-
 class SipUserAgent:
     """One pjsua2 endpoint per process. ``max_calls`` bounds the callers' legs alive at once: an
     INVITE beyond it is answered 486 Busy Here (the hub is full; the PBX can route it elsewhere)."""
 
-    def __init__(self, *, max_calls: int = 100, rtp_port: int = 0, log_level: int = 2) -> None:
+    def __init__(
+        self, *, max_calls: int = 16, rtp_port: int = 0, log_level: int = 3, log_file: str = ""
+    ) -> None:
         # half the legs: every call may need a second leg to an agent's phone
         self.max_calls = min(max_calls, MAX_LEGS // 2)
         self.rtp_port = rtp_port
         self.log_level = log_level
+        self.log_file = log_file
         self.events: asyncio.Queue[UaEvent] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._commands: queue.SimpleQueue[tuple[Callable[[], Any], concurrent.futures.Future[Any]]]
@@ -227,7 +232,6 @@ class SipUserAgent:
         self._ids = itertools.count(1)
         # pjsip-thread state
         self._ep: Any = None
-        self._log_writer: _LogWriter | None = None
         self._accounts: dict[str, list[_Account]] = {}
         self._transports: dict[str, list[int]] = {}
         self._legs: dict[str, _Leg] = {}
@@ -271,9 +275,14 @@ class SipUserAgent:
     async def hangup(self, leg: str, status: int = 0) -> None:
         await self.run(lambda: self._pj_hangup(leg, status))
 
-    async def dial(self, inbox_id: str, uri: str) -> str:
-        """A new outgoing leg from the inbox's first line; its progress arrives as events."""
-        return await self.run(lambda: self._pj_dial(inbox_id, uri))
+    def new_leg(self) -> str:
+        """An id for a leg about to be dialled, so its events can be routed before it exists."""
+        return f"L{next(self._ids)}"
+
+    async def dial(self, inbox_id: str, uri: str, leg_id: str) -> None:
+        """Call ``uri`` from the inbox's first line as ``leg_id``; its progress arrives as
+        events."""
+        await self.run(lambda: self._pj_dial(inbox_id, uri, leg_id))
 
     async def bridge(self, a: str, b: str) -> None:
         await self.run(lambda: self._pj_bridge(a, b))
@@ -316,18 +325,27 @@ class SipUserAgent:
         ep = self._ep
         try:
             while not self._stopping:
-                ep.libHandleEvents(POLL_MS)
+                handled = 0
+                for _ in range(MAX_POLLS):
+                    events = ep.libHandleEvents(0)
+                    if events <= 0:
+                        break
+                    handled += events
                 self._dead.clear()
-                self._pj_run_commands()
+                handled += self._pj_run_commands()
+                if not handled:
+                    time.sleep(IDLE_SLEEP)
         finally:
             self._pj_shutdown()
 
-    def _pj_run_commands(self) -> None:
+    def _pj_run_commands(self) -> int:
+        ran = 0
         while True:
             try:
                 fn, future = self._commands.get_nowait()
             except queue.Empty:
-                return
+                return ran
+            ran += 1
             if not future.set_running_or_notify_cancel():
                 continue
             try:
@@ -345,11 +363,15 @@ class SipUserAgent:
         cfg.uaConfig.mainThreadOnly = False
         cfg.uaConfig.maxCalls = MAX_LEGS
         cfg.uaConfig.userAgent = "hub-voice"
-        self._log_writer = _LogWriter()
-        cfg.logConfig.writer = self._log_writer
-        cfg.logConfig.level = self.log_level
-        cfg.logConfig.consoleLevel = self.log_level
-        cfg.logConfig.decor = 0
+        # pjsip writes its own log file: a Python log writer would be called from pjmedia's
+        # threads, which the pinned wheel does not hand the GIL
+        cfg.logConfig.level = self.log_level if self.log_file else 0
+        cfg.logConfig.consoleLevel = 0
+        cfg.logConfig.filename = self.log_file
+        # RTP on the SIP sockets' ioqueue, no media worker thread: RTP (and with it the DTMF
+        # callback) is polled on this thread, which holds the GIL
+        cfg.medConfig.hasIoqueue = False
+        cfg.medConfig.threadCnt = 0
         cfg.medConfig.clockRate = 8000
         cfg.medConfig.sndClockRate = 8000
         cfg.medConfig.channelCount = 1
@@ -485,13 +507,12 @@ class SipUserAgent:
             op.statusCode = status
         leg.hangup(op)
 
-    def _pj_dial(self, inbox_id: str, uri: str) -> str:
+    def _pj_dial(self, inbox_id: str, uri: str, leg_id: str) -> None:
         accounts = self._accounts.get(inbox_id)
         if not accounts:
             raise SipError(f"inbox {inbox_id} has no SIP line")
         if len(self._legs) >= MAX_LEGS:
             raise SipError("the voice process is at its call limit")
-        leg_id = f"L{next(self._ids)}"
         leg = _Leg(self, accounts[0], leg_id, pj.PJSUA_INVALID_ID)
         self._legs[leg_id] = leg
         try:
@@ -500,7 +521,6 @@ class SipUserAgent:
             self._legs.pop(leg_id, None)
             self._dead.append(leg)
             raise
-        return leg_id
 
     def _pj_bridge(self, a: str, b: str) -> None:
         one, two = self._leg(a), self._leg(b)

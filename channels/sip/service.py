@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import logging
 import math
@@ -24,7 +25,7 @@ import re
 import struct
 import time
 import wave
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,32 @@ def write_tone(path: Path, seconds: float = 0.6, hz: float = 440.0) -> None:
         w.writeframes(frames)
 
 
+Job = Callable[[], Awaitable[None]]
+
+
+class _Lane:
+    """One call's work in order: its legs' SIP events, its timers and agents' decisions. Calls
+    run side by side; the steps of one call never overlap."""
+
+    def __init__(self) -> None:
+        self.legs: set[str] = set()
+        self._queue: asyncio.Queue[Job | None] = asyncio.Queue()
+        self.task = asyncio.create_task(self._run(), name="voice-call")
+
+    def put(self, job: Job) -> None:
+        self._queue.put_nowait(job)
+
+    def close(self) -> None:
+        self._queue.put_nowait(None)
+
+    async def _run(self) -> None:
+        while (job := await self._queue.get()) is not None:
+            try:
+                await job()
+            except Exception:  # one step's failure must not stop the call's later steps
+                log.exception("voice call step failed")
+
+
 @dataclasses.dataclass
 class _Inbox:
     context: InboxContext
@@ -134,6 +161,7 @@ class _Call:
     inbox: _Inbox
     caller_leg: str | None
     started: float
+    lane: _Lane
     outbound: bool = False
     stage: str = "routing"
     agent_id: str | None = None
@@ -150,6 +178,11 @@ class _Call:
     hung_up_by_hub: bool = False
     setup_timed: bool = False
 
+    def later(self, delay: float, job: Job) -> None:
+        """Run ``job`` in the call's lane after ``delay`` seconds (replacing the last timer)."""
+        self.cancel_timer()
+        self.timer = asyncio.get_running_loop().call_later(delay, self.lane.put, job)
+
     def cancel_timer(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
@@ -159,13 +192,17 @@ class _Call:
 class VoiceService:
     def __init__(self, hub: Any, *, max_calls: int = 16) -> None:
         self.hub = hub
-        self.ua = SipUserAgent(max_calls=max_calls)
+        self.ua = SipUserAgent(
+            max_calls=max_calls,
+            log_file=str(Path(hub.config.data_dir) / "voice" / "pjsip.log"),
+        )
         self._started_ua = False
         self._inboxes: dict[str, _Inbox] = {}
         self._calls: dict[str, _Call] = {}
         self._by_leg: dict[str, _Call] = {}
+        #: the lane of every live leg (a leg's events go to its call's lane)
+        self._lanes: dict[str, _Lane] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._spawned: set[asyncio.Task[Any]] = set()
         self._subscription: Subscription | None = None
         #: set whenever no call is in progress (what a graceful stop waits for)
         self._idle = asyncio.Event()
@@ -220,6 +257,9 @@ class VoiceService:
             await self.ua.stop()
         for call in list(self._calls.values()):
             await self._finish(call, "503 Voice process stopped", "hub")
+        for lane in set(self._lanes.values()):
+            lane.close()
+        self._lanes.clear()
 
     @property
     def running(self) -> bool:
@@ -233,15 +273,16 @@ class VoiceService:
             "accounts": sum(len(i.registrations) for i in self._inboxes.values()),
         }
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._spawned.add(task)
-        task.add_done_callback(self._done)
+    def _attach(self, call: _Call, leg: str) -> None:
+        self._by_leg[leg] = call
+        self._lanes[leg] = call.lane
+        call.lane.legs.add(leg)
 
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._spawned.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("voice task failed", exc_info=task.exception())
+    def _detach(self, call: _Call, leg: str) -> None:
+        """A leg that was never placed: it will report nothing."""
+        self._by_leg.pop(leg, None)
+        self._lanes.pop(leg, None)
+        call.lane.legs.discard(leg)
 
     # --- keeping lines in step with the voice inboxes ------------------------------------------
 
@@ -320,17 +361,33 @@ class VoiceService:
     # --- what the user agent reports ------------------------------------------------------------
 
     async def _events(self) -> None:
+        """Hand each event to its call's lane; registrations are handled here."""
         while True:
             event = await self.ua.events.get()
-            try:
-                await self._handle(event)
-            except Exception:
-                log.exception("voice event failed", extra={"event": repr(event)})
+            if isinstance(event, ua_events.Registration):
+                try:
+                    await self._registration(event)
+                except Exception:  # the next refresh reports again
+                    log.exception("sip registration not recorded")
+                continue
+            if isinstance(event, ua_events.Incoming):
+                lane = _Lane()
+                lane.legs.add(event.leg)
+                self._lanes[event.leg] = lane
+                lane.put(functools.partial(self._incoming, event, lane))
+                continue
+            found = self._lanes.get(event.leg)
+            if found is None:
+                continue
+            found.put(functools.partial(self._handle, event))
+            if isinstance(event, ua_events.Disconnected):
+                self._lanes.pop(event.leg, None)
+                found.legs.discard(event.leg)
+                if not found.legs:
+                    found.close()
 
     async def _handle(self, event: ua_events.UaEvent) -> None:
         match event:
-            case ua_events.Incoming():
-                await self._incoming(event)
             case ua_events.Confirmed():
                 call = self._by_leg.get(event.leg)
                 if call is not None:
@@ -347,8 +404,6 @@ class VoiceService:
                 call = self._by_leg.get(event.leg)
                 if call is not None:
                     await self._transfer_status(call, event)
-            case ua_events.Registration():
-                await self._registration(event)
 
     async def _registration(self, event: ua_events.Registration) -> None:
         inbox = self._inboxes.get(event.inbox_id)
@@ -380,8 +435,8 @@ class VoiceService:
             event.expires_s,
         )
 
-    async def _incoming(self, event: ua_events.Incoming) -> None:
-        started = time.monotonic()
+    async def _incoming(self, event: ua_events.Incoming, lane: _Lane) -> None:
+        started = event.received
         inbox = self._inboxes.get(event.inbox_id)
         if inbox is None:
             await self.ua.hangup(event.leg, 404)
@@ -413,9 +468,9 @@ class VoiceService:
         if not new or record.state == "ended":
             await self.ua.hangup(event.leg, 482)  # a loop or a repeat of a call already handled
             return
-        call = _Call(record, inbox, event.leg, started)
+        call = _Call(record, inbox, event.leg, started, lane)
         self._calls[record.id] = call
-        self._by_leg[event.leg] = call
+        self._attach(call, event.leg)
         CALLS_ACTIVE.set(len(self._calls))
         if inbox.settings.ivr:
             await self._ivr(call)
@@ -432,9 +487,7 @@ class VoiceService:
         greeting = await self._greeting(call.inbox.settings.ivr_greeting)
         call.player = await self.ua.play(call.caller_leg, str(greeting))
         wait = wav_seconds(greeting) + call.inbox.settings.ivr_wait_seconds
-        call.timer = asyncio.get_running_loop().call_later(
-            wait, lambda: self._spawn(self._ivr_done(call, None))
-        )
+        call.later(wait, functools.partial(self._ivr_done, call, None))
 
     async def _ivr_done(self, call: _Call, digit: str | None) -> None:
         if call.stage != "ivr":
@@ -473,9 +526,7 @@ class VoiceService:
         call.stage = "offered"
         call.agent_id = candidate.agent_id
         call.agent_uri = candidate.sip_uri
-        call.timer = asyncio.get_running_loop().call_later(
-            s.ring_seconds, lambda: self._spawn(self._rang_out(call, candidate.agent_id))
-        )
+        call.later(s.ring_seconds, functools.partial(self._rang_out, call, candidate.agent_id))
 
     def _setup_done(self, call: _Call) -> None:
         if not call.setup_timed:
@@ -515,10 +566,7 @@ class VoiceService:
         await calls.answered(self.hub.pool, call.record.id, "voicemail")
         greeting = await self._greeting(call.inbox.settings.voicemail_greeting)
         call.player = await self.ua.play(call.caller_leg, str(greeting))
-        loop = asyncio.get_running_loop()
-        call.timer = loop.call_later(
-            wav_seconds(greeting), lambda: self._spawn(self._record_voicemail(call))
-        )
+        call.later(wav_seconds(greeting), functools.partial(self._record_voicemail, call))
 
     async def _record_voicemail(self, call: _Call) -> None:
         if call.stage != "voicemail" or call.caller_leg is None:
@@ -528,9 +576,9 @@ class VoiceService:
         call.recording_kind = "voicemail"
         call.recorder = await self.ua.record((call.caller_leg,), str(call.recording))
         call.answered_at = call.answered_at or time.monotonic()
-        leg = call.caller_leg
-        call.timer = asyncio.get_running_loop().call_later(
-            call.inbox.settings.voicemail_max_seconds, lambda: self._spawn(self._hangup(call, leg))
+        call.later(
+            call.inbox.settings.voicemail_max_seconds,
+            functools.partial(self._hangup, call, call.caller_leg),
         )
 
     async def _hangup(self, call: _Call, leg: str) -> None:
@@ -571,17 +619,21 @@ class VoiceService:
                 continue
             event = decode_event(message.value)
             payload = event.payload
-            if isinstance(payload, CallAccepted):
-                await self._accepted(payload.call_id, payload.agent_id)
-            elif isinstance(payload, CallDeclined) and event.actor.kind == ActorKind.AGENT:
-                await self._declined(payload.call_id, payload.agent_id)
-            elif isinstance(payload, CallRequested):
-                await self._requested(payload.call_id)
+            if isinstance(payload, CallAccepted | CallDeclined):
+                call = self._calls.get(payload.call_id)
+                if call is None:
+                    continue  # another voice process's call, or one already over
+                if isinstance(payload, CallAccepted):
+                    call.lane.put(functools.partial(self._accepted, call, payload.agent_id))
+                elif event.actor.kind == ActorKind.AGENT:
+                    call.lane.put(functools.partial(self._declined, call, payload.agent_id))
+            elif isinstance(payload, CallRequested) and payload.call_id not in self._calls:
+                lane = _Lane()
+                lane.put(functools.partial(self._requested, payload.call_id, lane))
 
-    async def _accepted(self, call_id: str, agent_id: str) -> None:
-        call = self._calls.get(call_id)
-        if call is None or call.stage != "offered" or call.agent_id != agent_id:
-            return  # another voice process's call, or a redelivery
+    async def _accepted(self, call: _Call, agent_id: str) -> None:
+        if call.stage != "offered" or call.agent_id != agent_id:
+            return  # a redelivery, or the offer rang out meanwhile
         call.cancel_timer()
         assert call.agent_uri is not None and call.caller_leg is not None
         if call.inbox.settings.connect == "refer":
@@ -596,9 +648,14 @@ class VoiceService:
 
     async def _dial_agent(self, call: _Call) -> None:
         assert call.agent_uri is not None and call.agent_id is not None
+        leg = self.ua.new_leg()
+        self._attach(call, leg)
+        call.agent_leg = leg
         try:
-            leg = await self.ua.dial(call.record.inbox_id, call.agent_uri)
+            await self.ua.dial(call.record.inbox_id, call.agent_uri, leg)
         except SipError as exc:
+            self._detach(call, leg)
+            call.agent_leg = None
             log.warning(
                 "agent phone not dialled", extra={"call": call.record.id, "error": str(exc)}
             )
@@ -607,46 +664,47 @@ class VoiceService:
             ):
                 await self._next(call, call.agent_id)
             return
-        call.agent_leg = leg
-        self._by_leg[leg] = call
-        call.timer = asyncio.get_running_loop().call_later(
-            call.inbox.settings.ring_seconds, lambda: self._spawn(self._hangup(call, leg))
-        )
+        call.later(call.inbox.settings.ring_seconds, functools.partial(self._hangup, call, leg))
 
-    async def _declined(self, call_id: str, agent_id: str) -> None:
-        call = self._calls.get(call_id)
-        if call is None or call.stage != "offered" or call.agent_id != agent_id:
+    async def _declined(self, call: _Call, agent_id: str) -> None:
+        if call.stage != "offered" or call.agent_id != agent_id:
             return
         await self._next(call, agent_id)
 
-    async def _requested(self, call_id: str) -> None:
+    async def _requested(self, call_id: str, lane: _Lane) -> None:
         """Click-to-call: ring the agent's phone first; the customer when the agent answers."""
         record = await calls.get_call(self.hub.pool, call_id)
-        if record is None or record.state != "requested" or record.agent_id is None:
-            return
-        inbox = self._inboxes.get(record.inbox_id)
-        if inbox is None or call_id in self._calls:
+        inbox = self._inboxes.get(record.inbox_id) if record is not None else None
+        if (
+            record is None
+            or inbox is None
+            or record.state != "requested"
+            or record.agent_id is None
+            or call_id in self._calls
+        ):
+            lane.close()
             return
         uri = await self.hub.pool.fetchval(
             "SELECT sip_uri FROM users WHERE id = $1", record.agent_id
         )
-        call = _Call(record, inbox, None, time.monotonic(), outbound=True)
+        call = _Call(record, inbox, None, time.monotonic(), lane, outbound=True)
         call.stage = "connecting"
         call.agent_id = record.agent_id
         call.agent_uri = uri
         self._calls[call_id] = call
         CALLS_ACTIVE.set(len(self._calls))
+        leg = self.ua.new_leg()
+        self._attach(call, leg)
+        call.agent_leg = leg
         try:
-            leg = await self.ua.dial(record.inbox_id, str(uri))
+            await self.ua.dial(record.inbox_id, str(uri), leg)
         except SipError as exc:
+            self._detach(call, leg)
+            call.agent_leg = None
             log.warning("click-to-call failed", extra={"call": call_id, "error": str(exc)})
             await self._finish(call, f"503 {exc}"[:120], "hub")
             return
-        call.agent_leg = leg
-        self._by_leg[leg] = call
-        call.timer = asyncio.get_running_loop().call_later(
-            inbox.settings.ring_seconds, lambda: self._spawn(self._hangup(call, leg))
-        )
+        call.later(inbox.settings.ring_seconds, functools.partial(self._hangup, call, leg))
 
     def _customer_uri(self, call: _Call) -> str:
         s = call.inbox.settings
@@ -663,20 +721,23 @@ class VoiceService:
             if call.outbound:
                 # the agent picked up: now the customer
                 call.stage = "dialling"
+                customer = self.ua.new_leg()
+                self._attach(call, customer)
+                call.caller_leg = customer
                 try:
-                    customer = await self.ua.dial(call.record.inbox_id, self._customer_uri(call))
+                    await self.ua.dial(call.record.inbox_id, self._customer_uri(call), customer)
                 except SipError as exc:
+                    self._detach(call, customer)
+                    call.caller_leg = None
                     log.warning(
                         "customer not dialled", extra={"call": call.record.id, "error": str(exc)}
                     )
                     await self._hangup(call, leg)
                     return
-                call.caller_leg = customer
-                self._by_leg[customer] = call
                 await calls.dialling(pool, call.record.id, f"leg:{customer}:{call.record.id}")
-                call.timer = asyncio.get_running_loop().call_later(
+                call.later(
                     call.inbox.settings.ring_seconds,
-                    lambda: self._spawn(self._hangup(call, customer)),
+                    functools.partial(self._hangup, call, customer),
                 )
                 return
             assert call.caller_leg is not None
@@ -780,6 +841,8 @@ class VoiceService:
         for leg in (call.caller_leg, call.agent_leg):
             if leg:
                 self._by_leg.pop(leg, None)
+        if not call.lane.legs:  # no leg left to report its end: nothing more will come
+            call.lane.close()
         CALLS_ACTIVE.set(len(self._calls))
         if not self._calls:
             self._idle.set()

@@ -7,6 +7,8 @@ transaction. A batch that fails is retried item by item, so one bad item fails o
 With ``min_batch`` above 1 a worker instead waits until that many items are queued, or ``wait``
 seconds have passed since the first: commits then follow the load (items / min_batch) rather than
 the commit latency, so several processes sharing a load commit as often, together, as one would.
+It waits only when the recent arrival rate would fill the batch within ``wait``: a quiet hub
+commits at once and adds no latency.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ class GroupCommitter(Generic[T, R]):
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
         self._size = GROUP_COMMIT_SIZE.labels(name)
+        #: a moving average of the time between submissions (seconds)
+        self._gap = 1.0
+        self._last = 0.0
         self.commits = 0  # batches committed whole
 
     def start(self) -> None:
@@ -79,7 +84,11 @@ class GroupCommitter(Generic[T, R]):
                 await worker
 
     async def submit(self, item: T) -> R:
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self._gap += 0.05 * (min(now - self._last, 1.0) - self._gap)
+        self._last = now
+        future: asyncio.Future[R] = loop.create_future()
         self._queue.put_nowait((item, future))
         return await future
 
@@ -108,7 +117,9 @@ class GroupCommitter(Generic[T, R]):
                     self._queue.task_done()
 
     async def _fill(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
-        """Wait for ``min_batch`` items, at most ``wait`` seconds from now."""
+        """Wait for ``min_batch`` items, at most ``wait`` seconds from now, if they are due."""
+        if (self._min_batch - len(batch)) * self._gap > self._wait:
+            return  # at this rate the batch would not fill in time: commit what there is
         deadline = asyncio.get_running_loop().time() + self._wait
         while len(batch) < self._min_batch:
             remaining = deadline - asyncio.get_running_loop().time()
