@@ -90,6 +90,13 @@ def _info(row: Any) -> CallInfo:
     )
 
 
+def _agent(call: Call) -> str:
+    """Calls are taken and made by a user with a phone, not by an account-wide token."""
+    if call.principal.user_id is None:
+        raise ApiError(403, "agent_only", "calls are taken and made by agents, not account tokens")
+    return call.principal.user_id
+
+
 async def _visible_call(call: Call, call_id: str) -> Any:
     row = await call.hub.pool.fetchrow(
         f"{_SELECT} WHERE id = $1 AND account_id = $2", call_id, call.principal.account_id
@@ -126,10 +133,9 @@ async def accept_call_route(call: Call) -> CallInfo:
     call_id = record_id(call, "call_id")
     await _visible_call(call, call_id)
     who = call.principal
-    if who.user_id is None:
-        raise ApiError(403, "agent_only", "calls are taken by agents, not by account tokens")
+    agent_id = _agent(call)
     try:
-        await calls.accept(call.hub.pool, who.account_id, call_id, who.user_id)
+        await calls.accept(call.hub.pool, who.account_id, call_id, agent_id)
     except CallRefused as exc:
         raise refusal(exc) from exc
     return _info(await _visible_call(call, call_id))
@@ -148,11 +154,10 @@ async def decline_call_route(call: Call) -> Reply:
     call_id = record_id(call, "call_id")
     await _visible_call(call, call_id)
     who = call.principal
-    if who.user_id is None:
-        raise ApiError(403, "agent_only", "calls are taken by agents, not by account tokens")
+    agent_id = _agent(call)
     try:
         await calls.decline(
-            call.hub.pool, who.account_id, call_id, who.user_id, "declined", by_agent=True
+            call.hub.pool, who.account_id, call_id, agent_id, "declined", by_agent=True
         )
     except CallRefused as exc:
         raise refusal(exc) from exc
@@ -198,13 +203,12 @@ async def start_call_route(call: Call) -> CallInfo:
     """The conversation must be in a voice inbox, the contact must have a phone number and you
     a phone (``sip_uri`` in your profile); 409 while you are on a call."""
     who = call.principal
-    if who.user_id is None:
-        raise ApiError(403, "agent_only", "calls are made by agents, not by account tokens")
+    agent_id = _agent(call)
     try:
         record = await calls.request_outbound(
             call.hub.pool,
             account_id=who.account_id,
-            agent_id=who.user_id,
+            agent_id=agent_id,
             conversation_id=record_id(call, "conversation_id"),
             inboxes=who.inboxes,
         )

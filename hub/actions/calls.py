@@ -109,6 +109,16 @@ async def _locked(conn: Conn, call_id: str, account_id: str | None = None) -> Ca
     return CallRecord.of(row)
 
 
+async def _by_call_id(conn: Conn, inbox_id: str, sip_call_id: str) -> CallRecord:
+    """The call already stored under this SIP Call-ID (or the PBX's id) in the inbox."""
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM calls WHERE inbox_id = $1 AND sip_call_id = $2",
+        inbox_id,
+        sip_call_id,
+    )
+    return CallRecord.of(row)
+
+
 async def get_call(pool: asyncpg.Pool[Any], call_id: str) -> CallRecord | None:
     row = await pool.fetchrow(f"SELECT {_COLUMNS} FROM calls WHERE id = $1", call_id)
     return CallRecord.of(row) if row else None
@@ -146,12 +156,7 @@ async def open_call(
             number,
         )
         if row is None:
-            existing = await conn.fetchrow(
-                f"SELECT {_COLUMNS} FROM calls WHERE inbox_id = $1 AND sip_call_id = $2",
-                inbox_id,
-                sip_call_id,
-            )
-            return CallRecord.of(existing), False
+            return await _by_call_id(conn, inbox_id, sip_call_id), False
         call = CallRecord.of(row)
         await _emit(
             conn,
@@ -525,12 +530,7 @@ async def journal_ended(
             hangup_cause,
         )
         if row is None:
-            existing = await conn.fetchrow(
-                f"SELECT {_COLUMNS} FROM calls WHERE inbox_id = $1 AND sip_call_id = $2",
-                inbox_id,
-                sip_call_id,
-            )
-            return CallRecord.of(existing), False
+            return await _by_call_id(conn, inbox_id, sip_call_id), False
         call = CallRecord.of(row)
         await _emit(
             conn,

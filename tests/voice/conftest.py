@@ -4,6 +4,7 @@ listen mode on a loopback port, and agents with a console socket and a phone (a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from tests.api.admin_support import make_user
 from tests.conftest import ADMIN_TOKEN
 from tests.realtime.agents import Agent
 from tests.support.processes import free_port
+from tests.voice import sipp
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -38,6 +40,30 @@ class VoiceDesk:
         ) as response:
             data = await response.json() if response.status != 204 else None
             return response.status, data
+
+    def dial(
+        self, scenario: str, port: int, *args: str, name: str = "caller"
+    ) -> contextlib.AbstractAsyncContextManager[asyncio.subprocess.Process]:
+        """sipp calling the voice inbox on ``port`` (one call unless ``args`` say otherwise)."""
+        calls = () if "-m" in args else ("-m", "1")
+        return sipp.sipp(
+            scenario,
+            self.workdir,
+            f"127.0.0.1:{port}",
+            "-p",
+            str(free_port()),
+            "-s",
+            "hub",
+            *calls,
+            *args,
+            name=name,
+        )
+
+    def phone(
+        self, scenario: str, port: int, name: str = "phone"
+    ) -> contextlib.AbstractAsyncContextManager[asyncio.subprocess.Process]:
+        """sipp answering on ``port`` once: an agent's phone or a customer's."""
+        return sipp.sipp(scenario, self.workdir, "-p", str(port), "-m", "1", name=name)
 
     async def voice_inbox(self, **settings: Any) -> tuple[str, int]:
         """A voice inbox listening on a fresh loopback port; its id and the port."""

@@ -106,6 +106,34 @@ _WAIT_BYE = """
 """
 
 
+#: answering an INVITE with 200 OK and PCMU (an agent's phone, a customer's phone)
+_ANSWER = """
+  <send>
+    <![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000
+
+    ]]>
+  </send>
+"""
+
+
 def caller(
     *,
     number: str,
@@ -180,31 +208,8 @@ def flood_caller(*, number: str, talk_ms: int) -> str:
 def phone(*, answer: bool = True, ring_ms: int = 200) -> str:
     """An agent's phone: rings, then answers (or refuses with 486) and waits for the BYE."""
     final = (
-        """
-  <send>
-    <![CDATA[
-
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
-
-    ]]>
-  </send>
-  <recv request="ACK"/>
+        _ANSWER
+        + """  <recv request="ACK"/>
   <recv request="BYE"/>
   <send>
     <![CDATA[
@@ -289,25 +294,7 @@ def callee(*, talk_ms: int) -> str:
 
     ]]>
   </send>
-  <send>
-    <![CDATA[
-
-      SIP/2.0 200 OK{reply}
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
-
-    ]]>
-  </send>
-  <recv request="ACK"/>
+{_ANSWER}  <recv request="ACK"/>
   <pause milliseconds="{talk_ms}"/>
   <send retrans="500">
     <![CDATA[

@@ -9,7 +9,6 @@ import socket
 
 import pytest
 
-from tests.support.processes import free_port
 from tests.voice import sipp
 from tests.voice.conftest import VoiceDesk
 
@@ -41,20 +40,15 @@ async def test_garbage_and_a_flood_of_invites_do_not_take_the_user_agent_down(
     assert await desk.hub.voice.ua.active_legs() == 0 if desk.hub.voice else False
 
     # 24 callers at 40 calls/s, each staying 3 s: the inbox takes 3 at a time
-    async with sipp.sipp(
+    async with desk.dial(
         sipp.flood_caller(number="0771234567", talk_ms=3000),
-        desk.workdir,
-        f"127.0.0.1:{port}",
-        "-p",
-        str(free_port()),
+        port,
         "-r",
         "40",
         "-m",
         "24",
         "-l",
         "24",
-        "-s",
-        "hub",
         "-trace_logs",
         "-log_file",
         str(desk.workdir / "flood.log"),
@@ -71,16 +65,7 @@ async def test_garbage_and_a_flood_of_invites_do_not_take_the_user_agent_down(
         assert f"hub_calls_refused_total {float(busy)}" in await response.text()
 
     # and the next caller is served as usual
-    async with sipp.sipp(
-        sipp.caller(number="0771234568", talk_ms=500),
-        desk.workdir,
-        f"127.0.0.1:{port}",
-        "-p",
-        str(free_port()),
-        "-m",
-        "1",
-        "-s",
-        "hub",
-        name="after",
+    async with desk.dial(
+        sipp.caller(number="0771234568", talk_ms=500), port, name="after"
     ) as caller:
         assert await sipp.finished(caller, 20) == 0

@@ -16,17 +16,8 @@ async def test_agent_calls_back_a_missed_caller(desk: VoiceDesk) -> None:
     customer_port, phone_port = free_port(), free_port()
     inbox_id, port = await desk.voice_inbox(voicemail=False, pbx=f"127.0.0.1:{customer_port}")
     # a missed call (nobody online, no voicemail: 480) leaves a conversation with the caller
-    async with sipp.sipp(
-        sipp.caller(number="0771234567", answer_ms=10_000),
-        desk.workdir,
-        f"127.0.0.1:{port}",
-        "-p",
-        str(free_port()),
-        "-m",
-        "1",
-        "-s",
-        "hub",
-        name="missed",
+    async with desk.dial(
+        sipp.caller(number="0771234567", answer_ms=10_000), port, name="missed"
     ) as missed:
         await sipp.finished(missed, 20)
     (missed_call,) = await desk.settled()
@@ -35,18 +26,8 @@ async def test_agent_calls_back_a_missed_caller(desk: VoiceDesk) -> None:
     agent_id, agent_headers, agent = await desk.agent(inbox_id, phone_port)
     talk_ms = 1500
     async with (
-        sipp.sipp(
-            sipp.phone(), desk.workdir, "-p", str(phone_port), "-m", "1", name="phone"
-        ) as phone,
-        sipp.sipp(
-            sipp.callee(talk_ms=talk_ms),
-            desk.workdir,
-            "-p",
-            str(customer_port),
-            "-m",
-            "1",
-            name="customer",
-        ) as customer,
+        desk.phone(sipp.phone(), phone_port) as phone,
+        desk.phone(sipp.callee(talk_ms=talk_ms), customer_port, "customer") as customer,
     ):
         status, call = await desk.api(
             "POST", f"/api/v1/conversations/{conversation_id}/calls", agent_headers
@@ -77,17 +58,8 @@ async def test_agent_calls_back_a_missed_caller(desk: VoiceDesk) -> None:
 
 async def test_click_to_call_needs_a_phone(desk: VoiceDesk) -> None:
     inbox_id, port = await desk.voice_inbox(voicemail=False, pbx="127.0.0.1:5999")
-    async with sipp.sipp(
-        sipp.caller(number="0771234567", answer_ms=10_000),
-        desk.workdir,
-        f"127.0.0.1:{port}",
-        "-p",
-        str(free_port()),
-        "-m",
-        "1",
-        "-s",
-        "hub",
-        name="missed",
+    async with desk.dial(
+        sipp.caller(number="0771234567", answer_ms=10_000), port, name="missed"
     ) as missed:
         await sipp.finished(missed, 20)
     (missed_call,) = await desk.settled()

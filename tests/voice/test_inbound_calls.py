@@ -32,20 +32,9 @@ async def test_answered_call_is_on_the_timeline_with_its_duration(desk: VoiceDes
     agent_id, agent_headers, agent = await desk.agent(inbox_id, phone_port)
     talk_ms = 2000
     async with (
-        sipp.sipp(
-            sipp.phone(), desk.workdir, "-p", str(phone_port), "-m", "1", name="phone"
-        ) as phone,
-        sipp.sipp(
-            sipp.caller(number="0771234567", display="Kamal", talk_ms=talk_ms),
-            desk.workdir,
-            f"127.0.0.1:{port}",
-            "-p",
-            str(free_port()),
-            "-m",
-            "1",
-            "-s",
-            "hub",
-            name="caller",
+        desk.phone(sipp.phone(), phone_port) as phone,
+        desk.dial(
+            sipp.caller(number="0771234567", display="Kamal", talk_ms=talk_ms), port, name="caller"
         ) as caller,
     ):
         offered = await _offered(agent)
@@ -114,16 +103,9 @@ async def test_declined_call_goes_to_voicemail_recorded_from_the_callers_audio(
     as RTP) and presses 1; the voicemail holds what was sent."""
     inbox_id, port = await desk.voice_inbox(ring_seconds=10)
     agent_id, agent_headers, agent = await desk.agent(inbox_id, free_port())
-    async with sipp.sipp(
+    async with desk.dial(
         sipp.caller(number="+94112345678", before_audio_ms=1000, dtmf="1", talk_ms=10_500),
-        desk.workdir,
-        f"127.0.0.1:{port}",
-        "-p",
-        str(free_port()),
-        "-m",
-        "1",
-        "-s",
-        "hub",
+        port,
         name="caller",
     ) as caller:
         offered = await _offered(agent)
@@ -158,17 +140,8 @@ async def test_declined_call_goes_to_voicemail_recorded_from_the_callers_audio(
 
 async def test_no_agent_online_means_voicemail_and_without_voicemail_480(desk: VoiceDesk) -> None:
     _, port = await desk.voice_inbox(voicemail=False)
-    async with sipp.sipp(
-        sipp.caller(number="0771234567", answer_ms=10_000),
-        desk.workdir,
-        f"127.0.0.1:{port}",
-        "-p",
-        str(free_port()),
-        "-m",
-        "1",
-        "-s",
-        "hub",
-        name="caller",
+    async with desk.dial(
+        sipp.caller(number="0771234567", answer_ms=10_000), port, name="caller"
     ) as caller:
         # the caller's scenario expects an answer: a 480 fails it, which is the point
         assert await sipp.finished(caller, 20) != 0
@@ -189,17 +162,8 @@ async def test_ivr_digit_routes_the_call_to_that_teams_agent(desk: VoiceDesk) ->
     sales_id, _, sales = await desk.agent(inbox_id, free_port())
     status, _ = await desk.api("PUT", f"/api/v1/teams/{team['id']}/members", user_ids=[sales_id])
     assert status == 200
-    async with sipp.sipp(
-        sipp.caller(number="0771234567", dtmf="1", talk_ms=2500),
-        desk.workdir,
-        f"127.0.0.1:{port}",
-        "-p",
-        str(free_port()),
-        "-m",
-        "1",
-        "-s",
-        "hub",
-        name="caller",
+    async with desk.dial(
+        sipp.caller(number="0771234567", dtmf="1", talk_ms=2500), port, name="caller"
     ) as caller:
         offered = await _offered(sales)
         assert offered["payload"]["agent_id"] == sales_id
