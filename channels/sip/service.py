@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import phonenumbers
 from prometheus_client import Counter, Gauge, Histogram
 
 from channels._base import InboundMessage, InboxContext, Sender
+from channels._base.phone import PHONE, to_e164
 from channels.sip import agent as ua_events
 from channels.sip.agent import Line, SipError, SipUserAgent
 from channels.sip.routing import pick_agent
@@ -88,14 +88,9 @@ def caller_of(remote_uri: str, region: str) -> tuple[str, str, str | None]:
     shown = _DISPLAY.match(remote_uri)
     name = (shown.group(1) or shown.group(2) or "").strip() if shown else ""
     digits = re.sub(r"[\s().-]", "", user)
-    if re.fullmatch(r"\+?\d{6,16}", digits):
-        try:
-            number = phonenumbers.parse(digits, region)
-        except phonenumbers.NumberParseException:
-            number = None
-        if number is not None and phonenumbers.is_possible_number(number):
-            e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-            return "phone", e164, name or None
+    e164 = to_e164(digits, region) if re.fullmatch(r"\+?\d{6,16}", digits) else None
+    if e164 is not None:
+        return PHONE, e164, name or None
     return "sip", user[:64], name or None
 
 

@@ -97,6 +97,13 @@ def _agent(call: Call) -> str:
     return call.principal.user_id
 
 
+async def _answering(call: Call) -> tuple[str, str]:
+    """The call of the path (404 unless its inbox is visible) and the agent answering it."""
+    call_id = record_id(call, "call_id")
+    await _visible_call(call, call_id)
+    return call_id, _agent(call)
+
+
 async def _visible_call(call: Call, call_id: str) -> Any:
     row = await call.hub.pool.fetchrow(
         f"{_SELECT} WHERE id = $1 AND account_id = $2", call_id, call.principal.account_id
@@ -130,12 +137,9 @@ async def get_call_route(call: Call) -> CallInfo:
 )
 async def accept_call_route(call: Call) -> CallInfo:
     """409 when the call is not (or no longer) offered to the caller of this route."""
-    call_id = record_id(call, "call_id")
-    await _visible_call(call, call_id)
-    who = call.principal
-    agent_id = _agent(call)
+    call_id, agent_id = await _answering(call)
     try:
-        await calls.accept(call.hub.pool, who.account_id, call_id, agent_id)
+        await calls.accept(call.hub.pool, call.principal.account_id, call_id, agent_id)
     except CallRefused as exc:
         raise refusal(exc) from exc
     return _info(await _visible_call(call, call_id))
@@ -151,13 +155,10 @@ async def accept_call_route(call: Call) -> CallInfo:
     errors=(409,),
 )
 async def decline_call_route(call: Call) -> Reply:
-    call_id = record_id(call, "call_id")
-    await _visible_call(call, call_id)
-    who = call.principal
-    agent_id = _agent(call)
+    call_id, agent_id = await _answering(call)
     try:
         await calls.decline(
-            call.hub.pool, who.account_id, call_id, agent_id, "declined", by_agent=True
+            call.hub.pool, call.principal.account_id, call_id, agent_id, "declined", by_agent=True
         )
     except CallRefused as exc:
         raise refusal(exc) from exc

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 import phonenumbers
 
+from channels._base.phone import to_e164
 from gateway.responses import ApiError
 from gateway.route import Call, Reply, route
 from gateway.routes._common import NO_NUL, whole
@@ -138,15 +139,7 @@ def _e164(raw: str, region: str | None) -> str | None:
     text = raw.strip()
     if raw[:1] == " " and text[:1].isdigit():  # a "+" the query did not escape reads as " "
         text = "+" + text
-    if not text or len(text) > 64:
-        return None
-    try:
-        number = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_possible_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return to_e164(text, region)
 
 
 def _settings_region(settings: Mapping[str, Any] | None) -> str | None:

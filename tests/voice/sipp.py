@@ -369,15 +369,21 @@ def registrar(*, user: str, password: str, expires: int) -> str:
     )
 
 
-def pcap_span(path: Path) -> float:
-    """Seconds from the first to the end of the last RTP packet of a pcap (20 ms packets)."""
+def _packets(path: Path) -> list[tuple[float, bytes]]:
+    """(seconds from the first packet, RTP payload) of each packet of a pcap of RTP over
+    Ethernet/IPv4/UDP (sipp's pcaps: 54 bytes of headers before the payload)."""
     data = path.read_bytes()
-    offset, stamps = 24, list[float]()
+    offset, packets = 24, list[tuple[float, bytes]]()
     while offset + 16 <= len(data):
         seconds, micros, included, _ = struct.unpack("<IIII", data[offset : offset + 16])
-        stamps.append(seconds + micros / 1e6)
+        packets.append((seconds + micros / 1e6, data[offset + 16 + 54 : offset + 16 + included]))
         offset += 16 + included
-    return stamps[-1] - stamps[0] + 0.02
+    return [(stamp - packets[0][0], payload) for stamp, payload in packets]
+
+
+def pcap_span(path: Path) -> float:
+    """Seconds from the first to the end of the last RTP packet of a pcap (20 ms packets)."""
+    return _packets(path)[-1][0] + 0.02
 
 
 def _alaw(byte: int) -> int:
@@ -390,20 +396,13 @@ def _alaw(byte: int) -> int:
 
 def pcap_voiced_span(path: Path, threshold: int = 500) -> float:
     """Seconds from the first to the last sample louder than ``threshold`` in a pcap of G.711
-    A-law RTP over Ethernet/IPv4/UDP (sipp's g711a.pcap): what a recording of it must hold."""
-    data = path.read_bytes()
-    offset, first, loud = 24, None, []
-    while offset + 16 <= len(data):
-        seconds, micros, included, _ = struct.unpack("<IIII", data[offset : offset + 16])
-        stamp = seconds + micros / 1e6
-        first = stamp if first is None else first
-        payload = data[offset + 16 + 54 : offset + 16 + included]
-        loud += [
-            stamp - first + i / 8000
-            for i, byte in enumerate(payload)
-            if abs(_alaw(byte)) > threshold
-        ]
-        offset += 16 + included
+    A-law RTP (sipp's g711a.pcap): what a recording of it must hold."""
+    loud = [
+        stamp + i / 8000
+        for stamp, payload in _packets(path)
+        for i, byte in enumerate(payload)
+        if abs(_alaw(byte)) > threshold
+    ]
     return loud[-1] - loud[0] if loud else 0.0
 
 

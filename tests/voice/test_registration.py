@@ -90,3 +90,19 @@ async def test_a_wrong_password_is_reported(desk: VoiceDesk) -> None:
         inbox_id = await _register_inbox(desk, port, "not-the-password")
         refused = await _registration(desk, inbox_id, False, within=15)
         assert refused["status_code"] == 403
+
+
+async def test_unusable_voice_settings_are_refused_and_nothing_is_stored(desk: VoiceDesk) -> None:
+    for settings in (
+        {"mode": "register"},  # no registrar, no account
+        {"mode": "listen", "port": 0},
+        {"mode": "listen", "bind": "not-an-address"},
+        {"mode": "listen", "ivr": ["9"]},
+        {"mode": "listen", "ring_seconds": 1},
+    ):
+        status, refused = await desk.api(
+            "POST", "/api/v1/inboxes", name="Bad", channel="sip", settings=settings
+        )
+        assert status == 422, (settings, refused)
+        assert refused["error"]["message"], refused
+    assert await desk.hub.pool.fetchval("SELECT count(*) FROM inboxes WHERE channel = 'sip'") == 0
