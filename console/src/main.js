@@ -32,6 +32,8 @@ const S = {
   loading: false,
   /** @type {string | null} */ current: null,
   /** @type {any[]} */ timeline: [],
+  /** timeline events lately heard per conversation, for a view opened before the journal has
+   * logged them @type {Map<string, any[]>} */ recent: new Map(),
   /** @type {Map<string, string>} */ presence: new Map(),
   lastSeq: -1,
   connected: false,
@@ -488,6 +490,7 @@ function apply(item) {
     notifier.notify(S.convs.get(id)?.contact_name || t("list.unknown_contact"), p.content || "");
   }
   if (ev.type.startsWith("call.")) ringer.onEvent(ev, ctx);
+  if (ev.type.startsWith("call.") || ev.type === "conversation.updated") remember(id, ev);
   if (id !== S.current) return;
   if (ev.type === "message.received") {
     appendItem(messageItem({ id: p.message_id, direction: "inbound", private: false, content: p.content, content_type: p.content_type, attachments: p.attachments, created_at: ev.occurred_at, status: "received" }));
@@ -544,8 +547,9 @@ async function loadTimeline(id) {
     pages(`/api/v1/conversations/${id}/messages`),
     pages(`/api/v1/conversations/${id}/events`).catch(() => []),
   ]);
+  const logged = [...events, ...(S.recent.get(id) || []).filter((e) => !events.some((x) => x.id === e.id))];
   /** @type {any[]} */
-  const items = [...messages.map(messageItem), ...events.flatMap(systemItems), ...events.flatMap(callItems)];
+  const items = [...messages.map(messageItem), ...logged.flatMap(systemItems), ...logged.flatMap(callItems)];
   items.sort(byTime);
   if (S.current !== id) return;
   const live = S.timeline.filter((x) => !items.some((m) => m.id === x.id));
@@ -553,6 +557,15 @@ async function loadTimeline(id) {
   clear($.timeline).append(...S.timeline.map((x) => h("li", null, renderItem(x, ctx()))));
   $.timeline.scrollTop = $.timeline.scrollHeight;
   updateWindow();
+}
+
+/** Keep a conversation's last timeline events as they arrive: the journal logs them a moment
+ * later, so a view opened in between still shows them. @param {string} id @param {any} ev */
+function remember(id, ev) {
+  const kept = S.recent.get(id) || [];
+  kept.push(ev);
+  S.recent.set(id, kept.slice(-50));
+  if (S.recent.size > 200) S.recent.delete(S.recent.keys().next().value || "");
 }
 
 /** Every page of a cursor-paginated list (at most 20 pages of 200). @param {string} path */
