@@ -30,7 +30,9 @@ import aiohttp
 from bench.faults.agents import StreamAgent
 from bench.faults.driver import Driver, api_body
 from bench.faults.run import Hubs, metric, progress, workdir
+from bench.faults.soak_watch import Watch
 from channels._base.signatures import sign_hmac_sha256
+from hub.config import Config
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -74,6 +76,7 @@ class Sample:
     acked: int  # acknowledged so far
     delivered_min: int  # the fewest messages any agent socket has received so far
     window_rate: float  # acknowledged a second in this window
+    watch: dict[str, Any]  # the machine, PostgreSQL and the soak process (soak_watch.Watch)
 
 
 def rss_and_fds(pid: int) -> tuple[float, int]:
@@ -91,9 +94,14 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def soak(duration: float, rate: float, agents: int, every: float) -> dict[str, Any]:
+async def soak(
+    duration: float, rate: float, agents: int, every: float, pg_log: Path
+) -> dict[str, Any]:
     async with workdir(keep=False) as work:
-        hubs = Hubs(work, "embedded", 1, {})
+        # the product's replay log size, so the hour includes its trim (the fault scenarios keep
+        # everything instead: their reconciliation replays from the start)
+        keep = str(Config.realtime_replay_events)
+        hubs = Hubs(work, "embedded", 1, {"HUB_REALTIME_REPLAY_EVENTS": keep})
         progress(f"soak: starting the hub in {work}")
         await hubs.setup(agents)
         pid = hubs.procs[0].pid if hubs.procs[0] is not None else 0
@@ -114,6 +122,9 @@ async def soak(duration: float, rate: float, agents: int, every: float) -> dict[
         ]
         samples: list[Sample] = []
         acked_total = 0
+        pgdata = work / "data0" / "postgres"
+        watch = Watch(hubs.dsn, pid, pgdata)
+        await watch.start()
         try:
             for agent in stream:
                 await agent.start()
@@ -145,6 +156,7 @@ async def soak(duration: float, rate: float, agents: int, every: float) -> dict[
                     acked_total,
                     min(a.count for a in stream),
                     round((acked_total - last_acked) / max(t - last_t, 1e-9), 1),
+                    await watch.take(),
                 )
                 last_acked, last_t = acked_total, t
                 samples.append(sample)
@@ -152,7 +164,7 @@ async def soak(duration: float, rate: float, agents: int, every: float) -> dict[
                     f"t={sample.t:.0f}s acked {acked_total} ({sample.window_rate:g}/s), RSS "
                     f"{sample.rss_mib} MiB, fds {fds}, loop lag {sample.loop_lag_ms} ms, latency "
                     f"p50 {sample.p50_ms} ms p99 {sample.p99_ms} ms, non-2xx "
-                    f"{dict(driver.statuses)}"
+                    f"{dict(driver.statuses)}; {sample.watch}"
                 )
             await load
             acked_total += len(driver.acked)
@@ -162,8 +174,13 @@ async def soak(duration: float, rate: float, agents: int, every: float) -> dict[
         except TimeoutError:
             progress("the agents did not catch up within 60 s")
         finally:
+            await watch.stop()
             for agent in stream:
                 await agent.stop()
+            logs = sorted((pgdata / "log").glob("*")) if (pgdata / "log").is_dir() else []
+            if (pgdata / "log").is_file():
+                logs = [pgdata / "log"]
+            pg_log.write_text("".join(p.read_text(errors="replace") for p in logs))
             await hubs.teardown()
         return summarize(duration, rate, agents, every, samples, acked_total, stream, driver)
 
@@ -244,14 +261,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=float, default=5, help="seconds between samples")
     parser.add_argument("--json", type=Path, default=RESULTS / "soak.json")
     parser.add_argument("--png", type=Path, default=RESULTS / "soak.png")
+    parser.add_argument(
+        "--pg-log",
+        type=Path,
+        default=RESULTS / "soak-postgres.log",
+        help="where to copy PostgreSQL's log (checkpoints, autovacuum, slow SQL)",
+    )
     parser.add_argument("--chart-only", action="store_true", help="redraw the PNG from --json")
     args = parser.parse_args(argv)
     if args.chart_only:
         chart(json.loads(args.json.read_text()), args.png)
         return 0
     os.environ.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
-    result = asyncio.run(soak(args.duration, args.rate, args.agents, args.every))
     args.json.parent.mkdir(parents=True, exist_ok=True)
+    result = asyncio.run(soak(args.duration, args.rate, args.agents, args.every, args.pg_log))
     args.json.write_text(json.dumps(result, indent=2))
     chart(result, args.png)
     progress(

@@ -16,10 +16,23 @@ import os
 import warnings
 from pathlib import Path
 
+import asyncpg
 import psutil
 
 log = logging.getLogger(__name__)
 _HANDLES = ".handle_pids.json"  # the wheel's list of processes using the server
+
+#: The server's defaults are for a shared, unknown machine. The hub writes a steady stream of
+#: small transactions, and the soak showed where they hurt: a checkpoint every ~2 minutes (1 GB
+#: of WAL), after each of which every first write to a page logs the whole page, so vacuuming the
+#: freshly inserted pages wrote 100+ MB of WAL in a few seconds and commits queued behind it.
+#: Fewer checkpoints and compressed page images make those bursts rarer and smaller. All of these
+#: take effect on reload, so a running server is brought in line too.
+EMBEDDED_SETTINGS = {
+    "max_wal_size": "2GB",
+    "checkpoint_timeout": "15min",
+    "wal_compression": "pglz",  # the only method this build has (no lz4/zstd)
+}
 
 
 def _quietly_import() -> None:
@@ -62,8 +75,29 @@ async def start_embedded_postgres(data_dir: Path) -> str:
     data_dir = data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     uri = await asyncio.to_thread(_start_blocking, data_dir / "postgres")
+    await _apply_settings(uri)
     log.info("embedded postgres ready", extra={"data_dir": str(data_dir)})
     return uri
+
+
+async def _apply_settings(uri: str) -> None:
+    conn = await asyncpg.connect(uri)
+    try:
+        current = {
+            r["name"]: r["setting"]
+            for r in await conn.fetch(
+                "SELECT name, current_setting(name) AS setting FROM pg_settings"
+                " WHERE name = ANY($1::text[])",
+                list(EMBEDDED_SETTINGS),
+            )
+        }
+        changed = [k for k, v in EMBEDDED_SETTINGS.items() if current.get(k) != v]
+        for name in changed:  # names and values are ours, not input
+            await conn.execute(f"ALTER SYSTEM SET {name} = '{EMBEDDED_SETTINGS[name]}'")
+        if changed:
+            await conn.execute("SELECT pg_reload_conf()")
+    finally:
+        await conn.close()
 
 
 def stop_embedded_postgres(data_dir: Path) -> None:

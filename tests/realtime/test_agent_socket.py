@@ -90,6 +90,20 @@ async def test_a_gap_older_than_the_log_gets_resync(hub: Hub, server: str, post:
     await agent.client.disconnect()
 
 
+async def test_trim_keeps_exactly_the_newest_events_in_chunks(hub: Hub, post: Any) -> None:
+    for n in range(6):
+        await post(f"t-{n}", identifier="+94772222222")
+    async with asyncio.timeout(10):
+        while (await bounds(hub.pool, hub.account_id))[1] < 8:  # 6 messages, 2 of them new
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # nothing else is on its way
+    low, high = await bounds(hub.pool, hub.account_id)
+    removed = await trim(hub.pool, keep=3, chunk=2)  # several statements, the last one partial
+    assert removed == high - 3 - low + 1
+    assert await bounds(hub.pool, hub.account_id) == (high - 2, high)
+    assert await trim(hub.pool, keep=3, chunk=2) == 0
+
+
 async def test_a_long_replay_is_exact_and_does_not_hold_back_live_sockets(
     hub: Hub, server: str, post: Any
 ) -> None:
