@@ -226,7 +226,9 @@ def chart(result: dict[str, Any], path: Path) -> None:
 
     samples = result["samples"]
     t = [s["t"] / 60 for s in samples]
-    fig, axes = plt.subplots(4, 1, figsize=(10, 11), sharex=True)
+    watched = all("watch" in s for s in samples)
+    fig, axes = plt.subplots(5 if watched else 4, 1, figsize=(10, 13.5 if watched else 11),
+                             sharex=True)  # fmt: skip
     axes[0].plot(t, [s["rss_mib"] for s in samples])
     axes[0].set_ylabel("hub RSS (MiB)")
     axes[1].plot(t, [s["fds"] for s in samples])
@@ -237,7 +239,14 @@ def chart(result: dict[str, Any], path: Path) -> None:
     axes[3].plot(t, [s["p99_ms"] for s in samples], label="p99")
     axes[3].set_ylabel("webhook → socket (ms)")
     axes[3].legend()
-    axes[3].set_xlabel("minutes")
+    if watched:  # what the slow windows coincide with: WAL bursts, and the disk stalling
+        every = result["sample_every_s"]
+        axes[4].plot(t, [s["watch"]["wal_mib"] / every for s in samples], label="WAL MiB/s")
+        stalled = [10 * s["watch"]["io_pressure"] for s in samples]
+        axes[4].plot(t, stalled, label="IO pressure (share of time stalled, x10)")
+        axes[4].set_ylabel("PostgreSQL / disk")
+        axes[4].legend()
+    axes[-1].set_xlabel("minutes")
     for ax in axes:
         top = max(
             (y for line in ax.get_lines() for y in line.get_ydata() if y is not None), default=1

@@ -26,12 +26,17 @@ _HANDLES = ".handle_pids.json"  # the wheel's list of processes using the server
 #: small transactions, and the soak showed where they hurt: a checkpoint every ~2 minutes (1 GB
 #: of WAL), after each of which every first write to a page logs the whole page, so vacuuming the
 #: freshly inserted pages wrote 100+ MB of WAL in a few seconds and commits queued behind it.
-#: Fewer checkpoints and compressed page images make those bursts rarer and smaller. All of these
-#: take effect on reload, so a running server is brought in line too.
+#: Fewer checkpoints and compressed page images make those bursts rarer and smaller. And the
+#: pages a backend or autovacuum writes itself went to the kernel's cache unflushed (only the
+#: background writer and checkpointer ask for writeback by default): with gigabytes of memory the
+#: kernel then wrote them out in bursts of 30+ MB/s, during which the WAL's fsyncs (every commit)
+#: waited 5-10 ms each. ``backend_flush_after`` makes those writes go out as they happen. All of
+#: these take effect on reload, so a running server is brought in line too.
 EMBEDDED_SETTINGS = {
     "max_wal_size": "2GB",
     "checkpoint_timeout": "15min",
     "wal_compression": "pglz",  # the only method this build has (no lz4/zstd)
+    "backend_flush_after": "256kB",
 }
 
 
