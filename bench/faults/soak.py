@@ -214,8 +214,28 @@ def summarize(
         "loop_lag_ms_max": max(s.loop_lag_ms for s in samples),
         "p99_ms_after_warmup": {"median": statistics.median(p99s) if p99s else None,
                                 "max": max(p99s) if p99s else None},
+        "p99_stability": stability([dataclasses.asdict(s) for s in warm]),
         "samples": [dataclasses.asdict(s) for s in samples],
     }  # fmt: skip
+
+
+def stability(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Whether p99 held: the median window's p99 in the first and the last ten minutes (a drift
+    shows as a difference), and how many windows went past 250 ms and 1 s."""
+    p99 = [(s["t"], s["p99_ms"]) for s in samples if s["p99_ms"] is not None]
+    if not p99:
+        return {}
+    start, end = p99[0][0], p99[-1][0]
+    first = [v for t, v in p99 if t < start + 600]
+    last = [v for t, v in p99 if t > end - 600]
+    return {
+        "windows": len(p99),
+        "median_first_10_min": round(statistics.median(first), 1),
+        "median_last_10_min": round(statistics.median(last), 1),
+        "over_250_ms": sum(v > 250 for _, v in p99),
+        "over_1_s": sum(v > 1000 for _, v in p99),
+        "max": max(v for _, v in p99),
+    }
 
 
 def chart(result: dict[str, Any], path: Path) -> None:
@@ -279,7 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chart-only", action="store_true", help="redraw the PNG from --json")
     args = parser.parse_args(argv)
     if args.chart_only:
-        chart(json.loads(args.json.read_text()), args.png)
+        result = json.loads(args.json.read_text())
+        chart(result, args.png)
+        warm = [s for s in result["samples"] if s["t"] >= min(60.0, result["duration_s"] / 5)]
+        progress(f"p99 stability after warm-up: {stability(warm)}")
         return 0
     os.environ.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,11 @@
 """What the soak samples besides the hub itself, so that a slow window can be explained: the
 machine (CPU and IO pressure from ``/proc/pressure``), the CPU used by the hub, by PostgreSQL and
 by the soak's own process (its event-loop lag too: a load generator that falls behind inflates the
-latency it measures), and PostgreSQL's side (what its client backends wait on, sampled every
-100 ms; autovacuum workers and checkpoints; WAL fsync time). PostgreSQL is also told to log
-checkpoints, autovacuum runs and statements slower than 200 ms to its own log.
+latency it measures), the data disk's own latency per read and write (``/proc/diskstats``: a disk
+that stalls by itself looks different from one the load saturates), and PostgreSQL's side (what
+its client backends wait on, sampled every 100 ms; autovacuum workers and checkpoints; WAL volume
+and fsync time). PostgreSQL is also told to log checkpoints, autovacuum runs and statements slower
+than 200 ms to its own log.
 """
 
 from __future__ import annotations
@@ -41,6 +43,27 @@ def pressure(kind: str) -> float:
     except OSError:
         return 0.0
     return float(first.rsplit("total=", 1)[1])
+
+
+def disk_counters(path: Path) -> dict[str, float]:
+    """/proc/diskstats of the disk that holds ``path``: reads, writes, their milliseconds, bytes
+    written. The disk's own latency tells its stalls apart from the load's."""
+    dev = os.stat(path).st_dev
+    wanted = (os.major(dev), os.minor(dev))
+    try:
+        lines = Path("/proc/diskstats").read_text().splitlines()
+    except OSError:
+        return {}
+    for line in lines:
+        f = line.split()
+        if (int(f[0]), int(f[1])) == wanted or (wanted[1] == 0 and int(f[0]) == wanted[0]):
+            return {"reads": float(f[3]), "read_ms": float(f[6]), "writes": float(f[7]),
+                    "written": float(f[9]) * 512, "write_ms": float(f[10])}  # fmt: skip
+    return {}
+
+
+def _per(d: dict[str, float], total: str, count: str) -> float:
+    return round(d.get(total, 0.0) / max(d.get(count, 0.0), 1.0), 2)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -165,6 +188,7 @@ class Watch:
             "wal_write_ms": float(wal["write_ms"]),
             "io_stall_us": pressure("io"),
             "cpu_stall_us": pressure("cpu"),
+            **{f"disk_{k}": v for k, v in disk_counters(self.pgdata).items()},
             "hub_cpu_s": cpu_seconds(self.hub_pid),
             "pg_cpu_s": self._pg_cpu(),
             "soak_cpu_s": cpu_seconds(os.getpid()),
@@ -192,6 +216,11 @@ class Watch:
             "wal_fpi": int(d["wal_fpi"]),
             "wal_fsyncs": int(d["wal_fsyncs"]),
             "wal_fsync_ms": round(d["wal_fsync_ms"]),
+            "disk_write_mib_s": round(d.get("disk_written", 0) / 2**20 / span, 1),
+            "disk_ms_per_write": round(
+                d.get("disk_write_ms", 0) / max(d.get("disk_writes", 0), 1), 2
+            ),
+            "disk_ms_per_read": round(d.get("disk_read_ms", 0) / max(d.get("disk_reads", 0), 1), 2),
             "pg_waits": {k: round(v / polls, 2) for k, v in self.waits.most_common(4)},
             "pg_background": dict(self.background.most_common(3)),
             "pg_queries": {k: round(v / polls, 2) for k, v in self.queries.most_common(3)},
