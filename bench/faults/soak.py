@@ -219,6 +219,13 @@ def summarize(
     }  # fmt: skip
 
 
+def to_json(result: dict[str, Any]) -> str:
+    """The summary indented, each sample on one line: an hour is 720 of them."""
+    head = json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2)
+    rows = ",\n".join("    " + json.dumps(s) for s in result["samples"])
+    return f'{head[:-2]},\n  "samples": [\n{rows}\n  ]\n}}\n'
+
+
 def stability(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Whether p99 held: the median window's p99 in the first and the last ten minutes (a drift
     shows as a difference), and how many windows went past 250 ms and 1 s."""
@@ -307,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     result = asyncio.run(soak(args.duration, args.rate, args.agents, args.every, args.pg_log))
-    args.json.write_text(json.dumps(result, indent=2))
+    args.json.write_text(to_json(result))
     chart(result, args.png)
     progress(
         f"done: acknowledged {result['acknowledged']}, delivered to every agent >= "

@@ -21,6 +21,8 @@ from typing import Any
 import asyncpg
 import psutil
 
+from hub.store.embedded import apply_server_settings
+
 _LOGGING = {
     "log_min_duration_statement": "200ms",
     "log_checkpoints": "on",
@@ -121,9 +123,7 @@ class Watch:
 
     async def start(self) -> None:
         self._conn = await asyncpg.connect(self.dsn)
-        for name, value in _LOGGING.items():
-            await self._conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
-        await self._conn.execute("SELECT pg_reload_conf()")
+        await apply_server_settings(self._conn, _LOGGING)
         self._last = await self._counters()
         self.loop.start()
         self._task = asyncio.create_task(self._poll())

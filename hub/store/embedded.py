@@ -15,6 +15,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import psutil
@@ -88,21 +89,26 @@ async def start_embedded_postgres(data_dir: Path) -> str:
 async def _apply_settings(uri: str) -> None:
     conn = await asyncpg.connect(uri)
     try:
-        current = {
-            r["name"]: r["setting"]
-            for r in await conn.fetch(
-                "SELECT name, current_setting(name) AS setting FROM pg_settings"
-                " WHERE name = ANY($1::text[])",
-                list(EMBEDDED_SETTINGS),
-            )
-        }
-        changed = [k for k, v in EMBEDDED_SETTINGS.items() if current.get(k) != v]
-        for name in changed:  # names and values are ours, not input
-            await conn.execute(f"ALTER SYSTEM SET {name} = '{EMBEDDED_SETTINGS[name]}'")
-        if changed:
-            await conn.execute("SELECT pg_reload_conf()")
+        await apply_server_settings(conn, EMBEDDED_SETTINGS)
     finally:
         await conn.close()
+
+
+async def apply_server_settings(conn: asyncpg.Connection[Any], settings: dict[str, str]) -> None:
+    """``ALTER SYSTEM`` what differs, then reload: only for settings a reload applies."""
+    current = {
+        r["name"]: r["setting"]
+        for r in await conn.fetch(
+            "SELECT name, current_setting(name) AS setting FROM pg_settings"
+            " WHERE name = ANY($1::text[])",
+            list(settings),
+        )
+    }
+    changed = [k for k, v in settings.items() if current.get(k) != v]
+    for name in changed:  # names and values are the caller's constants, not input
+        await conn.execute(f"ALTER SYSTEM SET {name} = '{settings[name]}'")
+    if changed:
+        await conn.execute("SELECT pg_reload_conf()")
 
 
 def stop_embedded_postgres(data_dir: Path) -> None:
