@@ -382,6 +382,19 @@ async def list_conversation_events_route(call: Call) -> ConversationEventPage:
     )
 
 
+def _client_id(request: web.Request, in_body: str | None) -> str | None:
+    header = request.headers.get("Idempotency-Key")
+    if header is None:
+        return in_body
+    try:
+        key = msgspec.convert(header, ClientId)
+    except msgspec.ValidationError as exc:
+        raise ApiError(400, "invalid_idempotency_key", f"Idempotency-Key: {exc}") from exc
+    if in_body is not None and in_body != key:
+        raise ApiError(422, "idempotency_key_mismatch", "Idempotency-Key differs from client_id")
+    return key
+
+
 @route(
     "POST",
     "/api/v1/conversations/{conversation_id}/messages",
@@ -394,10 +407,12 @@ async def list_conversation_events_route(call: Call) -> ConversationEventPage:
     replays=True,
 )
 async def post_message_route(call: Call) -> Reply:
-    """A reply is queued for the channel; a private note is never delivered. ``client_id`` makes
-    it safe to retry: the same key returns the stored message with 200 instead of 201."""
+    """A reply is queued for the channel; a private note is never delivered. ``client_id`` (or
+    the ``Idempotency-Key`` header, its usual spelling for HTTP clients) makes it safe to retry:
+    the same key returns the stored message with 200 instead of 201."""
     body: NewMessage = call.body
     who = call.principal
+    client_id = _client_id(call.request, body.client_id)
     template = None
     if body.template is not None:
         t = body.template
@@ -411,7 +426,7 @@ async def post_message_route(call: Call) -> Reply:
             conversation_id=record_id(call, "conversation_id"),
             content=body.content,
             private=body.private,
-            client_id=body.client_id,
+            client_id=client_id,
             correlation_id=correlation_id.get(),
             inboxes=who.inboxes,
             template=template,

@@ -75,6 +75,25 @@ async def test_reply_and_note_over_rest_are_idempotent(hub: Hub, server: str) ->
     )
 
 
+async def test_the_idempotency_key_header_makes_a_reply_retry_safe(hub: Hub, server: str) -> None:
+    """The usual HTTP spelling of client_id: a retry after a lost answer stores nothing new."""
+    async with aiohttp.ClientSession() as session:
+        cid = await conversation(hub, server, session)
+        url = f"{server}api/v1/conversations/{cid}/messages"
+        keyed = {**AUTH, "Idempotency-Key": "h-1"}
+        async with session.post(url, json={"content": "once"}, headers=keyed) as first:
+            assert first.status == 201
+            once = (await first.json())["id"]
+        async with session.post(url, json={"content": "once"}, headers=keyed) as again:
+            assert again.status == 200 and (await again.json())["id"] == once
+        mismatch = {"content": "mismatch", "client_id": "h-2"}
+        async with session.post(url, json=mismatch, headers=keyed) as refused:
+            assert refused.status == 422, await refused.text()
+        too_long = {**AUTH, "Idempotency-Key": "k" * 129}
+        async with session.post(url, json={"content": "x"}, headers=too_long) as refused:
+            assert refused.status == 400, await refused.text()
+
+
 async def test_reply_over_the_socket_reaches_agent_streams(hub: Hub, server: str) -> None:
     async with aiohttp.ClientSession() as session:
         cid = await conversation(hub, server, session)
