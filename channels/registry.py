@@ -1,4 +1,5 @@
-"""Every channel the hub knows. Adding a channel is its folder plus one line in ``ADAPTERS``."""
+"""Every channel the hub knows. Adding a channel is its folder plus one line in ``ADAPTERS``; the
+composition root hands :data:`REGISTRY` to the core."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from channels.api import ApiChannel
 from channels.sip import SipChannel
 from channels.twilio import TwilioChannel
 from channels.whatsapp_cloud import WhatsAppCloudChannel
+from hub.contracts.registry import ChannelRegistry
 
 ADAPTERS: tuple[type[ChannelAdapter], ...] = (
     ApiChannel,
@@ -15,14 +17,4 @@ ADAPTERS: tuple[type[ChannelAdapter], ...] = (
     SipChannel,
 )
 
-#: shared instances for manifests, webhook parsing and media fetching (they keep no state)
-CHANNELS: dict[str, ChannelAdapter] = {kind.manifest.id: kind() for kind in ADAPTERS}
-
-
-def get_channel(channel_id: str) -> ChannelAdapter | None:
-    return CHANNELS.get(channel_id)
-
-
-def new_adapters() -> dict[str, ChannelAdapter]:
-    """Fresh instances for one process's outbound side, which starts and stops them."""
-    return {kind.manifest.id: kind() for kind in ADAPTERS}
+REGISTRY = ChannelRegistry(ADAPTERS)

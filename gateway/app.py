@@ -1,4 +1,5 @@
-"""Builds the aiohttp application around a started :class:`hub.app.Hub`."""
+"""Builds the gateway's aiohttp application (webhooks, REST, console, operations endpoints) around a
+started :class:`hub.app.Hub`. The composition root (``server``) adds the realtime sockets."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from importlib.metadata import version
 from aiohttp import web
 
 from gateway import ops, webhooks
-from gateway.auth import Authenticator
 from gateway.console import console_dir, mount_console
 from gateway.hardening import make_hardening
 from gateway.inbox_cache import InboxCache
@@ -21,11 +21,11 @@ from gateway.routes import ALL_ROUTES
 from gateway.state import STATE, GatewayState
 from hub.app import Hub
 from hub.config import Config
+from hub.contracts.registry import channel_registry
 from hub.metrics import watch_event_loop_lag
-from realtime.server import attach_realtime
 
 
-def build_app(hub: Hub, config: Config | None = None) -> web.Application:
+def build_gateway(hub: Hub, config: Config | None = None) -> web.Application:
     """``config``: edge settings (limits, CORS, proxies) other than the hub's own, for tests."""
     config = config or hub.config
     proxies = frozenset(p.strip() for p in config.trusted_proxies.split(",") if p.strip())
@@ -43,10 +43,9 @@ def build_app(hub: Hub, config: Config | None = None) -> web.Application:
             config.max_connections_per_address, total_cap(config.max_connections), proxies
         ),
     )
-    auth = Authenticator(hub)
     limits = RateLimits(config)
     app[STATE] = GatewayState(
-        hub=hub, auth=auth, inboxes=InboxCache(hub), limits=limits, trusted_proxies=proxies
+        hub=hub, auth=hub.callers, inboxes=InboxCache(hub), limits=limits, trusted_proxies=proxies
     )
 
     async def close_limits(_: web.Application) -> None:
@@ -71,7 +70,6 @@ def build_app(hub: Hub, config: Config | None = None) -> web.Application:
         return app
     webhooks.mount(app)  # POST, and GET for providers' verification handshakes
     mount(app, ALL_ROUTES)
-    mount_docs(app, build_document(ALL_ROUTES, version("hub")))
-    attach_realtime(app, hub, auth)  # Socket.IO at /socket.io/, namespace /agent
+    mount_docs(app, build_document(ALL_ROUTES, version("hub"), channel_registry().ids()))
     mount_console(app, console_dir(config.console_dir))  # the agent web console at /
     return app

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
-from channels._base import InboxContext
 from hub.app import Hub
+from hub.contracts.channel import InboxContext
 from hub.store.reads import load_inbox
 
 

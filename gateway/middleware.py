@@ -15,9 +15,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from channels._base import WebhookRejected
 from gateway.responses import ApiError, error_response
 from hub.app import DB_UNAVAILABLE
+from hub.contracts.channel import WebhookRejected
 from hub.ids import new_id
 from hub.logs import correlation_id
 from hub.metrics import REQUEST_LATENCY, WEBHOOKS_REJECTED

@@ -96,13 +96,19 @@ def _responses(spec: Route, reply_schema: dict[str, Any] | None) -> dict[str, An
     return answers
 
 
-def build_document(routes: Sequence[Route], version: str) -> dict[str, Any]:
+def build_document(
+    routes: Sequence[Route], version: str, channels: Sequence[str] = ()
+) -> dict[str, Any]:
+    """``channels``: the registered channel ids, listed as the ``channel`` of a new inbox (the
+    registry is handed over at start, so the body type cannot name them itself)."""
     types: list[Any] = [ErrorBody]
     for spec in routes:
         types.extend(t for t in (spec.query, spec.body, spec.form) if t is not None)
         if spec.reply is not None:
             types.append(spec.reply)
     refs, schemas = msgspec.json.schema_components(types, ref_template=_REF)
+    if channels and "InboxCreate" in schemas:
+        schemas["InboxCreate"]["properties"]["channel"]["enum"] = sorted(channels)
     reply_refs = iter(refs[1:])
     paths: dict[str, dict[str, Any]] = {}
     for spec in routes:

@@ -31,9 +31,9 @@ async def readyz(request: web.Request) -> web.Response:
         checks["bus"] = await hub.bus.check() or "ok"
         checks["outbox_relay"] = "active" if hub.relay and hub.relay.active else "standby"
         checks["bus_lag"] = sum(hub.bus.lag().values())
-    if hub.voice is not None and hub.voice.running:
-        # a PBX that refuses registration is reported, but does not make the hub unready
-        checks["voice"] = hub.voice.status()
+    # the parts' own states (a PBX that refuses registration is reported, but does not make the
+    # hub unready)
+    checks.update(hub.health())
     ready = checks["database"] == "ok" and checks.get("bus", "ok") == "ok"
     return json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 

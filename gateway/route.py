@@ -19,6 +19,7 @@ from typing import Any, Literal
 import msgspec
 from aiohttp import web
 
+from gateway.bearer import bearer, principal_for
 from gateway.responses import ApiError
 from gateway.state import STATE, GatewayState
 from hub.app import Hub
@@ -209,9 +210,9 @@ def _handler(spec: Route) -> Callable[[web.Request], Awaitable[web.StreamRespons
             await state.limits.check("login", address)
         principal: Principal | None = None
         if spec.permission is not None:
-            token = state.auth.bearer(request)
+            token = bearer(request)
             await state.limits.check("token", token)
-            principal = await state.auth.principal_for(token)
+            principal = await principal_for(state.auth, token)
             try:
                 authorize(principal, spec.permission)
             except Denied as exc:

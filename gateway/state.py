@@ -6,10 +6,10 @@ import dataclasses
 
 from aiohttp import web
 
-from gateway.auth import Authenticator
 from gateway.inbox_cache import InboxCache
 from gateway.ratelimit import RateLimits
 from hub.app import Hub
+from hub.auth.callers import Authenticator
 
 
 @dataclasses.dataclass(frozen=True)

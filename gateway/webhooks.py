@@ -16,15 +16,15 @@ from collections.abc import Sequence
 import aiohttp
 from aiohttp import web
 
-from channels._base import ChannelAdapter, InboundMessage, InboxContext, WebhookRequest
-from channels._base.media import MediaUnavailable, discard, fetch_all
-from channels.registry import get_channel
 from gateway.responses import ApiError, json_response
 from gateway.state import STATE, GatewayState
 from hub.actions.ingest import IngestRequest, IngestResult
 from hub.actions.message_status import apply_status_updates
+from hub.contracts.channel import ChannelAdapter, InboundMessage, InboxContext, WebhookRequest
+from hub.contracts.registry import get_channel
 from hub.logs import correlation_id
 from hub.media import media_store
+from hub.provider_media import MediaUnavailable, discard, fetch_all
 from hub.store.db import in_transaction
 
 PATH = "/webhooks/{channel}/{inbox_id}"

@@ -1,33 +1,34 @@
-"""Wiring: one container that starts the store, the bus, the actions and the consumers in order
-and stops them in reverse. Every process role builds its parts from here."""
+"""The core's running container: the store, the bus, the ingest committer and the outbox relay, and
+the parts the composition root (``server``) plugs in, started in order and stopped in reverse.
+
+The core imports no part: realtime, channels, consumers and services arrive as
+:class:`~hub.contracts.part.Part` objects, presence as a :class:`~hub.contracts.presence.Presence`.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from channels.sip.service import VoiceService
 from hub.actions.group_commit import GroupCommitter
 from hub.actions.ingest import IngestRequest, IngestResult, count_committed, ingest_batch
 from hub.actions.setup import ensure_default_account
-from hub.bus import Bus, ConsumerOptions, Subscription
+from hub.auth.access import AccessTokens
+from hub.auth.callers import Authenticator
+from hub.bus import Bus
 from hub.bus.memory import MemoryBus
 from hub.config import Config
-from hub.consumers.delivery import Delivery
-from hub.consumers.journal import Journal
+from hub.contracts.part import LAYERS, Part
+from hub.contracts.presence import NobodyOnline, Presence
 from hub.relay import OutboxRelay
 from hub.secrets import SecretBox, load_secret_box
 from hub.store.db import create_pool
 from hub.store.embedded import start_embedded_postgres
 from hub.store.migrate import migrate
-from realtime.cluster import Cluster, make_cluster
-from realtime.consumer import RealtimeConsumer
-from realtime.log import trim as trim_realtime_log
 
 log = logging.getLogger(__name__)
 
@@ -65,41 +66,59 @@ def make_bus(config: Config) -> Bus:
     return MemoryBus(partitions=config.bus_partitions)
 
 
+#: what a consumer retries without limit: the bus or the database is away, never bad input
+TRANSIENT: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError, *DB_UNAVAILABLE)
+
+#: roles that publish the outbox and run the consumers; the voice role needs a bus too
+BUS_ROLES = frozenset({"all", "worker", "voice"})
+INGEST_ROLES = frozenset({"all", "gateway", "voice"})
+RELAY_ROLES = frozenset({"all", "worker"})
+
+
 class Hub:
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        parts: Sequence[Part] = (),
+        presence: Presence | None = None,
+    ) -> None:
         self.config = config
         self.dsn = ""
         self.pool: asyncpg.Pool[Any]
         self.box: SecretBox
         self.account_id = ""
+        #: who is calling, for REST and sockets alike (one cache, one ``forget``)
+        self.callers: Authenticator
         self.ingest: GroupCommitter[IngestRequest, IngestResult]
-        #: worker parts (role ``all`` or ``worker``); a gateway-only process has none
         self.bus: Bus | None = None
         self.relay: OutboxRelay | None = None
-        self._realtime: RealtimeConsumer | None = None
-        self._subscriptions: list[Subscription] = []
-        #: called with the accounts whose realtime log grew, in any process (``None``: maybe any
-        #: account); the socket layer wakes its streams
-        self.realtime_listeners: list[Callable[[set[str] | None], None]] = []
-        #: called when an agent went offline because its hub process vanished
-        self.offline_listeners: list[Callable[[str, str], Awaitable[None]]] = []
-        #: presence (what routing reads) and wake-ups shared by the hub processes
-        self.cluster: Cluster = make_cluster(config)
-        self._trim_task: asyncio.Task[None] | None = None
-        #: the SIP user agent's side (roles ``all`` and ``voice``)
-        self.voice: VoiceService | None = None
+        #: every part the composition root gave, in start order; only those of this role run
+        self.parts: tuple[Part, ...] = tuple(parts)
+        #: who is online (what call routing and assignment read)
+        self.presence: Presence = presence or NobodyOnline()
+        self._running: list[Part] = []
+
+    def part(self, name: str) -> Part | None:
+        return next((p for p in self.parts if p.name == name), None)
+
+    def _ours(self, layer: str) -> list[Part]:
+        role = self.config.role
+        return [p for p in self.parts if p.layer == layer and role in p.roles]
 
     async def start(self) -> None:
         config = self.config
         self.box = load_secret_box(config)
         self.dsn = await resolve_dsn(config)
         self.pool = await create_pool(self.dsn, config.db_pool_size)
+        access = AccessTokens(self.box.derive("access-token"), config.access_token_minutes * 60)
+        self.callers = Authenticator(self.pool, access)
         async with self.pool.acquire() as conn:
             await migrate(conn)
             self.account_id = await ensure_default_account(conn)
-        await self.cluster.start(self._cluster_logged, self._agent_offline)
-        if config.role in ("all", "worker"):
-            await self._start_workers()
+        if config.role in BUS_ROLES:
+            self.bus = make_bus(config)
+            await self.bus.start()
         self.ingest = GroupCommitter(
             "ingest",
             self.pool,
@@ -110,71 +129,44 @@ class Hub:
             concurrency=config.ingest_concurrency,
             on_commit=count_committed,
         )
-        if config.role in ("all", "gateway", "voice"):
+        for part in self._ours("shared") + self._ours("consumer"):
+            await self._start(part)
+        if config.role in RELAY_ROLES:
+            # after the consumers, so the in-process bus has their groups
+            assert self.bus is not None
+            self.relay = OutboxRelay(self.dsn, self.bus, poll_interval=config.outbox_poll_ms / 1000)
+            self.relay.start()
+        if config.role in INGEST_ROLES:
             self.ingest.start()
-        if config.role in ("all", "voice"):
-            if self.bus is None:  # the voice role hears agents' decisions on the bus
-                self.bus = make_bus(config)
-                await self.bus.start()
-            self.voice = VoiceService(self, max_calls=config.voice_max_calls)
-            await self.voice.start()
+        for part in self._ours("source"):
+            await self._start(part)
 
-    async def _start_workers(self) -> None:
-        """The bus, the consumers and the outbox relay: what a ``worker`` process runs."""
-        config = self.config
-        self.bus = bus = make_bus(config)
-        await bus.start()
-        transient = (ConnectionError, TimeoutError, *DB_UNAVAILABLE)
-        journal = ConsumerOptions(max_batch=2000, linger=0.2, transient=transient)
-        self._subscriptions += await Journal(self.pool).subscribe(bus, journal)
-        realtime = ConsumerOptions(max_batch=500, transient=transient)
-        self._realtime = RealtimeConsumer(self.pool, self._realtime_logged)
-        self._realtime.start()
-        self._subscriptions += await self._realtime.subscribe(bus, realtime)
-        self._trim_task = asyncio.create_task(self._trim_realtime_log(), name="realtime-trim")
-        # agents' replies out through their channels (sends wait on providers: small batches)
-        delivery = ConsumerOptions(max_batch=50, transient=transient)
-        self._subscriptions += await Delivery(self.pool, self.box, config).subscribe(bus, delivery)
-        # the relay starts after the consumers, so the in-process bus has its groups
-        self.relay = OutboxRelay(self.dsn, bus, poll_interval=config.outbox_poll_ms / 1000)
-        self.relay.start()
+    async def _start(self, part: Part) -> None:
+        await part.start(self)
+        self._running.append(part)
 
-    def _realtime_logged(self, accounts: set[str]) -> None:
-        self.cluster.logged(accounts)
-
-    def _cluster_logged(self, accounts: set[str] | None) -> None:
-        for listener in self.realtime_listeners:
-            listener(accounts)
-
-    async def _agent_offline(self, account_id: str, agent_id: str) -> None:
-        for listener in self.offline_listeners:
-            await listener(account_id, agent_id)
-
-    async def _trim_realtime_log(self) -> None:
-        """Keep the replay log bounded; a reconnect from before what is kept gets 'resync'."""
-        while True:
-            await asyncio.sleep(60)
-            try:
-                await trim_realtime_log(self.pool, self.config.realtime_replay_events)
-            except DB_UNAVAILABLE as exc:
-                log.warning("realtime log trim failed", extra={"error": repr(exc)})
+    def health(self) -> dict[str, Any]:
+        """The running parts' checks for ``/readyz``."""
+        checks: dict[str, Any] = {}
+        for part in self._running:
+            checks.update(part.health())
+        return checks
 
     async def stop(self) -> None:
         """Stop taking work, finish what was accepted, then close the parts in reverse order."""
-        if self._trim_task is not None:
-            self._trim_task.cancel()
-        if self.voice is not None:
-            await self.voice.stop()
-        await self.ingest.stop()
-        if self.relay is not None:
-            if not await self.relay.drain(within=5.0):
-                log.warning("outbox not drained at shutdown; the rest is published at next start")
-            await self.relay.stop()
-        for subscription in self._subscriptions:
-            await subscription.stop()
-        if self._realtime is not None:
-            await self._realtime.stop()
-        await self.cluster.stop()
+        running = self._running
+        for layer in reversed(LAYERS):
+            if layer == "consumer":
+                await self.ingest.stop()
+                if self.relay is not None:
+                    if not await self.relay.drain(within=5.0):
+                        log.warning(
+                            "outbox not drained at shutdown; the rest is published at next start"
+                        )
+                    await self.relay.stop()
+            for part in reversed([p for p in running if p.layer == layer]):
+                await part.stop()
+        self._running = []
         if self.bus is not None:
             await self.bus.close()
         await self.pool.close()

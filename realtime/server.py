@@ -18,16 +18,18 @@ from typing import Any, TypeVar
 import socketio
 from aiohttp import web
 
-from gateway.auth import Authenticator
 from hub.actions.messages import MessageRefused, create_agent_message
 from hub.actions.reads import mark_read
 from hub.app import DB_UNAVAILABLE, Hub
+from hub.auth.callers import Authenticator
 from hub.authz import Denied, Permission, Principal, authorize
+from hub.contracts.presence import STATUSES
 from hub.store.db import in_transaction
 from hub.store.reads import conversation_exists
-from realtime.cluster import STATUSES, Cluster
+from realtime.cluster import Cluster
 from realtime.fanout import Fanout, use_shared_frames
 from realtime.log import bounds
+from realtime.part import Live
 from realtime.streams import Streams
 
 log = logging.getLogger(__name__)
@@ -297,7 +299,9 @@ def limit_handshake(sio: socketio.AsyncServer, timeout: float) -> None:
     sio.eio.on("connect", connect_with_deadline)
 
 
-def attach_realtime(app: web.Application, hub: Hub, auth: Authenticator) -> Streams:
+def attach_realtime(app: web.Application, hub: Hub, live: Live) -> Streams:
+    """Socket.IO at ``/socket.io/``, namespace ``/agent``, woken by ``live``'s cluster."""
+    auth = hub.callers
     # with Redis, emits to rooms (presence, typing) reach the sockets of every process
     manager = (
         socketio.AsyncRedisManager(hub.config.redis_url, channel="hub:socketio")
@@ -316,11 +320,11 @@ def attach_realtime(app: web.Application, hub: Hub, auth: Authenticator) -> Stre
     limit_handshake(sio, hub.config.realtime_handshake_timeout)
     fanout = Fanout(sio, NAMESPACE, max_buffer=hub.config.realtime_socket_buffer_kib * 1024)
     streams = Streams(hub.pool, fanout.send)
-    namespace = AgentNamespace(hub, auth, streams, hub.cluster)
+    namespace = AgentNamespace(hub, auth, streams, live.cluster)
     sio.register_namespace(namespace)
     sio.attach(app)
-    hub.realtime_listeners.append(streams.notify)
-    hub.offline_listeners.append(namespace.announce)
+    live.logged_listeners.append(streams.notify)
+    live.offline_listeners.append(namespace.announce)
     auth.on_forget.append(namespace.recheck_soon)
     periodic: list[asyncio.Task[None]] = []
 

@@ -18,11 +18,18 @@ from hub.config import Config
 from hub.store.db import prepare_connection
 from hub.store.embedded import start_embedded_postgres, stop_embedded_postgres
 from hub.store.migrate import migrate
+from server.compose import build_hub, install
 from tests.support.kafka_server import KafkaServer
 from tests.support.redis_server import RedisServer
 
 TEMPLATE = "hub_template"
 ADMIN_TOKEN = "test-bootstrap-token"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def channels_installed() -> None:
+    """What the composition root hands the core at start, for tests that call actions directly."""
+    install()
 
 
 def _with_db(dsn: str, database: str) -> str:
@@ -84,7 +91,7 @@ def hub_config(db_dsn: str, tmp_path: Path) -> Config:
 
 @pytest.fixture
 async def hub(hub_config: Config) -> AsyncIterator[Hub]:
-    instance = Hub(hub_config)
+    instance = build_hub(hub_config)
     await instance.start()
     await instance.pool.execute(  # an administrator's API token the tests call with
         """INSERT INTO api_tokens (id, account_id, name, role, token_hash)
@@ -98,7 +105,7 @@ async def hub(hub_config: Config) -> AsyncIterator[Hub]:
 
 @pytest.fixture
 async def client(hub: Hub) -> AsyncIterator[TestClient[Any, Any]]:
-    from gateway.app import build_app
+    from server.compose import build_app
 
     async with TestClient(TestServer(build_app(hub))) as test_client:
         yield test_client

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.postgres
 
 def hub(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "hub.cli", *args],
+        [sys.executable, "-m", "server.cli", *args],
         env=env,
         text=True,
         capture_output=True,

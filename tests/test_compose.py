@@ -37,7 +37,7 @@ import pytest
 import yaml
 from cryptography.fernet import Fernet
 
-import hub.cli
+import server.cli
 from hub.config import ROLES, SETTINGS, Config, ConfigError, check, load_config
 from hub.secrets import SecretBox
 
@@ -358,9 +358,9 @@ class _Parsed(Exception):
 
 
 def parse_hub_command(args: Sequence[str]) -> argparse.Namespace:
-    """Parse ``hub ARGS`` with the very parser ``hub.cli.main`` builds, and run nothing.
+    """Parse ``hub ARGS`` with the very parser ``server.cli.main`` builds, and run nothing.
 
-    ``hub.cli`` has no parse-only entry point (its parser is built inside ``main``), so ``main``
+    ``server.cli`` has no parse-only entry point (its parser is built inside ``main``), so ``main``
     is called with ``parse_args`` stopped right after it parsed."""
     real = argparse.ArgumentParser.parse_args
 
@@ -379,7 +379,7 @@ def parse_hub_command(args: Sequence[str]) -> argparse.Namespace:
     ):
         mp.setattr(argparse.ArgumentParser, "parse_args", parse_only)
         try:
-            hub.cli.main(list(args))
+            server.cli.main(list(args))
         except _Parsed as parsed:
             return parsed.namespace
         except SystemExit as exc:  # argparse refused (or --help printed and exited)
@@ -387,11 +387,11 @@ def parse_hub_command(args: Sequence[str]) -> argparse.Namespace:
                 f"`hub {shlex.join(args)}` is refused by the hub's parser (exit {exc.code}):\n"
                 + out.getvalue().strip()
             ) from None
-    raise AssertionError("hub.cli.main returned without parsing its arguments")
+    raise AssertionError("server.cli.main returned without parsing its arguments")
 
 
 def effective_config(args: argparse.Namespace, env: dict[str, str]) -> Config:
-    """What ``hub.cli.main`` runs with: settings from the environment, then (for ``serve``) the
+    """What ``server.cli.main`` runs with: settings from the environment, then (for ``serve``) the
     command line's --host/--port/--role, checked again."""
     assert args.config is None, "hub services take their settings from the environment"
     config = load_config(env)
@@ -543,7 +543,7 @@ def test_the_hub_cli_accepts_each_service_environment(
     base = {k: os.environ[k] for k in ("PATH", "SYSTEMROOT") if k in os.environ}
     procs = {
         svc.name: subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", "config"],
+            [sys.executable, "-m", "server.cli", "config"],
             env={**base, **svc.env},
             cwd=ROOT,
             stdout=subprocess.PIPE,

@@ -229,7 +229,7 @@ class Hubs:
             env["HUB_ROLE"] = role
         if self.mode in ("scaled", "kafka"):
             subprocess.run(
-                [sys.executable, "-m", "hub.cli", "migrate"],
+                [sys.executable, "-m", "server.cli", "migrate"],
                 env=self.envs[0],
                 check=True,
                 capture_output=True,

@@ -21,10 +21,10 @@ import uvloop
 from channels._base import InboundMessage, Sender
 from hub.actions.ingest import IngestRequest
 from hub.actions.setup import create_inbox
-from hub.app import Hub
 from hub.config import Config
 from hub.store.embedded import stop_embedded_postgres
 from hub.store.reads import load_inbox
+from server.compose import build_hub
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -35,7 +35,7 @@ def cpu() -> float:
 
 
 async def run(callers: int, seconds: float, data_dir: Path) -> dict[str, float]:
-    hub = Hub(Config(data_dir=data_dir, access_log=False, log_level="warning"))
+    hub = build_hub(Config(data_dir=data_dir, access_log=False, log_level="warning"))
     await hub.start()
     try:
         async with hub.pool.acquire() as conn:

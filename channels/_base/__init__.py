@@ -1,8 +1,10 @@
-"""What every channel shares: the adapter contract, canonical messages and status reports,
-errors, signatures, phone numbers, provider media, and outbound retries, breaker and rate limit."""
+"""What every channel shares: the adapter defaults, signatures, body parsing, and outbound retries,
+breaker and rate limit. The contract types (canonical messages, status reports, errors, the adapter
+protocol) belong to the core (``hub.contracts.channel``) and are re-exported here for channels."""
 
-from channels._base.adapter import (
-    BaseAdapter,
+from channels._base.adapter import BaseAdapter, rate_setting
+from channels._base.signatures import verify_hmac_sha256
+from hub.contracts.channel import (
     Capability,
     ChannelAdapter,
     ChannelEnv,
@@ -24,9 +26,7 @@ from channels._base.adapter import (
     WebhookRejected,
     WebhookRequest,
     WebhookResult,
-    rate_setting,
 )
-from channels._base.signatures import verify_hmac_sha256
 
 __all__ = [
     "BaseAdapter",

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from channels._base.adapter import WebhookRejected
+from hub.contracts.channel import WebhookRejected
 
 
 def decode_json(

@@ -13,14 +13,14 @@ import logging
 import tenacity
 from aiolimiter import AsyncLimiter
 
-from channels._base.adapter import (
+from channels._base.breaker import Breakers, CircuitOpen
+from hub.contracts.channel import (
     ChannelAdapter,
     InboxContext,
     OutboundMessage,
     SendError,
     SendResult,
 )
-from channels._base.breaker import Breakers, CircuitOpen
 
 log = logging.getLogger(__name__)
 

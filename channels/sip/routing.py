@@ -2,8 +2,8 @@
 console, has a phone (a SIP address), is not on a call, and has not passed on this call yet.
 
 ``round_robin`` offers it to the agent offered a call longest ago; ``longest_idle`` to the one
-whose last call ended longest ago. Presence comes from the realtime cluster, so in a scaled
-deployment it is every gateway's sockets, through Redis.
+whose last call ended longest ago. Presence is the core's interface, which the realtime layer fills
+from agents' sockets (every gateway's, through Redis, in a scaled deployment).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from realtime.cluster import Cluster
+from hub.contracts.presence import Presence
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -24,7 +24,7 @@ class Candidate:
 
 async def pick_agent(
     pool: asyncpg.Pool[Any],
-    cluster: Cluster,
+    presence: Presence,
     *,
     account_id: str,
     inbox_id: str,
@@ -32,8 +32,8 @@ async def pick_agent(
     exclude: tuple[str, ...],
     strategy: str,
 ) -> Candidate | None:
-    presence = await cluster.of_account(account_id)
-    online = [agent for agent, status in presence.items() if status == "online"]
+    agents = await presence.of_account(account_id)
+    online = [agent for agent, status in agents.items() if status == "online"]
     if not online:
         return None
     order = (

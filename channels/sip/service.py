@@ -34,7 +34,6 @@ import msgspec
 from prometheus_client import Counter, Gauge, Histogram
 
 from channels._base import InboundMessage, InboxContext, Sender
-from channels._base.phone import PHONE, to_e164
 from channels.sip import agent as ua_events
 from channels.sip.agent import Line, SipError, SipUserAgent
 from channels.sip.routing import pick_agent
@@ -47,6 +46,7 @@ from hub.events.envelope import ActorKind, decode_event, decode_head
 from hub.events.types import CONVERSATIONS, CallAccepted, CallDeclined, CallRequested
 from hub.media import media_store
 from hub.metrics import REGISTRY
+from hub.phone import PHONE, to_e164
 from hub.store.reads import load_inbox
 
 log = logging.getLogger(__name__)
@@ -503,7 +503,7 @@ class VoiceService:
         s = call.inbox.settings
         candidate = await pick_agent(
             self.hub.pool,
-            self.hub.cluster,
+            self.hub.presence,
             account_id=call.record.account_id,
             inbox_id=call.record.inbox_id,
             team_id=call.record.team_id,

@@ -23,10 +23,10 @@ from channels._base import (
     WebhookResult,
     rate_setting,
 )
-from channels._base.phone import to_e164
 from channels.twilio import inbound
 from channels.twilio.manifest import DEFAULT_RATE, KINDS, MANIFEST
 from channels.twilio.outbound import TwilioSender, base_url, basic_auth
+from hub.phone import to_e164
 
 CHUNK = 64 * 1024
 MEDIA_TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=10)

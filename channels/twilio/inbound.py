@@ -31,8 +31,8 @@ from channels._base import (
     WebhookRequest,
     WebhookResult,
 )
-from channels._base.phone import PHONE, to_e164
 from channels.twilio.manifest import ERROR_MESSAGES, MANIFEST
+from hub.phone import PHONE, to_e164
 
 #: Twilio reads the answer as TwiML; an empty one means "no automatic reply"
 EMPTY_TWIML = DirectReply(

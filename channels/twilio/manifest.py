@@ -9,8 +9,8 @@ signed with a Twilio SharedKey, announced by ``X-Twilio-Webhooks-Signature-Setti
 """
 
 from channels._base import Capability, Manifest
-from channels._base.phone import PHONE
 from hub.events import MessageStatus
+from hub.phone import PHONE
 
 API_BASE_URL = "https://api.twilio.com"
 KINDS = ("sms", "whatsapp")

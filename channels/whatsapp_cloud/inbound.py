@@ -43,8 +43,8 @@ from channels._base import (
     verify_hmac_sha256,
 )
 from channels._base.bodies import decode_json, no_nul
-from channels._base.phone import PHONE, to_e164
 from channels.whatsapp_cloud.manifest import MANIFEST
+from hub.phone import PHONE, to_e164
 
 log = logging.getLogger(__name__)
 

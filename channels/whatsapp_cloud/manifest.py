@@ -13,8 +13,8 @@ string, entered again in the app's webhook settings for the GET handshake).
 from datetime import timedelta
 
 from channels._base import Capability, Manifest
-from channels._base.phone import PHONE
 from hub.events import MessageStatus
+from hub.phone import PHONE
 
 API_BASE_URL = "https://graph.facebook.com"
 API_VERSION = "v23.0"

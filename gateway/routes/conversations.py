@@ -15,7 +15,6 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from msgspec import UNSET, UnsetType
 
-from channels._base import Template
 from gateway.responses import ApiError
 from gateway.route import Call, Reply, route
 from gateway.routes._common import NO_NUL, Limit, PrefixSearch, RecordId, record_id, refusal
@@ -27,6 +26,7 @@ from hub.actions.messages import (
     create_agent_message,
 )
 from hub.authz import Permission
+from hub.contracts.channel import Template
 from hub.logs import correlation_id
 from hub.media import MediaNotFound, MediaStore, MediaTooLarge, media_store
 from hub.store.db import in_transaction
@@ -677,7 +677,7 @@ class PresenceList(msgspec.Struct):
 )
 async def presence_route(call: Call) -> PresenceList:
     """What routing reads too."""
-    agents = await call.hub.cluster.of_account(call.principal.account_id)
+    agents = await call.hub.presence.of_account(call.principal.account_id)
     return PresenceList([PresenceEntry(a, s) for a, s in agents.items()])
 
 

@@ -6,9 +6,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from channels.sms_segments import count_segments
 from gateway.route import Call, route
 from hub.authz import Permission
+from hub.sms_segments import count_segments
 
 MAX_TEXT = 65_536
 

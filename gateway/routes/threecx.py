@@ -17,7 +17,6 @@ from typing import Annotated, Any, Literal
 import msgspec
 import phonenumbers
 
-from channels._base.phone import to_e164
 from gateway.responses import ApiError
 from gateway.route import Call, Reply, route
 from gateway.routes._common import NO_NUL, whole
@@ -27,6 +26,7 @@ from hub.authz import Permission
 from hub.events.types import CallDirection
 from hub.events.types import Identity as IdentityEvent
 from hub.logs import correlation_id
+from hub.phone import to_e164
 from hub.store.db import in_transaction
 from hub.store.reads import load_inbox
 

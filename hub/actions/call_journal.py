@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from channels._base import InboundMessage, InboxContext, Sender
-from channels._base.phone import PHONE
 from hub.actions import calls
 from hub.actions.ingest import IngestRequest
+from hub.contracts.channel import InboundMessage, InboxContext, Sender
 from hub.events.types import CallDirection
+from hub.phone import PHONE
 
 if TYPE_CHECKING:
     from hub.app import Hub

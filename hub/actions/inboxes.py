@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from channels._base import SettingsInvalid
-from channels.registry import get_channel
 from hub.actions.accounts import Refused, audit_object, known_ids
 from hub.actions.setup import CreatedInbox, SetupError, create_inbox
 from hub.audit import Origin
 from hub.authz import Principal
+from hub.contracts.channel import SettingsInvalid
+from hub.contracts.registry import get_channel
 from hub.secrets import SecretBox
 from hub.store.db import Conn
 

@@ -29,7 +29,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from channels._base import InboundMessage, InboxContext
+from hub.contracts.channel import InboundMessage, InboxContext
 from hub.events import (
     Actor,
     ActorKind,

@@ -25,7 +25,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from channels._base import StatusUpdate
+from hub.contracts.channel import StatusUpdate
 from hub.events import Actor, ActorKind, Event, MessageStatus, MessageStatusChanged, make_event
 from hub.store.db import Conn
 from hub.store.outbox import append_events

@@ -15,8 +15,8 @@ import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from channels._base import Capability, StoredFile, Template
-from channels.registry import get_channel
+from hub.contracts.channel import Capability, StoredFile, Template
+from hub.contracts.registry import get_channel
 from hub.events import Actor, ActorKind, Attachment, MessageCreated, MessageStatus, make_event
 from hub.ids import new_id
 from hub.refusals import CodedRefusal

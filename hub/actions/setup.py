@@ -11,7 +11,7 @@ import hashlib
 import secrets
 from typing import Any
 
-from channels.registry import get_channel
+from hub.contracts.registry import get_channel
 from hub.ids import new_id
 from hub.secrets import SecretBox
 from hub.store.db import Conn

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
+from hub.consumers.stream import StreamConsumer
 from hub.events.envelope import decode_head
 from hub.events.types import CONTACTS, CONVERSATIONS
 
@@ -53,3 +54,8 @@ class Journal:
                ON CONFLICT (id) DO NOTHING""",
             *zip(*rows, strict=True),
         )
+
+
+def journal_part() -> StreamConsumer:
+    """Writes in bulk: large batches, a short linger for fuller ones."""
+    return StreamConsumer("journal", lambda hub: Journal(hub.pool), max_batch=2000, linger=0.2)

@@ -10,8 +10,8 @@ from typing import Any, Literal
 import asyncpg
 import orjson
 
-from channels._base import InboxContext
 from hub.authz import Principal
+from hub.contracts.channel import InboxContext
 from hub.secrets import SecretBox
 from hub.store.db import Conn
 

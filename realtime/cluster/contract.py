@@ -1,11 +1,15 @@
-"""The cluster contract the socket layer and routing use, whichever backend is configured."""
+"""The cluster contract the socket layer uses, whichever backend is configured. It is the core's
+:class:`~hub.contracts.presence.Presence` (what routing reads) plus what sockets write and the
+wake-ups between processes."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-STATUSES = ("online", "busy", "offline")
+from hub.contracts.presence import STATUSES, Presence
+
+__all__ = ["STATUSES", "Cluster", "OnLogged", "OnOffline"]
 
 #: called in every process with the accounts whose log grew; ``None`` means "maybe any account"
 #: (after a lost connection, when notices may have been missed)
@@ -14,7 +18,7 @@ OnLogged = Callable[[set[str] | None], None]
 OnOffline = Callable[[str, str], Awaitable[None]]
 
 
-class Cluster(Protocol):
+class Cluster(Presence, Protocol):
     async def start(self, on_logged: OnLogged, on_offline: OnOffline) -> None: ...
 
     async def stop(self) -> None: ...
@@ -32,12 +36,4 @@ class Cluster(Protocol):
 
     async def set_status(self, account_id: str, agent_id: str, status: str) -> bool:
         """Set a connected agent's status; False if the agent has no socket."""
-        ...
-
-    async def status(self, account_id: str, agent_id: str) -> str:
-        """What routing reads: ``online``, ``busy`` or ``offline``."""
-        ...
-
-    async def of_account(self, account_id: str) -> dict[str, str]:
-        """Connected agents of an account and their status."""
         ...

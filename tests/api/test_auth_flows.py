@@ -348,7 +348,7 @@ def _create_admin(
     env: dict[str, str], email: str, password: str, *extra: str
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "hub.cli", "create-admin", "--email", email, *extra],
+        [sys.executable, "-m", "server.cli", "create-admin", "--email", email, *extra],
         env=env,
         input=password + "\n",
         text=True,

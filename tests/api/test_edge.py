@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import build_app
 from gateway.routes import ALL_ROUTES
 from hub.app import Hub
 from hub.config import Config
+from server.compose import build_app
 from tests.conftest import ADMIN_TOKEN
 from tests.support.redis_server import RedisServer
 

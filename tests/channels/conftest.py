@@ -9,10 +9,10 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from channels import delivery
 from channels._base.outbound import RetryPolicy
 from hub.app import Hub
 from hub.config import Config
-from hub.consumers import delivery
 from tests.conftest import ADMIN_TOKEN
 from tests.realtime.agents import Agent
 from tests.support.provider_mock import ApiEndpoint, ProviderMock, TwilioApi
@@ -58,7 +58,7 @@ async def agent(server: str) -> AsyncIterator[Agent]:
 @pytest.fixture
 async def server(hub: Hub) -> AsyncIterator[str]:
     """The base URL (no trailing slash) of the hub's HTTP and Socket.IO server."""
-    from gateway.app import build_app
+    from server.compose import build_app
 
     test_server = TestServer(build_app(hub))
     await test_server.start_server()

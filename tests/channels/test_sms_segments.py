@@ -9,8 +9,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from channels.sms_segments import GSM7_BASIC, GSM7_EXTENSION, count_segments
 from hub.app import Hub
+from hub.sms_segments import GSM7_BASIC, GSM7_EXTENSION, count_segments
 from tests.conftest import ADMIN_TOKEN
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -67,9 +67,9 @@ def test_any_text_counts_consistently(text: str) -> None:
 
 @pytest.mark.postgres
 async def test_the_endpoint(hub: Hub) -> None:
-    from gateway.app import build_app
     from gateway.route import mount
     from gateway.routes import ALL_ROUTES, sms
+    from server.compose import build_app
 
     app = build_app(hub)
     if not any(r.path == "/api/v1/sms/segments" for r in ALL_ROUTES):

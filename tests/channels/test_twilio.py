@@ -482,7 +482,7 @@ async def test_429_on_send_is_retried_then_sent(
 async def test_a_reply_is_sent_once_even_if_its_event_comes_twice(
     client: Client, hub: Hub, mock: ProviderMock, mock_inbox_reply: tuple[str, str]
 ) -> None:
-    from hub.consumers.delivery import Delivery
+    from channels.delivery import Delivery
     from hub.events import decode_event
 
     _, message_id = mock_inbox_reply

@@ -11,9 +11,9 @@ import pytest
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, async_playwright
 
-from gateway.app import build_app
 from hub.app import Hub
 from hub.config import Config
+from server.compose import build_app
 from tests.channels.conftest import PUBLIC_URL, quick_retries  # noqa: F401 (an autouse fixture)
 from tests.support.graph_mock import GraphApi
 from tests.support.provider_mock import ApiEndpoint, ProviderMock, TwilioApi

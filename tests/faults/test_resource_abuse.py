@@ -17,10 +17,10 @@ import pytest
 import socketio
 from aiohttp import web
 
-from gateway.app import build_app
 from gateway.limits import ConnectionCaps
 from hub.app import Hub
 from hub.config import Config
+from server.compose import build_app
 from tests.conftest import ADMIN_TOKEN
 from tests.support.api_channel import ApiInbox, api_body, signed_headers
 

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp.test_utils import TestServer
 
-from gateway.app import build_app
 from hub.app import Hub
+from server.compose import build_app
 
 
 @pytest.fixture

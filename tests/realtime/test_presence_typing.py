@@ -63,7 +63,7 @@ async def test_presence_is_shared_set_and_dropped_with_the_last_socket(
     assert await ann.call("presence", {"status": "busy"}) == {"ok": True, "status": "busy"}
     await ben.until("presence", 1)
     assert {"agent_id": ann_id, "status": "busy"} in ben.got["presence"]
-    assert await hub.cluster.status(hub.account_id, ann_id) == "busy", "what routing reads"
+    assert await hub.presence.status(hub.account_id, ann_id) == "busy", "what routing reads"
     async with (
         aiohttp.ClientSession() as session,
         session.get(

@@ -12,11 +12,11 @@ import pytest
 import socketio
 from aiohttp.test_utils import TestServer
 
-from gateway.app import build_app
 from gateway.state import STATE
 from hub.actions.setup import hash_token
 from hub.app import Hub
 from hub.auth.access import AccessTokens
+from server.compose import build_app
 from tests.realtime.agents import Agent
 
 pytestmark = pytest.mark.postgres

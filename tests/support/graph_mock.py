@@ -34,11 +34,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from channels._base.phone import to_e164
 from channels._base.signatures import sign_hmac_sha256
 from channels.whatsapp_cloud import WhatsAppCloudChannel
 from hub.actions.setup import create_inbox
 from hub.app import Hub
+from hub.phone import to_e164
 from tests.support.provider_mock import Failure, Handler, ProviderMock
 
 VERSION = "v23.0"

@@ -45,7 +45,7 @@ def hub_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
 def start_hub(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", "serve"], env=env, stdout=out, stderr=out
+            [sys.executable, "-m", "server.cli", "serve"], env=env, stdout=out, stderr=out
         )
 
 
@@ -68,7 +68,7 @@ async def wait_healthy(
 def hub_cli(env: dict[str, str], *args: str) -> dict[str, Any]:
     """Run a ``hub`` set-up command (``inbox create``, ``token create``) and return its JSON."""
     done = subprocess.run(
-        [sys.executable, "-m", "hub.cli", *args], env=env, capture_output=True, check=True
+        [sys.executable, "-m", "server.cli", *args], env=env, capture_output=True, check=True
     )
     made: dict[str, Any] = json.loads(done.stdout)
     return made

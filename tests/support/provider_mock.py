@@ -29,7 +29,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import MultiDict
 
-from channels._base.phone import to_e164
+from hub.phone import to_e164
 
 
 @dataclasses.dataclass(frozen=True)

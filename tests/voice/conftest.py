@@ -14,8 +14,10 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from gateway.app import build_app
+from channels.sip.part import voice_of
+from channels.sip.service import VoiceService
 from hub.app import Hub
+from server.compose import build_app
 from tests.api.admin_support import make_user
 from tests.conftest import ADMIN_TOKEN
 from tests.realtime.agents import Agent
@@ -31,6 +33,12 @@ class VoiceDesk:
     url: str
     http: aiohttp.ClientSession
     workdir: Path
+
+    @property
+    def voice(self) -> VoiceService:
+        service = voice_of(self.hub)
+        assert service is not None, "the voice part runs in role all"
+        return service
 
     async def api(
         self, method: str, path: str, headers: dict[str, str] | None = None, **body: Any
@@ -76,8 +84,7 @@ class VoiceDesk:
             settings={"mode": "listen", "bind": "127.0.0.1", "port": port, **settings},
         )
         assert status == 201, inbox
-        assert self.hub.voice is not None
-        await self.hub.voice.sync()
+        await self.voice.sync()
         return inbox["id"], port
 
     async def agent(

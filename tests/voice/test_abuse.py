@@ -37,7 +37,7 @@ async def test_garbage_and_a_flood_of_invites_do_not_take_the_user_agent_down(
             for datagram in GARBAGE:
                 udp.sendto(datagram[:65_000], ("127.0.0.1", port))
     await asyncio.sleep(0.5)
-    assert await desk.hub.voice.ua.active_legs() == 0 if desk.hub.voice else False
+    assert await desk.voice.ua.active_legs() == 0
 
     # 24 callers at 40 calls/s, each staying 3 s: the inbox takes 3 at a time
     async with desk.dial(

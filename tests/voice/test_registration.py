@@ -34,8 +34,7 @@ async def _register_inbox(desk: VoiceDesk, registrar_port: int, password: str) -
         credentials={"password_1001": password},
     )
     assert status == 201, inbox
-    assert desk.hub.voice is not None
-    await desk.hub.voice.sync()
+    await desk.voice.sync()
     return str(inbox["id"])
 
 

@@ -1,4 +1,5 @@
-"""The ``hub`` command: serve, migrate, and the set-up commands that print JSON."""
+"""The ``hub`` command: serve, migrate, and the set-up commands that print JSON. It lives in the
+composition root because ``serve`` builds the whole hub."""
 
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ from typing import Any
 import asyncpg
 
 from hub.actions.setup import SetupError, create_api_token, create_inbox, ensure_default_account
-from hub.app import Hub, resolve_dsn
+from hub.app import resolve_dsn
 from hub.config import ROLES, Config, ConfigError, check, load_config, settings_markdown
 from hub.logs import setup_logging
 from hub.secrets import load_secret_box
 from hub.store.db import prepare_connection
 from hub.store.migrate import migrate
+from server.compose import build_app, build_hub, install
 
 log = logging.getLogger("hub")
 
@@ -45,14 +47,12 @@ Try it from another terminal:
 async def _serve(config: Config) -> None:
     from aiohttp import web
 
-    from gateway.app import build_app
-
     started = time.perf_counter()
     fresh = (
         config.database_url is None
         and not (Path(config.data_dir) / "postgres" / "PG_VERSION").exists()
     )
-    hub = Hub(config)
+    hub = build_hub(config)
     await hub.start()
     runner = web.AppRunner(build_app(hub), access_log=None, handle_signals=False)
     await runner.setup()
@@ -104,6 +104,7 @@ def _print(data: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    install()  # the set-up commands validate inbox settings through the channel registry
     parser = argparse.ArgumentParser(
         prog="hub", description="Realtime messaging and omnichannel hub"
     )

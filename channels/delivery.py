@@ -35,12 +35,13 @@ from channels._base import (
     Template,
 )
 from channels._base.outbound import Dispatcher, RetryPolicy
-from channels.registry import new_adapters
 from hub.actions.message_status import fail_interrupted, record_failed, record_sent
 from hub.actions.messages import last_inbound_at
 from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
 from hub.config import Config
 from hub.consumers.idempotency import claim
+from hub.consumers.stream import StreamConsumer
+from hub.contracts.registry import channel_registry
 from hub.events import Event, MessageCreated, MessageStatus, UnknownEventType, decode_event
 from hub.events.types import CONVERSATIONS
 from hub.media import media_store
@@ -91,7 +92,7 @@ class Delivery:
         env = ChannelEnv(
             self._config.public_url, self._http, media=media_store(self._config.data_dir)
         )
-        self._adapters = new_adapters()
+        self._adapters = channel_registry().fresh()
         for adapter in self._adapters.values():
             await adapter.start(env)
         self._sweep = asyncio.create_task(self._sweep_loop(), name="delivery-sweep")
@@ -260,3 +261,10 @@ async def _address(conn: Conn, contact_id: str, channel: str) -> str | None:
         channel,
     )
     return address
+
+
+def delivery_part() -> StreamConsumer:
+    """Sends wait on providers: small batches."""
+    return StreamConsumer(
+        "delivery", lambda hub: Delivery(hub.pool, hub.box, hub.config), max_batch=50
+    )

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import aiohttp
 import tenacity
 
-from channels._base.adapter import (
+from hub.contracts.channel import (
     ChannelAdapter,
     InboundMessage,
     InboxContext,

@@ -1,6 +1,7 @@
-"""Bearer authentication for REST and sockets: a login's access token (JWT) or an API token.
+"""Who is calling, for every door (REST, agent sockets): a login's access token (JWT) or an API
+token, resolved to a :class:`~hub.authz.Principal`.
 
-Both resolve to a :class:`~hub.authz.Principal` through one small cache (a few seconds), so a busy
+Both resolve through one small cache (a few seconds), so a busy
 client costs no database round trip per request. Changes this process makes (logout, revocation,
 role or membership changes) drop the cache at once; other gateways see them within the TTL.
 """
@@ -9,52 +10,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
-from aiohttp import web
+import asyncpg
 
-from gateway.responses import ApiError
 from hub.actions.setup import hash_token
-from hub.app import Hub
 from hub.auth.access import AccessClaims, AccessTokenError, AccessTokens, looks_like_jwt
 from hub.authz import Principal
 from hub.store.principals import principal_for_api_token, principal_for_session
 
 TTL_S = 5.0
-_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 class Authenticator:
-    def __init__(self, hub: Hub) -> None:
-        self._hub = hub
-        self.access = AccessTokens(
-            hub.box.derive("access-token"), hub.config.access_token_minutes * 60
-        )
+    def __init__(self, pool: asyncpg.Pool[Any], access: AccessTokens) -> None:
+        self._pool = pool
+        self.access = access
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._verified: dict[str, AccessClaims] = {}  # signature checks are ~35 us: keep them
         # called after forget(): live sockets re-check their credentials (realtime/server.py)
         self.on_forget: list[Callable[[], None]] = []
-
-    def bearer(self, request: web.Request) -> str:
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise ApiError(
-                401, "unauthenticated", "send Authorization: Bearer <token>", headers=_CHALLENGE
-            )
-        return token
-
-    async def principal_for(self, token: str) -> Principal:
-        """The caller, or 401 with the reason (expired, unknown, revoked)."""
-        try:
-            found = await self.resolve(token)
-        except AccessTokenError as exc:
-            raise ApiError(401, exc.code, exc.message, headers=_CHALLENGE) from exc
-        if found is None:
-            raise ApiError(
-                401, "invalid_token", "the token is unknown or revoked", headers=_CHALLENGE
-            )
-        return found
 
     async def for_token(self, token: str) -> Principal | None:
         """What sockets ask: the caller or None."""
@@ -74,9 +49,9 @@ class Authenticator:
         if cached is not None and cached[0] > now:
             return cached[1]
         if looks_like_jwt(token):
-            found = await principal_for_session(self._hub.pool, claims.user_id, claims.session_id)
+            found = await principal_for_session(self._pool, claims.user_id, claims.session_id)
         else:
-            found = await principal_for_api_token(self._hub.pool, hash_token(token))
+            found = await principal_for_api_token(self._pool, hash_token(token))
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[key] = (now + TTL_S, found)
@@ -101,8 +76,8 @@ class Authenticator:
                 claims = self.access.verify(token, allow_expired=True)
             except AccessTokenError:
                 return None
-            return await principal_for_session(self._hub.pool, claims.user_id, claims.session_id)
-        return await principal_for_api_token(self._hub.pool, hash_token(token))
+            return await principal_for_session(self._pool, claims.user_id, claims.session_id)
+        return await principal_for_api_token(self._pool, hash_token(token))
 
     def forget(self) -> None:
         """Drop every cached caller: a session, token, role or membership changed."""

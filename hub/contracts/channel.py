@@ -1,0 +1,357 @@
+"""The channel contract: the canonical types every channel produces and consumes, and the adapter
+protocol channels implement. The core owns these; ``channels/`` implements them.
+
+A channel verifies and parses provider traffic at the edge; everything after it (ingest, bus,
+consumers) only ever sees :class:`InboundMessage` and :class:`StatusUpdate`. Outbound, the delivery
+consumer hands it an :class:`OutboundMessage` and records the :class:`SendResult` or
+:class:`SendError` it gets back.
+
+Two kinds of adapter instance exist: the shared ones in the channel registry
+(:mod:`hub.contracts.registry`) parse webhooks and
+fetch media (stateless: the HTTP session is passed in); the delivery side makes its own instances,
+``start``-s them with a :class:`ChannelEnv` and ``stop``-s them at shutdown, so provider clients and
+their connections belong to one hub process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Protocol
+
+import aiohttp
+
+from hub.events import Attachment, MessageStatus
+from hub.media import MediaStore
+
+
+class Capability(StrEnum):
+    TEXT = "text"
+    MEDIA = "media"
+    TEMPLATES = "templates"
+    TYPING = "typing"
+    READ_RECEIPTS = "read_receipts"
+    LOCATION = "location"
+    VOICE = "voice"
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    id: str
+    name: str
+    capabilities: frozenset[str]
+    #: secrets an inbox of this channel must have; a missing one makes every webhook a refusal
+    required_secrets: tuple[str, ...]
+    #: settings an inbox of this channel must have (``check_settings`` says what else is wrong)
+    required_settings: tuple[str, ...] = ()
+    #: the contact-identity channel senders are recorded under; SMS and WhatsApp share "phone"
+    #: (E.164), so one person writing on both is one contact. Empty: the channel's id.
+    identity: str = ""
+    #: every delivery status the provider reports, each mapped to exactly one of ours
+    statuses: Mapping[str, MessageStatus] = dataclasses.field(default_factory=dict)
+    #: how long after the contact's last message free-form replies may be sent; after it only
+    #: templates (WhatsApp's 24-hour customer-service window). ``None``: no such window.
+    reply_window: timedelta | None = None
+    #: the provider verifies the webhook URL with a GET (WhatsApp Cloud's ``hub.challenge``);
+    #: for other channels a GET is 405
+    get_handshake: bool = False
+
+    @property
+    def identity_channel(self) -> str:
+        return self.identity or self.id
+
+    def status_for(self, provider_status: str) -> MessageStatus | None:
+        """Our status for a provider's, ``None`` if the provider status is not one it documents."""
+        return self.statuses.get(provider_status.strip().lower())
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Sender:
+    """Who wrote: an address on this channel (phone, email, handle, or a customer's own id)."""
+
+    channel: str
+    address: str
+    name: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MediaRef:
+    """A file the provider holds (a URL or a media id): fetched with the inbox's credentials and
+    stored before the message that carries it is ingested."""
+
+    ref: str
+    content_type: str | None = None
+    filename: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredFile:
+    """A file already in the media store (``hub.media``); ingest writes its ``media`` row in the
+    message's transaction, so the file is served once the message exists."""
+
+    key: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+
+    @property
+    def url(self) -> str:
+        return f"/api/v1/media/{self.key}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InboundMessage:
+    provider_message_id: str
+    sender: Sender
+    content: str | None
+    content_type: str = "text"
+    #: files as the message shows them; an attachment with an empty ``url`` is one the provider
+    #: announced but that could not be fetched for good (gone, too large)
+    attachments: tuple[Attachment, ...] = ()
+    sent_at: datetime | None = None
+    #: provider-held files still to fetch (the gateway does it before ingest)
+    media: tuple[MediaRef, ...] = ()
+    #: fetched files whose ``media`` rows ingest writes with the message
+    files: tuple[StoredFile, ...] = ()
+    #: the provider id of the message this one answers or reacts to (WhatsApp's ``context``)
+    reply_to: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """A provider's delivery report for a message the hub sent."""
+
+    provider_message_id: str
+    status: MessageStatus
+    provider_status: str
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DirectReply:
+    """What to answer the provider instead of the default JSON (a verification challenge, or
+    Twilio's empty TwiML)."""
+
+    body: bytes = b""
+    content_type: str = "text/plain"
+    status: int = 200
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WebhookResult:
+    messages: Sequence[InboundMessage] = ()
+    statuses: Sequence[StatusUpdate] = ()
+    reply: DirectReply | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InboxContext:
+    id: str
+    account_id: str
+    channel: str
+    name: str
+    reopen_policy: str
+    settings: Mapping[str, Any]
+    secrets: Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    method: str
+    #: path and query as received
+    path_qs: str
+    content_type: str
+    headers: Mapping[str, str]
+    body: bytes
+    #: the URL the provider called: the configured public base URL (``HUB_PUBLIC_URL``) joined to
+    #: ``path_qs``, since the Host a proxy forwards cannot be trusted; what URL signatures cover
+    url: str = ""
+
+
+class WebhookRejected(Exception):
+    """Bad input from outside: answered with ``status`` and a JSON error, nothing stored."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class MediaFetchError(Exception):
+    """A provider-held file could not be fetched; ``retryable`` for timeouts, 429 and 5xx."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FetchedMedia:
+    content_type: str
+    filename: str | None
+    chunks: AsyncIterator[bytes]
+
+
+_TEMPLATE_NAME = re.compile(r"[a-z0-9_]{1,512}")
+_LANGUAGE = re.compile(r"[a-z]{2,3}(_[A-Za-z]{2,4})?")
+MAX_TEMPLATE_PARAMETERS = 100
+MAX_TEMPLATE_PARAMETER = 1024
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Template:
+    """A message template the provider holds and has approved (WhatsApp's templates), sent with
+    the values for its body's numbered variables: the only message a channel with a reply window
+    may send once the window has closed. The provider keeps the text, so the hub shows
+    :meth:`preview`."""
+
+    name: str
+    #: the template's language code as the provider has it (``en_US``, ``si``, ``ta``)
+    language: str
+    #: the values of ``{{1}}``, ``{{2}}``, ... in the template's body, in order
+    body_parameters: tuple[str, ...] = ()
+
+    def check(self) -> None:
+        """``ValueError`` saying what the provider would refuse."""
+        if not _TEMPLATE_NAME.fullmatch(self.name):
+            raise ValueError("a template name is lowercase letters, digits and underscores")
+        if not _LANGUAGE.fullmatch(self.language):
+            raise ValueError("a template language is a code such as en, en_US or si")
+        if len(self.body_parameters) > MAX_TEMPLATE_PARAMETERS:
+            raise ValueError(f"a template takes at most {MAX_TEMPLATE_PARAMETERS} parameters")
+        for value in self.body_parameters:
+            if not value.strip() or len(value) > MAX_TEMPLATE_PARAMETER:
+                raise ValueError(
+                    f"template parameters are 1 to {MAX_TEMPLATE_PARAMETER} characters, not blank"
+                )
+            # WhatsApp refuses parameters with line breaks, tabs or more than four spaces in a row
+            if "\x00" in value or "\n" in value or "\t" in value or "     " in value:
+                raise ValueError(
+                    "template parameters hold no line breaks, tabs or runs of five spaces"
+                )
+
+    def stored(self) -> dict[str, Any]:
+        """As ``messages.template`` keeps it."""
+        return {
+            "name": self.name,
+            "language": self.language,
+            "body_parameters": list(self.body_parameters),
+        }
+
+    @classmethod
+    def from_stored(cls, value: Mapping[str, Any]) -> Template:
+        return cls(
+            name=str(value["name"]),
+            language=str(value["language"]),
+            body_parameters=tuple(str(p) for p in value.get("body_parameters") or ()),
+        )
+
+    def preview(self) -> str:
+        """What an agent reads on the timeline in place of the provider-held text."""
+        shown = f"Template {self.name} ({self.language})"
+        if self.body_parameters:
+            shown += ": " + ", ".join(self.body_parameters)
+        return shown
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    message_id: str
+    conversation_id: str
+    #: the contact's address on the manifest's identity channel (E.164 for "phone")
+    to: str
+    content: str | None
+    content_type: str = "text"
+    #: as stored on the message (``url``, ``content_type``, ``filename``, ``size``, ...)
+    attachments: tuple[Mapping[str, Any], ...] = ()
+    #: a template to send instead of ``content`` (``content`` is then its preview)
+    template: Template | None = None
+    #: when the contact last wrote in this inbox; set for channels with a ``reply_window``
+    last_inbound_at: datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SendResult:
+    provider_message_id: str
+    status: MessageStatus = MessageStatus.SENT
+
+
+class SendError(Exception):
+    """The provider refused or could not be reached. ``code`` is the provider's error code when it
+    gave one (Twilio's ``21211``), else ours (``network_error``, ``circuit_open``)."""
+
+    def __init__(
+        self, code: str, message: str, *, retryable: bool, retry_after: float | None = None
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class SettingsInvalid(ValueError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelEnv:
+    """What a started adapter may use: the hub's public base URL (status callback URLs) and an
+    HTTP session it does not own."""
+
+    public_url: str | None
+    http: aiohttp.ClientSession
+    #: the hub's media store, for channels that upload agents' files to the provider
+    media: MediaStore | None = None
+
+    def webhook_url(self, inbox: InboxContext) -> str | None:
+        if not self.public_url:
+            return None
+        return f"{self.public_url.rstrip('/')}/webhooks/{inbox.channel}/{inbox.id}"
+
+
+class ChannelAdapter(Protocol):
+    manifest: Manifest
+
+    def check_settings(self, settings: Mapping[str, Any]) -> None:
+        """Raise :class:`SettingsInvalid` saying what is wrong with an inbox's settings."""
+        ...
+
+    async def parse_webhook(self, request: WebhookRequest, inbox: InboxContext) -> WebhookResult:
+        """Verify the request (fail closed), then return the messages and status reports it
+        carries. Raise :class:`WebhookRejected` for anything the sender got wrong."""
+        ...
+
+    def fetch_media(
+        self, inbox: InboxContext, ref: MediaRef, http: aiohttp.ClientSession
+    ) -> AbstractAsyncContextManager[FetchedMedia]:
+        """Open a provider-held file; :class:`MediaFetchError` if it cannot be had."""
+        ...
+
+    def delivers(self, inbox: InboxContext) -> bool:
+        """Whether replies in this inbox are sent through the provider (else they stay queued)."""
+        ...
+
+    def account_key(self, inbox: InboxContext) -> str:
+        """The provider account behind the inbox: what one circuit breaker guards."""
+        ...
+
+    def sender_limit(self, inbox: InboxContext) -> tuple[str, float]:
+        """The sender (a number, a service) and the messages per second it may send."""
+        ...
+
+    async def send(self, inbox: InboxContext, message: OutboundMessage) -> SendResult:
+        """One attempt (retries, breaker and rate limit are the caller's); :class:`SendError`."""
+        ...
+
+    async def start(self, env: ChannelEnv) -> None: ...
+
+    async def stop(self) -> None: ...

@@ -1,0 +1,22 @@
+"""Every part plugged into the hub, in start order. Adding a part (a consumer of the event stream,
+a source of messages, a shared service) is its folder plus one line here."""
+
+from __future__ import annotations
+
+from channels.delivery import delivery_part
+from channels.sip.part import VoicePart
+from hub.config import Config
+from hub.consumers.journal import journal_part
+from hub.contracts.part import Part
+from realtime.part import Live, ReplayLog
+
+
+def make_parts(config: Config) -> list[Part]:
+    live = Live(config)
+    return [
+        live,  # presence and wake-ups between processes (every role)
+        journal_part(),  # event_log: the audit trail and the timeline's system items
+        ReplayLog(live),  # the realtime replay log the agent sockets read
+        delivery_part(),  # agents' replies out through their channels
+        VoicePart(),  # the SIP user agent (roles all and voice)
+    ]
