@@ -237,8 +237,10 @@ async def test_an_idempotency_key_never_answers_for_another_agents_message(
     )
     assert [(r["id"], r["conversation_id"]) for r in rows] == [(b_message, bank_cid)]
     # a fresh key works for A
-    async with aiohttp.ClientSession() as session:
-        async with session.post(
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
             shop_url, json={"content": "your order ships", "client_id": "K2"}, headers=a_auth
-        ) as stored:
-            assert stored.status == 201
+        ) as stored,
+    ):
+        assert stored.status == 201

@@ -43,14 +43,15 @@ PAYLOADS: list[Any] = [MISSING, 5, "conversation", "\x00", "\udc00", [], [{"a": 
 
 
 def valid(event: str, conversation_id: str, message_id: str) -> dict[str, Any]:
-    return {
+    by_event: dict[str, dict[str, Any]] = {
         "presence": {"status": "online"},
         "join": {"conversation_id": conversation_id},
         "leave": {"conversation_id": conversation_id},
         "send_message": {"conversation_id": conversation_id, "content": "hi", "client_id": "k"},
         "mark_read": {"conversation_id": conversation_id, "message_id": message_id},
         "typing": {"conversation_id": conversation_id, "on": True},
-    }[event]
+    }
+    return by_event[event]
 
 
 #: fields that may be left out (None is their "not given")
