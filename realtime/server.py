@@ -11,10 +11,12 @@ docs/realtime.md.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
+import msgspec
 import socketio
 from aiohttp import web
 
@@ -24,6 +26,8 @@ from hub.app import DB_UNAVAILABLE, Hub
 from hub.auth.callers import Authenticator
 from hub.authz import Denied, Permission, Principal, authorize
 from hub.contracts.presence import STATUSES
+from hub.fields import ClientId, Content, RecordId
+from hub.store import values
 from hub.store.db import in_transaction
 from hub.store.reads import conversation_exists
 from realtime.cluster import Cluster
@@ -50,9 +54,95 @@ def _error(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
 
-def _conversation_id(data: Any) -> str | None:
-    value = data.get("conversation_id") if isinstance(data, dict) else None
-    return value if isinstance(value, str) and 0 < len(value) <= 64 else None
+# What each event takes: the field types of the REST routes (RecordId, Content, ClientId), so a
+# value the API refuses is refused here too. Unknown fields are ignored, as before.
+
+
+class ConversationIn(msgspec.Struct):
+    conversation_id: RecordId
+
+
+class SendIn(msgspec.Struct):
+    conversation_id: RecordId
+    content: Content
+    private: bool = False
+    client_id: ClientId | None = None
+
+
+class ReadIn(msgspec.Struct):
+    conversation_id: RecordId
+    message_id: RecordId | None = None
+
+
+class TypingIn(msgspec.Struct):
+    conversation_id: RecordId
+    on: bool
+
+
+class PresenceIn(msgspec.Struct):
+    status: Literal["online", "busy", "offline"]
+
+
+S = TypeVar("S", bound=msgspec.Struct)
+Handler = Callable[[Any, str, Any], Awaitable[dict[str, Any]]]
+_MAX_DEPTH = 16
+
+
+def _storable(data: Any, depth: int = 0) -> bool:
+    """No NUL or lone surrogate anywhere (a Socket.IO payload is decoded by a JSON parser that
+    lets lone surrogates through; msgspec patterns do not look for them), not nested deeper
+    than anything an event takes."""
+    if depth > _MAX_DEPTH:
+        return False
+    if isinstance(data, str):
+        try:
+            values.text(data, "value", max_chars=len(data))
+        except values.Unstorable:
+            return False
+        return True
+    if isinstance(data, dict):
+        return all(_storable(k, depth + 1) and _storable(v, depth + 1) for k, v in data.items())
+    if isinstance(data, list):
+        return all(_storable(v, depth + 1) for v in data)
+    return True
+
+
+def _parse(data: Any, kind: type[S]) -> S | str:
+    """``data`` as ``kind``, or why not."""
+    if not isinstance(data, dict):
+        return "send an object"
+    if not _storable(data):
+        return "values must not contain NUL characters or lone surrogates"
+    try:
+        return msgspec.convert(data, kind)
+    except msgspec.ValidationError as exc:
+        return str(exc)
+
+
+def event(
+    kind: type[S], code: str, usage: str
+) -> Callable[[Callable[[Any, str, S], Awaitable[dict[str, Any]]]], Handler]:
+    """An event handler that always acks: ``data`` parsed as ``kind`` (else ``code``, with
+    ``usage`` and the reason), and anything unforeseen answered ``internal_error`` (and logged)
+    rather than left as an unretrieved task exception and a client waiting for its ack."""
+
+    def wrap(handler: Callable[[Any, str, S], Awaitable[dict[str, Any]]]) -> Handler:
+        @functools.wraps(handler)
+        async def handle(self: Any, sid: str, data: Any = None) -> dict[str, Any]:
+            parsed = _parse(data, kind)
+            if isinstance(parsed, str):
+                return _error(code, f"{usage}: {parsed}")
+            try:
+                return await handler(self, sid, parsed)
+            except DB_UNAVAILABLE:
+                return _error("unavailable", "the database is unreachable: try again")
+            except Exception:
+                log.exception("agent socket event failed", extra={"sid": sid})
+                return _error("internal_error", "internal error")
+
+        return handle
+
+    return wrap
 
 
 class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped library
@@ -173,77 +263,55 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
             "presence", {"agent_id": agent_id, "status": status}, room=f"account:{account_id}"
         )
 
-    async def on_presence(self, sid: str, data: Any) -> dict[str, Any]:
+    @event(PresenceIn, "invalid_status", f"send {{status: {' | '.join(STATUSES)}}}")
+    async def on_presence(self, sid: str, data: PresenceIn) -> dict[str, Any]:
         """``{"status": "online" | "busy" | "offline"}``; everyone in the account is told."""
         who = await self._principal(sid)
-        status = data.get("status") if isinstance(data, dict) else None
-        if status not in STATUSES:
-            return _error("invalid_status", f"status must be one of {', '.join(STATUSES)}")
-        await self._cluster.set_status(who.account_id, who.agent_id, status)
+        await self._cluster.set_status(who.account_id, who.agent_id, data.status)
         await self.announce(who.account_id, who.agent_id)
-        return {"ok": True, "status": status}
+        return {"ok": True, "status": data.status}
 
-    async def on_join(self, sid: str, data: Any) -> dict[str, Any]:
+    @event(ConversationIn, "invalid_conversation", "send {conversation_id}")
+    async def on_join(self, sid: str, data: ConversationIn) -> dict[str, Any]:
         """Start viewing a conversation: typing in it reaches this socket."""
         who = await self._principal(sid)
-        conversation_id = _conversation_id(data)
-        if conversation_id is None or not await conversation_exists(
-            self._hub.pool, who, conversation_id
-        ):
+        conversation_id = data.conversation_id
+        if not await conversation_exists(self._hub.pool, who, conversation_id):
             return _error("not_found", "no such conversation")
         await self.enter_room(sid, f"conversation:{conversation_id}")
         return {"ok": True}
 
-    async def on_leave(self, sid: str, data: Any) -> dict[str, Any]:
-        conversation_id = _conversation_id(data)
-        if conversation_id is None:
-            return _error("invalid_conversation", "send {conversation_id}")
-        await self.leave_room(sid, f"conversation:{conversation_id}")
+    @event(ConversationIn, "invalid_conversation", "send {conversation_id}")
+    async def on_leave(self, sid: str, data: ConversationIn) -> dict[str, Any]:
+        await self.leave_room(sid, f"conversation:{data.conversation_id}")
         return {"ok": True}
 
-    async def on_send_message(self, sid: str, data: Any) -> dict[str, Any]:
+    @event(SendIn, "invalid_message", "send {conversation_id, content, private?, client_id?}")
+    async def on_send_message(self, sid: str, data: SendIn) -> dict[str, Any]:
         """``{"conversation_id", "content", "private"?, "client_id"?}``: the same action as
         ``POST /api/v1/conversations/{id}/messages``; retry with the same ``client_id``."""
         who = await self._principal(sid)
-        conversation_id = _conversation_id(data)
-        content = data.get("content") if isinstance(data, dict) else None
-        private = data.get("private", False) if isinstance(data, dict) else False
-        client_id = data.get("client_id") if isinstance(data, dict) else None
-        if (
-            conversation_id is None
-            or not isinstance(content, str)
-            or not isinstance(private, bool)
-            or not (client_id is None or (isinstance(client_id, str) and 0 < len(client_id) <= 128))
-        ):
-            return _error(
-                "invalid_message", "send {conversation_id, content, private?, client_id?}"
-            )
         try:
             sent = await self._act(
                 who,
                 create_agent_message,
-                conversation_id=conversation_id,
-                content=content,
-                private=private,
-                client_id=client_id,
+                conversation_id=data.conversation_id,
+                content=data.content,
+                private=data.private,
+                client_id=data.client_id,
                 enforce_reply_window=True,
             )
         except MessageRefused as exc:
             return _error(exc.code, exc.message)
         return {"ok": True, "id": sent.id, "status": sent.status, "duplicate": sent.duplicate}
 
-    async def on_mark_read(self, sid: str, data: Any) -> dict[str, Any]:
+    @event(ReadIn, "invalid_read", "send {conversation_id, message_id?}")
+    async def on_mark_read(self, sid: str, data: ReadIn) -> dict[str, Any]:
         """``{"conversation_id", "message_id"?}``: read up to that message, or the newest."""
         who = await self._principal(sid)
-        conversation_id = _conversation_id(data)
-        message_id = data.get("message_id") if isinstance(data, dict) else None
-        if conversation_id is None or not (
-            message_id is None or (isinstance(message_id, str) and 0 < len(message_id) <= 64)
-        ):
-            return _error("invalid_read", "send {conversation_id, message_id?}")
         try:
             position = await self._act(
-                who, mark_read, conversation_id=conversation_id, message_id=message_id
+                who, mark_read, conversation_id=data.conversation_id, message_id=data.message_id
             )
         except MessageRefused as exc:
             return _error(exc.code, exc.message)
@@ -253,19 +321,16 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
             "changed": position.changed,
         }
 
-    async def on_typing(self, sid: str, data: Any) -> dict[str, Any]:
+    @event(TypingIn, "invalid_typing", 'send {"conversation_id": "...", "on": true|false}')
+    async def on_typing(self, sid: str, data: TypingIn) -> dict[str, Any]:
         """``{"conversation_id", "on": bool}`` to the other agents viewing the conversation."""
         who = await self._principal(sid)
-        conversation_id = _conversation_id(data)
-        on = data.get("on") if isinstance(data, dict) else None
-        if conversation_id is None or not isinstance(on, bool):
-            return _error("invalid_typing", 'send {"conversation_id": "...", "on": true|false}')
-        room = f"conversation:{conversation_id}"
+        room = f"conversation:{data.conversation_id}"
         if room not in self.rooms(sid):
             return _error("not_joined", "join the conversation first")
         await self.emit(
             "typing",
-            {"conversation_id": conversation_id, "agent_id": who.agent_id, "on": on},
+            {"conversation_id": data.conversation_id, "agent_id": who.agent_id, "on": data.on},
             room=room,
             skip_sid=sid,
         )

@@ -33,7 +33,7 @@ from typing import Any
 import msgspec
 from prometheus_client import Counter, Gauge, Histogram
 
-from channels._base import InboundMessage, InboxContext, Sender
+from channels._base import InboundMessage, InboxContext, Sender, WebhookRejected
 from channels.sip import agent as ua_events
 from channels.sip.agent import Line, SipError, SipUserAgent
 from channels.sip.routing import pick_agent
@@ -443,12 +443,16 @@ class VoiceService:
             return
         channel, address, name = caller_of(event.remote_uri, inbox.settings.default_region)
         shown = address if channel == "phone" else f"{address} (SIP)"
-        message = InboundMessage(
-            provider_message_id=f"call:{event.sip_call_id}"[:200],
-            sender=Sender(channel, address, name),
-            content=f"Incoming call from {shown}",
-            content_type="call",
-        )
+        try:
+            message = InboundMessage(
+                provider_message_id=f"call:{event.sip_call_id}"[:200],
+                sender=Sender(channel, address, name),
+                content=f"Incoming call from {shown}",
+                content_type="call",
+            )
+        except WebhookRejected:  # a caller id or call id the store would refuse (a NUL)
+            await self.ua.hangup(event.leg, 400)
+            return
         result = await self.hub.ingest.submit(IngestRequest(inbox.context, message))
         record, new = await calls.open_call(
             self.hub.pool,

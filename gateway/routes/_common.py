@@ -16,10 +16,10 @@ import msgspec
 from gateway.responses import ApiError
 from gateway.route import Call
 from hub.actions.accounts import Refused
+from hub.fields import NO_NUL
 from hub.refusals import CodedRefusal
 from hub.store.db import Conn, in_transaction
 
-NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
 # ASCII whitespace only: Python's and ECMA's \s disagree on other characters
 SPACE = "\t\n\v\f\r "
 NOT_BLANK = r"^[^\x00]*[^\x00\t\n\v\f\r ][^\x00]*$"
@@ -49,7 +49,6 @@ RoleName = Literal["administrator", "supervisor", "agent"]
 PrefixSearch = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=NO_NUL)]
 #: an agent's phone: a SIP URI such as sip:101@pbx.example.com ("" clears it)
 SipUri = Annotated[str, msgspec.Meta(max_length=256, pattern=r"^(sips?:[^\s<>\"\x00]{1,250})?$")]
-RecordId = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z_-]{1,64}$")]
 _RECORD_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 
 

@@ -15,7 +15,7 @@ from msgspec import UNSET, UnsetType
 
 from gateway.responses import ApiError
 from gateway.route import Call, Reply, route
-from gateway.routes._common import NO_NUL, Limit, PrefixSearch, record_id, refusal
+from gateway.routes._common import Limit, PrefixSearch, record_id, refusal
 from hub.actions.contacts import (
     MAX_ATTRIBUTES_BYTES,
     ContactRefused,
@@ -25,6 +25,7 @@ from hub.actions.contacts import (
 )
 from hub.authz import Permission
 from hub.events.types import Identity as IdentityEvent
+from hub.fields import NO_NUL
 from hub.logs import correlation_id
 from hub.store.db import in_transaction
 from hub.store.reads import BadCursor, get_contact, list_contacts

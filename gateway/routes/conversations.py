@@ -17,7 +17,7 @@ from msgspec import UNSET, UnsetType
 
 from gateway.responses import ApiError
 from gateway.route import Call, Reply, route
-from gateway.routes._common import NO_NUL, Limit, PrefixSearch, RecordId, record_id, refusal
+from gateway.routes._common import Limit, PrefixSearch, record_id, refusal
 from hub.actions.conversations import Changes, ConversationRefused, update_conversation
 from hub.actions.messages import (
     MAX_CONTENT,
@@ -27,6 +27,7 @@ from hub.actions.messages import (
 )
 from hub.authz import Permission
 from hub.contracts.channel import Template
+from hub.fields import NO_NUL, ClientId, Content, RecordId
 from hub.logs import correlation_id
 from hub.media import MediaNotFound, MediaStore, MediaTooLarge, media_store
 from hub.store.db import in_transaction
@@ -47,8 +48,6 @@ Sort = Literal["last_activity", "created", "priority"]
 LabelName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=NO_NUL)]
 # blank or too long content stays a refusal of the action (empty_message, content_too_long),
 # as sockets get it
-Content = Annotated[str, msgspec.Meta(pattern=NO_NUL)]
-ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=NO_NUL)]
 
 
 class ConversationQuery(msgspec.Struct, forbid_unknown_fields=True):

@@ -14,20 +14,11 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from gateway.route import Call, Reply, route
-from gateway.routes._common import (
-    NO_NUL,
-    Ids,
-    ListQuery,
-    Name,
-    not_found,
-    path_id,
-    run,
-    tidy,
-    whole,
-)
+from gateway.routes._common import Ids, ListQuery, Name, not_found, path_id, run, tidy, whole
 from hub.actions.inboxes import add_inbox, delete_inbox, set_inbox_members, update_inbox
 from hub.authz import Permission
 from hub.contracts.registry import channel_registry
+from hub.fields import NO_NUL
 from hub.store.admin_reads import Db, get_inbox, list_inboxes
 from hub.store.db import Conn
 

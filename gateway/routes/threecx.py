@@ -19,12 +19,14 @@ import phonenumbers
 
 from gateway.responses import ApiError
 from gateway.route import Call, Reply, route
-from gateway.routes._common import NO_NUL, whole
+from gateway.routes._common import refusal, whole
 from hub.actions.call_journal import JournalledCall, journal_call
+from hub.actions.calls import CallRefused
 from hub.actions.contacts import ContactRefused, create_contact
 from hub.authz import Permission
 from hub.events.types import CallDirection
 from hub.events.types import Identity as IdentityEvent
+from hub.fields import NO_NUL
 from hub.logs import correlation_id
 from hub.phone import to_e164
 from hub.store.db import in_transaction
@@ -335,25 +337,28 @@ async def threecx_journal_route(call: Call) -> JournalReply | Reply:
     if pbx_call_id and _CALL_ID.fullmatch(pbx_call_id) is None:
         raise ApiError(422, "invalid_body", "call_id is up to 128 printable ASCII characters")
     call_type = body.call_type
-    result = await journal_call(
-        call.hub,
-        JournalledCall(
-            inbox=inbox,
-            number=e164,
-            direction=(
-                CallDirection.INBOUND
-                if call_type in ("Inbound", "Missed")
-                else CallDirection.OUTBOUND
+    try:
+        result = await journal_call(
+            call.hub,
+            JournalledCall(
+                inbox=inbox,
+                number=e164,
+                direction=(
+                    CallDirection.INBOUND
+                    if call_type in ("Inbound", "Missed")
+                    else CallDirection.OUTBOUND
+                ),
+                answered=call_type in ("Inbound", "Outbound"),
+                duration_s=_seconds(body.duration),
+                started_at=started,
+                name=_filled(body.name) or None,
+                agent_extension=agent or None,
+                agent_email=_filled(body.agent_email) or None,
+                pbx_call_id=pbx_call_id or None,
             ),
-            answered=call_type in ("Inbound", "Outbound"),
-            duration_s=_seconds(body.duration),
-            started_at=started,
-            name=_filled(body.name) or None,
-            agent_extension=agent or None,
-            agent_email=_filled(body.agent_email) or None,
-            pbx_call_id=pbx_call_id or None,
-        ),
-    )
+        )
+    except CallRefused as exc:
+        raise refusal(exc) from exc
     reply = JournalReply(
         call_id=result.call_id,
         message_id=result.message_id,

@@ -5,7 +5,9 @@ type ``call`` ingested in the voice inbox (so the number resolves to a contact a
 into their conversation), then a ``calls`` row already ended and its ``call.ended``. A PBX retries
 a report it thinks failed, so both halves are keyed on the call: the message on its provider id
 ``3cx:<key>`` (ingest stores it once), the row on ``(inbox, sip_call_id)``. 3CX's journal has no
-call id of its own, so the key is a hash of the number, the start time and the direction.
+call id of its own, so the key is a hash of the number, the start time and the direction. A PBX
+call id sent again for a different call (another number or direction) is refused
+(``idempotency_key_reused``), not answered with the first call.
 """
 
 from __future__ import annotations
@@ -129,6 +131,22 @@ async def journal_call(hub: Hub, entry: JournalledCall) -> JournalResult:
         hub.pool, inbox.account_id, entry.agent_extension, entry.agent_email
     )
     answered = entry.answered
+    if ingested.duplicate:
+        # a retry finds its own call; the same PBX call id for another call is a conflict
+        # (nothing new was stored: the message exists already)
+        first = await hub.pool.fetchrow(
+            "SELECT number, direction FROM calls WHERE inbox_id = $1 AND sip_call_id = $2",
+            inbox.id,
+            provider_id,
+        )
+        if first is not None and (first["number"], first["direction"]) != (
+            entry.number,
+            entry.direction.value,
+        ):
+            raise calls.CallRefused(
+                "idempotency_key_reused",
+                "this call_id was already reported for a different call",
+            )
     record, new = await calls.journal_ended(
         hub.pool,
         account_id=inbox.account_id,

@@ -1,7 +1,10 @@
 """Agent messages: a reply to the contact (stored as ``queued`` until a channel delivers it) or a
 private note (never delivered, ``sent`` once stored). One action for REST and sockets alike.
 
-Idempotent on the client's ``client_id``: sending the same key again returns the stored message.
+Idempotent on the client's ``client_id``: the same author sending the same message with the same
+key again gets the stored message back. Keys are unique per account (the index), so a key reused
+for anything else (another conversation, another author, other content) is refused with
+``idempotency_key_reused`` and says nothing about the message that holds it.
 
 A reply may be a provider-held template (``template``, on channels with the ``templates``
 capability). On channels with a reply window (WhatsApp: 24 hours after the contact's last message)
@@ -14,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from hub.contracts.channel import Capability, StoredFile, Template
 from hub.contracts.registry import get_channel
@@ -130,6 +134,52 @@ class AgentMessage:
     duplicate: bool
 
 
+@dataclasses.dataclass(frozen=True)
+class _Request:
+    """What an idempotency key stands for: the same values again are a retry."""
+
+    conversation_id: str
+    agent_id: str
+    private: bool
+    content_type: str
+    content: str | None
+    template: dict[str, Any] | None
+
+
+async def _replay(
+    conn: Conn, account_id: str, client_id: str, request: _Request
+) -> AgentMessage | None:
+    """The stored message a retry of ``request`` with ``client_id`` gets back; ``None`` if the
+    key is free; :class:`MessageRefused` if the key holds a different request (nothing about
+    that message is told: it may be in an inbox the caller cannot see)."""
+    row = await conn.fetchrow(
+        """SELECT id, conversation_id, sender_type, sender_id, private, content_type, content,
+                  template, status, attachments
+             FROM messages WHERE account_id = $1 AND client_message_id = $2""",
+        account_id,
+        client_id,
+    )
+    if row is None:
+        return None
+    stored = _Request(
+        row["conversation_id"],
+        row["sender_id"] if row["sender_type"] == "agent" else "",
+        row["private"],
+        row["content_type"],
+        row["content"],
+        row["template"],
+    )
+    if stored != request or row["attachments"]:
+        raise MessageRefused(
+            "idempotency_key_reused",
+            "this client_id (Idempotency-Key) was already used for a different message: "
+            "send a new key",
+        )
+    return AgentMessage(
+        row["id"], row["conversation_id"], row["status"], row["private"], duplicate=True
+    )
+
+
 async def create_agent_message(
     conn: Conn,
     *,
@@ -164,36 +214,28 @@ async def create_agent_message(
     inbox_id = await conversation_inbox(
         conn, account_id, conversation_id, inboxes=inboxes, lock=True
     )
-    if client_id is not None:
-        existing = await conn.fetchrow(
-            """SELECT id, conversation_id, status, private FROM messages
-                WHERE account_id = $1 AND client_message_id = $2""",
-            account_id,
-            client_id,
-        )
-        if existing is not None:
-            return AgentMessage(
-                existing["id"],
-                existing["conversation_id"],
-                existing["status"],
-                existing["private"],
-                duplicate=True,
-            )
-    if template is not None or (enforce_reply_window and not private):
-        await _check_channel(
-            conn, inbox_id, conversation_id, template=template, window=enforce_reply_window
-        )
     status = MessageStatus.SENT if private else MessageStatus.QUEUED
-    message_id = new_id()
     text = content if content.strip() else None
     if template is not None and text is None:
         text = template.preview()
     content_type = "template" if template is not None else "text"
-    await conn.execute(
+    stored_template = template.stored() if template is not None else None
+    same = _Request(conversation_id, agent_id, private, content_type, text, stored_template)
+    if client_id is not None:
+        replayed = await _replay(conn, account_id, client_id, same)
+        if replayed is not None:
+            return replayed
+    if template is not None or (enforce_reply_window and not private):
+        await _check_channel(
+            conn, inbox_id, conversation_id, template=template, window=enforce_reply_window
+        )
+    message_id = new_id()
+    inserted = await conn.fetchval(
         """INSERT INTO messages (id, account_id, conversation_id, inbox_id, direction, private,
                                  sender_type, sender_id, content, status, client_message_id,
                                  attachments, content_type, template)
-           VALUES ($1, $2, $3, $4, 'outbound', $5, 'agent', $6, $7, $8, $9, $10, $11, $12)""",
+           VALUES ($1, $2, $3, $4, 'outbound', $5, 'agent', $6, $7, $8, $9, $10, $11, $12)
+           ON CONFLICT DO NOTHING RETURNING id""",
         message_id,
         account_id,
         conversation_id,
@@ -205,8 +247,16 @@ async def create_agent_message(
         client_id,
         [a.stored() for a in attachments],
         content_type,
-        template.stored() if template is not None else None,
+        stored_template,
     )
+    if inserted is None and client_id is not None:
+        # the key was taken by a concurrent request (in another conversation: this one is
+        # locked) that has committed by now
+        replayed = await _replay(conn, account_id, client_id, same)
+        if replayed is not None:
+            return replayed
+    if inserted is None:
+        raise RuntimeError("the message was not stored")
     if attachments:
         await conn.executemany(
             """INSERT INTO media (key, account_id, message_id, filename, content_type, size,

@@ -27,6 +27,7 @@ import aiohttp
 
 from hub.events import Attachment, MessageStatus
 from hub.media import MediaStore
+from hub.store import values
 
 
 class Capability(StrEnum):
@@ -121,6 +122,13 @@ class InboundMessage:
     #: the provider id of the message this one answers or reacts to (WhatsApp's ``context``)
     reply_to: str | None = None
 
+    def __post_init__(self) -> None:
+        """Every channel's message passes here: what the store would refuse is a 422 now."""
+        try:
+            _storable_message(self)
+        except values.Unstorable as exc:
+            raise WebhookRejected(422, "invalid_value", str(exc)) from exc
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class StatusUpdate:
@@ -131,6 +139,40 @@ class StatusUpdate:
     provider_status: str
     error_code: str | None = None
     error_message: str | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            values.key(self.provider_message_id, "message id")
+            values.text(self.provider_status, "status")
+            values.text(self.error_code, "error code")
+            values.text(self.error_message, "error message")
+        except values.Unstorable as exc:
+            raise WebhookRejected(422, "invalid_value", str(exc)) from exc
+
+
+def _storable_message(message: InboundMessage) -> None:
+    values.key(message.provider_message_id, "message id")
+    values.text(message.sender.channel, "sender channel")
+    values.key(message.sender.address, "sender address")
+    values.text(message.sender.name, "sender name")
+    values.text(message.content, "content", values.CONTENT_MAX)
+    values.text(message.content_type, "content type")
+    values.timestamp(message.sent_at, "sent_at")
+    values.key(message.reply_to, "reply_to")
+    for a in message.attachments:
+        values.text(a.url, "attachment url", values.URL_MAX)
+        values.text(a.content_type, "attachment content type")
+        values.text(a.filename, "attachment filename")
+        values.bigint(a.size, "attachment size")
+    for m in message.media:
+        values.text(m.ref, "media reference", values.URL_MAX)
+        values.text(m.content_type, "media content type")
+        values.text(m.filename, "media filename")
+    for f in message.files:
+        values.key(f.key, "file key")
+        values.text(f.filename, "file name")
+        values.text(f.content_type, "file content type")
+        values.bigint(f.size, "file size")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

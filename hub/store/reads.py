@@ -13,6 +13,7 @@ import orjson
 from hub.authz import Principal
 from hub.contracts.channel import InboxContext
 from hub.secrets import SecretBox
+from hub.store import values as store_values
 from hub.store.db import Conn
 
 
@@ -38,7 +39,12 @@ async def load_inbox(
 
 
 class BadCursor(ValueError):
-    pass
+    """A cursor this hub did not make (or made for another list or sort): 400 ``invalid_cursor``."""
+
+
+#: a cursor holds a few short values; anything longer was not made here
+_CURSOR_MAX = 512
+_CURSOR_TEXT_MAX = 64
 
 
 def encode_cursor(values: list[Any]) -> str:
@@ -56,14 +62,29 @@ def decode_id_cursor(cursor: str | None) -> str | None:
 
 
 def decode_cursor(cursor: str, size: int) -> list[Any]:
+    """The ``size`` values a cursor holds. Every cursor of the hub is decoded here, so nothing a
+    client crafts reaches a query: only short texts without NUL or lone surrogates, integers a
+    ``bigint`` holds, and nulls."""
+    if len(cursor) > _CURSOR_MAX:
+        raise BadCursor("cursor is not valid")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        values = orjson.loads(raw)
+        decoded = orjson.loads(raw)
     except (ValueError, orjson.JSONDecodeError) as exc:
         raise BadCursor("cursor is not valid") from exc
-    if not isinstance(values, list) or len(values) != size:
+    if not isinstance(decoded, list) or len(decoded) != size:
         raise BadCursor("cursor is not valid")
-    return values
+    for value in decoded:
+        try:
+            if isinstance(value, str):
+                store_values.text(value, "cursor", _CURSOR_TEXT_MAX)
+            elif isinstance(value, int) and not isinstance(value, bool):
+                store_values.bigint(value, "cursor", minimum=-store_values.BIGINT_MAX)
+            elif value is not None:
+                raise store_values.Unstorable("cursor holds a value of the wrong kind")
+        except store_values.Unstorable as exc:
+            raise BadCursor("cursor is not valid") from exc
+    return decoded
 
 
 CONVERSATION_COLUMNS = """c.id, c.inbox_id, c.contact_id, ct.name AS contact_name, c.status,
@@ -119,7 +140,7 @@ def _cursor_values(cursor: str, sort: str) -> list[Any]:
     """The sort key and id a cursor holds, checked against the sort it was made for."""
     keys = _SORTS[sort]
     values = decode_cursor(cursor, len(keys) + 2)
-    if values[0] != sort or not isinstance(values[-1], str) or "\x00" in values[-1]:
+    if values[0] != sort or not isinstance(values[-1], str):
         raise BadCursor("cursor is not valid for this sort")
     out: list[Any] = []
     for (_, kind), value in zip(keys, values[1:-1], strict=True):
@@ -256,8 +277,6 @@ async def list_messages(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Oldest first (timeline order); the cursor is the id of the last message served."""
     after_id = decode_id_cursor(cursor)
-    if after_id is not None and (not isinstance(after_id, str) or "\x00" in after_id):
-        raise BadCursor("cursor is not valid")
     rows = await pool.fetch(
         """SELECT id, conversation_id, inbox_id, direction, private, sender_type, sender_id,
                   content, content_type, attachments, provider_message_id, status, error_code,
@@ -371,8 +390,6 @@ async def list_contacts(
     """Newest first; ``search`` matches a name prefix or an address prefix (an exact address
     too), case-insensitively. Contacts merged into another one are left out."""
     after_id = decode_id_cursor(cursor)
-    if after_id is not None and (not isinstance(after_id, str) or "\x00" in after_id):
-        raise BadCursor("cursor is not valid")
     args: list[Any] = [account_id, limit + 1]
     where = ["c.account_id = $1", "c.merged_into IS NULL"]
     if after_id is not None:

@@ -27,6 +27,18 @@ from tests.support.provider_mock import ApiEndpoint, ProviderMock, api_error
 pytestmark = pytest.mark.postgres
 
 
+#: times msgspec parses but PostgreSQL's timestamptz cannot hold (in UTC: year 10000, year 0)
+UNSTORABLE = ("9999-12-31T10:00:00-14:00", "0001-01-01T00:00:00+00:01")
+
+
+def sized(message_id: str, size: int) -> bytes:
+    """A body with an attachment of ``size`` bytes (written by hand: orjson stops at 64 bits)."""
+    return (
+        b'{"contact": {"identifier": "+94771234567"}, "message_id": "%s", '
+        b'"attachments": [{"url": "https://x.test/a", "size": %d}]}' % (message_id.encode(), size)
+    )
+
+
 class ApiHarness(Harness):
     manifest = MANIFEST
     provider_statuses = ("sent", "delivered", "read", "failed")
@@ -90,6 +102,9 @@ class ApiHarness(Harness):
             ("no text", self._signed(api_body("m-2", text=None))),
             ("bad status report", self._signed(b'{"statuses": [{"message_id": "x"}]}')),
             ("NUL in the text", self._signed(api_body("m-3", text="a\u0000b"))),
+            *((f"sent_at {at}", self._signed(api_body("m-4", sent_at=at))) for at in UNSTORABLE),
+            ("a size beyond bigint", self._signed(sized("m-5", 2**80))),
+            ("a size of 2^63", self._signed(sized("m-6", 2**63))),
             (
                 "text/plain",
                 Request(
@@ -156,3 +171,37 @@ async def test_replies_reach_the_customer_signed_and_inboxes_without_url_keep_th
             await asyncio.sleep(0.02)
     assert await hub.pool.fetchval("SELECT status FROM messages WHERE id = $1", kept_id) == "queued"
     assert len(mock.of("api.outbound")) == 1
+
+
+async def test_values_only_the_database_would_refuse_are_a_4xx_and_do_not_slow_the_others(
+    client: Client, hub: Hub, mock: ProviderMock
+) -> None:
+    """Bodies the store cannot hold (a time out of timestamptz's range, a size beyond bigint),
+    sent among valid ones at the same time: each is refused with a 4xx (providers retry a 5xx
+    forever), nothing of them is stored, and every valid one is stored in batches as usual."""
+    harness = ApiHarness()
+    harness.inbox_id = await harness.create_inbox(hub, mock)
+    poisoned = [
+        *(api_body(f"bad-{i}", sent_at=at) for i, at in enumerate(UNSTORABLE)),
+        sized("bad-size", 2**80),
+    ]
+    valid = [api_body(f"good-{i}", identifier=f"+9477{i:07d}") for i in range(30)]
+    bodies = [b for pair in zip(valid[:3], poisoned, strict=True) for b in pair] + valid[3:]
+    commits, transactions = hub.ingest.commits, hub.ingest.transactions
+    answers = await asyncio.gather(*(send(client, harness._signed(b)) for b in bodies))
+    statuses = {b: a.status for b, a in zip(bodies, answers, strict=True)}
+    for body in poisoned:
+        answer = answers[bodies.index(body)]
+        assert 400 <= answer.status < 500, await answer.text()
+        assert (await answer.json())["error"]["code"] in ("invalid_value", "invalid_body")
+    assert all(statuses[b] == 200 for b in valid), statuses
+    assert (
+        await hub.pool.fetchval("SELECT count(*) FROM messages WHERE provider_message_id ~ '^bad'")
+        == 0
+    )
+    assert (
+        await hub.pool.fetchval("SELECT count(*) FROM messages WHERE provider_message_id ~ '^good'")
+        == 30
+    )
+    # no batch failed: the refused bodies never reached the group commit
+    assert hub.ingest.transactions - transactions == hub.ingest.commits - commits

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ from aiohttp.test_utils import TestClient
 
 from hub.actions.setup import create_api_token, create_inbox
 from hub.app import Hub
+from hub.config import Config
 from hub.ids import new_id
 from tests.support.api_channel import api_body, signed_headers
 
@@ -129,3 +131,71 @@ async def test_request_ids_are_echoed_only_when_sane(client: Client) -> None:
         assert response.status == 200
         assert response.headers["X-Request-Id"] != bad
         assert len(response.headers["X-Request-Id"]) == 26
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+#: cursors no list of the hub ever made
+HOSTILE_CURSORS = [
+    "!!!",
+    "%%%",
+    "ශ්‍රී",
+    "A",
+    "=" * 8,
+    "x" * 5000,
+    _b64(b"not json"),
+    _b64(b"{}"),
+    _b64(b"[]"),
+    _b64(b"null"),
+    _b64(b'"a"'),
+    _b64(b'["a\\u0000b"]'),
+    _b64(b'["\\ud800"]'),
+    _b64(b'["a\\udc00b"]'),
+    _b64(b'["' + b"x" * 300 + b'"]'),
+    _b64(b"[1e999]"),
+    _b64(b"[123456789012345678901234567890]"),
+    _b64(b"[9223372036854775808]"),
+    _b64(b'[["nested"]]'),
+    _b64(b'[{"id": "x"}]'),
+    _b64(b"[true]"),
+    _b64(b'["last_activity", "9999-12-31T10:00:00-14:00", "01A"]'),
+    _b64(b'["last_activity", "0001-01-01T00:00:00+00:01", "01A"]'),
+    _b64(b'["last_activity", "2026-01-01T00:00:00Z", "a\\u0000"]'),
+    _b64(b'["priority", 99999999999999999999, "2026-01-01T00:00:00Z", "01A"]'),
+    _b64(b'["created", "2026-01-01T00:00:00Z", "01A", "extra"]'),
+    _b64(b"\xff\xfe\x00"),
+]
+
+
+@pytest.fixture
+def hub_config(hub_config: Config) -> Config:
+    """Room for the many requests of the hostile walk."""
+    return hub_config.replace(rate_limit_token=100_000.0, rate_limit_address=100_000.0)
+
+
+async def test_hostile_cursors_are_400_invalid_cursor_on_every_list(
+    client: Client, hub: Hub
+) -> None:
+    """Every list that takes a cursor made by the hub: anything else is a 400 ``invalid_cursor``,
+    never a 500 (a NUL in a cursor's id used to reach PostgreSQL)."""
+    await post_messages(client, hub, count=1, contacts=1)
+    conversation_id = await hub.pool.fetchval("SELECT id FROM conversations")
+    auth = {"Authorization": "Bearer test-bootstrap-token"}
+    lists = [
+        "/api/v1/conversations",
+        "/api/v1/conversations?sort=priority",
+        "/api/v1/conversations?sort=created",
+        f"/api/v1/conversations/{conversation_id}/messages",
+        f"/api/v1/conversations/{conversation_id}/events",
+        "/api/v1/contacts",
+    ]
+    for path in lists:
+        for cursor in HOSTILE_CURSORS:
+            response = await client.get(path, params={"cursor": cursor}, headers=auth)
+            assert response.status == 400, (path, cursor, await response.text())
+            assert (await response.json())["error"]["code"] == "invalid_cursor", (path, cursor)
+        # the cursors the hub makes still work
+        page = await (await client.get(path, params={"limit": "1"}, headers=auth)).json()
+        assert isinstance(page["data"], list)

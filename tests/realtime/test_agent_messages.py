@@ -9,8 +9,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from hub.actions.setup import hash_token
 from hub.app import Hub
-from tests.realtime.agents import agent_collecting
+from tests.realtime.agents import Agent, agent_collecting
 from tests.support.api_channel import ApiInbox, api_body
 
 pytestmark = pytest.mark.postgres
@@ -151,3 +152,95 @@ async def test_mark_read_moves_forward_once_and_is_announced(hub: Hub, server: s
     assert reads[0]["event"]["payload"]["agent_id"] == "tests-admin"
     assert reads[0]["event"]["payload"]["last_read_message_id"] == first_message
     await agent.disconnect()
+
+
+async def _agent_of(hub: Hub, user_id: str, inbox_id: str) -> str:
+    """An agent who is a member of one inbox only; their API token."""
+    token = f"{user_id}-token"
+    async with hub.pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO users (id, account_id, email, role) VALUES ($1, $2, $3, 'agent')",
+            user_id,
+            hub.account_id,
+            f"{user_id}@example.com",
+        )
+        await conn.execute("INSERT INTO inbox_members VALUES ($1, $2)", inbox_id, user_id)
+        await conn.execute(
+            """INSERT INTO api_tokens (id, account_id, user_id, name, role, token_hash)
+               VALUES ($1, $2, $3, 'test', 'agent', $4)""",
+            token,
+            hub.account_id,
+            user_id,
+            hash_token(token),
+        )
+    return token
+
+
+async def test_an_idempotency_key_never_answers_for_another_agents_message(
+    hub: Hub, server: str
+) -> None:
+    """Agent B's key reused by agent A in his own conversation (another inbox): A is told the key
+    is taken (422), learns nothing of B's message, and B's message stays the only one with it;
+    the same on every door (client_id, Idempotency-Key, the socket) and for a different content
+    or conversation by the same agent."""
+    shop = await ApiInbox.create(hub, server, "Shop")
+    bank = await ApiInbox.create(hub, server, "Bank")
+    async with aiohttp.ClientSession() as session:
+        shop_cid = (await shop.post(session, api_body("s-in", identifier="+94771234567")))[
+            "messages"
+        ][0]["conversation_id"]
+        bank_cid = (await bank.post(session, api_body("b-in", identifier="+94771234568")))[
+            "messages"
+        ][0]["conversation_id"]
+        b_token = await _agent_of(hub, "agent-b", bank.id)
+        a_token = await _agent_of(hub, "agent-a", shop.id)
+        b_auth = {"Authorization": f"Bearer {b_token}"}
+        a_auth = {"Authorization": f"Bearer {a_token}"}
+        bank_url = f"{server}api/v1/conversations/{bank_cid}/messages"
+        shop_url = f"{server}api/v1/conversations/{shop_cid}/messages"
+        secret = {"content": "the bank's secret", "private": True, "client_id": "K"}
+        async with session.post(bank_url, json=secret, headers=b_auth) as made:
+            assert made.status == 201
+            b_message = (await made.json())["id"]
+        async with session.post(bank_url, json=secret, headers=b_auth) as retried:
+            assert retried.status == 200 and (await retried.json())["id"] == b_message
+
+        async def refused(url: str, body: dict[str, Any], headers: dict[str, str]) -> None:
+            async with session.post(url, json=body, headers=headers) as answer:
+                text = await answer.text()
+                assert answer.status == 422, text
+                assert (await answer.json())["error"]["code"] == "idempotency_key_reused"
+                assert b_message not in text and bank_cid not in text
+                assert "secret" not in text and "private" not in text
+
+        await refused(shop_url, {"content": "your order ships", "client_id": "K"}, a_auth)
+        await refused(shop_url, {"content": "your order ships"}, {**a_auth, "Idempotency-Key": "K"})
+        # the same author, another conversation or another content: not a retry either
+        await refused(
+            shop_url, {"content": "the bank's secret", "private": True, "client_id": "K"}, AUTH
+        )
+        await refused(bank_url, {"content": "changed", "private": True, "client_id": "K"}, b_auth)
+
+    a = Agent()
+    await a.connect(server, token=a_token)
+    answer = await a.client.call(
+        "send_message",
+        {"conversation_id": shop_cid, "content": "your order ships", "client_id": "K"},
+        namespace="/agent",
+        timeout=10,
+    )
+    await a.client.disconnect()
+    assert answer["error"]["code"] == "idempotency_key_reused" and "id" not in answer
+    assert b_message not in str(answer)
+    rows = await hub.pool.fetch(
+        "SELECT id, conversation_id FROM messages WHERE client_message_id = 'K'"
+    )
+    assert [(r["id"], r["conversation_id"]) for r in rows] == [(b_message, bank_cid)]
+    # a fresh key works for A
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            shop_url, json={"content": "your order ships", "client_id": "K2"}, headers=a_auth
+        ) as stored,
+    ):
+        assert stored.status == 201

@@ -4,7 +4,7 @@ group commit, and the events written with every message."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import pytest
@@ -325,3 +325,69 @@ async def test_group_commit_with_a_minimum_batch_commits_by_the_load(
         await committer.stop()
         await pool.close()
     assert await db.fetchval("SELECT count(*) FROM messages") == 31
+
+
+class _CountingPool:
+    """The pool, counting the connections taken: one per transaction the committer begins."""
+
+    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
+        self.pool = pool
+        self.taken = 0
+
+    def acquire(self) -> Any:
+        self.taken += 1
+        return self.pool.acquire()
+
+
+async def test_bad_items_are_isolated_without_a_transaction_each(
+    db: asyncpg.Connection[Any], db_dsn: str
+) -> None:
+    """A batch of 100 with 10 items the database refuses: the 90 good ones commit together and
+    the bad ones fail alone, in a couple of transactions (it used to be one per item); a single
+    bad item among 64 costs a logarithmic number of savepoints."""
+    inbox = await make_inbox(db)
+    broken = missing_inbox(inbox.account_id)
+    pool = await create_pool(db_dsn, 2)
+    assert pool is not None
+    counting = _CountingPool(pool)
+    committer: GroupCommitter[IngestRequest, IngestResult] = GroupCommitter(
+        "test-poison",
+        cast("asyncpg.Pool[Any]", counting),
+        ingest_batch,
+        max_batch=100,
+        wait=0.2,
+        concurrency=1,
+    )
+    committer.start()
+    try:
+        requests = [
+            IngestRequest(broken if i % 10 == 3 else inbox, msg(f"p{i}", f"+9477{i:07d}"), None)
+            for i in range(100)
+        ]
+        results = await asyncio.gather(
+            *(committer.submit(r) for r in requests), return_exceptions=True
+        )
+        taken_for_100 = counting.taken
+        attempts_for_100 = committer.attempts
+        counting.taken = 0
+        committer.attempts = 0
+        lone = [
+            IngestRequest(broken if i == 40 else inbox, msg(f"q{i}", f"+9478{i:07d}"), None)
+            for i in range(64)
+        ]
+        lone_results = await asyncio.gather(
+            *(committer.submit(r) for r in lone), return_exceptions=True
+        )
+    finally:
+        await committer.stop()
+        await pool.close()
+    bad = [i for i, r in enumerate(results) if isinstance(r, BaseException)]
+    assert bad == list(range(3, 100, 10))
+    assert all(isinstance(results[i], asyncpg.ForeignKeyViolationError) for i in bad)
+    assert await db.fetchval("SELECT count(*) FROM messages WHERE provider_message_id ~ '^p'") == 90
+    # the batch that failed, then one transaction isolating the bad items
+    assert taken_for_100 == 2, taken_for_100
+    assert attempts_for_100 < 100
+    assert [i for i, r in enumerate(lone_results) if isinstance(r, BaseException)] == [40]
+    assert counting.taken == 2
+    assert committer.attempts <= 2 * 6  # two savepoints per level of halving 64

@@ -197,6 +197,16 @@ async def test_outbound_calls_and_the_pbx_call_id(desk: VoiceDesk) -> None:
         "POST", JOURNAL, **_call(call_type="Notanswered", number="+919812345678", call_id="3cx-42")
     )
     assert status == 200 and again["call_id"] == out["call_id"], again
+    # ... but the same id for another number or direction is not that call: refused, and the
+    # answer tells nothing of the first
+    for other in ({"number": "+919812345679"}, {"call_type": "Missed"}):
+        status, refused = await desk.api(
+            "POST", JOURNAL, **_call(**{"call_type": "Notanswered", **other, "call_id": "3cx-42"})
+        )
+        assert status == 422 and refused["error"]["code"] == "idempotency_key_reused", refused
+        assert out["call_id"] not in str(refused) and out["message_id"] not in str(refused)
+    assert await desk.hub.pool.fetchval("SELECT count(*) FROM calls") == 1
+    assert await desk.hub.pool.fetchval("SELECT count(*) FROM contacts") == 1
     status, stored = await desk.api("GET", f"/api/v1/calls/{out['call_id']}")
     assert stored["direction"] == "outbound" and stored["number"] == "+919812345678", stored
     assert stored["answered_at"] is None and stored["duration_s"] == 0, stored
