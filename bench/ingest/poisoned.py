@@ -34,11 +34,10 @@ from channels._base import InboundMessage, InboxContext, Sender
 from channels._base.signatures import sign_hmac_sha256
 from hub.actions.ingest import IngestRequest
 from hub.actions.setup import create_inbox
-from hub.app import Hub
 from hub.config import Config
 from hub.store.embedded import stop_embedded_postgres
 from hub.store.reads import load_inbox
-from server.compose import build_app
+from server.compose import build_app, build_hub
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 POISON_EVERY = 10
@@ -95,7 +94,7 @@ async def _drive(
 
 
 async def run(seconds: float, rounds: int, concurrency: int, data_dir: Path) -> dict[str, object]:
-    hub = Hub(Config(data_dir=data_dir, access_log=False, log_level="error"))
+    hub = build_hub(Config(data_dir=data_dir, access_log=False, log_level="error"))
     await hub.start()
     runner = web.AppRunner(build_app(hub), access_log=None)
     await runner.setup()
