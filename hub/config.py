@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 
 @dataclasses.dataclass(frozen=True)
 class Setting:
@@ -154,6 +156,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Outbox relay polling interval, the fallback behind LISTEN/NOTIFY.",
     ),
     Setting(
+        "snooze_poll_ms",
+        "HUB_SNOOZE_POLL_MS",
+        "Longest a worker sleeps between looks for snoozed conversations that are due (it sleeps "
+        "until the next due one when that is sooner); a snooze ends at most this late.",
+    ),
+    Setting(
         "access_token_minutes",
         "HUB_ACCESS_TOKEN_MINUTES",
         "Lifetime of a login's access token (JWT); the console renews it with the refresh token.",
@@ -235,6 +243,7 @@ class Config:
     kafka_replication: int = 1
     kafka_prefix: str = ""
     outbox_poll_ms: int = 500
+    snooze_poll_ms: int = 1000
     access_token_minutes: int = 15
     session_days: int = 30
     rate_limit_address: float = 100.0
@@ -253,24 +262,66 @@ class ConfigError(ValueError):
     pass
 
 
-def _coerce(field: dataclasses.Field[Any], raw: Any) -> Any:
-    kind = field.type if isinstance(field.type, str) else field.type.__name__
-    if raw is None:
-        return None
+#: settings that may hold credentials: never printed
+SECRET_SETTINGS = frozenset({"secret_key", "database_url", "redis_url"})
+
+
+_BOOLEANS = {
+    "1": True,
+    "true": True,
+    "yes": True,
+    "on": True,
+    "0": False,
+    "false": False,
+    "no": False,
+    "off": False,
+}
+
+
+def _typed(values: Mapping[str, Any]) -> Config:
+    """Settings as written (strings from the environment, TOML values) to their declared types;
+    a value that is not of its type is a :class:`ConfigError` naming the variable."""
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    env_of = {s.name: s.env for s in SETTINGS}
+    prepared: dict[str, Any] = {}
+    for name, value in values.items():
+        kind = str(fields[name].type)
+        if kind.startswith("bool") and isinstance(value, str):
+            flag = _BOOLEANS.get(value.strip().lower())
+            if flag is None:
+                raise ConfigError(
+                    f"{env_of[name]} ({name}): {value!r} is not a boolean "
+                    "(true/false, 1/0, yes/no, on/off)"
+                )
+            prepared[name] = flag
+        else:
+            prepared[name] = str(value) if kind.startswith("Path") else value
     try:
-        if kind.startswith("bool"):
-            if isinstance(raw, bool):
-                return raw
-            return str(raw).strip().lower() in {"1", "true", "yes", "on"}
-        if kind.startswith("int"):
-            return int(raw)
-        if kind.startswith("float"):
-            return float(raw)
-        if kind.startswith("Path"):
-            return Path(str(raw))
-    except ValueError as exc:
-        raise ConfigError(f"{field.name}: {raw!r} is not a valid {kind}") from exc
-    return str(raw)
+        return msgspec.convert(
+            prepared, Config, strict=False, dec_hook=lambda t, v: Path(v) if t is Path else v
+        )
+    except msgspec.ValidationError as exc:
+        where = str(exc).rpartition("$.")[2].rstrip("`")
+        expected = str(exc).split(" - ")[0]
+        raise ConfigError(
+            f"{env_of.get(where, where)} ({where}): {prepared.get(where)!r} is not valid: "
+            f"{expected}"
+        ) from exc
+
+
+def as_json(config: Config) -> dict[str, Any]:
+    """The effective settings with their types (what ``hub config`` prints); values that may
+    hold credentials are shown only as set or not."""
+    shown: dict[str, Any] = {}
+    for field in dataclasses.fields(Config):
+        value = getattr(config, field.name)
+        if field.name in SECRET_SETTINGS:
+            shown[field.name] = None if value is None else "(set)"
+        elif isinstance(value, Path):
+            shown[field.name] = str(value)
+        else:
+            shown[field.name] = value
+    return shown
 
 
 def load_config(env: Mapping[str, str] | None = None, toml_path: Path | None = None) -> Config:
@@ -290,8 +341,7 @@ def load_config(env: Mapping[str, str] | None = None, toml_path: Path | None = N
     for setting in SETTINGS:
         if setting.env in env and env[setting.env] != "":
             values[setting.name] = env[setting.env]
-    fields = {f.name: f for f in dataclasses.fields(Config)}
-    return check(Config(**{k: _coerce(fields[k], v) for k, v in values.items()}))
+    return check(_typed(values))
 
 
 def check(config: Config) -> Config:
@@ -312,6 +362,8 @@ def check(config: Config) -> Config:
         raise ConfigError("http_idle_timeout and http_body_timeout must be above 0")
     if config.max_connections_per_address < 0 or config.max_connections < 0:
         raise ConfigError("max_connections_per_address and max_connections: 0 or more")
+    if config.snooze_poll_ms <= 0:
+        raise ConfigError("snooze_poll_ms must be above 0")
     if config.realtime_handshake_timeout <= 0:
         raise ConfigError("realtime_handshake_timeout must be above 0")
     if not 1 <= config.voice_max_calls <= 16:

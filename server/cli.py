@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import getpass
 import json
 import logging
 import signal
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -20,7 +22,15 @@ import asyncpg
 
 from hub.actions.setup import SetupError, create_api_token, create_inbox, ensure_default_account
 from hub.app import resolve_dsn
-from hub.config import ROLES, Config, ConfigError, check, load_config, settings_markdown
+from hub.config import (
+    ROLES,
+    Config,
+    ConfigError,
+    as_json,
+    check,
+    load_config,
+    settings_markdown,
+)
 from hub.logs import setup_logging
 from hub.secrets import load_secret_box
 from hub.store.db import prepare_connection
@@ -52,11 +62,12 @@ async def _serve(config: Config) -> None:
         config.database_url is None
         and not (Path(config.data_dir) / "postgres" / "PG_VERSION").exists()
     )
+    listener = _listen(config.host, config.port)  # before anything starts: a busy port says so
     hub = build_hub(config)
     await hub.start()
     runner = web.AppRunner(build_app(hub), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, backlog=4096, reuse_address=True)
+    site = web.SockSite(runner, listener, backlog=4096)
     await site.start()
     log.info(
         "hub ready",
@@ -87,6 +98,33 @@ async def _serve(config: Config) -> None:
     log.info("hub stopped")
 
 
+class PortBusy(Exception):
+    pass
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before the hub starts anything, so a port in use is one line
+    and nothing to clean up."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise PortBusy(f"cannot listen on {host}: {exc.strerror}") from exc
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortBusy(
+                f"port {port} on {host} is already in use; choose another with --port or HUB_PORT"
+            ) from exc
+        raise PortBusy(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.setblocking(False)
+    return sock
+
+
 async def _with_db(config: Config, fn: Callable[[asyncpg.Connection[Any]], Awaitable[Any]]) -> Any:
     """Run ``fn`` on a migrated database (``fn`` may be ``migrate`` itself)."""
     conn: asyncpg.Connection[Any] = await asyncpg.connect(await resolve_dsn(config))
@@ -105,33 +143,44 @@ def _print(data: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     install()  # the set-up commands validate inbox settings through the channel registry
-    parser = argparse.ArgumentParser(
-        prog="hub", description="Realtime messaging and omnichannel hub"
+    # --config and --verbose are taken before or after the command (hub serve --config FILE)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", type=Path, default=argparse.SUPPRESS, help="TOML file with a [hub] table"
     )
-    parser.add_argument("--config", type=Path, help="TOML file with a [hub] table")
+    common.add_argument(
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="also log progress (to stderr) in set-up commands",
+    )
+    parser = argparse.ArgumentParser(
+        prog="hub", description="Realtime messaging and omnichannel hub", parents=[common]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the hub (embedded PostgreSQL unless DATABASE_URL)")
+    def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kwargs)
+
+    serve = command("serve", help="run the hub (embedded PostgreSQL unless DATABASE_URL)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument(
         "--role",
         choices=list(ROLES),
         help="all (default): every part; gateway: webhooks, REST and agent sockets; "
-        "worker: bus consumers and the outbox relay (also HUB_ROLE)",
+        "worker: bus consumers and the outbox relay; voice: the SIP user agent (also HUB_ROLE)",
     )
 
-    sub.add_parser("migrate", help="apply database migrations")
+    command("migrate", help="apply database migrations")
 
-    inbox = sub.add_parser("inbox", help="manage inboxes").add_subparsers(
-        dest="inbox_cmd", required=True
-    )
+    inbox = command("inbox", help="manage inboxes").add_subparsers(dest="inbox_cmd", required=True)
     create = inbox.add_parser("create", help="create an inbox; prints its id and secrets once")
     create.add_argument("--channel", required=True)
     create.add_argument("--name", required=True)
     create.add_argument("--reopen-policy", choices=["reopen", "new"], default="reopen")
 
-    token = sub.add_parser("token", help="manage API tokens").add_subparsers(
+    token = command("token", help="manage API tokens").add_subparsers(
         dest="token_cmd", required=True
     )
     token_create = token.add_parser("create", help="create an API token; prints it once")
@@ -140,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "--role", default="administrator", choices=["administrator", "supervisor", "agent"]
     )
 
-    admin = sub.add_parser(
+    admin = command(
         "create-admin",
         help="create an administrator who logs in with a password (read from stdin when piped)",
     )
@@ -148,12 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     admin.add_argument("--name", default="")
     admin.add_argument("--account", help="account id (default: the default account)")
 
-    cfg = sub.add_parser("config", help="show the effective configuration")
+    cfg = command("config", help="show the effective configuration")
     cfg.add_argument("--markdown", action="store_true", help="print the settings table")
 
     args = parser.parse_args(argv)
     try:
-        config = load_config(toml_path=args.config)
+        config = load_config(toml_path=getattr(args, "config", None))
     except (ConfigError, OSError) as exc:
         print(f"hub: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -164,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"hub: configuration error: {exc}", file=sys.stderr)
             return 2
-    setup_logging(config.log_level)
+    # a set-up command's output is its JSON; its progress lines only with --verbose
+    quiet = args.command != "serve" and not getattr(args, "verbose", False)
+    setup_logging("warning" if quiet else config.log_level)
 
     try:
         if args.command == "serve":
@@ -217,14 +268,13 @@ def main(argv: list[str] | None = None) -> int:
             if args.markdown:
                 print(settings_markdown())
             else:
-                secret = {"secret_key", "database_url"}  # may hold credentials
-                shown = {
-                    k: ("(set)" if k in secret and v else str(v)) for k, v in vars(config).items()
-                }
-                _print(shown)
+                _print(as_json(config))
     except SetupError as exc:
         print(f"hub: {exc}", file=sys.stderr)
         return 2
+    except PortBusy as exc:
+        print(f"hub: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return 0

@@ -8,6 +8,7 @@ from channels.sip.part import VoicePart
 from hub.config import Config
 from hub.consumers.journal import journal_part
 from hub.contracts.part import Part
+from hub.snooze_timer import SnoozeTimer
 from realtime.part import Live, ReplayLog
 
 
@@ -18,5 +19,6 @@ def make_parts(config: Config) -> list[Part]:
         journal_part(),  # event_log: the audit trail and the timeline's system items
         ReplayLog(live),  # the realtime replay log the agent sockets read
         delivery_part(),  # agents' replies out through their channels
+        SnoozeTimer(),  # reopens snoozed conversations when their time comes (workers)
         VoicePart(),  # the SIP user agent (roles all and voice)
     ]

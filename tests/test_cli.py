@@ -51,3 +51,52 @@ def test_inbox_and_token_creation_print_json_once(db_dsn: str, tmp_path: Path) -
     assert json.loads(token.stdout)["token"].startswith("hub_")
     wrong = hub("inbox", "create", "--channel", "fax", "--name", "x", env=env)
     assert wrong.returncode == 2 and "unknown channel" in wrong.stderr
+
+
+def test_config_prints_typed_values(tmp_path: Path) -> None:
+    env = {**os.environ, "HUB_DATA_DIR": str(tmp_path), "HUB_PORT": "8181"}
+    env.pop("DATABASE_URL", None)
+    shown = json.loads(hub("config", env=env).stdout)
+    assert shown["port"] == 8181 and shown["access_log"] is True
+    assert shown["database_url"] is None and shown["public_url"] is None
+    refused = hub("config", env={**env, "HUB_ACCESS_LOG": "ture"})
+    assert refused.returncode == 2 and "'ture' is not a boolean" in refused.stderr
+
+
+def test_config_file_is_taken_after_the_command_too(tmp_path: Path) -> None:
+    toml = tmp_path / "hub.toml"
+    toml.write_text("[hub]\nport = 8282\n")
+    env = {**os.environ, "HUB_DATA_DIR": str(tmp_path)}
+    for args in (("--config", str(toml), "config"), ("config", "--config", str(toml))):
+        out = hub(*args, env=env)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["port"] == 8282
+
+
+def test_set_up_commands_print_only_their_json(db_dsn: str, tmp_path: Path) -> None:
+    env = {**os.environ, "HUB_DATA_DIR": str(tmp_path), "DATABASE_URL": db_dsn}
+    quiet = hub("migrate", env=env)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    json.loads(quiet.stdout)
+    verbose = hub("migrate", "--verbose", env=env)
+    assert verbose.returncode == 0
+    json.loads(verbose.stdout)  # progress goes to stderr, never into the JSON
+
+
+def test_a_busy_port_is_one_line_and_a_non_zero_exit(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "HUB_DATA_DIR": str(tmp_path / "data")}
+        env.pop("DATABASE_URL", None)
+        out = hub("serve", "--port", str(port), env=env)
+    assert out.returncode == 1
+    assert out.stderr.strip() == (
+        f"hub: port {port} on 127.0.0.1 is already in use; "
+        "choose another with --port or HUB_PORT"
+    ), out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "data" / "postgres").exists(), "nothing was started"

@@ -38,3 +38,13 @@ def test_roles_are_checked() -> None:
     with pytest.raises(ConfigError, match="REDIS_URL"):
         load_config({"HUB_ROLE": "gateway"})
     assert load_config({"HUB_ROLE": "gateway", "REDIS_URL": "redis://x"}).role == "gateway"
+
+
+def test_values_are_typed_and_a_misspelt_boolean_is_refused() -> None:
+    config = load_config({"HUB_ACCESS_LOG": "off", "HUB_RATE_LIMIT_LOGIN": "2.5"})
+    assert config.access_log is False and config.rate_limit_login == 2.5
+    assert load_config({"HUB_ACCESS_LOG": "Yes"}).access_log is True
+    with pytest.raises(ConfigError, match=r"HUB_ACCESS_LOG .*'ture' is not a boolean"):
+        load_config({"HUB_ACCESS_LOG": "ture"})
+    with pytest.raises(ConfigError, match="HUB_RATE_LIMIT_LOGIN"):
+        load_config({"HUB_RATE_LIMIT_LOGIN": "fast"})

@@ -119,6 +119,7 @@ export function systemItems(ev) {
   if ("status" in prev) {
     if (state.status === "resolved") add("resolved");
     else if (prev.status === "resolved") add("reopened");
+    else if (prev.status === "snoozed" && state.status === "open" && ev.actor?.kind === "system") add("woke");
     else if (state.status === "snoozed") add("snoozed", state.snoozed_until);
     else add("status", state.status);
   }

@@ -108,10 +108,12 @@ async def update_conversation(
     inboxes: frozenset[str] | None = None,
     correlation_id: str | None = None,
     now: datetime | None = None,
+    actor: Actor | None = None,
 ) -> Updated:
     """Run inside a transaction: row-lock, check, apply, and emit one ``conversation.updated``
     whose ``previous`` holds the old values of exactly the fields that changed (nothing changed:
-    no write, no event). Leaving ``snoozed`` clears ``snoozed_until``."""
+    no write, no event). Leaving ``snoozed`` clears ``snoozed_until``. ``actor``: who changed it
+    when not the agent (the hub itself, for a snooze that ended)."""
     now = now or datetime.now(UTC)
     row = await conn.fetchrow(
         """SELECT inbox_id, contact_id, status, assignee_id, team_id, labels, priority,
@@ -206,11 +208,51 @@ async def update_conversation(
         ConversationUpdated(inbox_id=inbox_id, state=after, previous=previous),
         account_id=account_id,
         conversation_id=conversation_id,
-        actor=Actor(ActorKind.AGENT, agent_id),
+        actor=actor or Actor(ActorKind.AGENT, agent_id),
         correlation_id=correlation_id,
     )
     await append_events(conn, [event])
     return Updated(conversation_id, inbox_id, after, previous, changed=True)
+
+
+#: conversations woken in one transaction
+WAKE_BATCH = 200
+
+
+async def wake_snoozed(conn: Conn, now: datetime | None = None) -> int:
+    """Reopen conversations whose snooze has ended, as the hub (actor ``system``); the count.
+
+    Run in a transaction. Due rows are locked with ``SKIP LOCKED``, so several workers share the
+    work and each conversation wakes exactly once: once reopened it is no longer ``snoozed``, and
+    one an agent reopened or re-snoozed meanwhile is not due."""
+    now = now or datetime.now(UTC)
+    rows = await conn.fetch(
+        """SELECT id, account_id FROM conversations
+            WHERE status = 'snoozed' AND snoozed_until <= $1
+            ORDER BY snoozed_until LIMIT $2
+              FOR UPDATE SKIP LOCKED""",
+        now,
+        WAKE_BATCH,
+    )
+    for row in rows:
+        await update_conversation(
+            conn,
+            account_id=row["account_id"],
+            agent_id="",
+            conversation_id=row["id"],
+            changes=Changes(status=ConversationStatus.OPEN.value),
+            now=now,
+            actor=Actor(ActorKind.SYSTEM, None),
+        )
+    return len(rows)
+
+
+async def next_wake(conn: Conn) -> datetime | None:
+    """When the next snooze ends (the partial index makes this one index probe)."""
+    due: datetime | None = await conn.fetchval(
+        "SELECT min(snoozed_until) FROM conversations WHERE status = 'snoozed'"
+    )
+    return due
 
 
 def patch_fields(previous: ConversationPatch) -> list[str]:
