@@ -34,7 +34,7 @@ def build_app(hub: Hub, config: Config | None = None) -> web.Application:
         middlewares=[
             make_hardening(config.cors_origins),
             make_middleware(config.access_log),
-            make_body_timeout(config.http_body_timeout),
+            make_body_timeout(config.http_body_timeout, config.http_body_deadline),
         ],
         # aiohttp's keep-alive timer runs from a connection's opening and after each response,
         # and closes a connection still without a complete request head: the head timeout

@@ -68,6 +68,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds a request body may stall (no byte arriving) before the request gets 408.",
     ),
     Setting(
+        "http_body_deadline",
+        "HUB_HTTP_BODY_DEADLINE",
+        "Seconds a whole request body may take, from the end of its head, however steadily it "
+        "trickles; later gets 408. The default reads the largest body "
+        "(`HUB_MAX_BODY_BYTES`) at 17 KiB/s. The head itself is bounded by "
+        "`HUB_HTTP_IDLE_TIMEOUT`.",
+    ),
+    Setting(
         "max_connections_per_address",
         "HUB_MAX_CONNECTIONS_PER_ADDRESS",
         "Open connections one client address may hold; more are answered 429 and closed. "
@@ -218,6 +226,7 @@ class Config:
     max_body_bytes: int = 1_048_576
     http_idle_timeout: float = 75.0
     http_body_timeout: float = 30.0
+    http_body_deadline: float = 60.0
     max_connections_per_address: int = 512
     max_connections: int = 0
     realtime_handshake_timeout: float = 10.0
@@ -308,8 +317,10 @@ def check(config: Config) -> Config:
         raise ConfigError(
             "role voice needs KAFKA_BOOTSTRAP: it hears agents' decisions on the shared bus"
         )
-    if config.http_idle_timeout <= 0 or config.http_body_timeout <= 0:
-        raise ConfigError("http_idle_timeout and http_body_timeout must be above 0")
+    if min(config.http_idle_timeout, config.http_body_timeout, config.http_body_deadline) <= 0:
+        raise ConfigError(
+            "http_idle_timeout, http_body_timeout and http_body_deadline must be above 0"
+        )
     if config.max_connections_per_address < 0 or config.max_connections < 0:
         raise ConfigError("max_connections_per_address and max_connections: 0 or more")
     if config.realtime_handshake_timeout <= 0:
