@@ -15,7 +15,8 @@ posts a signed webhook and reads conversations over REST in a loop and must be s
     flock /tmp/bench.lock .venv/bin/python -m bench.faults.abuse --flood 2000 --slow 500 --idle 30
 
 The hub runs with its default connection caps and the timeouts given (``--idle``: the head/idle
-timeout, ``--body``, ``--deadline``, ``--handshake``; short by default so the run takes about a minute).
+timeout, ``--body``, ``--deadline``, ``--handshake``; short by default so the run takes about a
+minute).
 """
 
 from __future__ import annotations
@@ -262,7 +263,8 @@ async def abuse(args: argparse.Namespace) -> dict[str, Any]:
             normal = asyncio.create_task(normal_client(base, url, secret, hubs.admin, stop))
             progress(
                 f"flood {args.flood}, slowloris {args.slow}, stalled bodies {args.bodies}, "
-                f"slow bodies {args.trickles}, silent sockets {args.silent}, idle agent sockets {args.agents}"
+                f"slow bodies {args.trickles}, silent sockets {args.silent}, "
+                f"idle agent sockets {args.agents}"
             )
             results = await asyncio.gather(
                 flood(port, args.flood, cap),
