@@ -215,7 +215,11 @@ class ApiChannel(BaseAdapter):
         }
         try:
             async with self.env.http.post(
-                url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=15)
+                url,
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=15),
+                allow_redirects=False,  # a redirect is an answer, never followed elsewhere
             ) as response:
                 answer = await response.read()
                 status = response.status
