@@ -137,6 +137,28 @@ async def test_create_read_update_with_events(client: Client, hub: Hub) -> None:
     assert events[0]["actor"] == {"kind": "agent", "id": "tests-admin"}
 
 
+async def test_invisible_characters_are_removed_from_names(client: Client, hub: Hub) -> None:
+    """Bidirectional overrides and isolates and other invisible format characters never reach
+    agents in a contact's name, through creation, renaming or the events."""
+    status, made = await create(client, {"name": "\u202aNimal\u202e lerep\u202c\u2069"})
+    assert status == 201 and made["name"] == "Nimal lerep", made
+    response = await client.patch(
+        f"/api/v1/contacts/{made['id']}",
+        json={"name": "\u2067A\u200bli\u00ad\u2060"},
+        headers=ADMIN,
+    )
+    assert (await response.json())["name"] == "Ali"
+    emoji = "Ana \U0001f468\u200d\U0001f469\u200d\U0001f467"  # a family: joiners stay
+    response = await client.patch(
+        f"/api/v1/contacts/{made['id']}", json={"name": emoji}, headers=ADMIN
+    )
+    assert (await response.json())["name"] == emoji
+    events = await contact_events(
+        hub, made["id"], lambda e: e["type"] == "contact.updated" and e["payload"]["name"] == emoji
+    )
+    assert [e["payload"]["name"] for e in events] == ["Nimal lerep", "Ali", emoji]
+
+
 async def test_an_owned_address_is_a_conflict(client: Client, hub: Hub) -> None:
     status, _ = await create(
         client, {"name": "A", "identities": [{"channel": "sms", "address": "+9477"}]}

@@ -156,3 +156,16 @@ async def test_replies_reach_the_customer_signed_and_inboxes_without_url_keep_th
             await asyncio.sleep(0.02)
     assert await hub.pool.fetchval("SELECT status FROM messages WHERE id = $1", kept_id) == "queued"
     assert len(mock.of("api.outbound")) == 1
+
+
+async def test_invisible_characters_are_removed_from_a_new_contacts_name(
+    client: Client, hub: Hub, mock: ProviderMock
+) -> None:
+    """A sender name with a right-to-left override reads backwards in the console ("Bob" and
+    then "ved" drawn as "dev"); format characters are removed before the contact is stored."""
+    harness = ApiHarness()
+    harness.inbox_id = await harness.create_inbox(hub, mock)
+    name = "Bob\u202eved\u202c \u2066Admin\u2069\u200b\n(support)\ufeff"
+    body = api_body("bidi-1", name=name)
+    assert (await send(client, harness._signed(body))).status == 200
+    assert await hub.pool.fetchval("SELECT name FROM contacts") == "Bobved Admin (support)"
