@@ -66,7 +66,7 @@ def build_app(hub: Hub, config: Config | None = None) -> web.Application:
     app.on_cleanup.append(stop_lag_watch)
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/readyz", ops.readyz)
-    app.router.add_get("/metrics", ops.metrics)
+    app.router.add_get("/metrics", ops.metrics_handler(hub, config))
     if config.role in ("worker", "voice"):  # health and metrics only; gateways take the traffic
         return app
     webhooks.mount(app)  # POST, and GET for providers' verification handshakes

@@ -46,6 +46,7 @@ async def _serve(config: Config) -> None:
     from aiohttp import web
 
     from gateway.app import build_app
+    from gateway.ops import start_metrics_listener
 
     started = time.perf_counter()
     fresh = (
@@ -58,6 +59,7 @@ async def _serve(config: Config) -> None:
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, backlog=4096, reuse_address=True)
     await site.start()
+    metrics = await start_metrics_listener(hub, config)
     log.info(
         "hub ready",
         extra={
@@ -83,6 +85,8 @@ async def _serve(config: Config) -> None:
     log.info("hub stopping")
     await site.stop()  # no new connections; in-flight requests finish below
     await runner.cleanup()
+    if metrics is not None:
+        await metrics.cleanup()
     await hub.stop()
     log.info("hub stopped")
 

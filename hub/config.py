@@ -205,6 +205,20 @@ SETTINGS: tuple[Setting, ...] = (
         "Folder of the agent web console to serve at `/`. Unset: `console/` of this clone.",
     ),
     Setting(
+        "metrics_token",
+        "HUB_METRICS_TOKEN",
+        "Set: `/metrics` answers only `Authorization: Bearer <this token>` (401 otherwise). "
+        "Unset: `/metrics` is open to anyone who reaches the port; set this or "
+        "`HUB_METRICS_PORT` wherever the hub's port is reachable from outside.",
+    ),
+    Setting(
+        "metrics_port",
+        "HUB_METRICS_PORT",
+        "Set (not 0): `/metrics` is served on this port of `HUB_HOST` only (its own listener, "
+        "which a firewall can keep internal); the main port answers 404 for it. "
+        "`HUB_METRICS_TOKEN` applies there too.",
+    ),
+    Setting(
         "cors_origins",
         "HUB_CORS_ORIGINS",
         "Comma-separated origins allowed to call the REST API from a browser (`*`: any). "
@@ -252,6 +266,8 @@ class Config:
     trusted_proxies: str = ""
     console_dir: str = ""
     cors_origins: str = ""
+    metrics_token: str | None = None
+    metrics_port: int = 0
     public_url: str | None = None
 
     def replace(self, **changes: Any) -> Config:
@@ -327,6 +343,10 @@ def check(config: Config) -> Config:
         raise ConfigError("realtime_handshake_timeout must be above 0")
     if not 1 <= config.voice_max_calls <= 16:
         raise ConfigError("voice_max_calls: 1-16 (the SIP stack's 32 legs, two per call)")
+    if not 0 <= config.metrics_port <= 65535 or (
+        config.metrics_port and config.metrics_port == config.port
+    ):
+        raise ConfigError("metrics_port: 0 (none) or a port other than port")
     if config.public_url is not None and not config.public_url.startswith(("https://", "http://")):
         raise ConfigError(f"public_url: {config.public_url!r} is not an http(s) URL")
     return config

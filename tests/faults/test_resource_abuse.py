@@ -29,6 +29,7 @@ ABUSER = "127.0.0.2"  # loopback is all of 127/8: the abuse comes from another a
 CAP = 20
 #: how long a test waits for the server to act on a 1 s limit (a deadline, not a measurement)
 GRACE = 15.0
+METRICS_TOKEN = "metrics-token-for-the-abuse-tests"
 
 
 @pytest.fixture
@@ -39,6 +40,7 @@ def hub_config(hub_config: Config) -> Config:
         http_body_deadline=3.0,
         max_connections_per_address=CAP,
         realtime_handshake_timeout=1.0,
+        metrics_token=METRICS_TOKEN,
     )
 
 
@@ -84,7 +86,12 @@ async def served(base: str) -> None:
 
 
 async def metric(base: str, name: str) -> float:
-    async with aiohttp.ClientSession() as session, session.get(f"{base}/metrics") as response:
+    headers = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{base}/metrics", headers=headers) as response,
+    ):
+        assert response.status == 200
         text = await response.text()
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
