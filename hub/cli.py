@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                     "channel": made.channel,
                     "name": made.name,
                     "webhook_path": f"/webhooks/{made.channel}/{made.id}",
-                    **made.secrets,
+                    **made.credentials_shown(),
                 }
 
             _print(asyncio.run(_with_db(config, make_inbox)))
