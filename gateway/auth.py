@@ -27,7 +27,9 @@ class Authenticator:
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
         self.access = AccessTokens(
-            hub.box.derive("access-token"), hub.config.access_token_minutes * 60
+            hub.box.derive("access-token"),
+            hub.config.access_token_minutes * 60,
+            hub.box.derive_all("access-token")[1:],  # tokens signed before a key rotation
         )
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._verified: dict[str, AccessClaims] = {}  # signature checks are ~35 us: keep them

@@ -17,11 +17,12 @@ from typing import Any
 
 import asyncpg
 
+from hub.actions.secret_rotation import rotate_secrets
 from hub.actions.setup import SetupError, create_api_token, create_inbox, ensure_default_account
 from hub.app import Hub, resolve_dsn
 from hub.config import ROLES, Config, ConfigError, check, load_config, settings_markdown
 from hub.logs import setup_logging
-from hub.secrets import load_secret_box
+from hub.secrets import load_secret_box, new_key
 from hub.store.db import prepare_connection
 from hub.store.migrate import migrate
 
@@ -103,6 +104,10 @@ async def _with_db(config: Config, fn: Callable[[asyncpg.Connection[Any]], Await
         await conn.close()
 
 
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def _print(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
 
@@ -150,6 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     admin.add_argument("--email", required=True)
     admin.add_argument("--name", default="")
     admin.add_argument("--account", help="account id (default: the default account)")
+
+    keys = sub.add_parser("secrets", help="keys that encrypt stored secrets").add_subparsers(
+        dest="secrets_cmd", required=True
+    )
+    keys.add_parser(
+        "rotate", help="re-encrypt every stored secret with HUB_SECRET_KEY (prints progress)"
+    )
+    keys.add_parser("new-key", help="print a fresh key for HUB_SECRET_KEY")
 
     cfg = sub.add_parser("config", help="show the effective configuration")
     cfg.add_argument("--markdown", action="store_true", help="print the settings table")
@@ -216,11 +229,26 @@ def main(argv: list[str] | None = None) -> int:
             _print(asyncio.run(_with_db(config, make_token)))
         elif args.command == "create-admin":
             _print(asyncio.run(_with_db(config, _admin_maker(args, _read_password()))))
+        elif args.command == "secrets":
+            if args.secrets_cmd == "new-key":
+                print(new_key())
+            else:
+                box = load_secret_box(config)
+
+                async def rotate(conn: asyncpg.Connection[Any]) -> Any:
+                    reports = await rotate_secrets(conn, box, progress=_progress)
+                    return {
+                        "key_id": box.key_id,
+                        **{name: vars(report) for name, report in reports.items()},
+                    }
+
+                _print(asyncio.run(_with_db(config, rotate)))
         elif args.command == "config":
             if args.markdown:
                 print(settings_markdown())
             else:
-                secret = {"secret_key", "database_url"}  # may hold credentials
+                # may hold credentials
+                secret = {"secret_key", "secret_keys_old", "database_url", "metrics_token"}
                 shown = {
                     k: ("(set)" if k in secret and v else str(v)) for k, v in vars(config).items()
                 }

@@ -46,8 +46,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "secret_key",
         "HUB_SECRET_KEY",
-        "Fernet key that encrypts channel secrets at rest. Unset: generated once into "
-        "`data_dir/secret.key` (mode 0600).",
+        "The current key that encrypts channel credentials and MFA secrets at rest "
+        "(AES-256-GCM; 32 random bytes, URL-safe base64: `hub secrets new-key`). Unset: "
+        "generated once into `data_dir/secret.key` (mode 0600).",
+    ),
+    Setting(
+        "secret_keys_old",
+        "HUB_SECRET_KEYS_OLD",
+        "Comma-separated older keys: they still decrypt what they encrypted, until "
+        "`hub secrets rotate` has re-encrypted everything with `HUB_SECRET_KEY`.",
     ),
     Setting("log_level", "HUB_LOG_LEVEL", "debug, info, warning or error."),
     Setting("access_log", "HUB_ACCESS_LOG", "Log one JSON line per HTTP request."),
@@ -235,6 +242,7 @@ class Config:
     data_dir: Path = Path(".hub-data")
     database_url: str | None = None
     secret_key: str | None = None
+    secret_keys_old: str | None = None
     log_level: str = "info"
     access_log: bool = True
     max_body_bytes: int = 1_048_576
