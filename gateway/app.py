@@ -34,7 +34,7 @@ def build_gateway(hub: Hub, config: Config | None = None) -> web.Application:
         middlewares=[
             make_hardening(config.cors_origins),
             make_middleware(config.access_log),
-            make_body_timeout(config.http_body_timeout),
+            make_body_timeout(config.http_body_timeout, config.http_body_deadline),
         ],
         # aiohttp's keep-alive timer runs from a connection's opening and after each response,
         # and closes a connection still without a complete request head: the head timeout
@@ -65,7 +65,7 @@ def build_gateway(hub: Hub, config: Config | None = None) -> web.Application:
     app.on_cleanup.append(stop_lag_watch)
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/readyz", ops.readyz)
-    app.router.add_get("/metrics", ops.metrics)
+    app.router.add_get("/metrics", ops.metrics_handler(hub, config))
     if config.role in ("worker", "voice"):  # health and metrics only; gateways take the traffic
         return app
     webhooks.mount(app)  # POST, and GET for providers' verification handshakes

@@ -6,7 +6,9 @@
 - A request head must be complete within ``http_idle_timeout`` of the connection's opening or of
   its previous response (aiohttp's keep-alive timer, which also closes idle connections): an idle
   or slowly sent head (slowloris) holds a connection only that long.
-- A request body may not stall for more than ``http_body_timeout``: the request gets 408.
+- A request body may not stall for more than ``http_body_timeout``, nor take more than
+  ``http_body_deadline`` in all from the end of its head (a body trickled a byte at a time never
+  stalls, yet would hold the connection for hours): the request gets 408.
 
 aiohttp has no hook for accepted connections, so :class:`LimitedApplication` (an
 :class:`aiohttp.web.Application`) puts the connection caps on the low-level server it makes for
@@ -138,39 +140,51 @@ with warnings.catch_warnings():
 
 
 class BodyStalled(Exception):
-    pass
+    """The body stopped arriving, or is arriving too slowly to finish in time."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
-async def _watch_body(request: web.Request, stall: float) -> None:
+async def _watch_body(request: web.Request, stall: float, deadline: float) -> None:
     content = request.content
     loop = asyncio.get_running_loop()
     seen, since = content.total_bytes, loop.time()
-    step = min(1.0, stall / 4)
+    give_up = since + deadline
+    step = min(1.0, stall / 4, deadline / 4)
     while not content.is_eof():
         await asyncio.sleep(step)
+        now = loop.time()
+        if content.is_eof():
+            return
+        if now >= give_up:
+            content.set_exception(BodyStalled(f"the body took longer than {deadline:g} s"))
+            return
         if content.total_bytes != seen:
-            seen, since = content.total_bytes, loop.time()
-        elif loop.time() - since >= stall and not content.is_eof():
-            content.set_exception(BodyStalled())
+            seen, since = content.total_bytes, now
+        elif now - since >= stall:
+            content.set_exception(BodyStalled(f"the body stalled for {stall:g} s"))
             return
 
 
-def make_body_timeout(timeout: float) -> Middleware:
-    """408 for a request whose body stops arriving (a slow-body attack or a dead client)."""
+def make_body_timeout(timeout: float, deadline: float) -> Middleware:
+    """408 for a request whose body stops arriving or trickles in too slowly (a slow-body attack
+    or a dead client)."""
 
     @web.middleware
     async def body_timeout(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.body_exists or request.content.is_eof():
             return await handler(request)  # no body, or all of it came with the head
-        watch = asyncio.create_task(_watch_body(request, timeout))
+        watch = asyncio.create_task(_watch_body(request, timeout, deadline))
         try:
             return await handler(request)
-        except BodyStalled:
+        except BodyStalled as exc:
             BODY_TIMEOUTS.inc()
-            log.warning("request body stalled", extra={"path": request.path})
-            response = error_response(
-                ApiError(408, "body_timeout", f"the body stalled for {timeout:g} s")
+            log.warning(
+                "request body too slow", extra={"path": request.path, "reason": exc.message}
             )
+            response = error_response(ApiError(408, "body_timeout", exc.message))
             response.force_close()
             return response
         finally:

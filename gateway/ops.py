@@ -1,16 +1,25 @@
-"""Operations endpoints: liveness, readiness (database and bus) and Prometheus metrics."""
+"""Operations endpoints: liveness, readiness (database and bus) and Prometheus metrics.
+
+Metrics tell a lot about the traffic (routes, rates, errors, inbox activity), so they can be
+closed: ``HUB_METRICS_TOKEN`` makes ``/metrics`` require ``Authorization: Bearer <token>``, and
+``HUB_METRICS_PORT`` serves them on a listener of their own (the main port then answers 404),
+which a firewall can keep internal.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.responses import json_response
+from gateway.responses import ApiError, error_response, json_response
 from gateway.state import STATE
-from hub.app import DB_UNAVAILABLE
+from hub.app import DB_UNAVAILABLE, Hub
+from hub.config import Config
 from hub.metrics import BUS_LAG, REGISTRY
 
 
@@ -38,8 +47,7 @@ async def readyz(request: web.Request) -> web.Response:
     return json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
 
-async def metrics(request: web.Request) -> web.Response:
-    hub = request.app[STATE].hub
+def _exposition(hub: Hub) -> web.Response:
     if hub.bus is not None:
         for (group, topic, partition), lag in hub.bus.partition_lag().items():
             BUS_LAG.labels(group, topic, str(partition)).set(lag)
@@ -47,3 +55,47 @@ async def metrics(request: web.Request) -> web.Response:
         body=generate_latest(REGISTRY),
         headers={"Content-Type": CONTENT_TYPE_LATEST},
     )
+
+
+def _token_ok(request: web.Request, token: str) -> bool:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode("utf-8", "surrogatepass"), token.encode()
+    )
+
+
+def metrics_handler(
+    hub: Hub, config: Config, *, own_listener: bool = False
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """``/metrics`` of the main listener (404 when they have a port of their own) or of that
+    listener (``own_listener``); 401 without the token when ``HUB_METRICS_TOKEN`` is set."""
+
+    async def metrics(request: web.Request) -> web.Response:
+        if config.metrics_port and not own_listener:
+            return error_response(
+                ApiError(404, "not_found", f"metrics are on port {config.metrics_port}")
+            )
+        if config.metrics_token and not _token_ok(request, config.metrics_token):
+            return error_response(
+                ApiError(
+                    401,
+                    "unauthenticated",
+                    "metrics need the token of HUB_METRICS_TOKEN",
+                    headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+                )
+            )
+        return _exposition(hub)
+
+    return metrics
+
+
+async def start_metrics_listener(hub: Hub, config: Config) -> web.AppRunner | None:
+    """The metrics' own listener on ``HUB_HOST:HUB_METRICS_PORT``, if one is set."""
+    if not config.metrics_port:
+        return None
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler(hub, config, own_listener=True))
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, config.host, config.metrics_port, reuse_address=True).start()
+    return runner

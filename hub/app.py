@@ -111,7 +111,11 @@ class Hub:
         self.box = load_secret_box(config)
         self.dsn = await resolve_dsn(config)
         self.pool = await create_pool(self.dsn, config.db_pool_size)
-        access = AccessTokens(self.box.derive("access-token"), config.access_token_minutes * 60)
+        access = AccessTokens(
+            self.box.derive("access-token"),
+            config.access_token_minutes * 60,
+            self.box.derive_all("access-token")[1:],  # tokens signed before a key rotation
+        )
         self.callers = Authenticator(self.pool, access)
         async with self.pool.acquire() as conn:
             await migrate(conn)

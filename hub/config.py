@@ -48,8 +48,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "secret_key",
         "HUB_SECRET_KEY",
-        "Fernet key that encrypts channel secrets at rest. Unset: generated once into "
-        "`data_dir/secret.key` (mode 0600).",
+        "The current key that encrypts channel credentials and MFA secrets at rest "
+        "(AES-256-GCM; 32 random bytes, URL-safe base64: `hub secrets new-key`). Unset: "
+        "generated once into `data_dir/secret.key` (mode 0600).",
+    ),
+    Setting(
+        "secret_keys_old",
+        "HUB_SECRET_KEYS_OLD",
+        "Comma-separated older keys: they still decrypt what they encrypted, until "
+        "`hub secrets rotate` has re-encrypted everything with `HUB_SECRET_KEY`.",
     ),
     Setting("log_level", "HUB_LOG_LEVEL", "debug, info, warning or error."),
     Setting("access_log", "HUB_ACCESS_LOG", "Log one JSON line per HTTP request."),
@@ -68,6 +75,14 @@ SETTINGS: tuple[Setting, ...] = (
         "http_body_timeout",
         "HUB_HTTP_BODY_TIMEOUT",
         "Seconds a request body may stall (no byte arriving) before the request gets 408.",
+    ),
+    Setting(
+        "http_body_deadline",
+        "HUB_HTTP_BODY_DEADLINE",
+        "Seconds a whole request body may take, from the end of its head, however steadily it "
+        "trickles; later gets 408. The default reads the largest body "
+        "(`HUB_MAX_BODY_BYTES`) at 17 KiB/s. The head itself is bounded by "
+        "`HUB_HTTP_IDLE_TIMEOUT`.",
     ),
     Setting(
         "max_connections_per_address",
@@ -205,6 +220,20 @@ SETTINGS: tuple[Setting, ...] = (
         "Folder of the agent web console to serve at `/`. Unset: `console/` of this clone.",
     ),
     Setting(
+        "metrics_token",
+        "HUB_METRICS_TOKEN",
+        "Set: `/metrics` answers only `Authorization: Bearer <this token>` (401 otherwise). "
+        "Unset: `/metrics` is open to anyone who reaches the port; set this or "
+        "`HUB_METRICS_PORT` wherever the hub's port is reachable from outside.",
+    ),
+    Setting(
+        "metrics_port",
+        "HUB_METRICS_PORT",
+        "Set (not 0): `/metrics` is served on this port of `HUB_HOST` only (its own listener, "
+        "which a firewall can keep internal); the main port answers 404 for it. "
+        "`HUB_METRICS_TOKEN` applies there too.",
+    ),
+    Setting(
         "cors_origins",
         "HUB_CORS_ORIGINS",
         "Comma-separated origins allowed to call the REST API from a browser (`*`: any). "
@@ -221,11 +250,13 @@ class Config:
     data_dir: Path = Path(".hub-data")
     database_url: str | None = None
     secret_key: str | None = None
+    secret_keys_old: str | None = None
     log_level: str = "info"
     access_log: bool = True
     max_body_bytes: int = 1_048_576
     http_idle_timeout: float = 75.0
     http_body_timeout: float = 30.0
+    http_body_deadline: float = 60.0
     max_connections_per_address: int = 512
     max_connections: int = 0
     realtime_handshake_timeout: float = 10.0
@@ -252,6 +283,8 @@ class Config:
     trusted_proxies: str = ""
     console_dir: str = ""
     cors_origins: str = ""
+    metrics_token: str | None = None
+    metrics_port: int = 0
     public_url: str | None = None
 
     def replace(self, **changes: Any) -> Config:
@@ -263,7 +296,9 @@ class ConfigError(ValueError):
 
 
 #: settings that may hold credentials: never printed
-SECRET_SETTINGS = frozenset({"secret_key", "database_url", "redis_url"})
+SECRET_SETTINGS = frozenset(
+    {"secret_key", "secret_keys_old", "database_url", "redis_url", "metrics_token"}
+)
 
 
 _BOOLEANS = {
@@ -358,8 +393,10 @@ def check(config: Config) -> Config:
         raise ConfigError(
             "role voice needs KAFKA_BOOTSTRAP: it hears agents' decisions on the shared bus"
         )
-    if config.http_idle_timeout <= 0 or config.http_body_timeout <= 0:
-        raise ConfigError("http_idle_timeout and http_body_timeout must be above 0")
+    if min(config.http_idle_timeout, config.http_body_timeout, config.http_body_deadline) <= 0:
+        raise ConfigError(
+            "http_idle_timeout, http_body_timeout and http_body_deadline must be above 0"
+        )
     if config.max_connections_per_address < 0 or config.max_connections < 0:
         raise ConfigError("max_connections_per_address and max_connections: 0 or more")
     if config.snooze_poll_ms <= 0:
@@ -368,6 +405,10 @@ def check(config: Config) -> Config:
         raise ConfigError("realtime_handshake_timeout must be above 0")
     if not 1 <= config.voice_max_calls <= 16:
         raise ConfigError("voice_max_calls: 1-16 (the SIP stack's 32 legs, two per call)")
+    if not 0 <= config.metrics_port <= 65535 or (
+        config.metrics_port and config.metrics_port == config.port
+    ):
+        raise ConfigError("metrics_port: 0 (none) or a port other than port")
     if config.public_url is not None and not config.public_url.startswith(("https://", "http://")):
         raise ConfigError(f"public_url: {config.public_url!r} is not an http(s) URL")
     return config

@@ -68,7 +68,8 @@ CONNECTIONS_REFUSED = Counter(
 )
 BODY_TIMEOUTS = Counter(
     "hub_http_body_timeouts_total",
-    "Requests whose body stalled longer than HUB_HTTP_BODY_TIMEOUT (answered 408).",
+    "Requests whose body stalled (HUB_HTTP_BODY_TIMEOUT) or took too long "
+    "(HUB_HTTP_BODY_DEADLINE), answered 408.",
     registry=REGISTRY,
 )
 OPEN_CONNECTIONS = Gauge(

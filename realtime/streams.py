@@ -6,6 +6,11 @@ encoded once. A socket that reconnects behind the head (``last_seq``) first gets
 its own that sends the gap, in order and only up to the head, and joins the live set the moment it
 reaches the head: a long replay never holds back the other sockets, and nothing is skipped or
 doubled at the hand-over (the check and the join happen without yielding to the event loop).
+
+Sockets limited to some inboxes get the events of those inboxes and the events of no inbox. When
+the account sets ``contacts_by_inbox``, contact events are for them only if the contact has a
+conversation in one of their inboxes (looked up once per batch, only for batches holding contact
+events and only while such sockets are connected).
 """
 
 from __future__ import annotations
@@ -45,10 +50,51 @@ def _items(events: Sequence[LoggedEvent]) -> bytes:
 Scope = frozenset[str] | None
 
 
-def _visible(events: Sequence[LoggedEvent], scope: Scope) -> Sequence[LoggedEvent]:
+#: contact id -> the inboxes of its conversations, for contact events of an account that limits
+#: contacts to inboxes; ``None``: contact events are for every socket of the account
+ContactInboxes = dict[str, frozenset[str]] | None
+
+
+def _contact_id(event: LoggedEvent) -> str:
+    payload = orjson.loads(event.event).get("payload") or {}
+    return str(payload.get("contact_id") or "")
+
+
+async def contact_inboxes(
+    pool: asyncpg.Pool[Any], account_id: str, events: Sequence[LoggedEvent]
+) -> ContactInboxes:
+    contacts = {_contact_id(e) for e in events if e.type.startswith("contact.")}
+    if not contacts:
+        return None
+    limited = await pool.fetchval(
+        "SELECT contacts_by_inbox FROM accounts WHERE id = $1", account_id
+    )
+    if not limited:
+        return None
+    rows = await pool.fetch(
+        """SELECT contact_id, array_agg(DISTINCT inbox_id) AS inboxes FROM conversations
+            WHERE account_id = $1 AND contact_id = ANY($2::text[]) GROUP BY contact_id""",
+        account_id,
+        sorted(contacts),
+    )
+    found = {r["contact_id"]: frozenset(r["inboxes"]) for r in rows}
+    return {c: found.get(c, frozenset()) for c in contacts}
+
+
+def _visible(
+    events: Sequence[LoggedEvent], scope: Scope, contacts: ContactInboxes = None
+) -> Sequence[LoggedEvent]:
     if scope is None:
         return events
-    return [e for e in events if e.inbox_id is None or e.inbox_id in scope]
+
+    def sees(e: LoggedEvent) -> bool:
+        if e.inbox_id is not None:
+            return e.inbox_id in scope
+        if contacts is not None and e.type.startswith("contact."):
+            return not contacts.get(_contact_id(e), frozenset()).isdisjoint(scope)
+        return True
+
+    return [e for e in events if sees(e)]
 
 
 class AccountStream:
@@ -98,7 +144,13 @@ class AccountStream:
                 gap = [e for e in events if e.seq <= self.head]
                 if not gap:
                     break
-                visible = _visible(gap, self._scopes.get(sid))
+                scope = self._scopes.get(sid)
+                contacts = (
+                    None
+                    if scope is None
+                    else await contact_inboxes(self._pool, self.account_id, gap)
+                )
+                visible = _visible(gap, scope, contacts)
                 if visible:
                     await self._emit([sid], "events", _items(visible))
                 cursor = gap[-1].seq
@@ -130,8 +182,13 @@ class AccountStream:
             groups: dict[Scope, list[str]] = defaultdict(list)
             for sid, scope in self.live.items():
                 groups[scope].append(sid)
+            contacts = (
+                await contact_inboxes(self._pool, self.account_id, events)
+                if any(scope is not None for scope in groups)
+                else None
+            )
             for scope, sids in groups.items():
-                visible = _visible(events, scope)
+                visible = _visible(events, scope, contacts)
                 if visible:
                     await self._emit(sids, "events", _items(visible))
             if len(events) == self._batch:

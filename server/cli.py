@@ -20,6 +20,7 @@ from typing import Any
 
 import asyncpg
 
+from hub.actions.secret_rotation import rotate_secrets
 from hub.actions.setup import SetupError, create_api_token, create_inbox, ensure_default_account
 from hub.app import resolve_dsn
 from hub.config import (
@@ -32,7 +33,7 @@ from hub.config import (
     settings_markdown,
 )
 from hub.logs import setup_logging
-from hub.secrets import load_secret_box
+from hub.secrets import load_secret_box, new_key
 from hub.store.db import prepare_connection
 from hub.store.migrate import migrate
 from server.compose import build_app, build_hub, install
@@ -57,6 +58,8 @@ Try it from another terminal:
 async def _serve(config: Config) -> None:
     from aiohttp import web
 
+    from gateway.ops import start_metrics_listener
+
     started = time.perf_counter()
     fresh = (
         config.database_url is None
@@ -69,6 +72,7 @@ async def _serve(config: Config) -> None:
     await runner.setup()
     site = web.SockSite(runner, listener, backlog=4096)
     await site.start()
+    metrics = await start_metrics_listener(hub, config)
     log.info(
         "hub ready",
         extra={
@@ -94,6 +98,8 @@ async def _serve(config: Config) -> None:
     log.info("hub stopping")
     await site.stop()  # no new connections; in-flight requests finish below
     await runner.cleanup()
+    if metrics is not None:
+        await metrics.cleanup()
     await hub.stop()
     log.info("hub stopped")
 
@@ -135,6 +141,10 @@ async def _with_db(config: Config, fn: Callable[[asyncpg.Connection[Any]], Await
         return await fn(conn)
     finally:
         await conn.close()
+
+
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _print(data: Any) -> None:
@@ -197,6 +207,14 @@ def main(argv: list[str] | None = None) -> int:
     admin.add_argument("--name", default="")
     admin.add_argument("--account", help="account id (default: the default account)")
 
+    keys = command("secrets", help="keys that encrypt stored secrets").add_subparsers(
+        dest="secrets_cmd", required=True
+    )
+    keys.add_parser(
+        "rotate", help="re-encrypt every stored secret with HUB_SECRET_KEY (prints progress)"
+    )
+    keys.add_parser("new-key", help="print a fresh key for HUB_SECRET_KEY")
+
     cfg = command("config", help="show the effective configuration")
     cfg.add_argument("--markdown", action="store_true", help="print the settings table")
 
@@ -243,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                     "channel": made.channel,
                     "name": made.name,
                     "webhook_path": f"/webhooks/{made.channel}/{made.id}",
-                    **made.secrets,
+                    **made.credentials_shown(),
                 }
 
             _print(asyncio.run(_with_db(config, make_inbox)))
@@ -264,6 +282,20 @@ def main(argv: list[str] | None = None) -> int:
             _print(asyncio.run(_with_db(config, make_token)))
         elif args.command == "create-admin":
             _print(asyncio.run(_with_db(config, _admin_maker(args, _read_password()))))
+        elif args.command == "secrets":
+            if args.secrets_cmd == "new-key":
+                print(new_key())
+            else:
+                box = load_secret_box(config)
+
+                async def rotate(conn: asyncpg.Connection[Any]) -> Any:
+                    reports = await rotate_secrets(conn, box, progress=_progress)
+                    return {
+                        "key_id": box.key_id,
+                        **{name: vars(report) for name, report in reports.items()},
+                    }
+
+                _print(asyncio.run(_with_db(config, rotate)))
         elif args.command == "config":
             if args.markdown:
                 print(settings_markdown())

@@ -95,8 +95,7 @@ def test_a_busy_port_is_one_line_and_a_non_zero_exit(tmp_path: Path) -> None:
         out = hub("serve", "--port", str(port), env=env)
     assert out.returncode == 1
     assert out.stderr.strip() == (
-        f"hub: port {port} on 127.0.0.1 is already in use; "
-        "choose another with --port or HUB_PORT"
+        f"hub: port {port} on 127.0.0.1 is already in use; choose another with --port or HUB_PORT"
     ), out.stderr
     assert "Traceback" not in out.stderr
     assert not (tmp_path / "data" / "postgres").exists(), "nothing was started"

@@ -3,17 +3,20 @@
 - a connection flood from one address (more than ``HUB_MAX_CONNECTIONS_PER_ADDRESS``), held open;
 - slowloris: connections sending a header line every second, never ending the head;
 - stalled bodies: signed webhooks whose body stops after 10 bytes;
+- slow bodies: webhooks announcing 100,000 bytes and sending one byte a second (never stalling
+  for ``HUB_HTTP_BODY_TIMEOUT``; cut by ``HUB_HTTP_BODY_DEADLINE``);
 - Engine.IO sockets that never authenticate (they answer pings);
 - authenticated agent sockets sitting idle.
 
-Each abuser comes from its own loopback address (127.0.0.2-6); the normal client (127.0.0.1)
+Each abuser comes from its own loopback address (127.0.0.2-7); the normal client (127.0.0.1)
 posts a signed webhook and reads conversations over REST in a loop and must be served throughout.
 
     flock /tmp/bench.lock .venv/bin/python -m bench.faults.abuse
     flock /tmp/bench.lock .venv/bin/python -m bench.faults.abuse --flood 2000 --slow 500 --idle 30
 
 The hub runs with its default connection caps and the timeouts given (``--idle``: the head/idle
-timeout, ``--body``, ``--handshake``; short by default so the run takes about a minute).
+timeout, ``--body``, ``--deadline``, ``--handshake``; short by default so the run takes about a
+minute).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from bench.faults.run import Hubs, metric, progress, workdir
 from bench.faults.soak import percentile, rss_and_fds
 from channels._base.signatures import sign_hmac_sha256
 
-FLOOD, SLOW, BODY, SILENT, AGENTS = (f"127.0.0.{n}" for n in range(2, 7))
+FLOOD, SLOW, BODY, SILENT, AGENTS, TRICKLE = (f"127.0.0.{n}" for n in range(2, 8))
 
 
 async def open_from(address: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -116,6 +119,37 @@ async def stalled_bodies(port: int, n: int, url_path: str, secret: str, cap: flo
 
     lines = await asyncio.gather(*(one(i) for i in range(n)))
     return {"requests": n, "answered_408": sum(1 for line in lines if b" 408 " in line)}
+
+
+async def slow_bodies(port: int, n: int, url_path: str, cap: float) -> dict[str, Any]:
+    """Bodies that announce 100,000 bytes and send one a second: never a stall, never done."""
+
+    async def one() -> tuple[bytes, float]:
+        reader, writer = await open_from(TRICKLE, port)
+        writer.write(
+            f"POST {url_path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Content-Length: 100000\r\n\r\n".encode()
+        )
+
+        async def drip() -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                for _ in range(int(cap) + 1):
+                    writer.write(b" ")
+                    await writer.drain()
+                    await asyncio.sleep(1)
+
+        task = asyncio.create_task(drip())
+        data, took = await until_closed(reader, cap)
+        task.cancel()
+        writer.close()
+        return data.split(b"\r\n", 1)[0], took
+
+    answers = await asyncio.gather(*(one() for _ in range(n)))
+    return {
+        "requests": n,
+        "answered_408": sum(1 for line, _ in answers if b" 408 " in line),
+        "closed_after_s_max": round(max(t for _, t in answers), 1) if answers else None,
+    }
 
 
 async def silent_sockets(base: str, n: int, cap: float) -> dict[str, Any]:
@@ -208,6 +242,7 @@ async def abuse(args: argparse.Namespace) -> dict[str, Any]:
     env = {
         "HUB_HTTP_IDLE_TIMEOUT": str(args.idle),
         "HUB_HTTP_BODY_TIMEOUT": str(args.body),
+        "HUB_HTTP_BODY_DEADLINE": str(args.deadline),
         "HUB_REALTIME_HANDSHAKE_TIMEOUT": str(args.handshake),
     }
     async with workdir(keep=False) as work:
@@ -221,19 +256,21 @@ async def abuse(args: argparse.Namespace) -> dict[str, Any]:
         secret = hubs.inbox["signing_secret"]
         url = hubs.urls()[0]
         path = url.split(str(port), 1)[1]
-        cap = max(args.idle, args.body, args.handshake) * 3 + 10
+        cap = max(args.idle, args.body, args.deadline, args.handshake) * 3 + 10
         try:
             before = rss_and_fds(proc.pid)
             stop = asyncio.Event()
             normal = asyncio.create_task(normal_client(base, url, secret, hubs.admin, stop))
             progress(
                 f"flood {args.flood}, slowloris {args.slow}, stalled bodies {args.bodies}, "
-                f"silent sockets {args.silent}, idle agent sockets {args.agents}"
+                f"slow bodies {args.trickles}, silent sockets {args.silent}, "
+                f"idle agent sockets {args.agents}"
             )
             results = await asyncio.gather(
                 flood(port, args.flood, cap),
                 slowloris(port, args.slow, cap),
                 stalled_bodies(port, args.bodies, path, secret, cap),
+                slow_bodies(port, args.trickles, path, cap),
                 silent_sockets(base, args.silent, cap),
                 idle_agents(base, hubs.tokens[: args.agents], cap),
             )
@@ -246,7 +283,14 @@ async def abuse(args: argparse.Namespace) -> dict[str, Any]:
             alive = proc.poll() is None
         finally:
             await hubs.teardown()
-    names = ("flood", "slowloris", "stalled_bodies", "silent_sockets", "idle_agents")
+    names = (
+        "flood",
+        "slowloris",
+        "stalled_bodies",
+        "slow_bodies",
+        "silent_sockets",
+        "idle_agents",
+    )
     return {
         "settings": {**env, "HUB_MAX_CONNECTIONS_PER_ADDRESS": "512 (default)"},
         **dict(zip(names, results, strict=True)),
@@ -266,10 +310,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flood", type=int, default=1000, help="connections from one address")
     parser.add_argument("--slow", type=int, default=200, help="slowloris connections")
     parser.add_argument("--bodies", type=int, default=100, help="stalled request bodies")
+    parser.add_argument("--trickles", type=int, default=100, help="slowly trickled bodies")
     parser.add_argument("--silent", type=int, default=100, help="sockets never authenticating")
     parser.add_argument("--agents", type=int, default=100, help="idle authenticated sockets")
     parser.add_argument("--idle", type=float, default=5, help="HUB_HTTP_IDLE_TIMEOUT")
     parser.add_argument("--body", type=float, default=5, help="HUB_HTTP_BODY_TIMEOUT")
+    parser.add_argument("--deadline", type=float, default=8, help="HUB_HTTP_BODY_DEADLINE")
     parser.add_argument("--handshake", type=float, default=5, help="HUB_REALTIME_HANDSHAKE_TIMEOUT")
     parser.add_argument("--json", type=Path, help="write the result here")
     args = parser.parse_args(argv)
@@ -283,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         result["hub_alive"]
         and result["normal_client"]["rounds_failed"] == 0
         and result["normal_client"]["rounds_served"] > 0
+        and result["slow_bodies"]["answered_408"] == result["slow_bodies"]["requests"]
     )
     return 0 if ok else 1
 

@@ -50,6 +50,7 @@ import dataclasses
 import json
 import os
 import resource
+import secrets
 import shutil
 import signal
 import subprocess
@@ -76,6 +77,9 @@ from tests.support.kafka_server import KafkaServer
 from tests.support.processes import free_port, hub_cli, hub_env, start_hub, wait_healthy
 from tests.support.provider_mock import ApiEndpoint, ProviderMock
 from tests.support.redis_server import RedisServer
+
+#: the token the benchmark's hubs require for /metrics (HUB_METRICS_TOKEN)
+METRICS_TOKEN = secrets.token_urlsafe(24)
 
 SCENARIOS = (
     "gateway-kill",
@@ -205,6 +209,7 @@ class Hubs:
 
     async def setup(self, agents: int) -> None:
         common = {
+            "HUB_METRICS_TOKEN": METRICS_TOKEN,  # the hubs' /metrics are closed, as in production
             "HUB_REALTIME_REPLAY_EVENTS": "10000000",
             "HUB_OUTBOX_POLL_MS": "100",
             **self.extra,
@@ -285,7 +290,12 @@ class Hubs:
 
 
 async def metric(base: str, name: str) -> float:
-    async with aiohttp.ClientSession() as session, session.get(f"{base}/metrics") as response:
+    headers = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{base}/metrics", headers=headers) as response,
+    ):
+        assert response.status == 200, f"/metrics answered {response.status}"
         text = await response.text()
     total = 0.0
     for line in text.splitlines():

@@ -16,7 +16,7 @@ signed the same way. A 2xx answer may carry ``{"message_id"}``; 429 and 5xx are 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import aiohttp
@@ -95,6 +95,20 @@ _decoder = msgspec.json.Decoder(ApiMessageIn)
 _status_decoder = msgspec.json.Decoder(ApiStatusesIn)
 
 
+def _check_sent_at(sent_at: datetime | None) -> None:
+    """RFC 3339 needs an offset; without one the instant is unknown (whose local time?)."""
+    if sent_at is None:
+        return
+    if sent_at.tzinfo is None:
+        raise WebhookRejected(
+            400, "invalid_sent_at", "`sent_at` needs an offset (RFC 3339: Z or +hh:mm)"
+        )
+    try:
+        sent_at.astimezone(UTC)
+    except OverflowError as exc:
+        raise WebhookRejected(400, "invalid_sent_at", "`sent_at` is out of range") from exc
+
+
 def parse_body(body: bytes) -> InboundMessage:
     """Parse a verified body; every problem is a :class:`WebhookRejected` with a 4xx status."""
     data: ApiMessageIn = decode_json(_decoder, body)
@@ -107,6 +121,7 @@ def parse_body(body: bytes) -> InboundMessage:
         )
     if not data.text and not data.attachments:
         raise WebhookRejected(422, "empty_message", "a message needs `text` or `attachments`")
+    _check_sent_at(data.sent_at)
     return InboundMessage(
         provider_message_id=data.message_id,
         sender=Sender(channel="api", address=data.contact.identifier, name=data.contact.name),
@@ -215,7 +230,11 @@ class ApiChannel(BaseAdapter):
         }
         try:
             async with self.env.http.post(
-                url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=15)
+                url,
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=15),
+                allow_redirects=False,  # a redirect is an answer, never followed elsewhere
             ) as response:
                 answer = await response.read()
                 status = response.status

@@ -23,6 +23,7 @@ from channels._base import (
     WebhookResult,
     rate_setting,
 )
+from channels._base.redirects import get_checked
 from channels.twilio import inbound
 from channels.twilio.manifest import DEFAULT_RATE, KINDS, MANIFEST
 from channels.twilio.outbound import TwilioSender, base_url, basic_auth
@@ -43,6 +44,29 @@ def _media_host_allowed(url: str, settings: Mapping[str, Any]) -> bool:
     except ValueError:  # a port that is not a number
         return False
     return parts.scheme == "https" and (host == "twilio.com" or host.endswith(".twilio.com"))
+
+
+#: where Twilio redirects a media URL to (its file storage); credentials never follow
+STORAGE_HOSTS = ("twilio.com", "twiliocdn.com", "amazonaws.com")
+
+
+def _media_hop_allowed(url: str, settings: Mapping[str, Any]) -> bool:
+    """A hop of a media download: Twilio, its storage, or the inbox's configured API base."""
+    if _media_host_allowed(url, settings):
+        return True
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        return False
+    return parts.scheme == "https" and any(
+        host == allowed or host.endswith("." + allowed) for allowed in STORAGE_HOSTS
+    )
+
+
+def _configured_base(settings: Mapping[str, Any]) -> str | None:
+    value = settings.get("api_base_url")
+    return value if isinstance(value, str) and value else None
 
 
 class TwilioChannel(BaseAdapter):
@@ -75,10 +99,17 @@ class TwilioChannel(BaseAdapter):
         sid, token = inbox.secrets.get("account_sid"), inbox.secrets.get("auth_token")
         if not sid or not token:
             raise MediaFetchError("the inbox has no Twilio credentials", retryable=False)
-        # Twilio answers with a redirect to its media storage; aiohttp drops the credentials when
-        # a redirect leaves the origin (Authorization is dropped)
+        # Twilio answers with a redirect to its media storage: followed by hand, every hop
+        # checked, the credentials only to the first origin (channels/_base/redirects.py)
         headers = {"Authorization": basic_auth(str(sid), str(token))}
-        async with http.get(ref.ref, headers=headers, timeout=MEDIA_TIMEOUT) as response:
+        async with get_checked(
+            http,
+            ref.ref,
+            headers=headers,
+            limit=MEDIA_TIMEOUT,
+            allowed=lambda url: _media_hop_allowed(url, inbox.settings),
+            trusted_origin=_configured_base(inbox.settings),
+        ) as response:
             if response.status != 200:
                 retryable = response.status in (408, 429) or response.status >= 500
                 raise MediaFetchError(

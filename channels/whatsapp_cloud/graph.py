@@ -34,6 +34,7 @@ from channels._base import (
     SendError,
     SendResult,
 )
+from channels._base.redirects import get_checked
 from channels.whatsapp_cloud.inbound import MEDIA_ID
 from channels.whatsapp_cloud.manifest import (
     API_BASE_URL,
@@ -350,7 +351,9 @@ class GraphSender:
     ) -> bytes:
         """The body of a 200 answer; any other answer, or no answer, is a :class:`SendError`."""
         try:
-            async with self._http.post(url, data=data, headers=headers, timeout=limit) as response:
+            async with self._http.post(
+                url, data=data, headers=headers, timeout=limit, allow_redirects=False
+            ) as response:
                 answer = await response.read()
                 if response.status != 200:
                     raise self._failure(number, response.status, answer, response.headers)
@@ -472,7 +475,11 @@ async def open_media(
         params["phone_number_id"] = number
     headers = _headers(token)
     async with http.get(
-        api_url(inbox.settings, ref.ref), params=params, headers=headers, timeout=LOOKUP_TIMEOUT
+        api_url(inbox.settings, ref.ref),
+        params=params,
+        headers=headers,
+        timeout=LOOKUP_TIMEOUT,
+        allow_redirects=False,  # the token never follows a redirect
     ) as response:
         answer = await response.read()
         if response.status != 200:
@@ -483,7 +490,15 @@ async def open_media(
         raise MediaFetchError("the media lookup gave no URL", retryable=True) from exc
     if not media_host_allowed(info.url, inbox.settings):
         raise MediaFetchError("the media URL is not Meta's", retryable=False)
-    async with http.get(info.url, headers=headers, timeout=MEDIA_TIMEOUT) as download:
+    base = inbox.settings.get("api_base_url")
+    async with get_checked(
+        http,
+        info.url,
+        headers=headers,
+        limit=MEDIA_TIMEOUT,
+        allowed=lambda url: media_host_allowed(url, inbox.settings),
+        trusted_origin=base if isinstance(base, str) and base else None,
+    ) as download:
         if download.status != 200:
             # the URL lives five minutes and each attempt looks it up again
             retryable = download.status in (401, 403, 404, 408, 429) or download.status >= 500

@@ -1,4 +1,6 @@
-"""The caller's account: name, time zone, business hours and the MFA policy."""
+"""The caller's account: name, time zone, business hours, the MFA policy and who sees which
+contacts (``contacts_by_inbox``: callers limited to some inboxes see only the contacts of those
+inboxes' conversations)."""
 
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ class Account(msgspec.Struct):
     time_zone: str
     business_hours: list[BusinessHours]
     mfa_required: bool
+    contacts_by_inbox: bool
     created_at: datetime
     updated_at: datetime
 
@@ -51,6 +54,7 @@ class AccountPatch(msgspec.Struct, forbid_unknown_fields=True):
         Annotated[list[BusinessHours], msgspec.Meta(max_length=100)] | msgspec.UnsetType
     ) = msgspec.UNSET
     mfa_required: bool | msgspec.UnsetType = msgspec.UNSET
+    contacts_by_inbox: bool | msgspec.UnsetType = msgspec.UNSET
 
     def __post_init__(self) -> None:
         if isinstance(self.name, str):
@@ -82,7 +86,7 @@ async def get_account_route(call: Call) -> Account:
     "PATCH",
     "/api/v1/account",
     permission=Permission.ACCOUNT_MANAGE,
-    summary="Change the account's name, time zone, business hours or MFA policy",
+    summary="Change the account's name, time zone, business hours, MFA or contacts policy",
     tag="account",
     body=AccountPatch,
     reply=Account,

@@ -2,10 +2,12 @@
 
 Every refusal of a credential looks the same (401 ``invalid_credentials``), whether the email is
 unknown, the password wrong, the user disabled or not yet set up, so answers reveal nothing about
-which accounts exist. Five failures in a row lock the user: 429 ``account_locked`` with
-Retry-After, without looking at the password, for one minute, doubling with each further failure
-up to an hour. Failed passwords and codes are counted and audited in their own transaction, so
-the count survives the refusal.
+which accounts exist; the password is verified (argon2) in every case. Failures are throttled by
+``hub/auth/throttle.py``, keyed by the email as typed: five from one client address lock that
+email for that address (429 ``account_locked`` with Retry-After, without looking at the password)
+for a minute, doubling up to an hour; an address or an email failing too often from everywhere is
+held too, but never the owner at an address they logged in from. Failed passwords and codes are
+counted and audited in their own transaction, so the count survives the refusal.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from gateway.responses import ApiError
 from gateway.route import Call, route
 from gateway.routes._common import committed
 from hub import audit
-from hub.auth import mfa
+from hub.auth import mfa, throttle
 from hub.auth.passwords import (
     MAX_LENGTH,
     MIN_LENGTH,
@@ -34,14 +36,10 @@ from hub.auth.sessions import (
     StartedSession,
     activate,
     pending_mfa,
-    record_failure,
-    record_unknown_email_failure,
-    reset_failures,
     revoke_session,
     rotate_refresh,
     start_session,
     token_hash,
-    unknown_email_locked_for,
     user_by_email,
     user_by_id,
 )
@@ -237,11 +235,15 @@ async def record_failure_audited(
     user: LoginUser,
     reason: str,
     *,
+    subject: str,
     event: str = "auth.login_failed",
     count: bool = True,
 ) -> None:
-    """A failed password or code: counts towards the lockout (``count``) and is audited."""
-    locked_for = await record_failure(conn, user.id) if count else None
+    """A failed password or code: counts towards the throttle of ``subject`` (``count``) from
+    the caller's address (:mod:`hub.auth.throttle`) and is audited."""
+    locked_for = (
+        await throttle.record_failure(conn, subject, call.client_address) if count else None
+    )
     await audit.record(
         conn,
         account_id=user.account_id,
@@ -267,7 +269,7 @@ async def record_failure_audited(
 
 async def _unknown_email(conn: Conn, call: Call, email: str, reason: str) -> None:
     if reason != "locked":
-        await record_unknown_email_failure(conn, email)
+        await throttle.record_failure(conn, throttle.password_subject(email), call.client_address)
     domain = email.strip().lower().rpartition("@")[2][:253]
     await audit.record(
         conn,
@@ -299,8 +301,9 @@ async def log_in(
     conn: Conn, call: Call, user: LoginUser, method: str, session_id: str | None = None
 ) -> Authenticated:
     """Finish a login: failures reset, a session active (new, or the one the MFA step
-    finishes), audited."""
-    await reset_failures(conn, user.id)
+    finishes), audited. The caller's address is cleared of failures and known as the user's."""
+    for subject in (throttle.password_subject(user.email), throttle.code_subject(user.id)):
+        await throttle.record_success(conn, subject, call.client_address)
     if session_id is None:
         session = await start_session(conn, user, "active", _session_lifetime(call), call.origin)
     else:
@@ -313,7 +316,7 @@ async def _first_factor_passed(
     conn: Conn, call: Call, user: LoginUser, method: str
 ) -> Authenticated | MfaRequired | MfaSetupRequired:
     """The password (or invitation) is right: logged in, or a session waiting for MFA. The
-    failure count is kept until the second factor passes, so logging in again does not buy an
+    failure counts are kept until the second factor passes, so logging in again does not buy an
     attacker who knows the password more code guesses."""
     if not user.needs_mfa:
         return await log_in(conn, call, user, method)
@@ -350,34 +353,43 @@ async def _password_accepted(
 async def login_route(call: Call) -> Authenticated | MfaRequired | MfaSetupRequired:
     """Answers tokens, or (``status``) ``mfa_required`` / ``mfa_setup_required`` with an
     ``mfa_token`` for the next step. 401 ``invalid_credentials`` for any wrong credential; 429
-    ``account_locked`` with Retry-After after five failures in a row."""
+    ``account_locked`` with Retry-After after five failures for this email from this address
+    (and see :mod:`hub.auth.throttle`). Every email answers alike."""
     body: LoginBody = call.body
     pool = call.hub.pool
+    locked = await throttle.locked_for(
+        pool, throttle.password_subject(body.email), call.client_address
+    )
     user = await user_by_email(pool, body.email)
-    if user is not None and user.locked_for is not None:
-        await in_transaction(pool, record_failure_audited, call, user, "locked", count=False)
-        raise locked_error(user.locked_for)
-    if user is None:  # locked like a real address, so the answer does not tell which exist
-        unknown_locked = await unknown_email_locked_for(pool, body.email)
-        if unknown_locked is not None:
-            await in_transaction(pool, _unknown_email, call, body.email, "locked")
-            raise locked_error(unknown_locked)
+    if locked is not None:
+        await in_transaction(pool, _refused, call, user, body.email, "locked")
+        raise locked_error(locked)
     verified = await verify_password(user.password_hash if user else None, body.password)
-    if user is None:
-        await in_transaction(pool, _unknown_email, call, body.email, "unknown_email")
-        raise _invalid_credentials()
     reason = None
-    if user.disabled:
+    if user is None:
+        reason = "unknown_email"
+    elif user.disabled:
         reason = "disabled"
     elif user.password_hash is None:
         reason = "no_password"
     elif not verified.ok:
         reason = "wrong_password"
     if reason is not None:
-        count = reason == "wrong_password"
-        await in_transaction(pool, record_failure_audited, call, user, reason, count=count)
+        await in_transaction(pool, _refused, call, user, body.email, reason)
         raise _invalid_credentials()
+    assert user is not None
     return await in_transaction(pool, _password_accepted, call, user, verified.rehash)
+
+
+async def _refused(conn: Conn, call: Call, user: LoginUser | None, email: str, reason: str) -> None:
+    """Count (unless the attempt was not looked at) and audit a refused login, by the email as
+    typed: a user's and an unknown email's failures count alike."""
+    if user is None:
+        await _unknown_email(conn, call, email, reason)
+    else:
+        subject = throttle.password_subject(email)
+        count = reason != "locked"
+        await record_failure_audited(conn, call, user, reason, subject=subject, count=count)
 
 
 async def _mfa_step(conn: Conn, call: Call, body: MfaBody) -> Authenticated | ApiError:
@@ -391,13 +403,15 @@ async def _mfa_step(conn: Conn, call: Call, body: MfaBody) -> Authenticated | Ap
             "invalid_mfa_token",
             "this token is for setting up MFA: use /api/v1/auth/mfa/enrol and /confirm",
         )
-    if user.locked_for is not None:
-        return locked_error(user.locked_for)
+    subject = throttle.code_subject(user.id)
+    locked = await throttle.locked_for(conn, subject, call.client_address)
+    if locked is not None:
+        return locked_error(locked)
     method = await mfa.verify_second_factor(
         conn, call.hub.box, user.id, user.mfa_secret, body.code, body.backup_code
     )
     if method is None:
-        await record_failure_audited(conn, call, user, "wrong_mfa_code")
+        await record_failure_audited(conn, call, user, "wrong_mfa_code", subject=subject)
         return _invalid_code()
     return await log_in(conn, call, user, f"password+{method}", session_id)
 
@@ -415,7 +429,7 @@ async def _mfa_step(conn: Conn, call: Call, body: MfaBody) -> Authenticated | Ap
 )
 async def mfa_route(call: Call) -> Authenticated:
     """Send ``code`` (from the authenticator app; each is accepted once) or ``backup_code``
-    (each works once). Wrong codes count towards the lockout."""
+    (each works once). Wrong codes are throttled like passwords, per user and address."""
     return await committed(call, _mfa_step, call, call.body)
 
 
@@ -455,11 +469,13 @@ async def _confirm_with_token(
     session_id, user = pending
     if user.mfa_secret is None:
         return ApiError(409, "mfa_not_enrolled", "start with /api/v1/auth/mfa/enrol")
-    if user.locked_for is not None:
-        return locked_error(user.locked_for)
+    subject = throttle.code_subject(user.id)
+    locked = await throttle.locked_for(conn, subject, call.client_address)
+    if locked is not None:
+        return locked_error(locked)
     secret = mfa.open_secret(call.hub.box, user.mfa_secret)
     if not await mfa.accept_code(conn, user.id, secret, body.code):
-        await record_failure_audited(conn, call, user, "wrong_mfa_code")
+        await record_failure_audited(conn, call, user, "wrong_mfa_code", subject=subject)
         return _invalid_code()
     codes = await mfa.enable(conn, call.hub.box, user.id)
     await _audit_own(conn, call, user, "mfa.enabled")
@@ -570,8 +586,7 @@ async def _accept_invite(
     taken = await conn.fetchval(
         """UPDATE users
               SET password_hash = $3, name = coalesce($4, name), invite_hash = NULL,
-                  invite_expires_at = NULL, failed_logins = 0, locked_until = NULL,
-                  updated_at = now()
+                  invite_expires_at = NULL, updated_at = now()
             WHERE id = $1 AND invite_hash = $2 AND invite_expires_at > now()
               AND disabled_at IS NULL
         RETURNING true""",

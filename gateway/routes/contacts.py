@@ -1,7 +1,10 @@
 """Contacts: search, read, create with identities, rename / merge attributes, delete.
 
 Contacts are account-wide: whoever may read contacts sees all of the account's, whatever inboxes
-they work in.
+they work in, unless the account sets ``contacts_by_inbox``: then a caller limited to some
+inboxes (agents, supervisors) sees, reads and changes only the contacts that have a conversation
+in those inboxes; the others answer 404 like contacts that do not exist. A contact such a caller
+creates is in the reply to the create, and out of sight until it has a conversation they see.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from hub.events.types import Identity as IdentityEvent
 from hub.fields import NO_NUL
 from hub.logs import correlation_id
 from hub.store.db import in_transaction
-from hub.store.reads import BadCursor, get_contact, list_contacts
+from hub.store.reads import BadCursor, contact_scope, get_contact, list_contacts
 
 ContactName = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=NO_NUL)]
 ChannelName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
@@ -111,8 +114,14 @@ class ContactPage(msgspec.Struct):
     next_cursor: str | None
 
 
-async def _contact(call: Call, contact_id: str) -> Contact:
-    found = await get_contact(call.hub.pool, call.principal.account_id, contact_id)
+async def _scope(call: Call) -> frozenset[str] | None:
+    who = call.principal
+    return await contact_scope(call.hub.pool, who.account_id, who.inboxes)
+
+
+async def _contact(call: Call, contact_id: str, *, scoped: bool = True) -> Contact:
+    scope = await _scope(call) if scoped else None
+    found = await get_contact(call.hub.pool, call.principal.account_id, contact_id, scope)
     if found is None:
         raise ApiError(404, "not_found", "no such contact")
     return msgspec.convert(found, Contact)
@@ -137,6 +146,7 @@ async def list_contacts_route(call: Call) -> ContactPage:
             search=q.q,
             limit=q.limit,
             cursor=q.cursor,
+            scope=await _scope(call),
         )
     except BadCursor as exc:
         raise ApiError(400, "invalid_cursor", str(exc)) from exc
@@ -181,7 +191,7 @@ async def create_contact_route(call: Call) -> Reply:
         )
     except ContactRefused as exc:
         raise refusal(exc) from exc
-    return Reply(await _contact(call, contact_id), status=201)
+    return Reply(await _contact(call, contact_id, scoped=False), status=201)
 
 
 @route(
@@ -196,6 +206,7 @@ async def create_contact_route(call: Call) -> Reply:
 async def update_contact_route(call: Call) -> Contact:
     body: ContactChanges = call.body
     contact_id = record_id(call, "contact_id")
+    await _contact(call, contact_id)  # 404 for a contact out of the caller's sight
     try:
         await in_transaction(
             call.hub.pool,

@@ -1,9 +1,11 @@
 """Inboxes: one per channel account (an API integration, a WhatsApp number, ...).
 
-Credentials are shown in clear once, in the reply that creates the inbox. Every later read shows
-each value masked (``••••`` and at most its last four characters), and only to callers who may
-manage inboxes; other callers get an empty map. ``webhook_url`` is what to give the provider: the
-hub's configured public URL joined with ``webhook_path`` (``null`` when no public URL is set).
+Credentials are masked in every reply (``••••`` and at most its last four characters), and shown
+only to callers who may manage inboxes; other callers get an empty map. The one exception is a
+secret the hub made itself (an API inbox's ``signing_secret`` when none was given): the reply to
+the create shows it in clear, once, because nobody else has it. ``webhook_url`` is what to give
+the provider: the hub's configured public URL joined with ``webhook_path`` (``null`` when no
+public URL is set).
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ class Inbox(msgspec.Struct):
     name: str
     reopen_policy: ReopenPolicy
     settings: dict[str, Any]
-    #: masked, except in the reply to the create
+    #: masked, except a secret the hub made, in the reply to the create
     credentials: dict[str, str]
     webhook_path: str
     webhook_url: str | None
@@ -185,7 +187,7 @@ async def get_inbox_route(call: Call) -> Inbox:
     "POST",
     "/api/v1/inboxes",
     permission=Permission.INBOXES_MANAGE,
-    summary="Create an inbox: the reply holds its credentials in clear, once",
+    summary="Create an inbox: the reply shows a secret the hub made in clear, once",
     tag="inboxes",
     body=InboxNew,
     reply=Inbox,
@@ -209,7 +211,7 @@ async def create_inbox_route(call: Call) -> Inbox:
             origin=call.origin,
         )
         inbox = await _read(call, conn, made.id)
-        return msgspec.structs.replace(inbox, credentials=dict(sorted(made.secrets.items())))
+        return msgspec.structs.replace(inbox, credentials=made.credentials_shown())
 
     return await run(call, create)
 

@@ -30,7 +30,7 @@ from gateway.routes.auth import (
 )
 from hub import audit
 from hub.actions.users import set_sip_uri
-from hub.auth import mfa
+from hub.auth import mfa, throttle
 from hub.auth.api_tokens import (
     TokenRefused,
     create_personal_token,
@@ -38,7 +38,7 @@ from hub.auth.api_tokens import (
     revoke_personal_token,
 )
 from hub.auth.passwords import WeakPassword, check_policy, hash_password, verify_password
-from hub.auth.sessions import LoginUser, reset_failures, revoke_user_sessions, user_by_id
+from hub.auth.sessions import LoginUser, revoke_user_sessions, user_by_id
 from hub.authz import Permission, Role
 from hub.secrets import SecretBox
 from hub.store.db import Conn, in_transaction
@@ -222,13 +222,20 @@ async def patch_profile_route(call: Call) -> Profile:
     return await in_transaction(call.hub.pool, _change_profile, call, _user_id(call), call.body)
 
 
+async def _not_locked(call: Call, subject: str) -> None:
+    """429 ``account_locked`` while ``subject`` is throttled for the caller's address."""
+    locked = await throttle.locked_for(call.hub.pool, subject, call.client_address)
+    if locked is not None:
+        raise locked_error(locked)
+
+
 async def _set_password(conn: Conn, call: Call, user: LoginUser, password_hash: str) -> None:
     await conn.execute(
         "UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1",
         user.id,
         password_hash,
     )
-    await reset_failures(conn, user.id)
+    await throttle.record_success(conn, throttle.password_subject(user.email), call.client_address)
     ended = await revoke_user_sessions(
         conn, user.id, "password_changed", keep=call.principal.session_id
     )
@@ -259,8 +266,7 @@ async def change_password_route(call: Call) -> None:
     lockout), 422 ``weak_password`` when the new one is refused."""
     body: PasswordChange = call.body
     user = await _load(call, _session_user(call))
-    if user.locked_for is not None:
-        raise locked_error(user.locked_for)
+    await _not_locked(call, throttle.password_subject(user.email))
     verified = await verify_password(user.password_hash, body.current_password)
     if not verified.ok:
         await in_transaction(
@@ -269,6 +275,7 @@ async def change_password_route(call: Call) -> None:
             call,
             user,
             "wrong_password",
+            subject=throttle.password_subject(user.email),
             event="auth.verification_failed",
         )
         raise ApiError(422, "invalid_password", "the current password is not correct")
@@ -336,7 +343,12 @@ async def _backup_codes_after_code(
         conn, user.id, mfa.open_secret(call.hub.box, user.mfa_secret), code
     ):
         await record_failure_audited(
-            conn, call, user, "wrong_mfa_code", event="auth.verification_failed"
+            conn,
+            call,
+            user,
+            "wrong_mfa_code",
+            subject=throttle.code_subject(user.id),
+            event="auth.verification_failed",
         )
         return _wrong_code()
     codes = await make(conn, call.hub.box, user.id)
@@ -363,8 +375,7 @@ async def mfa_confirm_route(call: Call) -> BackupCodes:
         raise ApiError(409, "mfa_already_enabled", "MFA is already on")
     if user.mfa_secret is None:
         raise ApiError(409, "mfa_not_enrolled", "start with /api/v1/profile/mfa/enrol")
-    if user.locked_for is not None:
-        raise locked_error(user.locked_for)
+    await _not_locked(call, throttle.code_subject(user.id))
     return await committed(
         call, _backup_codes_after_code, call, user, body.code, mfa.enable, "mfa.enabled"
     )
@@ -387,8 +398,7 @@ async def mfa_backup_codes_route(call: Call) -> BackupCodes:
     user = await _load(call, _session_user(call))
     if not user.mfa_enabled or user.mfa_secret is None:
         raise ApiError(409, "mfa_not_enabled", "MFA is not on")
-    if user.locked_for is not None:
-        raise locked_error(user.locked_for)
+    await _not_locked(call, throttle.code_subject(user.id))
     return await committed(
         call,
         _backup_codes_after_code,
@@ -405,7 +415,12 @@ async def _disable(
 ) -> ApiError | None:
     if not password_ok:
         await record_failure_audited(
-            conn, call, user, "wrong_password", event="auth.verification_failed"
+            conn,
+            call,
+            user,
+            "wrong_password",
+            subject=throttle.password_subject(user.email),
+            event="auth.verification_failed",
         )
         return ApiError(422, "invalid_password", "the password is not correct")
     method = await mfa.verify_second_factor(
@@ -413,7 +428,12 @@ async def _disable(
     )
     if method is None:
         await record_failure_audited(
-            conn, call, user, "wrong_mfa_code", event="auth.verification_failed"
+            conn,
+            call,
+            user,
+            "wrong_mfa_code",
+            subject=throttle.code_subject(user.id),
+            event="auth.verification_failed",
         )
         return _wrong_code()
     await mfa.disable(conn, user.id)
@@ -441,8 +461,8 @@ async def mfa_disable_route(call: Call) -> None:
         raise ApiError(409, "mfa_not_enabled", "MFA is not on")
     if user.mfa_required:
         raise ApiError(409, "mfa_required_by_account", "this account requires MFA")
-    if user.locked_for is not None:
-        raise locked_error(user.locked_for)
+    await _not_locked(call, throttle.password_subject(user.email))
+    await _not_locked(call, throttle.code_subject(user.id))
     verified = await verify_password(user.password_hash, body.password)
     result = await in_transaction(call.hub.pool, _disable, call, user, verified.ok, body)
     if result is not None:

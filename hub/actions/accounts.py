@@ -124,7 +124,7 @@ def time_zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones()) | {"UTC"}
 
 
-ACCOUNT_FIELDS = ("name", "time_zone", "business_hours", "mfa_required")
+ACCOUNT_FIELDS = ("name", "time_zone", "business_hours", "mfa_required", "contacts_by_inbox")
 
 
 async def update_account(
@@ -141,7 +141,7 @@ async def update_account(
     if unknown:
         raise ValueError(f"not account fields: {sorted(unknown)}")
     row = await conn.fetchrow(
-        "SELECT name, time_zone, business_hours, mfa_required FROM accounts"
+        "SELECT name, time_zone, business_hours, mfa_required, contacts_by_inbox FROM accounts"
         " WHERE id = $1 FOR NO KEY UPDATE",
         account_id,
     )
@@ -152,7 +152,7 @@ async def update_account(
         return
     await conn.execute(
         """UPDATE accounts SET name = $2, time_zone = $3, business_hours = $4,
-                  mfa_required = $5, updated_at = now()
+                  mfa_required = $5, contacts_by_inbox = $6, updated_at = now()
             WHERE id = $1""",
         account_id,
         *(changes.get(k, row[k]) for k in ACCOUNT_FIELDS),

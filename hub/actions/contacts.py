@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from hub import audit
+from hub import audit, display_names
 from hub.authz import Principal
 from hub.events import Actor, ActorKind, ContactCreated, ContactUpdated, make_event
 from hub.events.types import Identity
@@ -53,6 +53,7 @@ async def create_contact(
     correlation_id: str | None = None,
 ) -> str:
     """Run inside a transaction; the new contact's id."""
+    name = display_names.clean(name)
     contact_id = new_id()
     await conn.execute(
         "INSERT INTO contacts (id, account_id, name, attributes) VALUES ($1, $2, $3, $4)",
@@ -118,6 +119,8 @@ async def update_contact(
         raise ContactRefused("not_found", "no such contact")
     changed: list[str] = []
     new_name = row["name"]
+    if name is not UNSET:
+        name = display_names.clean(name)
     if name is not UNSET and name != row["name"]:
         new_name = name
         changed.append("name")

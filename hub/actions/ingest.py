@@ -29,6 +29,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from hub import display_names
 from hub.contracts.channel import InboundMessage, InboxContext
 from hub.events import (
     Actor,
@@ -243,7 +244,7 @@ async def _resolve_contacts(
     creating contacts for new identities."""
     names: dict[tuple[str, str, str], str | None] = {}
     for r in requests:
-        names.setdefault(_identity(r), r.message.sender.name)
+        names.setdefault(_identity(r), display_names.clean(r.message.sender.name))
     idents = list(names)
     found = {k: known[k] for k in idents if k in known}
     query = """SELECT i.account_id, i.channel, i.address, ci.contact_id

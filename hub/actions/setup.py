@@ -14,6 +14,7 @@ from typing import Any
 from hub.contracts.registry import get_channel
 from hub.ids import new_id
 from hub.secrets import SecretBox
+from hub.store.admin_reads import mask_secret
 from hub.store.db import Conn
 
 DEFAULT_ACCOUNT_NAME = "Default"
@@ -45,6 +46,17 @@ class CreatedInbox:
     channel: str
     name: str
     secrets: dict[str, str]
+    #: the secrets the hub made (an API inbox's signing secret when none was given)
+    generated: tuple[str, ...] = ()
+
+    def credentials_shown(self) -> dict[str, str]:
+        """What the reply to a create shows: the secrets the hub made, in clear, once (nobody
+        else knows them, and the provider side needs them); the ones the caller gave, masked
+        as every later read shows them (the caller has them already)."""
+        return {
+            key: value if key in self.generated else mask_secret(value)
+            for key, value in sorted(self.secrets.items())
+        }
 
 
 async def create_inbox(
@@ -64,8 +76,10 @@ async def create_inbox(
     if reopen_policy not in ("reopen", "new"):
         raise SetupError("reopen_policy must be 'reopen' or 'new'")
     values = dict(secrets_in or {})
+    generated: tuple[str, ...] = ()
     if channel == "api" and "signing_secret" not in values:
         values["signing_secret"] = secrets.token_urlsafe(32)
+        generated = ("signing_secret",)
     missing = [s for s in adapter.manifest.required_secrets if not values.get(s)]
     if missing:
         raise SetupError(f"missing secrets for {channel}: {', '.join(missing)}")
@@ -81,7 +95,7 @@ async def create_inbox(
         box.seal(values),
         settings or {},
     )
-    return CreatedInbox(inbox_id, account_id, channel, name, values)
+    return CreatedInbox(inbox_id, account_id, channel, name, values, generated)
 
 
 def hash_token(token: str) -> bytes:

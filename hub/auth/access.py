@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import jwt
 
@@ -31,8 +33,10 @@ class AccessClaims:
 
 
 class AccessTokens:
-    def __init__(self, key: bytes, lifetime_s: int) -> None:
+    def __init__(self, key: bytes, lifetime_s: int, old_keys: Sequence[bytes] = ()) -> None:
+        """``old_keys``: keys derived from older keys of the ring, which still verify."""
         self._key = key
+        self._keys = [key, *(k for k in old_keys if k != key)]
         self.lifetime_s = lifetime_s
 
     def issue(self, user_id: str, account_id: str, session_id: str) -> tuple[str, int]:
@@ -54,16 +58,7 @@ class AccessTokens:
         """``allow_expired``: for a live socket, whose login session (not the token's short
         lifetime) decides how long it may stay connected."""
         try:
-            claims = jwt.decode(
-                token,
-                self._key,
-                algorithms=_ALGORITHMS,
-                issuer=ISSUER,
-                options={
-                    "require": ["exp", "iat", "sub", "sid", "acc"],
-                    "verify_exp": not allow_expired,
-                },
-            )
+            claims = self._decode(token, allow_expired)
         except jwt.ExpiredSignatureError as exc:
             raise AccessTokenError("token_expired", "the access token has expired") from exc
         except jwt.InvalidTokenError as exc:
@@ -73,6 +68,25 @@ class AccessTokens:
         return AccessClaims(
             str(claims["sub"]), str(claims["acc"]), str(claims["sid"]), int(claims["exp"])
         )
+
+    def _decode(self, token: str, allow_expired: bool) -> dict[str, Any]:
+        for n, key in enumerate(self._keys):
+            try:
+                claims: dict[str, Any] = jwt.decode(
+                    token,
+                    key,
+                    algorithms=_ALGORITHMS,
+                    issuer=ISSUER,
+                    options={
+                        "require": ["exp", "iat", "sub", "sid", "acc"],
+                        "verify_exp": not allow_expired,
+                    },
+                )
+                return claims
+            except jwt.InvalidSignatureError:
+                if n == len(self._keys) - 1:
+                    raise
+        raise AssertionError("unreachable: there is always a key")
 
 
 def looks_like_jwt(token: str) -> bool:

@@ -74,11 +74,20 @@ def _normalise_backup(code: str) -> str:
     return "".join(c for c in code.lower() if c not in "- ")
 
 
-def backup_hash(box: SecretBox, code: str) -> bytes:
-    key = box.derive("mfa-backup-codes")
+def _backup_hash(key: bytes, code: str) -> bytes:
     return hmac.new(
         key, _normalise_backup(code).encode("utf-8", "replace"), hashlib.sha256
     ).digest()
+
+
+def backup_hash(box: SecretBox, code: str) -> bytes:
+    return _backup_hash(box.derive("mfa-backup-codes"), code)
+
+
+def backup_hashes(box: SecretBox, code: str) -> list[bytes]:
+    """The code's hash under every key of the ring: codes made before a key rotation still
+    work while the old key is in ``HUB_SECRET_KEYS_OLD``."""
+    return [_backup_hash(key, code) for key in box.derive_all("mfa-backup-codes")]
 
 
 def new_backup_codes() -> list[str]:
@@ -103,10 +112,10 @@ async def replace_backup_codes(conn: Conn, box: SecretBox, user_id: str) -> list
 async def use_backup_code(conn: Conn, box: SecretBox, user_id: str, code: str) -> bool:
     used = await conn.fetchval(
         """UPDATE mfa_backup_codes SET used_at = now()
-            WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL
+            WHERE user_id = $1 AND code_hash = ANY($2::bytea[]) AND used_at IS NULL
         RETURNING true""",
         user_id,
-        backup_hash(box, code),
+        backup_hashes(box, code),
     )
     return bool(used)
 

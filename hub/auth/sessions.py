@@ -1,4 +1,4 @@
-"""Login sessions: the lockout counter, sessions with rotating refresh tokens, the MFA step.
+"""Login sessions: sessions with rotating refresh tokens, the MFA step.
 
 A session is a refresh-token family. Each refresh marks the presented token rotated and issues the
 next; a rotated token presented again means it was copied, so the whole family is revoked. A
@@ -21,9 +21,6 @@ from hub.audit import Origin
 from hub.ids import new_id
 from hub.store.db import Conn
 
-LOCK_AFTER = 5  # consecutive failures
-LOCK_FIRST = timedelta(minutes=1)  # doubles with every further failure
-LOCK_MAX = timedelta(hours=1)
 MFA_STEP = timedelta(minutes=10)  # how long a password login waits for its second factor
 
 Stage = Literal["active", "mfa"]
@@ -55,7 +52,6 @@ class LoginUser:
     mfa_enabled: bool
     mfa_secret: bytes | None
     mfa_required: bool  # the account requires MFA of everyone
-    locked_for: float | None  # seconds left of a lockout
 
     @property
     def needs_mfa(self) -> bool:
@@ -63,9 +59,7 @@ class LoginUser:
 
 
 _USER = """u.id, u.account_id, u.email, u.name, u.role, u.password_hash,
-           u.disabled_at IS NOT NULL AS disabled, u.mfa_enabled, u.mfa_secret, a.mfa_required,
-           CASE WHEN u.locked_until > now()
-                THEN extract(epoch FROM u.locked_until - now())::float8 END AS locked_for"""
+           u.disabled_at IS NOT NULL AS disabled, u.mfa_enabled, u.mfa_secret, a.mfa_required"""
 _FIELDS = [f.name for f in dataclasses.fields(LoginUser)]
 
 
@@ -94,73 +88,6 @@ async def user_by_id(
         user_id,
     )
     return None if row is None else _user(row)
-
-
-async def record_failure(conn: Conn, user_id: str) -> float | None:
-    """Count a failed password or code; the seconds of the lockout this failure started, if any.
-
-    The 5th consecutive failure locks for a minute, each further one (possible only once the lock
-    ran out) for twice as long, up to an hour."""
-    row = await conn.fetchrow(
-        """UPDATE users
-              SET failed_logins = failed_logins + 1,
-                  locked_until = CASE WHEN failed_logins + 1 >= $2
-                      THEN now() + least($4::interval,
-                                         $3::interval * power(2, least(failed_logins + 1 - $2, 12)))
-                      ELSE locked_until END
-            WHERE id = $1
-        RETURNING CASE WHEN failed_logins >= $2
-                       THEN extract(epoch FROM locked_until - now())::float8 END AS locked_for""",
-        user_id,
-        LOCK_AFTER,
-        LOCK_FIRST,
-        LOCK_MAX,
-    )
-    return None if row is None else row["locked_for"]
-
-
-def email_key(email: str) -> bytes:
-    return hashlib.sha256(email.strip().lower().encode()).digest()
-
-
-async def unknown_email_locked_for(conn: Conn | asyncpg.Pool[Any], email: str) -> float | None:
-    """Seconds left of the lockout of an address no user has, as :func:`record_failure` counts."""
-    seconds: float | None = await conn.fetchval(
-        """SELECT extract(epoch FROM locked_until - now())::float8 FROM login_failures
-            WHERE email_hash = $1 AND locked_until > now()""",
-        email_key(email),
-    )
-    return seconds
-
-
-async def record_unknown_email_failure(conn: Conn, email: str) -> float | None:
-    """:func:`record_failure` for an address no user has; stale rows are dropped first."""
-    await conn.execute("DELETE FROM login_failures WHERE updated_at < now() - interval '1 day'")
-    row = await conn.fetchrow(
-        """INSERT INTO login_failures AS f (email_hash, failed_logins) VALUES ($1, 1)
-           ON CONFLICT (email_hash) DO UPDATE
-              SET failed_logins = f.failed_logins + 1, updated_at = now(),
-                  locked_until = CASE WHEN f.failed_logins + 1 >= $2
-                      THEN now() + least(
-                          $4::interval,
-                          $3::interval * power(2, least(f.failed_logins + 1 - $2, 12)))
-                      ELSE f.locked_until END
-        RETURNING CASE WHEN failed_logins >= $2
-                       THEN extract(epoch FROM locked_until - now())::float8 END AS locked_for""",
-        email_key(email),
-        LOCK_AFTER,
-        LOCK_FIRST,
-        LOCK_MAX,
-    )
-    return None if row is None else row["locked_for"]
-
-
-async def reset_failures(conn: Conn, user_id: str) -> None:
-    await conn.execute(
-        """UPDATE users SET failed_logins = 0, locked_until = NULL
-            WHERE id = $1 AND (failed_logins <> 0 OR locked_until IS NOT NULL)""",
-        user_id,
-    )
 
 
 @dataclasses.dataclass(frozen=True)

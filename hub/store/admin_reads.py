@@ -38,7 +38,8 @@ def like_pattern(text: str) -> str:
 
 async def get_account(db: Db, account_id: str) -> Row | None:
     row = await db.fetchrow(
-        """SELECT id, name, time_zone, business_hours, mfa_required, created_at, updated_at
+        """SELECT id, name, time_zone, business_hours, mfa_required, contacts_by_inbox,
+                  created_at, updated_at
              FROM accounts WHERE id = $1""",
         account_id,
     )

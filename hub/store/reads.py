@@ -379,6 +379,25 @@ CONTACT_COLUMNS = """c.id, c.name, c.attributes, c.created_at, c.updated_at,
                 FROM contact_identities i WHERE i.contact_id = c.id), '[]'::jsonb) AS identities"""
 
 
+async def contact_scope(
+    conn: Conn | asyncpg.Pool[Any], account_id: str, inboxes: frozenset[str] | None
+) -> frozenset[str] | None:
+    """The inboxes whose conversations' contacts a caller seeing ``inboxes`` may see: ``None``
+    (every contact) unless the account limits contacts to inboxes (``contacts_by_inbox``) and
+    the caller is limited to some inboxes."""
+    if inboxes is None:
+        return None
+    limited = await conn.fetchval(
+        "SELECT contacts_by_inbox FROM accounts WHERE id = $1", account_id
+    )
+    return inboxes if limited else None
+
+
+_IN_SCOPE = """EXISTS (SELECT 1 FROM conversations v
+                        WHERE v.account_id = c.account_id AND v.contact_id = c.id
+                          AND v.inbox_id = ANY(${n}::text[]))"""
+
+
 async def list_contacts(
     pool: asyncpg.Pool[Any],
     account_id: str,
@@ -386,12 +405,17 @@ async def list_contacts(
     search: str | None,
     limit: int,
     cursor: str | None,
+    scope: frozenset[str] | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Newest first; ``search`` matches a name prefix or an address prefix (an exact address
-    too), case-insensitively. Contacts merged into another one are left out."""
+    too), case-insensitively. Contacts merged into another one are left out; with ``scope``
+    (:func:`contact_scope`), so are contacts without a conversation in those inboxes."""
     after_id = decode_id_cursor(cursor)
     args: list[Any] = [account_id, limit + 1]
     where = ["c.account_id = $1", "c.merged_into IS NULL"]
+    if scope is not None:
+        args.append(sorted(scope))
+        where.append(_IN_SCOPE.format(n=len(args)))
     if after_id is not None:
         args.append(after_id)
         where.append(f"c.id < ${len(args)}")
@@ -424,11 +448,17 @@ async def list_contacts(
 
 
 async def get_contact(
-    conn: Conn | asyncpg.Pool[Any], account_id: str, contact_id: str
+    conn: Conn | asyncpg.Pool[Any],
+    account_id: str,
+    contact_id: str,
+    scope: frozenset[str] | None = None,
 ) -> dict[str, Any] | None:
+    """``scope``: as for :func:`list_contacts`; a contact out of it is ``None``."""
+    limit = "" if scope is None else " AND " + _IN_SCOPE.format(n=3)
     row = await conn.fetchrow(
-        f"SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.id = $1 AND c.account_id = $2",
+        f"SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.id = $1 AND c.account_id = $2{limit}",
         contact_id,
         account_id,
+        *([] if scope is None else [sorted(scope)]),
     )
     return None if row is None else dict(row)

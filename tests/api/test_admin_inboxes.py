@@ -45,12 +45,12 @@ async def test_credentials_are_shown_once_then_masked(client: Client, hub: Hub) 
         settings={"greeting": "Hi", "retries": 3, "tags": ["a"], "on": True, "ratio": 0.5},
         reopen_policy="new",
     )
-    assert made["credentials"] == {"pin": "pin-9z7x", "signing_secret": SECRET}
+    masked = {"pin": "••••", "signing_secret": "••••" + SECRET[-4:]}
+    assert made["credentials"] == masked, "what the caller gave is not echoed"
     assert made["webhook_path"] == f"/webhooks/api/{made['id']}"
     assert made["webhook_url"] == f"https://hub.example.com/webhooks/api/{made['id']}"
     assert made["settings"]["retries"] == 3
     assert made["reopen_policy"] == "new"
-    masked = {"pin": "••••", "signing_secret": "••••" + SECRET[-4:]}
 
     for path in (f"/api/v1/inboxes/{made['id']}", "/api/v1/inboxes"):
         response = await client.get(path, headers={"Authorization": "Bearer test-bootstrap-token"})
@@ -63,7 +63,11 @@ async def test_credentials_are_shown_once_then_masked(client: Client, hub: Hub) 
     assert listed["data"][0]["credentials"] == masked
 
     generated = await _create(client, name="Generated")
-    assert len(generated["credentials"]["signing_secret"]) >= 32, "made for an API inbox"
+    made_secret = generated["credentials"]["signing_secret"]
+    assert len(made_secret) >= 32, "made for an API inbox, shown in clear once"
+    _, again = await call(client, "GET", f"/api/v1/inboxes/{generated['id']}")
+    assert again["credentials"] == {"signing_secret": "••••" + made_secret[-4:]}
+    assert await _webhook(client, generated["id"], made_secret, "m-generated") == 200
 
     [entry] = [e for e in await audit_entries(hub, "inbox.created") if e["object_id"] == made["id"]]
     assert entry["details"]["credential_keys"] == ["pin", "signing_secret"]

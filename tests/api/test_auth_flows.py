@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pyotp
@@ -37,7 +38,7 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture
 def hub_config(hub_config: Config) -> Config:
     """The per-address login rate limit would answer 429 before the account lockout does."""
-    return hub_config.replace(rate_limit_login=10_000.0)
+    return hub_config.replace(rate_limit_login=10_000.0, trusted_proxies="127.0.0.1")
 
 
 async def test_login_answers_tokens_that_work(hub: Hub, client: Client) -> None:
@@ -108,8 +109,27 @@ async def test_every_wrong_credential_gets_the_same_answer(hub: Hub, client: Cli
     assert "nobody@" not in unknown["text"]
 
 
+EXPIRE = "UPDATE auth_throttle SET locked_until = now() - interval '1 second'"
+
+
+def from_address(address: str) -> dict[str, str]:
+    """The test client is a trusted proxy (``hub_config``), so this sets the client address."""
+    return {"X-Forwarded-For": address}
+
+
+async def login_from(
+    client: Client, address: str, email: str = "ana@example.com", password: str = PASSWORD
+) -> tuple[int, Any, dict[str, str]]:
+    response = await client.post(
+        "/api/v1/auth/login",
+        json={"email": email, "password": password},
+        headers=from_address(address),
+    )
+    return response.status, await response.json(), dict(response.headers)
+
+
 async def test_five_failures_lock_the_user_for_a_doubling_time(hub: Hub, client: Client) -> None:
-    user_id = await make_user(hub)
+    await make_user(hub)
     for _ in range(5):
         status, data, _ = await login(client, password="not the password")
         assert status == 401, data
@@ -118,18 +138,18 @@ async def test_five_failures_lock_the_user_for_a_doubling_time(hub: Hub, client:
     assert 1 <= int(headers["Retry-After"]) <= 60
     assert "auth.locked" in await audit_actions(hub)
 
-    expire = "UPDATE users SET locked_until = now() - interval '1 second' WHERE id = $1"
-    await hub.pool.execute(expire, user_id)
+    await hub.pool.execute(EXPIRE)
     status, _, _ = await login(client, password="still not it")
     assert status == 401
     status, _, headers = await login(client)
     assert status == 429 and 60 < int(headers["Retry-After"]) <= 120, "the second lock doubles"
 
-    await hub.pool.execute(expire, user_id)
+    await hub.pool.execute(EXPIRE)
     status, _, _ = await login(client)
     assert status == 200
-    row = await hub.pool.fetchrow("SELECT failed_logins, locked_until FROM users")
-    assert row is not None and tuple(row) == (0, None), "success resets the count"
+    for _ in range(4):  # success cleared the count: four more failures do not lock
+        assert (await login(client, password="not the password"))[0] == 401
+    assert (await login(client))[0] == 200
 
 
 async def test_an_address_no_user_has_locks_the_same_way(hub: Hub, client: Client) -> None:
@@ -142,12 +162,84 @@ async def test_an_address_no_user_has_locks_the_same_way(hub: Hub, client: Clien
         answers[email] = await login(client, email=email, password="not the password")
     (real, real_data, real_headers), (unknown, unknown_data, unknown_headers) = answers.values()
     assert real == unknown == 429
-    assert real_data["error"]["code"] == unknown_data["error"]["code"] == "account_locked"
+    assert real_data == unknown_data
+    assert real_data["error"]["code"] == "account_locked"
     assert abs(int(real_headers["Retry-After"]) - int(unknown_headers["Retry-After"])) <= 1
-    stored = await hub.pool.fetchval("SELECT count(*) FROM login_failures")
-    assert stored == 1, "only the unknown address is kept, and only as a hash"
     leaked = "SELECT count(*) FROM audit_log WHERE audit_log::text LIKE '%nobody@%'"
     assert await hub.pool.fetchval(leaked) == 0
+    stored = "SELECT count(*) FROM auth_throttle WHERE key::text LIKE '%nobody%'"
+    assert await hub.pool.fetchval(stored) == 0, "kept only as hashes"
+
+
+async def test_disabled_and_invited_emails_lock_like_any_other(hub: Hub, client: Client) -> None:
+    """Five wrong passwords lock every email the same way, whether it belongs to an active, a
+    disabled or an invited user or to nobody: the lockout does not tell them apart."""
+    await make_user(hub)
+    await make_user(hub, email="gone@example.com")
+    await hub.pool.execute("UPDATE users SET disabled_at = now() WHERE email = 'gone@example.com'")
+    await hub.pool.execute(
+        """INSERT INTO users (id, account_id, email, role, invite_hash, invite_expires_at)
+           VALUES ('invited', $1, 'new@example.com', 'agent', '\\x01', now() + '1 day')""",
+        hub.account_id,
+    )
+    emails = ("ana@example.com", "nobody@example.com", "gone@example.com", "new@example.com")
+    sixth = {}
+    for email in emails:
+        for _ in range(5):
+            status, data, _ = await login(client, email=email, password="not the password")
+            assert status == 401 and data["error"]["code"] == "invalid_credentials", (email, data)
+        sixth[email] = await login(client, email=email, password=PASSWORD)
+    assert [sixth[e][0] for e in emails] == [429] * 4, sixth
+    assert all(sixth[e][1] == sixth[emails[0]][1] for e in emails), "the same body for all"
+    waits = [int(sixth[e][2]["Retry-After"]) for e in emails]
+    assert max(waits) - min(waits) <= 1
+
+
+async def test_an_attacker_elsewhere_cannot_lock_the_owner_out(hub: Hub, client: Client) -> None:
+    await make_user(hub, role="administrator")
+    attacker, owner = "203.0.113.5", "198.51.100.7"
+    answers = [(await login_from(client, attacker, password="guess"))[0] for _ in range(12)]
+    assert answers[:5] == [401] * 5 and answers[5:] == [429] * 7, answers
+    status, data, _ = await login_from(client, attacker)  # even the right password, from there
+    assert status == 429 and data["error"]["code"] == "account_locked"
+    status, data, _ = await login_from(client, owner)
+    assert status == 200 and data["status"] == "authenticated", data
+    await hub.pool.execute(EXPIRE)  # the attacker's lock runs out; the count stays
+    assert (await login_from(client, attacker, password="guess"))[0] == 401
+    status, _, headers = await login_from(client, attacker, password="guess")
+    assert status == 429 and 60 < int(headers["Retry-After"]) <= 120, "the attacker's lock doubles"
+    assert (await login_from(client, owner))[0] == 200, "the owner's success changed nothing there"
+
+
+async def test_one_address_trying_many_emails_is_held(hub: Hub, client: Client) -> None:
+    """Password spraying: one address, a different email each time; the pair limit never
+    triggers, the address's own limit does, and only for that address."""
+    await make_user(hub)
+    sprayer = "203.0.113.9"
+    answers = [
+        (await login_from(client, sprayer, email=f"user{n}@example.com", password="guess"))[0]
+        for n in range(25)
+    ]
+    assert 429 in answers and answers[:20] == [401] * 20, answers
+    assert (await login_from(client, sprayer))[0] == 429, "the address is held for every email"
+    assert (await login_from(client, "198.51.100.7"))[0] == 200
+
+
+async def test_many_addresses_hold_an_email_except_where_its_owner_logs_in(
+    hub: Hub, client: Client
+) -> None:
+    """The slower limit from everywhere: 50 failures from 50 addresses hold the email for any
+    new address, but not at the address its owner logged in from before."""
+    await make_user(hub)
+    owner = "198.51.100.7"
+    assert (await login_from(client, owner))[0] == 200
+    answers = [
+        (await login_from(client, f"203.0.113.{n}", password="guess"))[0] for n in range(1, 55)
+    ]
+    # the 50th failure, or the 51st if a little was forgiven (50 an hour) while they arrived
+    assert answers[:50] == [401] * 50 and set(answers[51:]) == {429}, answers
+    assert (await login_from(client, "192.0.2.200"))[0] == 429, "a new address is held"
+    assert (await login_from(client, owner))[0] == 200, "the owner's own address is not"
 
 
 async def test_refresh_rotates_and_reuse_ends_the_session(hub: Hub, client: Client) -> None:
@@ -221,7 +313,7 @@ async def _enable_mfa(client: Client, access_token: str) -> tuple[pyotp.TOTP, li
 
 
 async def test_mfa_enrol_confirm_and_log_in_with_codes(hub: Hub, client: Client) -> None:
-    user_id = await make_user(hub)
+    await make_user(hub)
     session = await logged_in(client)
     totp, backup_codes = await _enable_mfa(client, session["access_token"])
     assert len(backup_codes) == 10 and len(set(backup_codes)) == 10
@@ -236,13 +328,14 @@ async def test_mfa_enrol_confirm_and_log_in_with_codes(hub: Hub, client: Client)
     mfa_token = challenge["mfa_token"]
     assert (await get(client, "/api/v1/profile", mfa_token))[0] == 401, "not an access token"
 
-    count = "SELECT failed_logins FROM users WHERE id = $1"
-    before = await hub.pool.fetchval(count, user_id)
+    count = "SELECT coalesce(sum(score), 0) FROM auth_throttle"
+    before = await hub.pool.fetchval(count)
     status, data, _ = await post(
         client, "/api/v1/auth/mfa", {"mfa_token": mfa_token, "code": wrong_code(totp)}
     )
     assert status == 401 and data["error"]["code"] == "invalid_code"
-    assert await hub.pool.fetchval(count, user_id) == before + 1, "counts towards the lockout"
+    added = await hub.pool.fetchval(count) - before  # less the little forgiven meanwhile
+    assert 2.9 < added <= 3, "counts for the user and address, the address and the user"
 
     code = next_code(totp)
     status, data, _ = await post(client, "/api/v1/auth/mfa", {"mfa_token": mfa_token, "code": code})
@@ -271,6 +364,36 @@ async def test_mfa_enrol_confirm_and_log_in_with_codes(hub: Hub, client: Client)
     assert [r["m"] for r in methods] == ["password", "password+totp", "password+backup_code"]
     actions = await audit_actions(hub)
     assert {"mfa.enrolment_started", "mfa.enabled"} <= set(actions)
+
+
+async def test_wrong_codes_elsewhere_do_not_lock_the_owner_out(hub: Hub, client: Client) -> None:
+    """An attacker who has the password guesses codes from one address: that address is held
+    (even with a right code), the owner logs in from another with password and code."""
+    await make_user(hub)
+    session = await logged_in(client)
+    totp, _ = await _enable_mfa(client, session["access_token"])
+    attacker, owner = "203.0.113.5", "198.51.100.7"
+
+    async def mfa_from(address: str, token: str, code: str) -> tuple[int, Any]:
+        response = await client.post(
+            "/api/v1/auth/mfa",
+            json={"mfa_token": token, "code": code},
+            headers=from_address(address),
+        )
+        return response.status, await response.json()
+
+    _, challenge, _ = await login_from(client, attacker)
+    token = challenge["mfa_token"]
+    answers = [(await mfa_from(attacker, token, wrong_code(totp)))[0] for _ in range(7)]
+    assert answers == [401] * 5 + [429] * 2, answers
+    assert (await mfa_from(attacker, token, next_code(totp)))[0] == 429
+    _, challenge, _ = await login_from(client, attacker)  # a new login buys no more guesses
+    assert (await mfa_from(attacker, challenge["mfa_token"], wrong_code(totp)))[0] == 429
+
+    status, challenge, _ = await login_from(client, owner)
+    assert status == 200 and challenge["status"] == "mfa_required", challenge
+    status, data = await mfa_from(owner, challenge["mfa_token"], next_code(totp))
+    assert status == 200 and data["status"] == "authenticated", data
 
 
 async def test_an_account_requiring_mfa_forces_enrolment(hub: Hub, client: Client) -> None:

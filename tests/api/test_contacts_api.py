@@ -15,6 +15,7 @@ from hub.actions.setup import create_inbox, hash_token
 from hub.app import Hub
 from hub.config import Config
 from hub.ids import new_id
+from tests.api.world import _conversation
 from tests.conftest import ADMIN_TOKEN
 
 pytestmark = pytest.mark.postgres
@@ -135,6 +136,28 @@ async def test_create_read_update_with_events(client: Client, hub: Hub) -> None:
     assert first["changed"] == ["name", "attributes"]
     assert second["changed"] == ["name"]
     assert events[0]["actor"] == {"kind": "agent", "id": "tests-admin"}
+
+
+async def test_invisible_characters_are_removed_from_names(client: Client, hub: Hub) -> None:
+    """Bidirectional overrides and isolates and other invisible format characters never reach
+    agents in a contact's name, through creation, renaming or the events."""
+    status, made = await create(client, {"name": "\u202aNimal\u202e lerep\u202c\u2069"})
+    assert status == 201 and made["name"] == "Nimal lerep", made
+    response = await client.patch(
+        f"/api/v1/contacts/{made['id']}",
+        json={"name": "\u2067A\u200bli\u00ad\u2060"},
+        headers=ADMIN,
+    )
+    assert (await response.json())["name"] == "Ali"
+    emoji = "Ana \U0001f468\u200d\U0001f469\u200d\U0001f467"  # a family: joiners stay
+    response = await client.patch(
+        f"/api/v1/contacts/{made['id']}", json={"name": emoji}, headers=ADMIN
+    )
+    assert (await response.json())["name"] == emoji
+    events = await contact_events(
+        hub, made["id"], lambda e: e["type"] == "contact.updated" and e["payload"]["name"] == emoji
+    )
+    assert [e["payload"]["name"] for e in events] == ["Nimal lerep", "Ali", emoji]
 
 
 async def test_an_owned_address_is_a_conflict(client: Client, hub: Hub) -> None:
@@ -280,3 +303,44 @@ async def test_delete_and_who_may(client: Client, hub: Hub) -> None:
         quiet["id"],
     )
     assert logged == 1
+
+
+async def test_contacts_by_inbox_limits_agents_to_their_inboxes_contacts(
+    client: Client, hub: Hub
+) -> None:
+    """Off (the default) an agent sees every contact; with the account's ``contacts_by_inbox``
+    on, only those with a conversation in the agent's inboxes (others answer 404, even to a
+    change); administrators still see all."""
+    async with hub.pool.acquire() as conn:
+        shop = await create_inbox(conn, hub.box, account_id=hub.account_id, channel="api", name="S")
+        bank = await create_inbox(conn, hub.box, account_id=hub.account_id, channel="api", name="B")
+        mine, _ = await _conversation(conn, hub.account_id, shop.id, "Mine")
+        theirs, _ = await _conversation(conn, hub.account_id, bank.id, "Theirs")
+    _, lonely = await create(client, {"name": "Lonely"})
+    agent = await agent_auth(hub, (shop.id,))
+
+    async def names(auth: dict[str, str]) -> set[str]:
+        response = await client.get("/api/v1/contacts", headers=auth)
+        assert response.status == 200
+        return {c["name"] for c in (await response.json())["data"]}
+
+    assert await names(agent) == {"Mine", "Theirs", "Lonely"}
+    response = await client.patch(
+        "/api/v1/account", json={"contacts_by_inbox": True}, headers=ADMIN
+    )
+    assert response.status == 200 and (await response.json())["contacts_by_inbox"] is True
+
+    assert await names(agent) == {"Mine"}
+    assert await names(ADMIN) == {"Mine", "Theirs", "Lonely"}
+    found = await client.get("/api/v1/contacts?q=the", headers=agent)
+    assert (await found.json())["data"] == []
+    for contact_id in (theirs, lonely["id"]):
+        got = await client.get(f"/api/v1/contacts/{contact_id}", headers=agent)
+        assert got.status == 404
+        changed = await client.patch(
+            f"/api/v1/contacts/{contact_id}", json={"name": "x"}, headers=agent
+        )
+        assert changed.status == 404
+    assert (await client.get(f"/api/v1/contacts/{mine}", headers=agent)).status == 200
+    status, made = await create(client, {"name": "New"}, agent)
+    assert status == 201 and made["name"] == "New", "the creator gets the reply"

@@ -205,3 +205,16 @@ async def test_values_only_the_database_would_refuse_are_a_4xx_and_do_not_slow_t
     )
     # no batch failed: the refused bodies never reached the group commit
     assert hub.ingest.transactions - transactions == hub.ingest.commits - commits
+
+
+async def test_invisible_characters_are_removed_from_a_new_contacts_name(
+    client: Client, hub: Hub, mock: ProviderMock
+) -> None:
+    """A sender name with a right-to-left override reads backwards in the console ("Bob" and
+    then "ved" drawn as "dev"); format characters are removed before the contact is stored."""
+    harness = ApiHarness()
+    harness.inbox_id = await harness.create_inbox(hub, mock)
+    name = "Bob\u202eved\u202c \u2066Admin\u2069\u200b\n(support)\ufeff"
+    body = api_body("bidi-1", name=name)
+    assert (await send(client, harness._signed(body))).status == 200
+    assert await hub.pool.fetchval("SELECT name FROM contacts") == "Bobved Admin (support)"

@@ -73,3 +73,22 @@ def test_plausible_bodies_are_parsed_or_refused(value: dict[str, Any]) -> None:
     if isinstance(result, InboundMessage):
         assert result.provider_message_id and result.sender.address
         assert result.content or result.attachments
+
+
+def _with_sent_at(sent_at: str) -> bytes:
+    return json.dumps(
+        {"message_id": "m-1", "contact": {"identifier": "c-1"}, "text": "hi", "sent_at": sent_at}
+    ).encode()
+
+
+def test_sent_at_without_an_offset_is_refused_with_400() -> None:
+    for naive in ("2025-03-01T10:00:00", "2025-03-01T10:00:00.123456"):
+        try:
+            parse_body(_with_sent_at(naive))
+        except WebhookRejected as exc:
+            assert exc.status == 400 and exc.code == "invalid_sent_at", exc
+        else:
+            raise AssertionError(f"{naive} was accepted")
+    for aware in ("2025-03-01T10:00:00Z", "2025-03-01T10:00:00+05:30"):
+        parsed = parse_body(_with_sent_at(aware))
+        assert parsed.sent_at is not None and parsed.sent_at.utcoffset() is not None

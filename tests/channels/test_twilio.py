@@ -44,6 +44,7 @@ from tests.support.provider_mock import (
     INVALID_TO,
     SERVER_ERROR,
     TOO_MANY_REQUESTS,
+    Failure,
     ProviderMock,
     twilio_error,
 )
@@ -507,3 +508,53 @@ async def test_a_reply_is_sent_once_even_if_its_event_comes_twice(
         await again.stop()
     await asyncio.sleep(0.1)
     assert len(mock.of("twilio.messages")) == 1
+
+
+# -- media redirects -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["the hub's metrics", "file:///etc/passwd", "gopher://127.0.0.1/x", "cloud metadata"],
+)
+async def test_a_media_redirect_off_the_provider_is_a_recorded_gap_never_followed(
+    client: Client, hub: Hub, mock: ProviderMock, sms_inbox: str, where: str
+) -> None:
+    """Twilio's media URL answering ``302`` to the hub's own /metrics (or a file, another
+    scheme, a link-local address): not followed, the message stored with the attachment marked
+    as not received, and the provider not asked to retry (200)."""
+    location = {
+        "the hub's metrics": str(client.make_url("/metrics")),
+        "cloud metadata": "http://169.254.169.254/latest/meta-data/",
+    }.get(where, where)
+    url = twilio_api(mock).add_media(mock, ACCOUNT_SID, b"never served", "image/jpeg")
+    mock.fail_next("twilio.media", 1, Failure(302, headers={"Location": location}))
+    response = await post(client, sms_inbox, fixture("mms_inbound", MediaUrl0=url))
+    assert response.status == 200, await response.text()
+    attachments = await hub.pool.fetchval("SELECT attachments FROM messages")
+    assert attachments == [
+        {"url": "", "content_type": "image/jpeg", "filename": None, "size": None}
+    ]
+    assert await count(hub, "media") == 0
+    assert len(mock.of("twilio.media")) == 1, "a refused redirect is not retried"
+
+
+async def test_a_media_redirect_within_the_provider_is_followed(
+    client: Client, hub: Hub, mock: ProviderMock, sms_inbox: str
+) -> None:
+    """Twilio redirects media to its storage: followed when the hop is allowed."""
+    image = b"\xff\xd8" + bytes(range(256)) * 8
+    api = twilio_api(mock)
+    stored_at = api.add_media(mock, ACCOUNT_SID, image, "image/jpeg")
+    first = api.add_media(mock, ACCOUNT_SID, b"not this", "image/jpeg")
+    mock.fail_next("twilio.media", 1, Failure(307, headers={"Location": stored_at}))
+    response = await post(client, sms_inbox, fixture("mms_inbound", MediaUrl0=first))
+    assert response.status == 200, await response.text()
+    (attachment,) = await hub.pool.fetchval("SELECT attachments FROM messages")
+    assert attachment["size"] == len(image)
+    download = await client.get(attachment["url"], headers=AUTH)
+    assert await download.read() == image
+    assert [r.path for r in mock.of("twilio.media")] == [
+        first.removeprefix(mock.url),
+        stored_at.removeprefix(mock.url),
+    ]

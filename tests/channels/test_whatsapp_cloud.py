@@ -858,3 +858,29 @@ def test_the_sender_limit_is_per_number_at_80_per_second_by_default() -> None:
     context = _context()
     assert adapter.sender_limit(context) == (f"whatsapp_cloud:{PHONE_NUMBER_ID}", 80.0)
     assert adapter.sender_limit(_context(rate_per_second=20))[1] == 20.0
+
+
+async def test_a_media_download_redirected_to_the_hub_itself_is_a_gap_never_followed(
+    client: Client, hub: Hub, mock: ProviderMock, inbox: str
+) -> None:
+    """The file URL answering ``302`` to the hub's own /metrics: not followed, the message is
+    stored with the attachment marked as not received, and the provider is not asked to retry."""
+    graph = graph_api(mock)
+    media_id = graph.add_media(b"jpeg bytes", "image/jpeg")
+    lookup = {  # no sha256 given, so only the redirect check stands between
+        "url": mock.url + graph.DOWNLOAD + f"?mid={media_id}",
+        "mime_type": "image/jpeg",
+        "id": media_id,
+        "messaging_product": "whatsapp",
+    }
+    mock.fail_next("graph.media", 1, Failure(200, orjson.dumps(lookup)))
+    location = str(client.make_url("/metrics"))
+    mock.fail_next("graph.download", 1, Failure(302, headers={"Location": location}))
+    payload = message_webhook("image")
+    value_of(payload)["messages"][0]["image"].update(id=media_id, mime_type="image/jpeg")
+    response = await post(client, inbox, payload)
+    assert response.status == 200, await response.text()
+    (attachment,) = await hub.pool.fetchval("SELECT attachments FROM messages")
+    assert attachment["url"] == "" and attachment["size"] is None
+    assert await count(hub, "media") == 0
+    assert len(mock.of("graph.download")) == 1

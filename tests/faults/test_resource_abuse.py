@@ -29,6 +29,7 @@ ABUSER = "127.0.0.2"  # loopback is all of 127/8: the abuse comes from another a
 CAP = 20
 #: how long a test waits for the server to act on a 1 s limit (a deadline, not a measurement)
 GRACE = 15.0
+METRICS_TOKEN = "metrics-token-for-the-abuse-tests"
 
 
 @pytest.fixture
@@ -36,8 +37,10 @@ def hub_config(hub_config: Config) -> Config:
     return hub_config.replace(
         http_idle_timeout=1.0,
         http_body_timeout=1.0,
+        http_body_deadline=3.0,
         max_connections_per_address=CAP,
         realtime_handshake_timeout=1.0,
+        metrics_token=METRICS_TOKEN,
     )
 
 
@@ -83,7 +86,12 @@ async def served(base: str) -> None:
 
 
 async def metric(base: str, name: str) -> float:
-    async with aiohttp.ClientSession() as session, session.get(f"{base}/metrics") as response:
+    headers = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{base}/metrics", headers=headers) as response,
+    ):
+        assert response.status == 200
         text = await response.text()
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
@@ -135,6 +143,37 @@ async def test_a_stalled_body_gets_408_and_nothing_is_stored(base: str, hub: Hub
     await served(base)
     await inbox.send(body)  # the same message, sent at normal speed, is taken
     assert await hub.pool.fetchval("SELECT count(*) FROM messages") == 1
+
+
+async def test_a_body_dribbled_slower_than_the_deadline_gets_408(base: str, hub: Hub) -> None:
+    """One byte every 0.3 s never stalls for the 1 s stall limit, but the whole body may take
+    only 3 s (``http_body_deadline``): the request gets 408 long before its 100,000 bytes."""
+    inbox = await ApiInbox.create(hub, base)
+    reader, writer = await connect(base)
+    writer.write(
+        f"POST /webhooks/api/{inbox.id} HTTP/1.1\r\nHost: x\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n".encode()
+    )
+
+    async def dribble() -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            for _ in range(100_000):
+                writer.write(b" ")
+                await writer.drain()
+                await asyncio.sleep(0.3)
+
+    task = asyncio.create_task(dribble())
+    try:
+        answer = await closed_by_server(reader)
+    finally:
+        task.cancel()
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    error = orjson.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
+    assert error["code"] == "body_timeout"
+    assert "3 s" in error["message"]
+    assert await hub.pool.fetchval("SELECT count(*) FROM messages") == 0
+    await served(base)
 
 
 async def test_a_connection_flood_from_one_address_is_capped(base: str) -> None:

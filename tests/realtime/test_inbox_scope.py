@@ -87,3 +87,54 @@ async def test_a_limited_caller_sees_only_its_inboxes_on_every_door(hub: Hub, se
     assert (await call("send_message", {**mine, "content": "ok"}))["ok"] is True
     await admin.client.disconnect()
     await limited.client.disconnect()
+
+
+async def test_contacts_by_inbox_keeps_other_inboxes_contacts_off_a_limited_socket(
+    hub: Hub, server: str
+) -> None:
+    """With the account's ``contacts_by_inbox`` on, a limited agent's socket gets contact events
+    only for contacts with a conversation in its inboxes; off, it gets all of them."""
+    shop = await ApiInbox.create(hub, server, "Shop")
+    bank = await ApiInbox.create(hub, server, "Bank")
+    async with hub.pool.acquire() as conn:
+        await conn.execute(
+            """INSERT INTO users (id, account_id, email, role)
+               VALUES ('limited', $1, 'limited@example.com', 'agent')""",
+            hub.account_id,
+        )
+        await conn.execute("INSERT INTO inbox_members VALUES ($1, 'limited')", shop.id)
+        await conn.execute(
+            """INSERT INTO api_tokens (id, account_id, user_id, name, role, token_hash)
+               VALUES ('limited-token', $1, 'limited', 'test', 'agent', $2)""",
+            hub.account_id,
+            hash_token(LIMITED),
+        )
+    limited = Agent()
+    await limited.connect(server, token=LIMITED)
+
+    def created(agent: Agent) -> list[str | None]:
+        return [
+            e["event"]["payload"]["name"] for e in agent.events if e["type"] == "contact.created"
+        ]
+
+    async with aiohttp.ClientSession() as session:
+        await bank.post(session, api_body("off-1", identifier="+94770000001", name="Bank off"))
+        await shop.post(session, api_body("off-2", identifier="+94770000002", name="Shop off"))
+        await limited.wait_until(lambda: len(created(limited)) == 2)
+        async with session.patch(
+            f"{server}api/v1/account",
+            json={"contacts_by_inbox": True},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        ) as response:
+            assert response.status == 200, await response.text()
+        await bank.post(session, api_body("on-1", identifier="+94770000003", name="Bank on"))
+        await shop.post(session, api_body("on-2", identifier="+94770000004", name="Shop on"))
+        await limited.wait_until(lambda: "Shop on" in created(limited))
+    assert created(limited) == ["Bank off", "Shop off", "Shop on"], "no Bank contact once on"
+    await limited.client.disconnect()
+
+    late = Agent()  # a replay from the start applies the same rule
+    await late.connect(server, token=LIMITED, last_seq=0)
+    await late.wait_until(lambda: "Shop on" in created(late))
+    assert "Bank on" not in created(late)
+    await late.client.disconnect()

@@ -83,7 +83,7 @@ async def test_a_snooze_ends_on_time_and_agents_see_it_live(hub: Hub, server: st
     row = await hub.pool.fetchrow(
         "SELECT status, snoozed_until FROM conversations WHERE id = $1", conversation
     )
-    assert row["status"] == "open" and row["snoozed_until"] is None
+    assert row is not None and row["status"] == "open" and row["snoozed_until"] is None
     async with asyncio.timeout(10):  # the journal is a consumer of its own
         while not await wake_events(hub, conversation):
             await asyncio.sleep(0.05)
