@@ -25,6 +25,8 @@ import json
 import os
 import re
 import shlex
+import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Hashable, Iterator, Sequence
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
+import aiohttp
 import jsonschema
 import pytest
 import yaml
@@ -40,6 +43,9 @@ from cryptography.fernet import Fernet
 import server.cli
 from hub.config import ROLES, SECRET_SETTINGS, SETTINGS, Config, ConfigError, check, load_config
 from hub.secrets import SecretBox
+from tests.support.kafka_server import KafkaServer
+from tests.support.processes import free_port, wait_healthy
+from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -723,3 +729,102 @@ def test_the_load_balancer_routes_to_every_gateway_and_keeps_socketio_working(
     everything = [w for section in sections.values() for w in section]
     assert any(w[:2] == ["timeout", "tunnel"] for w in everything), "WebSockets: timeout tunnel"
     assert ["mode", "http"] in sections.get("defaults", []), "HTTP mode (routing by path)"
+
+
+# --- the image, built the way the Dockerfile builds it ------------------------------------------
+
+
+def build_steps(path: Path) -> list[tuple[str, str]]:
+    """The build stage's COPY and RUN instructions, in order (the stage that installs the hub)."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    steps: list[tuple[str, str]] = []
+    stages = 0
+    for line in text.splitlines():
+        line = line.strip()
+        instruction, _, rest = line.partition(" ")
+        if instruction.upper() == "FROM":
+            stages += 1
+        elif stages == 1 and instruction.upper() in ("COPY", "RUN"):
+            steps.append((instruction.upper(), rest.strip()))
+    return steps
+
+
+@pytest.fixture(scope="module")
+def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv holding exactly what the image's build stage installs: its COPY lines copied
+    from this checkout, its RUN lines run in order (the venv in place of /opt/hub)."""
+    work = tmp_path_factory.mktemp("image")
+    src, venv = work / "src", work / "opt-hub"
+    src.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV"))}
+    env["PATH"] = f"{venv / 'bin'}:{env.get('PATH', '')}"
+    for instruction, rest in build_steps(ROOT / HUB_DOCKERFILE):
+        if instruction == "COPY":
+            *sources, _target = shlex.split(rest)
+            for source in sources:
+                origin = ROOT / source
+                if origin.is_dir():
+                    shutil.copytree(
+                        origin, src / source, ignore=shutil.ignore_patterns("__pycache__")
+                    )
+                else:
+                    shutil.copy2(origin, src / Path(source).name)
+        else:
+            command = rest.replace("/opt/hub", str(venv))
+            done = subprocess.run(
+                ["bash", "-c", command], cwd=src, env=env, capture_output=True, text=True
+            )
+            assert done.returncode == 0, f"RUN {rest}\n{done.stdout[-2000:]}{done.stderr[-3000:]}"
+    assert (venv / "bin" / "hub").exists(), "the image has no hub command"
+    sip = subprocess.run([venv / "bin" / "python", "-c", "import pjsua2"], capture_output=True)
+    assert sip.returncode == 0, f"the voice role's SIP stack is missing: {sip.stderr[-500:]!r}"
+    return venv
+
+
+@pytest.mark.slow
+@pytest.mark.kafka
+@pytest.mark.redis
+async def test_every_compose_command_starts_from_the_image_install(
+    image_venv: Path,
+    hub_services: dict[str, HubService],
+    db_dsn: str,
+    redis_server: RedisServer,
+    kafka_server: KafkaServer,
+    tmp_path: Path,
+) -> None:
+    """Every hub command of the Compose file, with its container's environment (the backing
+    services' addresses pointed at the test's own), run from the image's install: the migration
+    exits 0, each `hub serve` becomes ready, then stops on SIGTERM."""
+    hub = str(image_venv / "bin" / "hub")
+    ordered = sorted(hub_services.values(), key=lambda s: s.args.command != "migrate")
+    for svc in ordered:
+        port = free_port()
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            **svc.env,
+            "DATABASE_URL": db_dsn,
+            "REDIS_URL": redis_server.url,
+            "KAFKA_BOOTSTRAP": f"127.0.0.1:{kafka_server.port}",
+            "HUB_KAFKA_PREFIX": f"image-{tmp_path.name}-",
+            "HUB_DATA_DIR": str(tmp_path / svc.name),
+            "HUB_HOST": "127.0.0.1",
+            "HUB_PORT": str(port),
+        }
+        log = tmp_path / f"{svc.name}.log"
+        if not svc.serves:
+            done = subprocess.run(
+                [hub, *svc.argv[1:]], env=env, cwd=tmp_path, capture_output=True, text=True
+            )
+            assert done.returncode == 0, f"{svc.name}: {done.stderr[-3000:]}"
+            continue
+        with log.open("wb") as out:
+            proc = subprocess.Popen(  # noqa: ASYNC220 (a server, left running)
+                [hub, *svc.argv[1:]], env=env, cwd=tmp_path, stdout=out, stderr=out
+            )
+        try:
+            async with aiohttp.ClientSession() as session:
+                await wait_healthy(session, f"http://127.0.0.1:{port}", proc, log)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=60) == 0, f"{svc.name}: {log.read_text()[-3000:]}"
+        assert "Traceback" not in log.read_text(), f"{svc.name}: {log.read_text()[-3000:]}"
