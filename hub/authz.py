@@ -38,6 +38,8 @@ class Permission(StrEnum):
     INBOXES_MANAGE = "inboxes:manage"
     ACCOUNT_MANAGE = "account:manage"
     AUDIT_READ = "audit:read"
+    #: create and list accounts: platform operators' tokens only, never an account's users
+    PLATFORM_MANAGE = "platform:manage"
 
 
 _AGENT = frozenset(
@@ -54,7 +56,7 @@ _SUPERVISOR = _AGENT | {Permission.LABELS_MANAGE, Permission.CANNED_MANAGE}
 GRANTS: dict[Role, frozenset[Permission]] = {
     Role.AGENT: _AGENT,
     Role.SUPERVISOR: frozenset(_SUPERVISOR),
-    Role.ADMINISTRATOR: frozenset(Permission),
+    Role.ADMINISTRATOR: frozenset(p for p in Permission if p is not Permission.PLATFORM_MANAGE),
 }
 
 
@@ -74,8 +76,12 @@ class Principal:
     session_id: str | None = None
     inboxes: frozenset[str] | None = None
     scopes: frozenset[str] | None = None
+    #: a platform operator's token: may manage accounts, and nothing inside any account
+    platform: bool = False
 
     def can(self, permission: Permission) -> bool:
+        if self.platform:
+            return permission is Permission.PLATFORM_MANAGE
         if permission not in GRANTS[self.role]:
             return False
         return self.scopes is None or permission.value in self.scopes

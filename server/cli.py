@@ -20,9 +20,11 @@ from typing import Any
 
 import asyncpg
 
+from hub.actions.accounts import Refused, create_account, list_accounts
 from hub.actions.secret_rotation import rotate_secrets
 from hub.actions.setup import SetupError, create_api_token, create_inbox, ensure_default_account
 from hub.app import resolve_dsn
+from hub.auth.platform import create_platform_token
 from hub.config import (
     ROLES,
     Config,
@@ -189,12 +191,14 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--channel", required=True)
     create.add_argument("--name", required=True)
     create.add_argument("--reopen-policy", choices=["reopen", "new"], default="reopen")
+    create.add_argument("--account", help="account id (default: the default account)")
 
     token = command("token", help="manage API tokens").add_subparsers(
         dest="token_cmd", required=True
     )
     token_create = token.add_parser("create", help="create an API token; prints it once")
     token_create.add_argument("--name", default="bootstrap")
+    token_create.add_argument("--account", help="account id (default: the default account)")
     token_create.add_argument(
         "--role", default="administrator", choices=["administrator", "supervisor", "agent"]
     )
@@ -214,6 +218,21 @@ def main(argv: list[str] | None = None) -> int:
         "rotate", help="re-encrypt every stored secret with HUB_SECRET_KEY (prints progress)"
     )
     keys.add_parser("new-key", help="print a fresh key for HUB_SECRET_KEY")
+
+    accounts = command("account", help="accounts (tenants) on this hub").add_subparsers(
+        dest="account_cmd", required=True
+    )
+    new_account = accounts.add_parser("create", help="create an empty account; prints its id")
+    new_account.add_argument("--name", required=True)
+    new_account.add_argument("--time-zone", default="UTC", help="IANA name, e.g. Asia/Colombo")
+    accounts.add_parser("list", help="every account, with its number of users and inboxes")
+    platform = command("platform-token", help="platform operators' tokens").add_subparsers(
+        dest="platform_cmd", required=True
+    )
+    platform_create = platform.add_parser(
+        "create", help="a token for /api/v1/platform (creates accounts); printed once"
+    )
+    platform_create.add_argument("--name", default="operators")
 
     cfg = command("config", help="show the effective configuration")
     cfg.add_argument("--markdown", action="store_true", help="print the settings table")
@@ -246,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             box = load_secret_box(config)
 
             async def make_inbox(conn: asyncpg.Connection[Any]) -> dict[str, Any]:
-                account_id = await ensure_default_account(conn)
+                account_id = await _account_of(conn, args.account)
                 made = await create_inbox(
                     conn,
                     box,
@@ -268,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "token":
 
             async def make_token(conn: asyncpg.Connection[Any]) -> dict[str, Any]:
-                account_id = await ensure_default_account(conn)
+                account_id = await _account_of(conn, args.account)
                 made = await create_api_token(
                     conn, account_id=account_id, name=args.name, role=args.role
                 )
@@ -280,6 +299,15 @@ def main(argv: list[str] | None = None) -> int:
                 }
 
             _print(asyncio.run(_with_db(config, make_token)))
+        elif args.command == "account":
+            _print(asyncio.run(_with_db(config, _account_command(args))))
+        elif args.command == "platform-token":
+
+            async def make_platform_token(conn: asyncpg.Connection[Any]) -> dict[str, Any]:
+                made = await create_platform_token(conn, args.name)
+                return {"id": made.id, "name": made.name, "token": made.token}
+
+            _print(asyncio.run(_with_db(config, make_platform_token)))
         elif args.command == "create-admin":
             _print(asyncio.run(_with_db(config, _admin_maker(args, _read_password()))))
         elif args.command == "secrets":
@@ -329,12 +357,7 @@ def _admin_maker(
     from hub.auth.users import UserError, create_user, normalise_email
 
     async def make_admin(conn: asyncpg.Connection[Any]) -> dict[str, Any]:
-        if args.account is None:
-            account_id = await ensure_default_account(conn)
-        elif await conn.fetchval("SELECT id FROM accounts WHERE id = $1", args.account) is None:
-            raise SetupError(f"no account has the id {args.account}")
-        else:
-            account_id = args.account
+        account_id = await _account_of(conn, args.account)
         try:
             async with conn.transaction():
                 user_id = await create_user(
@@ -356,6 +379,32 @@ def _admin_maker(
         return {"id": user_id, "account_id": account_id, "email": email, "role": "administrator"}
 
     return make_admin
+
+
+async def _account_of(conn: asyncpg.Connection[Any], given: str | None) -> str:
+    """The account a set-up command works in: ``--account``, else the default one."""
+    if given is None:
+        return await ensure_default_account(conn)
+    if await conn.fetchval("SELECT id FROM accounts WHERE id = $1", given) is None:
+        raise SetupError(f"no account has the id {given}")
+    return given
+
+
+def _account_command(
+    args: argparse.Namespace,
+) -> Callable[[asyncpg.Connection[Any]], Awaitable[Any]]:
+    async def run(conn: asyncpg.Connection[Any]) -> Any:
+        if args.account_cmd == "list":
+            rows = await list_accounts(conn)
+            return [{**r, "created_at": r["created_at"].isoformat()} for r in rows]
+        await ensure_default_account(conn)  # the first account stays the default one
+        try:
+            made = await create_account(conn, name=args.name, time_zone=args.time_zone)
+        except Refused as exc:
+            raise SetupError(exc.message) from exc
+        return {"id": made.id, "name": made.name, "time_zone": made.time_zone}
+
+    return run
 
 
 def _install_uvloop() -> None:

@@ -99,3 +99,25 @@ def test_a_busy_port_is_one_line_and_a_non_zero_exit(tmp_path: Path) -> None:
     ), out.stderr
     assert "Traceback" not in out.stderr
     assert not (tmp_path / "data" / "postgres").exists(), "nothing was started"
+
+
+def test_accounts_and_their_inboxes_from_the_command_line(db_dsn: str, tmp_path: Path) -> None:
+    env = {**os.environ, "HUB_DATA_DIR": str(tmp_path), "DATABASE_URL": db_dsn}
+    first = json.loads(hub("inbox", "create", "--channel", "api", "--name", "A", env=env).stdout)
+    made = hub("account", "create", "--name", "Second Shop", "--time-zone", "Asia/Colombo", env=env)
+    assert made.returncode == 0, made.stderr
+    two = json.loads(made.stdout)["id"]
+    inbox = hub("inbox", "create", "--channel", "api", "--name", "B", "--account", two, env=env)
+    assert json.loads(inbox.stdout)["account_id"] == two
+    token = hub("token", "create", "--account", two, env=env)
+    assert json.loads(token.stdout)["account_id"] == two
+    listed = {a["id"]: a for a in json.loads(hub("account", "list", env=env).stdout)}
+    assert listed[two]["inboxes"] == 1 and listed[first["account_id"]]["inboxes"] == 1
+    again = hub("inbox", "create", "--channel", "api", "--name", "C", env=env)
+    assert json.loads(again.stdout)["account_id"] == first["account_id"], "the default stays"
+    missing = hub("token", "create", "--account", "nope", env=env)
+    assert missing.returncode == 2 and "no account has the id nope" in missing.stderr
+    bad = hub("account", "create", "--name", "X", "--time-zone", "Mars/Olympus", env=env)
+    assert bad.returncode == 2 and "time zone" in bad.stderr
+    operator = hub("platform-token", "create", env=env)
+    assert json.loads(operator.stdout)["token"].startswith("hubp_")

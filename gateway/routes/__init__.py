@@ -17,6 +17,7 @@ from gateway.routes import (
     conversations,
     inboxes,
     labels,
+    platform,
     profile,
     sms,
     teams,
@@ -39,4 +40,5 @@ ALL_ROUTES: list[Route] = [
     *labels.ROUTES,
     *canned.ROUTES,
     *audit.ROUTES,
+    *platform.ROUTES,
 ]

@@ -7,6 +7,7 @@ writes its audit entry on that same connection, so the log and the change commit
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import zoneinfo
 from collections.abc import Callable, Sequence
@@ -16,6 +17,7 @@ import asyncpg
 
 from hub.audit import Origin, record
 from hub.authz import Principal
+from hub.ids import new_id
 from hub.store.db import Conn
 
 Kind = Literal["not_found", "conflict", "invalid"]
@@ -160,3 +162,57 @@ async def update_account(
     await audit_object(
         conn, "account", account_id, account_id, "account.updated", actor, origin, changes=changed
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class CreatedAccount:
+    id: str
+    name: str
+    time_zone: str
+
+
+async def create_account(
+    conn: Conn,
+    *,
+    name: str,
+    time_zone: str = "UTC",
+    by: str | None = None,
+    origin: Origin | None = None,
+) -> CreatedAccount:
+    """A new tenant: an empty account (no users, inboxes or data) in one transaction with its
+    audit entry. ``by``: the platform token that made it (``None``: the command line)."""
+    name = " ".join(name.split())
+    if not 1 <= len(name) <= 200 or "\x00" in name:
+        raise Refused("invalid", "invalid_name", "an account name is 1 to 200 characters")
+    if time_zone not in time_zones():
+        raise Refused("invalid", "invalid_time_zone", f"{time_zone!r} is no IANA time zone")
+    account_id = new_id()
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO accounts (id, name, time_zone) VALUES ($1, $2, $3)",
+            account_id,
+            name,
+            time_zone,
+        )
+        await record(
+            conn,
+            account_id=account_id,
+            actor=None,
+            action="account.created",
+            object_type="account",
+            object_id=account_id,
+            origin=origin or Origin(),
+            details={"name": name, "via": "platform" if by else "cli", "platform_token": by},
+            actor_override=("system", None),
+        )
+    return CreatedAccount(account_id, name, time_zone)
+
+
+async def list_accounts(conn: Conn | asyncpg.Pool[Any]) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT a.id, a.name, a.time_zone, a.created_at,
+                  (SELECT count(*) FROM users u WHERE u.account_id = a.id) AS users,
+                  (SELECT count(*) FROM inboxes i WHERE i.account_id = a.id) AS inboxes
+             FROM accounts a ORDER BY a.id"""
+    )
+    return [dict(r) for r in rows]

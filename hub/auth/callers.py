@@ -16,6 +16,7 @@ import asyncpg
 
 from hub.actions.setup import hash_token
 from hub.auth.access import AccessClaims, AccessTokenError, AccessTokens, looks_like_jwt
+from hub.auth.platform import is_platform_token, principal_for_platform_token
 from hub.authz import Principal
 from hub.store.principals import principal_for_api_token, principal_for_session
 
@@ -32,11 +33,12 @@ class Authenticator:
         self.on_forget: list[Callable[[], None]] = []
 
     async def for_token(self, token: str) -> Principal | None:
-        """What sockets ask: the caller or None."""
+        """What sockets ask: the caller or None (a platform token works no inbox)."""
         try:
-            return await self.resolve(token)
+            found = await self.resolve(token)
         except AccessTokenError:
             return None
+        return None if found is not None and found.platform else found
 
     async def resolve(self, token: str) -> Principal | None:
         if looks_like_jwt(token):
@@ -50,6 +52,8 @@ class Authenticator:
             return cached[1]
         if looks_like_jwt(token):
             found = await principal_for_session(self._pool, claims.user_id, claims.session_id)
+        elif is_platform_token(token):
+            found = await principal_for_platform_token(self._pool, hash_token(token))
         else:
             found = await principal_for_api_token(self._pool, hash_token(token))
         if len(self._cache) > 10_000:

@@ -11,6 +11,8 @@ once, destructive ones last:
 - other principals of the account get 403;
 - ``other_account`` (an administrator elsewhere) gets 404 for any record of account 1 and, on
   routes without a record, its own account's data only;
+- ``platform`` (a platform operator's token) gets through the platform routes only, 403
+  everywhere else, and never sees an id of either account's data;
 - ``anonymous``, ``expired`` and ``revoked`` get 401 on every non-public route;
 - no response to anyone carries an id it must not see.
 """
@@ -34,6 +36,7 @@ pytestmark = pytest.mark.postgres
 EVERYONE = frozenset({"admin", "supervisor", "member", "nonmember"})
 MANAGERS = frozenset({"admin", "supervisor"})
 ADMIN = frozenset({"admin"})
+PLATFORM = frozenset({"platform"})
 SEES_A = frozenset({"admin", "supervisor", "member"})  # who sees inbox A's conversations
 NOT_A = frozenset({"nonmember"})
 
@@ -151,6 +154,11 @@ SPEC: dict[str, Expect] = {
     "POST /api/v1/sms/segments": Expect(EVERYONE, body={"text": "ආයුබෝවන්"}),
     # 3CX: a lookup without its number is 400 once past the permission check; no voice inbox
     # to journal in is 422
+    # accounts on a shared hub: platform operators' tokens only
+    "GET /api/v1/platform/accounts": Expect(PLATFORM),
+    "POST /api/v1/platform/accounts": Expect(
+        PLATFORM, body={"name": "Tenant", "time_zone": "Asia/Colombo"}
+    ),
     "GET /api/v1/integrations/3cx/lookup": Expect(EVERYONE, ok=(400,)),
     "POST /api/v1/integrations/3cx/contacts": Expect(EVERYONE, body={"number": "+94771234567"}),
     "POST /api/v1/integrations/3cx/journal": Expect(
@@ -211,7 +219,7 @@ async def test_matrix(principal: str, hub: Hub, client: TestClient[Any, Any]) ->
     world: World = await build_world(hub, client.app)
     values = world.path_values(principal)
     forbidden_ids = set()
-    if principal == "other_account":
+    if principal in ("other_account", "platform"):
         forbidden_ids = world.account_1_ids
     elif principal == "nonmember":
         forbidden_ids = world.inbox_a_ids

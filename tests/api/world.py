@@ -18,6 +18,7 @@ from gateway.state import STATE
 from hub.actions.setup import create_api_token, create_inbox
 from hub.app import Hub
 from hub.auth.access import AccessTokens
+from hub.auth.platform import create_platform_token
 from hub.ids import new_id
 from hub.media import media_store
 
@@ -27,6 +28,7 @@ PRINCIPALS = (
     "member",
     "nonmember",
     "other_account",
+    "platform",
     "anonymous",
     "expired",
     "revoked",
@@ -184,6 +186,8 @@ async def build_world(hub: Hub, app_state_owner: Any) -> World:
         revoked_session = await _session(conn, users["admin"], one, revoked=True)
         revoked, _ = access.issue(users["admin"], one, revoked_session)
         headers["revoked"] = {"Authorization": f"Bearer {revoked}"}
+        platform = await create_platform_token(conn, "operators")
+        headers["platform"] = {"Authorization": f"Bearer {platform.token}"}
         await conn.execute(
             "INSERT INTO inbox_members VALUES ($1, $2), ($3, $4)",
             inbox_a.id,
