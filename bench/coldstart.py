@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 from bench.hub_process import free_port
+from bench.smoke import add_smoke_flag, results_dir
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -55,7 +56,10 @@ def time_to_ready(data_dir: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.runs = 1
     cold: list[float] = []
     warm: list[float] = []
     for run in range(1, args.runs + 1):
@@ -77,8 +81,9 @@ def main() -> None:
         "cold_s": [round(x, 3) for x in cold],
         "warm_s": [round(x, 3) for x in warm],
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "coldstart.json").write_text(json.dumps(summary, indent=2))
+    results = results_dir(args.smoke, RESULTS)
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "coldstart.json").write_text(json.dumps(summary, indent=2))
     print(
         f"cold start median {summary['cold_median_s']} s (max {summary['cold_max_s']} s), "
         f"warm restart median {summary['warm_median_s']} s"

@@ -45,15 +45,17 @@ log = logging.getLogger("hub")
 TOUR = """
 The hub is running on http://{host}:{port}  (first start: data in {data_dir})
 
-Try it from another terminal:
-  hub inbox create --channel api --name "My system"   # prints the inbox id and signing secret
-  hub token create                                    # prints an API token
-  INBOX=<id>; SECRET=<signing_secret>; TOKEN=<token>
-  BODY='{{"message_id":"m-1","contact":{{"identifier":"+94771234567","name":"Nimal"}},"text":"ආයුබෝවන්"}}'
-  SIG=$(printf '%s' "$BODY" | openssl dgst -sha256 -hmac "$SECRET" | sed 's/^.* //')
-  curl -X POST http://{host}:{port}/webhooks/api/$INBOX -H 'Content-Type: application/json' \\
-       -H "X-Hub-Signature-256: sha256=$SIG" -d "$BODY"
-  curl -H "Authorization: Bearer $TOKEN" http://{host}:{port}/api/v1/conversations
+A first tour (the README's "A one-minute tour" has every step to paste; it uses jq and openssl),
+from another terminal in this folder:
+  1. the administrator you log in with (a password of at least 10 characters; random here):
+     HUB_PASSWORD=${{HUB_PASSWORD:-$(openssl rand -base64 15)}}
+     printf '%s\\n' "$HUB_PASSWORD" | .venv/bin/hub create-admin --email you@example.com
+     echo "console password: $HUB_PASSWORD"
+  2. an inbox of the API channel (prints its id and signing secret, once):
+     .venv/bin/hub inbox create --channel api --name "My shop"
+  3. a message signed with that secret (X-Hub-Signature-256), posted twice: stored once
+     curl -X POST http://{host}:{port}/webhooks/api/$INBOX -H "X-Hub-Signature-256: sha256=$SIG" ...
+  4. the console: http://{host}:{port}/ (sign in as you@example.com)
 """
 
 

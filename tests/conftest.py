@@ -3,6 +3,7 @@ and a started hub with its gateway on a test server."""
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
@@ -40,7 +41,8 @@ def _with_db(dsn: str, database: str) -> str:
 
 @pytest.fixture(scope="session")
 async def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    """The embedded server for the whole run, with a migrated template database."""
+    """The embedded server for the whole run, with a migrated template database; stopped and its
+    data folder deleted when the run ends (a full run leaves gigabytes of tables and WAL)."""
     data_dir = tmp_path_factory.mktemp("pg")
     dsn = await start_embedded_postgres(data_dir)
     conn = await asyncpg.connect(dsn)
@@ -54,20 +56,28 @@ async def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]
         await migrate(template)
     finally:
         await template.close()
-    yield dsn
-    stop_embedded_postgres(data_dir)
+    try:
+        yield dsn
+    finally:
+        stop_embedded_postgres(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture
-async def db_dsn(pg_dsn: str) -> str:
-    """A fresh, migrated database for one test."""
+async def db_dsn(pg_dsn: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for one test, dropped after it (whoever is still connected)."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     conn = await asyncpg.connect(pg_dsn)
     try:
         await conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
     finally:
         await conn.close()
-    return _with_db(pg_dsn, name)
+    yield _with_db(pg_dsn, name)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await conn.close()
 
 
 @pytest.fixture
@@ -117,16 +127,24 @@ AsyncFactory = Callable[..., Coroutine[Any, Any, Any]]
 @pytest.fixture(scope="session")
 def kafka_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaServer]:
     """One real Apache Kafka broker (KRaft, single node, scripts/kafka) for the session."""
-    server = KafkaServer(tmp_path_factory.mktemp("kafka"))
+    workdir = tmp_path_factory.mktemp("kafka")
+    server = KafkaServer(workdir)
     server.start()
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A fresh Debian redis-server; a test may stop or restart it."""
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    workdir = tmp_path_factory.mktemp("redis")
+    server = RedisServer(workdir)
     server.start()
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)

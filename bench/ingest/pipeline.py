@@ -18,6 +18,7 @@ from pathlib import Path
 
 import uvloop
 
+from bench.smoke import add_smoke_flag, results_dir
 from channels._base import InboundMessage, Sender
 from hub.actions.ingest import IngestRequest
 from hub.actions.setup import create_inbox
@@ -75,7 +76,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=6)
     parser.add_argument("--callers", default="64,256")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.seconds = 0.5
     work = Path(tempfile.mkdtemp(prefix="hub-pipeline-"))
     rows = []
     try:
@@ -87,8 +91,9 @@ def main() -> None:
     finally:
         stop_embedded_postgres(work / "data")
         shutil.rmtree(work, ignore_errors=True)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "pipeline.json").write_text(json.dumps(rows, indent=2))
+    results = results_dir(args.smoke, RESULTS)
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "pipeline.json").write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 
 from bench.hub_process import RunningHub, cpu_seconds, free_port, running_hub, wait_ready
+from bench.smoke import add_smoke_flag, results_dir
 from hub.store.embedded import start_embedded_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,7 +121,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2, help="alternating hub / no-op rounds")
     parser.add_argument("--profile", type=Path, help="py-spy the hub into this file (raw)")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    global RESULTS
+    RESULTS = results_dir(args.smoke, RESULTS)
+    if args.smoke:
+        args.seconds, args.rounds, args.warmup = 1, 1, 1
+    else:
+        args.warmup = 3
     loadgen = build_loadgen()
     RESULTS.mkdir(parents=True, exist_ok=True)
     noop_port = free_port()
@@ -148,8 +156,8 @@ def _rounds(
     wait_ready(f"http://127.0.0.1:{noop_port}/", noop)
     hub_url = running.webhook_url
     noop_url = f"http://127.0.0.1:{noop_port}/webhooks/api/x"
-    print("== warm-up (3 s)", flush=True)
-    load(loadgen, hub_url, inbox["signing_secret"], "warmup", 3, args.concurrency, "warm")
+    print(f"== warm-up ({args.warmup} s)", flush=True)
+    load(loadgen, hub_url, inbox["signing_secret"], "warmup", args.warmup, args.concurrency, "warm")
     dsn = asyncio.run(start_embedded_postgres(data_dir))
     for round_no in range(1, args.rounds + 1):
         print(f"== round {round_no}: hub", flush=True)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from bench.hub_process import running_hub
+from bench.smoke import add_smoke_flag, results_dir
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent / "results"
@@ -32,7 +33,10 @@ def rss_mib(pid: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sockets", type=int, default=10_000)
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.sockets = 20
     if not (HERE / "js" / "node_modules" / "socket.io-client").exists():
         raise SystemExit("run: npm ci --prefix bench/realtime/js")
     with running_hub("hub-idle-") as hub:
@@ -65,8 +69,9 @@ def main() -> None:
         "hub_rss_with_sockets_mib": round(after),
         "kib_per_socket": round((after - before) * 1024 / max(connected, 1), 1),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "realtime-idle.json").write_text(json.dumps(result, indent=2))
+    results = results_dir(args.smoke, RESULTS)
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "realtime-idle.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
 

@@ -22,6 +22,7 @@ import socketio
 
 from bench.hub_process import running_hub
 from bench.ingest.run import build_loadgen
+from bench.smoke import add_smoke_flag, results_dir
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 SENT = re.compile(r"sent_ns=(\d+)")
@@ -130,7 +131,11 @@ def load_arguments(description: str) -> argparse.Namespace:
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--sockets", type=int, default=1)
-    return parser.parse_args()
+    add_smoke_flag(parser)
+    args = parser.parse_args()
+    if args.smoke:
+        args.rate, args.seconds = min(args.rate, 100), 1
+    return args
 
 
 def main() -> None:
@@ -138,8 +143,9 @@ def main() -> None:
     loadgen = build_loadgen()
     with running_hub("hub-rt-bench-") as hub:
         result = asyncio.run(measure(args, hub.url, hub.inbox, hub.token, loadgen))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "realtime-latency.json").write_text(json.dumps(result, indent=2))
+    results = results_dir(args.smoke, RESULTS)
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "realtime-latency.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
 

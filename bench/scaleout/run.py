@@ -32,6 +32,7 @@ from cryptography.fernet import Fernet
 from bench.hub_process import cpu_seconds, free_port, wait_ready
 from bench.ingest.run import build_loadgen
 from bench.realtime.latency import measure
+from bench.smoke import add_smoke_flag, results_dir
 from hub.store.embedded import start_embedded_postgres, stop_embedded_postgres
 from tests.support.kafka_server import KafkaServer
 from tests.support.redis_server import RedisServer
@@ -170,7 +171,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--sockets", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=5, help="seconds of load before each layout")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.rate, args.seconds, args.warmup = min(args.rate, 100), 1, 1
+    results = results_dir(args.smoke, RESULTS)
     loadgen = build_loadgen()
     work = Path(tempfile.mkdtemp(prefix="hub-scaleout-"))
     print("== starting PostgreSQL, Redis and Kafka", flush=True)
@@ -221,9 +226,9 @@ def main() -> None:
         "cost_ratio_two_over_one": round(ratio, 3),
         "wall_seconds": round(time.monotonic() - started, 1),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "scaleout.json").write_text(json.dumps(summary, indent=2))
-    (RESULTS / "scaleout.svg").write_text(chart(rows))
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "scaleout.json").write_text(json.dumps(summary, indent=2))
+    (results / "scaleout.svg").write_text(chart(rows))
     print(f"\n{'layout':<22}{'acked':>8}{'p50 ms':>9}{'p99 ms':>9}{'CPU-s/1k':>10}")
     for r in rows:
         print(
