@@ -10,7 +10,7 @@ and poisoned in alternating rounds on the same hub:
   inbox that does not exist, so the database refuses them inside the batch (what any value that
   escaped validation would do): the batch is isolated by halving, not re-run one by one.
 
-    .venv/bin/python bench/ingest/poisoned.py [--seconds 5] [--rounds 2] [--concurrency 64]
+    .venv/bin/python -m bench.ingest.poisoned [--seconds 5] [--rounds 2] [--concurrency 64]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import orjson
 import uvloop
 from aiohttp import web
 
+from bench.smoke import add_smoke_flag, results_dir
 from channels._base import InboundMessage, InboxContext, Sender
 from channels._base.signatures import sign_hmac_sha256
 from hub.actions.ingest import IngestRequest
@@ -169,7 +170,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=64)
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.seconds, args.rounds, args.concurrency = 1, 1, 8
     work = Path(tempfile.mkdtemp(prefix="hub-poisoned-"))
     try:
         result = uvloop.run(run(args.seconds, args.rounds, args.concurrency, work / "data"))
@@ -184,8 +188,9 @@ def main() -> None:
             f"{row['poisoned_valid_per_s']} valid/s: {row['ratio']}x",
             flush=True,
         )
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "poisoned.json").write_text(json.dumps(result, indent=2))
+    out = results_dir(args.smoke, RESULTS)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "poisoned.json").write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
