@@ -23,6 +23,8 @@ from server.compose import build_hub, install
 from tests.support.kafka_server import KafkaServer
 from tests.support.redis_server import RedisServer
 
+pytest_plugins = ["tests.unhandled"]
+
 TEMPLATE = "hub_template"
 ADMIN_TOKEN = "test-bootstrap-token"
 
