@@ -85,9 +85,13 @@ class ConnectionCaps:
             refusal, reason = TOO_MANY_FROM_ADDRESS, "per_address"
         if refusal is not None:
             CONNECTIONS_REFUSED.labels(reason).inc()
-            with contextlib.suppress(Exception):
-                transport.write(refusal)
-                transport.close()
+            # closed on the next turn of the loop, once the handler has started its request loop:
+            # closed at once, the handler's loop would start on a torn-down connection and
+            # fail an assertion inside aiohttp (an unhandled error per refused connection)
+            try:
+                asyncio.get_running_loop().call_soon(_refuse, transport, refusal)
+            except RuntimeError:  # no loop: no handler to start either
+                _refuse(transport, refusal)
             return False
         self.counts[host] += 1
         self.open += 1
@@ -104,6 +108,12 @@ class ConnectionCaps:
         if self.counts[host] <= 0:
             del self.counts[host]
         OPEN_CONNECTIONS.set(self.open)
+
+
+def _refuse(transport: asyncio.Transport, refusal: bytes) -> None:
+    with contextlib.suppress(Exception):
+        transport.write(refusal)
+        transport.close()
 
 
 def guard_server(server: web.Server, caps: ConnectionCaps) -> web.Server:
@@ -139,8 +149,12 @@ with warnings.catch_warnings():
             return guard_server(server, self.caps) if self.caps is not None else server
 
 
-class BodyStalled(Exception):
-    """The body stopped arriving, or is arriving too slowly to finish in time."""
+class BodyStalled(TimeoutError):
+    """The body stopped arriving, or is arriving too slowly to finish in time.
+
+    A ``TimeoutError``: once the middleware has answered 408, aiohttp drains what is left of the
+    body and treats a timeout there as the end of the connection; any other exception it would
+    log as unhandled."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

@@ -8,6 +8,7 @@ during the run and fails the session at its end, naming the test that was runnin
 
 from __future__ import annotations
 
+import collections
 import logging
 
 import pytest
@@ -53,7 +54,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     logging.getLogger().removeHandler(HANDLER)
     if HANDLER.seen:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        lines = "\n".join(HANDLER.seen[:50])
+        counts = collections.Counter(line.splitlines()[0] for line in HANDLER.seen)
+        lines = "\n".join(f"{n} x {line}" for line, n in counts.most_common(40))
         if reporter is not None:
             reporter.write_line(f"\nUnhandled exceptions in the hub's log:\n{lines}", red=True)
         if session.exitstatus == 0:
