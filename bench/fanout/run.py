@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench.hub_process import free_port, wait_ready
+from bench.smoke import add_smoke_flag, results_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -376,12 +377,17 @@ def main() -> None:
     )
     parser.add_argument("--name", default="fanout", help="results file name, without suffix")
     parser.add_argument("--native", action="store_true", help="py-spy --native (C frames too)")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:  # a few hundred frames to 20 sockets, one repeat, no profile
+        args.clients, args.events, args.repeats = "20", 50, 1
+        args.warmup_frames, args.profile, args.pin = 200, False, False
+    results = results_dir(args.smoke, RESULTS)
     if not (HERE / "node" / "node_modules" / "socket.io").exists():
         raise SystemExit("run: npm ci --prefix bench/fanout/node")
     clients = [int(n) for n in args.clients.split(",")]
     client_bin = build_client()
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    results.mkdir(parents=True, exist_ok=True)
     runs: list[dict[str, Any]] = []
     profiles: dict[str, dict[str, list[tuple[str, float]]]] = {"hub": {}, "node": {}}
     profile_dir = Path(tempfile.mkdtemp(prefix="fanout-profiles-")) if args.profile else None
@@ -430,8 +436,8 @@ def main() -> None:
     }
     if profile_dir is not None:
         result["profile_self_percent"] = profiles
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    chart(rows, RESULTS / f"{args.name}.svg", subtitle(args))
+    (results / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    chart(rows, results / f"{args.name}.svg", subtitle(args))
     print()
     print(
         f"{'N':>6} {'ours f/s':>10} {'node f/s':>10} {'ratio':>6}  "
@@ -452,7 +458,7 @@ def main() -> None:
                 print(f"  {share:5.1f}%  {name}")
     if profile_dir is not None:
         print(f"\nraw profiles: {profile_dir}")
-    print(f"\nresults: {RESULTS / args.name}.json, chart: {RESULTS / args.name}.svg")
+    print(f"\nresults: {results / args.name}.json, chart: {results / args.name}.svg")
 
 
 if __name__ == "__main__":

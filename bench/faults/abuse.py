@@ -36,6 +36,7 @@ import socketio
 from bench.faults.driver import api_body
 from bench.faults.run import Hubs, metric, progress, workdir
 from bench.faults.soak import percentile, rss_and_fds
+from bench.smoke import add_smoke_flag
 from channels._base.signatures import sign_hmac_sha256
 
 FLOOD, SLOW, BODY, SILENT, AGENTS, TRICKLE = (f"127.0.0.{n}" for n in range(2, 8))
@@ -318,7 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deadline", type=float, default=8, help="HUB_HTTP_BODY_DEADLINE")
     parser.add_argument("--handshake", type=float, default=5, help="HUB_REALTIME_HANDSHAKE_TIMEOUT")
     parser.add_argument("--json", type=Path, help="write the result here")
+    add_smoke_flag(parser)
     args = parser.parse_args(argv)
+    if args.smoke:  # a handful of each abuser
+        args.flood, args.slow, args.bodies, args.trickles = 20, 5, 5, 5
+        args.silent, args.agents = 5, 5
+        args.idle, args.body, args.handshake, args.deadline = 1.5, 1.5, 1.5, 2.5
     os.environ.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
     result = asyncio.run(abuse(args))
     text = json.dumps(result, indent=2)

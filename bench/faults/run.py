@@ -71,6 +71,7 @@ from bench.faults.agents import SilentSocket, StreamAgent
 from bench.faults.driver import Driver
 from bench.faults.replies import Replier
 from bench.faults.whatsapp_media import DOCUMENT, DocumentWebhooks, whatsapp_inbox
+from bench.smoke import add_smoke_flag
 from hub.store.embedded import start_embedded_postgres, stop_embedded_postgres
 from tests.support.graph_mock import GraphApi
 from tests.support.kafka_server import KafkaServer
@@ -785,7 +786,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replies", type=float, default=20, help="agent replies a second")
     parser.add_argument("--json", type=Path, help="write the reports here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
+    add_smoke_flag(parser)
     args = parser.parse_args(argv)
+    if args.smoke:  # one embedded scenario, briefly: checks the runner, not the hub
+        args.scenario = "gateway-kill" if args.scenario == "all" else args.scenario
+        args.rate, args.duration, args.agents, args.replies = 100, 3, 1, 2
     os.environ.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
     names = SCENARIOS if args.scenario == "all" else (args.scenario,)
     reports = []

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import importlib.util
 import json
 import os
 import statistics
@@ -31,6 +32,7 @@ from bench.faults.agents import StreamAgent
 from bench.faults.driver import Driver, api_body
 from bench.faults.run import Hubs, metric, progress, workdir
 from bench.faults.soak_watch import Watch
+from bench.smoke import add_smoke_flag, results_dir
 from channels._base.signatures import sign_hmac_sha256
 from hub.config import Config
 
@@ -304,7 +306,14 @@ def main(argv: list[str] | None = None) -> int:
         help="where to copy PostgreSQL's log (checkpoints, autovacuum, slow SQL)",
     )
     parser.add_argument("--chart-only", action="store_true", help="redraw the PNG from --json")
+    add_smoke_flag(parser)
     args = parser.parse_args(argv)
+    if args.smoke:  # a few seconds; everything into the ignored .artefacts/bench
+        out = results_dir(True, RESULTS)
+        args.duration, args.rate, args.agents, args.every = 6, 50, 1, 1
+        if not args.chart_only:
+            args.json = out / "soak.json"
+        args.png, args.pg_log = out / "soak.png", out / "soak-postgres.log"
     if args.chart_only:
         result = json.loads(args.json.read_text())
         chart(result, args.png)
@@ -315,7 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     result = asyncio.run(soak(args.duration, args.rate, args.agents, args.every, args.pg_log))
     args.json.write_text(to_json(result))
-    chart(result, args.png)
+    if args.smoke and importlib.util.find_spec("matplotlib") is None:
+        progress("no chart: matplotlib (the bench extra) is not installed")
+    else:
+        chart(result, args.png)
     progress(
         f"done: acknowledged {result['acknowledged']}, delivered to every agent >= "
         f"{result['delivered_min']}; RSS after warm-up {result['rss_mib_after_warmup']}; fds "

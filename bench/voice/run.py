@@ -48,6 +48,7 @@ from cryptography.fernet import Fernet
 
 from bench.hub_process import free_port, wait_ready
 from bench.ingest.run import postgres_cpu_seconds
+from bench.smoke import add_smoke_flag, results_dir
 from hub.store.embedded import start_embedded_postgres, stop_embedded_postgres
 from tests.voice.sipp import caller, sipp_binary
 
@@ -388,7 +389,11 @@ def main() -> None:
         default=SETUP_P99_LIMIT_MS,
         help="stop stepping once setup p99 reaches this (and at the first failed call)",
     )
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:  # one step of a few calls
+        args.rates, args.step_seconds, args.call_seconds = "1", 3, 1
+    results = results_dir(args.smoke, RESULTS)
     rates = [int(r) for r in args.rates.split(",")]
     work = Path(tempfile.mkdtemp(prefix="hub-voice-bench-"))
     print("== starting PostgreSQL", flush=True)
@@ -484,11 +489,11 @@ def main() -> None:
         "max_calls_per_second_setup_p99_under_200ms": best["rate"] if best else 0,
         "hub_cpu_ms_per_call_at_max": best["hub_cpu_ms_per_call"] if best else None,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "voice.json").write_text(json.dumps(summary, indent=2, default=str))
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "voice.json").write_text(json.dumps(summary, indent=2, default=str))
     chart(
         rows,
-        RESULTS / "voice.svg",
+        results / "voice.svg",
         f"Voice: voicemail calls of {args.call_seconds} s, recording on (one hub process)",
     )
     print(
