@@ -69,9 +69,7 @@ class AnalyticsConsumer:
         self._channels = Channels(pool)
 
     async def subscribe(self, bus: Bus, options: ConsumerOptions) -> list[Subscription]:
-        options = dataclasses.replace(
-            options, transient=(*options.transient, *transient_errors())
-        )
+        options = dataclasses.replace(options, transient=(*options.transient, *transient_errors()))
         return [await bus.subscribe(CONVERSATIONS, GROUP, self.handle, options)]
 
     async def handle(self, batch: Sequence[BusMessage]) -> None:

@@ -115,35 +115,69 @@ def build_rows(events: Iterable[Event[Payload]], channels: Mapping[str, str]) ->
         if isinstance(payload, MessageReceived):
             rows.messages.append(
                 MessageRow(
-                    event.id, event.account_id, event.occurred_at, conversation, inbox,
-                    payload.channel, "inbound", 0, "", payload.contact_id, payload.message_id,
-                )  # fmt: skip
+                    event.id,
+                    event.account_id,
+                    event.occurred_at,
+                    conversation,
+                    inbox,
+                    payload.channel,
+                    "inbound",
+                    0,
+                    "",
+                    payload.contact_id,
+                    payload.message_id,
+                )
             )
         elif isinstance(payload, MessageCreated):
             agent = payload.sender_id or (actor if event.actor.kind is ActorKind.AGENT else "")
             rows.messages.append(
                 MessageRow(
-                    event.id, event.account_id, event.occurred_at, conversation, inbox, channel,
-                    "outbound", int(payload.private), agent, "", payload.message_id,
-                )  # fmt: skip
+                    event.id,
+                    event.account_id,
+                    event.occurred_at,
+                    conversation,
+                    inbox,
+                    channel,
+                    "outbound",
+                    int(payload.private),
+                    agent,
+                    "",
+                    payload.message_id,
+                )
             )
         elif isinstance(payload, ConversationCreated):
             state = payload.state
             rows.conversation_events.append(
                 ConversationRow(
-                    event.id, event.account_id, event.occurred_at, conversation, inbox, channel,
-                    "created", state.status.value, state.assignee_id or "", payload.contact_id,
+                    event.id,
+                    event.account_id,
+                    event.occurred_at,
+                    conversation,
+                    inbox,
+                    channel,
+                    "created",
+                    state.status.value,
+                    state.assignee_id or "",
+                    payload.contact_id,
                     actor,
-                )  # fmt: skip
+                )
             )
         elif isinstance(payload, ConversationUpdated):
             state = payload.state
             rows.conversation_events.append(
                 ConversationRow(
-                    event.id, event.account_id, event.occurred_at, conversation, inbox, channel,
-                    conversation_kind(payload), state.status.value, state.assignee_id or "", "",
+                    event.id,
+                    event.account_id,
+                    event.occurred_at,
+                    conversation,
+                    inbox,
+                    channel,
+                    conversation_kind(payload),
+                    state.status.value,
+                    state.assignee_id or "",
+                    "",
                     actor,
-                )  # fmt: skip
+                )
             )
         elif event.type.startswith("call."):
             call_id = getattr(payload, "call_id", "")
@@ -154,9 +188,19 @@ def build_rows(events: Iterable[Event[Payload]], channels: Mapping[str, str]) ->
             duration = payload.duration_s if isinstance(payload, CallEnded) else 0.0
             rows.call_events.append(
                 CallRow(
-                    event.id, event.account_id, event.occurred_at, conversation, inbox, channel,
-                    call_id, event.type.removeprefix("call."), direction, agent, answered, by,
+                    event.id,
+                    event.account_id,
+                    event.occurred_at,
+                    conversation,
+                    inbox,
+                    channel,
+                    call_id,
+                    event.type.removeprefix("call."),
+                    direction,
+                    agent,
+                    answered,
+                    by,
                     duration,
-                )  # fmt: skip
+                )
             )
     return rows

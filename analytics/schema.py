@@ -62,9 +62,7 @@ TABLES: dict[str, str] = {
 def statements(database: str) -> list[str]:
     made = [f"CREATE DATABASE IF NOT EXISTS {database}"]
     for table, columns in TABLES.items():
-        made.append(
-            f"CREATE TABLE IF NOT EXISTS {database}.{table} ({_COMMON}{columns}) {_ENGINE}"
-        )
+        made.append(f"CREATE TABLE IF NOT EXISTS {database}.{table} ({_COMMON}{columns}) {_ENGINE}")
     # small bookkeeping: the backfill's resume point
     made.append(
         f"""CREATE TABLE IF NOT EXISTS {database}.meta (

@@ -18,6 +18,7 @@ from gateway.routes import (
     inboxes,
     labels,
     profile,
+    reports,
     sms,
     teams,
     threecx,
@@ -39,4 +40,5 @@ ALL_ROUTES: list[Route] = [
     *labels.ROUTES,
     *canned.ROUTES,
     *audit.ROUTES,
+    *reports.ROUTES,
 ]
