@@ -77,7 +77,9 @@ def _events(account: str, conversations: int) -> list[Event[Payload]]:
     for i in range(conversations):
         conv, at = f"conv-{i}", T0 + timedelta(minutes=i)
 
-        def add(payload: Payload, actor: Actor, seconds: float) -> None:
+        def add(
+            payload: Payload, actor: Actor, seconds: float, conv: str = conv, at: datetime = at
+        ) -> None:
             made.append(
                 make_event(
                     payload,

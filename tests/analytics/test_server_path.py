@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 from analytics.part import AnalyticsPart
 from hub.app import Hub
 from hub.config import Config
-from tests.analytics.test_reports import _world, _range
+from tests.analytics.test_reports import _range, _world
 from tests.api.admin_support import call
 
 pytestmark = pytest.mark.postgres
