@@ -90,7 +90,7 @@ def _open_session(path: str) -> Any:
 
         Path(path).mkdir(parents=True, exist_ok=True)
         try:
-            session = chs.Session(path)
+            session = chs.Session(path)  # type: ignore[no-untyped-call]
         except Exception as exc:  # chDB's errors are RuntimeErrors of one class
             raise AnalyticsUnavailable(f"chDB could not open {path}: {exc}") from exc
         _engine.update(path=path, session=session, users=1)

@@ -34,6 +34,7 @@ from hub.consumers.stream import StreamConsumer
 from hub.contracts.part import WORKERS, Layer
 from hub.events.envelope import Event, Payload, UnknownEventType, decode_event
 from hub.events.types import CONVERSATIONS
+from hub.store.db import Conn
 
 if TYPE_CHECKING:
     from hub.app import Hub
@@ -49,7 +50,7 @@ class Channels:
     """Inbox id to channel (payloads of replies and conversations name only the inbox); an
     inbox's channel never changes, so the map only grows."""
 
-    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
+    def __init__(self, pool: asyncpg.Pool[Any] | Conn) -> None:
         self._pool = pool
         self._known: dict[str, str] = {}
 

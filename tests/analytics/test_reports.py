@@ -190,8 +190,9 @@ async def test_time_zone_moves_hours(client: Client, hub: Hub) -> None:
     )
     hour = datetime.now(UTC).hour
 
-    def busiest(report: dict[str, Any]) -> int:
-        return max(report["by_hour"], key=lambda h: report["by_hour"][h]["messages_inbound"])
+    def busiest(report: dict[str, Any]) -> str:
+        hours: dict[str, dict[str, int]] = report["by_hour"]
+        return max(hours, key=lambda h: hours[h]["messages_inbound"])
 
     assert int(busiest(utc)) in (hour, (hour - 1) % 24)
     shifted = (datetime.now(UTC) + timedelta(hours=5, minutes=30)).hour

@@ -76,7 +76,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main() -> None:
-    Handler.session = chs.Session(sys.argv[1])
+    Handler.session = chs.Session(sys.argv[1])  # type: ignore[no-untyped-call]
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     print(server.server_address[1], flush=True)
     server.serve_forever()
