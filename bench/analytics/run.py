@@ -22,7 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -162,7 +162,7 @@ async def run(events: int, data: Path, repeats: int) -> dict[str, object]:
     month = reports.Scope(
         "acc", datetime(2025, 6, 1, tzinfo=UTC), datetime(2025, 7, 1, tzinfo=UTC), "Asia/Colombo"
     )
-    timed = {
+    timed: dict[str, Callable[[], Awaitable[object]]] = {
         "volume (year)": lambda: reports.volume(backend, scope),
         "first_response by agent (year)": lambda: reports.first_response(backend, scope, "agent"),
         "resolution by inbox (year)": lambda: reports.resolution(backend, scope, "inbox"),
