@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -234,6 +235,24 @@ SETTINGS: tuple[Setting, ...] = (
         "`HUB_METRICS_TOKEN` applies there too.",
     ),
     Setting(
+        "analytics",
+        "HUB_ANALYTICS",
+        "Keep the analytics store (reports under `/api/v1/reports`) fed from the event stream. "
+        "Without `CLICKHOUSE_URL` the store is chDB, ClickHouse in-process, under "
+        "`data_dir/analytics` (role `all` only).",
+    ),
+    Setting(
+        "clickhouse_url",
+        "CLICKHOUSE_URL",
+        "ClickHouse server for analytics (`http://user:password@host:8123`). Set: reports and the "
+        "analytics consumer use it (needed when gateways and workers run apart). Unset: chDB.",
+    ),
+    Setting(
+        "clickhouse_database",
+        "HUB_CLICKHOUSE_DATABASE",
+        "Database that holds the analytics tables (in chDB and on a ClickHouse server).",
+    ),
+    Setting(
         "cors_origins",
         "HUB_CORS_ORIGINS",
         "Comma-separated origins allowed to call the REST API from a browser (`*`: any). "
@@ -286,6 +305,9 @@ class Config:
     metrics_token: str | None = None
     metrics_port: int = 0
     public_url: str | None = None
+    analytics: bool = True
+    clickhouse_url: str | None = None
+    clickhouse_database: str = "hub_analytics"
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
@@ -297,7 +319,14 @@ class ConfigError(ValueError):
 
 #: settings that may hold credentials: never printed
 SECRET_SETTINGS = frozenset(
-    {"secret_key", "secret_keys_old", "database_url", "redis_url", "metrics_token"}
+    {
+        "secret_key",
+        "secret_keys_old",
+        "database_url",
+        "redis_url",
+        "metrics_token",
+        "clickhouse_url",
+    }
 )
 
 
@@ -411,6 +440,8 @@ def check(config: Config) -> Config:
         raise ConfigError("metrics_port: 0 (none) or a port other than port")
     if config.public_url is not None and not config.public_url.startswith(("https://", "http://")):
         raise ConfigError(f"public_url: {config.public_url!r} is not an http(s) URL")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", config.clickhouse_database):
+        raise ConfigError(f"clickhouse_database: {config.clickhouse_database!r} is not a name")
     return config
 
 

@@ -235,6 +235,14 @@ def main(argv: list[str] | None = None) -> int:
         "create", help="a token for /api/v1/platform (creates accounts); printed once"
     )
     platform_create.add_argument("--name", default="operators")
+    analytics = command("analytics", help="the analytics store (reports)").add_subparsers(
+        dest="analytics_cmd", required=True
+    )
+    fill = analytics.add_parser(
+        "backfill", help="rebuild the analytics tables from event_log (resumable; progress)"
+    )
+    fill.add_argument("--restart", action="store_true", help="from the first event again")
+    analytics.add_parser("verify", help="compare counts between event_log and analytics")
 
     cfg = command("config", help="show the effective configuration")
     cfg.add_argument("--markdown", action="store_true", help="print the settings table")
@@ -326,6 +334,15 @@ def main(argv: list[str] | None = None) -> int:
                     }
 
                 _print(asyncio.run(_with_db(config, rotate)))
+        elif args.command == "analytics":
+            from analytics.cli import run_analytics
+
+            result, ok = asyncio.run(
+                _with_db(config, run_analytics(config, args.analytics_cmd, args))
+            )
+            _print(result)
+            if not ok:
+                return 1
         elif args.command == "config":
             if args.markdown:
                 print(settings_markdown())

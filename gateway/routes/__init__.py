@@ -19,6 +19,7 @@ from gateway.routes import (
     labels,
     platform,
     profile,
+    reports,
     sms,
     teams,
     threecx,
@@ -41,4 +42,5 @@ ALL_ROUTES: list[Route] = [
     *canned.ROUTES,
     *audit.ROUTES,
     *platform.ROUTES,
+    *reports.ROUTES,
 ]

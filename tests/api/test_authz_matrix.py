@@ -151,6 +151,14 @@ SPEC: dict[str, Expect] = {
     # inbox A is no voice inbox: 422 for whoever may call from its conversations
     "POST /api/v1/conversations/{conversation_id}/calls": Expect(SEES_A, NOT_A, ok=(422,)),
     "GET /api/v1/inboxes/{inbox_id}/voice": Expect(ADMIN, ok=(422,)),
+    # reports: everyone reads them, over the inboxes they see (without their date range: 400
+    # once past the permission check; tests/analytics covers what each caller sees)
+    "GET /api/v1/reports/volume": Expect(EVERYONE, ok=(400,)),
+    "GET /api/v1/reports/first_response": Expect(EVERYONE, ok=(400,)),
+    "GET /api/v1/reports/resolution": Expect(EVERYONE, ok=(400,)),
+    "GET /api/v1/reports/agents": Expect(EVERYONE, ok=(400,)),
+    "GET /api/v1/reports/calls": Expect(EVERYONE, ok=(400,)),
+    "GET /api/v1/reports/live": Expect(EVERYONE),
     "POST /api/v1/sms/segments": Expect(EVERYONE, body={"text": "ආයුබෝවන්"}),
     # 3CX: a lookup without its number is 400 once past the permission check; no voice inbox
     # to journal in is 422

@@ -1,0 +1,218 @@
+"""Analytics at scale: N message events over a year for 50 inboxes and 200 agents, written into
+the embedded store (chDB) through the same rows and insert path as the consumer, then every report
+timed over the whole year.
+
+    python -m bench.analytics.run --events 10000000      # the benchmark (BENCHMARKS.md)
+    python -m bench.analytics.run --smoke                # tiny, for CI (.artefacts/analytics)
+
+Load is diurnal in each inbox's time zone (Asia/Colombo, Europe/London, America/New_York...):
+conversations start mostly in office hours; each has one to nine inbound messages, agent replies
+after minutes to hours, and most are resolved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from analytics import reports
+from analytics.backend import ChdbBackend
+from analytics.rows import ConversationRow, MessageRow, Rows
+from analytics.store import AnalyticsStore
+
+ZONES = ["Asia/Colombo", "Europe/London", "America/New_York", "Asia/Kolkata", "Australia/Sydney"]
+CHANNELS = ["whatsapp", "api", "sms", "voice", "email"]
+#: share of a day's conversations that start in each local hour
+HOURLY = [0.2, 0.1, 0.1, 0.1, 0.2, 0.4, 1, 2, 4, 6, 7, 7, 6, 6, 7, 7, 6, 5, 4, 3, 2, 1.5, 1, 0.5]
+
+
+def generate(n_messages: int, seed: int = 7) -> Iterator[Rows]:
+    """Yields Rows of about 100,000 messages each, until ``n_messages`` are made."""
+    rng = random.Random(seed)
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    inboxes = [(f"inbox-{i:02d}", CHANNELS[i % 5], ZoneInfo(ZONES[i % 5])) for i in range(50)]
+    agents = [f"agent-{i:03d}" for i in range(200)]
+    hours = list(range(24))
+    made = 0
+    conv = 0
+    rows = Rows()
+    while made < n_messages:
+        inbox, channel, zone = inboxes[rng.randrange(50)]
+        day = start + timedelta(days=rng.randrange(365))
+        local = day.astimezone(zone).replace(hour=0, minute=0, second=0)
+        hour = rng.choices(hours, HOURLY)[0]
+        opened = (local + timedelta(hours=hour, seconds=rng.randrange(3600))).astimezone(UTC)
+        conv += 1
+        cid, contact = f"conv-{conv}", f"contact-{conv % 400_000}"
+        agent = agents[rng.randrange(200)]
+        rows.conversation_events.append(
+            ConversationRow(
+                f"e{conv}c",
+                "acc",
+                opened,
+                cid,
+                inbox,
+                channel,
+                "created",
+                "open",
+                "",
+                contact,
+                contact,
+            )
+        )
+        at = opened
+        for k in range(rng.randint(1, 9)):
+            at += timedelta(seconds=rng.expovariate(1 / 120))
+            rows.messages.append(
+                MessageRow(
+                    f"e{conv}i{k}",
+                    "acc",
+                    at,
+                    cid,
+                    inbox,
+                    channel,
+                    "inbound",
+                    0,
+                    "",
+                    contact,
+                    f"m{conv}i{k}",
+                )
+            )
+            made += 1
+            if rng.random() < 0.7:
+                at += timedelta(seconds=rng.lognormvariate(5, 1.2))
+                rows.messages.append(
+                    MessageRow(
+                        f"e{conv}o{k}",
+                        "acc",
+                        at,
+                        cid,
+                        inbox,
+                        channel,
+                        "outbound",
+                        0,
+                        agent,
+                        "",
+                        f"m{conv}o{k}",
+                    )
+                )
+                made += 1
+        if rng.random() < 0.85:
+            at += timedelta(seconds=rng.lognormvariate(7, 1.5))
+            rows.conversation_events.append(
+                ConversationRow(
+                    f"e{conv}r",
+                    "acc",
+                    at,
+                    cid,
+                    inbox,
+                    channel,
+                    "resolved",
+                    "resolved",
+                    agent,
+                    "",
+                    agent,
+                )
+            )
+        if len(rows.messages) >= 100_000:
+            yield rows
+            rows = Rows()
+    yield rows
+
+
+def _p95(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+async def run(events: int, data: Path, repeats: int) -> dict[str, object]:
+    shutil.rmtree(data, ignore_errors=True)
+    backend = ChdbBackend(data, "hub_analytics")
+    store = AnalyticsStore(backend)
+    await store.ready()
+    written = 0
+    insert_s = 0.0
+    began = time.perf_counter()
+    for rows in generate(events):
+        t = time.perf_counter()
+        await store.write(rows)
+        insert_s += time.perf_counter() - t
+        written += len(rows)
+        print(f"\r{written:,} rows written ({insert_s:.1f} s inserting)", end="", file=sys.stderr)
+    total_s = time.perf_counter() - began
+    print(file=sys.stderr)
+    await backend.execute("OPTIMIZE TABLE hub_analytics.messages FINAL")
+    await backend.execute("OPTIMIZE TABLE hub_analytics.conversation_events FINAL")
+    counts = await reports.counts(backend)
+    scope = reports.Scope(
+        "acc", datetime(2025, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC), "Asia/Colombo"
+    )
+    month = reports.Scope(
+        "acc", datetime(2025, 6, 1, tzinfo=UTC), datetime(2025, 7, 1, tzinfo=UTC), "Asia/Colombo"
+    )
+    timed: dict[str, Callable[[], Awaitable[object]]] = {
+        "volume (year)": lambda: reports.volume(backend, scope),
+        "first_response by agent (year)": lambda: reports.first_response(backend, scope, "agent"),
+        "resolution by inbox (year)": lambda: reports.resolution(backend, scope, "inbox"),
+        "agents (year)": lambda: reports.agents(backend, scope),
+        "volume (one month)": lambda: reports.volume(backend, month),
+        "first_response by inbox (one month)": lambda: reports.first_response(
+            backend, month, "inbox"
+        ),
+    }
+    latency: dict[str, dict[str, float]] = {}
+    for name, make in timed.items():
+        samples = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            await make()
+            samples.append(time.perf_counter() - t)
+        latency[name] = {"p50_s": statistics.median(samples), "p95_s": _p95(samples)}
+        print(f"{name}: p95 {latency[name]['p95_s']:.3f} s", file=sys.stderr)
+    await store.close()
+    disk = int(
+        subprocess.run(
+            ["du", "-sb", str(data)], capture_output=True, text=True, check=True
+        ).stdout.split()[0]
+    )
+    return {
+        "message_events": counts["messages"],
+        "conversation_events": counts["conversation_events"],
+        "rows_per_s_insert": round(written / insert_s),
+        "rows_per_s_with_generation": round(written / total_s),
+        "disk_bytes": disk,
+        "disk_mb_per_million_rows": round(disk / 1e6 / (written / 1e6), 1),
+        "report_latency": latency,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=10_000_000, help="message events")
+    parser.add_argument("--data", type=Path, default=Path(".artefacts/analytics/chdb"))
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--smoke", action="store_true", help="20,000 events, 3 repeats")
+    args = parser.parse_args()
+    if args.smoke:
+        args.events, args.repeats = 20_000, 3
+    result = asyncio.run(run(args.events, args.data, args.repeats))
+    out = Path(".artefacts/analytics")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,365 @@
+"""Reports over REST: volume, first response and resolution times, agents, calls (from the
+analytics store, ClickHouse) and live counts (from PostgreSQL). Every report takes a date range in
+an IANA time zone and answers JSON, or CSV with ``format=csv``. A caller sees only the inboxes they
+may see; naming another inbox is 404 like any record they may not see.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zoneinfo
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated, Any, Literal
+
+import msgspec
+from aiohttp import web
+
+from analytics import reports
+from analytics.backend import AnalyticsQueryError, AnalyticsUnavailable, Backend
+from analytics.part import AnalyticsPart
+from gateway.responses import ApiError
+from gateway.route import Call, route
+from gateway.routes._common import Id
+from hub.authz import Permission
+
+#: the longest range one report reads (two years: a year against the year before)
+MAX_DAYS = 731
+TimeZone = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_+\-/]+$")]
+Channel = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")]
+Format = Literal["json", "csv"]
+
+
+class ReportQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``since`` and ``until`` are days in ``tz`` (both included)."""
+
+    since: date
+    until: date
+    tz: TimeZone = "UTC"
+    inbox_id: Id | None = None
+    channel: Channel | None = None
+    agent_id: Id | None = None
+    format: Format = "json"
+
+
+class TimesQuery(ReportQuery, forbid_unknown_fields=True, kw_only=True):
+    group_by: reports.GroupBy = "inbox"
+
+
+class LiveQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    inbox_id: Id | None = None
+    format: Format = "json"
+
+
+class Counts(msgspec.Struct):
+    conversations: int
+    messages_inbound: int
+    messages_outbound: int
+
+
+class VolumeReport(msgspec.Struct):
+    since: date
+    until: date
+    tz: str
+    totals: Counts
+    by_channel: dict[str, Counts]
+    by_inbox: dict[str, Counts]
+    #: hour of day 0-23 in ``tz``
+    by_hour: dict[str, Counts]
+    #: day of week, 1 Monday - 7 Sunday, in ``tz``
+    by_weekday: dict[str, Counts]
+
+
+class TimesRow(msgspec.Struct):
+    key: str
+    count: int
+    median_s: float
+    p90_s: float
+    mean_s: float
+
+
+class TimesReport(msgspec.Struct):
+    since: date
+    until: date
+    tz: str
+    group_by: str
+    rows: list[TimesRow]
+
+
+class AgentRow(msgspec.Struct):
+    agent_id: str
+    conversations_handled: int
+    replies: int
+    resolutions: int
+
+
+class AgentsReport(msgspec.Struct):
+    since: date
+    until: date
+    tz: str
+    rows: list[AgentRow]
+
+
+class CallsRow(msgspec.Struct):
+    inbox_id: str
+    calls: int
+    answered: int
+    missed: int
+    voicemail: int
+    talk_time_s: float
+    mean_talk_time_s: float
+
+
+class CallsReport(msgspec.Struct):
+    since: date
+    until: date
+    tz: str
+    rows: list[CallsRow]
+
+
+class LiveRow(msgspec.Struct):
+    inbox_id: str
+    open: int
+    unassigned: int
+    pending: int
+    snoozed: int
+
+
+class LiveReport(msgspec.Struct):
+    at: datetime
+    totals: LiveRow
+    rows: list[LiveRow]
+
+
+def _zone(name: str) -> zoneinfo.ZoneInfo:
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ApiError(422, "unknown_time_zone", f"{name!r} is not an IANA time zone") from exc
+
+
+def _scope(call: Call, query: ReportQuery) -> reports.Scope:
+    zone = _zone(query.tz)
+    if query.until < query.since:
+        raise ApiError(422, "invalid_range", "until is before since")
+    if (query.until - query.since).days + 1 > MAX_DAYS:
+        raise ApiError(422, "range_too_large", f"a report covers at most {MAX_DAYS} days")
+    if query.inbox_id is not None:
+        call.authorize(query.inbox_id)  # 404 for an inbox the caller may not see
+    principal = call.principal
+
+    def utc(day: date) -> datetime:
+        return datetime.combine(day, time.min, tzinfo=zone).astimezone(UTC)
+
+    return reports.Scope(
+        account_id=principal.account_id,
+        since=utc(query.since),
+        until=utc(query.until + timedelta(days=1)),
+        tz=query.tz,
+        inboxes=principal.inboxes,
+        inbox_id=query.inbox_id,
+        channel=query.channel,
+        agent_id=query.agent_id,
+    )
+
+
+def _backend(call: Call) -> Backend:
+    part = call.hub.part("analytics")
+    if isinstance(part, AnalyticsPart) and part.store is not None:
+        return part.store.backend
+    raise ApiError(503, "analytics_unavailable", "analytics is off in this process")
+
+
+async def _read(call: Call, work: Any) -> Any:
+    """A report query; an unreachable store is 503 (retry), a zone ClickHouse lacks is 422."""
+    try:
+        return await work
+    except AnalyticsUnavailable as exc:
+        raise ApiError(
+            503,
+            "analytics_unavailable",
+            "the analytics store cannot be reached",
+            headers={"Retry-After": "5"},
+        ) from exc
+    except AnalyticsQueryError as exc:
+        if "TIME_ZONE" in str(exc) or "time zone" in str(exc).lower():
+            raise ApiError(422, "unknown_time_zone", "the analytics store lacks this zone") from exc
+        raise
+
+
+def _csv(name: str, header: list[str], rows: list[list[Any]]) -> web.Response:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return web.Response(
+        text=out.getvalue(),
+        content_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+    )
+
+
+def _number(value: Any) -> float:
+    return round(float(value), 3) if value is not None else 0.0
+
+
+@route(
+    "GET",
+    "/api/v1/reports/volume",
+    permission=Permission.CONVERSATIONS_READ,
+    summary="Conversations and messages by channel, inbox, hour of day and day of week",
+    tag="reports",
+    query=ReportQuery,
+    reply=VolumeReport,
+    errors=(422, 503),
+)
+async def volume(call: Call) -> Any:
+    query: ReportQuery = call.query
+    data = await _read(call, reports.volume(_backend(call), _scope(call, query)))
+    if query.format == "csv":
+        rows = [
+            [dim.removeprefix("by_"), key, *cell.values()]
+            for dim in ("by_channel", "by_inbox", "by_hour", "by_weekday")
+            for key, cell in data[dim].items()
+        ]
+        header = ["dimension", "key", "conversations", "messages_inbound", "messages_outbound"]
+        return _csv("volume", header, rows)
+    return msgspec.convert(
+        {"since": query.since, "until": query.until, "tz": query.tz, **data}, VolumeReport
+    )
+
+
+async def _times(call: Call, which: str) -> Any:
+    query: TimesQuery = call.query
+    fn = reports.first_response if which == "first_response" else reports.resolution
+    found = await _read(call, fn(_backend(call), _scope(call, query), query.group_by))
+    rows = [
+        TimesRow(str(k), int(n), _number(q[0]), _number(q[1]), _number(mean))
+        for k, n, q, mean in found
+    ]
+    if query.format == "csv":
+        header = [query.group_by, "count", "median_s", "p90_s", "mean_s"]
+        return _csv(which, header, [list(msgspec.structs.astuple(r)) for r in rows])
+    return TimesReport(query.since, query.until, query.tz, query.group_by, rows)
+
+
+@route(
+    "GET",
+    "/api/v1/reports/first_response",
+    permission=Permission.CONVERSATIONS_READ,
+    summary="Time to the first agent reply (median, p90) by agent, inbox or channel",
+    tag="reports",
+    query=TimesQuery,
+    reply=TimesReport,
+    errors=(422, 503),
+)
+async def first_response(call: Call) -> Any:
+    return await _times(call, "first_response")
+
+
+@route(
+    "GET",
+    "/api/v1/reports/resolution",
+    permission=Permission.CONVERSATIONS_READ,
+    summary="Time from opening to resolution (median, p90) by agent, inbox or channel",
+    tag="reports",
+    query=TimesQuery,
+    reply=TimesReport,
+    errors=(422, 503),
+)
+async def resolution(call: Call) -> Any:
+    return await _times(call, "resolution")
+
+
+@route(
+    "GET",
+    "/api/v1/reports/agents",
+    permission=Permission.CONVERSATIONS_READ,
+    summary="Per agent: conversations handled, public replies, resolutions",
+    tag="reports",
+    query=ReportQuery,
+    reply=AgentsReport,
+    errors=(422, 503),
+)
+async def agents(call: Call) -> Any:
+    query: ReportQuery = call.query
+    found = await _read(call, reports.agents(_backend(call), _scope(call, query)))
+    rows = [AgentRow(str(a), int(h), int(r), int(s)) for a, h, r, s in found]
+    if query.format == "csv":
+        header = ["agent_id", "conversations_handled", "replies", "resolutions"]
+        return _csv("agents", header, [list(msgspec.structs.astuple(r)) for r in rows])
+    return AgentsReport(query.since, query.until, query.tz, rows)
+
+
+@route(
+    "GET",
+    "/api/v1/reports/calls",
+    permission=Permission.CONVERSATIONS_READ,
+    summary="Calls per inbox: answered, missed, voicemail, talk time",
+    tag="reports",
+    query=ReportQuery,
+    reply=CallsReport,
+    errors=(422, 503),
+)
+async def calls(call: Call) -> Any:
+    query: ReportQuery = call.query
+    found = await _read(call, reports.calls(_backend(call), _scope(call, query)))
+    rows = [
+        CallsRow(str(i), int(n), int(a), int(m), int(v), _number(t), _number(mean))
+        for i, n, a, m, v, t, mean in found
+    ]
+    if query.format == "csv":
+        header = ["inbox_id", "calls", "answered", "missed", "voicemail", "talk_time_s"]
+        header.append("mean_talk_time_s")
+        return _csv("calls", header, [list(msgspec.structs.astuple(r)) for r in rows])
+    return CallsReport(query.since, query.until, query.tz, rows)
+
+
+@route(
+    "GET",
+    "/api/v1/reports/live",
+    permission=Permission.CONVERSATIONS_READ,
+    summary="Conversations open, unassigned, pending and snoozed now, per inbox",
+    tag="reports",
+    query=LiveQuery,
+    reply=LiveReport,
+)
+async def live(call: Call) -> Any:
+    query: LiveQuery = call.query
+    principal = call.principal
+    if query.inbox_id is not None:
+        call.authorize(query.inbox_id)
+    visible = None if principal.inboxes is None else sorted(principal.inboxes)
+    found = await call.hub.pool.fetch(
+        """SELECT inbox_id,
+                  count(*) FILTER (WHERE status = 'open') AS open,
+                  count(*) FILTER (WHERE status = 'open' AND assignee_id IS NULL) AS unassigned,
+                  count(*) FILTER (WHERE status = 'pending') AS pending,
+                  count(*) FILTER (WHERE status = 'snoozed') AS snoozed
+             FROM conversations
+            WHERE account_id = $1 AND status <> 'resolved'
+              AND ($2::text[] IS NULL OR inbox_id = ANY($2::text[]))
+              AND ($3::text IS NULL OR inbox_id = $3)
+            GROUP BY inbox_id ORDER BY inbox_id""",
+        principal.account_id,
+        visible,
+        query.inbox_id,
+    )
+    rows = [
+        LiveRow(r["inbox_id"], r["open"], r["unassigned"], r["pending"], r["snoozed"])
+        for r in found
+    ]
+    totals = LiveRow(
+        "",
+        sum(r.open for r in rows),
+        sum(r.unassigned for r in rows),
+        sum(r.pending for r in rows),
+        sum(r.snoozed for r in rows),
+    )
+    if query.format == "csv":
+        header = ["inbox_id", "open", "unassigned", "pending", "snoozed"]
+        return _csv("live", header, [list(msgspec.structs.astuple(r)) for r in rows])
+    return LiveReport(datetime.now(UTC), totals, rows)
+
+
+ROUTES = [volume, first_response, resolution, agents, calls, live]
