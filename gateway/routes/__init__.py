@@ -17,6 +17,7 @@ from gateway.routes import (
     conversations,
     inboxes,
     labels,
+    outgoing_webhooks,
     profile,
     sms,
     teams,
@@ -39,4 +40,5 @@ ALL_ROUTES: list[Route] = [
     *labels.ROUTES,
     *canned.ROUTES,
     *audit.ROUTES,
+    *outgoing_webhooks.ROUTES,
 ]

@@ -120,6 +120,21 @@ SPEC: dict[str, Expect] = {
     "PATCH /api/v1/canned_responses/{canned_id}": Expect(MANAGERS, body={"content": "Hi"}),
     "DELETE /api/v1/canned_responses/{canned_id}": Expect(MANAGERS),
     "GET /api/v1/audit_log": Expect(ADMIN),
+    # outgoing webhooks (automation): administrators only
+    "GET /api/v1/webhooks": Expect(ADMIN),
+    "POST /api/v1/webhooks": Expect(
+        ADMIN,
+        body={
+            "name": "CRM",
+            "url": "https://93.184.215.14/hook",
+            "event_types": ["contact.merged"],
+        },
+    ),
+    "GET /api/v1/webhooks/{webhook_id}": Expect(ADMIN),
+    "PATCH /api/v1/webhooks/{webhook_id}": Expect(ADMIN, body={"enabled": False}),
+    "DELETE /api/v1/webhooks/{webhook_id}": Expect(ADMIN),
+    "GET /api/v1/webhooks/{webhook_id}/deliveries": Expect(ADMIN),
+    "POST /api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver": Expect(ADMIN),
     # conversations: everyone lists what they see; one in an inbox they do not see is 404
     "GET /api/v1/conversations": Expect(EVERYONE),
     "GET /api/v1/conversations/{conversation_id}": Expect(SEES_A, NOT_A),

@@ -1,0 +1,16 @@
+"""The automation part's pieces as the composition root plugs them in (``server/parts.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from automation.webhook_recorder import webhook_recorder_part
+from automation.webhook_sender import WebhookSender
+from hub.contracts.part import Part
+
+
+def webhook_parts() -> list[Part]:
+    """The recorder (a consumer of the stream) and the sender (a timer over the rows), sharing
+    a wake-up so a delivery recorded in this process goes out without waiting for a poll."""
+    recorded = asyncio.Event()
+    return [webhook_recorder_part(recorded), WebhookSender(recorded)]
