@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from automation.rule_engine import rule_engine_part
 from automation.webhook_recorder import webhook_recorder_part
 from automation.webhook_sender import WebhookSender
 from hub.contracts.part import Part
@@ -14,3 +15,8 @@ def webhook_parts() -> list[Part]:
     a wake-up so a delivery recorded in this process goes out without waiting for a poll."""
     recorded = asyncio.Event()
     return [webhook_recorder_part(recorded), WebhookSender(recorded)]
+
+
+def rules_part() -> Part:
+    """The rules engine, a consumer of the stream acting through the core's actions."""
+    return rule_engine_part()

@@ -11,6 +11,7 @@ from gateway.routes import (
     account,
     audit,
     auth,
+    automation_rules,
     calls,
     canned,
     contacts,
@@ -41,4 +42,5 @@ ALL_ROUTES: list[Route] = [
     *canned.ROUTES,
     *audit.ROUTES,
     *outgoing_webhooks.ROUTES,
+    *automation_rules.ROUTES,
 ]

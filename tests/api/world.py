@@ -248,6 +248,14 @@ async def build_world(hub: Hub, app_state_owner: Any) -> World:
             one,
             ids["webhook_id"],
         )
+        ids["rule_id"] = new_id()
+        await conn.execute(
+            """INSERT INTO automation_rules (id, account_id, name, position, trigger, actions)
+               VALUES ($1, $2, 'Tag VIPs', 1, 'conversation_created',
+                       '[{"type": "add_labels", "value": ["vip"]}]')""",
+            ids["rule_id"],
+            one,
+        )
         del contact_x, conversation_x
         rows = await conn.fetch(
             """SELECT id FROM inboxes WHERE account_id = $1 UNION ALL
