@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from automation.assigner import QueueDrainer, assigner_part
 from automation.rule_engine import rule_engine_part
 from automation.webhook_recorder import webhook_recorder_part
 from automation.webhook_sender import WebhookSender
@@ -20,3 +21,8 @@ def webhook_parts() -> list[Part]:
 def rules_part() -> Part:
     """The rules engine, a consumer of the stream acting through the core's actions."""
     return rule_engine_part()
+
+
+def assignment_parts() -> list[Part]:
+    """The assigner (a consumer of the stream) and the queue's drainer (a timer)."""
+    return [assigner_part(), QueueDrainer()]

@@ -3,7 +3,7 @@ a source of messages, a shared service) is its folder plus one line here."""
 
 from __future__ import annotations
 
-from automation.parts import rules_part, webhook_parts
+from automation.parts import assignment_parts, rules_part, webhook_parts
 from channels.delivery import delivery_part
 from channels.sip.part import VoicePart
 from hub.config import Config
@@ -21,6 +21,7 @@ def make_parts(config: Config) -> list[Part]:
         ReplayLog(live),  # the realtime replay log the agent sockets read
         delivery_part(),  # agents' replies out through their channels
         rules_part(),  # automation rules: act on events through the core's actions
+        *assignment_parts(),  # automatic assignment and its waiting queue
         *webhook_parts(),  # outgoing webhooks: recorded from the stream, sent by a timer
         SnoozeTimer(),  # reopens snoozed conversations when their time comes (workers)
         VoicePart(),  # the SIP user agent (roles all and voice)

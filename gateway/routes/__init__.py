@@ -9,6 +9,7 @@ from __future__ import annotations
 from gateway.route import Route
 from gateway.routes import (
     account,
+    assignment,
     audit,
     auth,
     automation_rules,
@@ -43,4 +44,5 @@ ALL_ROUTES: list[Route] = [
     *audit.ROUTES,
     *outgoing_webhooks.ROUTES,
     *automation_rules.ROUTES,
+    *assignment.ROUTES,
 ]

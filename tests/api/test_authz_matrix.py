@@ -150,6 +150,10 @@ SPEC: dict[str, Expect] = {
     "GET /api/v1/automation/rules/{rule_id}": Expect(ADMIN),
     "PATCH /api/v1/automation/rules/{rule_id}": Expect(ADMIN, body={"enabled": False}),
     "DELETE /api/v1/automation/rules/{rule_id}": Expect(ADMIN),
+    "PUT /api/v1/inboxes/{inbox_id}/assignment": Expect(
+        ADMIN, body={"strategy": "round_robin", "capacity": 5}
+    ),
+    "GET /api/v1/inboxes/{inbox_id}/assignment": Expect(ADMIN),
     # conversations: everyone lists what they see; one in an inbox they do not see is 404
     "GET /api/v1/conversations": Expect(EVERYONE),
     "GET /api/v1/conversations/{conversation_id}": Expect(SEES_A, NOT_A),

@@ -256,6 +256,12 @@ async def build_world(hub: Hub, app_state_owner: Any) -> World:
             ids["rule_id"],
             one,
         )
+        await conn.execute(
+            """INSERT INTO assignment_policies (inbox_id, account_id, strategy)
+               VALUES ($1, $2, 'least_busy')""",
+            inbox_a.id,
+            one,
+        )
         del contact_x, conversation_x
         rows = await conn.fetch(
             """SELECT id FROM inboxes WHERE account_id = $1 UNION ALL
