@@ -198,7 +198,7 @@ SETTINGS: tuple[Setting, ...] = (
         "automation_poll_ms",
         "HUB_AUTOMATION_POLL_MS",
         "Longest the webhook sender and the assignment queue sleep between looks for due work "
-        "(they are also woken at once by work this process recorded).",
+        "(the sender is also woken at once by deliveries its own process recorded).",
     ),
     Setting(
         "access_token_minutes",
