@@ -19,11 +19,13 @@ from automation.webhook_store import (
     redeliver,
     update_subscription,
 )
+from gateway.responses import ApiError
 from gateway.route import Call, Reply, route
 from gateway.routes._common import ListQuery, Name, path_id, run
 from hub.authz import Permission
 from hub.fields import NO_NUL
 from hub.store.db import Conn
+from hub.store.reads import BadCursor
 
 T = TypeVar("T")
 
@@ -115,9 +117,12 @@ def _delivery(item: Delivery) -> WebhookDelivery:
 )
 async def list_webhooks_route(call: Call) -> WebhookPage:
     q: ListQuery = call.query
-    items, cursor = await run(
-        call, list_subscriptions, call.principal.account_id, limit=q.limit, cursor=q.cursor
-    )
+    try:
+        items, cursor = await run(
+            call, list_subscriptions, call.principal.account_id, limit=q.limit, cursor=q.cursor
+        )
+    except BadCursor as exc:
+        raise ApiError(400, "invalid_cursor", str(exc)) from exc
     return WebhookPage([_webhook(s) for s in items], cursor)
 
 
@@ -226,15 +231,18 @@ async def delete_webhook_route(call: Call) -> Reply:
 )
 async def list_deliveries_route(call: Call) -> DeliveryPage:
     q: DeliveryQuery = call.query
-    items, cursor = await run(
-        call,
-        list_deliveries,
-        call.principal.account_id,
-        path_id(call, "webhook_id", "webhook"),
-        state=q.state,
-        limit=q.limit,
-        cursor=q.cursor,
-    )
+    try:
+        items, cursor = await run(
+            call,
+            list_deliveries,
+            call.principal.account_id,
+            path_id(call, "webhook_id", "webhook"),
+            state=q.state,
+            limit=q.limit,
+            cursor=q.cursor,
+        )
+    except BadCursor as exc:
+        raise ApiError(400, "invalid_cursor", str(exc)) from exc
     return DeliveryPage([_delivery(d) for d in items], cursor)
 
 
