@@ -178,6 +178,30 @@ SETTINGS: tuple[Setting, ...] = (
         "until the next due one when that is sooner); a snooze ends at most this late.",
     ),
     Setting(
+        "webhook_allow_private",
+        "HUB_WEBHOOK_ALLOW_PRIVATE",
+        "Allow outgoing webhooks to loopback, private, link-local and other non-public "
+        "addresses (refused by default, so a subscription cannot reach the hub's own network).",
+    ),
+    Setting(
+        "webhook_retry_base_ms",
+        "HUB_WEBHOOK_RETRY_BASE_MS",
+        "First wait before an outgoing webhook delivery is tried again; each further wait "
+        "doubles (with jitter), up to an hour.",
+    ),
+    Setting(
+        "webhook_retry_hours",
+        "HUB_WEBHOOK_RETRY_HOURS",
+        "How long a failing outgoing webhook delivery is retried before it goes to the "
+        "dead letters (from where it can be redelivered).",
+    ),
+    Setting(
+        "automation_poll_ms",
+        "HUB_AUTOMATION_POLL_MS",
+        "Longest the webhook sender and the assignment queue sleep between looks for due work "
+        "(the sender is also woken at once by deliveries its own process recorded).",
+    ),
+    Setting(
         "access_token_minutes",
         "HUB_ACCESS_TOKEN_MINUTES",
         "Lifetime of a login's access token (JWT); the console renews it with the refresh token.",
@@ -294,6 +318,10 @@ class Config:
     kafka_prefix: str = ""
     outbox_poll_ms: int = 500
     snooze_poll_ms: int = 1000
+    webhook_allow_private: bool = False
+    webhook_retry_base_ms: int = 10_000
+    webhook_retry_hours: float = 24.0
+    automation_poll_ms: int = 1000
     access_token_minutes: int = 15
     session_days: int = 30
     rate_limit_address: float = 100.0

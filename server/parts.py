@@ -4,6 +4,7 @@ a source of messages, a shared service) is its folder plus one line here."""
 from __future__ import annotations
 
 from analytics.part import analytics_part
+from automation.parts import assignment_parts, rules_part, webhook_parts
 from channels.delivery import delivery_part
 from channels.sip.part import VoicePart
 from hub.config import Config
@@ -21,6 +22,9 @@ def make_parts(config: Config) -> list[Part]:
         ReplayLog(live),  # the realtime replay log the agent sockets read
         delivery_part(),  # agents' replies out through their channels
         analytics_part(),  # the reports' ClickHouse store, fed from the event stream
+        rules_part(),  # automation rules: act on events through the core's actions
+        *assignment_parts(),  # automatic assignment and its waiting queue
+        *webhook_parts(),  # outgoing webhooks: recorded from the stream, sent by a timer
         SnoozeTimer(),  # reopens snoozed conversations when their time comes (workers)
         VoicePart(),  # the SIP user agent (roles all and voice)
     ]

@@ -9,14 +9,17 @@ from __future__ import annotations
 from gateway.route import Route
 from gateway.routes import (
     account,
+    assignment,
     audit,
     auth,
+    automation_rules,
     calls,
     canned,
     contacts,
     conversations,
     inboxes,
     labels,
+    outgoing_webhooks,
     platform,
     profile,
     reports,
@@ -43,4 +46,7 @@ ALL_ROUTES: list[Route] = [
     *audit.ROUTES,
     *platform.ROUTES,
     *reports.ROUTES,
+    *outgoing_webhooks.ROUTES,
+    *automation_rules.ROUTES,
+    *assignment.ROUTES,
 ]

@@ -109,11 +109,13 @@ async def update_conversation(
     correlation_id: str | None = None,
     now: datetime | None = None,
     actor: Actor | None = None,
+    causation_id: str | None = None,
 ) -> Updated:
     """Run inside a transaction: row-lock, check, apply, and emit one ``conversation.updated``
     whose ``previous`` holds the old values of exactly the fields that changed (nothing changed:
     no write, no event). Leaving ``snoozed`` clears ``snoozed_until``. ``actor``: who changed it
-    when not the agent (the hub itself, for a snooze that ended)."""
+    when not the agent (the hub itself, for a snooze that ended; a rule); ``causation_id``: the
+    event that led to this change (automation's loop protection follows it)."""
     now = now or datetime.now(UTC)
     row = await conn.fetchrow(
         """SELECT inbox_id, contact_id, status, assignee_id, team_id, labels, priority,
@@ -210,6 +212,7 @@ async def update_conversation(
         conversation_id=conversation_id,
         actor=actor or Actor(ActorKind.AGENT, agent_id),
         correlation_id=correlation_id,
+        causation_id=causation_id,
     )
     await append_events(conn, [event])
     return Updated(conversation_id, inbox_id, after, previous, changed=True)

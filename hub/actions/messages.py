@@ -194,10 +194,14 @@ async def create_agent_message(
     attachments: Sequence[NewAttachment] = (),
     template: Template | None = None,
     enforce_reply_window: bool = False,
+    actor: Actor | None = None,
+    causation_id: str | None = None,
 ) -> AgentMessage:
     """Run inside a transaction; :class:`MessageRefused` for anything the caller got wrong.
     ``content`` may be empty when files are attached or a ``template`` is sent (its preview is
-    then the content); the files' ``media`` rows are written here."""
+    then the content); the files' ``media`` rows are written here. ``actor``: who wrote it when
+    not the agent (a rule, as ``integration``; ``agent_id`` is then the rule's id);
+    ``causation_id``: the event that led to it."""
     if not content.strip() and not attachments and template is None:
         raise MessageRefused("empty_message", "content must not be empty")
     if len(content) > MAX_CONTENT:
@@ -234,7 +238,7 @@ async def create_agent_message(
         """INSERT INTO messages (id, account_id, conversation_id, inbox_id, direction, private,
                                  sender_type, sender_id, content, status, client_message_id,
                                  attachments, content_type, template)
-           VALUES ($1, $2, $3, $4, 'outbound', $5, 'agent', $6, $7, $8, $9, $10, $11, $12)
+           VALUES ($1, $2, $3, $4, 'outbound', $5, $13, $6, $7, $8, $9, $10, $11, $12)
            ON CONFLICT DO NOTHING RETURNING id""",
         message_id,
         account_id,
@@ -248,6 +252,7 @@ async def create_agent_message(
         [a.stored() for a in attachments],
         content_type,
         stored_template,
+        "agent" if actor is None else actor.kind.value,
     )
     if inserted is None and client_id is not None:
         # the key was taken by a concurrent request (in another conversation: this one is
@@ -289,8 +294,9 @@ async def create_agent_message(
         ),
         account_id=account_id,
         conversation_id=conversation_id,
-        actor=Actor(ActorKind.AGENT, agent_id),
+        actor=actor or Actor(ActorKind.AGENT, agent_id),
         correlation_id=correlation_id,
+        causation_id=causation_id,
     )
     await append_events(conn, [event])
     return AgentMessage(message_id, conversation_id, status.value, private, duplicate=False)

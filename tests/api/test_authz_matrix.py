@@ -123,6 +123,40 @@ SPEC: dict[str, Expect] = {
     "PATCH /api/v1/canned_responses/{canned_id}": Expect(MANAGERS, body={"content": "Hi"}),
     "DELETE /api/v1/canned_responses/{canned_id}": Expect(MANAGERS),
     "GET /api/v1/audit_log": Expect(ADMIN),
+    # outgoing webhooks (automation): administrators only
+    "GET /api/v1/webhooks": Expect(ADMIN),
+    "POST /api/v1/webhooks": Expect(
+        ADMIN,
+        body={
+            "name": "CRM",
+            "url": "https://93.184.215.14/hook",
+            "event_types": ["contact.merged"],
+        },
+    ),
+    "GET /api/v1/webhooks/{webhook_id}": Expect(ADMIN),
+    "PATCH /api/v1/webhooks/{webhook_id}": Expect(ADMIN, body={"enabled": False}),
+    "DELETE /api/v1/webhooks/{webhook_id}": Expect(ADMIN),
+    "GET /api/v1/webhooks/{webhook_id}/deliveries": Expect(ADMIN),
+    "POST /api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver": Expect(ADMIN),
+    # automation rules: administrators only
+    "GET /api/v1/automation/rules": Expect(ADMIN),
+    "POST /api/v1/automation/rules": Expect(
+        ADMIN,
+        body={
+            "name": "VIP",
+            "trigger": "message_created",
+            "conditions": [{"field": "content", "op": "contains", "value": "refund"}],
+            "actions": [{"type": "set_priority", "value": "high"}],
+        },
+    ),
+    "GET /api/v1/automation/dry_run/{conversation_id}": Expect(ADMIN),
+    "GET /api/v1/automation/rules/{rule_id}": Expect(ADMIN),
+    "PATCH /api/v1/automation/rules/{rule_id}": Expect(ADMIN, body={"enabled": False}),
+    "DELETE /api/v1/automation/rules/{rule_id}": Expect(ADMIN),
+    "PUT /api/v1/inboxes/{inbox_id}/assignment": Expect(
+        ADMIN, body={"strategy": "round_robin", "capacity": 5}
+    ),
+    "GET /api/v1/inboxes/{inbox_id}/assignment": Expect(ADMIN),
     # conversations: everyone lists what they see; one in an inbox they do not see is 404
     "GET /api/v1/conversations": Expect(EVERYONE),
     "GET /api/v1/conversations/{conversation_id}": Expect(SEES_A, NOT_A),

@@ -236,6 +236,36 @@ async def build_world(hub: Hub, app_state_owner: Any) -> World:
             conversation_a,
             contact_a,
         )
+        ids["webhook_id"], ids["delivery_id"] = new_id(), new_id()
+        await conn.execute(
+            """INSERT INTO webhook_subscriptions (id, account_id, name, url, event_types, secret)
+               VALUES ($1, $2, 'CRM', 'https://receiver.example/hook', '{contact.merged}', $3)""",
+            ids["webhook_id"],
+            one,
+            hub.box.seal_bytes(b"whsec_world"),
+        )
+        await conn.execute(
+            """INSERT INTO webhook_deliveries (id, account_id, subscription_id, dedupe_key,
+                                               event_id, event_type, order_key, seq, body, state)
+               VALUES ($1, $2, $3, 'e1', 'e1', 'contact.merged', 'c1', 1, '{}', 'dead')""",
+            ids["delivery_id"],
+            one,
+            ids["webhook_id"],
+        )
+        ids["rule_id"] = new_id()
+        await conn.execute(
+            """INSERT INTO automation_rules (id, account_id, name, position, trigger, actions)
+               VALUES ($1, $2, 'Tag VIPs', 1, 'conversation_created',
+                       '[{"type": "add_labels", "value": ["vip"]}]')""",
+            ids["rule_id"],
+            one,
+        )
+        await conn.execute(
+            """INSERT INTO assignment_policies (inbox_id, account_id, strategy)
+               VALUES ($1, $2, 'least_busy')""",
+            inbox_a.id,
+            one,
+        )
         del contact_x, conversation_x
         rows = await conn.fetch(
             """SELECT id FROM inboxes WHERE account_id = $1 UNION ALL

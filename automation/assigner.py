@@ -1,0 +1,117 @@
+"""Automatic assignment as parts: a consumer that assigns new (and unassigned, reopened)
+conversations and drains an inbox's queue when a conversation there stops keeping an agent busy,
+and a timer (workers) that drains every queue every ``HUB_AUTOMATION_POLL_MS``, which is how
+waiting conversations reach an agent who just came online (presence is not on the stream)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from msgspec import UNSET
+
+from automation.assignment import BUSY, assign, drain
+from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
+from hub.consumers.idempotency import claim
+from hub.consumers.stream import StreamConsumer
+from hub.contracts.part import WORKERS, Layer
+from hub.events import UnknownEventType, decode_event
+from hub.events.types import CONVERSATIONS, ConversationCreated, ConversationUpdated
+
+if TYPE_CHECKING:
+    from hub.app import Hub
+
+log = logging.getLogger(__name__)
+GROUP = "assignment"
+
+
+class Assigner:
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+
+    async def subscribe(self, bus: Bus, options: ConsumerOptions) -> list[Subscription]:
+        return [await bus.subscribe(CONVERSATIONS, GROUP, self.handle, options)]
+
+    async def handle(self, batch: Sequence[BusMessage]) -> None:
+        for record in batch:
+            kind = record.headers.get("type", "")
+            if kind not in ("conversation.created", "conversation.updated"):
+                continue
+            try:
+                event = decode_event(record.value)
+            except UnknownEventType:
+                continue
+            payload = event.payload
+            to_assign: str | None = None
+            freed: str | None = None
+            if isinstance(payload, ConversationCreated):
+                to_assign = event.conversation_id
+            elif isinstance(payload, ConversationUpdated):
+                state, before = payload.state, payload.previous
+                if (
+                    state.assignee_id is None
+                    and state.status.value in BUSY
+                    and (before.assignee_id is not UNSET or before.status is not UNSET)
+                ):
+                    to_assign = event.conversation_id  # unassigned, or reopened unassigned
+                if before.assignee_id not in (UNSET, None) or (
+                    before.status is not UNSET and state.status.value not in BUSY
+                ):
+                    freed = payload.inbox_id  # someone has room again
+            if to_assign is None and freed is None:
+                continue
+            presence = self._hub.presence
+            async with self._hub.pool.acquire() as conn, conn.transaction():
+                if not await claim(conn, GROUP, [event.id]):
+                    continue
+                if to_assign is not None:
+                    await assign(conn, presence, to_assign)
+                if freed is not None:
+                    await drain(conn, presence, freed)
+
+
+class QueueDrainer:
+    name = "assignment-queue"
+    layer: Layer = "source"
+    roles = WORKERS
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, hub: Hub) -> None:
+        self._task = asyncio.create_task(self._run(hub), name="assignment-queue")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def health(self) -> Mapping[str, Any]:
+        return {}
+
+    async def _run(self, hub: Hub) -> None:
+        from hub.app import TRANSIENT
+
+        while True:
+            try:
+                await drain_all(hub)
+            except TRANSIENT as exc:
+                log.warning("assignment queue: database unavailable", extra={"error": repr(exc)})
+            await asyncio.sleep(hub.config.automation_poll_ms / 1000)
+
+
+async def drain_all(hub: Hub) -> int:
+    inboxes = await hub.pool.fetch("SELECT DISTINCT inbox_id FROM assignment_queue")
+    done = 0
+    for row in inboxes:
+        async with hub.pool.acquire() as conn, conn.transaction():
+            done += await drain(conn, hub.presence, row["inbox_id"])
+    return done
+
+
+def assigner_part() -> StreamConsumer:
+    return StreamConsumer("assignment", Assigner, max_batch=100)

@@ -1,0 +1,28 @@
+"""The automation part's pieces as the composition root plugs them in (``server/parts.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from automation.assigner import QueueDrainer, assigner_part
+from automation.rule_engine import rule_engine_part
+from automation.webhook_recorder import webhook_recorder_part
+from automation.webhook_sender import WebhookSender
+from hub.contracts.part import Part
+
+
+def webhook_parts() -> list[Part]:
+    """The recorder (a consumer of the stream) and the sender (a timer over the rows), sharing
+    a wake-up so a delivery recorded in this process goes out without waiting for a poll."""
+    recorded = asyncio.Event()
+    return [webhook_recorder_part(recorded), WebhookSender(recorded)]
+
+
+def rules_part() -> Part:
+    """The rules engine, a consumer of the stream acting through the core's actions."""
+    return rule_engine_part()
+
+
+def assignment_parts() -> list[Part]:
+    """The assigner (a consumer of the stream) and the queue's drainer (a timer)."""
+    return [assigner_part(), QueueDrainer()]

@@ -1,0 +1,435 @@
+"""The rules engine: a consumer of the event stream that evaluates an account's rules on each
+event and acts only through the core's actions, so every automated change is an ordinary event
+whose actor is the rule (``integration``, the rule id) and whose ``causation_id`` is the event
+that fired it: on the timeline, in the journal, on the agents' sockets.
+
+Per event, in one transaction: claim the event id (a redelivery does nothing), work out how deep
+in a chain of rule-made changes the event is (the depth recorded for the event that caused it,
+plus one) and stop at ``MAX_DEPTH``, evaluate the rules of its trigger in order, apply the
+actions of each that matches (one savepoint per rule), record the run, and stop after a rule
+with ``stop_processing``. A rule whose action no longer works (a deleted agent or label) or
+whose pattern runs too long is turned off with the reason, never crashes the consumer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+from msgspec import UNSET
+
+from automation.rule_model import MATCH_TIMEOUT, MAX_INPUT, Condition, compiled
+from automation.rule_store import Rule, disable_rule, list_rules
+from automation.webhook_store import record_deliveries
+from hub.actions.accounts import Refused
+from hub.actions.conversations import Changes, ConversationRefused, update_conversation
+from hub.actions.messages import MessageRefused, create_agent_message
+from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
+from hub.consumers.idempotency import claim
+from hub.consumers.stream import StreamConsumer
+from hub.events import Actor, ActorKind, Event, UnknownEventType, decode_event
+from hub.events.types import (
+    CONTACTS,
+    CONVERSATIONS,
+    ContactUpdated,
+    ConversationCreated,
+    ConversationStatus,
+    ConversationUpdated,
+    MessageCreated,
+    MessageReceived,
+)
+from hub.store.db import Conn
+
+log = logging.getLogger(__name__)
+
+GROUP = "automation-rules"
+#: events further down a chain of rule-made changes fire no rule (loop protection)
+MAX_DEPTH = 3
+
+
+class PatternTimeout(Exception):
+    """A pattern took longer than ``MATCH_TIMEOUT`` on this input."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What conditions look at: the conversation as it is now, and the message if any."""
+
+    conversation_id: str
+    inbox_id: str
+    channel: str
+    status: str
+    priority: str | None
+    labels: tuple[str, ...]
+    content: str | None = None
+    direction: str | None = None
+
+
+def _field(ctx: Context, field: str) -> Any:
+    return getattr(ctx, field)
+
+
+def holds(condition: Condition, ctx: Context) -> bool:
+    op, want = condition.op, condition.value
+    have = _field(ctx, condition.field)
+    if op == "is_set":
+        return bool(have)
+    if op == "not_set":
+        return not have
+    if condition.field == "labels":
+        assert isinstance(want, list)
+        found = bool(set(want) & set(have))
+        return found if op == "includes" else not found
+    if op in ("in", "not_in"):
+        assert isinstance(want, list)
+        return (have in want) == (op == "in")
+    if op == "equals":
+        if condition.field == "content":
+            return have is not None and have.strip().casefold() == str(want).strip().casefold()
+        return bool(have == want)
+    if op == "not_equals":
+        return bool(have != want)
+    text = (have or "")[:MAX_INPUT]
+    assert isinstance(want, str)
+    if op == "contains":
+        return want.casefold() in text.casefold()
+    if op == "not_contains":
+        return want.casefold() not in text.casefold()
+    if op == "matches":
+        try:
+            return compiled(want).search(text, timeout=MATCH_TIMEOUT) is not None
+        except TimeoutError as exc:
+            raise PatternTimeout(want) from exc
+    return False
+
+
+def matches(rule: Rule, ctx: Context) -> bool:
+    if not rule.conditions:
+        return True
+    results = (holds(c, ctx) for c in rule.conditions)
+    return any(results) if rule.match == "any" else all(results)
+
+
+def triggers_of(event: Event[Any]) -> list[str]:
+    payload = event.payload
+    if isinstance(payload, MessageReceived):
+        return ["message_created"]
+    if isinstance(payload, MessageCreated):
+        return [] if payload.private else ["message_created"]
+    if isinstance(payload, ConversationCreated):
+        return ["conversation_created"]
+    if isinstance(payload, ConversationUpdated):
+        found = ["conversation_updated"]
+        if (
+            payload.state.status is ConversationStatus.RESOLVED
+            and payload.previous.status is not UNSET
+        ):
+            found.append("conversation_resolved")
+        return found
+    if isinstance(payload, ContactUpdated):
+        return ["contact_updated"]
+    return []
+
+
+async def contexts(conn: Conn, event: Event[Any]) -> list[Context]:
+    """The conversations an event is about, as conditions see them."""
+    payload = event.payload
+    if isinstance(payload, ContactUpdated):
+        where, key = "c.contact_id = $1 AND c.status <> 'resolved'", payload.contact_id
+    elif event.conversation_id is not None:
+        where, key = "c.id = $1", event.conversation_id
+    else:
+        return []
+    rows = await conn.fetch(
+        f"""SELECT c.id, c.inbox_id, i.channel, c.status, c.priority, c.labels
+              FROM conversations c JOIN inboxes i ON i.id = c.inbox_id
+             WHERE {where} AND c.account_id = $2 ORDER BY c.id""",
+        key,
+        event.account_id,
+    )
+    content = direction = None
+    if isinstance(payload, MessageReceived):
+        content, direction = payload.content, "inbound"
+    elif isinstance(payload, MessageCreated):
+        content, direction = payload.content, "outbound"
+    return [
+        Context(
+            conversation_id=r["id"],
+            inbox_id=r["inbox_id"],
+            channel=r["channel"],
+            status=r["status"],
+            priority=r["priority"],
+            labels=tuple(r["labels"]),
+            content=content,
+            direction=direction,
+        )
+        for r in rows
+    ]
+
+
+async def refreshed(conn: Conn, ctx: Context) -> Context:
+    row = await conn.fetchrow(
+        "SELECT status, priority, labels FROM conversations WHERE id = $1", ctx.conversation_id
+    )
+    if row is None:
+        return ctx
+    return dataclasses.replace(
+        ctx, status=row["status"], priority=row["priority"], labels=tuple(row["labels"])
+    )
+
+
+async def depth_of(conn: Conn, event: Event[Any]) -> int:
+    """0 for an event no rule caused; one more than its cause's depth otherwise."""
+    if event.causation_id is None:
+        return 0
+    cause: int | None = await conn.fetchval(
+        "SELECT max(depth) FROM automation_rule_runs WHERE event_id = $1", event.causation_id
+    )
+    return 0 if cause is None else cause + 1
+
+
+async def apply(
+    conn: Conn, rule: Rule, event: Event[Any], ctx: Context, record: BusMessage | None
+) -> None:
+    """Run a rule's actions on one conversation as the rule; conversation changes become one
+    ``conversation.updated``."""
+    actor = Actor(ActorKind.INTEGRATION, rule.id)
+    now = datetime.now(UTC)
+    change: dict[str, Any] = {}
+    labels = set(ctx.labels)
+    notes: list[tuple[str, bool]] = []
+    webhooks: list[str] = []
+    for action in rule.actions:
+        kind, value = action.type, action.value
+        if kind == "assign_agent":
+            change["assignee_id"] = value
+        elif kind == "unassign":
+            change["assignee_id"] = None
+        elif kind == "assign_team":
+            change["team_id"] = value
+        elif kind == "add_labels":
+            labels |= set(value)  # type: ignore[arg-type]
+            change["labels"] = sorted(labels)
+        elif kind == "remove_labels":
+            labels -= set(value)  # type: ignore[arg-type]
+            change["labels"] = sorted(labels)
+        elif kind == "set_priority":
+            change["priority"] = value
+        elif kind == "set_status":
+            change["status"] = value
+        elif kind == "snooze":
+            assert isinstance(value, int)
+            change["status"] = "snoozed"
+            change["snoozed_until"] = now + timedelta(minutes=value)
+        elif kind == "private_note":
+            notes.append((str(value), True))
+        elif kind == "send_reply":
+            content = await conn.fetchval(
+                "SELECT content FROM canned_responses WHERE id = $1 AND account_id = $2",
+                value,
+                event.account_id,
+            )
+            if content is None:
+                raise Refused("not_found", "not_found", "the canned response no longer exists")
+            notes.append((content, False))
+        elif kind == "send_webhook":
+            webhooks.append(str(value))
+    if change:
+        await update_conversation(
+            conn,
+            account_id=event.account_id,
+            agent_id="",
+            conversation_id=ctx.conversation_id,
+            changes=Changes(**change),
+            now=now,
+            actor=actor,
+            correlation_id=event.correlation_id,
+            causation_id=event.id,
+        )
+    for content, private in notes:
+        await create_agent_message(
+            conn,
+            account_id=event.account_id,
+            agent_id=rule.id,
+            conversation_id=ctx.conversation_id,
+            content=content,
+            private=private,
+            client_id=None,
+            correlation_id=event.correlation_id,
+            actor=actor,
+            causation_id=event.id,
+        )
+    if webhooks and record is not None:
+        found = {
+            r["id"]
+            for r in await conn.fetch(
+                """SELECT id FROM webhook_subscriptions
+                    WHERE account_id = $1 AND id = ANY($2::text[])""",
+                event.account_id,
+                webhooks,
+            )
+        }
+        missing = set(webhooks) - found
+        if missing:
+            raise Refused("not_found", "not_found", "the webhook no longer exists")
+        await record_deliveries(
+            conn,
+            [
+                (
+                    event.account_id, hook, f"{event.id}:{rule.id}:{ctx.conversation_id}",
+                    event.id, event.type, ctx.conversation_id,
+                    int(record.headers.get("seq", "0")), record.value,
+                )
+                for hook in webhooks
+            ],
+        )  # fmt: skip
+
+
+BROKEN = (Refused, ConversationRefused, MessageRefused, PatternTimeout)
+
+
+class RuleEngine:
+    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
+        self._pool = pool
+        #: counters for tests and the benchmark
+        self.evaluated = 0
+        self.fired = 0
+
+    async def subscribe(self, bus: Bus, options: ConsumerOptions) -> list[Subscription]:
+        return [
+            await bus.subscribe(topic, GROUP, self.handle, options)
+            for topic in (CONVERSATIONS, CONTACTS)
+        ]
+
+    async def handle(self, batch: Sequence[BusMessage]) -> None:
+        for record in batch:
+            try:
+                event = decode_event(record.value)
+            except UnknownEventType:
+                continue
+            triggers = triggers_of(event)
+            if triggers:
+                await self.run(event, triggers, record)
+
+    async def run(self, event: Event[Any], triggers: list[str], record: BusMessage) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await claim(conn, GROUP, [event.id]):
+                return
+            depth = await depth_of(conn, event)
+            if depth >= MAX_DEPTH:
+                log.info(
+                    "rules: chain too deep, not evaluated",
+                    extra={"event_id": event.id, "depth": depth},
+                )
+                return
+            rules = [
+                rule
+                for trigger in triggers
+                for rule in await list_rules(conn, event.account_id, trigger)
+                if rule.enabled
+            ]
+            if not rules:
+                return
+            for ctx in await contexts(conn, event):
+                await self._evaluate(conn, rules, event, ctx, depth, record)
+
+    async def _evaluate(
+        self,
+        conn: Conn,
+        rules: list[Rule],
+        event: Event[Any],
+        ctx: Context,
+        depth: int,
+        record: BusMessage,
+    ) -> None:
+        for rule in rules:
+            self.evaluated += 1
+            try:
+                async with conn.transaction():  # a savepoint: a broken rule changes nothing
+                    if not matches(rule, ctx):
+                        continue
+                    await apply(conn, rule, event, ctx, record)
+            except BROKEN as exc:
+                reason = getattr(exc, "message", None) or f"pattern took too long: {exc}"
+                log.warning(
+                    "rules: rule turned off",
+                    extra={"rule_id": rule.id, "event_id": event.id, "reason": reason},
+                )
+                await disable_rule(conn, event.account_id, rule.id, reason)
+                continue
+            self.fired += 1
+            ctx = await refreshed(conn, ctx)  # later rules see what this one changed
+            await conn.execute(
+                """INSERT INTO automation_rule_runs (event_id, rule_id, account_id,
+                                                     conversation_id, depth)
+                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
+                event.id,
+                rule.id,
+                event.account_id,
+                ctx.conversation_id,
+                depth,
+            )
+            if rule.stop_processing:
+                return
+
+
+def rule_engine_part() -> StreamConsumer:
+    return StreamConsumer("automation-rules", lambda hub: RuleEngine(hub.pool), max_batch=100)
+
+
+@dataclasses.dataclass(frozen=True)
+class DryRun:
+    rule_id: str
+    name: str
+    enabled: bool
+    matched: bool
+    would_fire: bool
+    reason: str | None
+
+
+async def dry_run(
+    conn: Conn, account_id: str, conversation_id: str, trigger: str
+) -> list[DryRun] | None:
+    """Which rules of ``trigger`` would fire on the conversation as it is now (its last
+    message, if any, as the message), in order and honouring ``stop_processing``; changes
+    nothing. ``None``: no such conversation."""
+    rows = await conn.fetch(
+        """SELECT c.id, c.inbox_id, i.channel, c.status, c.priority, c.labels,
+                  m.content, m.direction
+             FROM conversations c JOIN inboxes i ON i.id = c.inbox_id
+             LEFT JOIN LATERAL (SELECT content, direction FROM messages
+                                 WHERE conversation_id = c.id AND NOT private
+                                 ORDER BY id DESC LIMIT 1) m ON true
+            WHERE c.id = $1 AND c.account_id = $2""",
+        conversation_id,
+        account_id,
+    )
+    if not rows:
+        return None
+    r = rows[0]
+    ctx = Context(
+        conversation_id=r["id"], inbox_id=r["inbox_id"], channel=r["channel"],
+        status=r["status"], priority=r["priority"], labels=tuple(r["labels"]),
+        content=r["content"], direction=r["direction"],
+    )  # fmt: skip
+    found: list[DryRun] = []
+    stopped = False
+    for rule in await list_rules(conn, account_id, trigger):
+        reason = None
+        try:
+            matched = matches(rule, ctx)
+        except PatternTimeout:
+            matched, reason = False, "a pattern took too long on this message"
+        if not rule.enabled:
+            reason = rule.disabled_reason or "turned off"
+        elif stopped:
+            reason = "an earlier rule stops processing"
+        fires = matched and rule.enabled and not stopped
+        found.append(DryRun(rule.id, rule.name, rule.enabled, matched, fires, reason))
+        if fires and rule.stop_processing:
+            stopped = True
+    return found
