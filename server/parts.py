@@ -4,6 +4,7 @@ a source of messages, a shared service) is its folder plus one line here."""
 from __future__ import annotations
 
 from channels.delivery import delivery_part
+from channels.email.part import EmailPart
 from channels.sip.part import VoicePart
 from hub.config import Config
 from hub.consumers.journal import journal_part
@@ -21,4 +22,5 @@ def make_parts(config: Config) -> list[Part]:
         delivery_part(),  # agents' replies out through their channels
         SnoozeTimer(),  # reopens snoozed conversations when their time comes (workers)
         VoicePart(),  # the SIP user agent (roles all and voice)
+        EmailPart(),  # the IMAP readers of the email inboxes (workers)
     ]
