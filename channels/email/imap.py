@@ -223,9 +223,10 @@ class MailboxReader:
             push = asyncio.ensure_future(client.wait_server_push(timeout=poll))
             woken = asyncio.ensure_future(self.wake.wait())
             await asyncio.wait({push, woken}, return_when=asyncio.FIRST_COMPLETED)
-            woken.cancel()
-            if not push.done():
-                push.cancel()
+            for task in (push, woken):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    await task
         finally:
             client.idle_done()
             await asyncio.wait_for(waiting, TIMEOUT)

@@ -37,7 +37,11 @@ from hub.events import Attachment
 #: the largest attachment kept by default (what most mail services accept in one message)
 MAX_ATTACHMENT_BYTES = 25 * 1024 * 1024
 MAX_PARTS = 200
-MESSAGE_ID = re.compile(r"<[^<>\s]{1,900}>")
+MESSAGE_ID = re.compile(r"<([^<>\s]{1,900})>")
+#: a Message-ID as the hub keeps it (without the angle brackets)
+BARE_ID = re.compile(r"[^<>\s]{1,900}")
+#: the provider ids the hub makes for mail without a Message-ID (never sent as references)
+OWN_IDS = ("imap:", "sha256:")
 
 
 class Unreadable(Exception):
@@ -59,8 +63,9 @@ def _text(value: object) -> str:
 
 
 def message_ids(value: object) -> list[str]:
-    """The ``<id>`` values of a Message-ID, In-Reply-To or References header, in order."""
-    return MESSAGE_ID.findall(_text(value))
+    """The ids of a Message-ID, In-Reply-To or References header, in order, without their
+    angle brackets (how the hub stores them as provider message ids)."""
+    return [i for i in MESSAGE_ID.findall(_text(value)) if BARE_ID.fullmatch(i)]
 
 
 def is_auto_reply(msg: Message) -> bool:

@@ -21,7 +21,7 @@ import aiosmtplib
 
 from channels._base import InboxContext, OutboundMessage, SendError, SendResult
 from channels.email.addresses import header_safe, normalise
-from channels.email.mime import MESSAGE_ID
+from channels.email.mime import BARE_ID, OWN_IDS
 from hub.media import MediaNotFound, MediaStore
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,9 @@ def compose(
     mail["Subject"] = f"Re: {topic}" if topic else header_safe(f"Message from {inbox.name}", 900)
     mail["Date"] = format_datetime(datetime.now(UTC))
     mail["Message-ID"] = make_msgid(idstring=message.message_id, domain=sender.split("@")[1])
-    refs = [r for r in message.thread_refs if MESSAGE_ID.fullmatch(r)]
+    refs = [
+        f"<{r}>" for r in message.thread_refs if BARE_ID.fullmatch(r) and not r.startswith(OWN_IDS)
+    ]
     if refs:
         mail["In-Reply-To"] = refs[-1]
         mail["References"] = " ".join(refs[-20:])
@@ -134,4 +136,4 @@ async def send(
         raise SendError(str(exc.code), exc.message, retryable=400 <= exc.code < 500) from exc
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
         raise SendError("network_error", repr(exc)[:300], retryable=True) from exc
-    return SendResult(str(mail["Message-ID"])), mail
+    return SendResult(str(mail["Message-ID"]).strip().strip("<>")), mail

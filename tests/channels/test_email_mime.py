@@ -12,7 +12,7 @@ from channels._base import InboxContext, OutboundMessage, SendError
 from channels.email import mime
 from channels.email.addresses import header_safe, normalise
 from channels.email.outbound import compose
-from channels.email.text import main_text, sanitise_html, thread_subject
+from channels.email.text import main_text, thread_subject
 from hub.events import MessageStatus
 
 SETTINGS = {"address": "support@shop.example"}
@@ -34,11 +34,11 @@ def test_a_plain_mail_becomes_a_message_with_its_ids_and_subject_key() -> None:
     raw = mail(In_Reply_To="<out-1@shop.example>", References="<a@x> <out-1@shop.example>")
     parsed = mime.parse(raw, SETTINGS)
     (m,) = parsed.messages
-    assert m.provider_message_id == "<m1@example.com>"
+    assert m.provider_message_id == "m1@example.com"
     assert m.sender.address == "ann@example.com" and m.sender.name == "Ann"
     assert m.content == "Hello"
     assert m.thread is not None
-    assert m.thread.refs == ("<out-1@shop.example>", "<a@x>")
+    assert m.thread.refs == ("out-1@shop.example", "a@x")
     assert m.thread.key == "Order 123"
     assert [f.filename for f in m.media] == ["original.eml"]
     assert m.media[0].data == raw
@@ -138,7 +138,7 @@ def test_a_bounce_is_a_failed_status_of_the_message_it_bounces() -> None:
     parsed = mime.parse(dsn("failed"), SETTINGS)
     assert not parsed.messages
     (status,) = parsed.statuses
-    assert status.provider_message_id == "<out-1@shop.example>"
+    assert status.provider_message_id == "out-1@shop.example"
     assert status.status == MessageStatus.FAILED
     assert status.error_code == "5.1.1" and "no such user" in (status.error_message or "")
     with pytest.raises(mime.Unreadable):
@@ -165,7 +165,7 @@ def test_replies_are_threaded_and_injection_is_neutralised() -> None:
     )
     out = OutboundMessage(
         "01MSG", "c1", "ann@example.com", "Sure",
-        thread_refs=("imap:1:2", "<m1@example.com>", "<m2@example.com>"),
+        thread_refs=("imap:1:2", "m1@example.com", "m2@example.com"),
         thread_key="Order 123\r\nBcc: evil@x.example",
     )  # fmt: skip
     composed = compose(inbox, out, [])
