@@ -55,6 +55,8 @@ GROUP = "delivery"
 #: seconds after which a send that never recorded its outcome counts as interrupted
 INTERRUPTED_AFTER = 600.0
 SWEEP_EVERY = 60.0
+#: how many of a conversation's earlier provider ids a reply carries (email's References)
+THREAD_REFS = 20
 #: how sends are retried; tests shorten the waits
 RETRY = RetryPolicy()
 
@@ -224,6 +226,15 @@ class Delivery:
             last_inbound = None
             if adapter.manifest.reply_window is not None:
                 last_inbound = await last_inbound_at(conn, inbox.id, row["contact_id"])
+            thread = await conn.fetch(
+                """SELECT provider_message_id, thread_key FROM messages
+                    WHERE conversation_id = $1 AND id < $2 AND NOT private
+                      AND (provider_message_id IS NOT NULL OR thread_key IS NOT NULL)
+                    ORDER BY id DESC LIMIT $3""",
+                row["conversation_id"],
+                message_id,
+                THREAD_REFS,
+            )
             await conn.execute(
                 "UPDATE messages SET delivery_started_at = now() WHERE id = $1", message_id
             )
@@ -236,6 +247,10 @@ class Delivery:
             attachments=tuple(row["attachments"] or ()),
             template=Template.from_stored(row["template"]) if row["template"] else None,
             last_inbound_at=last_inbound,
+            thread_refs=tuple(
+                r["provider_message_id"] for r in reversed(thread) if r["provider_message_id"]
+            ),
+            thread_key=next((r["thread_key"] for r in thread if r["thread_key"]), None),
         )
         return adapter, inbox, outbound
 

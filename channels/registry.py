@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from channels._base import ChannelAdapter
 from channels.api import ApiChannel
+from channels.email import EmailChannel
 from channels.sip import SipChannel
 from channels.twilio import TwilioChannel
 from channels.whatsapp_cloud import WhatsAppCloudChannel
@@ -15,6 +16,7 @@ ADAPTERS: tuple[type[ChannelAdapter], ...] = (
     TwilioChannel,
     WhatsAppCloudChannel,
     SipChannel,
+    EmailChannel,
 )
 
 REGISTRY = ChannelRegistry(ADAPTERS)

@@ -14,16 +14,18 @@ arrives with its file once the store is writable again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import mimetypes
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import aiohttp
 import tenacity
 
 from hub.contracts.channel import (
     ChannelAdapter,
+    FetchedMedia,
     InboundMessage,
     InboxContext,
     MediaFetchError,
@@ -67,6 +69,23 @@ def _filename(ref: MediaRef, content_type: str, n: int) -> str:
     return f"media-{n}{extension}"
 
 
+@contextlib.asynccontextmanager
+async def _open(
+    adapter: ChannelAdapter, inbox: InboxContext, ref: MediaRef, http: aiohttp.ClientSession
+) -> AsyncIterator[FetchedMedia]:
+    """A file the delivery carried (``ref.data``) as it is; else the adapter fetches it."""
+    if ref.data is None:
+        async with adapter.fetch_media(inbox, ref, http) as fetched:
+            yield fetched
+        return
+
+    async def chunks(data: bytes = ref.data) -> AsyncIterator[bytes]:
+        for start in range(0, len(data), 256 * 1024):
+            yield data[start : start + 256 * 1024]
+
+    yield FetchedMedia(ref.content_type or "", ref.filename, chunks())
+
+
 async def _fetch_one(
     adapter: ChannelAdapter,
     inbox: InboxContext,
@@ -86,7 +105,7 @@ async def _fetch_one(
     )
     async for attempt in retrying:
         with attempt:
-            async with adapter.fetch_media(inbox, ref, http) as fetched:
+            async with _open(adapter, inbox, ref, http) as fetched:
                 content_type = (
                     fetched.content_type or ref.content_type or "application/octet-stream"
                 )

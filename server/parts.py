@@ -6,6 +6,7 @@ from __future__ import annotations
 from analytics.part import analytics_part
 from automation.parts import assignment_parts, rules_part, webhook_parts
 from channels.delivery import delivery_part
+from channels.email.part import EmailPart
 from channels.sip.part import VoicePart
 from hub.config import Config
 from hub.consumers.journal import journal_part
@@ -27,4 +28,5 @@ def make_parts(config: Config) -> list[Part]:
         *webhook_parts(),  # outgoing webhooks: recorded from the stream, sent by a timer
         SnoozeTimer(),  # reopens snoozed conversations when their time comes (workers)
         VoicePart(),  # the SIP user agent (roles all and voice)
+        EmailPart(),  # the IMAP readers of the email inboxes (workers)
     ]

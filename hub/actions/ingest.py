@@ -6,7 +6,9 @@ per message is a few array elements rather than a few round trips. For each mess
 1. idempotency on (inbox, provider message id): a retried webhook returns the stored message;
 2. the contact is found by its channel identity, or created;
 3. the contact's unresolved conversation in the inbox is used (a snoozed one wakes up); otherwise
-   the latest resolved one is reopened, or a new one started, by the inbox's ``reopen_policy``;
+   the latest resolved one is reopened, or a new one started, by the inbox's ``reopen_policy`` —
+   unless the message names the conversation it continues (a ``ThreadHint``: email's
+   References and subject), which is then reopened, or a new one started if it names none;
 4. the message row and its events (contact.created, conversation.created/updated,
    message.received) are written in the same transaction.
 
@@ -83,6 +85,7 @@ MESSAGE_COLUMNS = (
     "provider_message_id",
     "status",
     "sent_at",
+    "thread_key",
 )
 
 
@@ -304,12 +307,25 @@ async def _resolve_threads(
         rows = await conn.fetch(_LATEST, [k[0] for k in unknown], [k[1] for k in unknown])
         for row in rows:
             latest[(row["inbox_id"], row["contact_id"])] = row
+    hinted = [
+        k
+        for k in keys
+        if policy[k].message.thread is not None
+        and (row := latest.get(k)) is not None
+        and row["status"] == ConversationStatus.RESOLVED
+    ]
+    if hinted:
+        found = await _hinted_conversations(conn, [(k, policy[k]) for k in hinted])
+        for k in hinted:
+            latest[k] = found.get(k)
     threads: dict[tuple[str, str], _Thread] = {}
     for key in keys:
         row = latest.get(key)
         request = policy[key]
         if row is None or (
-            row["status"] == ConversationStatus.RESOLVED and request.inbox.reopen_policy == "new"
+            row["status"] == ConversationStatus.RESOLVED
+            and request.inbox.reopen_policy == "new"
+            and request.message.thread is None
         ):
             threads[key] = _Thread(
                 new_id(), ConversationState(status=ConversationStatus.OPEN), created=True
@@ -357,6 +373,63 @@ async def _resolve_threads(
     return threads
 
 
+#: the conversation each hinted (inbox, contact) continues: the newest message among its
+#: references (rank 0), else its newest message with the same thread key within the window
+#: (rank 1); only ever a conversation of the same contact
+_HINTED = """
+SELECT DISTINCT ON (h.ord) h.ord, m.conversation_id
+  FROM (SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[])
+                 AS r(ord, inbox_id, contact_id, ref)) h
+  JOIN messages m ON m.inbox_id = h.inbox_id AND m.provider_message_id = h.ref
+  JOIN conversations c ON c.id = m.conversation_id AND c.contact_id = h.contact_id
+ ORDER BY h.ord, m.created_at DESC"""
+
+_KEYED = """
+SELECT DISTINCT ON (h.ord) h.ord, m.conversation_id
+  FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::float8[])
+       AS h(ord, inbox_id, contact_id, key, within)
+  JOIN messages m ON m.inbox_id = h.inbox_id AND m.thread_key = h.key
+                 AND m.created_at > now() - make_interval(secs => h.within)
+  JOIN conversations c ON c.id = m.conversation_id AND c.contact_id = h.contact_id
+ ORDER BY h.ord, m.created_at DESC"""
+
+_LOCK_CONVERSATIONS = """
+SELECT id AS conversation_id, status, assignee_id, team_id, labels, priority, snoozed_until
+  FROM conversations WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"""
+
+
+async def _hinted_conversations(
+    conn: Conn, hinted: Sequence[tuple[tuple[str, str], IngestRequest]]
+) -> dict[tuple[str, str], asyncpg.Record]:
+    """The conversations hinted messages continue, locked; a key is missing when none matches.
+    Runs only for contacts without an unresolved conversation, which is seldom."""
+    refs = [
+        (n, k[0], k[1], ref)
+        for n, (k, r) in enumerate(hinted)
+        if r.message.thread is not None
+        for ref in r.message.thread.refs
+    ]
+    chosen: dict[int, str] = {}
+    if refs:
+        for row in await conn.fetch(_HINTED, *zip(*refs, strict=True)):
+            chosen[row["ord"]] = row["conversation_id"]
+    keyed = [
+        (n, k[0], k[1], r.message.thread.key, r.message.thread.key_within.total_seconds())
+        for n, (k, r) in enumerate(hinted)
+        if n not in chosen and r.message.thread is not None and r.message.thread.key
+    ]
+    if keyed:
+        for row in await conn.fetch(_KEYED, *zip(*keyed, strict=True)):
+            chosen[row["ord"]] = row["conversation_id"]
+    if not chosen:
+        return {}
+    rows = {
+        row["conversation_id"]: row
+        for row in await conn.fetch(_LOCK_CONVERSATIONS, sorted(set(chosen.values())))
+    }
+    return {hinted[n][0]: rows[c] for n, c in chosen.items() if c in rows}
+
+
 # The common move leaves the status alone; reopening or waking a conversation is a statement of
 # its own, seldom run.
 _MOVE_CONVERSATIONS = """UPDATE conversations c
@@ -375,7 +448,7 @@ _REOPEN_CONVERSATIONS = """UPDATE conversations c
      WHERE c.id = x.id"""
 
 _COLUMN_TYPES = ("text", "text", "text", "text", "text", "text", "text", "text", "text", "jsonb",
-                 "text", "text", "timestamptz")  # fmt: skip
+                 "text", "text", "timestamptz", "text")  # fmt: skip
 
 #: the messages and the conversations they move, in one statement (small batches)
 _WRITE_SMALL = f"""WITH moved AS ({_MOVE_CONVERSATIONS} RETURNING 1)
@@ -412,6 +485,7 @@ async def _write(
                 m.provider_message_id,
                 "received",
                 m.sent_at,
+                m.thread.key if m.thread is not None else None,
             )
         )
     old = [t for t in threads.values() if not t.created and t.previous is None]

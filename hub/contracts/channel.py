@@ -87,6 +87,28 @@ class MediaRef:
     ref: str
     content_type: str | None = None
     filename: str | None = None
+    #: the file itself when the provider's delivery carried it (an email's attachments, a
+    #: multipart upload): stored as it is, without asking the adapter to fetch anything
+    data: bytes | None = dataclasses.field(default=None, repr=False)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ThreadHint:
+    """Which earlier conversation a message continues, for channels whose messages say so
+    (email: In-Reply-To and References, then the subject).
+
+    Ingest reads it only when the contact has no unresolved conversation in the inbox (there is
+    at most one, and a new message always joins it): the conversation of the newest message in
+    ``refs`` (provider message ids in this inbox, inbound or sent) is reopened; failing that, the
+    conversation of the contact's newest message with the same ``key`` within ``key_within``;
+    failing both, a new conversation starts, whatever the inbox's ``reopen_policy``. Only
+    conversations of the same contact ever match, so two customers' threads never merge.
+    """
+
+    refs: tuple[str, ...] = ()
+    #: a weaker thread key kept on the message (email: the subject without Re:/Fwd: prefixes)
+    key: str | None = None
+    key_within: timedelta = timedelta(days=30)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -121,6 +143,8 @@ class InboundMessage:
     files: tuple[StoredFile, ...] = ()
     #: the provider id of the message this one answers or reacts to (WhatsApp's ``context``)
     reply_to: str | None = None
+    #: the earlier conversation this message continues, when the channel can tell
+    thread: ThreadHint | None = None
 
     def __post_init__(self) -> None:
         """Every channel's message passes here: what the store would refuse is a 422 now."""
@@ -159,6 +183,10 @@ def _storable_message(message: InboundMessage) -> None:
     values.text(message.content_type, "content type")
     values.timestamp(message.sent_at, "sent_at")
     values.key(message.reply_to, "reply_to")
+    if message.thread is not None:
+        for ref in message.thread.refs:
+            values.key(ref, "thread reference")
+        values.key(message.thread.key, "thread key")
     for a in message.attachments:
         values.text(a.url, "attachment url", values.URL_MAX)
         values.text(a.content_type, "attachment content type")
@@ -318,6 +346,11 @@ class OutboundMessage:
     template: Template | None = None
     #: when the contact last wrote in this inbox; set for channels with a ``reply_window``
     last_inbound_at: datetime | None = None
+    #: the provider ids of the conversation's earlier messages, oldest first (the latest few):
+    #: what a channel that threads by message ids (email's References) says the reply follows
+    thread_refs: tuple[str, ...] = ()
+    #: the conversation's latest thread key (:class:`ThreadHint`; email: its subject)
+    thread_key: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -127,6 +127,11 @@ class ProviderMock:
     def fail_always(self, operation: str, failure: Failure) -> None:
         self.fail_next(operation, 1000, failure)
 
+    def take_failure(self, operation: str) -> Failure | None:
+        """The next programmed failure of ``operation`` (for mocks of other protocols: SMTP)."""
+        pending = self._failures.get(operation)
+        return pending.popleft() if pending else None
+
     def reset_failures(self) -> None:
         self._failures.clear()
 

@@ -1,0 +1,36 @@
+"""Email addresses as contact identities, and header values made safe to send."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+EMAIL = "email"
+#: a mailbox as the hub accepts it: one @, no spaces, quotes, angle brackets or line breaks
+_ADDRESS = re.compile(r"[^\s@<>\"(),;:\\\[\]]{1,64}@[A-Za-z0-9.-]{1,253}")
+
+
+def normalise(address: str, settings: Mapping[str, Any] | None = None) -> str | None:
+    """The identity of a mailbox: the domain lowercased; ``user+tag@`` is ``user@`` only when the
+    inbox's ``plus_addressing`` setting says plus-tags reach the same mailbox. ``None`` when it
+    is not an address."""
+    address = address.strip()
+    if not _ADDRESS.fullmatch(address):
+        return None
+    local, _, domain = address.rpartition("@")
+    domain = domain.lower().rstrip(".")
+    if not domain or "." not in domain or ".." in domain:
+        return None
+    if settings is not None and settings.get("plus_addressing") is True and "+" in local:
+        local = local.split("+", 1)[0] or local
+    return f"{local}@{domain}"
+
+
+def header_safe(value: str | None, limit: int = 998) -> str:
+    """A display name or subject for an outgoing header: line breaks (header injection) and
+    other control characters become spaces."""
+    if not value:
+        return ""
+    cleaned = "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in value)
+    return re.sub(r" {2,}", " ", cleaned).strip()[:limit]
