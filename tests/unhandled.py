@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import traceback
 
 import pytest
 
@@ -34,7 +35,11 @@ class UnhandledLog(logging.Handler):
         message = record.getMessage()
         if any(marker in message for marker in UNHANDLED):
             error = record.exc_info[1] if record.exc_info else None
-            self.seen.append(f"{self.current}: {record.name}: {message} {error!r}")
+            where = ""
+            if error is not None and error.__traceback__ is not None:
+                frames = traceback.extract_tb(error.__traceback__)[-3:]
+                where = " at " + " <- ".join(f"{f.filename}:{f.lineno}" for f in reversed(frames))
+            self.seen.append(f"{self.current}: {record.name}: {message} {error!r}{where}")
 
 
 HANDLER = UnhandledLog()
@@ -55,7 +60,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if HANDLER.seen:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         counts = collections.Counter(line.splitlines()[0] for line in HANDLER.seen)
-        lines = "\n".join(f"{n} x {line}" for line, n in counts.most_common(40))
+        first = {}
+        for line in HANDLER.seen:
+            first.setdefault(line.splitlines()[0], line)
+        lines = "\n".join(f"{n} x {first[line][:1500]}" for line, n in counts.most_common(40))
         if reporter is not None:
             reporter.write_line(f"\nUnhandled exceptions in the hub's log:\n{lines}", red=True)
         if session.exitstatus == 0:

@@ -219,15 +219,17 @@ class MailboxReader:
             _ok(await client.noop(), "NOOP")
             return
         waiting = await client.idle_start(timeout=poll)
+        push = asyncio.ensure_future(client.wait_server_push(timeout=poll))
+        woken = asyncio.ensure_future(self.wake.wait())
         try:
-            push = asyncio.ensure_future(client.wait_server_push(timeout=poll))
-            woken = asyncio.ensure_future(self.wake.wait())
             await asyncio.wait({push, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # also when the reader itself is cancelled (the hub stops): a push wait left behind
+            # would time out later with nobody to collect its error
             for task in (push, woken):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                     await task
-        finally:
             client.idle_done()
             await asyncio.wait_for(waiting, TIMEOUT)
 
