@@ -252,6 +252,7 @@ async def test_settings_pages(hub: Hub, server: str, browser: Browser) -> None:
     row = await hub.pool.fetchrow(
         "SELECT name, time_zone FROM accounts WHERE id = $1", hub.account_id
     )
+    assert row is not None
     assert (row["name"], row["time_zone"]) == ("Lanka Teas", "Asia/Colombo")
 
     # an API token, shown once; no scope is refused next to the scopes
