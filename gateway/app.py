@@ -19,6 +19,7 @@ from gateway.ratelimit import RateLimits
 from gateway.route import mount
 from gateway.routes import ALL_ROUTES
 from gateway.state import STATE, GatewayState
+from hub.actions import first_run
 from hub.app import Hub
 from hub.config import Config
 from hub.contracts.registry import channel_registry
@@ -71,5 +72,10 @@ def build_gateway(hub: Hub, config: Config | None = None) -> web.Application:
     webhooks.mount(app)  # POST, and GET for providers' verification handshakes
     mount(app, ALL_ROUTES)
     mount_docs(app, build_document(ALL_ROUTES, version("hub"), channel_registry().ids()))
-    mount_console(app, console_dir(config.console_dir))  # the agent web console at /
+
+    async def setup_open() -> bool:
+        async with hub.pool.acquire() as conn:
+            return await first_run.setup_open(conn)
+
+    mount_console(app, console_dir(config.console_dir), setup_open)  # the agent console at /
     return app

@@ -15,6 +15,7 @@ next load without any build-time file hashing.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,8 +95,12 @@ def _reply(request: web.Request, asset: _Asset) -> web.Response:
     return web.Response(body=asset.body, headers={**headers, "Content-Type": asset.content_type})
 
 
-def mount_console(app: web.Application, root: Path) -> bool:
-    """Add ``GET /`` and ``GET /console/{path}``; False (nothing mounted) without the folder."""
+def mount_console(
+    app: web.Application, root: Path, setup_open: Callable[[], Awaitable[bool]] | None = None
+) -> bool:
+    """Add ``GET /`` and ``GET /console/{path}``; False (nothing mounted) without the folder.
+    With ``setup_open``, ``GET /setup`` serves the console (its first-run page) while that
+    answers true, and 404 once the hub is set up."""
     files = ConsoleFiles(root)
     if not (files.root / "index.html").is_file():
         return False
@@ -113,6 +118,12 @@ def mount_console(app: web.Application, root: Path) -> bool:
             raise web.HTTPNotFound()
         return _reply(request, found)
 
+    async def setup(request: web.Request) -> web.Response:
+        if setup_open is None or not await setup_open():
+            raise web.HTTPNotFound()
+        return await index(request)
+
     app.router.add_get("/", index)
+    app.router.add_get("/setup", setup)
     app.router.add_get("/console/{tail:.+}", asset)
     return True

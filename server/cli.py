@@ -21,9 +21,10 @@ from typing import Any
 import asyncpg
 
 from hub.actions.accounts import Refused, create_account, list_accounts
+from hub.actions.first_run import setup_account, setup_token
 from hub.actions.secret_rotation import rotate_secrets
 from hub.actions.setup import SetupError, create_api_token, create_inbox, ensure_default_account
-from hub.app import resolve_dsn
+from hub.app import Hub, resolve_dsn
 from hub.auth.platform import create_platform_token
 from hub.config import (
     ROLES,
@@ -87,6 +88,9 @@ async def _serve(config: Config) -> None:
             "fresh_data_dir": fresh,
         },
     )
+    setup = await _setup_link(hub, config)
+    if setup:
+        print(setup, flush=True)
     if fresh:
         print(
             TOUR.format(
@@ -106,6 +110,23 @@ async def _serve(config: Config) -> None:
         await metrics.cleanup()
     await hub.stop()
     log.info("hub stopped")
+
+
+async def _setup_link(hub: Hub, config: Config) -> str:
+    """While the hub has no users: the one-time setup page's address with its token (in the
+    fragment, so it reaches no server log); empty once it is set up."""
+    if config.role not in ("all", "gateway"):
+        return ""
+    async with hub.pool.acquire() as conn:
+        account_id = await setup_account(conn)
+    if account_id is None:
+        return ""
+    base = (config.public_url or f"http://{config.host}:{config.port}").rstrip("/")
+    token = setup_token(hub.box, account_id)
+    return (
+        f"First run: set the hub up at {base}/setup#token={token}\n"
+        f"  (setup token {token}; `hub setup-token` prints it again)"
+    )
 
 
 class PortBusy(Exception):
@@ -187,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     command("migrate", help="apply database migrations")
+    command(
+        "setup-token",
+        help="print the one-time token of the console's first-run page (until the hub has users)",
+    )
 
     inbox = command("inbox", help="manage inboxes").add_subparsers(dest="inbox_cmd", required=True)
     create = inbox.add_parser("create", help="create an inbox; prints its id and secrets once")
@@ -271,6 +296,16 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "migrate":
             applied = asyncio.run(_with_db(config, migrate))
             _print({"applied": applied})
+        elif args.command == "setup-token":
+            box = load_secret_box(config)
+
+            async def read_token(conn: asyncpg.Connection[Any]) -> dict[str, Any]:
+                account_id = await setup_account(conn)
+                if account_id is None:
+                    raise SetupError("the hub is set up already (it has users): log in instead")
+                return {"setup_token": setup_token(box, account_id), "setup_path": "/setup"}
+
+            _print(asyncio.run(_with_db(config, read_token)))
         elif args.command == "inbox":
             box = load_secret_box(config)
 

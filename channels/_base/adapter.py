@@ -46,7 +46,7 @@ class BaseAdapter:
     def check_settings(self, settings: Mapping[str, Any]) -> None:
         missing = [k for k in self.manifest.required_settings if not settings.get(k)]
         if missing:
-            raise SettingsInvalid(f"missing settings: {', '.join(missing)}")
+            raise SettingsInvalid(f"missing settings: {', '.join(missing)}", missing[0])
 
     def fetch_media(
         self, inbox: InboxContext, ref: MediaRef, http: aiohttp.ClientSession

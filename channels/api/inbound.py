@@ -190,7 +190,7 @@ class ApiChannel(BaseAdapter):
         if url is not None and (
             not isinstance(url, str) or not url.startswith(("https://", "http://"))
         ):
-            raise SettingsInvalid("outbound_url must be an http(s) URL")
+            raise SettingsInvalid("outbound_url must be an http(s) URL", "outbound_url")
 
     async def parse_webhook(self, request: WebhookRequest, inbox: InboxContext) -> WebhookResult:
         secret = inbox.secrets.get("signing_secret")

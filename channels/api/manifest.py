@@ -8,6 +8,8 @@ MANIFEST = Manifest(
     name="API",
     capabilities=frozenset({Capability.TEXT, Capability.MEDIA, Capability.READ_RECEIPTS}),
     required_secrets=("signing_secret",),
+    optional_settings=("outbound_url",),
+    generated_secrets=("signing_secret",),
     # the statuses a customer's system may report for a reply it was given
     statuses={
         "sent": MessageStatus.SENT,

@@ -78,14 +78,16 @@ class TwilioChannel(BaseAdapter):
     def check_settings(self, settings: Mapping[str, Any]) -> None:
         super().check_settings(settings)
         if settings.get("kind") not in KINDS:
-            raise SettingsInvalid(f"kind must be one of {', '.join(KINDS)}")
+            raise SettingsInvalid(f"kind must be one of {', '.join(KINDS)}", "kind")
         number, service = settings.get("from_number"), settings.get("messaging_service_sid")
         if not number and not service:
-            raise SettingsInvalid("set from_number or messaging_service_sid")
+            raise SettingsInvalid("set from_number or messaging_service_sid", "from_number")
         if number is not None and (not isinstance(number, str) or to_e164(number) != number):
-            raise SettingsInvalid("from_number must be an E.164 number such as +94771234567")
+            raise SettingsInvalid(
+                "from_number must be an E.164 number such as +94771234567", "from_number"
+            )
         if service is not None and (not isinstance(service, str) or not service.startswith("MG")):
-            raise SettingsInvalid("messaging_service_sid starts with MG")
+            raise SettingsInvalid("messaging_service_sid starts with MG", "messaging_service_sid")
 
     async def parse_webhook(self, request: WebhookRequest, inbox: InboxContext) -> WebhookResult:
         return inbound.parse(request, inbox)

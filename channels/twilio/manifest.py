@@ -24,6 +24,8 @@ MANIFEST = Manifest(
     ),
     required_secrets=("account_sid", "auth_token"),
     required_settings=("kind",),
+    optional_settings=("from_number", "messaging_service_sid", "default_region"),
+    optional_secrets=("webhook_signing_secret",),
     identity=PHONE,
     # every value of Twilio's Message ``status``; "sent" for us means "the provider has it"
     statuses={

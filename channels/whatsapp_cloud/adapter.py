@@ -44,19 +44,23 @@ class WhatsAppCloudChannel(BaseAdapter):
         super().check_settings(settings)
         number = settings.get("phone_number_id")
         if not isinstance(number, str) or not PHONE_NUMBER_ID.fullmatch(number):
-            raise SettingsInvalid("phone_number_id is the number's Graph id (digits)")
+            raise SettingsInvalid(
+                "phone_number_id is the number's Graph id (digits)", "phone_number_id"
+            )
         account = settings.get("business_account_id")
         if account is not None and (
             not isinstance(account, str) or not PHONE_NUMBER_ID.fullmatch(account)
         ):
-            raise SettingsInvalid("business_account_id is the WABA's Graph id (digits)")
+            raise SettingsInvalid(
+                "business_account_id is the WABA's Graph id (digits)", "business_account_id"
+            )
         base = settings.get("api_base_url")
         if base is not None and (
             not isinstance(base, str)
             or urlsplit(base).scheme not in ("https", "http")
             or not urlsplit(base).hostname
         ):
-            raise SettingsInvalid("api_base_url must be an http(s) URL")
+            raise SettingsInvalid("api_base_url must be an http(s) URL", "api_base_url")
         version = settings.get("api_version")
         if version is not None and (not isinstance(version, str) or not VERSION.fullmatch(version)):
             raise SettingsInvalid("api_version looks like v23.0")

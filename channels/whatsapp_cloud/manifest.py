@@ -36,6 +36,8 @@ MANIFEST = Manifest(
     ),
     required_secrets=("access_token", "app_secret", "verify_token"),
     required_settings=("phone_number_id",),
+    optional_settings=("business_account_id",),
+    generated_secrets=("verify_token",),
     identity=PHONE,
     # the ``status`` values of the Cloud API's ``statuses`` webhook objects
     statuses={

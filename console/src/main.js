@@ -12,6 +12,8 @@ import { VirtualList } from "./vlist.js";
 import { renderItem, messageItem, systemItems, tickFor } from "./timeline.js";
 import { Notifier } from "./notify.js";
 import { Ringer, callItems, callButton, showProfile } from "./calls.js";
+import { settingsScreen } from "./settings.js";
+import { setupScreen, inviteScreen } from "./setup.js";
 
 const ROW = 64;
 const api = new Api();
@@ -89,9 +91,7 @@ function loginScreen(/** @type {string} */ message = "") {
     error.textContent = "";
     try {
       const r = await api.login(/** @type {HTMLInputElement} */ (email).value, /** @type {HTMLInputElement} */ (password).value);
-      if (r.status === "mfa_required") mfaScreen(r.mfa_token);
-      else if (r.status === "authenticated") start();
-      else if (r.status === "mfa_setup_required") enrolScreen(r.mfa_token);
+      if (["mfa_required", "authenticated", "mfa_setup_required"].includes(r.status)) loggedIn(r);
       else error.textContent = t("login.failed");
     } catch (err) {
       error.textContent = err instanceof ApiError && err.code === "account_locked" ? t("login.locked") : t("login.failed");
@@ -165,16 +165,49 @@ function backupScreen(codes) {
 }
 
 // ---------------------------------------------------------------- the shell
+/** The part of the address after `#/`: ["settings", "inboxes"], ["invite", token], or [""]. */
+function route() { return location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent); }
+
+/** After a login step's answer: the second factor, its enrolment, or the console. @param {any} r */
+function loggedIn(r) {
+  if (r?.status === "mfa_required") mfaScreen(r.mfa_token);
+  else if (r?.status === "mfa_setup_required") enrolScreen(r.mfa_token);
+  else start();
+}
+
 async function start() {
   applyTheme();
-  if (!api.session) return loginScreen();
+  const [where, ...rest] = route();
+  if (location.pathname === "/setup") { disconnect(); return setupScreen(app, api, () => start()); }
+  if (where === "invite" && rest[0]) { disconnect(); api.save(null); return inviteScreen(app, api, rest[0], loggedIn); }
+  if (!api.session) {
+    const open = await fetch("/api/v1/setup").then((r) => r.ok).catch(() => false);
+    if (open) { location.assign("/setup"); return; }  // a fresh hub: its first-run page
+    return loginScreen();
+  }
   api.onLoggedOut = () => loginScreen(t("login.expired"));
+  if (where === "settings") {
+    disconnect();
+    ringer.reset();
+    return settingsScreen(app, api, rest, topBar());
+  }
   shell();
   connect();
   try { await loadReference(); } catch (e) { if (!(e instanceof ApiError)) throw e; }
   renderSidebar();
   if (S.current) openConversation(S.current);  // after a language switch
 }
+
+/** The bar over the settings pages. */
+function topBar() {
+  const logout = h("button", { type: "button", text: t("ui.logout") });
+  logout.addEventListener("click", async () => { await api.logout(); location.hash = ""; loginScreen(); });
+  return h("header.top", null, h("strong.brand", { text: "Hub" }),
+    h("span.me", null, h("a", { href: "#", id: "to-conversations", text: t("settings.back") })),
+    switches(), logout);
+}
+
+window.addEventListener("hashchange", () => { if (location.pathname !== "/setup") start(); });
 
 function shell() {
   clear(app);
@@ -195,7 +228,9 @@ function shell() {
   const header = h("header.top", null,
     h("strong.brand", { text: "Hub" }),
     h("span.me", null, h("span.avatar", { text: initials(me?.name), "aria-hidden": "true" }), h("span", { text: me?.name || "" })),
-    presence, notify, profile, help, switches(), logout);
+    presence, notify, profile, help,
+    me?.role === "administrator" ? h("a.button", { href: "#/settings/inboxes", id: "settings-link", text: t("settings.title") }) : null,
+    switches(), logout);
   $.sidebar = h("nav.sidebar", { "aria-label": t("sidebar.label") });
   $.listbox = h("div.vlist", { role: "listbox", tabindex: "0", "aria-label": t("list.label"), id: "conversation-list" });
   $.listEmpty = h("p.empty", { text: t("list.empty"), hidden: true });
@@ -220,6 +255,7 @@ async function loadReference() {
     api.get("/api/v1/teams?limit=200").catch(() => ({ data: [] })),
     api.get("/api/v1/labels?limit=200").catch(() => ({ data: [] })),
   ]);
+  S.inboxes.clear();
   for (const i of inboxes.data) S.inboxes.set(i.id, i);
   for (const u of users.data) S.users.set(u.id, u);
   S.teams = teams.data;

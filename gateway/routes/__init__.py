@@ -15,6 +15,7 @@ from gateway.routes import (
     automation_rules,
     calls,
     canned,
+    channels,
     contacts,
     conversations,
     inboxes,
@@ -23,6 +24,7 @@ from gateway.routes import (
     platform,
     profile,
     reports,
+    setup,
     sms,
     teams,
     threecx,
@@ -30,12 +32,14 @@ from gateway.routes import (
 )
 
 ALL_ROUTES: list[Route] = [
+    *setup.ROUTES,
     *auth.ROUTES,
     *profile.ROUTES,
     *account.ROUTES,
     *users.ROUTES,
     *teams.ROUTES,
     *inboxes.ROUTES,
+    *channels.ROUTES,
     *conversations.ROUTES,
     *contacts.ROUTES,
     *sms.ROUTES,

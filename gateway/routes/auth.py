@@ -629,7 +629,7 @@ async def accept_invite_route(call: Call) -> Authenticated | MfaRequired | MfaSe
     try:
         check_policy(body.password, row["email"])
     except WeakPassword as exc:
-        raise ApiError(422, exc.code, str(exc)) from exc
+        raise ApiError(422, exc.code, str(exc), {"field": "password"}) from exc
     password_hash = await hash_password(body.password)
     return await committed(call, _accept_invite, call, row["id"], digest, password_hash, body.name)
 

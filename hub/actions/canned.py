@@ -10,7 +10,12 @@ from hub.store.db import Conn
 
 
 def _code_taken() -> Refused:
-    return Refused("conflict", "short_code_taken", "a canned response with this short code exists")
+    return Refused(
+        "conflict",
+        "short_code_taken",
+        "a canned response with this short code exists",
+        {"field": "short_code"},
+    )
 
 
 async def create_canned(

@@ -35,6 +35,7 @@ async def add_inbox(
     """Settings the channel finds wrong, missing required credentials or an unknown channel are
     refused; an API-channel inbox gets a generated signing secret unless one is given."""
     _check_settings(channel, settings)
+    await _name_free(conn, account_id, name)
     try:
         made = await create_inbox(
             conn,
@@ -63,6 +64,25 @@ async def add_inbox(
     return made
 
 
+async def _name_free(conn: Conn, account_id: str, name: str, inbox_id: str = "") -> None:
+    """Two inboxes of an account never share a name (ignoring case): agents tell them apart by
+    it. The lock serialises concurrent creates and renames in the account."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('hub:inbox-names:' || $1))", account_id
+    )
+    taken = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM inboxes WHERE account_id = $1 AND lower(name) = lower($2)"
+        " AND id <> $3)",
+        account_id,
+        name,
+        inbox_id,
+    )
+    if taken:
+        raise Refused(
+            "conflict", "name_taken", f"an inbox is named {name!r} already", {"field": "name"}
+        )
+
+
 def _check_settings(channel: str, settings: Mapping[str, Any]) -> None:
     adapter = get_channel(channel)
     if adapter is None:
@@ -70,7 +90,8 @@ def _check_settings(channel: str, settings: Mapping[str, Any]) -> None:
     try:
         adapter.check_settings(settings)
     except SettingsInvalid as exc:
-        raise Refused("invalid", "invalid_settings", str(exc)) from exc
+        field = {"field": f"settings.{exc.field}"} if exc.field else None
+        raise Refused("invalid", "invalid_settings", str(exc), field) from exc
 
 
 def _merged(current: Mapping[str, Any], given: Mapping[str, str | None]) -> dict[str, Any]:
@@ -108,6 +129,8 @@ async def update_inbox(
         raise Refused("not_found", "not_found", "no such inbox")
     given = {"name": name, "reopen_policy": reopen_policy, "settings": settings}
     changed = [k for k, v in given.items() if v is not None and v != row[k]]
+    if name is not None and "name" in changed:
+        await _name_free(conn, account_id, name, inbox_id)
     if settings is not None and "settings" in changed:
         _check_settings(row["channel"], settings)
     sealed: bytes = row["secrets"]

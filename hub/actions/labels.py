@@ -14,7 +14,7 @@ from hub.store.db import Conn
 
 
 def _name_taken() -> Refused:
-    return Refused("conflict", "name_taken", "a label with this name exists")
+    return Refused("conflict", "name_taken", "a label with this name exists", {"field": "name"})
 
 
 async def create_label(

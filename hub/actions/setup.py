@@ -77,9 +77,9 @@ async def create_inbox(
         raise SetupError("reopen_policy must be 'reopen' or 'new'")
     values = dict(secrets_in or {})
     generated: tuple[str, ...] = ()
-    if channel == "api" and "signing_secret" not in values:
-        values["signing_secret"] = secrets.token_urlsafe(32)
-        generated = ("signing_secret",)
+    generated = tuple(k for k in adapter.manifest.generated_secrets if not values.get(k))
+    for key in generated:
+        values[key] = secrets.token_urlsafe(32)
     missing = [s for s in adapter.manifest.required_secrets if not values.get(s)]
     if missing:
         raise SetupError(f"missing secrets for {channel}: {', '.join(missing)}")

@@ -13,7 +13,7 @@ from hub.store.db import Conn
 
 
 def _name_taken() -> Refused:
-    return Refused("conflict", "name_taken", "a team with this name exists")
+    return Refused("conflict", "name_taken", "a team with this name exists", {"field": "name"})
 
 
 async def _lock_team(conn: Conn, account_id: str, team_id: str) -> None:

@@ -57,7 +57,9 @@ async def invite_user(
         hash_token(token),
     )
     if expires_at is None:
-        raise Refused("conflict", "email_taken", "a user with this email address exists")
+        raise Refused(
+            "conflict", "email_taken", "a user with this email address exists", {"field": "email"}
+        )
     await audit_object(
         conn,
         "user",

@@ -49,6 +49,11 @@ class Manifest:
     required_secrets: tuple[str, ...]
     #: settings an inbox of this channel must have (``check_settings`` says what else is wrong)
     required_settings: tuple[str, ...] = ()
+    #: settings and secrets an administrator may also give (the console's set-up form offers them)
+    optional_settings: tuple[str, ...] = ()
+    optional_secrets: tuple[str, ...] = ()
+    #: secrets the hub makes when none is given, shown once in the reply to the create
+    generated_secrets: tuple[str, ...] = ()
     #: the contact-identity channel senders are recorded under; SMS and WhatsApp share "phone"
     #: (E.164), so one person writing on both is one contact. Empty: the channel's id.
     identity: str = ""
@@ -374,7 +379,12 @@ class SendError(Exception):
 
 
 class SettingsInvalid(ValueError):
-    pass
+    """``field``: the setting the message is about, when it is about one (forms show the
+    message next to it)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclasses.dataclass(frozen=True)

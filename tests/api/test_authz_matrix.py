@@ -65,6 +65,19 @@ SPEC: dict[str, Expect] = {
     "POST /api/v1/auth/accept-invite": Expect(
         public=True, body={"token": "not-an-invitation", "password": "a long new password"}
     ),
+    # the first run: the world has users, so both answer 404 to everyone
+    "GET /api/v1/setup": Expect(public=True),
+    "POST /api/v1/setup": Expect(
+        public=True,
+        body={
+            "setup_token": "not-the-token",
+            "account_name": "Mine",
+            "time_zone": "UTC",
+            "name": "Eve",
+            "email": "eve@example.com",
+            "password": "a long enough password",
+        },
+    ),
     # API tokens are no login session: 400 for them, 204 for users
     "POST /api/v1/auth/logout": Expect(EVERYONE, last=True),
     # one's own profile (users in the world have no password or MFA yet: 409/422 means the
@@ -106,6 +119,7 @@ SPEC: dict[str, Expect] = {
     "PUT /api/v1/teams/{team_id}/inboxes": Expect(ADMIN, body={"inbox_ids": ["{inbox_id}"]}),
     # inboxes: everyone lists the ones they see; one they do not see is 404
     "GET /api/v1/inboxes": Expect(EVERYONE),
+    "GET /api/v1/channels": Expect(ADMIN),
     "GET /api/v1/inboxes/{inbox_id}": Expect(SEES_A, NOT_A),
     "POST /api/v1/inboxes": Expect(ADMIN, body={"name": "New", "channel": "api"}),
     "PATCH /api/v1/inboxes/{inbox_id}": Expect(ADMIN, body={"name": "Renamed"}),
