@@ -60,7 +60,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if HANDLER.seen:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         counts = collections.Counter(line.splitlines()[0] for line in HANDLER.seen)
-        first = {}
+        first: dict[str, str] = {}
         for line in HANDLER.seen:
             first.setdefault(line.splitlines()[0], line)
         lines = "\n".join(f"{n} x {first[line][:1500]}" for line, n in counts.most_common(40))
