@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from email.message import EmailMessage
 from typing import Any
 
@@ -76,7 +76,7 @@ def parse_fields(
     text: str = "hello",
     subject: str = "Order 123",
     html: str | None = None,
-    files: list[tuple[str, str, bytes]] = (),  # type: ignore[assignment]
+    files: Sequence[tuple[str, str, bytes]] = (),
     **extra: str,
 ) -> list[tuple[str, bytes, dict[str, str]]]:
     headers = (
@@ -105,8 +105,8 @@ def parse_fields(
 
 
 def raw_mail(
-    message_id: str, text: str = "hello", files: list[tuple[str, str, bytes]] = ()
-) -> bytes:  # type: ignore[assignment]
+    message_id: str, text: str = "hello", files: Sequence[tuple[str, str, bytes]] = ()
+) -> bytes:
     m = EmailMessage()
     m["From"] = "Ann <ann@example.com>"
     m["To"] = "support@shop.example"
@@ -294,7 +294,7 @@ async def test_a_parsed_post_with_sinhala_and_tamil_attachments_is_stored(
     row = await hub.pool.fetchrow(
         "SELECT content FROM messages WHERE provider_message_id = 'p1@example.com'"
     )
-    assert row["content"] == "Where is my order?"
+    assert row is not None and row["content"] == "Where is my order?"
     stored = await _files(hub, "p1@example.com")
     assert stored[SINHALA] == "application/pdf" and stored[TAMIL] == "text/plain"
     assert "original.eml" in stored and "message.html" in stored
