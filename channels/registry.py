@@ -6,6 +6,7 @@ from __future__ import annotations
 from channels._base import ChannelAdapter
 from channels.api import ApiChannel
 from channels.email import EmailChannel
+from channels.sendgrid import SendGridChannel
 from channels.sip import SipChannel
 from channels.twilio import TwilioChannel
 from channels.whatsapp_cloud import WhatsAppCloudChannel
@@ -17,6 +18,7 @@ ADAPTERS: tuple[type[ChannelAdapter], ...] = (
     WhatsAppCloudChannel,
     SipChannel,
     EmailChannel,
+    SendGridChannel,
 )
 
 REGISTRY = ChannelRegistry(ADAPTERS)

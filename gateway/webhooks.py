@@ -35,6 +35,8 @@ MEDIA_RETRY_AFTER = "30"
 def mount(app: web.Application) -> None:
     """POST for deliveries; GET for verification handshakes (WhatsApp Cloud's ``hub.challenge``)."""
     app.router.add_post(PATH, handle_webhook)
+    # a channel with several webhooks per inbox, or a secret in its URL (SendGrid's parse token)
+    app.router.add_post(PATH + "/{tail:.+}", handle_webhook)
     app.router.add_get(PATH, handle_webhook, allow_head=False)
 
 

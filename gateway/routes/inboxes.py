@@ -61,6 +61,21 @@ class InboxListQuery(ListQuery, forbid_unknown_fields=True):
     pass
 
 
+class Mailbox(msgspec.Struct):
+    """The mailbox an email inbox reads over IMAP, as its reader last found it."""
+
+    #: ``connecting`` (not reached yet), ``connected``, or ``error`` (login refused, server
+    #: unreachable: ``error`` says what, and the reader keeps retrying)
+    state: Literal["connecting", "connected", "error"]
+    folder: str
+    error: str | None
+    error_at: datetime | None
+    #: when the reader last reached the mailbox (in ``error``: when it last tried)
+    checked_at: datetime | None
+    #: the last message (IMAP UID) taken in
+    last_uid: int
+
+
 class Inbox(msgspec.Struct):
     id: str
     channel: str
@@ -75,6 +90,8 @@ class Inbox(msgspec.Struct):
     team_ids: list[str]
     created_at: datetime
     updated_at: datetime
+    #: an email inbox reading a mailbox over IMAP: its state; otherwise null
+    mailbox: Mailbox | None = None
 
 
 class InboxPage(msgspec.Struct):

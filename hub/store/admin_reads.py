@@ -116,7 +116,14 @@ _INBOX = """SELECT i.id, i.channel, i.name, i.reopen_policy, i.settings, i.secre
                    ARRAY(SELECT user_id FROM inbox_members WHERE inbox_id = i.id ORDER BY user_id)
                        AS member_ids,
                    ARRAY(SELECT team_id FROM team_inboxes WHERE inbox_id = i.id ORDER BY team_id)
-                       AS team_ids
+                       AS team_ids,
+                   (SELECT jsonb_build_object(
+                               'state', CASE WHEN m.error IS NOT NULL THEN 'error'
+                                             WHEN m.checked_at IS NULL THEN 'connecting'
+                                             ELSE 'connected' END,
+                               'folder', m.folder, 'error', m.error, 'error_at', m.error_at,
+                               'checked_at', m.checked_at, 'last_uid', m.last_uid)
+                      FROM email_mailboxes m WHERE m.inbox_id = i.id) AS mailbox
               FROM inboxes i"""
 
 

@@ -353,3 +353,21 @@ async def test_a_mailbox_that_refuses_the_login_shows_the_error(
     ready = await (await client.get("/readyz")).json()
     assert ready["checks"]["email"][inbox.id].startswith("error:")
     assert REGISTRY.get_sample_value("hub_email_mailbox_up", {"inbox": inbox.id}) == 0
+    # the inbox API shows it too, and the mailbox connected once the password is right
+    shown = await (await client.get(f"/api/v1/inboxes/{inbox.id}", headers=AUTH)).json()
+    assert shown["mailbox"]["state"] == "error"
+    assert "refused the login" in shown["mailbox"]["error"] and shown["mailbox"]["error_at"]
+    fixed = await client.patch(
+        f"/api/v1/inboxes/{inbox.id}",
+        json={"credentials": {"imap_password": PASSWORD}},
+        headers=AUTH,
+    )
+    assert fixed.status == 200, await fixed.text()
+
+    async def connected() -> Any:
+        page = await (await client.get("/api/v1/inboxes", headers=AUTH)).json()
+        mailbox = {i["id"]: i for i in page["data"]}[inbox.id]["mailbox"]
+        return mailbox if mailbox["state"] == "connected" else None
+
+    mailbox = await until(connected)
+    assert mailbox["error"] is None and mailbox["checked_at"] and mailbox["folder"] == "INBOX"
