@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from automation.assigner import QueueDrainer, assigner_part
+from automation.out_of_office import out_of_office_part
 from automation.rule_engine import rule_engine_part
+from automation.sla import SlaTimer, sla_clocks_part
 from automation.webhook_recorder import webhook_recorder_part
 from automation.webhook_sender import WebhookSender
 from hub.contracts.part import Part
@@ -26,3 +28,9 @@ def rules_part() -> Part:
 def assignment_parts() -> list[Part]:
     """The assigner (a consumer of the stream) and the queue's drainer (a timer)."""
     return [assigner_part(), QueueDrainer()]
+
+
+def service_level_parts() -> list[Part]:
+    """The out-of-office reply (a consumer), the SLA clocks (a consumer starting and stopping
+    them) and the SLA timer (workers: warnings and breaches when their time comes)."""
+    return [out_of_office_part(), sla_clocks_part(), SlaTimer()]

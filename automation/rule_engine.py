@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 from msgspec import UNSET
 
+from automation.business_hours_store import hours_of_inboxes
 from automation.rule_model import MATCH_TIMEOUT, MAX_INPUT, Condition, compiled
 from automation.rule_store import Rule, disable_rule, list_rules
 from automation.webhook_store import record_deliveries
@@ -67,6 +68,9 @@ class Context:
     labels: tuple[str, ...]
     content: str | None = None
     direction: str | None = None
+    #: ``open`` or ``closed`` by the inbox's business hours when the event happened (an inbox
+    #: without business hours is always open)
+    business_hours: str = "open"
 
 
 def _field(ctx: Context, field: str) -> Any:
@@ -151,6 +155,12 @@ async def contexts(conn: Conn, event: Event[Any]) -> list[Context]:
         key,
         event.account_id,
     )
+    hours = await hours_of_inboxes(conn, sorted({r["inbox_id"] for r in rows}))
+
+    def state(inbox_id: str) -> str:
+        found = hours.get(inbox_id)
+        return "closed" if found and not found.schedule.is_open(event.occurred_at) else "open"
+
     content = direction = None
     if isinstance(payload, MessageReceived):
         content, direction = payload.content, "inbound"
@@ -166,9 +176,15 @@ async def contexts(conn: Conn, event: Event[Any]) -> list[Context]:
             labels=tuple(r["labels"]),
             content=content,
             direction=direction,
+            business_hours=state(r["inbox_id"]),
         )
         for r in rows
     ]
+
+
+async def open_now(conn: Conn, inbox_id: str) -> str:
+    found = (await hours_of_inboxes(conn, [inbox_id])).get(inbox_id)
+    return "closed" if found and not found.schedule.is_open(datetime.now(UTC)) else "open"
 
 
 async def refreshed(conn: Conn, ctx: Context) -> Context:
@@ -415,6 +431,7 @@ async def dry_run(
         conversation_id=r["id"], inbox_id=r["inbox_id"], channel=r["channel"],
         status=r["status"], priority=r["priority"], labels=tuple(r["labels"]),
         content=r["content"], direction=r["direction"],
+        business_hours=await open_now(conn, r["inbox_id"]),
     )  # fmt: skip
     found: list[DryRun] = []
     stopped = False

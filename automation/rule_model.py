@@ -35,7 +35,9 @@ Trigger = Literal[
     "conversation_resolved",
     "contact_updated",
 ]
-Field = Literal["channel", "inbox_id", "content", "direction", "labels", "priority", "status"]
+Field = Literal[
+    "channel", "inbox_id", "content", "direction", "labels", "priority", "status", "business_hours"
+]
 Op = Literal[
     "equals", "not_equals", "in", "not_in", "contains", "not_contains", "matches", "includes",
     "excludes", "is_set", "not_set",
@@ -59,6 +61,7 @@ _OPS: dict[str, frozenset[str]] = {
     "priority": frozenset({"equals", "not_equals", "in", "not_in", "is_set", "not_set"}),
     "content": frozenset({"equals", "contains", "not_contains", "matches", "is_set", "not_set"}),
     "labels": frozenset({"includes", "excludes", "is_set", "not_set"}),
+    "business_hours": frozenset({"equals", "not_equals"}),
 }
 
 
@@ -162,5 +165,7 @@ def check_condition(c: Condition) -> None:
         return
     if not isinstance(c.value, str) or not c.value:
         raise RuleInvalid("value", f"{c.op} takes a non-empty string")
+    if c.field == "business_hours" and c.value not in ("open", "closed"):
+        raise RuleInvalid("value", "business_hours is open or closed")
     if c.op == "matches":
         check_pattern(c.value)

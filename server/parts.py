@@ -4,7 +4,7 @@ a source of messages, a shared service) is its folder plus one line here."""
 from __future__ import annotations
 
 from analytics.part import analytics_part
-from automation.parts import assignment_parts, rules_part, webhook_parts
+from automation.parts import assignment_parts, rules_part, service_level_parts, webhook_parts
 from channels.delivery import delivery_part
 from channels.email.part import EmailPart
 from channels.sip.part import VoicePart
@@ -25,6 +25,7 @@ def make_parts(config: Config) -> list[Part]:
         analytics_part(),  # the reports' ClickHouse store, fed from the event stream
         rules_part(),  # automation rules: act on events through the core's actions
         *assignment_parts(),  # automatic assignment and its waiting queue
+        *service_level_parts(),  # business hours' out-of-office reply, SLA clocks and timer
         *webhook_parts(),  # outgoing webhooks: recorded from the stream, sent by a timer
         SnoozeTimer(),  # reopens snoozed conversations when their time comes (workers)
         VoicePart(),  # the SIP user agent (roles all and voice)

@@ -13,6 +13,7 @@ from gateway.routes import (
     audit,
     auth,
     automation_rules,
+    business_hours,
     calls,
     canned,
     channels,
@@ -25,6 +26,7 @@ from gateway.routes import (
     profile,
     reports,
     setup,
+    sla_policies,
     sms,
     teams,
     threecx,
@@ -53,4 +55,6 @@ ALL_ROUTES: list[Route] = [
     *outgoing_webhooks.ROUTES,
     *automation_rules.ROUTES,
     *assignment.ROUTES,
+    *business_hours.ROUTES,
+    *sla_policies.ROUTES,
 ]

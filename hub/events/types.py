@@ -303,3 +303,31 @@ class CallRecordingReady(Payload, frozen=True, kw_only=True):
     url: str
     duration_s: float
     size: int
+
+
+# --- service levels ------------------------------------------------------------------------------
+# The automation part's SLA clocks (docs/automation.md): a conversation's first response, next
+# response or resolution is about to be late (``sla.warning``) or is late (``sla.breached``).
+# Each is emitted exactly once per conversation, policy, metric and cycle.
+
+
+@payload_type("sla.warning", topic=CONVERSATIONS)
+class SlaWarning(Payload, frozen=True, kw_only=True):
+    """``metric``: first_response, next_response or resolution; ``due_at``: when it breaches."""
+
+    inbox_id: str
+    policy_id: str
+    metric: str
+    cycle: int = 0
+    due_at: datetime
+
+
+@payload_type("sla.breached", topic=CONVERSATIONS)
+class SlaBreached(Payload, frozen=True, kw_only=True):
+    """``due_at`` has passed without the agent's answer (or resolution) the policy asks for."""
+
+    inbox_id: str
+    policy_id: str
+    metric: str
+    cycle: int = 0
+    due_at: datetime

@@ -171,6 +171,17 @@ SPEC: dict[str, Expect] = {
         ADMIN, body={"strategy": "round_robin", "capacity": 5}
     ),
     "GET /api/v1/inboxes/{inbox_id}/assignment": Expect(ADMIN),
+    "PUT /api/v1/inboxes/{inbox_id}/business_hours": Expect(
+        ADMIN,
+        body={
+            "time_zone": "Asia/Colombo",
+            "spans": [{"day": "mon", "open": "09:00", "close": "17:00"}],
+        },
+    ),
+    "GET /api/v1/inboxes/{inbox_id}/business_hours": Expect(ADMIN),
+    "GET /api/v1/sla_policies": Expect(ADMIN),
+    "POST /api/v1/sla_policies": Expect(ADMIN, body={"name": "Gold", "first_response_minutes": 30}),
+    "DELETE /api/v1/sla_policies/{policy_id}": Expect(ADMIN),
     # conversations: everyone lists what they see; one in an inbox they do not see is 404
     "GET /api/v1/conversations": Expect(EVERYONE),
     "GET /api/v1/conversations/{conversation_id}": Expect(SEES_A, NOT_A),

@@ -266,6 +266,19 @@ async def build_world(hub: Hub, app_state_owner: Any) -> World:
             inbox_a.id,
             one,
         )
+        await conn.execute(
+            """INSERT INTO inbox_business_hours (inbox_id, account_id, time_zone, spans)
+               VALUES ($1, $2, 'Asia/Colombo', '[]')""",
+            inbox_a.id,
+            one,
+        )
+        ids["policy_id"] = new_id()
+        await conn.execute(
+            """INSERT INTO sla_policies (id, account_id, name, first_response_minutes)
+               VALUES ($1, $2, 'Gold', 30)""",
+            ids["policy_id"],
+            one,
+        )
         del contact_x, conversation_x
         rows = await conn.fetch(
             """SELECT id FROM inboxes WHERE account_id = $1 UNION ALL
