@@ -49,6 +49,8 @@ MAILS = Counter(
 )
 BACKOFF_MAX = 300.0
 TIMEOUT = 60.0
+#: how long the server may take to end an IDLE
+IDLE_DONE_WAIT = 10.0
 _UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
 _FETCH_UID = re.compile(rb"UID (\d+)")
 
@@ -150,6 +152,9 @@ class MailboxReader:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from exc  # stopping: never retry
                 reason = str(exc) if isinstance(exc, LoginRefused | ConnectionError) else repr(exc)
                 log.warning(
                     "email inbox: mailbox unavailable",
@@ -230,8 +235,11 @@ class MailboxReader:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                     await task
-            client.idle_done()
-            await asyncio.wait_for(waiting, TIMEOUT)
+            # a connection that died meanwhile fails here; that must not replace a cancellation
+            # (the reader would go on forever), and the next command reports it anyway
+            with contextlib.suppress(Exception):
+                client.idle_done()
+                await asyncio.wait_for(waiting, IDLE_DONE_WAIT)
 
     async def _handle(self, client: aioimaplib.IMAP4, uidvalidity: int, uid: int) -> None:
         from hub.app import TRANSIENT
