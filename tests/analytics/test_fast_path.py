@@ -144,7 +144,8 @@ async def test_tuned_reports_equal_the_plain_final_queries_with_replays(
                 found.append(await reports.resolution(backend, scope, group_by))
             found.append(await reports.agents(backend, scope))
             found.append(await reports.calls(backend, scope))
-        return _rounded(found)
+        result: list[Any] = _rounded(found)
+        return result
 
     tuned = await everything(plain=False)
     monkeypatch.setattr(reports, "FINAL_SETTINGS", "")
