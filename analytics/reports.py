@@ -36,6 +36,12 @@ class Scope:
     agent_id: str | None = None
 
 
+#: ``FINAL`` de-duplicates each month's partition on its own (in parallel, and not at all where a
+#: partition has one part): exact here, because an event's partition (its month) follows from
+#: ``occurred_at``, part of the sorting key, so an event written twice is always in one partition.
+FINAL_SETTINGS = "SETTINGS do_not_merge_across_partitions_select_final = 1"
+
+
 def _fmt(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
@@ -81,7 +87,8 @@ async def volume(backend: Backend, scope: Scope) -> dict[str, Any]:
                    toDayOfWeek(occurred_at, 0, {{tz:String}}) AS d, count()
               FROM {_table(backend, "conversation_events")} FINAL
              WHERE {where} AND kind = 'created'
-             GROUP BY channel, inbox_id, h, d""",
+             GROUP BY channel, inbox_id, h, d
+            {FINAL_SETTINGS}""",
         params,
     )
     where, params = _where(scope, "agent_id")
@@ -90,7 +97,8 @@ async def volume(backend: Backend, scope: Scope) -> dict[str, Any]:
                    toDayOfWeek(occurred_at, 0, {{tz:String}}) AS d, direction, count()
               FROM {_table(backend, "messages")} FINAL
              WHERE {where} AND private = 0
-             GROUP BY channel, inbox_id, h, d, direction""",
+             GROUP BY channel, inbox_id, h, d, direction
+            {FINAL_SETTINGS}""",
         params,
     )
     by: dict[str, dict[str, dict[str, int]]] = {
@@ -125,31 +133,31 @@ _KEY = {"agent": "agent", "inbox": "inbox_id", "channel": "channel"}
 async def first_response(backend: Backend, scope: Scope, group_by: GroupBy) -> list[list[Any]]:
     """Rows: key, conversations answered, median, p90 and mean seconds to the first reply."""
     where_c, params = _where(scope, None)
-    agent = "AND agent_id = {agent:String}" if scope.agent_id else ""
+    agent = "AND r.agent = {agent:String}" if scope.agent_id else ""
     if scope.agent_id:
         params["agent"] = scope.agent_id
     key = _KEY[group_by]
     return await backend.query(
-        f"""WITH created AS (
-                SELECT conversation_id, occurred_at AS created_at, inbox_id, channel
-                  FROM {_table(backend, "conversation_events")} FINAL
-                 WHERE {where_c} AND kind = 'created'),
-            replies AS (
-                SELECT conversation_id, min(occurred_at) AS replied_at,
-                       argMin(agent_id, occurred_at) AS agent
-                  FROM {_table(backend, "messages")} FINAL
-                 WHERE account_id = {{account:String}}
-                   AND occurred_at >= toDateTime64({{since:String}}, 3, 'UTC')
-                   AND direction = 'outbound' AND private = 0 AND agent_id != ''
-                   AND conversation_id IN (SELECT conversation_id FROM created)
-                 GROUP BY conversation_id)
-            SELECT {key} AS key, count() AS n,
+        f"""SELECT {key} AS key, count() AS n,
                    quantilesExact(0.5, 0.9)(secs) AS q, avg(secs)
               FROM (SELECT c.inbox_id AS inbox_id, c.channel AS channel, r.agent AS agent,
                            dateDiff('millisecond', c.created_at, r.replied_at) / 1000 AS secs
-                      FROM created AS c INNER JOIN replies AS r USING conversation_id
+                      FROM (SELECT conversation_id, occurred_at AS created_at, inbox_id, channel
+                              FROM {_table(backend, "conversation_events")} FINAL
+                             WHERE {where_c} AND kind = 'created') AS c
+                      INNER JOIN
+                           (SELECT conversation_id, min(occurred_at) AS replied_at,
+                                   argMin(agent_id, occurred_at) AS agent
+                              FROM {_table(backend, "messages")} FINAL
+                           PREWHERE account_id = {{account:String}}
+                                AND occurred_at >= toDateTime64({{since:String}}, 3, 'UTC')
+                                AND direction = 'outbound'
+                             WHERE private = 0 AND agent_id != ''
+                             GROUP BY conversation_id) AS r
+                      USING conversation_id
                      WHERE r.replied_at >= c.created_at {agent})
-             GROUP BY key ORDER BY n DESC, key""",
+             GROUP BY key ORDER BY n DESC, key
+            {FINAL_SETTINGS}""",
         params,
     )
 
@@ -174,7 +182,8 @@ async def resolution(backend: Backend, scope: Scope, group_by: GroupBy) -> list[
                                AND kind IN ('created', 'reopened')) AS o
                         ON r.conversation_id = o.conversation_id
                        AND r.occurred_at >= o.opened_at)
-             GROUP BY key ORDER BY n DESC, key""",
+             GROUP BY key ORDER BY n DESC, key
+            {FINAL_SETTINGS}""",
         params,
     )
 
@@ -195,7 +204,8 @@ async def agents(backend: Backend, scope: Scope) -> list[list[Any]]:
                   FROM {_table(backend, "conversation_events")} FINAL
                  WHERE {where_c} AND kind = 'resolved' AND assignee_id != ''
                  GROUP BY agent)
-             GROUP BY agent ORDER BY 3 DESC, agent""",
+             GROUP BY agent ORDER BY 3 DESC, agent
+            {FINAL_SETTINGS}""",
         params,
     )
 
@@ -219,7 +229,8 @@ async def calls(backend: Backend, scope: Scope) -> list[list[Any]]:
                      WHERE {where}
                      GROUP BY inbox_id, call_id
                     HAVING countIf(kind = 'ended') > 0)
-             GROUP BY inbox_id ORDER BY n DESC, inbox_id""",
+             GROUP BY inbox_id ORDER BY n DESC, inbox_id
+            {FINAL_SETTINGS}""",
         params,
     )
 
