@@ -6,10 +6,9 @@ waiting conversations reach an agent who just came online (presence is not on th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from msgspec import UNSET
 
@@ -17,9 +16,9 @@ from automation.assignment import BUSY, assign, drain
 from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
 from hub.consumers.idempotency import claim
 from hub.consumers.stream import StreamConsumer
-from hub.contracts.part import WORKERS, Layer
 from hub.events import UnknownEventType, decode_event
 from hub.events.types import CONVERSATIONS, ConversationCreated, ConversationUpdated
+from hub.timers import BackgroundPart
 
 if TYPE_CHECKING:
     from hub.app import Hub
@@ -73,27 +72,10 @@ class Assigner:
                     await drain(conn, presence, freed)
 
 
-class QueueDrainer:
+class QueueDrainer(BackgroundPart):
     name = "assignment-queue"
-    layer: Layer = "source"
-    roles = WORKERS
 
-    def __init__(self) -> None:
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self, hub: Hub) -> None:
-        self._task = asyncio.create_task(self._run(hub), name="assignment-queue")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    def health(self) -> Mapping[str, Any]:
-        return {}
-
-    async def _run(self, hub: Hub) -> None:
+    async def run(self, hub: Hub) -> None:
         from hub.app import TRANSIENT
 
         while True:

@@ -18,8 +18,6 @@ still stops the clock instead of a false breach.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
@@ -35,7 +33,6 @@ from hub.actions.sla import announce_sla
 from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
 from hub.consumers.idempotency import claim
 from hub.consumers.stream import StreamConsumer
-from hub.contracts.part import WORKERS, Layer
 from hub.events import ActorKind, Event, UnknownEventType, decode_event
 from hub.events.types import (
     CONVERSATIONS,
@@ -47,6 +44,7 @@ from hub.events.types import (
 )
 from hub.ids import new_id
 from hub.store.db import Conn
+from hub.timers import DueTimer
 
 if TYPE_CHECKING:
     from hub.app import Hub
@@ -357,49 +355,21 @@ async def next_due(conn: Conn) -> datetime | None:
     return due
 
 
-class SlaTimer:
+class SlaTimer(DueTimer):
     """Fires the clocks when their time comes (workers), sleeping until the next one, at most
     ``HUB_AUTOMATION_POLL_MS`` (a clock started by another process is seen within that)."""
 
     name = "sla-timer"
-    layer: Layer = "source"
-    roles = WORKERS
+    batch = FIRE_BATCH
 
-    def __init__(self) -> None:
-        self._task: asyncio.Task[None] | None = None
-        self.fired = 0
+    def poll_seconds(self, hub: Hub) -> float:
+        return hub.config.automation_poll_ms / 1000
 
-    async def start(self, hub: Hub) -> None:
-        self._task = asyncio.create_task(self._run(hub), name="sla-timer")
+    async def fire(self, conn: Conn) -> int:
+        return await fire_due(conn)
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def next_due(self, conn: Conn) -> datetime | None:
+        return await next_due(conn)
 
     def health(self) -> Mapping[str, Any]:
         return {"fired": self.fired}
-
-    async def _run(self, hub: Hub) -> None:
-        from hub.app import TRANSIENT
-
-        poll = hub.config.automation_poll_ms / 1000
-        while True:
-            due = None
-            try:
-                while True:
-                    async with hub.pool.acquire() as conn, conn.transaction():
-                        fired = await fire_due(conn)
-                    self.fired += fired
-                    if fired < FIRE_BATCH:
-                        break
-                async with hub.pool.acquire() as conn:
-                    due = await next_due(conn)
-            except TRANSIENT as exc:
-                log.warning("sla timer: database unavailable", extra={"error": repr(exc)})
-            wait = poll
-            if due is not None:
-                wait = min(poll, max(0.0, (due - datetime.now(UTC)).total_seconds()))
-            await asyncio.sleep(wait)

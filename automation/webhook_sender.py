@@ -18,7 +18,6 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +25,8 @@ import aiohttp
 
 from automation import signing
 from automation.addresses import AddressRefused, PublicOnlyResolver, check_destination
-from hub.contracts.part import WORKERS, Layer
 from hub.secrets import SecretBox
+from hub.timers import BackgroundPart
 
 if TYPE_CHECKING:
     from hub.app import Hub
@@ -71,15 +70,13 @@ def backoff(attempts: int, base: float) -> float:
     return wait / 2 + random.uniform(0, wait / 2)
 
 
-class WebhookSender:
+class WebhookSender(BackgroundPart):
     name = "webhook-sender"
-    layer: Layer = "source"
-    roles = WORKERS
 
     def __init__(self, recorded: asyncio.Event | None = None) -> None:
+        super().__init__()
         #: set by the recorder of this process when it recorded deliveries
         self.recorded = recorded or asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
         #: counters for tests and health
         self.sent = 0
@@ -92,22 +89,15 @@ class WebhookSender:
         self._http = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=TIMEOUT)
         )
-        self._task = asyncio.create_task(self._run(hub), name="webhook-sender")
+        await super().start(hub)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await super().stop()
         if self._http is not None:
             await self._http.close()
             self._http = None
 
-    def health(self) -> Mapping[str, Any]:
-        return {}
-
-    async def _run(self, hub: Hub) -> None:
+    async def run(self, hub: Hub) -> None:
         from hub.app import TRANSIENT
 
         poll = hub.config.automation_poll_ms / 1000

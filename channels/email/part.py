@@ -9,13 +9,12 @@ the Message-ID, and the cursor only moves forward), but one worker per deploymen
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from hub.contracts.part import WORKERS, Layer
 from hub.store.reads import load_inbox
+from hub.timers import BackgroundPart
 
 if TYPE_CHECKING:
     from channels.email.imap import MailboxReader
@@ -25,23 +24,15 @@ log = logging.getLogger(__name__)
 SYNC_EVERY = 5.0
 
 
-class EmailPart:
+class EmailPart(BackgroundPart):
     name = "email"
-    layer: Layer = "source"
-    roles = WORKERS
 
     def __init__(self) -> None:
+        super().__init__()
         self.readers: dict[str, MailboxReader] = {}
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self, hub: Hub) -> None:
-        self._task = asyncio.create_task(self._sync_loop(hub), name="email-sync")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await super().stop()
         for reader in list(self.readers.values()):
             await reader.stop()
         self.readers.clear()
@@ -51,7 +42,7 @@ class EmailPart:
             return {}
         return {"email": {inbox_id: r.status() for inbox_id, r in sorted(self.readers.items())}}
 
-    async def _sync_loop(self, hub: Hub) -> None:
+    async def run(self, hub: Hub) -> None:
         from hub.app import TRANSIENT
 
         while True:
