@@ -34,6 +34,10 @@ from hub.store.reads import BadCursor, contact_scope, get_contact, list_contacts
 ContactName = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=NO_NUL)]
 ChannelName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 Address = Annotated[str, msgspec.Meta(min_length=1, max_length=320, pattern=NO_NUL)]
+#: a record id as a body or query value (never a database error for a stray byte)
+RecordId = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z_-]{1,64}$")]
+AttributeKey = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+AttributeValue = Annotated[str, msgspec.Meta(max_length=1000, pattern=NO_NUL)]
 MAX_DEPTH = 8
 
 
@@ -53,7 +57,7 @@ def _check_json(value: Any, depth: int = 0) -> None:
             _check_json(item, depth + 1)
 
 
-def _check_attributes(attributes: dict[str, Any]) -> None:
+def check_attribute_json(attributes: dict[str, Any]) -> None:
     _check_json(attributes)
     if len(msgspec.json.encode(attributes)) > MAX_ATTRIBUTES_BYTES:
         raise ValueError(f"attributes exceed {MAX_ATTRIBUTES_BYTES} bytes")
@@ -70,7 +74,7 @@ class NewContact(msgspec.Struct, forbid_unknown_fields=True):
     identities: Annotated[list[IdentityIn], msgspec.Meta(max_length=20)] = []
 
     def __post_init__(self) -> None:
-        _check_attributes(self.attributes)
+        check_attribute_json(self.attributes)
         pairs = [(i.channel, i.address) for i in self.identities]
         if len(set(pairs)) != len(pairs):
             raise ValueError("an identity is listed twice")
@@ -81,19 +85,19 @@ class ContactChanges(msgspec.Struct, forbid_unknown_fields=True):
 
     name: ContactName | UnsetType | None = UNSET
     attributes: dict[str, Any] | UnsetType = UNSET
-    company_id: str | UnsetType | None = UNSET
+    company_id: RecordId | UnsetType | None = UNSET
 
     def __post_init__(self) -> None:
         if not isinstance(self.attributes, UnsetType):
-            _check_attributes(self.attributes)
+            check_attribute_json(self.attributes)
 
 
 class ContactQuery(msgspec.Struct, forbid_unknown_fields=True):
     q: PrefixSearch | None = None
     #: a defined attribute's key, with ``value``: contacts whose attribute has that value
-    attribute: str | None = None
-    value: str | None = None
-    company_id: str | None = None
+    attribute: AttributeKey | None = None
+    value: AttributeValue | None = None
+    company_id: RecordId | None = None
     limit: Limit = 50
     cursor: str | None = None
 
@@ -280,7 +284,7 @@ async def delete_contact_route(call: Call) -> None:
 
 class MergeBody(msgspec.Struct, forbid_unknown_fields=True):
     #: the contact folded into the one named in the path (which survives)
-    contact_id: str
+    contact_id: RecordId
 
 
 class Merged(msgspec.Struct):

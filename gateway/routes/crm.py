@@ -5,8 +5,10 @@ contacts routes (``contacts_by_inbox``) and the conversations routes (their inbo
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -16,17 +18,26 @@ from crm.companies import COLUMNS, create_company, delete_company, update_compan
 from gateway.responses import ApiError
 from gateway.route import Call, Reply, route
 from gateway.routes._common import Limit, record_id, refusal
-from gateway.routes.contacts import ContactPage, ContactQuery, list_contacts_route
+from gateway.routes.contacts import (
+    ContactPage,
+    ContactQuery,
+    check_attribute_json,
+    list_contacts_route,
+)
 from hub.actions.contacts import ContactRefused
 from hub.authz import Permission
 from hub.fields import NO_NUL
 from hub.store.db import in_transaction
 
-AttributeKey = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
+AttributeKey = Annotated[str, msgspec.Meta(pattern=f"^{_KEY.pattern}$")]
 Label = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=NO_NUL)]
 Option = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=NO_NUL)]
 CompanyName = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=NO_NUL)]
 Domain = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9.-]{1,253}$")]
+
+
+AttributeType = Literal["text", "number", "date", "list", "checkbox", "link"]
 
 
 class AttributeDefinition(msgspec.Struct, forbid_unknown_fields=True):
@@ -35,7 +46,7 @@ class AttributeDefinition(msgspec.Struct, forbid_unknown_fields=True):
 
     key: AttributeKey
     label: Label
-    type: str
+    type: AttributeType
     options: Annotated[list[Option], msgspec.Meta(max_length=100)] = []
 
 
@@ -54,7 +65,9 @@ class DefinitionList(msgspec.Struct):
 async def list_definitions_route(call: Call) -> DefinitionList:
     found = await definitions(call.hub.pool, call.principal.account_id)
     return DefinitionList(
-        data=[AttributeDefinition(d.key, d.label, d.type, list(d.options)) for d in found.values()]
+        data=msgspec.convert(
+            [dataclasses.asdict(d) for d in found.values()], list[AttributeDefinition]
+        )
     )
 
 
@@ -97,6 +110,8 @@ async def define_route(call: Call) -> Reply:
     status=204,
 )
 async def undefine_route(call: Call) -> None:
+    if not _KEY.fullmatch(call.path("attribute")):
+        raise ApiError(404, "not_found", "no such attribute")
     try:
         await in_transaction(
             call.hub.pool,
@@ -127,11 +142,18 @@ class NewCompany(msgspec.Struct, forbid_unknown_fields=True):
     domain: Domain | None = None
     attributes: dict[str, Any] = {}
 
+    def __post_init__(self) -> None:
+        check_attribute_json(self.attributes)
+
 
 class CompanyChanges(msgspec.Struct, forbid_unknown_fields=True):
     name: CompanyName | UnsetType = UNSET
     domain: Domain | UnsetType | None = UNSET
     attributes: dict[str, Any] | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.attributes, UnsetType):
+            check_attribute_json(self.attributes)
 
 
 class CompanyQuery(msgspec.Struct, forbid_unknown_fields=True):
