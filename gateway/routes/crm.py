@@ -11,10 +11,12 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
+from aiohttp import web
 from msgspec import UNSET, UnsetType
 
 from crm.attributes import define, definitions, undefine
 from crm.companies import COLUMNS, create_company, delete_company, update_company
+from crm.export import HEADER, contact_pages, csv_chunk, csv_lines, json_chunk
 from gateway.responses import ApiError
 from gateway.route import Call, Reply, route
 from gateway.routes._common import Limit, record_id, refusal
@@ -24,10 +26,12 @@ from gateway.routes.contacts import (
     check_attribute_json,
     list_contacts_route,
 )
+from hub import audit
 from hub.actions.contacts import ContactRefused
 from hub.authz import Permission
 from hub.fields import NO_NUL
 from hub.store.db import in_transaction
+from hub.store.reads import contact_scope
 
 _KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
 AttributeKey = Annotated[str, msgspec.Meta(pattern=f"^{_KEY.pattern}$")]
@@ -354,3 +358,59 @@ ROUTES = [
     company_contacts_route,
     company_conversations_route,
 ]
+
+
+class ExportQuery(msgspec.Struct, forbid_unknown_fields=True):
+    format: Literal["csv", "json"] = "csv"
+
+
+@route(
+    "GET",
+    "/api/v1/contact-export",
+    permission=Permission.ACCOUNT_MANAGE,
+    summary="Every contact as CSV or a JSON array, streamed",
+    tag="crm",
+    query=ExportQuery,
+)
+async def export_contacts_route(call: Call) -> web.StreamResponse:
+    """Administrators only (it is the whole address book); the export is in the audit log.
+    CSV cells that would run as a spreadsheet formula start with ``'``."""
+    q: ExportQuery = call.query
+    await call.hub.pool.execute("SELECT 1")  # fail before the headers go out if the store is down
+    async with call.hub.pool.acquire() as conn:
+        await audit.record(
+            conn,
+            account_id=call.principal.account_id,
+            actor=call.principal,
+            action="contacts.exported",
+            object_type="contact",
+            object_id=None,
+            origin=call.origin,
+            details={"format": q.format},
+        )
+    csv_out = q.format == "csv"
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8" if csv_out else "application/json",
+            "Content-Disposition": f'attachment; filename="contacts.{q.format}"',
+            "Cache-Control": "no-store",
+        }
+    )
+    await response.prepare(call.request)
+    first = True
+    scope = await contact_scope(call.hub.pool, call.principal.account_id, call.principal.inboxes)
+    if not csv_out:
+        await response.write(b"[")
+    async with call.hub.pool.acquire() as conn:
+        async for page in contact_pages(conn, call.principal.account_id, scope):
+            await response.write(csv_chunk(page, first) if csv_out else json_chunk(page, first))
+            first = False
+    if csv_out and first:
+        await response.write(csv_lines([list(HEADER)]))
+    if not csv_out:
+        await response.write(b"]")
+    await response.write_eof()
+    return response
+
+
+ROUTES.append(export_contacts_route)

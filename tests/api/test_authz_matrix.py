@@ -204,6 +204,7 @@ SPEC: dict[str, Expect] = {
     "DELETE /api/v1/companies/{company_id}": Expect(ADMIN),
     "GET /api/v1/companies/{company_id}/contacts": Expect(EVERYONE),
     "GET /api/v1/companies/{company_id}/conversations": Expect(EVERYONE),
+    "GET /api/v1/contact-export": Expect(ADMIN),
     "GET /api/v1/conversations/{conversation_id}/messages": Expect(SEES_A, NOT_A),
     "GET /api/v1/conversations/{conversation_id}/events": Expect(SEES_A, NOT_A),
     "POST /api/v1/conversations/{conversation_id}/messages": Expect(

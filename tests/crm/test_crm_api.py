@@ -371,3 +371,42 @@ async def test_a_note_records_who_wrote_it_and_when(hub: Hub, client: Client) ->
         hub, contact_id, lambda e: "notes" in e["payload"].get("changed", [])
     )
     assert any("notes" in e["payload"].get("changed", []) for e in events)
+
+
+async def test_the_export_streams_every_live_contact_and_defuses_formulas(
+    hub: Hub, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import csv
+    import io
+
+    import crm.export
+
+    monkeypatch.setattr(crm.export, "PAGE", 2)  # several pages from five contacts
+    names = ['=HYPERLINK("http://x")', "+1 trick", "Plain", "@SUM(A1)", "Last"]
+    made = []
+    for name in names:
+        response = await client.post("/api/v1/contacts", json={"name": name}, headers=ADMIN)
+        made.append((await response.json())["id"])
+    await client.post(
+        f"/api/v1/contacts/{made[2]}/merge", json={"contact_id": made[4]}, headers=ADMIN
+    )
+    response = await client.get("/api/v1/contact-export?format=csv", headers=ADMIN)
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(await response.text())))
+    assert rows[0][:2] == ["id", "name"]
+    assert [r[0] for r in rows[1:]] == made[:4]  # the merged one is not exported
+    assert [r[1] for r in rows[1:]] == [
+        '\'=HYPERLINK("http://x")',
+        "'+1 trick",
+        "Plain",
+        "'@SUM(A1)",
+    ]
+    as_json = await (await client.get("/api/v1/contact-export?format=json", headers=ADMIN)).json()
+    assert [c["name"] for c in as_json] == names[:4]  # JSON is data, not a spreadsheet
+    agent = await agent_auth(hub)
+    assert (await client.get("/api/v1/contact-export", headers=agent)).status == 403
+    assert (
+        await hub.pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'contacts.exported'")
+        == 2
+    )
