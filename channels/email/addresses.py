@@ -6,22 +6,19 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-EMAIL = "email"
-#: a mailbox as the hub accepts it: one @, no spaces, quotes, angle brackets or line breaks
-_ADDRESS = re.compile(r"[^\s@<>\"(),;:\\\[\]]{1,64}@[A-Za-z0-9.-]{1,253}")
+from hub.identities import EMAIL, normalise_email
+
+__all__ = ["EMAIL", "header_safe", "normalise"]
 
 
 def normalise(address: str, settings: Mapping[str, Any] | None = None) -> str | None:
-    """The identity of a mailbox: the domain lowercased; ``user+tag@`` is ``user@`` only when the
-    inbox's ``plus_addressing`` setting says plus-tags reach the same mailbox. ``None`` when it
-    is not an address."""
-    address = address.strip()
-    if not _ADDRESS.fullmatch(address):
+    """The identity of a mailbox: the core's rule (the domain lowercased); ``user+tag@`` is
+    ``user@`` only when the inbox's ``plus_addressing`` setting says plus-tags reach the same
+    mailbox. ``None`` when it is not an address."""
+    normal = normalise_email(address)
+    if normal is None:
         return None
-    local, _, domain = address.rpartition("@")
-    domain = domain.lower().rstrip(".")
-    if not domain or "." not in domain or ".." in domain:
-        return None
+    local, _, domain = normal.rpartition("@")
     if settings is not None and settings.get("plus_addressing") is True and "+" in local:
         local = local.split("+", 1)[0] or local
     return f"{local}@{domain}"

@@ -76,15 +76,16 @@ CALL_SETUP = Histogram(
     registry=REGISTRY,
 )
 
-_URI_USER = re.compile(r"sips?:([^@;>]+)@", re.IGNORECASE)
+_URI_USER = re.compile(r"sips?:([^@;>]+)@|tel:([^;>\s]+)", re.IGNORECASE)
 _DISPLAY = re.compile(r'^\s*"([^"]*)"|^\s*([^<"]+?)\s*<')
 
 
 def caller_of(remote_uri: str, region: str) -> tuple[str, str, str | None]:
     """(identity channel, address, display name) of a caller: E.164 on ``phone`` when the user
-    part is a phone number, else the raw user part on ``sip`` (an extension, ``anonymous``)."""
+    part (or a ``tel:`` URI) is a phone number, else the raw user part on ``sip`` (an extension,
+    ``anonymous``)."""
     match = _URI_USER.search(remote_uri)
-    user = match.group(1) if match else "anonymous"
+    user = (match.group(1) or match.group(2)) if match else "anonymous"
     shown = _DISPLAY.match(remote_uri)
     name = (shown.group(1) or shown.group(2) or "").strip() if shown else ""
     digits = re.sub(r"[\s().-]", "", user)

@@ -18,6 +18,7 @@ from hub import audit, display_names
 from hub.authz import Principal
 from hub.events import Actor, ActorKind, ContactCreated, ContactUpdated, make_event
 from hub.events.types import Identity
+from hub.identities import normalise
 from hub.ids import new_id
 from hub.refusals import CodedRefusal
 from hub.store.db import Conn
@@ -43,6 +44,22 @@ async def _identities(conn: Conn, contact_id: str) -> tuple[Identity, ...]:
     return tuple(Identity(r["channel"], r["address"]) for r in rows)
 
 
+def normalised_identities(identities: Sequence[Identity]) -> list[Identity]:
+    """Each identity by its channel's rule, once; 422 ``invalid_identity`` naming the first
+    address that cannot be one."""
+    out: dict[tuple[str, str], Identity] = {}
+    for identity in identities:
+        address = normalise(identity.channel, identity.address)
+        if address is None:
+            raise ContactRefused(
+                "invalid_identity",
+                f"{identity.address!r} is not a {identity.channel} address",
+                {"channel": identity.channel, "address": identity.address},
+            )
+        out.setdefault((identity.channel, address), Identity(identity.channel, address))
+    return list(out.values())
+
+
 async def create_contact(
     conn: Conn,
     *,
@@ -52,8 +69,11 @@ async def create_contact(
     identities: Sequence[Identity],
     correlation_id: str | None = None,
 ) -> str:
-    """Run inside a transaction; the new contact's id."""
+    """Run inside a transaction; the new contact's id. Addresses are stored by their channel's
+    rule (:mod:`hub.identities`), so a number typed as ``+94 77 123 4567`` is the contact a
+    WhatsApp or SMS message from that number lands on."""
     name = display_names.clean(name)
+    identities = normalised_identities(identities)
     contact_id = new_id()
     await conn.execute(
         "INSERT INTO contacts (id, account_id, name, attributes) VALUES ($1, $2, $3, $4)",
@@ -106,12 +126,14 @@ async def update_contact(
     contact_id: str,
     name: str | UnsetType | None = UNSET,
     attributes: dict[str, Any] | UnsetType = UNSET,
+    company_id: str | UnsetType | None = UNSET,
     correlation_id: str | None = None,
 ) -> bool:
-    """Rename and/or merge attributes (a key set to ``None`` is removed). Whether anything
-    changed; no change writes nothing and announces nothing."""
+    """Rename, merge attributes (a key set to ``None`` is removed) and/or set the company.
+    Whether anything changed; no change writes nothing and announces nothing."""
     row = await conn.fetchrow(
-        "SELECT name, attributes FROM contacts WHERE id = $1 AND account_id = $2 FOR UPDATE",
+        """SELECT name, attributes, company_id FROM contacts
+            WHERE id = $1 AND account_id = $2 FOR UPDATE""",
         contact_id,
         principal.account_id,
     )
@@ -137,13 +159,25 @@ async def update_contact(
                 raise ContactRefused(
                     "attributes_too_large", f"attributes exceed {MAX_ATTRIBUTES_BYTES} bytes"
                 )
+    new_company = row["company_id"]
+    if company_id is not UNSET and company_id != row["company_id"]:
+        if company_id is not None and not await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM companies WHERE id = $1 AND account_id = $2)",
+            company_id,
+            principal.account_id,
+        ):
+            raise ContactRefused("unknown_company", "no such company", {"company_id": company_id})
+        new_company = company_id
+        changed.append("company")
     if not changed:
         return False
     await conn.execute(
-        "UPDATE contacts SET name = $2, attributes = $3, updated_at = now() WHERE id = $1",
+        """UPDATE contacts SET name = $2, attributes = $3, company_id = $4, updated_at = now()
+            WHERE id = $1""",
         contact_id,
         new_name,
         merged,
+        new_company,
     )
     event = make_event(
         ContactUpdated(
@@ -166,13 +200,16 @@ async def delete_contact(
 ) -> None:
     """Delete a contact and its identities, unless conversations (or merged contacts) point to
     it. The row lock makes a concurrent conversation insert wait, then fail its key check."""
-    found = await conn.fetchval(
-        "SELECT 1 FROM contacts WHERE id = $1 AND account_id = $2 FOR UPDATE",
+    found = await conn.fetchrow(
+        "SELECT merged_into FROM contacts WHERE id = $1 AND account_id = $2 FOR UPDATE",
         contact_id,
         principal.account_id,
     )
     if found is None:
         raise ContactRefused("not_found", "no such contact")
+    if found["merged_into"] is not None:  # the redirect to the survivor stays
+        raise ContactRefused("conflict", "the contact was merged into another one")
+    await conn.execute("DELETE FROM contact_notes WHERE contact_id = $1", contact_id)
     used = await conn.fetchval(
         """SELECT EXISTS (SELECT 1 FROM conversations WHERE contact_id = $1)
                   OR EXISTS (SELECT 1 FROM contacts WHERE merged_into = $1)""",

@@ -373,7 +373,7 @@ async def inbox_counters(
     return counters
 
 
-CONTACT_COLUMNS = """c.id, c.name, c.attributes, c.created_at, c.updated_at,
+CONTACT_COLUMNS = """c.id, c.name, c.attributes, c.company_id, c.created_at, c.updated_at,
     coalesce((SELECT jsonb_agg(jsonb_build_object('channel', i.channel, 'address', i.address)
                                ORDER BY i.channel, i.address)
                 FROM contact_identities i WHERE i.contact_id = c.id), '[]'::jsonb) AS identities"""
@@ -406,13 +406,22 @@ async def list_contacts(
     limit: int,
     cursor: str | None,
     scope: frozenset[str] | None = None,
+    attribute: tuple[str, Any] | None = None,
+    company_id: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Newest first; ``search`` matches a name prefix or an address prefix (an exact address
-    too), case-insensitively. Contacts merged into another one are left out; with ``scope``
-    (:func:`contact_scope`), so are contacts without a conversation in those inboxes."""
+    too), case-insensitively; ``attribute`` (key, JSON value) an attribute's exact value;
+    ``company_id`` a company's contacts. Contacts merged into another one are left out; with
+    ``scope`` (:func:`contact_scope`), so are contacts without a conversation in those inboxes."""
     after_id = decode_id_cursor(cursor)
     args: list[Any] = [account_id, limit + 1]
     where = ["c.account_id = $1", "c.merged_into IS NULL"]
+    if attribute is not None:
+        args.append({attribute[0]: attribute[1]})
+        where.append(f"c.attributes @> ${len(args)}::jsonb")
+    if company_id is not None:
+        args.append(company_id)
+        where.append(f"c.company_id = ${len(args)}")
     if scope is not None:
         args.append(sorted(scope))
         where.append(_IN_SCOPE.format(n=len(args)))

@@ -196,6 +196,26 @@ SPEC: dict[str, Expect] = {
     "POST /api/v1/contacts": Expect(EVERYONE, body={"name": "New contact"}),
     "PATCH /api/v1/contacts/{contact_id}": Expect(EVERYONE, body={"name": "Renamed"}),
     "DELETE /api/v1/contacts/{contact_id}": Expect(ADMIN, ok=(204, 409)),
+    "POST /api/v1/contacts/{contact_id}/merge": Expect(
+        EVERYONE, body={"contact_id": "{contact_b}"}
+    ),
+    "GET /api/v1/contact-merge-suggestions": Expect(EVERYONE),
+    "GET /api/v1/contacts/{contact_id}/notes": Expect(EVERYONE),
+    "POST /api/v1/contacts/{contact_id}/notes": Expect(EVERYONE, body={"content": "Prefers email"}),
+    # the CRM: attribute definitions are the administrators'; companies are account-wide
+    "GET /api/v1/contact-attributes": Expect(EVERYONE),
+    "POST /api/v1/contact-attributes": Expect(
+        ADMIN, body={"key": "tier", "label": "Tier", "type": "list", "options": ["a", "b"]}
+    ),
+    "DELETE /api/v1/contact-attributes/{attribute}": Expect(ADMIN),
+    "GET /api/v1/companies": Expect(EVERYONE),
+    "POST /api/v1/companies": Expect(EVERYONE, body={"name": "Globex"}),
+    "GET /api/v1/companies/{company_id}": Expect(EVERYONE),
+    "PATCH /api/v1/companies/{company_id}": Expect(EVERYONE, body={"name": "Acme Ltd"}),
+    "DELETE /api/v1/companies/{company_id}": Expect(ADMIN),
+    "GET /api/v1/companies/{company_id}/contacts": Expect(EVERYONE),
+    "GET /api/v1/companies/{company_id}/conversations": Expect(EVERYONE),
+    "GET /api/v1/contact-export": Expect(ADMIN),
     "GET /api/v1/conversations/{conversation_id}/messages": Expect(SEES_A, NOT_A),
     "GET /api/v1/conversations/{conversation_id}/events": Expect(SEES_A, NOT_A),
     "POST /api/v1/conversations/{conversation_id}/messages": Expect(

@@ -213,6 +213,21 @@ async def build_world(hub: Hub, app_state_owner: Any) -> World:
             inbox_id=inbox_a.id,
             user_id=users["member"],
         )
+        ids["company_id"] = new_id()
+        await conn.execute(
+            "INSERT INTO companies (id, account_id, name) VALUES ($1, $2, 'Acme')",
+            ids["company_id"],
+            one,
+        )
+        await conn.execute(
+            "UPDATE contacts SET company_id = $1 WHERE id = $2", ids["company_id"], contact_a
+        )
+        await conn.execute(
+            """INSERT INTO contact_attribute_definitions (account_id, key, label, type)
+               VALUES ($1, 'plan', 'Plan', 'text')""",
+            one,
+        )
+        ids["attribute"] = "plan"
         label, canned = new_id(), new_id()
         await conn.execute(
             "INSERT INTO labels (id, account_id, name) VALUES ($1, $2, 'vip')", label, one
@@ -284,6 +299,7 @@ async def build_world(hub: Hub, app_state_owner: Any) -> World:
             """SELECT id FROM inboxes WHERE account_id = $1 UNION ALL
                SELECT id FROM conversations WHERE account_id = $1 UNION ALL
                SELECT id FROM contacts WHERE account_id = $1 UNION ALL
+               SELECT id FROM companies WHERE account_id = $1 UNION ALL
                SELECT id FROM users WHERE account_id = $1 UNION ALL
                SELECT id FROM teams WHERE account_id = $1 UNION ALL
                SELECT id FROM calls WHERE account_id = $1""",
