@@ -58,16 +58,34 @@ INSERT_SETTINGS = {"date_time_input_format": "best_effort"}
 
 
 class _Runner:
-    """A few threads for the blocking client, so queries never hold the event loop."""
+    """A few threads for the blocking client, so queries never hold the event loop.
 
-    def __init__(self, name: str, threads: int) -> None:
-        self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix=name)
+    ``shared``: the process keeps these threads for good. chDB's engine opens per-thread files
+    (``/proc/thread-self/stat``, ``io``, ``schedstat``) for every thread that queries and never
+    closes them when a thread ends, so a pool per hub leaked three descriptors per thread and
+    start, until the process ran out of select()-able descriptors."""
+
+    _shared: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, name: str, threads: int, *, shared: bool = False) -> None:
+        self._owned = not shared
+        if shared:
+            with self._lock:
+                pool = self._shared.get(name)
+                if pool is None:
+                    pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix=name)
+                    self._shared[name] = pool
+            self._pool = pool
+        else:
+            self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix=name)
 
     async def run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        if self._owned:
+            self._pool.shutdown(wait=True)
 
 
 # --- chDB ----------------------------------------------------------------------------------------
@@ -128,7 +146,7 @@ class ChdbBackend:
     def __init__(self, path: Path, database: str) -> None:
         self.path = str(path)
         self.database = database
-        self._runner = _Runner("chdb", 2)
+        self._runner = _Runner("chdb", 2, shared=True)
         self._session: Any = None
 
     def _sync_session(self) -> Any:

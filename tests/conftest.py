@@ -92,12 +92,16 @@ async def db(db_dsn: str) -> AsyncIterator[asyncpg.Connection[Any]]:
 
 @pytest.fixture
 def hub_config(db_dsn: str, tmp_path: Path) -> Config:
+    """Analytics off: the embedded store (chDB) allows one data folder per process, so every
+    test hub opening and closing its own leaks engine threads' descriptors; tests/analytics
+    turns it on."""
     return Config(
         database_url=db_dsn,
         data_dir=tmp_path / "data",
         access_log=False,
         outbox_poll_ms=100,
         max_body_bytes=64 * 1024,
+        analytics=False,
     )
 
 
