@@ -78,6 +78,10 @@ def _responses(spec: Route, reply_schema: dict[str, Any] | None) -> dict[str, An
     ok: dict[str, Any] = {"description": _STATUS_TEXT.get(spec.status, "OK")}
     if reply_schema is not None and spec.status != 204:
         ok["content"] = {"application/json": {"schema": reply_schema}}
+    if spec.csv:
+        ok.setdefault("content", {})["text/csv"] = {"schema": {"type": "string"}}
+        if reply_schema is None:  # streamed: JSON without a fixed schema, or CSV
+            ok["content"]["application/json"] = {"schema": {}}
     answers[str(spec.status)] = ok
     if spec.replays:
         answers["200"] = {**ok, "description": "Already done with this idempotency key."}

@@ -108,6 +108,7 @@ class Route:
     form: type | None = None  # an upload's fields besides ``file`` (for the OpenAPI document)
     errors: tuple[int, ...] = ()  # statuses beyond the ones every route can answer
     replays: bool = False  # a retried create (same idempotency key) answers 200, not 201
+    csv: bool = False  # also answers text/csv (``?format=csv``)
 
     @property
     def name(self) -> str:
@@ -130,13 +131,14 @@ def route(
     form: type | None = None,
     errors: tuple[int, ...] = (),
     replays: bool = False,
+    csv: bool = False,
 ) -> Callable[[Handler], Route]:
     """Declare a handler as a route: ``@route("GET", "/api/v1/labels", permission=..., ...)``."""
 
     def wrap(handler: Handler) -> Route:
         return Route(
             method, path, handler, permission, summary, tag, query, body, reply, status, limit,
-            upload, form, errors, replays,
+            upload, form, errors, replays, csv,
         )  # fmt: skip
 
     return wrap

@@ -152,6 +152,7 @@ async def _contact(call: Call, contact_id: str, *, scoped: bool = True) -> Conta
     tag="contacts",
     query=ContactQuery,
     reply=ContactPage,
+    errors=(422,),  # an attribute filter the account does not define, or without a value
 )
 async def list_contacts_route(call: Call) -> ContactPage:
     """``q`` matches the start of a name or of an address (phone number, email), ignoring case;

@@ -293,6 +293,7 @@ async def delete_company_route(call: Call) -> None:
     tag="crm",
     query=ContactQuery,
     reply=ContactPage,
+    errors=(422,),
 )
 async def company_contacts_route(call: Call) -> ContactPage:
     """Takes the contact list's query (search, attribute filter, paging)."""
@@ -371,6 +372,7 @@ class ExportQuery(msgspec.Struct, forbid_unknown_fields=True):
     summary="Every contact as CSV or a JSON array, streamed",
     tag="crm",
     query=ExportQuery,
+    csv=True,
 )
 async def export_contacts_route(call: Call) -> web.StreamResponse:
     """Administrators only (it is the whole address book); the export is in the audit log.
