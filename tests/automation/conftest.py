@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,16 +23,11 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 @pytest.fixture
-def hub_config(db_dsn: str, tmp_path: Path) -> Config:
-    return Config(
-        database_url=db_dsn,
-        data_dir=tmp_path / "data",
-        access_log=False,
-        outbox_poll_ms=100,
-        max_body_bytes=64 * 1024,
-        webhook_allow_private=True,
-        webhook_retry_base_ms=40,
-        automation_poll_ms=50,
+def hub_config(hub_config: Config) -> Config:
+    """The suite's settings (analytics off: see tests/conftest.py), receivers on loopback
+    allowed, short retries and polls."""
+    return hub_config.replace(
+        webhook_allow_private=True, webhook_retry_base_ms=40, automation_poll_ms=50
     )
 
 
