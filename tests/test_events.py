@@ -37,6 +37,7 @@ def test_every_registered_type_has_a_topic_and_version() -> None:
         "contact.created",
         "contact.updated",
         "contact.merged",
+        "contact.erased",
     } <= set(types)
     for name, cls in types.items():
         assert name == cls.TYPE and cls.VERSION >= 1 and cls.TOPIC in {"conversations", "contacts"}

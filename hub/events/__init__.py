@@ -19,6 +19,7 @@ from hub.events.envelope import (
 from hub.events.types import (
     Attachment,
     ContactCreated,
+    ContactErased,
     ContactMerged,
     ContactUpdated,
     ConversationCreated,
@@ -38,6 +39,7 @@ __all__ = [
     "ActorKind",
     "Attachment",
     "ContactCreated",
+    "ContactErased",
     "ContactMerged",
     "ContactUpdated",
     "ConversationCreated",

@@ -178,6 +178,21 @@ class ContactMerged(Payload, frozen=True, kw_only=True):
         return self.contact_id
 
 
+@payload_type("contact.erased", topic=CONTACTS)
+class ContactErased(Payload, frozen=True, kw_only=True):
+    """A person's data was erased (data-protection request): every consumer that keeps a copy of
+    their content (analytics, AI indexes, archives) removes it. ``conversation_ids`` and
+    ``message_ids`` name what was theirs so consumers need not look it up in the (now anonymised)
+    database."""
+
+    contact_id: str
+    conversation_ids: tuple[str, ...] = ()
+    message_ids: tuple[str, ...] = ()
+
+    def partition_key(self) -> str:
+        return self.contact_id
+
+
 # --- voice ---------------------------------------------------------------------------------------
 # A call's progress, on its conversation's timeline. Every call event names the call; the voice
 # process acts on ``call.accepted``, ``call.declined`` and ``call.requested`` (what agents decide),
