@@ -179,13 +179,16 @@ function connected(c, inbox, ch) {
   const url = inbox.webhook_url || `${location.origin}${inbox.webhook_path}`;
   const shown = Object.entries(inbox.credentials || {}).filter(([k]) => ch?.generated_secrets.includes(k));
   const waiting = h("p.live", { id: "first-message", role: "status", text: t("inbox.waiting") });
+  // the address bar already shows this inbox's page: a plain link would not open it
+  const edit = h("a", { href: `#/settings/inboxes/${inbox.id}`, text: t("inbox.edit"), id: "edit-inbox" });
+  edit.addEventListener("click", (e) => { e.preventDefault(); stopLive(); inboxPage(c, inbox.id); });
   page(c.main, t("inbox.connected", { name: inbox.name }),
     h("p", { text: t(ch?.webhooks === false ? "inbox.no_webhooks" : "inbox.paste") }),
     ch?.webhooks === false ? null : copyable("webhook-url", t("inbox.webhook_url"), url),
     ...shown.map(([k, v]) => copyable(`secret-${k}`, t(`inbox.secret.${k}`), String(v))),
     shown.length ? h("p.warning", { text: t("inbox.shown_once") }) : null,
     waiting,
-    h("p", null, h("a", { href: `#/settings/inboxes/${inbox.id}`, text: t("inbox.edit"), id: "edit-inbox" })));
+    h("p", null, edit));
   stopLive();
   liveSocket = io("/agent", { transports: ["websocket"], auth: (/** @type {any} */ cb) => cb({ token: c.api.token }) });
   liveSocket.on("events", (/** @type {any[]} */ batch) => {
