@@ -208,6 +208,18 @@ class Delivery:
                 # replies of this inbox are read by the customer's system; they stay queued
                 await claim(conn, GROUP, [event.id])
                 return None
+            if not inbox.enabled:  # queued before an administrator disabled the inbox
+                await claim(conn, GROUP, [event.id])
+                await record_failed(
+                    conn,
+                    message_id=message_id,
+                    error_code="inbox_disabled",
+                    error_message="the inbox was disabled before this reply was sent",
+                    channel=inbox.channel,
+                    correlation_id=event.correlation_id,
+                    causation_id=event.id,
+                )
+                return None
             address = await _address(conn, row["contact_id"], adapter.manifest.identity_channel)
             if address is None:
                 await claim(conn, GROUP, [event.id])

@@ -456,8 +456,9 @@ function connect() {
       const q = S.queued; S.queued = null;
       for (const batch of q) onEvents(batch);
     }
-    if (S.current) socket.emit("join", { conversation_id: S.current });
-    socket.emit("presence", { status: /** @type {HTMLSelectElement} */ ($.presence).value });
+    // the screen may have been left (settings) while the list loaded: no socket then
+    if (S.current) socket?.emit("join", { conversation_id: S.current });
+    socket?.emit("presence", { status: /** @type {HTMLSelectElement} */ ($.presence).value });
   });
   socket.on("disconnect", (/** @type {string} */ reason) => {
     S.connected = false;

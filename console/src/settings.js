@@ -11,6 +11,7 @@ import { h, clear } from "./dom.js";
 import { t } from "./i18n.js";
 import { Api } from "./api.js";
 import { field, input, clearErrors, showError, messageOf, copyable } from "./forms.js";
+import { inboxSwitch, deleteConsequence } from "./inbox_state.js";
 
 export const SECTIONS = ["inboxes", "agents", "teams", "labels", "canned", "account", "tokens", "audit"];
 const SCOPES = ["profile", "account:read", "conversations:read", "conversations:write", "contacts:read",
@@ -94,7 +95,7 @@ async function inboxes(c) {
     list.length ? h("table.grid", { id: "inbox-table" },
       h("thead", null, h("tr", null, h("th", { text: t("inbox.name") }), h("th", { text: t("inbox.channel") }), h("th", { text: t("inbox.members") }))),
       h("tbody", null, ...list.map((/** @type {any} */ i) => h("tr", { "data-inbox": i.id },
-        h("td", null, h("a", { href: `#/settings/inboxes/${i.id}`, text: i.name })),
+        h("td", null, h("a", { href: `#/settings/inboxes/${i.id}`, text: i.name }), i.enabled === false ? h("span.badge.off", { text: ` ${t("inbox.off")}` }) : null),
         h("td", { text: names.get(i.channel) || i.channel }),
         h("td", { text: String(i.member_ids.length) })))))
       : h("p.muted", { text: t("inbox.none") }));
@@ -249,7 +250,8 @@ async function inboxPage(c, id) {
     ch?.webhooks === false ? null : copyable("webhook-url", t("inbox.webhook_url"), url),
     form,
     h("h2", { text: t("inbox.members") }), members, saveMembers, membersNote,
-    h("h2", { text: t("inbox.delete") }), h("p", { text: t("inbox.delete_explained") }), del, delNote);
+    ...inboxSwitch(c.api, inbox, () => inboxPage(c, id).catch((err) => { delNote.textContent = messageOf(err); })),
+    h("h2", { text: t("inbox.delete") }), h("p", { text: t("inbox.delete_explained") }), deleteConsequence(inbox), del, delNote);
 }
 
 /** @param {string} prefix @param {any[]} items @param {string[]} on */

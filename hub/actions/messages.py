@@ -218,6 +218,12 @@ async def create_agent_message(
     inbox_id = await conversation_inbox(
         conn, account_id, conversation_id, inboxes=inboxes, lock=True
     )
+    if not private and await conn.fetchval(
+        "SELECT disabled_at IS NOT NULL FROM inboxes WHERE id = $1", inbox_id
+    ):
+        raise MessageRefused(
+            "inbox_disabled", "this conversation's inbox is disabled: replies cannot be sent"
+        )
     status = MessageStatus.SENT if private else MessageStatus.QUEUED
     text = content if content.strip() else None
     if template is not None and text is None:

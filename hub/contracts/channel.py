@@ -234,6 +234,8 @@ class InboxContext:
     reopen_policy: str
     settings: Mapping[str, Any]
     secrets: Mapping[str, Any]
+    #: ``False``: an administrator disabled the inbox (webhooks refused, nothing sent)
+    enabled: bool = True
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

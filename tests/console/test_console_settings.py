@@ -31,7 +31,7 @@ from tests.channels.twilio_support import (
 )
 from tests.conftest import ADMIN_TOKEN
 from tests.console.test_console import PASSWORD, SHOTS, TIMEOUT, log_in, make_user
-from tests.support.api_channel import ApiInbox, api_body
+from tests.support.api_channel import ApiInbox, api_body, signed_headers
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.postgres
@@ -426,5 +426,60 @@ async def test_whatsapp_cloud_and_sip_wizards(hub: Hub, server: str, browser: Br
     await expect(body).not_to_contain_text("sip-password-4711")
     sip_id = await hub.pool.fetchval("SELECT id FROM inboxes WHERE channel = 'sip'")
     assert (await stored_secrets(hub, sip_id)) == {"password": "sip-password-4711"}
+    assert not errors, errors
+    await context.close()
+
+
+async def test_an_inbox_is_disabled_and_enabled_from_its_page(
+    hub: Hub, server: str, browser: Browser
+) -> None:
+    """What delete would do to the conversations is said before the button; disabling refuses
+    the webhooks (410) while the conversation stays readable; enabling takes them again."""
+    await make_user(hub, "ana@example.com", "Ana Perera")
+    shop = await ApiInbox.create(hub, server, name="Shop API")
+    await shop.send(api_body("d-1", text="Before the pause", name="Nimal Fernando"))
+    empty = await ApiInbox.create(hub, server, name="Spare API")
+    context = await browser.new_context(viewport={"width": 1280, "height": 860})
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    await log_in(page, server, "ana@example.com")
+
+    await page.goto(f"{server}/#/settings/inboxes/{empty.id}")
+    await expect(page.locator("#delete-consequence")).to_contain_text(
+        "no conversations", timeout=TIMEOUT
+    )
+    await page.goto(f"{server}/#/settings/inboxes/{shop.id}")
+    await expect(page.locator("#delete-consequence")).to_contain_text(
+        "1 conversations: deleting it will be refused", timeout=TIMEOUT
+    )
+    await expect(page.locator("#inbox-state")).to_contain_text("This inbox is on")
+    await page.locator("#disable-inbox").click()
+    await expect(page.locator("#inbox-state")).to_contain_text("This inbox is off", timeout=TIMEOUT)
+    await page.screenshot(path=str(SHOTS / "settings-inbox-disabled.png"))
+    body = api_body("d-2", text="While paused")
+    secret = shop.made.secrets["signing_secret"]
+    async with aiohttp.ClientSession() as http:
+        refused = await http.post(
+            f"{server}/webhooks/api/{shop.id}", data=body, headers=signed_headers(secret, body)
+        )
+        assert refused.status == 410
+    await page.goto(server + "/#/settings/inboxes")
+    await expect(page.locator(f'[data-inbox="{shop.id}"]')).to_contain_text(
+        "(off)", timeout=TIMEOUT
+    )
+
+    # the conversation is still there to read
+    await page.get_by_role("link", name="Back to conversations").first.click()
+    row = page.locator(".vrow", has_text="Nimal Fernando")
+    await expect(row).to_be_visible(timeout=TIMEOUT)
+    await row.click()
+    await expect(page.locator("ol.timeline")).to_contain_text("Before the pause", timeout=TIMEOUT)
+
+    await page.goto(f"{server}/#/settings/inboxes/{shop.id}")
+    await page.locator("#enable-inbox").click()
+    await expect(page.locator("#inbox-state")).to_contain_text("This inbox is on", timeout=TIMEOUT)
+    await shop.send(body)
+    assert await count(hub, "messages") == 2
     assert not errors, errors
     await context.close()
