@@ -456,6 +456,7 @@ async def test_an_inbox_is_disabled_and_enabled_from_its_page(
     await expect(page.locator("#inbox-state")).to_contain_text("This inbox is on")
     await page.locator("#disable-inbox").click()
     await expect(page.locator("#inbox-state")).to_contain_text("This inbox is off", timeout=TIMEOUT)
+    await page.set_viewport_size({"width": 1280, "height": 1100})  # down to the delete button
     await page.screenshot(path=str(SHOTS / "settings-inbox-disabled.png"))
     body = api_body("d-2", text="While paused")
     secret = shop.made.secrets["signing_secret"]
