@@ -189,7 +189,8 @@ class Delivery:
                 return None
             row = await conn.fetchrow(
                 """SELECT m.status, m.content, m.content_type, m.attachments, m.inbox_id,
-                          m.delivery_started_at, m.conversation_id, c.contact_id, m.template
+                          m.delivery_started_at, m.conversation_id, c.contact_id, m.template,
+                          m.email
                      FROM messages m JOIN conversations c ON c.id = m.conversation_id
                     WHERE m.id = $1
                       FOR UPDATE OF m""",
@@ -207,6 +208,18 @@ class Delivery:
             if inbox is None or adapter is None or not adapter.delivers(inbox):
                 # replies of this inbox are read by the customer's system; they stay queued
                 await claim(conn, GROUP, [event.id])
+                return None
+            if not inbox.enabled:  # queued before an administrator disabled the inbox
+                await claim(conn, GROUP, [event.id])
+                await record_failed(
+                    conn,
+                    message_id=message_id,
+                    error_code="inbox_disabled",
+                    error_message="the inbox was disabled before this reply was sent",
+                    channel=inbox.channel,
+                    correlation_id=event.correlation_id,
+                    causation_id=event.id,
+                )
                 return None
             address = await _address(conn, row["contact_id"], adapter.manifest.identity_channel)
             if address is None:
@@ -251,6 +264,7 @@ class Delivery:
                 r["provider_message_id"] for r in reversed(thread) if r["provider_message_id"]
             ),
             thread_key=next((r["thread_key"] for r in thread if r["thread_key"]), None),
+            email=row["email"],
         )
         return adapter, inbox, outbound
 

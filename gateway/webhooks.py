@@ -140,6 +140,11 @@ async def handle_webhook(request: web.Request) -> web.StreamResponse:
         inbox = await state.inboxes.load(inbox_id)
     if inbox is None or inbox.channel != channel:
         raise ApiError(404, "unknown_inbox", f"no {channel} inbox {inbox_id!r}")
+    if not inbox.enabled:
+        # 410, not 5xx: providers that retry only 5xx (SendGrid) or nothing (Twilio) stop at once
+        raise ApiError(
+            410, "inbox_disabled", "this inbox is disabled; an administrator can enable it again"
+        )
     body = await request.read()
     webhook = WebhookRequest(
         method=request.method,

@@ -71,6 +71,24 @@ async def _files(
     return out
 
 
+def _addresses(values: object) -> list[str]:
+    """The agent's Cc or Bcc list, each a plain address (anything else is refused, final)."""
+    out: list[str] = []
+    for value in values if isinstance(values, list) else []:
+        address = normalise(str(value))
+        if address is None:
+            raise SendError("invalid_recipient", f"{value!r} is not an address", retryable=False)
+        out.append(address)
+    return out
+
+
+def recipients(message: OutboundMessage, mail: EmailMessage) -> list[str]:
+    """Who the mail goes to: To and Cc from its headers, and the Bcc no header shows."""
+    everyone = [str(mail["To"]), *_addresses((message.email or {}).get("cc"))]
+    everyone += _addresses((message.email or {}).get("bcc"))
+    return list(dict.fromkeys(everyone))
+
+
 def compose(
     inbox: InboxContext, message: OutboundMessage, files: list[tuple[str, str, bytes]]
 ) -> EmailMessage:
@@ -84,8 +102,15 @@ def compose(
     mail = EmailMessage()
     mail["From"] = formataddr((header_safe(settings.get("from_name") or inbox.name, 200), sender))
     mail["To"] = to
+    options = message.email or {}
+    cc = _addresses(options.get("cc"))
+    if cc:
+        mail["Cc"] = ", ".join(cc)
     topic = header_safe(message.thread_key, 900)
-    mail["Subject"] = f"Re: {topic}" if topic else header_safe(f"Message from {inbox.name}", 900)
+    chosen = header_safe(options.get("subject"), 900)
+    mail["Subject"] = chosen or (
+        f"Re: {topic}" if topic else header_safe(f"Message from {inbox.name}", 900)
+    )
     mail["Date"] = format_datetime(datetime.now(UTC))
     mail["Message-ID"] = make_msgid(idstring=message.message_id, domain=sender.split("@")[1])
     refs = [
@@ -118,6 +143,7 @@ async def send(
     try:
         await aiosmtplib.send(
             mail,
+            recipients=recipients(message, mail),
             hostname=host,
             port=_int(settings, "smtp_port", 465 if security == "tls" else 587),
             username=str(user) if user else None,

@@ -58,7 +58,8 @@ class EmailPart(BackgroundPart):
 
         rows = await hub.pool.fetch(
             """SELECT id FROM inboxes
-                WHERE channel = 'email' AND coalesce(settings->>'imap_host', '') <> ''"""
+                WHERE channel = 'email' AND disabled_at IS NULL
+                  AND coalesce(settings->>'imap_host', '') <> ''"""
         )
         wanted = {}
         for row in rows:

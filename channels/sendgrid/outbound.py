@@ -17,7 +17,7 @@ import asyncio
 import base64
 import json
 import urllib.error
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from email.message import EmailMessage
 from typing import Any
 
@@ -25,6 +25,8 @@ from python_http_client.exceptions import HTTPError  # type: ignore[import-untyp
 from sendgrid import SendGridAPIClient  # type: ignore[import-untyped]
 from sendgrid.helpers.mail import (  # type: ignore[import-untyped]
     Attachment,
+    Bcc,
+    Cc,
     ContentId,
     CustomArg,
     Disposition,
@@ -38,7 +40,7 @@ from sendgrid.helpers.mail import (  # type: ignore[import-untyped]
 )
 
 from channels._base import InboxContext, OutboundMessage, SendError, SendResult
-from channels.email.outbound import _files, compose
+from channels.email.outbound import _addresses, _files, compose
 from channels.sendgrid.events import MESSAGE_ARG
 from hub.media import MediaStore
 
@@ -52,8 +54,10 @@ def _host(settings: Mapping[str, Any]) -> str:
     return value.rstrip("/") if isinstance(value, str) and value else DEFAULT_HOST
 
 
-def request_body(mail: EmailMessage, files: list[tuple[str, str, bytes]]) -> dict[str, Any]:
-    """The v3 Mail Send body for a composed reply."""
+def request_body(
+    mail: EmailMessage, files: list[tuple[str, str, bytes]], bcc: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The v3 Mail Send body for a composed reply (its Cc header; ``bcc`` in no header)."""
     sender = mail["From"]
     message = Mail(
         from_email=From(sender.addresses[0].addr_spec, sender.addresses[0].display_name or None),
@@ -61,6 +65,10 @@ def request_body(mail: EmailMessage, files: list[tuple[str, str, bytes]]) -> dic
         subject=str(mail["Subject"]),
         plain_text_content=mail.get_content() or " ",
     )
+    for address in mail["Cc"].addresses if mail["Cc"] is not None else ():
+        message.add_cc(Cc(address.addr_spec))
+    for address in bcc:
+        message.add_bcc(Bcc(address))
     for name in THREAD_HEADERS:
         if mail[name] is not None:
             message.header = Header(name, str(mail[name]))
@@ -116,7 +124,7 @@ async def send(
         raise SendError("not_configured", "the inbox has no SendGrid api_key", retryable=False)
     files = await _files(media, message)
     mail = compose(inbox, message, files)
-    body = request_body(mail, files)
+    body = request_body(mail, files, _addresses((message.email or {}).get("bcc")))
     try:
         status, _headers = await asyncio.to_thread(_post, _host(inbox.settings), api_key, body)
     except HTTPError as exc:

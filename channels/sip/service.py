@@ -293,7 +293,8 @@ class VoiceService:
     async def sync(self) -> None:
         """Bring the lines in step with the voice inboxes now (also done every few seconds)."""
         pool = self.hub.pool
-        ids = [r["id"] for r in await pool.fetch("SELECT id FROM inboxes WHERE channel = 'sip'")]
+        voice = "SELECT id FROM inboxes WHERE channel = 'sip' AND disabled_at IS NULL"
+        ids = [r["id"] for r in await pool.fetch(voice)]
         seen: set[str] = set()
         for inbox_id in ids:
             context = await load_inbox(pool, self.hub.box, inbox_id)

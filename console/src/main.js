@@ -10,6 +10,7 @@ import { h, clear, initials, since } from "./dom.js";
 import { t, setLanguage, preferred, language, LANGUAGES } from "./i18n.js";
 import { VirtualList } from "./vlist.js";
 import { renderItem, messageItem, systemItems, tickFor } from "./timeline.js";
+import { emailComposer } from "./email.js";
 import { Notifier } from "./notify.js";
 import { Ringer, callItems, callButton, showProfile } from "./calls.js";
 import { settingsScreen } from "./settings.js";
@@ -456,8 +457,9 @@ function connect() {
       const q = S.queued; S.queued = null;
       for (const batch of q) onEvents(batch);
     }
-    if (S.current) socket.emit("join", { conversation_id: S.current });
-    socket.emit("presence", { status: /** @type {HTMLSelectElement} */ ($.presence).value });
+    // the screen may have been left (settings) while the list loaded: no socket then
+    if (S.current) socket?.emit("join", { conversation_id: S.current });
+    socket?.emit("presence", { status: /** @type {HTMLSelectElement} */ ($.presence).value });
   });
   socket.on("disconnect", (/** @type {string} */ reason) => {
     S.connected = false;
@@ -701,7 +703,8 @@ function composer(id, inbox) {
   $.templates = h("div.templates", { hidden: true }, tplName, tplLang, tplParams);
   $.composerIsWa = /** @type {any} */ (isWhatsApp);
   const send = h("button.primary", { type: "submit", text: t("composer.send") });
-  const form = h("form.composer", { "aria-label": t("composer.label") }, $.window, $.templates, suggestions, text,
+  const mail = emailComposer(inbox, id);
+  const form = h("form.composer", { "aria-label": t("composer.label") }, $.window, $.templates, mail?.el, suggestions, text,
     h("div.row", null, h("label", null, note, " ", t("composer.private")), file, counter, send));
   note.addEventListener("change", () => form.classList.toggle("is-note", /** @type {HTMLInputElement} */ (note).checked));
   let typingOn = false, typingTimer = 0, smsTimer = 0, cannedTimer = 0;
@@ -757,7 +760,8 @@ function composer(id, inbox) {
         await api.post(`/api/v1/conversations/${id}/messages`, { template: { name: /** @type {HTMLInputElement} */ (tplName).value.trim(), language: /** @type {HTMLInputElement} */ (tplLang).value.trim(), body_parameters: params }, client_id: crypto.randomUUID() });
       } else {
         if (!content.trim()) return;
-        await api.post(`/api/v1/conversations/${id}/messages`, { content, private: priv, client_id: crypto.randomUUID() });
+        await api.post(`/api/v1/conversations/${id}/messages`, { content, private: priv, client_id: crypto.randomUUID(), ...(mail && !priv ? { email: mail.options() } : {}) });
+        mail?.sent();
       }
       /** @type {HTMLTextAreaElement} */ (text).value = "";
       counter.textContent = "";

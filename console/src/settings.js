@@ -11,6 +11,7 @@ import { h, clear } from "./dom.js";
 import { t } from "./i18n.js";
 import { Api } from "./api.js";
 import { field, input, clearErrors, showError, messageOf, copyable } from "./forms.js";
+import { inboxSwitch, deleteConsequence } from "./inbox_state.js";
 
 export const SECTIONS = ["inboxes", "agents", "teams", "labels", "canned", "account", "tokens", "audit"];
 const SCOPES = ["profile", "account:read", "conversations:read", "conversations:write", "contacts:read",
@@ -94,7 +95,7 @@ async function inboxes(c) {
     list.length ? h("table.grid", { id: "inbox-table" },
       h("thead", null, h("tr", null, h("th", { text: t("inbox.name") }), h("th", { text: t("inbox.channel") }), h("th", { text: t("inbox.members") }))),
       h("tbody", null, ...list.map((/** @type {any} */ i) => h("tr", { "data-inbox": i.id },
-        h("td", null, h("a", { href: `#/settings/inboxes/${i.id}`, text: i.name })),
+        h("td", null, h("a", { href: `#/settings/inboxes/${i.id}`, text: i.name }), i.enabled === false ? h("span.badge.off", { text: ` ${t("inbox.off")}` }) : null),
         h("td", { text: names.get(i.channel) || i.channel }),
         h("td", { text: String(i.member_ids.length) })))))
       : h("p.muted", { text: t("inbox.none") }));
@@ -179,13 +180,16 @@ function connected(c, inbox, ch) {
   const url = inbox.webhook_url || `${location.origin}${inbox.webhook_path}`;
   const shown = Object.entries(inbox.credentials || {}).filter(([k]) => ch?.generated_secrets.includes(k));
   const waiting = h("p.live", { id: "first-message", role: "status", text: t("inbox.waiting") });
+  // the address bar already shows this inbox's page: a plain link would not open it
+  const edit = h("a", { href: `#/settings/inboxes/${inbox.id}`, text: t("inbox.edit"), id: "edit-inbox" });
+  edit.addEventListener("click", (e) => { e.preventDefault(); stopLive(); inboxPage(c, inbox.id); });
   page(c.main, t("inbox.connected", { name: inbox.name }),
     h("p", { text: t(ch?.webhooks === false ? "inbox.no_webhooks" : "inbox.paste") }),
     ch?.webhooks === false ? null : copyable("webhook-url", t("inbox.webhook_url"), url),
     ...shown.map(([k, v]) => copyable(`secret-${k}`, t(`inbox.secret.${k}`), String(v))),
     shown.length ? h("p.warning", { text: t("inbox.shown_once") }) : null,
     waiting,
-    h("p", null, h("a", { href: `#/settings/inboxes/${inbox.id}`, text: t("inbox.edit"), id: "edit-inbox" })));
+    h("p", null, edit));
   stopLive();
   liveSocket = io("/agent", { transports: ["websocket"], auth: (/** @type {any} */ cb) => cb({ token: c.api.token }) });
   liveSocket.on("events", (/** @type {any[]} */ batch) => {
@@ -246,7 +250,8 @@ async function inboxPage(c, id) {
     ch?.webhooks === false ? null : copyable("webhook-url", t("inbox.webhook_url"), url),
     form,
     h("h2", { text: t("inbox.members") }), members, saveMembers, membersNote,
-    h("h2", { text: t("inbox.delete") }), h("p", { text: t("inbox.delete_explained") }), del, delNote);
+    ...inboxSwitch(c.api, inbox, () => inboxPage(c, id).catch((err) => { delNote.textContent = messageOf(err); })),
+    h("h2", { text: t("inbox.delete") }), h("p", { text: t("inbox.delete_explained") }), deleteConsequence(inbox), del, delNote);
 }
 
 /** @param {string} prefix @param {any[]} items @param {string[]} on */

@@ -10,6 +10,7 @@
  */
 import { h } from "./dom.js";
 import { t } from "./i18n.js";
+import { emailView, isEmailPart } from "./email.js";
 
 /** @typedef {{kind: string, id: string, at: string, [k: string]: any}} Item */
 /** @typedef {{api: import("./api.js").Api, names: (id: string | null) => string}} Ctx */
@@ -51,8 +52,11 @@ registerRenderer("message", (m, ctx) => {
   const side = m.direction === "inbound" ? "in" : "out";
   const cls = m.private ? "note" : side;
   const body = h("div.bubble-body", null);
+  const mail = emailView(m, ctx);
+  if (mail) body.append(mail.head);
   if (m.content) body.append(h("p.content", { text: m.content }));
-  for (const a of m.attachments || []) body.append(attachment(a, ctx));
+  for (const a of m.attachments || []) if (!isEmailPart(a)) body.append(attachment(a, ctx));
+  if (mail) body.append(mail.tail);
   const meta = h("div.meta", null,
     h("span.who", { text: m.private ? t("timeline.note") : side === "in" ? "" : ctx.names(m.sender_id) }),
     h("time", { datetime: m.at, text: new Date(m.at).toLocaleTimeString() }),

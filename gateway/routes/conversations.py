@@ -123,6 +123,8 @@ class Message(msgspec.Struct):
     error_message: str | None
     sent_at: datetime | None
     created_at: datetime
+    #: an agent's email reply: ``cc``, ``bcc`` and ``subject`` as sent; otherwise null
+    email: dict[str, Any] | None = None
 
 
 class MessagePage(msgspec.Struct):
@@ -143,6 +145,22 @@ class TemplateIn(msgspec.Struct, forbid_unknown_fields=True):
     body_parameters: Annotated[list[TemplateValue], msgspec.Meta(max_length=100)] = []
 
 
+EmailAddress = Annotated[
+    str, msgspec.Meta(max_length=254, pattern=r"^[^@\s<>,;:\"()\[\]\\]+@[^@\s<>,;:\"()\[\]\\]+$")
+]
+EmailAddresses = Annotated[list[EmailAddress], msgspec.Meta(max_length=50)]
+Subject = Annotated[str, msgspec.Meta(min_length=1, max_length=900, pattern=r"^[^\r\n\x00]+$")]
+
+
+class EmailOptions(msgspec.Struct, forbid_unknown_fields=True):
+    """A reply in an email inbox: more recipients, and the subject (default: ``Re:`` and the
+    thread's subject). Bcc addresses get the mail without appearing in its headers."""
+
+    cc: EmailAddresses = msgspec.field(default_factory=list)
+    bcc: EmailAddresses = msgspec.field(default_factory=list)
+    subject: Subject | None = None
+
+
 class NewMessage(msgspec.Struct, forbid_unknown_fields=True):
     """A reply (``content``, or a ``template`` on channels that have them) or a private note.
     On a channel with a reply window (WhatsApp: 24 hours after the contact's last message) only
@@ -152,6 +170,8 @@ class NewMessage(msgspec.Struct, forbid_unknown_fields=True):
     private: bool = False
     client_id: ClientId | None = None
     template: TemplateIn | None = None
+    #: email inboxes only (422 ``email_options_not_supported`` elsewhere)
+    email: EmailOptions | None = None
 
 
 class SentMessage(msgspec.Struct):
@@ -430,6 +450,7 @@ async def post_message_route(call: Call) -> Reply:
             inboxes=who.inboxes,
             template=template,
             enforce_reply_window=True,
+            email=msgspec.to_builtins(body.email) if body.email is not None else None,
         )
     except MessageRefused as exc:
         raise refusal(exc) from exc

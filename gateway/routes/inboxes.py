@@ -17,7 +17,13 @@ import msgspec
 
 from gateway.route import Call, Reply, route
 from gateway.routes._common import Ids, ListQuery, Name, not_found, path_id, run, tidy, whole
-from hub.actions.inboxes import add_inbox, delete_inbox, set_inbox_members, update_inbox
+from hub.actions.inboxes import (
+    add_inbox,
+    delete_inbox,
+    set_inbox_enabled,
+    set_inbox_members,
+    update_inbox,
+)
 from hub.authz import Permission
 from hub.contracts.registry import channel_registry
 from hub.fields import NO_NUL
@@ -90,6 +96,13 @@ class Inbox(msgspec.Struct):
     team_ids: list[str]
     created_at: datetime
     updated_at: datetime
+    #: ``false``: disabled by an administrator (``POST .../disable``): its webhooks are refused
+    #: with 410 ``inbox_disabled``, nothing is sent through it, its conversations stay readable
+    enabled: bool = True
+    disabled_at: datetime | None = None
+    #: how many conversations the inbox holds (one inbox's read only; ``null`` in lists): an
+    #: inbox with conversations cannot be deleted, only disabled
+    conversation_count: int | None = None
     #: an email inbox reading a mailbox over IMAP: its state; otherwise null
     mailbox: Mailbox | None = None
 
@@ -270,6 +283,57 @@ async def patch_inbox_route(call: Call) -> Inbox:
     return inbox
 
 
+async def _switch(call: Call, enabled: bool) -> Inbox:
+    who = call.principal
+    inbox_id = path_id(call, "inbox_id", "inbox")
+    call.authorize(inbox_id)
+
+    async def switch(conn: Conn) -> Inbox:
+        await set_inbox_enabled(
+            conn,
+            account_id=who.account_id,
+            inbox_id=inbox_id,
+            enabled=enabled,
+            actor=who,
+            origin=call.origin,
+        )
+        return await _read(call, conn, inbox_id)
+
+    inbox = await run(call, switch)
+    call.state.inboxes.invalidate(inbox_id)  # this gateway refuses its webhooks from now on
+    return inbox
+
+
+@route(
+    "POST",
+    "/api/v1/inboxes/{inbox_id}/disable",
+    permission=Permission.INBOXES_MANAGE,
+    summary="Disable an inbox: its webhooks are refused and nothing is sent; history is kept",
+    tag="inboxes",
+    reply=Inbox,
+)
+async def disable_inbox_route(call: Call) -> Inbox:
+    """Webhooks to it are answered 410 ``inbox_disabled`` (what each provider does with that is
+    in docs/channels.md), an email inbox's mailbox and a voice inbox's SIP lines are no longer
+    read, replies are refused (422 ``inbox_disabled``; private notes still work) and replies
+    already queued fail with that code. Its conversations stay readable. Disabling a disabled
+    inbox changes nothing."""
+    return await _switch(call, False)
+
+
+@route(
+    "POST",
+    "/api/v1/inboxes/{inbox_id}/enable",
+    permission=Permission.INBOXES_MANAGE,
+    summary="Enable a disabled inbox again",
+    tag="inboxes",
+    reply=Inbox,
+)
+async def enable_inbox_route(call: Call) -> Inbox:
+    """An email inbox's reader takes in what arrived in the mailbox meanwhile."""
+    return await _switch(call, True)
+
+
 @route(
     "DELETE",
     "/api/v1/inboxes/{inbox_id}",
@@ -280,7 +344,9 @@ async def patch_inbox_route(call: Call) -> Inbox:
     errors=(409,),
 )
 async def delete_inbox_route(call: Call) -> Reply:
-    """409 when the inbox has conversations: their history is never deleted with it."""
+    """409 ``inbox_has_conversations`` when the inbox has conversations: their history is never
+    deleted with it (``conversation_count`` on the inbox says so beforehand); disable it
+    instead."""
     who = call.principal
     inbox_id = path_id(call, "inbox_id", "inbox")
     call.authorize(inbox_id)
@@ -336,4 +402,6 @@ ROUTES = [
     patch_inbox_route,
     delete_inbox_route,
     put_inbox_members_route,
+    disable_inbox_route,
+    enable_inbox_route,
 ]

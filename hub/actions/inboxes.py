@@ -173,6 +173,39 @@ async def update_inbox(
         await audit("inbox.credentials_changed", {"keys": changed_keys})
 
 
+async def set_inbox_enabled(
+    conn: Conn,
+    *,
+    account_id: str,
+    inbox_id: str,
+    enabled: bool,
+    actor: Principal,
+    origin: Origin,
+) -> bool:
+    """Disable or enable an inbox; ``False`` when it already was so (nothing written, nothing
+    audited). Disabling keeps everything it holds: only new input and output stop."""
+    row = await conn.fetchrow(
+        """SELECT disabled_at IS NULL AS enabled FROM inboxes
+            WHERE id = $1 AND account_id = $2 FOR NO KEY UPDATE""",
+        inbox_id,
+        account_id,
+    )
+    if row is None:
+        raise Refused("not_found", "not_found", "no such inbox")
+    if row["enabled"] == enabled:
+        return False
+    await conn.execute(
+        """UPDATE inboxes SET disabled_at = CASE WHEN $2 THEN NULL ELSE now() END,
+                  updated_at = now()
+            WHERE id = $1""",
+        inbox_id,
+        enabled,
+    )
+    action = "inbox.enabled" if enabled else "inbox.disabled"
+    await audit_object(conn, "inbox", account_id, inbox_id, action, actor, origin)
+    return True
+
+
 async def delete_inbox(
     conn: Conn, *, account_id: str, inbox_id: str, actor: Principal, origin: Origin
 ) -> None:

@@ -15,7 +15,7 @@ and ``enforce_reply_window`` refuses it here already, before anything is stored.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -109,6 +109,16 @@ async def _check_channel(
         )
 
 
+async def _check_email(conn: Conn, inbox_id: str, private: bool) -> None:
+    """Cc, Bcc and a subject belong to a reply in an email inbox."""
+    channel = await conn.fetchval("SELECT channel FROM inboxes WHERE id = $1", inbox_id)
+    adapter = get_channel(channel) if channel is not None else None
+    if private or adapter is None or adapter.manifest.identity_channel != "email":
+        raise MessageRefused(
+            "email_options_not_supported", "cc, bcc and subject are for replies in email inboxes"
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class NewAttachment(StoredFile):
     """A file already in the media store (``hub.media``), to attach to the new message."""
@@ -196,6 +206,7 @@ async def create_agent_message(
     enforce_reply_window: bool = False,
     actor: Actor | None = None,
     causation_id: str | None = None,
+    email: Mapping[str, Any] | None = None,
 ) -> AgentMessage:
     """Run inside a transaction; :class:`MessageRefused` for anything the caller got wrong.
     ``content`` may be empty when files are attached or a ``template`` is sent (its preview is
@@ -218,6 +229,14 @@ async def create_agent_message(
     inbox_id = await conversation_inbox(
         conn, account_id, conversation_id, inboxes=inboxes, lock=True
     )
+    if not private and await conn.fetchval(
+        "SELECT disabled_at IS NOT NULL FROM inboxes WHERE id = $1", inbox_id
+    ):
+        raise MessageRefused(
+            "inbox_disabled", "this conversation's inbox is disabled: replies cannot be sent"
+        )
+    if email is not None:
+        await _check_email(conn, inbox_id, private)
     status = MessageStatus.SENT if private else MessageStatus.QUEUED
     text = content if content.strip() else None
     if template is not None and text is None:
@@ -237,8 +256,8 @@ async def create_agent_message(
     inserted = await conn.fetchval(
         """INSERT INTO messages (id, account_id, conversation_id, inbox_id, direction, private,
                                  sender_type, sender_id, content, status, client_message_id,
-                                 attachments, content_type, template)
-           VALUES ($1, $2, $3, $4, 'outbound', $5, $13, $6, $7, $8, $9, $10, $11, $12)
+                                 attachments, content_type, template, email)
+           VALUES ($1, $2, $3, $4, 'outbound', $5, $13, $6, $7, $8, $9, $10, $11, $12, $14)
            ON CONFLICT DO NOTHING RETURNING id""",
         message_id,
         account_id,
@@ -253,6 +272,7 @@ async def create_agent_message(
         content_type,
         stored_template,
         "agent" if actor is None else actor.kind.value,
+        dict(email) if email is not None else None,
     )
     if inserted is None and client_id is not None:
         # the key was taken by a concurrent request (in another conversation: this one is

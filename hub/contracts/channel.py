@@ -234,6 +234,8 @@ class InboxContext:
     reopen_policy: str
     settings: Mapping[str, Any]
     secrets: Mapping[str, Any]
+    #: ``False``: an administrator disabled the inbox (webhooks refused, nothing sent)
+    enabled: bool = True
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -356,6 +358,8 @@ class OutboundMessage:
     thread_refs: tuple[str, ...] = ()
     #: the conversation's latest thread key (:class:`ThreadHint`; email: its subject)
     thread_key: str | None = None
+    #: an email reply's ``cc`` and ``bcc`` address lists and ``subject``, as the agent gave them
+    email: Mapping[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

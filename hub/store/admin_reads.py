@@ -112,7 +112,7 @@ def mask_secret(value: object) -> str:
 
 
 _INBOX = """SELECT i.id, i.channel, i.name, i.reopen_policy, i.settings, i.secrets,
-                   i.created_at, i.updated_at,
+                   i.created_at, i.updated_at, i.disabled_at, i.disabled_at IS NULL AS enabled,
                    ARRAY(SELECT user_id FROM inbox_members WHERE inbox_id = i.id ORDER BY user_id)
                        AS member_ids,
                    ARRAY(SELECT team_id FROM team_inboxes WHERE inbox_id = i.id ORDER BY team_id)
@@ -141,7 +141,13 @@ async def get_inbox(
 ) -> Row | None:
     """``with_credentials``: include the credentials (masked); otherwise an empty map."""
     row = await db.fetchrow(f"{_INBOX} WHERE i.id = $1 AND i.account_id = $2", inbox_id, account_id)
-    return _inbox(row, box, with_credentials) if row is not None else None
+    if row is None:
+        return None
+    item = _inbox(row, box, with_credentials)
+    item["conversation_count"] = await db.fetchval(
+        "SELECT count(*) FROM conversations WHERE inbox_id = $1", inbox_id
+    )
+    return item
 
 
 async def list_inboxes(

@@ -21,7 +21,8 @@ async def load_inbox(
     conn: Conn | asyncpg.Pool[Any], box: SecretBox, inbox_id: str
 ) -> InboxContext | None:
     row = await conn.fetchrow(
-        """SELECT id, account_id, channel, name, reopen_policy, settings, secrets
+        """SELECT id, account_id, channel, name, reopen_policy, settings, secrets,
+                  disabled_at IS NULL AS enabled
              FROM inboxes WHERE id = $1""",
         inbox_id,
     )
@@ -35,6 +36,7 @@ async def load_inbox(
         reopen_policy=row["reopen_policy"],
         settings=row["settings"],
         secrets=box.open(row["secrets"]) if row["secrets"] else {},
+        enabled=row["enabled"],
     )
 
 
@@ -280,7 +282,7 @@ async def list_messages(
     rows = await pool.fetch(
         """SELECT id, conversation_id, inbox_id, direction, private, sender_type, sender_id,
                   content, content_type, attachments, provider_message_id, status, error_code,
-                  error_message, sent_at, created_at
+                  error_message, sent_at, created_at, email
              FROM messages
             WHERE conversation_id = $1 AND account_id = $2
               AND ($3::text IS NULL OR id > $3)

@@ -125,6 +125,9 @@ SPEC: dict[str, Expect] = {
     "PATCH /api/v1/inboxes/{inbox_id}": Expect(ADMIN, body={"name": "Renamed"}),
     "DELETE /api/v1/inboxes/{inbox_id}": Expect(ADMIN, ok=(204, 409)),
     "PUT /api/v1/inboxes/{inbox_id}/members": Expect(ADMIN, body={"user_ids": ["{user_id}"]}),
+    # sorted by name: enabled again right after, so later routes see an enabled inbox
+    "POST /api/v1/inboxes/{inbox_id}/disable": Expect(ADMIN),
+    "POST /api/v1/inboxes/{inbox_id}/enable": Expect(ADMIN),
     # labels and canned responses: supervisors manage them too
     "GET /api/v1/labels": Expect(EVERYONE),
     "POST /api/v1/labels": Expect(MANAGERS, body={"name": "new-label"}),

@@ -47,6 +47,8 @@ class SmtpServer:
     def __init__(self, mock: ProviderMock) -> None:
         self.mock = mock
         self.received: list[EmailMessage] = []
+        #: the envelope recipients of each mail received (Bcc is only here)
+        self.recipients: list[list[str]] = []
         self.port = free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
@@ -59,6 +61,7 @@ class SmtpServer:
         parsed = email.message_from_bytes(content, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
         self.received.append(parsed)
+        self.recipients.append(list(envelope.rcpt_tos))
         return "250 OK"
 
 
@@ -371,3 +374,61 @@ async def test_a_mailbox_that_refuses_the_login_shows_the_error(
 
     mailbox = await until(connected)
     assert mailbox["error"] is None and mailbox["checked_at"] and mailbox["folder"] == "INBOX"
+
+
+async def test_a_reply_with_cc_bcc_and_its_own_subject(
+    client: Client, hub: Hub, mock: ProviderMock, smtp: SmtpServer
+) -> None:
+    """Cc in the header and the envelope, Bcc only in the envelope, the subject as the agent
+    kept it; the options are stored on the message; bad ones and non-email inboxes refused."""
+    harness = EmailHarness(smtp)
+    harness.inbox_id = await harness.create_inbox(hub, mock)
+    first = harness.inbound("cc-first@example.com", "Can my sister get the invoice too?")
+    posted = await client.post(first.path, data=first.body, headers=first.headers)
+    assert posted.status == 200, await posted.text()
+    conversation_id = await hub.pool.fetchval("SELECT id FROM conversations")
+    path = f"/api/v1/conversations/{conversation_id}/messages"
+    options = {
+        "cc": ["Sister@Example.com"],
+        "bcc": ["accounts@shop.example"],
+        "subject": "Re: Order 123 (invoice)",
+    }
+    for bad in ({"cc": ["not an address"]}, {"subject": "two\r\nBcc: x@evil.example"}):
+        refused = await client.post(path, json={"content": "x", "email": bad}, headers=AUTH)
+        assert refused.status == 422, await refused.text()
+    note = await client.post(
+        path, json={"content": "x", "private": True, "email": options}, headers=AUTH
+    )
+    assert (await note.json())["error"]["code"] == "email_options_not_supported"
+
+    reply = await client.post(
+        path, json={"content": "Sent to you both", "email": options}, headers=AUTH
+    )
+    assert reply.status == 201, await reply.text()
+    message_id = (await reply.json())["id"]
+    await wait_for_status(hub, message_id, "sent")
+    (mail,) = smtp.received
+    assert mail["Cc"] == "Sister@example.com"
+    assert mail["Bcc"] is None
+    assert mail["Subject"] == "Re: Order 123 (invoice)"
+    assert mail["In-Reply-To"] == "<cc-first@example.com>"
+    assert smtp.recipients == [["ann@example.com", "Sister@example.com", "accounts@shop.example"]]
+    listed = await client.get(path, headers=AUTH)
+    stored = next(m for m in (await listed.json())["data"] if m["id"] == message_id)
+    assert stored["email"] == options
+
+
+async def test_email_options_are_refused_outside_email_inboxes(client: Client, hub: Hub) -> None:
+    from tests.support.api_channel import ApiInbox, api_body
+
+    inbox = await ApiInbox.create(hub, str(client.make_url("")))
+    body = api_body("o-1")
+    await inbox.post(client.session, body)
+    conversation_id = await hub.pool.fetchval("SELECT id FROM conversations")
+    refused = await client.post(
+        f"/api/v1/conversations/{conversation_id}/messages",
+        json={"content": "x", "email": {"cc": ["a@example.com"]}},
+        headers=AUTH,
+    )
+    assert refused.status == 422
+    assert (await refused.json())["error"]["code"] == "email_options_not_supported"

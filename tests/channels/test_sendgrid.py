@@ -388,6 +388,27 @@ async def test_a_reply_is_threaded_and_its_events_move_it_to_read(
     )
 
 
+async def test_a_reply_with_cc_and_bcc_goes_to_sendgrid_with_them(
+    client: Client, hub: Hub, mock: ProviderMock, ready: SendGridHarness
+) -> None:
+    assert (await send(client, ready.inbound("cc@example.com"))).status == 200
+    conversation_id = await hub.pool.fetchval("SELECT conversation_id FROM messages")
+    email = {"cc": ["sister@example.com"], "bcc": ["books@shop.example"], "subject": "Invoice"}
+    reply = await client.post(
+        f"/api/v1/conversations/{conversation_id}/messages",
+        json={"content": "Both of you", "email": email},
+        headers=AUTH,
+    )
+    await wait_for_status(hub, (await reply.json())["id"], "sent")
+    (request,) = mock.of(SEND)
+    body = request.json()
+    assert body["subject"] == "Invoice"
+    (to,) = body["personalizations"]
+    assert to["cc"] == [{"email": "sister@example.com"}]
+    assert to["bcc"] == [{"email": "books@shop.example"}]
+    assert "Bcc" not in body.get("headers", {})
+
+
 @pytest.fixture
 def hub_config(hub_config: Config) -> Config:
     return hub_config.replace(max_body_bytes=256 * 1024)
