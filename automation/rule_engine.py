@@ -23,7 +23,7 @@ import asyncpg
 from msgspec import UNSET
 
 from automation.business_hours_store import hours_of_inboxes
-from automation.rule_model import MATCH_TIMEOUT, MAX_INPUT, Condition, compiled
+from automation.rule_model import MATCH_TIMEOUT, MAX_INPUT, Action, Condition, compiled
 from automation.rule_store import Rule, disable_rule, list_rules
 from automation.webhook_store import record_deliveries
 from hub.actions.accounts import Refused
@@ -211,15 +211,42 @@ async def depth_of(conn: Conn, event: Event[Any]) -> int:
 async def apply(
     conn: Conn, rule: Rule, event: Event[Any], ctx: Context, record: BusMessage | None
 ) -> None:
-    """Run a rule's actions on one conversation as the rule; conversation changes become one
-    ``conversation.updated``."""
-    actor = Actor(ActorKind.INTEGRATION, rule.id)
+    """Run a rule's actions on one conversation as the rule."""
+    await run_actions(
+        conn,
+        account_id=event.account_id,
+        conversation_id=ctx.conversation_id,
+        labels=ctx.labels,
+        actions=rule.actions,
+        actor=Actor(ActorKind.INTEGRATION, rule.id),
+        correlation_id=event.correlation_id,
+        causation_id=event.id,
+        webhook=None if record is None else (event, record, rule.id),
+    )
+
+
+async def run_actions(
+    conn: Conn,
+    *,
+    account_id: str,
+    conversation_id: str,
+    labels: Sequence[str],
+    actions: Sequence[Action],
+    actor: Actor,
+    correlation_id: str | None,
+    causation_id: str | None,
+    webhook: tuple[Event[Any], BusMessage, str] | None = None,
+) -> None:
+    """Apply actions of the rules' vocabulary to one conversation through the core's actions,
+    as ``actor`` (a rule or a macro): conversation changes become one ``conversation.updated``,
+    notes and replies messages. ``webhook``: the triggering event, its record and the rule id,
+    for ``send_webhook`` (rules only)."""
     now = datetime.now(UTC)
     change: dict[str, Any] = {}
-    labels = set(ctx.labels)
+    have = set(labels)
     notes: list[tuple[str, bool]] = []
     webhooks: list[str] = []
-    for action in rule.actions:
+    for action in actions:
         kind, value = action.type, action.value
         if kind == "assign_agent":
             change["assignee_id"] = value
@@ -228,11 +255,11 @@ async def apply(
         elif kind == "assign_team":
             change["team_id"] = value
         elif kind == "add_labels":
-            labels |= set(value)  # type: ignore[arg-type]
-            change["labels"] = sorted(labels)
+            have |= set(value)  # type: ignore[arg-type]
+            change["labels"] = sorted(have)
         elif kind == "remove_labels":
-            labels -= set(value)  # type: ignore[arg-type]
-            change["labels"] = sorted(labels)
+            have -= set(value)  # type: ignore[arg-type]
+            change["labels"] = sorted(have)
         elif kind == "set_priority":
             change["priority"] = value
         elif kind == "set_status":
@@ -247,7 +274,7 @@ async def apply(
             content = await conn.fetchval(
                 "SELECT content FROM canned_responses WHERE id = $1 AND account_id = $2",
                 value,
-                event.account_id,
+                account_id,
             )
             if content is None:
                 raise Refused("not_found", "not_found", "the canned response no longer exists")
@@ -257,35 +284,36 @@ async def apply(
     if change:
         await update_conversation(
             conn,
-            account_id=event.account_id,
+            account_id=account_id,
             agent_id="",
-            conversation_id=ctx.conversation_id,
+            conversation_id=conversation_id,
             changes=Changes(**change),
             now=now,
             actor=actor,
-            correlation_id=event.correlation_id,
-            causation_id=event.id,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
         )
     for content, private in notes:
         await create_agent_message(
             conn,
-            account_id=event.account_id,
-            agent_id=rule.id,
-            conversation_id=ctx.conversation_id,
+            account_id=account_id,
+            agent_id=actor.id or "",
+            conversation_id=conversation_id,
             content=content,
             private=private,
             client_id=None,
-            correlation_id=event.correlation_id,
+            correlation_id=correlation_id,
             actor=actor,
-            causation_id=event.id,
+            causation_id=causation_id,
         )
-    if webhooks and record is not None:
+    if webhooks and webhook is not None:
+        event, record, rule_id = webhook
         found = {
             r["id"]
             for r in await conn.fetch(
                 """SELECT id FROM webhook_subscriptions
                     WHERE account_id = $1 AND id = ANY($2::text[])""",
-                event.account_id,
+                account_id,
                 webhooks,
             )
         }
@@ -296,8 +324,8 @@ async def apply(
             conn,
             [
                 (
-                    event.account_id, hook, f"{event.id}:{rule.id}:{ctx.conversation_id}",
-                    event.id, event.type, ctx.conversation_id,
+                    account_id, hook, f"{event.id}:{rule_id}:{conversation_id}",
+                    event.id, event.type, conversation_id,
                     int(record.headers.get("seq", "0")), record.value,
                 )
                 for hook in webhooks

@@ -22,6 +22,7 @@ from gateway.routes import (
     crm,
     inboxes,
     labels,
+    macros,
     outgoing_webhooks,
     platform,
     profile,
@@ -59,4 +60,5 @@ ALL_ROUTES: list[Route] = [
     *assignment.ROUTES,
     *business_hours.ROUTES,
     *sla_policies.ROUTES,
+    *macros.ROUTES,
 ]

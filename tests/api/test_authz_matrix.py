@@ -182,6 +182,15 @@ SPEC: dict[str, Expect] = {
     "GET /api/v1/sla_policies": Expect(ADMIN),
     "POST /api/v1/sla_policies": Expect(ADMIN, body={"name": "Gold", "first_response_minutes": 30}),
     "DELETE /api/v1/sla_policies/{policy_id}": Expect(ADMIN),
+    # macros: everyone lists them and runs one on a conversation they see; admins manage them
+    "GET /api/v1/macros": Expect(EVERYONE),
+    "POST /api/v1/macros": Expect(
+        ADMIN, body={"name": "Close", "actions": [{"type": "set_status", "value": "resolved"}]}
+    ),
+    "GET /api/v1/macros/{macro_id}": Expect(EVERYONE),
+    "PATCH /api/v1/macros/{macro_id}": Expect(ADMIN, body={"name": "Escalate now"}),
+    "DELETE /api/v1/macros/{macro_id}": Expect(ADMIN),
+    "POST /api/v1/conversations/{conversation_id}/macros/{macro_id}": Expect(SEES_A, NOT_A),
     # conversations: everyone lists what they see; one in an inbox they do not see is 404
     "GET /api/v1/conversations": Expect(EVERYONE),
     "GET /api/v1/conversations/{conversation_id}": Expect(SEES_A, NOT_A),

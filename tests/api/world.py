@@ -294,6 +294,13 @@ async def build_world(hub: Hub, app_state_owner: Any) -> World:
             ids["policy_id"],
             one,
         )
+        ids["macro_id"] = new_id()
+        await conn.execute(
+            """INSERT INTO macros (id, account_id, name, actions)
+               VALUES ($1, $2, 'Escalate', '[{"type": "set_priority", "value": "high"}]')""",
+            ids["macro_id"],
+            one,
+        )
         del contact_x, conversation_x
         rows = await conn.fetch(
             """SELECT id FROM inboxes WHERE account_id = $1 UNION ALL
