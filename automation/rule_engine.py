@@ -421,6 +421,30 @@ class RuleEngine:
                 return
 
 
+async def current_context(conn: Conn, account_id: str, conversation_id: str) -> Context | None:
+    """The conversation as it is now, its last message that is not a private note as the
+    message, and its inbox's business hours now; ``None``: no such conversation."""
+    r = await conn.fetchrow(
+        """SELECT c.id, c.inbox_id, i.channel, c.status, c.priority, c.labels,
+                  m.content, m.direction
+             FROM conversations c JOIN inboxes i ON i.id = c.inbox_id
+             LEFT JOIN LATERAL (SELECT content, direction FROM messages
+                                 WHERE conversation_id = c.id AND NOT private
+                                 ORDER BY id DESC LIMIT 1) m ON true
+            WHERE c.id = $1 AND c.account_id = $2""",
+        conversation_id,
+        account_id,
+    )
+    if r is None:
+        return None
+    return Context(
+        conversation_id=r["id"], inbox_id=r["inbox_id"], channel=r["channel"],
+        status=r["status"], priority=r["priority"], labels=tuple(r["labels"]),
+        content=r["content"], direction=r["direction"],
+        business_hours=await open_now(conn, r["inbox_id"]),
+    )  # fmt: skip
+
+
 def rule_engine_part() -> StreamConsumer:
     return StreamConsumer("automation-rules", lambda hub: RuleEngine(hub.pool), max_batch=100)
 
@@ -441,26 +465,9 @@ async def dry_run(
     """Which rules of ``trigger`` would fire on the conversation as it is now (its last
     message, if any, as the message), in order and honouring ``stop_processing``; changes
     nothing. ``None``: no such conversation."""
-    rows = await conn.fetch(
-        """SELECT c.id, c.inbox_id, i.channel, c.status, c.priority, c.labels,
-                  m.content, m.direction
-             FROM conversations c JOIN inboxes i ON i.id = c.inbox_id
-             LEFT JOIN LATERAL (SELECT content, direction FROM messages
-                                 WHERE conversation_id = c.id AND NOT private
-                                 ORDER BY id DESC LIMIT 1) m ON true
-            WHERE c.id = $1 AND c.account_id = $2""",
-        conversation_id,
-        account_id,
-    )
-    if not rows:
+    ctx = await current_context(conn, account_id, conversation_id)
+    if ctx is None:
         return None
-    r = rows[0]
-    ctx = Context(
-        conversation_id=r["id"], inbox_id=r["inbox_id"], channel=r["channel"],
-        status=r["status"], priority=r["priority"], labels=tuple(r["labels"]),
-        content=r["content"], direction=r["direction"],
-        business_hours=await open_now(conn, r["inbox_id"]),
-    )  # fmt: skip
     found: list[DryRun] = []
     stopped = False
     for rule in await list_rules(conn, account_id, trigger):
