@@ -9,6 +9,7 @@ from __future__ import annotations
 from gateway.route import Route
 from gateway.routes import (
     account,
+    agent_bots,
     assignment,
     audit,
     auth,
@@ -61,4 +62,5 @@ ALL_ROUTES: list[Route] = [
     *business_hours.ROUTES,
     *sla_policies.ROUTES,
     *macros.ROUTES,
+    *agent_bots.ROUTES,
 ]

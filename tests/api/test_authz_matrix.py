@@ -191,6 +191,14 @@ SPEC: dict[str, Expect] = {
     "PATCH /api/v1/macros/{macro_id}": Expect(ADMIN, body={"name": "Escalate now"}),
     "DELETE /api/v1/macros/{macro_id}": Expect(ADMIN),
     "POST /api/v1/conversations/{conversation_id}/macros/{macro_id}": Expect(SEES_A, NOT_A),
+    # agent bots: administrators attach them; whoever sees the conversation hands it off (the
+    # world's bot holds its conversation; handed off already or by then detached: 409)
+    "GET /api/v1/inboxes/{inbox_id}/bot": Expect(ADMIN),
+    "PUT /api/v1/inboxes/{inbox_id}/bot": Expect(
+        ADMIN, body={"name": "Helper", "webhook_id": "{webhook_id}"}
+    ),
+    "DELETE /api/v1/inboxes/{inbox_id}/bot": Expect(ADMIN),
+    "POST /api/v1/conversations/{conversation_id}/handoff": Expect(SEES_A, NOT_A, ok=(200, 409)),
     # conversations: everyone lists what they see; one in an inbox they do not see is 404
     "GET /api/v1/conversations": Expect(EVERYONE),
     "GET /api/v1/conversations/{conversation_id}": Expect(SEES_A, NOT_A),
