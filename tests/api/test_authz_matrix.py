@@ -181,6 +181,9 @@ SPEC: dict[str, Expect] = {
     "GET /api/v1/inboxes/{inbox_id}/business_hours": Expect(ADMIN),
     "GET /api/v1/sla_policies": Expect(ADMIN),
     "POST /api/v1/sla_policies": Expect(ADMIN, body={"name": "Gold", "first_response_minutes": 30}),
+    "PUT /api/v1/sla_policies/{policy_id}": Expect(
+        ADMIN, body={"name": "Gold", "first_response_minutes": 20}
+    ),
     "DELETE /api/v1/sla_policies/{policy_id}": Expect(ADMIN),
     # macros: everyone lists them and runs one on a conversation they see; admins manage them
     "GET /api/v1/macros": Expect(EVERYONE),
