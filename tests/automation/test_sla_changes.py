@@ -95,4 +95,4 @@ async def test_a_reopened_conversation_restarts_the_resolution_clock(hub: Hub, s
             conversation,
         )
         assert again["started_at"] == reopened_at
-        assert again["due_at"] - reopened_at == timedelta(minutes=120)  # type: ignore[operator]
+        assert again["due_at"] - reopened_at == timedelta(minutes=120)
