@@ -14,6 +14,7 @@ whose pattern runs too long is turned off with the reason, never crashes the con
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -72,9 +73,19 @@ class Context:
     #: without business hours is always open)
     business_hours: str = "open"
 
+    @functools.cached_property
+    def folded(self) -> str:
+        """The message's text as ``contains`` compares it, computed once for every rule."""
+        return (self.content or "")[:MAX_INPUT].casefold()
+
 
 def _field(ctx: Context, field: str) -> Any:
     return getattr(ctx, field)
+
+
+@functools.lru_cache(maxsize=4096)
+def _folded(value: str) -> str:
+    return value.casefold()
 
 
 def holds(condition: Condition, ctx: Context) -> bool:
@@ -97,12 +108,12 @@ def holds(condition: Condition, ctx: Context) -> bool:
         return bool(have == want)
     if op == "not_equals":
         return bool(have != want)
-    text = (have or "")[:MAX_INPUT]
     assert isinstance(want, str)
     if op == "contains":
-        return want.casefold() in text.casefold()
+        return _folded(want) in ctx.folded
     if op == "not_contains":
-        return want.casefold() not in text.casefold()
+        return _folded(want) not in ctx.folded
+    text = (have or "")[:MAX_INPUT]
     if op == "matches":
         try:
             return compiled(want).search(text, timeout=MATCH_TIMEOUT) is not None
