@@ -20,6 +20,12 @@ from hub.store.db import Conn
 ACTOR = Actor(ActorKind.SYSTEM, "auto-assignment")
 #: conversations an agent is busy with
 BUSY = ("open", "pending")
+#: a conversation an agent bot holds (automation/bots.py): its inbox had a bot attached before
+#: it was created, and it was not handed off; assignment leaves it alone
+BOT_HELD = """EXISTS (SELECT 1 FROM conversations c JOIN inbox_bots b ON b.inbox_id = c.inbox_id
+                       WHERE c.id = $1 AND c.created_at >= b.created_at
+                         AND NOT EXISTS (SELECT 1 FROM bot_handoffs h
+                                          WHERE h.conversation_id = c.id))"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +92,11 @@ async def assign(conn: Conn, presence: Presence, conversation_id: str) -> str | 
     policy = await _policy(conn, conv["inbox_id"])
     if policy is None:
         return None
-    if conv["assignee_id"] is not None or conv["status"] not in BUSY:
+    if (
+        conv["assignee_id"] is not None
+        or conv["status"] not in BUSY
+        or await conn.fetchval(f"SELECT {BOT_HELD}", conversation_id)
+    ):
         await conn.execute(
             "DELETE FROM assignment_queue WHERE conversation_id = $1", conversation_id
         )

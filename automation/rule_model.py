@@ -27,6 +27,7 @@ TRIGGERS = (
     "conversation_updated",
     "conversation_resolved",
     "contact_updated",
+    "no_reply",
 )
 Trigger = Literal[
     "message_created",
@@ -34,7 +35,10 @@ Trigger = Literal[
     "conversation_updated",
     "conversation_resolved",
     "contact_updated",
+    "no_reply",
 ]
+#: the longest wait a ``no_reply`` rule may have: a year
+MAX_WAIT_MINUTES = 525_600
 Field = Literal[
     "channel", "inbox_id", "content", "direction", "labels", "priority", "status", "business_hours"
 ]

@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from automation.rule_model import (
+    MAX_WAIT_MINUTES,
     TRIGGERS,
     Action,
     Condition,
@@ -43,11 +44,13 @@ class Rule:
     disabled_reason: str | None
     created_at: datetime
     updated_at: datetime
+    #: ``no_reply``: minutes without an agent's reply before it fires
+    wait_minutes: int | None = None
 
 
 COLUMNS = (
     "id, name, position, enabled, trigger, match, conditions, actions, stop_processing, "
-    "disabled_reason, created_at, updated_at"
+    "disabled_reason, created_at, updated_at, wait_minutes"
 )
 
 
@@ -130,9 +133,17 @@ async def check_rule(
     trigger: str,
     conditions: Sequence[Condition],
     actions: Sequence[Action],
+    wait_minutes: int | None = None,
 ) -> None:
     if trigger not in TRIGGERS:
         raise _invalid("$.trigger", f"trigger: one of {', '.join(TRIGGERS)}")
+    if trigger == "no_reply":
+        if wait_minutes is None or not 1 <= wait_minutes <= MAX_WAIT_MINUTES:
+            raise _invalid(
+                "$.wait_minutes", f"no_reply takes wait_minutes, 1 to {MAX_WAIT_MINUTES}"
+            )
+    elif wait_minutes is not None:
+        raise _invalid("$.wait_minutes", "only the no_reply trigger takes wait_minutes")
     for i, condition in enumerate(conditions):
         try:
             check_condition(condition)
@@ -162,8 +173,9 @@ async def create_rule(
     position: int | None,
     actor: Principal,
     origin: Origin,
+    wait_minutes: int | None = None,
 ) -> Rule:
-    await check_rule(conn, account_id, trigger, conditions, actions)
+    await check_rule(conn, account_id, trigger, conditions, actions, wait_minutes)
     if position is None:
         position = await conn.fetchval(
             "SELECT coalesce(max(position), 0) + 1 FROM automation_rules WHERE account_id = $1",
@@ -171,10 +183,10 @@ async def create_rule(
         )
     row = await conn.fetchrow(
         f"""INSERT INTO automation_rules (id, account_id, name, position, enabled, trigger, match,
-                                          conditions, actions, stop_processing)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}""",
+                                          conditions, actions, stop_processing, wait_minutes)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}""",
         new_id(), account_id, name, position, enabled, trigger, match, _plain(conditions),
-        _plain(actions), stop_processing,
+        _plain(actions), stop_processing, wait_minutes,
     )  # fmt: skip
     made = rule_of(row)
     await audit_object(
@@ -222,12 +234,13 @@ async def update_rule(
     trigger = changes.get("trigger", current.trigger)
     conditions = changes.get("conditions", current.conditions)
     actions = changes.get("actions", current.actions)
-    await check_rule(conn, account_id, trigger, conditions, actions)
+    wait = changes.get("wait_minutes", current.wait_minutes if trigger == "no_reply" else None)
+    await check_rule(conn, account_id, trigger, conditions, actions, wait)
     row = await conn.fetchrow(
         f"""UPDATE automation_rules
                SET name = $3, position = $4, enabled = $5, trigger = $6, match = $7,
                    conditions = $8, actions = $9, stop_processing = $10,
-                   disabled_reason = NULL, updated_at = now()
+                   disabled_reason = NULL, updated_at = now(), wait_minutes = $11
              WHERE id = $1 AND account_id = $2 RETURNING {COLUMNS}""",
         rule_id,
         account_id,
@@ -239,6 +252,7 @@ async def update_rule(
         _plain(conditions),
         _plain(actions),
         changes.get("stop_processing", current.stop_processing),
+        wait,
     )
     await audit_object(
         conn, "automation_rule", account_id, rule_id, "automation_rule.updated", actor, origin,

@@ -107,6 +107,94 @@ async def create_policy(conn: Conn, account_id: str, **fields: Any) -> Policy:
     return Policy(**dict(row))
 
 
+async def update_policy(
+    conn: Conn, account_id: str, policy_id: str, **fields: Any
+) -> Policy | None:
+    """Change a policy in place and reschedule its running clocks (warning and breach instants
+    recomputed from when each started, with the new times; a metric the policy no longer has
+    loses its running clocks). ``None``: no such policy."""
+    row = await conn.fetchrow(
+        f"""UPDATE sla_policies SET name = $3, inbox_ids = $4, priorities = $5,
+                   first_response_minutes = $6, next_response_minutes = $7,
+                   resolution_minutes = $8, warning_minutes = $9
+             WHERE id = $1 AND account_id = $2 RETURNING {_COLUMNS}""",
+        policy_id,
+        account_id,
+        fields["name"],
+        fields["inbox_ids"],
+        fields["priorities"],
+        fields["first_response_minutes"],
+        fields["next_response_minutes"],
+        fields["resolution_minutes"],
+        fields["warning_minutes"],
+    )
+    if row is None:
+        return None
+    policy = Policy(**dict(row))
+    await reschedule(conn, policy)
+    return policy
+
+
+async def reschedule(conn: Conn, policy: Policy, now: datetime | None = None) -> int:
+    """New instants for the policy's running clocks (not stopped, not breached); how many."""
+    now = now or datetime.now(UTC)
+    clocks = await conn.fetch(
+        """SELECT conversation_id, metric, cycle, inbox_id, started_at, warned FROM sla_clocks
+            WHERE policy_id = $1 AND stopped_at IS NULL AND NOT breached
+              FOR UPDATE""",
+        policy.id,
+    )
+    for clock in clocks:
+        key = (clock["conversation_id"], policy.id, clock["metric"], clock["cycle"])
+        minutes = policy.minutes(clock["metric"])
+        if minutes is None:
+            await conn.execute(
+                """DELETE FROM sla_clocks WHERE conversation_id = $1 AND policy_id = $2
+                      AND metric = $3 AND cycle = $4""",
+                *key,
+            )
+            continue
+        warn, due = await _deadlines(
+            conn, clock["inbox_id"], clock["started_at"], minutes, policy.warning_minutes
+        )
+        # a warning still ahead is given (again) at its new instant
+        warned = clock["warned"] and (warn is None or warn <= now)
+        await conn.execute(
+            """UPDATE sla_clocks SET warn_at = $5, due_at = $6, warned = $7
+                WHERE conversation_id = $1 AND policy_id = $2 AND metric = $3 AND cycle = $4""",
+            *key,
+            warn,
+            due,
+            warned,
+        )
+    return len(clocks)
+
+
+async def reopened(conn: Conn, account_id: str, conversation_id: str, at: datetime) -> None:
+    """A resolved conversation reopened: a new resolution cycle from now for every policy that
+    matches it (the earlier cycle stopped at the resolution)."""
+    row = await conn.fetchrow(
+        "SELECT inbox_id, priority FROM conversations WHERE id = $1 AND account_id = $2",
+        conversation_id,
+        account_id,
+    )
+    if row is None:
+        return
+    for policy in await matching(conn, account_id, row["inbox_id"], row["priority"]):
+        if policy.resolution_minutes is None:
+            continue
+        cycle = await conn.fetchval(
+            """SELECT coalesce(max(cycle), -1) + 1 FROM sla_clocks
+                WHERE conversation_id = $1 AND policy_id = $2 AND metric = 'resolution'""",
+            conversation_id,
+            policy.id,
+        )
+        await start_clock(
+            conn, policy, conversation_id=conversation_id, inbox_id=row["inbox_id"],
+            metric="resolution", cycle=cycle, start=at,
+        )  # fmt: skip
+
+
 async def delete_policy(conn: Conn, account_id: str, policy_id: str) -> bool:
     done = await conn.fetchval(
         "DELETE FROM sla_policies WHERE id = $1 AND account_id = $2 RETURNING true",
@@ -280,7 +368,10 @@ class SlaClocks:
         elif isinstance(payload, ConversationUpdated):
             if payload.state.status is ConversationStatus.RESOLVED:
                 await stop(conn, conversation_id, METRICS, event.occurred_at)
-            elif payload.previous.priority is not UNSET:
+                return
+            if payload.previous.status is ConversationStatus.RESOLVED:
+                await reopened(conn, event.account_id, conversation_id, event.occurred_at)
+            if payload.previous.priority is not UNSET:
                 await attach(conn, event.account_id, conversation_id)
 
 

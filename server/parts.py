@@ -4,7 +4,7 @@ a source of messages, a shared service) is its folder plus one line here."""
 from __future__ import annotations
 
 from analytics.part import analytics_part
-from automation.parts import assignment_parts, rules_part, service_level_parts, webhook_parts
+from automation.parts import assignment_parts, rules_parts, service_level_parts, webhook_parts
 from channels.delivery import delivery_part
 from channels.email.part import EmailPart
 from channels.sip.part import VoicePart
@@ -23,7 +23,7 @@ def make_parts(config: Config) -> list[Part]:
         ReplayLog(live),  # the realtime replay log the agent sockets read
         delivery_part(),  # agents' replies out through their channels
         analytics_part(),  # the reports' ClickHouse store, fed from the event stream
-        rules_part(),  # automation rules: act on events through the core's actions
+        *rules_parts(),  # automation rules: on events and after no reply for N minutes
         *assignment_parts(),  # automatic assignment and its waiting queue
         *service_level_parts(),  # business hours' out-of-office reply, SLA clocks and timer
         *webhook_parts(),  # outgoing webhooks: recorded from the stream, sent by a timer

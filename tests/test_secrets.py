@@ -89,7 +89,8 @@ def test_the_ring_comes_from_the_settings(tmp_path: Path) -> None:
 async def _stored(db: asyncpg.Connection[Any]) -> list[bytes]:
     rows = await db.fetch(
         "SELECT id, secrets AS v FROM inboxes UNION ALL "
-        "SELECT id, mfa_secret FROM users WHERE mfa_secret IS NOT NULL ORDER BY id"
+        "SELECT id, mfa_secret FROM users WHERE mfa_secret IS NOT NULL UNION ALL "
+        "SELECT id, secret FROM webhook_subscriptions ORDER BY id"
     )
     return [bytes(r["v"]) for r in rows]
 
@@ -109,6 +110,12 @@ async def _old_world(db: asyncpg.Connection[Any]) -> None:
         account,
         SecretBox(OLD).seal({"totp": "JBSWY3DPEHPK3PXP"}),
     )
+    await db.execute(
+        """INSERT INTO webhook_subscriptions (id, account_id, name, url, event_types, secret)
+           VALUES ('w1', $1, 'CRM', 'https://receiver.example/hook', '{*}', $2)""",
+        account,
+        SecretBox(OLD).seal_bytes(b"whsec_signing-secret"),
+    )
 
 
 @pytest.mark.postgres
@@ -117,12 +124,13 @@ async def test_rotation_reseals_everything_in_batches_and_is_idempotent(
 ) -> None:
     await _old_world(db)
     ring = SecretBox(NEW, [OLD])
-    before = [ring.open(v) for v in await _stored(db)]
+    before = [ring.open_bytes(v) for v in await _stored(db)]
     lines: list[str] = []
     reports = await rotate_secrets(db, ring, batch=2, progress=lines.append)
     assert {k: (r.checked, r.resealed) for k, r in reports.items()} == {
         "inboxes.secrets": (5, 5),
         "users.mfa_secret": (1, 1),
+        "webhook_subscriptions.secret": (1, 1),
     }
     assert lines[:3] == [
         "inboxes.secrets: 2 checked, 2 re-encrypted",
@@ -130,12 +138,13 @@ async def test_rotation_reseals_everything_in_batches_and_is_idempotent(
         "inboxes.secrets: 5 checked, 5 re-encrypted",
     ]
     alone = SecretBox(NEW)  # the old key is no longer needed
-    assert [alone.open(v) for v in await _stored(db)] == before
+    assert [alone.open_bytes(v) for v in await _stored(db)] == before
     assert all(alone.is_current(v) for v in await _stored(db))
     again = await rotate_secrets(db, ring)
     assert {k: r.resealed for k, r in again.items()} == {
         "inboxes.secrets": 0,
         "users.mfa_secret": 0,
+        "webhook_subscriptions.secret": 0,
     }
 
 
@@ -167,6 +176,7 @@ async def test_hub_secrets_rotate_prints_progress_and_a_summary(
     summary = json.loads(out.stdout)
     assert summary["key_id"] == SecretBox(NEW).key_id
     assert summary["inboxes.secrets"] == {"checked": 5, "resealed": 5}
+    assert summary["webhook_subscriptions.secret"] == {"checked": 1, "resealed": 1}
     assert "inboxes.secrets: 5 checked, 5 re-encrypted" in out.stderr
     assert OLD.decode() not in out.stdout + out.stderr and NEW.decode() not in out.stderr
     assert all(SecretBox(NEW).is_current(v) for v in await _stored(db))

@@ -14,6 +14,7 @@ import { emailComposer } from "./email.js";
 import { Notifier } from "./notify.js";
 import { Ringer, callItems, callButton, showProfile } from "./calls.js";
 import { settingsScreen } from "./settings.js";
+import { macrosButton } from "./macros.js";
 import { setupScreen, inviteScreen } from "./setup.js";
 
 const ROW = 64;
@@ -571,7 +572,7 @@ async function openConversation(id) {
   clear($.convo).append(
     h("header.convo-head", null, h("h2", { text: row?.contact_name || t("list.unknown_contact") }),
       h("span.chip", { text: `${channelIcon(inbox)} ${inbox?.name || ""}` }),
-      inbox?.channel === "sip" ? callButton(api, id, toast) : null),
+      inbox?.channel === "sip" ? callButton(api, id, toast) : null, macrosButton(api, id, toast)),
     $.actions, $.timeline, $.typing, composer(id, inbox));
   renderActions();
   await loadTimeline(id);

@@ -6,6 +6,7 @@
  * REST API; a refusal is shown next to the field it concerns. Others get a clear "not allowed"
  * (and the API would answer them 403).
  */
+import { macrosSettings } from "./macros.js";
 import { io } from "/console/socket.io.esm.min.js";
 import { h, clear } from "./dom.js";
 import { t } from "./i18n.js";
@@ -13,7 +14,7 @@ import { Api } from "./api.js";
 import { field, input, clearErrors, showError, messageOf, copyable } from "./forms.js";
 import { inboxSwitch, deleteConsequence } from "./inbox_state.js";
 
-export const SECTIONS = ["inboxes", "agents", "teams", "labels", "canned", "account", "tokens", "audit"];
+export const SECTIONS = ["inboxes", "agents", "teams", "labels", "canned", "macros", "account", "tokens", "audit"];
 const SCOPES = ["profile", "account:read", "conversations:read", "conversations:write", "contacts:read",
   "contacts:write", "labels:manage", "canned_responses:manage", "contacts:delete", "teams:manage",
   "users:manage", "inboxes:manage", "account:manage", "audit:read"];
@@ -50,7 +51,7 @@ export function settingsScreen(app, api, path, header) {
   app.append(header, h("div.settings", null, nav, main));
   const ctx = { api, main, path };
   const render = /** @type {Record<string, (c: typeof ctx) => Promise<void>>} */ ({
-    inboxes, agents, teams, labels, canned, account, tokens, audit,
+    inboxes, agents, teams, labels, canned, macros: macrosSettings, account, tokens, audit,
   })[section];
   render(ctx).catch((err) => main.append(h("p.error", { role: "alert", text: messageOf(err) })));
 }

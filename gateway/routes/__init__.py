@@ -9,6 +9,7 @@ from __future__ import annotations
 from gateway.route import Route
 from gateway.routes import (
     account,
+    agent_bots,
     assignment,
     audit,
     auth,
@@ -22,6 +23,7 @@ from gateway.routes import (
     crm,
     inboxes,
     labels,
+    macros,
     outgoing_webhooks,
     platform,
     profile,
@@ -59,4 +61,6 @@ ALL_ROUTES: list[Route] = [
     *assignment.ROUTES,
     *business_hours.ROUTES,
     *sla_policies.ROUTES,
+    *macros.ROUTES,
+    *agent_bots.ROUTES,
 ]

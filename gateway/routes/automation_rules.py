@@ -44,6 +44,8 @@ class RuleAction(msgspec.Struct, forbid_unknown_fields=True):
 Conditions = Annotated[list[RuleCondition], msgspec.Meta(max_length=50)]
 Actions = Annotated[list[RuleAction], msgspec.Meta(min_length=1, max_length=20)]
 Position = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
+#: ``no_reply`` rules: minutes without an agent's reply before the rule fires
+WaitMinutes = Annotated[int, msgspec.Meta(ge=1, le=525_600)]
 
 
 class RuleOut(msgspec.Struct):
@@ -59,6 +61,7 @@ class RuleOut(msgspec.Struct):
     disabled_reason: str | None
     created_at: datetime
     updated_at: datetime
+    wait_minutes: int | None = None
 
 
 class RuleList(msgspec.Struct):
@@ -74,6 +77,7 @@ class RuleNew(msgspec.Struct, forbid_unknown_fields=True):
     stop_processing: bool = False
     enabled: bool = True
     position: Position | None = None
+    wait_minutes: WaitMinutes | None = None
 
 
 class RulePatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -85,6 +89,7 @@ class RulePatch(msgspec.Struct, forbid_unknown_fields=True):
     stop_processing: bool | msgspec.UnsetType = msgspec.UNSET
     enabled: bool | msgspec.UnsetType = msgspec.UNSET
     position: Position | msgspec.UnsetType = msgspec.UNSET
+    wait_minutes: WaitMinutes | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class DryRunQuery(msgspec.Struct, forbid_unknown_fields=True):
@@ -154,6 +159,7 @@ async def create_rule_route(call: Call) -> RuleOut:
         stop_processing=body.stop_processing,
         enabled=body.enabled,
         position=body.position,
+        wait_minutes=body.wait_minutes,
         actor=who,
         origin=call.origin,
     )

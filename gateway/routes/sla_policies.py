@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from automation.sla import Policy, create_policy, delete_policy, list_policies
+from automation.sla import Policy, create_policy, delete_policy, list_policies, update_policy
 from gateway.responses import ApiError
 from gateway.route import Call, Reply, route
 from gateway.routes._common import Name, not_found, path_id, run
@@ -66,6 +66,26 @@ async def list_sla_route(call: Call) -> SlaPolicyList:
     return SlaPolicyList(items=[_out(p) for p in found])
 
 
+def _check_times(body: SlaPolicyIn) -> None:
+    if not (body.first_response_minutes or body.next_response_minutes or body.resolution_minutes):
+        raise ApiError(
+            422, "invalid_sla", "a policy needs at least one time", {"field": "resolution_minutes"}
+        )
+
+
+async def _check_inboxes(conn: Conn, account_id: str, body: SlaPolicyIn) -> None:
+    known = {
+        r["id"]
+        for r in await conn.fetch(
+            "SELECT id FROM inboxes WHERE account_id = $1 AND id = ANY($2::text[])",
+            account_id,
+            body.inbox_ids,
+        )
+    }
+    if set(body.inbox_ids) - known:
+        raise ApiError(422, "invalid_sla", "no such inbox", {"field": "inbox_ids"})
+
+
 @route(
     "POST",
     "/api/v1/sla_policies",
@@ -79,22 +99,10 @@ async def list_sla_route(call: Call) -> SlaPolicyList:
 async def create_sla_route(call: Call) -> SlaPolicyOut:
     body: SlaPolicyIn = call.body
     who = call.principal
-    if not (body.first_response_minutes or body.next_response_minutes or body.resolution_minutes):
-        raise ApiError(
-            422, "invalid_sla", "a policy needs at least one time", {"field": "resolution_minutes"}
-        )
+    _check_times(body)
 
     async def save(conn: Conn) -> Policy:
-        known = {
-            r["id"]
-            for r in await conn.fetch(
-                "SELECT id FROM inboxes WHERE account_id = $1 AND id = ANY($2::text[])",
-                who.account_id,
-                body.inbox_ids,
-            )
-        }
-        if set(body.inbox_ids) - known:
-            raise ApiError(422, "invalid_sla", "no such inbox", {"field": "inbox_ids"})
+        await _check_inboxes(conn, who.account_id, body)
         made = await create_policy(
             conn, who.account_id, name=body.name, inbox_ids=sorted(set(body.inbox_ids)),
             priorities=sorted(set(body.priorities)),
@@ -104,6 +112,41 @@ async def create_sla_route(call: Call) -> SlaPolicyOut:
         )  # fmt: skip
         await audit_object(
             conn, "sla_policy", who.account_id, made.id, "sla_policy.created", who, call.origin,
+            name=body.name,
+        )  # fmt: skip
+        return made
+
+    return _out(await run(call, save))
+
+
+@route(
+    "PUT",
+    "/api/v1/sla_policies/{policy_id}",
+    permission=Permission.ACCOUNT_MANAGE,
+    summary="Change an SLA policy; its running clocks are rescheduled with the new times",
+    tag="automation",
+    body=SlaPolicyIn,
+    reply=SlaPolicyOut,
+)
+async def update_sla_route(call: Call) -> SlaPolicyOut:
+    body: SlaPolicyIn = call.body
+    who = call.principal
+    policy_id = path_id(call, "policy_id", "SLA policy")
+    _check_times(body)
+
+    async def save(conn: Conn) -> Policy:
+        await _check_inboxes(conn, who.account_id, body)
+        made = await update_policy(
+            conn, who.account_id, policy_id, name=body.name,
+            inbox_ids=sorted(set(body.inbox_ids)), priorities=sorted(set(body.priorities)),
+            first_response_minutes=body.first_response_minutes,
+            next_response_minutes=body.next_response_minutes,
+            resolution_minutes=body.resolution_minutes, warning_minutes=body.warning_minutes,
+        )  # fmt: skip
+        if made is None:
+            raise not_found("SLA policy")
+        await audit_object(
+            conn, "sla_policy", who.account_id, policy_id, "sla_policy.updated", who, call.origin,
             name=body.name,
         )  # fmt: skip
         return made
@@ -134,4 +177,4 @@ async def delete_sla_route(call: Call) -> Reply:
     return Reply(None, 204)
 
 
-ROUTES = [list_sla_route, create_sla_route, delete_sla_route]
+ROUTES = [list_sla_route, create_sla_route, update_sla_route, delete_sla_route]

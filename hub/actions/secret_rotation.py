@@ -16,7 +16,12 @@ from hub.secrets import SecretBox
 from hub.store.db import Conn
 
 #: (table, key column, sealed column): every column that holds a value sealed by the SecretBox
-SEALED_COLUMNS = (("inboxes", "id", "secrets"), ("users", "id", "mfa_secret"))
+#: (channel credentials, TOTP secrets, outgoing webhooks' signing secrets)
+SEALED_COLUMNS = (
+    ("inboxes", "id", "secrets"),
+    ("users", "id", "mfa_secret"),
+    ("webhook_subscriptions", "id", "secret"),
+)
 
 
 @dataclasses.dataclass

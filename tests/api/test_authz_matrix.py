@@ -184,7 +184,27 @@ SPEC: dict[str, Expect] = {
     "GET /api/v1/inboxes/{inbox_id}/business_hours": Expect(ADMIN),
     "GET /api/v1/sla_policies": Expect(ADMIN),
     "POST /api/v1/sla_policies": Expect(ADMIN, body={"name": "Gold", "first_response_minutes": 30}),
+    "PUT /api/v1/sla_policies/{policy_id}": Expect(
+        ADMIN, body={"name": "Gold", "first_response_minutes": 20}
+    ),
     "DELETE /api/v1/sla_policies/{policy_id}": Expect(ADMIN),
+    # macros: everyone lists them and runs one on a conversation they see; admins manage them
+    "GET /api/v1/macros": Expect(EVERYONE),
+    "POST /api/v1/macros": Expect(
+        ADMIN, body={"name": "Close", "actions": [{"type": "set_status", "value": "resolved"}]}
+    ),
+    "GET /api/v1/macros/{macro_id}": Expect(EVERYONE),
+    "PATCH /api/v1/macros/{macro_id}": Expect(ADMIN, body={"name": "Escalate now"}),
+    "DELETE /api/v1/macros/{macro_id}": Expect(ADMIN),
+    "POST /api/v1/conversations/{conversation_id}/macros/{macro_id}": Expect(SEES_A, NOT_A),
+    # agent bots: administrators attach them; whoever sees the conversation hands it off (the
+    # world's bot holds its conversation; handed off already or by then detached: 409)
+    "GET /api/v1/inboxes/{inbox_id}/bot": Expect(ADMIN),
+    "PUT /api/v1/inboxes/{inbox_id}/bot": Expect(
+        ADMIN, body={"name": "Helper", "webhook_id": "{webhook_id}"}
+    ),
+    "DELETE /api/v1/inboxes/{inbox_id}/bot": Expect(ADMIN),
+    "POST /api/v1/conversations/{conversation_id}/handoff": Expect(SEES_A, NOT_A, ok=(200, 409)),
     # conversations: everyone lists what they see; one in an inbox they do not see is 404
     "GET /api/v1/conversations": Expect(EVERYONE),
     "GET /api/v1/conversations/{conversation_id}": Expect(SEES_A, NOT_A),

@@ -294,6 +294,29 @@ async def build_world(hub: Hub, app_state_owner: Any) -> World:
             ids["policy_id"],
             one,
         )
+        ids["macro_id"] = new_id()
+        await conn.execute(
+            """INSERT INTO macros (id, account_id, name, actions)
+               VALUES ($1, $2, 'Escalate', '[{"type": "set_priority", "value": "high"}]')""",
+            ids["macro_id"],
+            one,
+        )
+        bot_token = new_id()
+        await conn.execute(
+            """INSERT INTO api_tokens (id, account_id, name, role, token_hash)
+               VALUES ($1, $2, 'bot: Helper', 'agent', $3)""",
+            bot_token,
+            one,
+            bot_token.encode(),
+        )
+        await conn.execute(
+            """INSERT INTO inbox_bots (inbox_id, account_id, name, webhook_id, token_id)
+               VALUES ($1, $2, 'Helper', $3, $4)""",
+            inbox_a.id,
+            one,
+            ids["webhook_id"],
+            bot_token,
+        )
         del contact_x, conversation_x
         rows = await conn.fetch(
             """SELECT id FROM inboxes WHERE account_id = $1 UNION ALL

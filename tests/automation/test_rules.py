@@ -6,6 +6,7 @@ later, and a dry run shows what would fire."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import aiohttp
@@ -16,6 +17,7 @@ from hub.actions.conversations import Changes, update_conversation
 from hub.app import Hub
 from hub.bus import BusMessage
 from hub.ids import new_id
+from hub.store.db import create_pool
 from tests.automation.conftest import ADMIN
 from tests.support.api_channel import ApiInbox, api_body
 
@@ -321,3 +323,54 @@ async def test_a_rule_that_breaks_later_is_turned_off_and_the_others_go_on(
         await inbox.post(http, api_body("m-2", identifier="+94770000002"))
         await settled(hub)
         assert len(await rule_events(hub, after["id"])) == 2
+
+
+async def test_the_cost_of_an_event_does_not_grow_with_rules_that_do_not_match(
+    hub: Hub, server: str, db_dsn: str
+) -> None:
+    """200 rules that do not match: one statement to see the rules have not changed (they are
+    parsed once), no savepoint per rule. Counted in statements, not time."""
+    await hub.pool.executemany(
+        """INSERT INTO automation_rules (id, account_id, name, position, trigger, conditions,
+                                         actions)
+           VALUES ($1, $2, $3, $4, 'message_created', $5, '[{"type": "unassign"}]')""",
+        [
+            (new_id(), hub.account_id, f"rule {i}", i,
+             [{"field": "content", "op": "contains", "value": f"refund-{i}"}])
+            for i in range(200)
+        ],
+    )  # fmt: skip
+    async with aiohttp.ClientSession() as http:
+        inbox = await ApiInbox.create(hub, server)
+        answer = await inbox.post(http, api_body("m-1", text="hello"))
+    conversation = answer["messages"][0]["conversation_id"]
+    async with asyncio.timeout(15):
+        while not (
+            raw := await hub.pool.fetchval(
+                """SELECT event::text FROM event_log WHERE type = 'message.received'
+                    AND conversation_id = $1""",
+                conversation,
+            )
+        ):
+            await asyncio.sleep(0.05)
+    pool = await create_pool(db_dsn, 1)
+    statements: list[str] = []
+    try:
+        async with pool.acquire() as conn:
+            conn.add_query_logger(lambda q: statements.append(q.query))
+        engine = RuleEngine(pool)
+        counts = []
+        for _ in range(3):
+            event = json.loads(raw)
+            event["id"] = new_id()
+            body = json.dumps(event).encode()
+            statements.clear()
+            await engine.handle([BusMessage("conversations", conversation, body, 0, 0, {})])
+            counts.append(len(statements))
+        assert engine.evaluated == 600 and engine.fired == 0
+        # the first reads the rules; then: begin, claim, depth, fingerprint, conversation,
+        # business hours, commit
+        assert counts[1] == counts[2] < counts[0] + 1
+        assert counts[2] <= 10, statements
+    finally:
+        await pool.close()

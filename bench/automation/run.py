@@ -1,0 +1,235 @@
+"""Automation rules: how many rules per second the engine evaluates with 200 rules in the account,
+and what they add to the webhook-to-agent-socket latency at 1,000 msgs/s.
+
+    .venv/bin/python -m bench.automation.run [--rules 200] [--rate 1000] [--seconds 15] \
+        [--rounds 2] [--smoke]
+
+Three figures, in one run of one `hub serve` (embedded default):
+
+- ``conditions``: the rule conditions alone (``rule_engine.matches``) over the 200 rules on one
+  message, in this process: rules per second of pure evaluation;
+- ``engine``: the engine's whole path per event (claim the event id, load the account's rules,
+  read the conversation, evaluate the 200 rules), called in this process on the hub's database
+  with events copied from the journal: events and rules per second;
+- ``latency``: rounds alternating no rules and the 200 rules (the same rule rows deleted and put
+  back between rounds), each measured as bench/realtime/latency.py does (the Go load generator's
+  signed webhooks, one agent socket); the added p99 is the rounds' median difference.
+
+The rules are message_created rules shaped like real ones (content contains / matches a pattern,
+labels, channel, inbox, priority, business hours), none of which matches the load generator's
+messages: the cost measured is evaluation, not the changes a rule makes.
+Writes bench/results/automation.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from automation.rule_engine import GROUP, Context, RuleEngine, matches
+from automation.rule_model import Action, Condition
+from automation.rule_store import Rule
+from bench.hub_process import running_hub
+from bench.ingest.run import build_loadgen
+from bench.realtime.latency import measure
+from bench.smoke import add_smoke_flag, results_dir
+from hub.bus import BusMessage
+from hub.events import decode_event
+from hub.ids import new_id
+from hub.store.db import create_pool
+from hub.store.embedded import start_embedded_postgres
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+def rule_bodies(count: int) -> list[dict[str, Any]]:
+    """``count`` rules as the API takes them; none matches the load generator's messages."""
+    shapes: list[list[dict[str, Any]]] = [
+        [{"field": "content", "op": "contains", "value": "refund"}],
+        [{"field": "content", "op": "matches", "value": r"\b(cancel|refund)(ed|s)?\b"}],
+        [{"field": "direction", "op": "equals", "value": "inbound"},
+         {"field": "labels", "op": "includes", "value": ["vip", "gold"]}],
+        [{"field": "channel", "op": "in", "value": ["whatsapp", "email"]}],
+        [{"field": "priority", "op": "equals", "value": "urgent"}],
+        [{"field": "content", "op": "matches", "value": r"invoice\s*#?\d{4,}"},
+         {"field": "business_hours", "op": "equals", "value": "open"}],
+    ]  # fmt: skip
+    return [
+        {
+            "name": f"rule {i:03d}",
+            "trigger": "message_created",
+            "conditions": shapes[i % len(shapes)]
+            + [{"field": "content", "op": "not_contains", "value": f"marker-{i}"}],
+            "actions": [{"type": "set_priority", "value": "high"}],
+        }
+        for i in range(count)
+    ]
+
+
+def conditions_rate(bodies: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    rules = [
+        Rule(
+            id=str(i), name=b["name"], position=i, enabled=True, trigger=b["trigger"],
+            match="all", conditions=[Condition(**c) for c in b["conditions"]],
+            actions=[Action(**a) for a in b["actions"]], stop_processing=False,
+            disabled_reason=None, created_at=None, updated_at=None,  # type: ignore[arg-type]
+        )
+        for i, b in enumerate(bodies)
+    ]  # fmt: skip
+    ctx = Context(
+        conversation_id="c", inbox_id="i", channel="api", status="open", priority=None,
+        labels=(), direction="inbound",
+        content="order 123456: ආයුබෝවන්, when will it arrive? sent_ns=1764000000000000000",
+    )  # fmt: skip
+    evaluated = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        for rule in rules:
+            matches(rule, ctx)
+        evaluated += len(rules)
+    elapsed = time.perf_counter() - started
+    return {"rules_evaluated": evaluated, "rules_per_s": round(evaluated / elapsed)}
+
+
+async def engine_rate(dsn: str, events: int) -> dict[str, Any]:
+    """The engine's whole path on copies of a journalled message.received."""
+    pool = await create_pool(dsn, 2)
+    try:
+        raw = await pool.fetchval(
+            "SELECT event::text FROM event_log WHERE type = 'message.received' LIMIT 1"
+        )
+        template = json.loads(raw)
+        engine = RuleEngine(pool)
+        copies = []
+        for _ in range(events):
+            template["id"] = new_id()
+            body = json.dumps(template).encode()
+            copies.append((decode_event(body), body))
+        started = time.perf_counter()
+        for event, body in copies:
+            record = BusMessage("conversations", event.conversation_id or "", body, 0, 0, {})
+            await engine.run(event, ["message_created"], record)
+        elapsed = time.perf_counter() - started
+        return {
+            "events": events,
+            "events_per_s": round(events / elapsed, 1),
+            "rules_evaluated": engine.evaluated,
+            "rules_per_s": round(engine.evaluated / elapsed),
+            "ms_per_event": round(elapsed / events * 1000, 2),
+        }
+    finally:
+        await pool.close()
+
+
+def post(url: str, token: str, body: dict[str, Any]) -> None:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 201, response.read()
+
+
+async def backlog(pool: asyncpg.Pool[Any]) -> int:
+    """Message events the rules engine has not claimed yet."""
+    n: int = await pool.fetchval(
+        """SELECT count(*) FROM event_log e WHERE e.type = 'message.received'
+             AND NOT EXISTS (SELECT 1 FROM processed_events p
+                              WHERE p.consumer = $1 AND p.event_id = e.id)""",
+        GROUP,
+    )
+    return n
+
+
+async def latency_rounds(
+    args: argparse.Namespace, hub: Any, dsn: str, loadgen: Path
+) -> list[dict[str, Any]]:
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    assert pool is not None
+    try:
+        saved = [dict(r) for r in await pool.fetch("SELECT * FROM automation_rules")]
+        columns = list(saved[0])
+        rounds = []
+        for n in range(args.rounds):
+            for with_rules in (False, True):
+                await pool.execute("DELETE FROM automation_rules")
+                if with_rules:
+                    await pool.executemany(
+                        f"""INSERT INTO automation_rules ({", ".join(columns)})
+                            VALUES ({", ".join(f"${i + 1}" for i in range(len(columns)))})""",
+                        [tuple(r[c] for c in columns) for r in saved],
+                    )
+                label = f"{n}-{'rules' if with_rules else 'none'}"
+                result = await measure(args, hub.url, hub.inbox, hub.token, loadgen, run=label)
+                result["rules"] = len(saved) if with_rules else 0
+                result["rules_backlog_after"] = await backlog(pool)
+                print(json.dumps(result), flush=True)
+                rounds.append(result)
+                # the engine catches up before the next round
+                async with asyncio.timeout(120):
+                    while await backlog(pool):
+                        await asyncio.sleep(0.5)
+        return rounds
+    finally:
+        await pool.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rules", type=int, default=200)
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--events", type=int, default=500, help="events for the engine's rate")
+    add_smoke_flag(parser)
+    args = parser.parse_args()
+    args.sockets = 1
+    if args.smoke:
+        args.rate, args.seconds, args.rounds, args.events = min(args.rate, 100), 1, 1, 20
+    bodies = rule_bodies(args.rules)
+    conditions = conditions_rate(bodies, 0.3 if args.smoke else 3.0)
+    print("== conditions:", json.dumps(conditions), flush=True)
+    loadgen = build_loadgen()
+    # the 200 rules are saved in a burst: the API's rate limits are off, as for bench/api
+    no_limits = {"HUB_RATE_LIMIT_TOKEN": "0", "HUB_RATE_LIMIT_ADDRESS": "0"}
+    with running_hub("hub-automation-bench-", extra_env=no_limits) as hub:
+        for body in bodies:
+            post(f"{hub.url}api/v1/automation/rules", hub.token, body)
+        dsn = asyncio.run(start_embedded_postgres(hub.data_dir))
+        rounds = asyncio.run(latency_rounds(args, hub, dsn, loadgen))
+        engine = asyncio.run(engine_rate(dsn, args.events))
+        print("== engine:", json.dumps(engine), flush=True)
+    none = [r for r in rounds if not r["rules"]]
+    ruled = [r for r in rounds if r["rules"]]
+    added = {
+        key: round(statistics.median(b[key] - a[key] for a, b in zip(none, ruled, strict=True)), 1)
+        for key in ("p50_ms", "p99_ms")
+    }
+    result = {
+        "rules": args.rules,
+        "rate": args.rate,
+        "seconds": args.seconds,
+        "conditions": conditions,
+        "engine": engine,
+        "latency_rounds": rounds,
+        "added_p50_ms": added["p50_ms"],
+        "added_p99_ms": added["p99_ms"],
+    }
+    results = results_dir(args.smoke, RESULTS)
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "automation.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k != "latency_rounds"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
