@@ -218,6 +218,7 @@ SPEC: dict[str, Expect] = {
     "GET /api/v1/contact-export": Expect(ADMIN),
     "GET /api/v1/contacts/{contact_id}/data-export": Expect(ADMIN),
     "POST /api/v1/contacts/{contact_id}/erase": Expect(ADMIN),
+    "POST /api/v1/contact-imports": Expect(ADMIN, upload=True),
     "GET /api/v1/conversations/{conversation_id}/messages": Expect(SEES_A, NOT_A),
     "GET /api/v1/conversations/{conversation_id}/events": Expect(SEES_A, NOT_A),
     "POST /api/v1/conversations/{conversation_id}/messages": Expect(
