@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,14 @@ class Bar:
     """A progress bar on stderr: bytes of the file read, and rows per second."""
 
     def __init__(self) -> None:
-        import time
-
         self._clock = time.monotonic
         self._started = time.monotonic()
+        self._finished = False
 
     def __call__(self, done: int, total: int) -> None:
+        if self._finished:
+            return
+        self._finished = done >= total
         width = 30
         share = done / total if total else 1.0
         filled = int(share * width)
@@ -38,6 +41,7 @@ def import_contacts(dsn: str, account_id: str, args: argparse.Namespace) -> Any:
     async def work(conn: Conn) -> tuple[dict[str, Any], int]:
         del conn  # migrations ran on it; the import takes a pool of its own
         pool = await create_pool(dsn, 2)
+        started = time.monotonic()
         try:
             outcome = await run_import(
                 pool,
@@ -56,6 +60,7 @@ def import_contacts(dsn: str, account_id: str, args: argparse.Namespace) -> Any:
             write_report(report, outcome.errors)
         summary = {k: v for k, v in dataclasses.asdict(outcome).items() if k != "errors"}
         summary["error_report"] = str(report) if outcome.errors else None
+        summary["seconds"] = round(time.monotonic() - started, 1)
         return summary, 0
 
     return work

@@ -219,6 +219,15 @@ SPEC: dict[str, Expect] = {
     "GET /api/v1/contacts/{contact_id}/data-export": Expect(ADMIN),
     "POST /api/v1/contacts/{contact_id}/erase": Expect(ADMIN),
     "POST /api/v1/contact-imports": Expect(ADMIN, upload=True),
+    # segments: saved contact filters, account-wide like contacts
+    "GET /api/v1/segments": Expect(EVERYONE),
+    "POST /api/v1/segments": Expect(
+        EVERYONE, body={"name": "Colombo", "filter": {"attributes": {"city": "Colombo"}}}
+    ),
+    "GET /api/v1/segments/{segment_id}": Expect(EVERYONE),
+    "DELETE /api/v1/segments/{segment_id}": Expect(EVERYONE),
+    "GET /api/v1/segments/{segment_id}/count": Expect(EVERYONE),
+    "GET /api/v1/segments/{segment_id}/contacts": Expect(EVERYONE),
     "GET /api/v1/conversations/{conversation_id}/messages": Expect(SEES_A, NOT_A),
     "GET /api/v1/conversations/{conversation_id}/events": Expect(SEES_A, NOT_A),
     "POST /api/v1/conversations/{conversation_id}/messages": Expect(

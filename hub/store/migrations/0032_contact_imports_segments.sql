@@ -26,3 +26,16 @@ CREATE TABLE contact_import_errors (
     reason     text NOT NULL,
     PRIMARY KEY (import_id, row)  -- one error per row: the first found
 );
+
+-- Segments (crm/segments.py): saved filters over contacts, counted and listed on demand.
+CREATE TABLE segments (
+    id          text COLLATE "C" PRIMARY KEY,
+    account_id  text COLLATE "C" NOT NULL REFERENCES accounts(id),
+    name        text NOT NULL,
+    filter      jsonb NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX segments_account ON segments (account_id, id);
+
+-- what segment filters (and the contact list's attribute filter) read: attribute containment
+CREATE INDEX contacts_attributes ON contacts USING gin (attributes jsonb_path_ops);
