@@ -14,7 +14,7 @@ from hub.store.db import Conn, create_pool
 
 
 class Bar:
-    """A progress bar on stderr: bytes of the file read, and rows per second."""
+    """A progress bar on stderr: the share of the file read and the time since the start."""
 
     def __init__(self) -> None:
         self._clock = time.monotonic
