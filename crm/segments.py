@@ -69,15 +69,15 @@ def where(
         conditions.append(f"c.company_id = ${len(args)}")
     if f.channels:
         args.append(f.channels)
-        conditions.append(
-            f"""EXISTS (SELECT 1 FROM contact_identities i
-                         WHERE i.contact_id = c.id AND i.channel = ANY(${len(args)}::text[]))"""
+        conditions.append(  # the identities' primary key starts (account, channel)
+            f"""c.id IN (SELECT i.contact_id FROM contact_identities i
+                          WHERE i.account_id = $1 AND i.channel = ANY(${len(args)}::text[]))"""
         )
     if f.labels:
         args.append(f.labels)
-        conditions.append(
-            f"""EXISTS (SELECT 1 FROM conversations v
-                         WHERE v.contact_id = c.id AND v.labels && ${len(args)}::text[])"""
+        conditions.append(  # the GIN index on conversations.labels
+            f"""c.id IN (SELECT v.contact_id FROM conversations v
+                          WHERE v.account_id = $1 AND v.labels && ${len(args)}::text[])"""
         )
     if f.wrote_within_days is not None:
         since = (now or datetime.now(UTC)) - timedelta(days=f.wrote_within_days)
@@ -112,18 +112,28 @@ def _query(
     return conditions, args
 
 
+async def _fetch(pool: asyncpg.Pool[Any], sql: str, args: list[Any]) -> list[asyncpg.Record]:
+    """A plan for these very values: a filter's selectivity depends on them entirely (one city
+    or another, 1 day or 3650), so a prepared statement's generic plan, which PostgreSQL switches
+    to after five runs, would fit one segment and starve the next."""
+    async with pool.acquire() as conn, conn.transaction(readonly=True):
+        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        return list(await conn.fetch(sql, *args))
+
+
 async def count(
-    conn: Conn | asyncpg.Pool[Any], account_id: str, f: SegmentFilter, scope: frozenset[str] | None
+    pool: asyncpg.Pool[Any], account_id: str, f: SegmentFilter, scope: frozenset[str] | None
 ) -> int:
     conditions, args = _query(account_id, f, scope)
-    found: int = await conn.fetchval(
-        f"SELECT count(*) FROM contacts c WHERE {' AND '.join(conditions)}", *args
+    rows = await _fetch(
+        pool, f"SELECT count(*) FROM contacts c WHERE {' AND '.join(conditions)}", args
     )
+    found: int = rows[0][0]
     return found
 
 
 async def members(
-    conn: Conn | asyncpg.Pool[Any],
+    pool: asyncpg.Pool[Any],
     account_id: str,
     f: SegmentFilter,
     scope: frozenset[str] | None,
@@ -137,10 +147,11 @@ async def members(
         args.append(before)
         conditions.append(f"c.id < ${len(args)}")
     args.append(limit)
-    rows = await conn.fetch(
+    rows = await _fetch(
+        pool,
         f"""SELECT {CONTACT_COLUMNS} FROM contacts c WHERE {" AND ".join(conditions)}
              ORDER BY c.id DESC LIMIT ${len(args)}""",
-        *args,
+        args,
     )
     return [dict(r) for r in rows]
 
