@@ -193,6 +193,9 @@ async def test_erasure_leaves_no_trace_of_the_content(hub: Hub, client: Client) 
         "SELECT EXISTS (SELECT 1 FROM realtime_events WHERE event::text LIKE $1)",
         f"%{SECRET}%",
     )
+    await _settled(
+        hub, "SELECT EXISTS (SELECT 1 FROM event_log WHERE event::text LIKE $1)", f"%{SECRET}%"
+    )
     before = await traces(hub, needles)
     assert {"messages", "event_log", "realtime_events", "webhook_deliveries", "media",
             "contact_notes", "contacts", "contact_identities"} <= set(before)  # fmt: skip
@@ -254,6 +257,15 @@ async def test_erasure_leaves_no_trace_of_the_content(hub: Hub, client: Client) 
     assert (await again.json())["error"]["code"] == "already_erased"
     merged = await client.post(f"/api/v1/contacts/{world['other_id']}/erase", headers=ADMIN)
     assert merged.status == 409
+    # nobody else is merged into the erased person, nor they into anyone
+    shop = await inbox(hub, "Later")
+    newcomer, _ = await person(hub, shop, "Someone")
+    for survivor, gone in ((contact_id, newcomer), (newcomer, contact_id)):
+        refused = await client.post(
+            f"/api/v1/contacts/{survivor}/merge", json={"contact_id": gone}, headers=ADMIN
+        )
+        assert refused.status == 409, await refused.text()
+        assert "erased" in (await refused.json())["error"]["message"]
 
 
 async def test_erasure_refusals_change_nothing(hub: Hub, client: Client) -> None:
