@@ -10,10 +10,9 @@ An outage of the store is transient: the bus retries the batch without limit and
 catches up from where it stopped. ``/readyz`` shows the state and the group's lag, ``/metrics``
 the lag (``hub_bus_lag{group="analytics"}``) and the analytics counters.
 
-Erasure: the hub has no ``contact.erased`` event type yet (``hub/events/types.py``). When it gets
-one, this consumer subscribes the contacts topic too and calls :func:`analytics.store.erase_contact`
-for it; until then an operator can call that function (the store holds no message text or names,
-only contact ids).
+Erasure: the consumer subscribes the contacts topic too, and for ``contact.erased`` calls
+:func:`analytics.store.erase_contact` (the store holds no message text or names, only contact ids,
+which it blanks); replaying the event blanks nothing more.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
 from hub.consumers.stream import StreamConsumer
 from hub.contracts.part import WORKERS, Layer
 from hub.events.envelope import Event, Payload, UnknownEventType, decode_event
-from hub.events.types import CONVERSATIONS
+from hub.events.types import CONTACTS, CONVERSATIONS, ContactErased
 from hub.store.db import Conn
 
 if TYPE_CHECKING:
@@ -71,7 +70,10 @@ class AnalyticsConsumer:
 
     async def subscribe(self, bus: Bus, options: ConsumerOptions) -> list[Subscription]:
         options = dataclasses.replace(options, transient=(*options.transient, *transient_errors()))
-        return [await bus.subscribe(CONVERSATIONS, GROUP, self.handle, options)]
+        return [
+            await bus.subscribe(topic, GROUP, self.handle, options)
+            for topic in (CONVERSATIONS, CONTACTS)
+        ]
 
     async def handle(self, batch: Sequence[BusMessage]) -> None:
         events: list[Event[Payload]] = []
@@ -82,6 +84,9 @@ class AnalyticsConsumer:
                 continue
         channels = await self._channels.of({inbox_of(e.payload) or "" for e in events})
         await self._store.write(build_rows(events, channels))
+        for event in events:  # after the rows: an erasure also blanks what this batch wrote
+            if isinstance(event.payload, ContactErased):
+                await self._store.erase_contact(event.account_id, event.payload.contact_id)
 
 
 class AnalyticsPart:

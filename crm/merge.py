@@ -39,7 +39,7 @@ async def merge_contacts(
     if survivor_id == merged_id:
         raise ContactRefused("same_contact", "a contact cannot be merged into itself")
     rows = await conn.fetch(
-        """SELECT id, name, attributes, company_id, merged_into FROM contacts
+        """SELECT id, name, attributes, company_id, merged_into, erased_at FROM contacts
             WHERE id = ANY($1::text[]) AND account_id = $2 ORDER BY id FOR UPDATE""",
         [survivor_id, merged_id],
         principal.account_id,
@@ -50,6 +50,9 @@ async def merge_contacts(
     survivor, merged = found[survivor_id], found[merged_id]
     if survivor["merged_into"] is not None or merged["merged_into"] is not None:
         raise ContactRefused("conflict", "the contact was already merged into another one")
+    if survivor["erased_at"] is not None or merged["erased_at"] is not None:
+        # an erased person stays erased: nothing of anyone else is joined to the anonymous row
+        raise ContactRefused("conflict", "the contact was erased")
     attributes = {**merged["attributes"], **survivor["attributes"]}
     if len(msgspec.json.encode(attributes)) > MAX_ATTRIBUTES_BYTES:
         raise ContactRefused(

@@ -82,6 +82,8 @@ def _responses(spec: Route, reply_schema: dict[str, Any] | None) -> dict[str, An
         ok.setdefault("content", {})["text/csv"] = {"schema": {"type": "string"}}
         if reply_schema is None:  # streamed: JSON without a fixed schema, or CSV
             ok["content"]["application/json"] = {"schema": {}}
+    if spec.file:
+        ok["content"] = {spec.file: {"schema": {"type": "string", "format": "binary"}}}
     answers[str(spec.status)] = ok
     if spec.replays:
         answers["200"] = {**ok, "description": "Already done with this idempotency key."}

@@ -109,6 +109,7 @@ class Route:
     errors: tuple[int, ...] = ()  # statuses beyond the ones every route can answer
     replays: bool = False  # a retried create (same idempotency key) answers 200, not 201
     csv: bool = False  # also answers text/csv (``?format=csv``)
+    file: str | None = None  # answers a streamed file of this media type (``application/zip``)
 
     @property
     def name(self) -> str:
@@ -132,13 +133,14 @@ def route(
     errors: tuple[int, ...] = (),
     replays: bool = False,
     csv: bool = False,
+    file: str | None = None,
 ) -> Callable[[Handler], Route]:
     """Declare a handler as a route: ``@route("GET", "/api/v1/labels", permission=..., ...)``."""
 
     def wrap(handler: Handler) -> Route:
         return Route(
             method, path, handler, permission, summary, tag, query, body, reply, status, limit,
-            upload, form, errors, replays, csv,
+            upload, form, errors, replays, csv, file,
         )  # fmt: skip
 
     return wrap

@@ -269,6 +269,17 @@ def main(argv: list[str] | None = None) -> int:
     fill.add_argument("--restart", action="store_true", help="from the first event again")
     analytics.add_parser("verify", help="compare counts between event_log and analytics")
 
+    contacts = command("contacts", help="the CRM's contacts").add_subparsers(
+        dest="contacts_cmd", required=True
+    )
+    importer = contacts.add_parser("import", help="import contacts from a CSV file (resumable)")
+    importer.add_argument("file", help="UTF-8 CSV with a header row (docs/api.md, CRM)")
+    importer.add_argument("--account", help="account id (default: the default account)")
+    importer.add_argument("--dry-run", action="store_true", help="check and count; write nothing")
+    importer.add_argument("--errors", help="the per-row error report (default: FILE.errors.csv)")
+    importer.add_argument("--batch", type=int, default=1000, help="rows per transaction")
+    importer.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     cfg = command("config", help="show the effective configuration")
     cfg.add_argument("--markdown", action="store_true", help="print the settings table")
 
@@ -369,6 +380,19 @@ def main(argv: list[str] | None = None) -> int:
                     }
 
                 _print(asyncio.run(_with_db(config, rotate)))
+        elif args.command == "contacts":
+            from crm.cli import import_contacts
+
+            async def contacts_import(conn: asyncpg.Connection[Any]) -> tuple[Any, int]:
+                account_id = await _account_of(conn, args.account)
+                work = import_contacts(await resolve_dsn(config), account_id, args)
+                result: tuple[Any, int] = await work(conn)
+                return result
+
+            summary, failed = asyncio.run(_with_db(config, contacts_import))
+            _print(summary)
+            if failed:
+                return 2
         elif args.command == "analytics":
             from analytics.cli import run_analytics
 

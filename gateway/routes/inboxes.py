@@ -254,6 +254,7 @@ async def create_inbox_route(call: Call) -> Inbox:
     tag="inboxes",
     body=InboxPatch,
     reply=Inbox,
+    errors=(409,),  # another inbox of the account has the name
 )
 async def patch_inbox_route(call: Call) -> Inbox:
     """New credentials are encrypted at rest and the reply shows them masked; the audit log

@@ -10,13 +10,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+import msgspec
 
+from hub.actions.erasure import scrub_event_copies
 from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
 from hub.consumers.stream import StreamConsumer
-from hub.events.envelope import decode_head
-from hub.events.types import CONTACTS, CONVERSATIONS
+from hub.events.envelope import Event, decode_head
+from hub.events.types import CONTACTS, CONVERSATIONS, ContactErased
 
 GROUP = "journal"
+_erased = msgspec.json.Decoder(Event[ContactErased])
 
 
 class Journal:
@@ -41,9 +44,23 @@ class Journal:
                 records=[(*row[:5], row[5].decode()) for row in rows],
                 columns=("id", "account_id", "conversation_id", "type", "occurred_at", "event"),
             )
-            return
         except asyncpg.UniqueViolationError:
-            pass  # a redelivery: insert what is missing; the event id is the primary key
+            await self._insert_missing(rows)
+        for head, message in zip(heads, batch, strict=True):
+            if head.type == ContactErased.TYPE:
+                await self._forget(head.account_id, message.value)
+
+    async def _forget(self, account_id: str, value: bytes) -> None:
+        """Blank again what the erasure blanked: an event of the person's conversations that
+        was on its way through the bus while the erasure committed is logged whole, after it."""
+        erased = _erased.decode(value).payload
+        async with self._pool.acquire() as conn, conn.transaction():
+            await scrub_event_copies(
+                conn, account_id, [erased.contact_id], list(erased.conversation_ids)
+            )
+
+    async def _insert_missing(self, rows: list[tuple[Any, ...]]) -> None:
+        """A redelivery: insert what is missing; the event id is the primary key."""
         await self._pool.execute(
             """INSERT INTO event_log (id, account_id, conversation_id, type, occurred_at, event)
                SELECT x.id, x.account_id, x.conversation_id, x.type, x.occurred_at,

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from analytics import reports
 from analytics.backend import AnalyticsUnavailable, Backend, Params
 from analytics.part import AnalyticsConsumer, AnalyticsPart
-from analytics.store import AnalyticsStore, erase_contact
+from analytics.store import AnalyticsStore
 from hub.app import Hub
 from hub.bus import BusMessage
 from hub.events.envelope import Actor, ActorKind, Event, Payload, encode_event, make_event
@@ -24,6 +24,7 @@ from hub.events.types import (
     CallEnded,
     CallRinging,
     CallVoicemail,
+    ContactErased,
     ConversationCreated,
     ConversationPatch,
     ConversationState,
@@ -164,7 +165,13 @@ async def test_a_replay_after_a_crash_mid_batch_counts_once(hub: Hub) -> None:
     [calls] = await reports.calls(backend, scope)
     assert calls[:6] == ["inbox-1", 9, 3, 3, 3, 90]
 
-    await erase_contact(backend, hub.account_id, "c-0")
+    erased = make_event(
+        ContactErased(contact_id="c-0"),
+        account_id=hub.account_id,
+        conversation_id=None,
+        actor=Actor(ActorKind.AGENT, "admin"),
+    )
+    await consumer.handle([BusMessage("contacts", "c-0", encode_event(erased), 0, 0, {})])
     left = await backend.query(
         f"SELECT count() FROM {backend.database}.messages FINAL "
         "WHERE account_id = {a:String} AND contact_id = 'c-0'",

@@ -213,6 +213,13 @@ async def build_world(hub: Hub, app_state_owner: Any) -> World:
             inbox_id=inbox_a.id,
             user_id=users["member"],
         )
+        ids["segment_id"] = new_id()
+        await conn.execute(
+            """INSERT INTO segments (id, account_id, name, filter)
+               VALUES ($1, $2, 'Everyone', '{}')""",
+            ids["segment_id"],
+            one,
+        )
         ids["company_id"] = new_id()
         await conn.execute(
             "INSERT INTO companies (id, account_id, name) VALUES ($1, $2, 'Acme')",
