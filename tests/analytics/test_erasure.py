@@ -12,7 +12,7 @@ from analytics import reports, rollups
 from analytics.part import AnalyticsConsumer
 from analytics.store import AnalyticsStore
 from hub.app import Hub
-from hub.events.envelope import Actor, ActorKind, make_event
+from hub.events.envelope import Actor, ActorKind, Event, Payload, make_event
 from hub.events.types import ContactErased
 from tests.analytics.test_pipeline import T0, _backend, _batch, _events
 
@@ -29,7 +29,7 @@ async def test_an_erased_contact_leaves_every_analytics_table(hub: Hub) -> None:
     before = await reports.volume(backend, scope)
     assert before["totals"] == {"conversations": 6, "messages_inbound": 6, "messages_outbound": 6}
 
-    erased = make_event(
+    erased: Event[Payload] = make_event(
         ContactErased(contact_id="c-2", conversation_ids=("conv-2",), message_ids=("m-2", "r-2")),
         account_id=hub.account_id,
         conversation_id=None,
