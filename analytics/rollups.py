@@ -163,6 +163,15 @@ def first_replies_select(
     window = f"occurred_at < {_dt(days[-1] + timedelta(days=1))}" if days else "0"
     if created_from:
         window += f" AND occurred_at >= {created_from}"
+    # replies before the earliest creation among the candidates cannot count: read from there
+    # (nothing at all when there is no candidate)
+    window += f""" AND occurred_at >= ifNull(
+        (SELECT minOrNull(occurred_at) FROM {db}.conversation_events
+          WHERE kind = 'created' AND ({created_cond})
+            AND conversation_id IN (SELECT conversation_id FROM {db}.messages
+                                     WHERE ({reply_cond}) AND direction = 'outbound'
+                                       AND private = 0 AND agent_id != '')),
+        toDateTime64('2299-01-01 00:00:00', 3, 'UTC'))"""
     return f"""
         SELECT toDate(replied_at) AS day, account_id, conversation_id, created_at, replied_at,
                inbox_id, channel, agent_id,

@@ -1,16 +1,18 @@
 """The same reports on PostgreSQL alone, for comparison with chDB (BENCHMARKS.md, issue 25).
 
-    python -m bench.analytics.postgres --events 10000000    # writes bench/results/...
+    python -m bench.analytics.postgres --events 10000000 --out bench/results/analytics-postgres.json
 
 Loads the events of ``bench.analytics.run.generate`` (same seed: the same conversations and
 messages) into the hub's own tables (``conversations``, ``messages``, ``inboxes`` of the hub's
-migrations) on the embedded PostgreSQL, adds the two indexes a PostgreSQL-only deployment would
-add for reports (``(account_id, created_at)`` on both tables), ``VACUUM ANALYZE``, then times the
-same six report questions as ``bench.analytics.run`` as plain SQL. PostgreSQL keeps no resolution
+migrations) on the embedded PostgreSQL, adds the two indexes a PostgreSQL-only deployment would add
+for reports (``(account_id, created_at)`` on both tables), ``VACUUM ANALYZE``, then times the same
+six report questions as ``bench.analytics.run`` as plain SQL. PostgreSQL keeps no resolution
 history in its tables (that is the event journal's), so resolution time is taken from a resolved
 conversation's ``updated_at``: cheaper than what analytics computes, which favours PostgreSQL.
 Foreign-key triggers are off during the load (``session_replication_role = replica``: the bench
-loads no contacts or agents) and the secondary indexes are dropped and made again after it.
+loads no contacts or agents) and the secondary indexes are dropped and made again after it (all but
+``conversations_one_open``, the one-open-conversation-per-contact rule, which the generated data
+does not keep and no report reads).
 """
 
 from __future__ import annotations
@@ -164,7 +166,8 @@ async def load(conn: asyncpg.Connection[Any], events: int) -> dict[str, float]:
     print(file=sys.stderr)
     began = time.perf_counter()
     for index in indexes:
-        await conn.execute(index["indexdef"])
+        if index["indexname"] != "conversations_one_open":  # a threading rule the generator's
+            await conn.execute(index["indexdef"])  # data does not keep; no report reads it
     await conn.execute("CREATE INDEX messages_report ON messages (account_id, created_at)")
     await conn.execute(
         "CREATE INDEX conversations_report ON conversations (account_id, created_at)"

@@ -15,7 +15,7 @@ import msgspec
 import pytest
 
 from analytics import reports, rollups
-from analytics.backend import Backend, rows_bytes
+from analytics.backend import Backend
 from analytics.rows import MessageRow, Rows
 from analytics.store import AnalyticsStore
 from bench.analytics.run import generate
@@ -141,12 +141,6 @@ def _rounded(rows: Any) -> Any:
     if isinstance(rows, dict):
         return {k: _rounded(v) for k, v in rows.items()}
     return rows
-
-
-async def _write(backend: Backend, rows: Rows) -> None:
-    for table, items in rows.tables().items():
-        if items:
-            await backend.insert(table, rows_bytes(items), len(items))
 
 
 async def test_reports_from_rollups_equal_the_plain_final_queries_through_replays(
