@@ -115,6 +115,11 @@ def _open_session(path: str) -> Any:
         return session
 
 
+#: chDB binds query parameters on its one connection: two threads binding at once lose each
+#: other's ("Substitution `x` is not set"), so statements with parameters take turns
+_params_lock = threading.Lock()
+
+
 def _release_session(session: Any) -> None:
     with _engine_lock:
         if not _engine or _engine["session"] is not session:
@@ -160,7 +165,11 @@ class ChdbBackend:
         session = self._sync_session()
         bound = {k: _literal(v) for k, v in (params or {}).items()}
         try:
-            result = session.query(sql, fmt, params=bound)
+            if bound:
+                with _params_lock:
+                    result = session.query(sql, fmt, params=bound)
+            else:
+                result = session.query(sql, fmt)
         except ChdbError as exc:
             raise AnalyticsQueryError(str(exc)) from exc
         data: bytes = result.bytes()

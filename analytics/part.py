@@ -10,13 +10,14 @@ An outage of the store is transient: the bus retries the batch without limit and
 catches up from where it stopped. ``/readyz`` shows the state and the group's lag, ``/metrics``
 the lag (``hub_bus_lag{group="analytics"}``) and the analytics counters.
 
-Erasure: the consumer subscribes the contacts topic too, and for ``contact.erased`` calls
-:func:`analytics.store.erase_contact` (the store holds no message text or names, only contact ids,
-which it blanks); replaying the event blanks nothing more.
+Erasure: the consumer also follows the contacts topic; ``contact.erased`` removes the contact's
+conversations and messages from every analytics table (:func:`analytics.store.erase_contact`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -25,7 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from analytics.backend import Backend, open_backend, transient_errors
+from analytics import rollups
+from analytics.backend import (
+    AnalyticsQueryError,
+    AnalyticsUnavailable,
+    Backend,
+    open_backend,
+    transient_errors,
+)
 from analytics.rows import build_rows, inbox_of
 from analytics.store import AnalyticsStore
 from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
@@ -43,6 +51,8 @@ log = logging.getLogger(__name__)
 GROUP = "analytics"
 MAX_BATCH = 5000
 LINGER = 0.5
+#: how often workers rebuild the pre-aggregated rows of closed days written to (analytics.rollups)
+REBUILD_EVERY_S = 60.0
 
 
 class Channels:
@@ -71,8 +81,8 @@ class AnalyticsConsumer:
     async def subscribe(self, bus: Bus, options: ConsumerOptions) -> list[Subscription]:
         options = dataclasses.replace(options, transient=(*options.transient, *transient_errors()))
         return [
-            await bus.subscribe(topic, GROUP, self.handle, options)
-            for topic in (CONVERSATIONS, CONTACTS)
+            await bus.subscribe(CONVERSATIONS, GROUP, self.handle, options),
+            await bus.subscribe(CONTACTS, GROUP, self.handle, options),
         ]
 
     async def handle(self, batch: Sequence[BusMessage]) -> None:
@@ -83,10 +93,18 @@ class AnalyticsConsumer:
             except UnknownEventType:  # a newer producer's type: nothing to count here
                 continue
         channels = await self._channels.of({inbox_of(e.payload) or "" for e in events})
-        await self._store.write(build_rows(events, channels))
-        for event in events:  # after the rows: an erasure also blanks what this batch wrote
+        rows = build_rows(events, channels)
+        if len(rows):
+            await self._store.write(rows)
+        for event in events:  # after the rows: an erasure also removes what this batch wrote
             if isinstance(event.payload, ContactErased):
-                await self._store.erase_contact(event.account_id, event.payload.contact_id)
+                erased = event.payload
+                await self._store.erase_contact(
+                    event.account_id,
+                    erased.contact_id,
+                    erased.conversation_ids,
+                    erased.message_ids,
+                )
 
 
 class AnalyticsPart:
@@ -99,6 +117,7 @@ class AnalyticsPart:
         self.store: AnalyticsStore | None = None
         self.state = "off"
         self._consumer: StreamConsumer | None = None
+        self._rebuilder: asyncio.Task[None] | None = None
         self._hub: Hub | None = None
 
     async def start(self, hub: Hub) -> None:
@@ -129,8 +148,28 @@ class AnalyticsPart:
                 linger=LINGER,
             )
             await self._consumer.start(hub)
+            self._rebuilder = asyncio.create_task(self._rebuild_forever(store))
+
+    async def _rebuild_forever(self, store: AnalyticsStore) -> None:
+        """Rebuild closed days that were written to; an outage or a refused statement is logged
+        and tried again next time (the reports stay exact meanwhile: they read those days raw)."""
+        while True:
+            await asyncio.sleep(REBUILD_EVERY_S)
+            try:
+                await store.ready()
+                days = await rollups.rebuild_pending(store.backend)
+            except (AnalyticsUnavailable, AnalyticsQueryError) as exc:
+                log.warning("analytics rollup rebuild failed, retrying later: %s", exc)
+                continue
+            if days:
+                log.info("analytics rollups rebuilt for %d days from %s", len(days), days[0])
 
     async def stop(self) -> None:
+        if self._rebuilder is not None:
+            self._rebuilder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rebuilder
+            self._rebuilder = None
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None

@@ -1,10 +1,13 @@
 """The reports: one SQL query layer over the analytics tables, for chDB and a ClickHouse server.
 
 Every report takes a :class:`Scope` (account, time range in UTC, the caller's time zone for hours
-and days, the inboxes the caller may see, optional filters) and reads with ``FINAL`` so an event
-written twice counts once. Definitions (as in Chatwoot's reports):
+and days, the inboxes the caller may see, optional filters). Volume, first response and resolution
+read the pre-aggregated rows of clean days and the event tables (with ``FINAL``, so an event
+written twice counts once) for the rest: see :mod:`analytics.rollups`. Definitions (as in
+Chatwoot's reports):
 
-- *first response time*: from a conversation's creation to the first public reply by an agent;
+- *first response time*: from a conversation's creation to the first public reply by an agent at
+  or after it (a reply stamped earlier, a clock off, is not one);
   conversations created in the range, attributed to the replying agent, the inbox and channel.
 - *resolution time*: from the latest opening (creation or reopening) to a resolution; resolutions
   in the range, attributed to the assignee at resolution.
@@ -15,9 +18,10 @@ written twice counts once. Definitions (as in Chatwoot's reports):
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
+from analytics import rollups
 from analytics.backend import Backend
 
 GroupBy = Literal["agent", "inbox", "channel"]
@@ -46,13 +50,15 @@ def _fmt(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
-def _where(scope: Scope, agent_column: str | None, alias: str = "") -> tuple[str, dict[str, Any]]:
+def _where(
+    scope: Scope, agent_column: str | None, alias: str = "", time_column: str = "occurred_at"
+) -> tuple[str, dict[str, Any]]:
     """The filter every report shares, with its parameters (never values in the SQL text)."""
     a = f"{alias}." if alias else ""
     parts = [
         f"{a}account_id = {{account:String}}",
-        f"{a}occurred_at >= toDateTime64({{since:String}}, 3, 'UTC')",
-        f"{a}occurred_at < toDateTime64({{until:String}}, 3, 'UTC')",
+        f"{a}{time_column} >= toDateTime64({{since:String}}, 3, 'UTC')",
+        f"{a}{time_column} < toDateTime64({{until:String}}, 3, 'UTC')",
     ]
     params: dict[str, Any] = {
         "account": scope.account_id,
@@ -79,41 +85,83 @@ def _table(backend: Backend, name: str) -> str:
     return f"{backend.database}.{name}"
 
 
+def _days(scope: Scope) -> tuple[date, date]:
+    """The UTC days a scope touches (first and last, both included)."""
+    return scope.since.astimezone(UTC).date(), (scope.until - _MS).astimezone(UTC).date()
+
+
+_MS = timedelta(milliseconds=1)
+_QUARTER = timedelta(minutes=15)
+
+
+def _ceil15(moment: datetime) -> datetime:
+    floor = _floor15(moment)
+    return floor if floor == moment else floor + _QUARTER
+
+
+def _floor15(moment: datetime) -> datetime:
+    moment = moment.astimezone(UTC)
+    return moment.replace(minute=moment.minute - moment.minute % 15, second=0, microsecond=0)
+
+
 async def volume(backend: Backend, scope: Scope) -> dict[str, Any]:
-    """Counts by channel, inbox, hour of day (0-23) and day of week (1 Monday - 7 Sunday)."""
-    where, params = _where(scope, None)
-    conversations = await backend.query(
-        f"""SELECT channel, inbox_id, toHour(occurred_at, {{tz:String}}) AS h,
-                   toDayOfWeek(occurred_at, 0, {{tz:String}}) AS d, count()
-              FROM {_table(backend, "conversation_events")} FINAL
-             WHERE {where} AND kind = 'created'
-             GROUP BY channel, inbox_id, h, d
-            {FINAL_SETTINGS}""",
-        params,
+    """Counts by channel, inbox, hour of day (0-23) and day of week (1 Monday - 7 Sunday).
+
+    Whole 15-minute buckets of clean days come from ``volume_15m``; the rest of the range (the
+    partial quarters at its edges, today, days written to since their rebuild) from the event
+    tables."""
+    db = backend.database
+    first, last = _days(scope)
+    since15, until15 = _ceil15(scope.since), _floor15(scope.until)
+    clean, unclean = await rollups.split(backend, first, last)
+    if since15 >= until15:  # less than a quarter hour: all raw
+        clean, unclean = [], rollups.days_between(first, last)
+    where_b, params = _where(scope, None, time_column="bucket")
+    where_c, _ = _where(scope, None)
+    where_m, more = _where(scope, "agent_id")
+    params.update(more, since15=_fmt(since15), until15=_fmt(until15))
+    since_q = "toDateTime64({since15:String}, 3, 'UTC')"
+    until_q = "toDateTime64({until15:String}, 3, 'UTC')"
+    raw = (
+        f"occurred_at < {since_q} OR occurred_at >= {until_q}"
+        f" OR {rollups.days_condition('occurred_at', unclean)}"
     )
-    where, params = _where(scope, "agent_id")
-    messages = await backend.query(
-        f"""SELECT channel, inbox_id, toHour(occurred_at, {{tz:String}}) AS h,
-                   toDayOfWeek(occurred_at, 0, {{tz:String}}) AS d, direction, count()
-              FROM {_table(backend, "messages")} FINAL
-             WHERE {where} AND private = 0
-             GROUP BY channel, inbox_id, h, d, direction
+    mine = "agent_id = {agent:String}" if scope.agent_id else "1"
+    rows = await backend.query(
+        f"""SELECT channel, inbox_id, toHour(t, {{tz:String}}) AS h,
+                   toDayOfWeek(t, 0, {{tz:String}}) AS d, sum(c), sum(i), sum(o)
+              FROM (SELECT channel, inbox_id, bucket AS t, conversations AS c,
+                           if({mine}, messages_inbound, 0) AS i,
+                           if({mine}, messages_outbound, 0) AS o
+                      FROM {_table(backend, "volume_15m")}
+                     WHERE {where_b} AND bucket >= {since_q} AND bucket < {until_q}
+                       AND ({rollups.day_runs("day", clean)})
+                    UNION ALL
+                    SELECT channel, inbox_id, toDateTime(occurred_at, 'UTC'), 1, 0, 0
+                      FROM {db}.conversation_events FINAL
+                     WHERE {where_c} AND kind = 'created' AND ({raw})
+                    UNION ALL
+                    SELECT channel, inbox_id, toDateTime(occurred_at, 'UTC'), 0,
+                           direction = 'inbound', direction = 'outbound'
+                      FROM {db}.messages FINAL
+                     WHERE {where_m} AND private = 0 AND ({raw}))
+             GROUP BY channel, inbox_id, h, d
             {FINAL_SETTINGS}""",
         params,
     )
     by: dict[str, dict[str, dict[str, int]]] = {
         dim: {} for dim in ("channel", "inbox", "hour", "weekday")
     }
-
-    def add(keys: tuple[str, str, int, int], measure: str, n: int) -> None:
-        for dim, key in zip(("channel", "inbox", "hour", "weekday"), keys, strict=True):
+    for channel, inbox, h, d, conversations, inbound, outbound in rows:
+        for dim, key in zip(
+            ("channel", "inbox", "hour", "weekday"), (channel, inbox, h, d), strict=True
+        ):
             cell = by[dim].setdefault(str(key), _empty())
-            cell[measure] += n
-
-    for channel, inbox, h, d, n in conversations:
-        add((channel, inbox, h, d), "conversations", int(n))
-    for channel, inbox, h, d, direction, n in messages:
-        add((channel, inbox, h, d), f"messages_{direction}", int(n))
+            cell["conversations"] += int(conversations)
+            cell["messages_inbound"] += int(inbound)
+            cell["messages_outbound"] += int(outbound)
+    for dim in ("channel", "inbox"):  # keys with nothing to count (an agent filter) are left out
+        by[dim] = {k: v for k, v in by[dim].items() if any(v.values())}
     for dim, size, start in (("hour", 24, 0), ("weekday", 7, 1)):
         by[dim] = {str(i): by[dim].get(str(i), _empty()) for i in range(start, start + size)}
     totals = _empty()
@@ -131,31 +179,36 @@ _KEY = {"agent": "agent", "inbox": "inbox_id", "channel": "channel"}
 
 
 async def first_response(backend: Backend, scope: Scope, group_by: GroupBy) -> list[list[Any]]:
-    """Rows: key, conversations answered, median, p90 and mean seconds to the first reply."""
-    where_c, params = _where(scope, None)
-    agent = "AND r.agent = {agent:String}" if scope.agent_id else ""
-    if scope.agent_id:
-        params["agent"] = scope.agent_id
-    key = _KEY[group_by]
+    """Rows: key, conversations answered, median, p90 and mean seconds to the first reply.
+
+    Conversations created in the range; their first public agent reply may come on any day
+    since: clean days from ``first_replies``, the others (today included) from the event
+    tables."""
+    where, params = _where(scope, "agent_id", time_column="created_at")
+    first, last = _days(scope)
+    last = max(last, datetime.now(UTC).date())
+    clean, unclean = await rollups.split(backend, first, last)
+    created = (
+        "account_id = {account:String}"
+        " AND occurred_at >= toDateTime64({since:String}, 3, 'UTC')"
+        " AND occurred_at < toDateTime64({until:String}, 3, 'UTC')"
+    )
+    since = "toDateTime64({since:String}, 3, 'UTC')"
+    live = (
+        f"""UNION ALL
+            SELECT inbox_id, channel, agent_id AS agent, secs
+              FROM ({rollups.first_replies_select(backend.database, unclean, created, since)})
+             WHERE {where}"""
+        if unclean
+        else ""
+    )
     return await backend.query(
-        f"""SELECT {key} AS key, count() AS n,
+        f"""SELECT {_KEY[group_by]} AS key, count() AS n,
                    quantilesExact(0.5, 0.9)(secs) AS q, avg(secs)
-              FROM (SELECT c.inbox_id AS inbox_id, c.channel AS channel, r.agent AS agent,
-                           dateDiff('millisecond', c.created_at, r.replied_at) / 1000 AS secs
-                      FROM (SELECT conversation_id, occurred_at AS created_at, inbox_id, channel
-                              FROM {_table(backend, "conversation_events")} FINAL
-                             WHERE {where_c} AND kind = 'created') AS c
-                      INNER JOIN
-                           (SELECT conversation_id, min(occurred_at) AS replied_at,
-                                   argMin(agent_id, occurred_at) AS agent
-                              FROM {_table(backend, "messages")} FINAL
-                           PREWHERE account_id = {{account:String}}
-                                AND occurred_at >= toDateTime64({{since:String}}, 3, 'UTC')
-                                AND direction = 'outbound'
-                             WHERE private = 0 AND agent_id != ''
-                             GROUP BY conversation_id) AS r
-                      USING conversation_id
-                     WHERE r.replied_at >= c.created_at {agent})
+              FROM (SELECT inbox_id, channel, agent_id AS agent, secs
+                      FROM {_table(backend, "first_replies")}
+                     WHERE {where} AND ({rollups.day_runs("day", clean)})
+                    {live})
              GROUP BY key ORDER BY n DESC, key
             {FINAL_SETTINGS}""",
         params,
@@ -163,25 +216,29 @@ async def first_response(backend: Backend, scope: Scope, group_by: GroupBy) -> l
 
 
 async def resolution(backend: Backend, scope: Scope, group_by: GroupBy) -> list[list[Any]]:
-    """Rows: key, resolutions, median, p90 and mean seconds from the latest opening."""
+    """Rows: key, resolutions, median, p90 and mean seconds from the latest opening: clean days
+    from ``resolutions``, the others from the event tables."""
     where, params = _where(scope, "assignee_id")
     key = {"agent": "assignee_id", "inbox": "inbox_id", "channel": "channel"}[group_by]
+    first, last = _days(scope)
+    clean, unclean = await rollups.split(backend, first, last)
+    raw = rollups.resolutions_select(
+        backend.database, rollups.days_condition("occurred_at", unclean)
+    )
+    live = (
+        f"""UNION ALL
+            SELECT inbox_id, channel, assignee_id, secs
+              FROM ({raw})
+             WHERE {where}"""
+        if unclean
+        else ""
+    )
     return await backend.query(
         f"""SELECT {key} AS key, count() AS n, quantilesExact(0.5, 0.9)(secs) AS q, avg(secs)
-              FROM (SELECT r.inbox_id AS inbox_id, r.channel AS channel,
-                           r.assignee_id AS assignee_id,
-                           dateDiff('millisecond', o.opened_at, r.occurred_at) / 1000 AS secs
-                      FROM (SELECT conversation_id, occurred_at, inbox_id, channel, assignee_id
-                              FROM {_table(backend, "conversation_events")} FINAL
-                             WHERE {where} AND kind = 'resolved') AS r
-                      ASOF INNER JOIN
-                           (SELECT conversation_id, occurred_at AS opened_at
-                              FROM {_table(backend, "conversation_events")} FINAL
-                             WHERE account_id = {{account:String}}
-                               AND occurred_at < toDateTime64({{until:String}}, 3, 'UTC')
-                               AND kind IN ('created', 'reopened')) AS o
-                        ON r.conversation_id = o.conversation_id
-                       AND r.occurred_at >= o.opened_at)
+              FROM (SELECT inbox_id, channel, assignee_id, secs
+                      FROM {_table(backend, "resolutions")}
+                     WHERE {where} AND ({rollups.day_runs("day", clean)})
+                    {live})
              GROUP BY key ORDER BY n DESC, key
             {FINAL_SETTINGS}""",
         params,

@@ -80,6 +80,14 @@ class Rows(msgspec.Struct):
             "call_events": list(self.call_events),
         }
 
+    def moments(self) -> list[datetime]:
+        """When every row's event happened (the days a write touches)."""
+        return [
+            r.occurred_at
+            for table in (self.messages, self.conversation_events, self.call_events)
+            for r in table
+        ]
+
     def __len__(self) -> int:
         return len(self.messages) + len(self.conversation_events) + len(self.call_events)
 

@@ -12,6 +12,7 @@ personal data the analytics store holds, the less an erasure has to find.
 
 from __future__ import annotations
 
+from analytics import rollups
 from analytics.backend import Backend
 
 _COMMON = """
@@ -69,9 +70,11 @@ def statements(database: str) -> list[str]:
                 name String, value String, updated_at DateTime64(3, 'UTC')
             ) ENGINE = ReplacingMergeTree(updated_at) ORDER BY name"""
     )
+    made.extend(rollups.statements(database))
     return made
 
 
 async def ensure_schema(backend: Backend) -> None:
     for sql in statements(backend.database):
         await backend.execute(sql)
+    await rollups.mark_existing(backend)

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
+from datetime import date
 
 from prometheus_client import Counter, Gauge
 
+from analytics import rollups
 from analytics.backend import AnalyticsUnavailable, Backend, rows_bytes
 from analytics.rows import Rows
-from analytics.schema import TABLES, ensure_schema
+from analytics.schema import ensure_schema
 from hub.metrics import REGISTRY
 
 ROWS_WRITTEN = Counter(
@@ -70,25 +72,78 @@ class AnalyticsStore:
             if items:
                 await self._guard(self.backend.insert(table, rows_bytes(items), len(items)))
                 ROWS_WRITTEN.labels(table).inc(len(items))
+        # after the rows are in: the days they touched read raw until rebuilt (analytics.rollups)
+        await self._guard(rollups.mark(self.backend, rollups.utc_days(rows.moments())))
         self.last_write = time.time()
         LAST_WRITE.set(self.last_write)
 
-    async def erase_contact(self, account_id: str, contact_id: str) -> None:
-        await erase_contact(self.backend, account_id, contact_id)
+    async def erase_contact(
+        self,
+        account_id: str,
+        contact_id: str,
+        conversation_ids: Sequence[str] = (),
+        message_ids: Sequence[str] = (),
+    ) -> None:
+        await self.ready()
+        await self._guard(
+            erase_contact(self.backend, account_id, contact_id, conversation_ids, message_ids)
+        )
 
     async def close(self) -> None:
         await self.backend.close()
 
 
-async def erase_contact(backend: Backend, account_id: str, contact_id: str) -> None:
-    """Remove a contact from analytics: the store keeps no text or names, so what identifies the
-    contact is its id, blanked in every row (counts and times stay, no longer linked to anyone).
-    Synchronous mutations, so the function returns once the rows are rewritten."""
-    for table in ("messages", "conversation_events"):
-        assert table in TABLES
-        await backend.execute(
-            f"ALTER TABLE {backend.database}.{table} UPDATE contact_id = '' "
-            "WHERE account_id = {account:String} AND contact_id = {contact:String} "
-            "SETTINGS mutations_sync = 2",
-            {"account": account_id, "contact": contact_id},
+async def erase_contact(
+    backend: Backend,
+    account_id: str,
+    contact_id: str,
+    conversation_ids: Sequence[str] = (),
+    message_ids: Sequence[str] = (),
+) -> None:
+    """Remove a contact from analytics (``contact.erased``): every row of their conversations,
+    their messages and any row naming them goes, from the event tables and the per-conversation
+    rollups; the days those rows were on are marked, so reports read them raw (without the
+    contact) until the volume buckets are rebuilt. Synchronous mutations, so it returns once the
+    rows are gone; running it again finds nothing (idempotent)."""
+    db = backend.database
+    params = {
+        "account": account_id,
+        "contact": contact_id,
+        "conversations": list(conversation_ids),
+        "messages": list(message_ids),
+    }
+    theirs = {
+        "messages": "(contact_id = {contact:String} OR has({conversations:Array(String)}, "
+        "conversation_id) OR has({messages:Array(String)}, message_id))",
+        "conversation_events": "(contact_id = {contact:String} OR "
+        "has({conversations:Array(String)}, conversation_id))",
+        "call_events": "has({conversations:Array(String)}, conversation_id)",
+    }
+    # the conversations that contact rows belong to, beyond those the event named
+    found = await backend.query(
+        f"""SELECT DISTINCT conversation_id FROM {db}.conversation_events
+             WHERE account_id = {{account:String}} AND contact_id = {{contact:String}}""",
+        params,
+    )
+    params["conversations"] = sorted({*conversation_ids, *(r[0] for r in found)})
+    days: set[date] = set()
+    for table, condition in theirs.items():
+        rows = await backend.query(
+            f"""SELECT DISTINCT toString(toDate(occurred_at, 'UTC')) FROM {db}.{table}
+                 WHERE account_id = {{account:String}} AND {condition}""",
+            params,
         )
+        days.update(date.fromisoformat(r[0]) for r in rows)
+    for table, condition in theirs.items():
+        await backend.execute(
+            f"ALTER TABLE {db}.{table} DELETE "
+            f"WHERE account_id = {{account:String}} AND {condition} SETTINGS mutations_sync = 2",
+            params,
+        )
+    for table in ("first_replies", "resolutions"):
+        await backend.execute(
+            f"ALTER TABLE {db}.{table} DELETE WHERE account_id = {{account:String}} "
+            "AND has({conversations:Array(String)}, conversation_id) SETTINGS mutations_sync = 2",
+            params,
+        )
+    await rollups.mark(backend, days)

@@ -90,6 +90,18 @@ async def db(db_dsn: str) -> AsyncIterator[asyncpg.Connection[Any]]:
     await conn.close()
 
 
+@pytest.fixture(scope="session")
+def analytics_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The one embedded analytics store of the run (chDB: one data folder per process), held open
+    between the hubs of the tests that turn analytics on, each in a database of its own."""
+    from analytics.backend import _open_session, _release_session
+
+    data_dir = tmp_path_factory.mktemp("analytics-data")
+    session = _open_session(str(data_dir / "analytics"))
+    yield data_dir
+    _release_session(session)
+
+
 @pytest.fixture
 def hub_config(db_dsn: str, tmp_path: Path) -> Config:
     """Analytics off: the embedded store (chDB) allows one data folder per process, so every

@@ -16,6 +16,7 @@ import { Ringer, callItems, callButton, showProfile } from "./calls.js";
 import { settingsScreen } from "./settings.js";
 import { macrosButton } from "./macros.js";
 import { setupScreen, inviteScreen } from "./setup.js";
+import { analyticsScreen, stopAnalytics } from "./analytics.js";
 
 const ROW = 64;
 const api = new Api();
@@ -188,6 +189,8 @@ async function start() {
     return loginScreen();
   }
   api.onLoggedOut = () => loginScreen(t("login.expired"));
+  stopAnalytics();
+  if (where === "analytics") { disconnect(); ringer.reset(); return analyticsScreen(app, api, topBar()); }
   if (where === "settings") {
     disconnect();
     ringer.reset();
@@ -231,6 +234,7 @@ function shell() {
     h("strong.brand", { text: "Hub" }),
     h("span.me", null, h("span.avatar", { text: initials(me?.name), "aria-hidden": "true" }), h("span", { text: me?.name || "" })),
     presence, notify, profile, help,
+    h("a.button", { href: "#/analytics", id: "analytics-link", text: t("analytics.title") }),
     me?.role === "administrator" ? h("a.button", { href: "#/settings/inboxes", id: "settings-link", text: t("settings.title") }) : null,
     switches(), logout);
   $.sidebar = h("nav.sidebar", { "aria-label": t("sidebar.label") });

@@ -1,28 +1,19 @@
 """The analytics tests run their hubs with the analytics store on (the other tests' hubs have it
 off: see tests/conftest.py).
 
-They share one embedded store for the whole session, each test in a database of its own: chDB
-holds one data folder per process, and closing and reopening it for every test leaked the
-engine threads' descriptors (three per thread) until the process ran out."""
+They share one embedded store for the whole session (``analytics_data_dir`` in tests/conftest.py,
+also used by the console's analytics test), each test in a database of its own: chDB holds one
+data folder per process, and closing and reopening it for every test leaked the engine threads'
+descriptors (three per thread) until the process ran out."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from analytics.backend import _open_session, _release_session
 from hub.config import Config
-
-
-@pytest.fixture(scope="session")
-def analytics_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    data_dir = tmp_path_factory.mktemp("analytics-data")
-    session = _open_session(str(data_dir / "analytics"))  # held open between the tests' hubs
-    yield data_dir
-    _release_session(session)
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
-"""The tuned report queries give exactly what the plain ``FINAL`` queries gave, on the same data
-with replays in it: a few thousand generated events, then a third of them written again as new
-parts (unmerged, so only ``FINAL`` collapses them) and a reply stamped before its conversation."""
+"""The reports (pre-aggregated rows for clean days, event tables for the rest) give exactly what
+plain ``FINAL`` queries over the event tables give: before any rebuild, after it, after a replay
+of a third of the events (new parts, unmerged, so only ``FINAL`` collapses them) and after the
+rebuild over the replay; in zones at +05:30, +05:45, +09:30 and -05:00, over ranges that do not
+start on a quarter hour."""
 
 from __future__ import annotations
 
@@ -12,9 +14,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from analytics import reports
-from analytics.backend import Backend, rows_bytes
+from analytics import reports, rollups
+from analytics.backend import Backend
 from analytics.rows import MessageRow, Rows
+from analytics.store import AnalyticsStore
 from bench.analytics.run import generate
 from hub.app import Hub
 from tests.analytics.test_pipeline import _backend
@@ -22,38 +25,108 @@ from tests.analytics.test_pipeline import _backend
 pytestmark = pytest.mark.postgres
 
 
+async def _plain_volume(backend: Backend, scope: reports.Scope) -> dict[str, Any]:
+    """Volume straight from the event tables with ``FINAL``, as before the rollups."""
+    db = backend.database
+    where_c, params = reports._where(scope, None)
+    conversations = await backend.query(
+        f"""SELECT channel, inbox_id, toHour(occurred_at, {{tz:String}}) AS h,
+                   toDayOfWeek(occurred_at, 0, {{tz:String}}) AS d, count()
+              FROM {db}.conversation_events FINAL
+             WHERE {where_c} AND kind = 'created'
+             GROUP BY channel, inbox_id, h, d""",
+        params,
+    )
+    where_m, params = reports._where(scope, "agent_id")
+    messages = await backend.query(
+        f"""SELECT channel, inbox_id, toHour(occurred_at, {{tz:String}}) AS h,
+                   toDayOfWeek(occurred_at, 0, {{tz:String}}) AS d, direction, count()
+              FROM {db}.messages FINAL
+             WHERE {where_m} AND private = 0
+             GROUP BY channel, inbox_id, h, d, direction""",
+        params,
+    )
+    by: dict[str, dict[str, dict[str, int]]] = {
+        d: {} for d in ("channel", "inbox", "hour", "weekday")
+    }
+
+    def add(keys: tuple[Any, ...], measure: str, n: int) -> None:
+        for dim, key in zip(("channel", "inbox", "hour", "weekday"), keys, strict=True):
+            cell = by[dim].setdefault(str(key), reports._empty())
+            cell[measure] += n
+
+    for channel, inbox, h, d, n in conversations:
+        add((channel, inbox, h, d), "conversations", int(n))
+    for channel, inbox, h, d, direction, n in messages:
+        add((channel, inbox, h, d), f"messages_{direction}", int(n))
+    for dim, size, start in (("hour", 24, 0), ("weekday", 7, 1)):
+        by[dim] = {
+            str(i): by[dim].get(str(i), reports._empty()) for i in range(start, start + size)
+        }
+    totals = reports._empty()
+    for cell in by["channel"].values():
+        for measure, n in cell.items():
+            totals[measure] += n
+    return {"totals": totals, **{f"by_{dim}": cells for dim, cells in by.items()}}
+
+
 async def _plain_first_response(
     backend: Backend, scope: reports.Scope, group_by: reports.GroupBy
 ) -> list[list[Any]]:
-    """The first response query as it was before tuning (an ``IN`` filter, then a join), with
-    its agent filter mended as in the tuned one (it named ``agent_id``, which ClickHouse refused).
-    """
+    """First response from the event tables: conversations created in the range, their first
+    public agent reply at or after the creation (one stamped before it is not a reply to it)."""
     where_c, params = reports._where(scope, None)
-    agent = "AND r.agent = {agent:String}" if scope.agent_id else ""
+    agent = "WHERE agent = {agent:String}" if scope.agent_id else ""
     if scope.agent_id:
         params["agent"] = scope.agent_id
     key = reports._KEY[group_by]
     db = backend.database
     return await backend.query(
-        f"""WITH created AS (
-                SELECT conversation_id, occurred_at AS created_at, inbox_id, channel
-                  FROM {db}.conversation_events FINAL
-                 WHERE {where_c} AND kind = 'created'),
-            replies AS (
-                SELECT conversation_id, min(occurred_at) AS replied_at,
-                       argMin(agent_id, occurred_at) AS agent
-                  FROM {db}.messages FINAL
-                 WHERE account_id = {{account:String}}
-                   AND occurred_at >= toDateTime64({{since:String}}, 3, 'UTC')
-                   AND direction = 'outbound' AND private = 0 AND agent_id != ''
-                   AND conversation_id IN (SELECT conversation_id FROM created)
-                 GROUP BY conversation_id)
-            SELECT {key} AS key, count() AS n,
+        f"""SELECT {key} AS key, count() AS n,
                    quantilesExact(0.5, 0.9)(secs) AS q, avg(secs)
-              FROM (SELECT c.inbox_id AS inbox_id, c.channel AS channel, r.agent AS agent,
-                           dateDiff('millisecond', c.created_at, r.replied_at) / 1000 AS secs
-                      FROM created AS c INNER JOIN replies AS r USING conversation_id
-                     WHERE r.replied_at >= c.created_at {agent})
+              FROM (SELECT any(c.inbox_id) AS inbox_id, any(c.channel) AS channel,
+                           argMin(r.agent_id, r.occurred_at) AS agent,
+                           dateDiff('millisecond', any(c.created_at), min(r.occurred_at)) / 1000
+                               AS secs
+                      FROM (SELECT conversation_id, occurred_at AS created_at, inbox_id, channel
+                              FROM {db}.conversation_events FINAL
+                             WHERE {where_c} AND kind = 'created') AS c
+                      INNER JOIN
+                           (SELECT conversation_id, occurred_at, agent_id
+                              FROM {db}.messages FINAL
+                             WHERE direction = 'outbound' AND private = 0 AND agent_id != '')
+                               AS r
+                        ON c.conversation_id = r.conversation_id
+                     WHERE r.occurred_at >= c.created_at
+                     GROUP BY c.conversation_id)
+             {agent}
+             GROUP BY key ORDER BY n DESC, key""",
+        params,
+    )
+
+
+async def _plain_resolution(
+    backend: Backend, scope: reports.Scope, group_by: reports.GroupBy
+) -> list[list[Any]]:
+    """Resolution time from the event tables, as before the rollups."""
+    where, params = reports._where(scope, "assignee_id")
+    key = {"agent": "assignee_id", "inbox": "inbox_id", "channel": "channel"}[group_by]
+    db = backend.database
+    return await backend.query(
+        f"""SELECT {key} AS key, count() AS n, quantilesExact(0.5, 0.9)(secs) AS q, avg(secs)
+              FROM (SELECT r.inbox_id AS inbox_id, r.channel AS channel,
+                           r.assignee_id AS assignee_id,
+                           dateDiff('millisecond', o.opened_at, r.occurred_at) / 1000 AS secs
+                      FROM (SELECT conversation_id, occurred_at, inbox_id, channel, assignee_id
+                              FROM {db}.conversation_events FINAL
+                             WHERE {where} AND kind = 'resolved') AS r
+                      ASOF INNER JOIN
+                           (SELECT conversation_id, occurred_at AS opened_at
+                              FROM {db}.conversation_events FINAL
+                             WHERE account_id = {{account:String}}
+                               AND kind IN ('created', 'reopened')) AS o
+                        ON r.conversation_id = o.conversation_id
+                       AND r.occurred_at >= o.opened_at)
              GROUP BY key ORDER BY n DESC, key""",
         params,
     )
@@ -70,14 +143,8 @@ def _rounded(rows: Any) -> Any:
     return rows
 
 
-async def _write(backend: Backend, rows: Rows) -> None:
-    for table, items in rows.tables().items():
-        if items:
-            await backend.insert(table, rows_bytes(items), len(items))
-
-
-async def test_tuned_reports_equal_the_plain_final_queries_with_replays(
-    hub: Hub, monkeypatch: pytest.MonkeyPatch
+async def test_reports_from_rollups_equal_the_plain_final_queries_through_replays(
+    hub: Hub,
 ) -> None:
     backend = _backend(hub)
     account = f"acc-{uuid.uuid4().hex[:8]}"
@@ -89,8 +156,8 @@ async def test_tuned_reports_equal_the_plain_final_queries_with_replays(
         ]
     first = made.conversation_events[0]
     assert first.kind == "created"
-    # a reply stamped a minute before its conversation began (a clock off on one worker): the
-    # conversation counts as unanswered, as it did before
+    # a reply stamped a minute before its conversation began (a clock off on one worker): not a
+    # reply to it; the conversation counts with its next reply
     early = MessageRow(
         "early-reply",
         account,
@@ -105,7 +172,55 @@ async def test_tuned_reports_equal_the_plain_final_queries_with_replays(
         "m-early",
     )
     made.messages.append(early)
-    await _write(backend, made)
+    store = AnalyticsStore(backend)
+    await store.write(made)
+    year = (datetime(2025, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
+    odd = datetime(2025, 3, 9, 18, 7, 30, tzinfo=UTC)  # not on a quarter hour
+    scopes = [
+        reports.Scope(account, *year, "Asia/Colombo"),
+        reports.Scope(account, *year, "Asia/Kathmandu"),  # +05:45
+        reports.Scope(account, first.occurred_at, year[1], "UTC"),
+        reports.Scope(account, odd, odd + timedelta(days=40, minutes=3), "Asia/Kolkata"),
+        reports.Scope(
+            account, datetime(2025, 6, 1, tzinfo=UTC), datetime(2025, 7, 1, tzinfo=UTC), "UTC"
+        ),
+        reports.Scope(account, *year, "America/New_York", inbox_id="inbox-03"),
+        reports.Scope(account, *year, "UTC", agent_id="agent-007", channel="sms"),
+        reports.Scope(
+            account, *year, "Australia/Adelaide", inboxes=frozenset({"inbox-01", "inbox-02"})
+        ),
+    ]
+
+    async def everything(plain: bool) -> list[Any]:
+        found: list[Any] = []
+        for scope in scopes:
+            found.append(await (_plain_volume if plain else reports.volume)(backend, scope))
+            for group_by in ("agent", "inbox", "channel"):
+                if plain:
+                    found.append(await _plain_first_response(backend, scope, group_by))
+                    found.append(await _plain_resolution(backend, scope, group_by))
+                else:
+                    found.append(await reports.first_response(backend, scope, group_by))
+                    found.append(await reports.resolution(backend, scope, group_by))
+        result: list[Any] = _rounded(found)
+        return result
+
+    expected = await everything(plain=True)
+    year_by_agent = expected[1]
+    assert sum(row[1] for row in year_by_agent) > 300, "the data answers the question"
+    assert not any(row[0] == "agent-early" for row in year_by_agent)
+
+    assert await everything(plain=False) == expected  # nothing built yet: all raw
+    built = await rollups.rebuild_pending(backend)
+    assert len(built) > 200
+    rolled = await backend.query(
+        f"SELECT count() FROM {backend.database}.volume_15m WHERE account_id = {{a:String}}",
+        {"a": account},
+    )
+    assert int(rolled[0][0]) > 0
+    assert await everything(plain=False) == expected  # from the rollups
+
+    # the replay: a third of the events again, as new parts (the same event ids)
     rng = random.Random(3)
     replayed = Rows(
         messages=rng.sample(made.messages, len(made.messages) // 3),
@@ -113,44 +228,14 @@ async def test_tuned_reports_equal_the_plain_final_queries_with_replays(
             made.conversation_events, len(made.conversation_events) // 3
         ),
     )
-    await _write(backend, replayed)  # the replay: new parts, the same event ids
+    await store.write(replayed)
     stored = await backend.query(
         f"SELECT count() FROM {backend.database}.messages WHERE account_id = {{a:String}}",
         {"a": account},
     )
     assert int(stored[0][0]) == len(made.messages) + len(replayed.messages)
-
-    year = (datetime(2025, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
-    scopes = [
-        reports.Scope(account, *year, "Asia/Colombo"),
-        reports.Scope(account, first.occurred_at, year[1], "UTC"),
-        reports.Scope(
-            account, datetime(2025, 6, 1, tzinfo=UTC), datetime(2025, 7, 1, tzinfo=UTC), "UTC"
-        ),
-        reports.Scope(account, *year, "America/New_York", inbox_id="inbox-03"),
-        reports.Scope(account, *year, "UTC", agent_id="agent-007", channel="sms"),
-        reports.Scope(account, *year, "UTC", inboxes=frozenset({"inbox-01", "inbox-02"})),
-    ]
-
-    async def everything(plain: bool) -> list[Any]:
-        found: list[Any] = []
-        for scope in scopes:
-            found.append(await reports.volume(backend, scope))
-            for group_by in ("agent", "inbox", "channel"):
-                if plain:
-                    found.append(await _plain_first_response(backend, scope, group_by))
-                else:
-                    found.append(await reports.first_response(backend, scope, group_by))
-                found.append(await reports.resolution(backend, scope, group_by))
-            found.append(await reports.agents(backend, scope))
-            found.append(await reports.calls(backend, scope))
-        result: list[Any] = _rounded(found)
-        return result
-
-    tuned = await everything(plain=False)
-    monkeypatch.setattr(reports, "FINAL_SETTINGS", "")
-    plain = await everything(plain=True)
-    assert tuned == plain
-    year_by_agent = tuned[1]
-    assert sum(row[1] for row in year_by_agent) > 300, "the data answers the question"
-    assert not any(row[0] == "agent-early" for row in year_by_agent)
+    assert await rollups.pending(backend), "the replayed days are read raw until rebuilt"
+    assert await everything(plain=False) == expected
+    await rollups.rebuild_pending(backend)  # rebuilt over the duplicates: still counted once
+    assert not await rollups.pending(backend)
+    assert await everything(plain=False) == expected

@@ -8,6 +8,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -178,7 +179,8 @@ async def test_a_replay_after_a_crash_mid_batch_counts_once(hub: Hub) -> None:
         {"a": hub.account_id},
     )
     assert left == [[0]]
-    assert (await reports.counts(backend, hub.account_id))["messages"] == 18
+    # conv-0 was theirs: its two messages go too
+    assert (await reports.counts(backend, hub.account_id))["messages"] == 16
 
 
 async def test_an_unreachable_store_is_retried_and_caught_up(client: Client, hub: Hub) -> None:
@@ -237,3 +239,35 @@ async def test_backfill_rebuilds_from_the_journal_and_verify_agrees(
         compared = await verify(conn, backend)
     assert compared["messages"] == {"postgres": 4, "analytics": 4}
     assert compared["conversation_events"] == {"postgres": 2, "analytics": 2}
+
+
+@pytest.fixture
+def quick_rebuilds(monkeypatch: pytest.MonkeyPatch) -> None:
+    from analytics import part
+
+    monkeypatch.setattr(part, "REBUILD_EVERY_S", 0.05)
+
+
+async def test_workers_rebuild_closed_days_and_leave_today_raw(
+    quick_rebuilds: None, hub: Hub
+) -> None:
+    from analytics import rollups
+
+    backend = _backend(hub)
+    consumer = AnalyticsConsumer(AnalyticsStore(backend), hub.pool)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    events = _events(hub.account_id, 3)
+    moved = [  # the same conversations, yesterday and today
+        msgspec.structs.replace(e, occurred_at=today - T0.replace(hour=0) + e.occurred_at)
+        for e in events
+    ]
+    await consumer.handle(_batch(events + moved))
+    for _ in range(400):
+        if not await rollups.pending(backend):
+            break
+        await asyncio.sleep(0.05)
+    assert not await rollups.pending(backend), "the worker rebuilt the closed day"
+    built = await backend.query(f"SELECT DISTINCT day FROM {backend.database}.volume_15m")
+    assert built == [[T0.date().isoformat()]]  # today is never rebuilt: it is read raw
+    dirty = await rollups.dirty_days(backend, T0.date(), today.date())
+    assert dirty == {today.date()}

@@ -1,0 +1,296 @@
+// @ts-check
+/**
+ * The analytics page (`#/analytics`): live counters from PostgreSQL (open, unassigned, waiting;
+ * refreshed every 15 s while the page is open) next to the historic reports from the analytics
+ * store (GET /api/v1/reports/*): volume by hour, weekday and channel, first response and
+ * resolution times per inbox, and agents. A date range, a time zone, an inbox and a channel
+ * filter every report; each card has a CSV export (fetched with the bearer token, then saved).
+ * Charts are SVG drawn here, coloured from the theme's variables, so the dark theme needs nothing
+ * more. A report the store cannot answer (analytics off, store away) shows its error in its card.
+ */
+import { h, clear } from "./dom.js";
+import { t } from "./i18n.js";
+import { Api, ApiError } from "./api.js";
+
+const SVG = "http://www.w3.org/2000/svg";
+const WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+const LIVE_EVERY_MS = 15_000;
+/** English defaults; a catalogue entry (console/i18n) wins when there is one. */
+const EN = {
+  "analytics.title": "Analytics",
+  "analytics.since": "From",
+  "analytics.until": "To",
+  "analytics.tz": "Time zone",
+  "analytics.inbox": "Inbox",
+  "analytics.channel": "Channel",
+  "analytics.all": "All",
+  "analytics.apply": "Show",
+  "analytics.csv": "CSV",
+  "analytics.open": "Open",
+  "analytics.unassigned": "Unassigned",
+  "analytics.waiting": "Waiting",
+  "analytics.live": "Now",
+  "analytics.totals": "Conversations {c} · messages in {i} · out {o}",
+  "analytics.by_hour": "Messages by hour of day",
+  "analytics.by_weekday": "Messages by day of week",
+  "analytics.by_channel": "Conversations by channel",
+  "analytics.first_response": "First response time by inbox (median, p90)",
+  "analytics.resolution": "Resolution time by inbox (median, p90)",
+  "analytics.agents": "Agents",
+  "analytics.agent": "Agent",
+  "analytics.handled": "Conversations",
+  "analytics.replies": "Replies",
+  "analytics.resolved": "Resolved",
+  "analytics.inbound": "Inbound",
+  "analytics.outbound": "Outbound",
+  "analytics.median": "Median",
+  "analytics.nothing": "Nothing in this range.",
+  "analytics.bad_range": "The start must not be after the end.",
+};
+/** @param {keyof typeof EN} key @param {Record<string, string | number>} [vars] */
+function L(key, vars) {
+  const found = t(key, vars);
+  if (found !== key) return found;
+  let s = EN[key];
+  if (vars) for (const [k, v] of Object.entries(vars)) s = s.replaceAll(`{${k}}`, String(v));
+  return s;
+}
+
+/** @type {number | undefined} */ let liveTimer;
+export function stopAnalytics() { clearInterval(liveTimer); liveTimer = undefined; }
+
+/** @param {Date} d */
+function day(d) { return d.toISOString().slice(0, 10); }
+
+/** A duration for people: 42 s, 7 min, 3.2 h, 2.1 d. @param {number} s */
+export function duration(s) {
+  if (s < 90) return `${Math.round(s)} s`;
+  if (s < 5400) return `${Math.round(s / 60)} min`;
+  if (s < 172800) return `${(s / 3600).toFixed(1)} h`;
+  return `${(s / 86400).toFixed(1)} d`;
+}
+
+/**
+ * @param {string} tag @param {Record<string, string | number>} [attrs] @param {...Element} children
+ * @returns {SVGElement}
+ */
+function s(tag, attrs = {}, ...children) {
+  const el = /** @type {SVGElement} */ (document.createElementNS(SVG, tag));
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+  for (const c of children) el.append(c);
+  return el;
+}
+
+/** @param {string} text @param {Record<string, string | number>} attrs */
+function label(text, attrs) { const el = s("text", attrs); el.textContent = text; return el; }
+
+/**
+ * Vertical stacked bars (one per key, series stacked), with a legend and a y-axis maximum.
+ * @param {string[]} keys @param {{name: string, cls: string, values: number[]}[]} series
+ * @param {string} title
+ */
+export function columnChart(keys, series, title) {
+  const W = 520, H = 220, left = 40, bottom = 24, top = 22;
+  const totals = keys.map((_, i) => series.reduce((a, x) => a + x.values[i], 0));
+  const max = Math.max(1, ...totals);
+  const step = (W - left - 8) / keys.length;
+  const y = (/** @type {number} */ v) => (H - bottom - top) * (v / max);
+  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title, class: "chart" });
+  const name = s("title"); name.textContent = title;
+  svg.append(name, label(max.toLocaleString(), { x: left - 4, y: top + 4, "text-anchor": "end", class: "tick" }),
+    label("0", { x: left - 4, y: H - bottom, "text-anchor": "end", class: "tick" }),
+    s("line", { x1: left, y1: H - bottom, x2: W - 4, y2: H - bottom, class: "axis" }));
+  keys.forEach((key, i) => {
+    let base = H - bottom;
+    for (const x of series) {
+      const hgt = y(x.values[i]);
+      if (hgt > 0) {
+        const bar = s("rect", { x: left + i * step + 1, y: base - hgt, width: Math.max(1, step - 2), height: hgt, class: x.cls });
+        const tip = s("title"); tip.textContent = `${key} · ${x.name}: ${x.values[i].toLocaleString()}`; bar.append(tip);
+        svg.append(bar);
+      }
+      base -= hgt;
+    }
+    if (keys.length <= 12 || i % 3 === 0) {
+      svg.append(label(key, { x: left + i * step + step / 2, y: H - 8, "text-anchor": "middle", class: "tick" }));
+    }
+  });
+  series.forEach((x, i) => {
+    svg.append(s("rect", { x: left + i * 110, y: 4, width: 10, height: 10, class: x.cls }),
+      label(x.name, { x: left + 14 + i * 110, y: 13, class: "tick" }));
+  });
+  return svg;
+}
+
+/**
+ * Horizontal bars: one row per item, up to two measures (the second drawn thinner).
+ * @param {{key: string, a: number, b?: number, text: string}[]} rows @param {string} title
+ * @param {[string, string?]} names
+ */
+export function barChart(rows, title, names) {
+  const W = 520, row = 26, left = 110, top = 22;
+  const H = top + row * Math.max(rows.length, 1) + 6;
+  const max = Math.max(1, ...rows.map((r) => Math.max(r.a, r.b ?? 0)));
+  const x = (/** @type {number} */ v) => (W - left - 170) * (v / max);
+  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title, class: "chart" });
+  const tip = s("title"); tip.textContent = title; svg.append(tip);
+  names.forEach((n, i) => {
+    if (!n) return;
+    svg.append(s("rect", { x: left + i * 110, y: 4, width: 10, height: 10, class: i ? "s2" : "s1" }),
+      label(n, { x: left + 14 + i * 110, y: 13, class: "tick" }));
+  });
+  rows.forEach((r, i) => {
+    const y0 = top + i * row;
+    svg.append(label(r.key.length > 16 ? `${r.key.slice(0, 15)}…` : r.key, { x: left - 6, y: y0 + 15, "text-anchor": "end", class: "tick" }));
+    svg.append(s("rect", { x: left, y: y0 + 3, width: Math.max(1, x(r.a)), height: 10, class: "s1" }));
+    if (r.b !== undefined) svg.append(s("rect", { x: left, y: y0 + 14, width: Math.max(1, x(r.b)), height: 6, class: "s2" }));
+    svg.append(label(r.text, { x: left + x(Math.max(r.a, r.b ?? 0)) + 6, y: y0 + 15, class: "tick" }));
+  });
+  return svg;
+}
+
+/**
+ * @param {HTMLElement} app @param {Api} api @param {HTMLElement} header the console's top bar
+ */
+export async function analyticsScreen(app, api, header) {
+  stopAnalytics();
+  clear(app);
+  const today = new Date();
+  const from = new Date(today.getTime() - 29 * 86400_000);
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  const zones = [...new Set([zone, "UTC", "Asia/Colombo", "Asia/Kolkata", "Asia/Kathmandu", "Asia/Dhaka", "Asia/Karachi", "Europe/London", "America/New_York"])];
+  const since = h("input", { id: "an-since", type: "date", value: day(from) });
+  const until = h("input", { id: "an-until", type: "date", value: day(today) });
+  const tz = h("select", { id: "an-tz" }, ...zones.map((z) => h("option", { value: z, text: z })));
+  const inbox = h("select", { id: "an-inbox" }, h("option", { value: "", text: L("analytics.all") }));
+  const channel = h("select", { id: "an-channel" }, h("option", { value: "", text: L("analytics.all") }));
+  const error = h("p.error", { role: "alert", id: "an-error" });
+  const form = h("form.an-filters", { "aria-label": L("analytics.title") },
+    h("label", null, L("analytics.since"), since), h("label", null, L("analytics.until"), until),
+    h("label", null, L("analytics.tz"), tz), h("label", null, L("analytics.inbox"), inbox),
+    h("label", null, L("analytics.channel"), channel),
+    h("button.primary", { type: "submit", text: L("analytics.apply") }), error);
+  const live = h("section.an-live", { "aria-label": L("analytics.live"), id: "an-live" });
+  const grid = h("div.an-grid", { id: "an-grid" });
+  const main = h("main.analytics", { id: "analytics-main", tabindex: "-1" },
+    h("h1", { text: L("analytics.title") }), form, live, grid);
+  app.append(header, main);
+
+  /** @type {Map<string, any>} */ const inboxes = new Map();
+  /** @type {Map<string, string>} */ const users = new Map();
+  try {
+    const [ib, us] = await Promise.all([
+      api.get("/api/v1/inboxes?limit=200"),
+      api.get("/api/v1/users?limit=200").catch(() => ({ data: [] })),
+    ]);
+    for (const i of ib.data) inboxes.set(i.id, i);
+    for (const u of us.data) users.set(u.id, u.name);
+  } catch (e) { if (!(e instanceof ApiError)) throw e; }
+  for (const i of inboxes.values()) inbox.append(h("option", { value: i.id, text: i.name }));
+  for (const c of new Set([...inboxes.values()].map((i) => i.channel))) channel.append(h("option", { value: c, text: c }));
+  const inboxName = (/** @type {string} */ id) => inboxes.get(id)?.name || id || "—";
+  const userName = (/** @type {string} */ id) => users.get(id) || id || "—";
+
+  async function refreshLive() {
+    if (!document.body.contains(live)) return stopAnalytics();
+    try {
+      const r = await api.get(`/api/v1/reports/live${inbox.value ? `?inbox_id=${encodeURIComponent(/** @type {HTMLSelectElement} */ (inbox).value)}` : ""}`);
+      clear(live).append(
+        h("h2", { text: L("analytics.live") }),
+        ...[["open", r.totals.open], ["unassigned", r.totals.unassigned], ["waiting", r.totals.pending]].map(([k, n]) =>
+          h("div.an-counter", { id: `an-live-${k}` }, h("strong", { text: String(n) }), h("span", { text: L(/** @type {any} */ (`analytics.${k}`)) }))));
+    } catch (e) { if (!(e instanceof ApiError)) throw e; }
+  }
+
+  function query(/** @type {Record<string, string>} */ extra = {}) {
+    const q = new URLSearchParams({ since: /** @type {HTMLInputElement} */ (since).value, until: /** @type {HTMLInputElement} */ (until).value, tz: /** @type {HTMLSelectElement} */ (tz).value, ...extra });
+    if (/** @type {HTMLSelectElement} */ (inbox).value) q.set("inbox_id", /** @type {HTMLSelectElement} */ (inbox).value);
+    if (/** @type {HTMLSelectElement} */ (channel).value) q.set("channel", /** @type {HTMLSelectElement} */ (channel).value);
+    return q;
+  }
+
+  /** A card: title, CSV button, body. @param {string} id @param {string} title @param {string} report @param {Record<string, string>} [extra] */
+  function card(id, title, report, extra = {}) {
+    const csv = h("button.an-csv", { type: "button", id: `${id}-csv`, text: L("analytics.csv"), "aria-label": `${L("analytics.csv")}: ${title}` });
+    csv.addEventListener("click", () => download(report, extra));
+    const body = h("div.an-body", { "aria-busy": "true" });
+    grid.append(h("section.an-card", { id, "aria-label": title }, h("header", null, h("h2", { text: title }), csv), body));
+    return body;
+  }
+
+  /** @param {string} report @param {Record<string, string>} extra */
+  async function download(report, extra) {
+    const q = query({ ...extra, format: "csv" });
+    const go = () => fetch(`/api/v1/reports/${report}?${q}`, { headers: { Authorization: `Bearer ${api.token}` } });
+    let r = await go();
+    if (r.status === 401 && (await api.refresh())) r = await go();
+    if (!r.ok) { error.textContent = `${r.status}`; return; }
+    const a = h("a", { href: URL.createObjectURL(await r.blob()), download: `${report}-${q.get("since")}-${q.get("until")}.csv` });
+    document.body.append(a);
+    /** @type {HTMLAnchorElement} */ (a).click();
+    a.remove();
+  }
+
+  /** @param {HTMLElement} body @param {string} path @param {(data: any) => (Node | string)[]} draw */
+  async function fill(body, path, draw) {
+    try {
+      const data = await api.get(path);
+      clear(body).append(...draw(data));
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      clear(body).append(h("p.error", { text: e.message }));
+    }
+    body.removeAttribute("aria-busy");
+  }
+
+  function render() {
+    clear(grid);
+    error.textContent = "";
+    if (/** @type {HTMLInputElement} */ (since).value > /** @type {HTMLInputElement} */ (until).value) {
+      error.textContent = L("analytics.bad_range");
+      return;
+    }
+    const q = query();
+    const hours = card("an-hours", L("analytics.by_hour"), "volume");
+    const days = card("an-weekdays", L("analytics.by_weekday"), "volume");
+    const channels = card("an-channels", L("analytics.by_channel"), "volume");
+    fill(hours, `/api/v1/reports/volume?${q}`, (v) => {
+      const totals = h("p.an-totals", { id: "an-totals", text: L("analytics.totals", { c: v.totals.conversations, i: v.totals.messages_inbound, o: v.totals.messages_outbound }) });
+      const keys = Object.keys(v.by_hour);
+      const chart = columnChart(keys, [
+        { name: L("analytics.inbound"), cls: "s1", values: keys.map((k) => v.by_hour[k].messages_inbound) },
+        { name: L("analytics.outbound"), cls: "s2", values: keys.map((k) => v.by_hour[k].messages_outbound) },
+      ], L("analytics.by_hour"));
+      const wk = Object.keys(v.by_weekday);
+      clear(days).append(columnChart(wk.map((k) => WEEKDAYS[Number(k) - 1]), [
+        { name: L("analytics.inbound"), cls: "s1", values: wk.map((k) => v.by_weekday[k].messages_inbound) },
+        { name: L("analytics.outbound"), cls: "s2", values: wk.map((k) => v.by_weekday[k].messages_outbound) },
+      ], L("analytics.by_weekday")));
+      days.removeAttribute("aria-busy");
+      const ch = Object.entries(v.by_channel).map(([k, c]) => ({ key: k, a: /** @type {any} */ (c).conversations, text: String(/** @type {any} */ (c).conversations) }));
+      clear(channels).append(ch.length ? barChart(ch, L("analytics.by_channel"), [L("analytics.handled")]) : h("p.empty", { text: L("analytics.nothing") }));
+      channels.removeAttribute("aria-busy");
+      return [totals, chart];
+    });
+    for (const [id, report] of [["an-first-response", "first_response"], ["an-resolution", "resolution"]]) {
+      const title = L(/** @type {any} */ (`analytics.${report}`));
+      const body = card(id, title, report, { group_by: "inbox" });
+      fill(body, `/api/v1/reports/${report}?${query({ group_by: "inbox" })}`, (r) => r.rows.length
+        ? [barChart(r.rows.map((/** @type {any} */ x) => ({ key: inboxName(x.key), a: x.median_s, b: x.p90_s, text: `${duration(x.median_s)} · ${duration(x.p90_s)} (${x.count})` })), title, [L("analytics.median"), "p90"])]
+        : [h("p.empty", { text: L("analytics.nothing") })]);
+    }
+    const agents = card("an-agents", L("analytics.agents"), "agents");
+    fill(agents, `/api/v1/reports/agents?${q}`, (r) => r.rows.length
+      ? [h("table.an-table", null,
+          h("thead", null, h("tr", null, ...["agent", "handled", "replies", "resolved"].map((k) => h("th", { text: L(/** @type {any} */ (`analytics.${k}`)) })))),
+          h("tbody", null, ...r.rows.slice(0, 12).map((/** @type {any} */ x) => h("tr", null,
+            h("td", { text: userName(x.agent_id) }), h("td", { text: String(x.conversations_handled) }),
+            h("td", { text: String(x.replies) }), h("td", { text: String(x.resolutions) })))))]
+      : [h("p.empty", { text: L("analytics.nothing") })]);
+  }
+
+  form.addEventListener("submit", (e) => { e.preventDefault(); render(); refreshLive(); });
+  render();
+  await refreshLive();
+  liveTimer = window.setInterval(refreshLive, LIVE_EVERY_MS);
+}
