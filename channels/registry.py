@@ -6,6 +6,8 @@ from __future__ import annotations
 from channels._base import ChannelAdapter
 from channels.api import ApiChannel
 from channels.email import EmailChannel
+from channels.instagram import InstagramChannel
+from channels.meta_messenger import MessengerChannel
 from channels.sendgrid import SendGridChannel
 from channels.sip import SipChannel
 from channels.twilio import TwilioChannel
@@ -19,6 +21,8 @@ ADAPTERS: tuple[type[ChannelAdapter], ...] = (
     SipChannel,
     EmailChannel,
     SendGridChannel,
+    MessengerChannel,
+    InstagramChannel,
 )
 
 REGISTRY = ChannelRegistry(ADAPTERS)

@@ -16,6 +16,7 @@ from hub.contracts.channel import (
     MediaFetchError,
     MediaRef,
     OutboundMessage,
+    Profile,
     SendError,
     SendResult,
     SettingsInvalid,
@@ -55,6 +56,11 @@ class BaseAdapter:
 
     def delivers(self, inbox: InboxContext) -> bool:
         return False
+
+    async def sender_profile(
+        self, inbox: InboxContext, address: str, http: aiohttp.ClientSession
+    ) -> Profile | None:
+        return None
 
     def account_key(self, inbox: InboxContext) -> str:
         return f"{self.manifest.id}:{inbox.id}"

@@ -102,10 +102,14 @@ async def _check_channel(
     last = await last_inbound_at(conn, inbox_id, row["contact_id"])
     if last is None or last <= datetime.now(UTC) - manifest.reply_window:
         hours = round(manifest.reply_window.total_seconds() / 3600)
+        then = (
+            "only a template can be sent until they write again"
+            if Capability.TEMPLATES in manifest.capabilities
+            else "nothing can be sent until they write again"
+        )
         raise MessageRefused(
             "window_closed",
-            f"more than {hours} hours have passed since the customer's last message: "
-            "only a template can be sent until they write again",
+            f"more than {hours} hours have passed since the customer's last message: {then}",
         )
 
 

@@ -65,6 +65,8 @@ class Manifest:
     #: the provider verifies the webhook URL with a GET (WhatsApp Cloud's ``hub.challenge``);
     #: for other channels a GET is 405
     get_handshake: bool = False
+    #: the provider can say who a new sender is (``ChannelAdapter.sender_profile``)
+    profiles: bool = False
 
     @property
     def identity_channel(self) -> str:
@@ -219,10 +221,35 @@ class DirectReply:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Watermark:
+    """ "Everything the business sent this contact up to ``until`` has reached ``status``":
+    how Messenger reports deliveries and reads, without naming the messages."""
+
+    #: the contact's address on the channel's identity channel
+    address: str
+    until: datetime
+    status: MessageStatus
+    provider_status: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Profile:
+    """What a provider says about a sender (Messenger's and Instagram's user profile)."""
+
+    name: str | None = None
+    #: the provider's picture URL as it gave it (Meta's expire after a while)
+    picture_url: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class WebhookResult:
     messages: Sequence[InboundMessage] = ()
     statuses: Sequence[StatusUpdate] = ()
     reply: DirectReply | None = None
+    #: messages the business sent to a contact from elsewhere (the page's own inbox, another
+    #: app): stored as outgoing, already sent; ``sender`` is the contact they went to
+    echoes: Sequence[InboundMessage] = ()
+    watermarks: Sequence[Watermark] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -435,6 +462,14 @@ class ChannelAdapter(Protocol):
 
     async def send(self, inbox: InboxContext, message: OutboundMessage) -> SendResult:
         """One attempt (retries, breaker and rate limit are the caller's); :class:`SendError`."""
+        ...
+
+    async def sender_profile(
+        self, inbox: InboxContext, address: str, http: aiohttp.ClientSession
+    ) -> Profile | None:
+        """The provider's profile of a sender the hub does not know yet (``None``: none); asked
+        once, before the sender's first message is stored. :class:`MediaFetchError` (or a
+        network error) if it cannot be had: the message is stored without it."""
         ...
 
     async def start(self, env: ChannelEnv) -> None: ...
