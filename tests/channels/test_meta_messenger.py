@@ -80,20 +80,39 @@ class MessengerHarness(Harness):
     delivered_status = "delivery"
     sent_status = "echo"
 
+    channel = CHANNEL
+    obj = "page"
+    account = PAGE_ID
+    other_account = OTHER_PAGE_ID
+    customer = PSID
+
     async def create_inbox(self, hub: Hub, mock: ProviderMock) -> str:
-        return await meta_inbox(hub, mock)
+        return await meta_inbox(hub, mock, self.channel)
+
+    def _delivery(self, *events: dict[str, Any], other: bool = False) -> dict[str, Any]:
+        account = self.other_account if other else self.account
+        return delivery(*events, account=account, obj=self.obj)
+
+    def _text(self, mid: str, text: str = "hello", **message: Any) -> dict[str, Any]:
+        return text_event(mid, text, sender=self.customer, account=self.account, **message)
+
+    def _event(self, kind: str, body: Any) -> dict[str, Any]:
+        return event(kind, body, sender=self.customer, account=self.account)
+
+    def _echo(self, mid: str, text: str, **message: Any) -> dict[str, Any]:
+        return echo_event(mid, text, to=self.customer, account=self.account, **message)
 
     def _request(self, payload: Any, **kwargs: Any) -> Request:
-        path, body, headers = signed(CHANNEL, self.inbox_id, payload, **kwargs)
+        path, body, headers = signed(self.channel, self.inbox_id, payload, **kwargs)
         return Request(path, body, headers)
 
     def inbound(self, provider_message_id: str, text: str = "hello") -> Request:
-        return self._request(delivery(text_event(provider_message_id, text)))
+        return self._request(self._delivery(self._text(provider_message_id, text)))
 
     def forged(self, provider_message_id: str) -> list[tuple[str, Request]]:
-        payload = delivery(text_event(provider_message_id))
+        payload = self._delivery(self._text(provider_message_id))
         good = self._request(payload)
-        tampered = wire(delivery(text_event(provider_message_id, "refund me")))
+        tampered = wire(self._delivery(self._text(provider_message_id, "refund me")))
         sha1 = hmac.new(APP_SECRET.encode(), good.body, hashlib.sha1).hexdigest()
         path = good.path
         return [
@@ -117,37 +136,37 @@ class MessengerHarness(Harness):
         ]
 
     def malformed(self) -> list[tuple[str, Request]]:
-        path = webhook_path(CHANNEL, self.inbox_id)
+        path = webhook_path(self.channel, self.inbox_id)
 
         def message(**fields: Any) -> Any:
-            item = text_event("m_malformed")
+            item = self._text("m_malformed")
             for key, value in fields.items():
                 if value is None:
                     item["message"].pop(key, None)
                 else:
                     item["message"][key] = value
-            return delivery(item)
+            return self._delivery(item)
 
-        bad_sender = text_event("m_bad_sender")
+        bad_sender = self._text("m_bad_sender")
         bad_sender["sender"] = {"id": "../../me"}
-        bad_time = text_event("m_bad_time")
+        bad_time = self._text("m_bad_time")
         bad_time["timestamp"] = "yesterday"
         signed_form = self._request(b"object=page")
         form = {"Content-Type": "application/x-www-form-urlencoded"}
         return [
             ("not JSON", self._request(b"{not json")),
             ("a JSON array", self._request(b"[]")),
-            ("no entry", self._request({"object": "page"})),
-            ("an empty entry list", self._request({"object": "page", "entry": []})),
-            ("entry is not a list", self._request({"object": "page", "entry": {}})),
+            ("no entry", self._request({"object": self.obj})),
+            ("an empty entry list", self._request({"object": self.obj, "entry": []})),
+            ("entry is not a list", self._request({"object": self.obj, "entry": {}})),
             ("another object", self._request({**message(), "object": "whatsapp_business_account"})),
             (
-                "only another page's entries",
-                self._request(delivery(text_event("m_other"), account=OTHER_PAGE_ID)),
+                "only another account's entries",
+                self._request(self._delivery(self._text("m_other"), other=True)),
             ),
             ("a message without a mid", self._request(message(mid=None))),
-            ("a sender that is not an id", self._request(delivery(bad_sender))),
-            ("timestamp is not a time", self._request(delivery(bad_time))),
+            ("a sender that is not an id", self._request(self._delivery(bad_sender))),
+            ("timestamp is not a time", self._request(self._delivery(bad_time))),
             ("NUL in the text", self._request(message(text="a\x00b"))),
             ("a mid that is too long", self._request(message(mid="m_" + "x" * 300))),
             ("a form body", Request(path, signed_form.body, {**signed_form.headers, **form})),
@@ -165,14 +184,14 @@ class MessengerHarness(Harness):
 
     def status(self, provider_message_id: str, provider_status: str) -> Request:
         if provider_status == "echo":
-            item = echo_event(provider_message_id, "sent by the hub", metadata="hub:01ABC")
+            item = self._echo(provider_message_id, "sent by the hub", metadata="hub:01ABC")
         elif provider_status == "delivery":
-            item = event("delivery", {"mids": [provider_message_id], "watermark": now_ms()})
+            item = self._event("delivery", {"mids": [provider_message_id], "watermark": now_ms()})
         elif provider_status == "read":
-            item = event("read", {"watermark": now_ms()})
+            item = self._event("read", {"watermark": now_ms()})
         else:
-            item = event(provider_status, {"mid": provider_message_id})
-        return self._request(delivery(item))
+            item = self._event(provider_status, {"mid": provider_message_id})
+        return self._request(self._delivery(item))
 
 
 class TestMessengerConformance(ChannelConformance):
