@@ -10,6 +10,7 @@ from channels.instagram import InstagramChannel
 from channels.meta_messenger import MessengerChannel
 from channels.sendgrid import SendGridChannel
 from channels.sip import SipChannel
+from channels.telegram import TelegramChannel
 from channels.twilio import TwilioChannel
 from channels.whatsapp_cloud import WhatsAppCloudChannel
 from hub.contracts.registry import ChannelRegistry
@@ -23,6 +24,7 @@ ADAPTERS: tuple[type[ChannelAdapter], ...] = (
     SendGridChannel,
     MessengerChannel,
     InstagramChannel,
+    TelegramChannel,
 )
 
 REGISTRY = ChannelRegistry(ADAPTERS)

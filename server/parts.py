@@ -8,6 +8,7 @@ from automation.parts import assignment_parts, rules_part, service_level_parts, 
 from channels.delivery import delivery_part
 from channels.email.part import EmailPart
 from channels.sip.part import VoicePart
+from channels.telegram.part import TelegramWebhooks
 from hub.config import Config
 from hub.consumers.journal import journal_part
 from hub.contracts.part import Part
@@ -30,4 +31,5 @@ def make_parts(config: Config) -> list[Part]:
         SnoozeTimer(),  # reopens snoozed conversations when their time comes (workers)
         VoicePart(),  # the SIP user agent (roles all and voice)
         EmailPart(),  # the IMAP readers of the email inboxes (workers)
+        TelegramWebhooks(),  # points each Telegram bot's webhook at its inbox (workers)
     ]
