@@ -450,3 +450,25 @@ def test_settings_are_checked() -> None:
     for bad in ({"api_base_url": "ftp://x"}, {"quote_replies": "maybe"}):
         with pytest.raises(ValueError):
             channel.check_settings(bad)
+
+
+async def test_a_contact_made_by_hand_with_a_telegram_id_is_the_one_messages_land_on(
+    client: Client, hub: Hub, inbox: tuple[str, str]
+) -> None:
+    refused = await client.post(
+        "/api/v1/contacts",
+        json={"identities": [{"channel": "telegram", "address": "@kamala_s"}]},
+        headers=AUTH,
+    )
+    assert refused.status == 422
+    assert (await refused.json())["error"]["code"] == "invalid_identity"
+    made = await client.post(
+        "/api/v1/contacts",
+        json={"name": "Kamala", "identities": [{"channel": "telegram", "address": f" {CHAT_ID} "}]},
+        headers=AUTH,
+    )
+    assert made.status == 201, await made.text()
+    contact = await made.json()
+    assert contact["identities"] == [{"channel": "telegram", "address": str(CHAT_ID)}]
+    response = await post(client, inbox, update(message=message(1, "hi")))
+    assert (await response.json())["messages"][0]["contact_id"] == contact["id"]
