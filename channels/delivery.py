@@ -189,7 +189,8 @@ class Delivery:
                 return None
             row = await conn.fetchrow(
                 """SELECT m.status, m.content, m.content_type, m.attachments, m.inbox_id,
-                          m.delivery_started_at, m.conversation_id, c.contact_id, m.template
+                          m.delivery_started_at, m.conversation_id, c.contact_id, m.template,
+                          m.quick_replies
                      FROM messages m JOIN conversations c ON c.id = m.conversation_id
                     WHERE m.id = $1
                       FOR UPDATE OF m""",
@@ -251,6 +252,7 @@ class Delivery:
                 r["provider_message_id"] for r in reversed(thread) if r["provider_message_id"]
             ),
             thread_key=next((r["thread_key"] for r in thread if r["thread_key"]), None),
+            quick_replies=tuple(row["quick_replies"] or ()),
         )
         return adapter, inbox, outbound
 

@@ -34,7 +34,9 @@ STATUSES = {
     "delivery": MessageStatus.DELIVERED,
     "read": MessageStatus.READ,
 }
-CAPABILITIES = frozenset({Capability.TEXT, Capability.MEDIA, Capability.READ_RECEIPTS})
+CAPABILITIES = frozenset(
+    {Capability.TEXT, Capability.MEDIA, Capability.READ_RECEIPTS, Capability.QUICK_REPLIES}
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -198,16 +198,27 @@ class SendApi:
         recipient = {"id": message.to}
         metadata = {"metadata": METADATA_PREFIX + message.message_id}
         url = api_url(inbox.settings, account, "messages")
+        choices: dict[str, Any] = {}
+        if message.quick_replies:
+            choices["quick_replies"] = [
+                {"content_type": "text", "title": q, "payload": q} for q in message.quick_replies
+            ]
         if not message.attachments:
-            body = {**kind, "recipient": recipient, "message": {"text": text, **metadata}}
-            return await self._post_json(url, token, body)
+            said = {"text": text, **choices, **metadata}
+            return await self._post_json(
+                url, token, {**kind, "recipient": recipient, "message": said}
+            )
         file = _file(message.attachments[0])
         sent = await self._upload(url, token, kind, recipient, file, metadata)
         if not text:
             return sent
         # the platform has no captions: the text follows the file as its own message
         try:
-            body = {**kind, "recipient": recipient, "message": {"text": text, **metadata}}
+            body = {
+                **kind,
+                "recipient": recipient,
+                "message": {"text": text, **choices, **metadata},
+            }
             await self._post_json(url, token, body)
         except SendError as exc:
             raise SendError(

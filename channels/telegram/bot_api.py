@@ -149,6 +149,12 @@ class BotSender:
                 "message_id": reply_to,
                 "allow_sending_without_reply": True,
             }
+        if message.quick_replies:  # a keyboard of the choices, gone once one is tapped
+            threading["reply_markup"] = {
+                "keyboard": [[{"text": q}] for q in message.quick_replies],
+                "one_time_keyboard": True,
+                "resize_keyboard": True,
+            }
         if not message.attachments:
             if not text:
                 raise SendError("empty_message", "nothing to send", retryable=False)
@@ -216,10 +222,9 @@ class BotSender:
         form.add_field("chat_id", chat_id)
         if caption:
             form.add_field("caption", caption)
-        if "reply_parameters" in threading:
-            form.add_field(
-                "reply_parameters", msgspec.json.encode(threading["reply_parameters"]).decode()
-            )
+        for name in ("reply_parameters", "reply_markup"):
+            if name in threading:
+                form.add_field(name, msgspec.json.encode(threading[name]).decode())
         filename = str(attachment.get("filename") or "attachment")
         form.add_field(field, bytes(data), filename=filename, content_type=content_type)
         result = await call(self._http, inbox, method, data=form, limit=UPLOAD_TIMEOUT)

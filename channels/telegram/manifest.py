@@ -21,7 +21,9 @@ MAX_CAPTION = 1024
 MANIFEST = Manifest(
     id="telegram",
     name="Telegram",
-    capabilities=frozenset({Capability.TEXT, Capability.MEDIA, Capability.LOCATION}),
+    capabilities=frozenset(
+        {Capability.TEXT, Capability.MEDIA, Capability.LOCATION, Capability.QUICK_REPLIES}
+    ),
     required_secrets=("bot_token", "webhook_secret"),
     optional_settings=("quote_replies", "api_base_url"),
     generated_secrets=("webhook_secret",),

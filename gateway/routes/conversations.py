@@ -143,6 +143,9 @@ class TemplateIn(msgspec.Struct, forbid_unknown_fields=True):
     body_parameters: Annotated[list[TemplateValue], msgspec.Meta(max_length=100)] = []
 
 
+QuickReply = Annotated[str, msgspec.Meta(min_length=1, max_length=20, pattern=NO_NUL)]
+
+
 class NewMessage(msgspec.Struct, forbid_unknown_fields=True):
     """A reply (``content``, or a ``template`` on channels that have them) or a private note.
     On a channel with a reply window (WhatsApp: 24 hours after the contact's last message) only
@@ -152,6 +155,8 @@ class NewMessage(msgspec.Struct, forbid_unknown_fields=True):
     private: bool = False
     client_id: ClientId | None = None
     template: TemplateIn | None = None
+    #: choices the customer can tap (Messenger, Instagram, Telegram)
+    quick_replies: Annotated[list[QuickReply], msgspec.Meta(max_length=13)] = []
 
 
 class SentMessage(msgspec.Struct):
@@ -430,6 +435,7 @@ async def post_message_route(call: Call) -> Reply:
             inboxes=who.inboxes,
             template=template,
             enforce_reply_window=True,
+            quick_replies=tuple(body.quick_replies),
         )
     except MessageRefused as exc:
         raise refusal(exc) from exc

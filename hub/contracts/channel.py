@@ -38,6 +38,8 @@ class Capability(StrEnum):
     READ_RECEIPTS = "read_receipts"
     LOCATION = "location"
     VOICE = "voice"
+    #: choices the customer taps, offered with a reply (``OutboundMessage.quick_replies``)
+    QUICK_REPLIES = "quick_replies"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -383,6 +385,8 @@ class OutboundMessage:
     thread_refs: tuple[str, ...] = ()
     #: the conversation's latest thread key (:class:`ThreadHint`; email: its subject)
     thread_key: str | None = None
+    #: choices offered with the reply, on channels with the ``quick_replies`` capability
+    quick_replies: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -474,3 +474,33 @@ def test_settings_are_checked() -> None:
         with pytest.raises(SettingsInvalid):
             channel.check_settings(bad)
     assert FLAVOUR.object == "page"
+
+
+async def test_a_reply_offers_quick_replies(
+    client: Client, hub: Hub, mock: ProviderMock, inbox: str
+) -> None:
+    assert (await post(client, inbox, delivery(text_event("m_in", "which colour?")))).status == 200
+    conversation_id = await hub.pool.fetchval("SELECT id FROM conversations")
+    reply = await client.post(
+        f"/api/v1/conversations/{conversation_id}/messages",
+        json={"content": "Pick one", "quick_replies": ["Red", "Blue"]},
+        headers=AUTH,
+    )
+    assert reply.status == 201, await reply.text()
+    await wait_for_status(hub, (await reply.json())["id"], "sent")
+    sent = messenger_api(mock).sent[-1]["message"]
+    assert sent["text"] == "Pick one"
+    assert sent["quick_replies"] == [
+        {"content_type": "text", "title": "Red", "payload": "Red"},
+        {"content_type": "text", "title": "Blue", "payload": "Blue"},
+    ]
+    for bad in (
+        {"content": "Pick", "quick_replies": ["x" * 21]},
+        {"content": "Pick", "quick_replies": [str(n) for n in range(14)]},
+        {"content": "a note", "private": True, "quick_replies": ["Red"]},
+    ):
+        refused = await client.post(
+            f"/api/v1/conversations/{conversation_id}/messages", json=bad, headers=AUTH
+        )
+        assert refused.status in (400, 422), (bad, await refused.text())
+    assert await hub.pool.fetchval("SELECT count(*) FROM messages") == 2

@@ -15,6 +15,7 @@ import pytest
 from hub.app import Hub
 from tests.channels.conformance import AUTH, events_of, statuses, wait_for_status
 from tests.realtime.agents import Agent
+from tests.support.api_channel import ApiInbox, api_body
 from tests.support.meta_mock import (
     PSID,
     MessengerApi,
@@ -148,3 +149,19 @@ async def test_telegram_in_and_reply_out(
     assert method == "sendMessage" and params["chat_id"] == str(CHAT_ID)
     assert params["text"] == "ආයුබෝවන්! How can I help?"
     await agent.wait_until(lambda: statuses(agent, sent["id"]) == ["sent"])
+
+
+async def test_quick_replies_are_refused_where_the_channel_has_none(
+    hub: Hub, server: str, http: aiohttp.ClientSession
+) -> None:
+    shop = await ApiInbox.create(hub, server)
+    answer = await shop.post(http, api_body("api-1"))
+    conversation_id = answer["messages"][0]["conversation_id"]
+    async with http.post(
+        f"{server}/api/v1/conversations/{conversation_id}/messages",
+        json={"content": "Pick one", "quick_replies": ["Red"]},
+        headers=AUTH,
+    ) as refused:
+        assert refused.status == 422
+        assert (await refused.json())["error"]["code"] == "quick_replies_not_supported"
+    assert await hub.pool.fetchval("SELECT count(*) FROM messages") == 1

@@ -472,3 +472,24 @@ async def test_a_contact_made_by_hand_with_a_telegram_id_is_the_one_messages_lan
     assert contact["identities"] == [{"channel": "telegram", "address": str(CHAT_ID)}]
     response = await post(client, inbox, update(message=message(1, "hi")))
     assert (await response.json())["messages"][0]["contact_id"] == contact["id"]
+
+
+async def test_quick_replies_are_a_one_time_keyboard(
+    client: Client, hub: Hub, mock: ProviderMock, inbox: tuple[str, str]
+) -> None:
+    assert (await post(client, inbox, update(message=message(1, "size?")))).status == 200
+    conversation_id = await hub.pool.fetchval("SELECT id FROM conversations")
+    reply = await client.post(
+        f"/api/v1/conversations/{conversation_id}/messages",
+        json={"content": "Which size?", "quick_replies": ["S", "M", "L"]},
+        headers=AUTH,
+    )
+    assert reply.status == 201, await reply.text()
+    await wait_for_status(hub, (await reply.json())["id"], "sent")
+    method, params = telegram_api(mock).sent[-1]
+    assert method == "sendMessage"
+    assert params["reply_markup"] == {
+        "keyboard": [[{"text": "S"}], [{"text": "M"}], [{"text": "L"}]],
+        "one_time_keyboard": True,
+        "resize_keyboard": True,
+    }
