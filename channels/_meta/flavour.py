@@ -69,7 +69,7 @@ def manifest(
         capabilities=CAPABILITIES,
         required_secrets=(token_secret, "app_secret", "verify_token"),
         required_settings=(account_setting,),
-        optional_settings=("app_id", "human_agent", "api_base_url", "api_version"),
+        optional_settings=("app_id", "human_agent"),
         generated_secrets=("verify_token",),
         identity=identity,
         statuses=STATUSES,

@@ -25,7 +25,7 @@ MANIFEST = Manifest(
         {Capability.TEXT, Capability.MEDIA, Capability.LOCATION, Capability.QUICK_REPLIES}
     ),
     required_secrets=("bot_token", "webhook_secret"),
-    optional_settings=("quote_replies", "api_base_url"),
+    optional_settings=("quote_replies",),
     generated_secrets=("webhook_secret",),
     identity=TELEGRAM,
     # bots get no delivery or read reports

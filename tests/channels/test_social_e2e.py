@@ -7,11 +7,14 @@ refused up front over REST with the reason."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 
+from channels.registry import REGISTRY
 from hub.app import Hub
 from tests.channels.conformance import AUTH, events_of, statuses, wait_for_status
 from tests.realtime.agents import Agent
@@ -40,6 +43,7 @@ from tests.support.telegram_mock import (
 )
 
 pytestmark = pytest.mark.postgres
+CONSOLE = Path(__file__).parent.parent.parent / "console"
 
 
 @pytest.fixture
@@ -165,3 +169,18 @@ async def test_quick_replies_are_refused_where_the_channel_has_none(
         assert refused.status == 422
         assert (await refused.json())["error"]["code"] == "quick_replies_not_supported"
     assert await hub.pool.fetchval("SELECT count(*) FROM messages") == 1
+
+
+@pytest.mark.parametrize("channel", ["meta_messenger", "instagram", "telegram"])
+def test_the_inbox_wizard_has_a_label_for_every_field(channel: str) -> None:
+    """The console's inbox wizard builds its form from the manifest and labels each field from
+    the message catalogues (console/src/settings.js)."""
+    adapter = REGISTRY.get(channel)
+    assert adapter is not None
+    m = adapter.manifest
+    keys = [f"inbox.setting.{k}" for k in (*m.required_settings, *m.optional_settings)]
+    keys += [f"inbox.secret.{k}" for k in (*m.required_secrets, *m.optional_secrets)]
+    for language in ("en", "si"):
+        catalogue = orjson.loads((CONSOLE / "i18n" / f"{language}.json").read_bytes())
+        for key in keys:
+            assert catalogue.get(key) and catalogue.get(f"{key}.hint"), (language, key)
