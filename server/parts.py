@@ -9,6 +9,7 @@ from channels.delivery import delivery_part
 from channels.email.part import EmailPart
 from channels.sip.part import VoicePart
 from channels.telegram.part import TelegramWebhooks
+from channels.typing import TypingRelay
 from hub.config import Config
 from hub.consumers.journal import journal_part
 from hub.contracts.part import Part
@@ -23,6 +24,7 @@ def make_parts(config: Config) -> list[Part]:
         journal_part(),  # event_log: the audit trail and the timeline's system items
         ReplayLog(live),  # the realtime replay log the agent sockets read
         delivery_part(),  # agents' replies out through their channels
+        TypingRelay(),  # agents' typing shown to customers (Messenger, Instagram, Telegram)
         analytics_part(),  # the reports' ClickHouse store, fed from the event stream
         rules_part(),  # automation rules: act on events through the core's actions
         *assignment_parts(),  # automatic assignment and its waiting queue

@@ -57,6 +57,9 @@ class BaseAdapter:
     def delivers(self, inbox: InboxContext) -> bool:
         return False
 
+    async def typing(self, inbox: InboxContext, to: str, http: aiohttp.ClientSession) -> None:
+        return None
+
     async def sender_profile(
         self, inbox: InboxContext, address: str, http: aiohttp.ClientSession
     ) -> Profile | None:

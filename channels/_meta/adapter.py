@@ -72,6 +72,9 @@ class MetaAdapter(BaseAdapter):
     ) -> Profile | None:
         return await graph.fetch_profile(self.flavour, inbox, address, http)
 
+    async def typing(self, inbox: InboxContext, to: str, http: aiohttp.ClientSession) -> None:
+        await graph.typing_on(self.flavour, inbox, to, http)
+
     def delivers(self, inbox: InboxContext) -> bool:
         return True
 

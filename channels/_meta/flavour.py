@@ -35,7 +35,13 @@ STATUSES = {
     "read": MessageStatus.READ,
 }
 CAPABILITIES = frozenset(
-    {Capability.TEXT, Capability.MEDIA, Capability.READ_RECEIPTS, Capability.QUICK_REPLIES}
+    {
+        Capability.TEXT,
+        Capability.MEDIA,
+        Capability.READ_RECEIPTS,
+        Capability.QUICK_REPLIES,
+        Capability.TYPING,
+    }
 )
 
 

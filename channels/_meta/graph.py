@@ -290,6 +290,27 @@ class SendApi:
         return await self._post(url, form, _headers(token), UPLOAD_TIMEOUT)
 
 
+async def typing_on(
+    flavour: Flavour, inbox: InboxContext, to: str, http: aiohttp.ClientSession
+) -> None:
+    """``sender_action: typing_on`` (shown until the reply, or about 20 seconds)."""
+    token = str(inbox.secrets.get(flavour.token_secret) or "")
+    account = flavour.account_id(inbox.settings)
+    if not token or account is None:
+        raise SendError("not_configured", "no token or account id", retryable=False)
+    body = {"recipient": {"id": to}, "sender_action": "typing_on"}
+    async with http.post(
+        api_url(inbox.settings, account, "messages"),
+        data=orjson.dumps(body),
+        headers={**_headers(token), "Content-Type": "application/json"},
+        allow_redirects=False,
+    ) as response:
+        answer = await response.read()
+        if response.status != 200:
+            code, text, retryable = graph_error(response.status, answer)
+            raise SendError(code, text, retryable=retryable)
+
+
 # -- customers' files ----------------------------------------------------------------------------
 
 

@@ -24,7 +24,7 @@ from channels._base import (
     rate_setting,
 )
 from channels.telegram import inbound
-from channels.telegram.bot_api import BotSender, open_media
+from channels.telegram.bot_api import BotSender, call, open_media
 from channels.telegram.manifest import DEFAULT_RATE, MANIFEST
 
 
@@ -54,6 +54,10 @@ class TelegramChannel(BaseAdapter):
         self, inbox: InboxContext, ref: MediaRef, http: aiohttp.ClientSession
     ) -> AbstractAsyncContextManager[FetchedMedia]:
         return open_media(inbox, ref, http)
+
+    async def typing(self, inbox: InboxContext, to: str, http: aiohttp.ClientSession) -> None:
+        """``sendChatAction`` typing: shown for 5 seconds, or until the next message."""
+        await call(http, inbox, "sendChatAction", json={"chat_id": to, "action": "typing"})
 
     def delivers(self, inbox: InboxContext) -> bool:
         return True

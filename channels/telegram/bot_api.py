@@ -11,6 +11,7 @@ never logged or put in an error.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,6 +41,7 @@ MEDIA_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=10)
 PHOTO_TYPES = {"image/jpeg", "image/png", "image/webp"}
 MAX_PHOTO_BYTES = 10 * 1024 * 1024
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+TOKEN = re.compile(r"[0-9]{1,20}:[A-Za-z0-9_-]{1,200}")
 
 
 def api_root(settings: Mapping[str, Any]) -> str:
@@ -52,8 +54,9 @@ def method_url(inbox: InboxContext, method: str) -> str:
 
 
 def _token(inbox: InboxContext) -> str:
+    """The bot token, which goes into every URL: only in the form @BotFather gives it."""
     token = str(inbox.secrets.get("bot_token") or "")
-    if not token or "/" in token:
+    if not TOKEN.fullmatch(token):
         raise SendError("not_configured", "the inbox has no usable bot_token", retryable=False)
     return token
 

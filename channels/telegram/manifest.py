@@ -22,7 +22,13 @@ MANIFEST = Manifest(
     id="telegram",
     name="Telegram",
     capabilities=frozenset(
-        {Capability.TEXT, Capability.MEDIA, Capability.LOCATION, Capability.QUICK_REPLIES}
+        {
+            Capability.TEXT,
+            Capability.MEDIA,
+            Capability.LOCATION,
+            Capability.QUICK_REPLIES,
+            Capability.TYPING,
+        }
     ),
     required_secrets=("bot_token", "webhook_secret"),
     optional_settings=("quote_replies",),

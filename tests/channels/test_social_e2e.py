@@ -184,3 +184,33 @@ def test_the_inbox_wizard_has_a_label_for_every_field(channel: str) -> None:
         catalogue = orjson.loads((CONSOLE / "i18n" / f"{language}.json").read_bytes())
         for key in keys:
             assert catalogue.get(key) and catalogue.get(f"{key}.hint"), (language, key)
+
+
+async def test_an_agents_typing_is_shown_to_the_customer(
+    hub: Hub, server: str, mock: ProviderMock, agent: Agent, http: aiohttp.ClientSession
+) -> None:
+    messenger_inbox = await meta_inbox(hub, mock)
+    status, answer = await messenger(http, server, messenger_inbox, delivery(text_event("m_t")))
+    assert status == 200, answer
+    on_messenger = answer["messages"][0]["conversation_id"]
+    bot, secret = await telegram_inbox(hub, mock)
+    path, body, headers = posted(bot, secret, update(message=message(3, "hi")))
+    async with http.post(server + path, data=body, headers=headers) as response:
+        on_telegram = (await response.json())["messages"][0]["conversation_id"]
+    for conversation_id in (on_messenger, on_telegram):
+        joined = await agent.client.call(
+            "join", {"conversation_id": conversation_id}, namespace="/agent"
+        )
+        assert joined == {"ok": True}
+        for on in (True, False, True):  # a burst: shown once; stopping shows nothing
+            typed = await agent.client.call(
+                "typing", {"conversation_id": conversation_id, "on": on}, namespace="/agent"
+            )
+            assert typed == {"ok": True}
+
+    def shown() -> bool:
+        return bool(messenger_api(mock).actions) and bool(telegram_api(mock).actions)
+
+    await agent.wait_until(shown)
+    assert messenger_api(mock).actions == [(PSID, "typing_on")]
+    assert telegram_api(mock).actions == [(str(CHAT_ID), "typing")]

@@ -92,6 +92,8 @@ class MessengerApi:
         self.files: dict[str, CdnFile] = {}
         #: what was sent: the JSON body, or the multipart fields with ``filedata`` as bytes
         self.sent: list[dict[str, Any]] = []
+        #: sender actions (``typing_on``, ``mark_seen``): ``(recipient id, action)``
+        self.actions: list[tuple[str, str]] = []
         self._ids = itertools.count(1)
 
     def token(self, token: str) -> None:
@@ -150,6 +152,17 @@ class MessengerApi:
                 body = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 return graph_error(400, 100, "(#100) The request body is not JSON").response()
+            action = body.get("sender_action")
+            if action is not None:  # only with a recipient, never with a message
+                recipient = (body.get("recipient") or {}).get("id")
+                if action not in ("typing_on", "typing_off", "mark_seen") or not recipient:
+                    return graph_error(400, 100, "(#100) Invalid sender_action").response()
+                if "message" in body:
+                    return graph_error(
+                        400, 100, "(#100) sender_action cannot be sent with message"
+                    ).response()
+                self.actions.append((recipient, action))
+                return _json({"recipient_id": recipient})
             message = body.get("message") or {}
             if not message.get("text") and not message.get("attachment"):
                 return graph_error(400, 100, "(#100) Param message must be non-empty").response()

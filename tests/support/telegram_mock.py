@@ -57,6 +57,7 @@ class TelegramApi:
         self.files: dict[str, tuple[bytes, str, int | None]] = {}
         self.webhooks: list[dict[str, Any]] = []
         self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.actions: list[tuple[str, str]] = []
         self._ids = itertools.count(1001)
 
     def token(self, token: str) -> None:
@@ -69,7 +70,14 @@ class TelegramApi:
         return file_id
 
     def routes(self) -> Sequence[tuple[str, str, str, Handler]]:
-        methods = ("sendMessage", "sendPhoto", "sendDocument", "setWebhook", "getFile")
+        methods = (
+            "sendMessage",
+            "sendPhoto",
+            "sendDocument",
+            "sendChatAction",
+            "setWebhook",
+            "getFile",
+        )
         return [
             *(("POST", f"/bot{{token}}/{m}", f"telegram.{m}", self._method) for m in methods),
             ("GET", "/file/bot{token}/{path:.+}", "telegram.file", self._file),
@@ -125,6 +133,11 @@ class TelegramApi:
         chat_id = params.get("chat_id")
         if str(chat_id) != str(CHAT_ID):
             return bot_error(400, "Bad Request: chat not found").response()
+        if method == "sendChatAction":
+            if params.get("action") not in ("typing", "upload_photo", "upload_document"):
+                return bot_error(400, "Bad Request: wrong parameter action in request").response()
+            self.actions.append((str(chat_id), str(params["action"])))
+            return _ok(True)
         field = {"sendMessage": "text", "sendPhoto": "photo", "sendDocument": "document"}[method]
         if not params.get(field):
             return bot_error(400, f"Bad Request: {field} must be non-empty").response()
