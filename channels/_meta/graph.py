@@ -403,7 +403,9 @@ async def fetch_profile(
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise MediaFetchError("the profile lookup gave no profile", retryable=False) from exc
     full = " ".join(p for p in (found.first_name, found.last_name) if p)
-    name = (found.name or full or found.username or "").replace("\x00", "")[:200] or None
+    # what the store cannot hold (NUL, a lone surrogate) must not cost the customer's message
+    shown = (found.name or full or found.username or "").replace("\x00", "")[:200]
+    name = shown.encode("utf-8", "replace").decode("utf-8") or None
     picture = found.profile_pic or ""
     if not picture.startswith(("https://", api_root(inbox.settings) + "/")):
         picture = ""
