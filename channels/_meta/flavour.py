@@ -60,6 +60,8 @@ class Flavour:
     profile_fields: tuple[str, ...]
     #: what the platform is called in messages to agents
     label: str
+    #: the Send API takes ``metadata`` and returns it on the echo (Messenger; not Instagram)
+    echo_metadata: bool = True
 
     def account_id(self, settings: Mapping[str, Any]) -> str | None:
         value = settings.get(self.account_setting)

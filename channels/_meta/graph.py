@@ -196,7 +196,11 @@ class SendApi:
             )
         kind = messaging_type(message, inbox.settings, self._flavour.label, time.time())
         recipient = {"id": message.to}
-        metadata = {"metadata": METADATA_PREFIX + message.message_id}
+        metadata = (
+            {"metadata": METADATA_PREFIX + message.message_id}
+            if self._flavour.echo_metadata
+            else {}
+        )
         url = api_url(inbox.settings, account, "messages")
         choices: dict[str, Any] = {}
         if message.quick_replies:

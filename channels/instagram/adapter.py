@@ -28,6 +28,7 @@ FLAVOUR = Flavour(
     media_hosts=("cdninstagram.com", "instagram.com", "fbcdn.net", "fbsbx.com", "facebook.com"),
     profile_fields=("name", "username", "profile_pic"),
     label="Instagram",
+    echo_metadata=False,
 )
 
 

@@ -124,6 +124,7 @@ async def test_an_unsend_is_shown_and_read_reports_name_the_message(
     (sent,) = mock.of("meta.messages")
     assert sent.path == f"/v23.0/{IG_ACCOUNT_ID}/messages"
     assert sent.json()["recipient"] == {"id": IGSID}
+    assert "metadata" not in sent.json()["message"]
     read = event("read", {"mid": row["provider_message_id"]}, sender=IGSID, account=IG_ACCOUNT_ID)
     assert (await post(client, inbox, ig(read))).status == 200
     await wait_for_status(hub, message_id, "read")
