@@ -190,7 +190,8 @@ class Delivery:
             row = await conn.fetchrow(
                 """SELECT m.status, m.content, m.content_type, m.attachments, m.inbox_id,
                           m.delivery_started_at, m.conversation_id, c.contact_id, m.template,
-                          m.email
+                          m.email,
+                          m.quick_replies
                      FROM messages m JOIN conversations c ON c.id = m.conversation_id
                     WHERE m.id = $1
                       FOR UPDATE OF m""",
@@ -265,6 +266,7 @@ class Delivery:
             ),
             thread_key=next((r["thread_key"] for r in thread if r["thread_key"]), None),
             email=row["email"],
+            quick_replies=tuple(row["quick_replies"] or ()),
         )
         return adapter, inbox, outbound
 

@@ -6,8 +6,11 @@ from __future__ import annotations
 from channels._base import ChannelAdapter
 from channels.api import ApiChannel
 from channels.email import EmailChannel
+from channels.instagram import InstagramChannel
+from channels.meta_messenger import MessengerChannel
 from channels.sendgrid import SendGridChannel
 from channels.sip import SipChannel
+from channels.telegram import TelegramChannel
 from channels.twilio import TwilioChannel
 from channels.whatsapp_cloud import WhatsAppCloudChannel
 from hub.contracts.registry import ChannelRegistry
@@ -19,6 +22,9 @@ ADAPTERS: tuple[type[ChannelAdapter], ...] = (
     SipChannel,
     EmailChannel,
     SendGridChannel,
+    MessengerChannel,
+    InstagramChannel,
+    TelegramChannel,
 )
 
 REGISTRY = ChannelRegistry(ADAPTERS)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import Sequence
 
 import aiohttp
@@ -18,14 +19,26 @@ from aiohttp import web
 
 from gateway.responses import ApiError, json_response
 from gateway.state import STATE, GatewayState
+from hub.actions.echoes import record_echoes, remember_picture, watermark_updates
 from hub.actions.ingest import IngestRequest, IngestResult
 from hub.actions.message_status import apply_status_updates
-from hub.contracts.channel import ChannelAdapter, InboundMessage, InboxContext, WebhookRequest
+from hub.contracts.channel import (
+    ChannelAdapter,
+    InboundMessage,
+    InboxContext,
+    MediaFetchError,
+    Sender,
+    StatusUpdate,
+    WebhookRequest,
+    WebhookResult,
+)
 from hub.contracts.registry import get_channel
 from hub.logs import correlation_id
 from hub.media import media_store
 from hub.provider_media import MediaUnavailable, discard, fetch_all
 from hub.store.db import in_transaction
+
+log = logging.getLogger(__name__)
 
 PATH = "/webhooks/{channel}/{inbox_id}"
 #: seconds a provider is asked to wait before delivering a webhook again (media not fetched)
@@ -121,6 +134,112 @@ async def _ingest(
     return results
 
 
+async def _new_senders(
+    state: GatewayState, inbox: InboxContext, senders: Sequence[Sender]
+) -> list[Sender]:
+    """The senders the account has no contact for yet."""
+    rows = await state.hub.pool.fetch(
+        """SELECT channel, address FROM contact_identities
+            WHERE account_id = $1 AND (channel, address) IN
+                  (SELECT * FROM unnest($2::text[], $3::text[]))""",
+        inbox.account_id,
+        [s.channel for s in senders],
+        [s.address for s in senders],
+    )
+    known = {(r["channel"], r["address"]) for r in rows}
+    return [s for s in senders if (s.channel, s.address) not in known]
+
+
+async def _with_profiles(
+    state: GatewayState,
+    adapter: ChannelAdapter,
+    inbox: InboxContext,
+    messages: list[InboundMessage],
+) -> tuple[list[InboundMessage], dict[tuple[str, str], str]]:
+    """Ask the provider once about each sender the hub does not know yet: the name goes in
+    with the first message, the picture (returned by sender) is kept after ingest. A profile
+    that cannot be had is no reason to refuse the message: logged and skipped."""
+    unnamed = {(m.sender.channel, m.sender.address): m.sender for m in messages}
+    new = await _new_senders(state, inbox, list(unnamed.values()))
+    if not new:
+        return messages, {}
+    names: dict[tuple[str, str], str] = {}
+    pictures: dict[tuple[str, str], str] = {}
+    async with aiohttp.ClientSession() as http:
+        for sender in new:
+            try:
+                profile = await adapter.sender_profile(inbox, sender.address, http)
+            except (MediaFetchError, aiohttp.ClientError, TimeoutError) as exc:  # a nicety
+                log.warning(
+                    "sender profile not fetched",
+                    extra={"inbox_id": inbox.id, "reason": f"{type(exc).__name__}: {exc}"},
+                )
+                continue
+            if profile is None:
+                continue
+            key = (sender.channel, sender.address)
+            if profile.name:
+                names[key] = profile.name
+            if profile.picture_url:
+                pictures[key] = profile.picture_url
+    named = [
+        dataclasses.replace(m, sender=dataclasses.replace(m.sender, name=names[key]))
+        if (key := (m.sender.channel, m.sender.address)) in names and not m.sender.name
+        else m
+        for m in messages
+    ]
+    return named, pictures
+
+
+async def _keep_pictures(
+    state: GatewayState,
+    inbox: InboxContext,
+    messages: Sequence[InboundMessage],
+    results: Sequence[IngestResult],
+    pictures: dict[tuple[str, str], str],
+) -> None:
+    done: set[str] = set()
+    for message, result in zip(messages, results, strict=True):
+        url = pictures.get((message.sender.channel, message.sender.address))
+        if url is None or result.contact_id in done:
+            continue
+        done.add(result.contact_id)
+        await in_transaction(
+            state.hub.pool,
+            remember_picture,
+            inbox=inbox,
+            contact_id=result.contact_id,
+            picture_url=url,
+            correlation_id=correlation_id.get(),
+        )
+
+
+async def _echoes_and_watermarks(
+    state: GatewayState, adapter: ChannelAdapter, inbox: InboxContext, result: WebhookResult
+) -> list[StatusUpdate]:
+    """Store the business's messages sent from elsewhere; the watermarks as status reports."""
+    echoes = list(result.echoes)
+    if any(m.media for m in echoes):
+        echoes = await _with_media(state, adapter, inbox, echoes)
+    if echoes:
+        await in_transaction(
+            state.hub.pool,
+            record_echoes,
+            inbox=inbox,
+            echoes=echoes,
+            correlation_id=correlation_id.get(),
+        )
+    if not result.watermarks:
+        return []
+    async with state.hub.pool.acquire() as conn:
+        return await watermark_updates(
+            conn,
+            inbox=inbox,
+            channel=adapter.manifest.identity_channel,
+            watermarks=result.watermarks,
+        )
+
+
 async def handle_webhook(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     channel = request.match_info["channel"]
@@ -156,17 +275,25 @@ async def handle_webhook(request: web.Request) -> web.StreamResponse:
     )
     result = await adapter.parse_webhook(webhook, inbox)
     messages = list(result.messages)
+    pictures: dict[tuple[str, str], str] = {}
+    if messages and adapter.manifest.profiles:
+        messages, pictures = await _with_profiles(state, adapter, inbox, messages)
     if any(m.media for m in messages):
         messages = await _with_media(state, adapter, inbox, messages)
     results = await _ingest(state, inbox, messages) if messages else []
+    if pictures:
+        await _keep_pictures(state, inbox, messages, results, pictures)
+    statuses = list(result.statuses)
+    if result.echoes or result.watermarks:
+        statuses += await _echoes_and_watermarks(state, adapter, inbox, result)
     outcomes = []
-    if result.statuses:
+    if statuses:
         outcomes = await in_transaction(
             state.hub.pool,
             apply_status_updates,
             inbox_id=inbox.id,
             channel=inbox.channel,
-            updates=result.statuses,
+            updates=statuses,
             correlation_id=correlation_id.get(),
         )
     if result.reply is not None:
@@ -183,7 +310,7 @@ async def handle_webhook(request: web.Request) -> web.StreamResponse:
             for r in results
         ]
     }
-    if result.statuses:
+    if statuses:
         answer["statuses"] = [
             {"message_id": o.message_id, "status": o.status, "changed": o.changed} for o in outcomes
         ]

@@ -24,6 +24,7 @@ from hub.bus.memory import MemoryBus
 from hub.config import Config
 from hub.contracts.part import LAYERS, Part
 from hub.contracts.presence import NobodyOnline, Presence
+from hub.contracts.typing import AgentTyping, NobodyListens
 from hub.relay import OutboxRelay
 from hub.secrets import SecretBox, load_secret_box
 from hub.store.db import create_pool
@@ -97,6 +98,8 @@ class Hub:
         self.parts: tuple[Part, ...] = tuple(parts)
         #: who is online (what call routing and assignment read)
         self.presence: Presence = presence or NobodyOnline()
+        #: who shows an agent's typing to the customer (the channels' part installs it)
+        self.typing: AgentTyping = NobodyListens()
         self._running: list[Part] = []
 
     def part(self, name: str) -> Part | None:

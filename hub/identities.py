@@ -1,6 +1,8 @@
 """One rule per identity channel, so the same person lands on the same contact whichever door
 they came through: phone numbers in E.164 (WhatsApp's wa_id, Twilio's From, a SIP caller id and
-an address typed into the contact form alike), email addresses with the domain lowercased."""
+an address typed into the contact form alike), email addresses with the domain lowercased, and the
+numeric ids of the social channels (a Messenger page-scoped id, an Instagram-scoped id, a Telegram
+user id) as plain digits."""
 
 from __future__ import annotations
 
@@ -9,6 +11,12 @@ import re
 from hub.phone import PHONE, to_e164
 
 EMAIL = "email"
+MESSENGER = "messenger"
+INSTAGRAM = "instagram"
+TELEGRAM = "telegram"
+#: channels whose senders are numeric ids the provider gives (never typed by a person)
+NUMERIC_IDS = frozenset({MESSENGER, INSTAGRAM, TELEGRAM})
+_NUMERIC_ID = re.compile(r"[0-9]{1,32}")
 #: a mailbox as the hub accepts it: one @, no spaces, quotes, angle brackets or line breaks
 _ADDRESS = re.compile(r"[^\s@<>\"(),;:\\\[\]]{1,64}@[A-Za-z0-9.-]{1,253}")
 
@@ -33,4 +41,12 @@ def normalise(channel: str, address: str) -> str | None:
         return to_e164(address)
     if channel == EMAIL:
         return normalise_email(address)
+    if channel in NUMERIC_IDS:
+        return normalise_numeric_id(address)
     return address
+
+
+def normalise_numeric_id(address: str) -> str | None:
+    """A provider's numeric user id as digits (spaces around it dropped); ``None`` otherwise."""
+    digits = address.strip()
+    return digits if _NUMERIC_ID.fullmatch(digits) else None

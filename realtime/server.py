@@ -334,6 +334,7 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
             room=room,
             skip_sid=sid,
         )
+        self._hub.typing.agent_typing(who.account_id, data.conversation_id, data.on)
         return {"ok": True}
 
 

@@ -8,6 +8,8 @@ from automation.parts import assignment_parts, rules_parts, service_level_parts,
 from channels.delivery import delivery_part
 from channels.email.part import EmailPart
 from channels.sip.part import VoicePart
+from channels.telegram.part import TelegramWebhooks
+from channels.typing import TypingRelay
 from hub.config import Config
 from hub.consumers.journal import journal_part
 from hub.contracts.part import Part
@@ -22,6 +24,7 @@ def make_parts(config: Config) -> list[Part]:
         journal_part(),  # event_log: the audit trail and the timeline's system items
         ReplayLog(live),  # the realtime replay log the agent sockets read
         delivery_part(),  # agents' replies out through their channels
+        TypingRelay(),  # agents' typing shown to customers (Messenger, Instagram, Telegram)
         analytics_part(),  # the reports' ClickHouse store, fed from the event stream
         *rules_parts(),  # automation rules: on events and after no reply for N minutes
         *assignment_parts(),  # automatic assignment and its waiting queue
@@ -30,4 +33,5 @@ def make_parts(config: Config) -> list[Part]:
         SnoozeTimer(),  # reopens snoozed conversations when their time comes (workers)
         VoicePart(),  # the SIP user agent (roles all and voice)
         EmailPart(),  # the IMAP readers of the email inboxes (workers)
+        TelegramWebhooks(),  # points each Telegram bot's webhook at its inbox (workers)
     ]

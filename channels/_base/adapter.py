@@ -16,6 +16,7 @@ from hub.contracts.channel import (
     MediaFetchError,
     MediaRef,
     OutboundMessage,
+    Profile,
     SendError,
     SendResult,
     SettingsInvalid,
@@ -55,6 +56,14 @@ class BaseAdapter:
 
     def delivers(self, inbox: InboxContext) -> bool:
         return False
+
+    async def typing(self, inbox: InboxContext, to: str, http: aiohttp.ClientSession) -> None:
+        return None
+
+    async def sender_profile(
+        self, inbox: InboxContext, address: str, http: aiohttp.ClientSession
+    ) -> Profile | None:
+        return None
 
     def account_key(self, inbox: InboxContext) -> str:
         return f"{self.manifest.id}:{inbox.id}"

@@ -322,6 +322,9 @@ function channelIcon(inbox) {
   if (inbox.channel === "twilio") return "✉";
   if (inbox.channel === "api") return "⚙";
   if (inbox.channel === "sip") return "☎";
+  if (inbox.channel === "meta_messenger") return "💬";
+  if (inbox.channel === "instagram") return "📷";
+  if (inbox.channel === "telegram") return "✈";
   return "•";
 }
 

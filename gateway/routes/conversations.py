@@ -161,6 +161,9 @@ class EmailOptions(msgspec.Struct, forbid_unknown_fields=True):
     subject: Subject | None = None
 
 
+QuickReply = Annotated[str, msgspec.Meta(min_length=1, max_length=20, pattern=NO_NUL)]
+
+
 class NewMessage(msgspec.Struct, forbid_unknown_fields=True):
     """A reply (``content``, or a ``template`` on channels that have them) or a private note.
     On a channel with a reply window (WhatsApp: 24 hours after the contact's last message) only
@@ -172,6 +175,8 @@ class NewMessage(msgspec.Struct, forbid_unknown_fields=True):
     template: TemplateIn | None = None
     #: email inboxes only (422 ``email_options_not_supported`` elsewhere)
     email: EmailOptions | None = None
+    #: choices the customer can tap (Messenger, Instagram, Telegram)
+    quick_replies: Annotated[list[QuickReply], msgspec.Meta(max_length=13)] = []
 
 
 class SentMessage(msgspec.Struct):
@@ -451,6 +456,7 @@ async def post_message_route(call: Call) -> Reply:
             template=template,
             enforce_reply_window=True,
             email=msgspec.to_builtins(body.email) if body.email is not None else None,
+            quick_replies=tuple(body.quick_replies),
         )
     except MessageRefused as exc:
         raise refusal(exc) from exc

@@ -28,6 +28,10 @@ from hub.store.db import Conn
 from hub.store.outbox import append_events
 
 MAX_CONTENT = 65_536
+#: the most quick replies one message offers, and the longest title (Messenger's limits, which
+#: are the strictest of the channels that have them)
+MAX_QUICK_REPLIES = 13
+MAX_QUICK_REPLY = 20
 
 
 class MessageRefused(CodedRefusal):
@@ -80,6 +84,7 @@ async def _check_channel(
     *,
     template: Template | None,
     window: bool,
+    quick_replies: bool = False,
 ) -> None:
     """Templates only where the channel has them; free text only inside an open reply window."""
     row = await conn.fetchrow(
@@ -91,6 +96,10 @@ async def _check_channel(
     if row is None or adapter is None:
         return
     manifest = adapter.manifest
+    if quick_replies and Capability.QUICK_REPLIES not in manifest.capabilities:
+        raise MessageRefused(
+            "quick_replies_not_supported", f"{manifest.name} inboxes cannot offer quick replies"
+        )
     if template is not None:
         if Capability.TEMPLATES not in manifest.capabilities:
             raise MessageRefused(
@@ -102,10 +111,14 @@ async def _check_channel(
     last = await last_inbound_at(conn, inbox_id, row["contact_id"])
     if last is None or last <= datetime.now(UTC) - manifest.reply_window:
         hours = round(manifest.reply_window.total_seconds() / 3600)
+        then = (
+            "only a template can be sent until they write again"
+            if Capability.TEMPLATES in manifest.capabilities
+            else "nothing can be sent until they write again"
+        )
         raise MessageRefused(
             "window_closed",
-            f"more than {hours} hours have passed since the customer's last message: "
-            "only a template can be sent until they write again",
+            f"more than {hours} hours have passed since the customer's last message: {then}",
         )
 
 
@@ -207,6 +220,7 @@ async def create_agent_message(
     actor: Actor | None = None,
     causation_id: str | None = None,
     email: Mapping[str, Any] | None = None,
+    quick_replies: Sequence[str] = (),
 ) -> AgentMessage:
     """Run inside a transaction; :class:`MessageRefused` for anything the caller got wrong.
     ``content`` may be empty when files are attached or a ``template`` is sent (its preview is
@@ -217,6 +231,18 @@ async def create_agent_message(
         raise MessageRefused("empty_message", "content must not be empty")
     if len(content) > MAX_CONTENT:
         raise MessageRefused("content_too_long", f"content is longer than {MAX_CONTENT}")
+    if quick_replies:
+        if private or template is not None or not content.strip():
+            raise MessageRefused(
+                "invalid_quick_replies", "quick replies go with a reply's text, not a note"
+            )
+        if len(quick_replies) > MAX_QUICK_REPLIES or any(
+            not q.strip() or len(q) > MAX_QUICK_REPLY or "\x00" in q for q in quick_replies
+        ):
+            raise MessageRefused(
+                "invalid_quick_replies",
+                f"at most {MAX_QUICK_REPLIES} quick replies of 1 to {MAX_QUICK_REPLY} characters",
+            )
     if template is not None:
         if private:
             raise MessageRefused("invalid_template", "a private note cannot be a template")
@@ -248,16 +274,21 @@ async def create_agent_message(
         replayed = await _replay(conn, account_id, client_id, same)
         if replayed is not None:
             return replayed
-    if template is not None or (enforce_reply_window and not private):
+    if template is not None or quick_replies or (enforce_reply_window and not private):
         await _check_channel(
-            conn, inbox_id, conversation_id, template=template, window=enforce_reply_window
+            conn,
+            inbox_id,
+            conversation_id,
+            template=template,
+            window=enforce_reply_window,
+            quick_replies=bool(quick_replies),
         )
     message_id = new_id()
     inserted = await conn.fetchval(
         """INSERT INTO messages (id, account_id, conversation_id, inbox_id, direction, private,
                                  sender_type, sender_id, content, status, client_message_id,
-                                 attachments, content_type, template, email)
-           VALUES ($1, $2, $3, $4, 'outbound', $5, $13, $6, $7, $8, $9, $10, $11, $12, $14)
+                                 attachments, content_type, template, email, quick_replies)
+           VALUES ($1, $2, $3, $4, 'outbound', $5, $13, $6, $7, $8, $9, $10, $11, $12, $14, $15)
            ON CONFLICT DO NOTHING RETURNING id""",
         message_id,
         account_id,
@@ -273,6 +304,7 @@ async def create_agent_message(
         stored_template,
         "agent" if actor is None else actor.kind.value,
         dict(email) if email is not None else None,
+        list(quick_replies) or None,
     )
     if inserted is None and client_id is not None:
         # the key was taken by a concurrent request (in another conversation: this one is

@@ -38,6 +38,8 @@ class Capability(StrEnum):
     READ_RECEIPTS = "read_receipts"
     LOCATION = "location"
     VOICE = "voice"
+    #: choices the customer taps, offered with a reply (``OutboundMessage.quick_replies``)
+    QUICK_REPLIES = "quick_replies"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +67,8 @@ class Manifest:
     #: the provider verifies the webhook URL with a GET (WhatsApp Cloud's ``hub.challenge``);
     #: for other channels a GET is 405
     get_handshake: bool = False
+    #: the provider can say who a new sender is (``ChannelAdapter.sender_profile``)
+    profiles: bool = False
 
     @property
     def identity_channel(self) -> str:
@@ -219,10 +223,35 @@ class DirectReply:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Watermark:
+    """ "Everything the business sent this contact up to ``until`` has reached ``status``":
+    how Messenger reports deliveries and reads, without naming the messages."""
+
+    #: the contact's address on the channel's identity channel
+    address: str
+    until: datetime
+    status: MessageStatus
+    provider_status: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Profile:
+    """What a provider says about a sender (Messenger's and Instagram's user profile)."""
+
+    name: str | None = None
+    #: the provider's picture URL as it gave it (Meta's expire after a while)
+    picture_url: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class WebhookResult:
     messages: Sequence[InboundMessage] = ()
     statuses: Sequence[StatusUpdate] = ()
     reply: DirectReply | None = None
+    #: messages the business sent to a contact from elsewhere (the page's own inbox, another
+    #: app): stored as outgoing, already sent; ``sender`` is the contact they went to
+    echoes: Sequence[InboundMessage] = ()
+    watermarks: Sequence[Watermark] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -360,6 +389,8 @@ class OutboundMessage:
     thread_key: str | None = None
     #: an email reply's ``cc`` and ``bcc`` address lists and ``subject``, as the agent gave them
     email: Mapping[str, Any] | None = None
+    #: choices offered with the reply, on channels with the ``quick_replies`` capability
+    quick_replies: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -439,6 +470,19 @@ class ChannelAdapter(Protocol):
 
     async def send(self, inbox: InboxContext, message: OutboundMessage) -> SendResult:
         """One attempt (retries, breaker and rate limit are the caller's); :class:`SendError`."""
+        ...
+
+    async def sender_profile(
+        self, inbox: InboxContext, address: str, http: aiohttp.ClientSession
+    ) -> Profile | None:
+        """The provider's profile of a sender the hub does not know yet (``None``: none); asked
+        once, before the sender's first message is stored. :class:`MediaFetchError` (or a
+        network error) if it cannot be had: the message is stored without it."""
+        ...
+
+    async def typing(self, inbox: InboxContext, to: str, http: aiohttp.ClientSession) -> None:
+        """Show the customer ``to`` that the business is typing (channels with ``typing``);
+        :class:`SendError` if the provider refuses."""
         ...
 
     async def start(self, env: ChannelEnv) -> None: ...
