@@ -9,6 +9,7 @@ from channels.email import EmailChannel
 from channels.sendgrid import SendGridChannel
 from channels.sip import SipChannel
 from channels.twilio import TwilioChannel
+from channels.webchat import WebchatChannel
 from channels.whatsapp_cloud import WhatsAppCloudChannel
 from hub.contracts.registry import ChannelRegistry
 
@@ -19,6 +20,7 @@ ADAPTERS: tuple[type[ChannelAdapter], ...] = (
     SipChannel,
     EmailChannel,
     SendGridChannel,
+    WebchatChannel,
 )
 
 REGISTRY = ChannelRegistry(ADAPTERS)
