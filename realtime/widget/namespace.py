@@ -27,10 +27,21 @@ import socketio
 from aiohttp import web
 
 from hub.actions.ingest import IngestRequest
+from hub.actions.webchat import RatingRefused, add_contact_email, rate_conversation
 from hub.app import DB_UNAVAILABLE, Hub
-from hub.contracts.channel import InboundMessage, InboxContext, Sender, WebhookRejected
+from hub.contracts.channel import (
+    InboundMessage,
+    InboxContext,
+    Sender,
+    StoredFile,
+    WebhookRejected,
+)
+from hub.events import Attachment
+from hub.fields import RecordId
 from hub.identities import normalise_email
+from hub.media import media_store
 from hub.store import values
+from hub.store.db import in_transaction
 from hub.store.reads import load_inbox
 from realtime.log import bounds
 from realtime.widget import tokens
@@ -60,6 +71,36 @@ class MessageIn(msgspec.Struct):
 
 class TypingIn(msgspec.Struct):
     on: bool
+
+
+class UploadIn(msgspec.Struct):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    type: Annotated[str, msgspec.Meta(min_length=3, max_length=100)]
+    client_id: WidgetClientId
+    data: bytes
+
+
+class RateIn(msgspec.Struct):
+    conversation_id: RecordId
+    rating: Annotated[int, msgspec.Meta(ge=1, le=5)]
+    comment: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+
+
+#: how the files the widget takes begin: a declared type must match the bytes
+_MAGIC = {
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+    "image/webp": (b"RIFF",),
+    "application/pdf": (b"%PDF-",),
+}
+
+
+def _looks_like(content_type: str, data: bytes) -> bool:
+    starts = _MAGIC.get(content_type)
+    if starts is None:
+        return b"\x00" not in data[:4096] if content_type.startswith("text/") else True
+    return data.startswith(starts)
 
 
 class PrechatIn(msgspec.Struct):
@@ -348,11 +389,22 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped
             session.email = email
         if data.name is not None and data.name.strip():
             session.name = data.name.strip()
+        if session.contact_id is not None and session.email is not None:
+            await self._keep_email(session)
         return {"ok": True}
 
-    async def _ingest(
-        self, sid: str, session: Session, policy: WidgetPolicy, message_in: InboundMessage
-    ) -> dict[str, Any]:
+    async def _keep_email(self, session: Session) -> None:
+        assert session.contact_id is not None and session.email is not None
+        await in_transaction(
+            self._hub.pool,
+            add_contact_email,
+            account_id=session.account_id,
+            contact_id=session.contact_id,
+            email=session.email,
+        )
+
+    async def _admit(self, session: Session, policy: WidgetPolicy) -> None:
+        """The abuse limits and the pre-chat form, checked before anything is stored."""
         await self._limit(
             f"webchat:visitor:{session.inbox_id}:{session.address}", policy.visitor_per_minute
         )
@@ -369,9 +421,15 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped
                 raise Refused("prechat_required", f"fill in the form first: {', '.join(missing)}")
         else:
             await self._check_open_conversations(session, policy)
+
+    async def _ingest(
+        self, sid: str, session: Session, policy: WidgetPolicy, message_in: InboundMessage
+    ) -> dict[str, Any]:
         result = await self._hub.ingest.submit(IngestRequest(policy.inbox, message_in))
         if session.contact_id is None:
             session.contact_id = result.contact_id
+            if session.email is not None:
+                await self._keep_email(session)
         visitor = self._streams.visitor(session.account_id, sid)
         if visitor is not None:
             visitor.contact_id = result.contact_id
@@ -409,7 +467,71 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped
             sender=Sender(CHANNEL, session.address, session.name),
             content=data.content,
         )
+        await self._admit(session, policy)
         return await self._ingest(sid, session, policy, inbound)
+
+    @call(UploadIn, "invalid_upload", "send {name, type, client_id, data: <bytes>}")
+    async def on_upload(self, sid: str, data: UploadIn) -> dict[str, Any]:
+        """A file as a message of its own, into the media store; the inbox limits its type and
+        size, and the bytes must be what the type says."""
+        session = self._session(sid)
+        policy = await self._ready_policy(session)
+        content_type = data.type.lower()
+        if content_type not in policy.upload_types:
+            raise Refused("type_not_allowed", f"{content_type} files are not taken here")
+        if len(data.data) > policy.upload_max_bytes:
+            raise Refused("too_large", f"files are at most {policy.upload_max_bytes} bytes")
+        if not data.data or not _looks_like(content_type, data.data):
+            raise Refused("invalid_upload", f"the file is not {content_type}")
+        await self._admit(session, policy)
+        store = media_store(self._hub.config.data_dir)
+
+        async def chunks() -> Any:
+            yield data.data
+
+        stored = await store.put(
+            session.account_id, data.name, content_type, chunks(), max_bytes=len(data.data)
+        )
+        file = StoredFile(stored.key, data.name, content_type, stored.size, stored.sha256)
+        inbound = InboundMessage(
+            provider_message_id=self._provider_id(session, data.client_id),
+            sender=Sender(CHANNEL, session.address, session.name),
+            content=None,
+            attachments=(
+                Attachment(
+                    url=file.url, content_type=content_type, filename=data.name, size=file.size
+                ),
+            ),
+            files=(file,),
+        )
+        try:
+            answer = await self._ingest(sid, session, policy, inbound)
+        except BaseException:
+            await store.delete(stored.key)  # no message holds it
+            raise
+        if answer.get("duplicate"):
+            await store.delete(stored.key)  # the first upload's message keeps its own copy
+        return answer
+
+    @call(RateIn, "invalid_rating", "send {conversation_id, rating: 1-5, comment?}")
+    async def on_rate(self, sid: str, data: RateIn) -> dict[str, Any]:
+        """The visitor's rating (CSAT) of its resolved conversation, once."""
+        session = self._session(sid)
+        if session.contact_id is None:
+            raise Refused("not_found", "no such conversation")
+        try:
+            await in_transaction(
+                self._hub.pool,
+                rate_conversation,
+                account_id=session.account_id,
+                contact_id=session.contact_id,
+                conversation_id=data.conversation_id,
+                rating=data.rating,
+                comment=data.comment,
+            )
+        except RatingRefused as exc:
+            raise Refused(exc.code, exc.message) from exc
+        return {"ok": True}
 
     @call(TypingIn, "invalid_typing", 'send {"on": true|false}')
     async def on_typing(self, sid: str, data: TypingIn) -> dict[str, Any]:
