@@ -22,4 +22,5 @@ MANIFEST = Manifest(
     ),
     # a reply is "sent" once stored: the visitor's socket reads it from the replay log
     statuses={"sent": MessageStatus.SENT},
+    webhooks=False,
 )

@@ -11,6 +11,7 @@ import { h, clear } from "./dom.js";
 import { t } from "./i18n.js";
 import { Api } from "./api.js";
 import { field, input, clearErrors, showError, messageOf, copyable } from "./forms.js";
+import { embedSnippet } from "./webchat.js";
 
 export const SECTIONS = ["inboxes", "agents", "teams", "labels", "canned", "account", "tokens", "audit"];
 const SCOPES = ["profile", "account:read", "conversations:read", "conversations:write", "contacts:read",
@@ -180,10 +181,11 @@ function connected(c, inbox, ch) {
   const shown = Object.entries(inbox.credentials || {}).filter(([k]) => ch?.generated_secrets.includes(k));
   const waiting = h("p.live", { id: "first-message", role: "status", text: t("inbox.waiting") });
   page(c.main, t("inbox.connected", { name: inbox.name }),
-    h("p", { text: t(ch?.webhooks === false ? "inbox.no_webhooks" : "inbox.paste") }),
+    inbox.channel === "webchat" ? null : h("p", { text: t(ch?.webhooks === false ? "inbox.no_webhooks" : "inbox.paste") }),
     ch?.webhooks === false ? null : copyable("webhook-url", t("inbox.webhook_url"), url),
     ...shown.map(([k, v]) => copyable(`secret-${k}`, t(`inbox.secret.${k}`), String(v))),
     shown.length ? h("p.warning", { text: t("inbox.shown_once") }) : null,
+    inbox.channel === "webchat" ? copyable("embed-snippet", t("inbox.embed"), embedSnippet(inbox.id)) : null,
     waiting,
     h("p", null, h("a", { href: `#/settings/inboxes/${inbox.id}`, text: t("inbox.edit"), id: "edit-inbox" })));
   stopLive();

@@ -65,6 +65,8 @@ class Manifest:
     #: the provider verifies the webhook URL with a GET (WhatsApp Cloud's ``hub.challenge``);
     #: for other channels a GET is 405
     get_handshake: bool = False
+    #: inboxes of the channel receive provider webhooks (the web chat's visitors use a socket)
+    webhooks: bool = True
 
     @property
     def identity_channel(self) -> str:

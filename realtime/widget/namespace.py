@@ -182,6 +182,7 @@ class Session(msgspec.Struct):
     contact_id: str | None = None
     name: str | None = None
     email: str | None = None
+    open_checked: bool = False
 
 
 class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped library
@@ -419,8 +420,9 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped
                 missing = ["email"]  # offline: the reply can only reach them by mail
             if missing:
                 raise Refused("prechat_required", f"fill in the form first: {', '.join(missing)}")
-        else:
+        elif not session.open_checked:  # once per connection: not a query per message
             await self._check_open_conversations(session, policy)
+            session.open_checked = True
 
     async def _ingest(
         self, sid: str, session: Session, policy: WidgetPolicy, message_in: InboundMessage
@@ -430,11 +432,9 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped
             session.contact_id = result.contact_id
             if session.email is not None:
                 await self._keep_email(session)
-        visitor = self._streams.visitor(session.account_id, sid)
-        if visitor is not None:
-            visitor.contact_id = result.contact_id
-            visitor.conversations.add(result.conversation_id)
-        await self.enter_room(sid, f"conversation:{result.conversation_id}")
+        self._streams.track(session.account_id, sid, result.contact_id, result.conversation_id)
+        if self._sessions.get(sid) is session:  # still connected (it may have left meanwhile)
+            await self.enter_room(sid, f"conversation:{result.conversation_id}")
         return {"ok": True, "id": result.message_id, "duplicate": result.duplicate}
 
     async def _check_open_conversations(self, session: Session, policy: WidgetPolicy) -> None:
@@ -538,7 +538,10 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped
         """Shown to the agents viewing the visitor's conversation."""
         session = self._session(sid)
         visitor = self._streams.visitor(session.account_id, sid)
-        for conversation in visitor.conversations if visitor else ():
+        # the newest conversation is the one the visitor writes in (ids sort by time)
+        for conversation in (
+            [max(visitor.conversations)] if visitor and visitor.conversations else []
+        ):
             await self.server.emit(
                 "typing",
                 {

@@ -69,6 +69,8 @@ class AccountVisitors:
         self.live: dict[str, Visitor] = {}
         self.catching_up: dict[str, asyncio.Task[None]] = {}
         self._waiting: dict[str, Visitor] = {}
+        self._by_conversation: dict[str, set[str]] = defaultdict(set)
+        self._by_contact: dict[str, set[str]] = defaultdict(set)
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
@@ -77,6 +79,7 @@ class AccountVisitors:
         return len(self.live) + len(self.catching_up)
 
     def add(self, visitor: Visitor, cursor: int) -> None:
+        self._index(visitor)
         if cursor >= self.head:
             self.live[visitor.sid] = visitor
         else:
@@ -87,6 +90,9 @@ class AccountVisitors:
         self.wake.set()
 
     def remove(self, sid: str) -> None:
+        visitor = self.visitor(sid)
+        if visitor is not None:
+            self._unindex(visitor)
         self.live.pop(sid, None)
         self._waiting.pop(sid, None)
         task = self.catching_up.pop(sid, None)
@@ -101,7 +107,7 @@ class AccountVisitors:
             while cursor < self.head:
                 upto = min(self.head, cursor + STEP)
                 rows = await _rows(self._pool, self.account_id, cursor, upto, [visitor.inbox_id])
-                await self._send(self._items({visitor.sid: visitor}, rows))
+                await self._send(self._items(rows, visitor))
                 cursor = upto
             if visitor.sid in self.catching_up:  # no await between this check and the join
                 del self.catching_up[visitor.sid]
@@ -114,27 +120,72 @@ class AccountVisitors:
             log.exception("widget catch-up failed", extra={"sid": visitor.sid})
             self.catching_up.pop(visitor.sid, None)
 
+    def _index(self, visitor: Visitor) -> None:
+        for conversation in visitor.conversations:
+            self._by_conversation[conversation].add(visitor.sid)
+        if visitor.contact_id:
+            self._by_contact[visitor.contact_id].add(visitor.sid)
+
+    def _unindex(self, visitor: Visitor) -> None:
+        for conversation in visitor.conversations:
+            sids = self._by_conversation.get(conversation)
+            if sids is not None:
+                sids.discard(visitor.sid)
+                if not sids:
+                    del self._by_conversation[conversation]
+        if visitor.contact_id:
+            sids = self._by_contact.get(visitor.contact_id)
+            if sids is not None:
+                sids.discard(visitor.sid)
+                if not sids:
+                    del self._by_contact[visitor.contact_id]
+
+    def track(self, sid: str, contact_id: str, conversation_id: str) -> None:
+        """The visitor's message went into this conversation (of this contact)."""
+        visitor = self.visitor(sid)
+        if visitor is None:
+            return
+        visitor.contact_id = contact_id
+        visitor.conversations.add(conversation_id)
+        self._index(visitor)
+
+    def _readers(self, row: asyncpg.Record, only: Visitor | None) -> list[Visitor]:
+        """Who sees the row: ``only`` (a catch-up), else the live visitors of its conversation.
+        A conversation new to a tracked contact (made by another tab's first message, or read
+        before ingest answered) is tracked from its first event."""
+        conversation = row["conversation_id"]
+        if only is not None:
+            if conversation in only.conversations:
+                return [only]
+        else:
+            sids = self._by_conversation.get(conversation)
+            if sids:
+                return [self.live[s] for s in sids if s in self.live]
+        if row["type"] not in ("conversation.created", "message.received"):
+            return []
+        contact = _contact_of(row["event"])
+        if not contact:
+            return []
+        candidates = (
+            [only]
+            if only is not None
+            else [
+                v for s in self._by_contact.get(contact, ()) if (v := self.live.get(s)) is not None
+            ]
+        )
+        readers = [
+            v for v in candidates if v.contact_id == contact and v.inbox_id == row["inbox_id"]
+        ]
+        for v in readers:
+            self.track(v.sid, contact, conversation)
+        return readers
+
     def _items(
-        self, visitors: dict[str, Visitor], rows: list[asyncpg.Record]
+        self, rows: list[asyncpg.Record], only: Visitor | None = None
     ) -> dict[str, list[dict[str, Any]]]:
-        by_conversation: dict[str, list[Visitor]] = defaultdict(list)
-        by_contact: dict[str, list[Visitor]] = defaultdict(list)
-        for v in visitors.values():
-            for c in v.conversations:
-                by_conversation[c].append(v)
-            if v.contact_id:
-                by_contact[v.contact_id].append(v)
         out: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
-            conversation = row["conversation_id"]
-            readers = by_conversation.get(conversation)
-            if readers is None and row["type"] in ("conversation.created", "message.received"):
-                contact = _contact_of(row["event"])
-                readers = by_contact.get(contact or "")
-                readers = [v for v in readers or () if v.inbox_id == row["inbox_id"]]
-                for v in readers:
-                    v.conversations.add(conversation)
-                by_conversation[conversation] = readers
+            readers = self._readers(row, only)
             if not readers:
                 continue
             item = visitor_item(row["seq"], row["type"], row["event"])
@@ -163,7 +214,7 @@ class AccountVisitors:
             inboxes = sorted({v.inbox_id for v in self.live.values()})
             rows = await _rows(self._pool, self.account_id, self.head, upto, inboxes)
             self.head = upto
-            await self._send(self._items(dict(self.live), rows))
+            await self._send(self._items(rows))
             if upto < top:
                 self.wake.set()
 
@@ -189,6 +240,11 @@ class VisitorStreams:
     def visitor(self, account_id: str, sid: str) -> Visitor | None:
         stream = self._accounts.get(account_id)
         return None if stream is None else stream.visitor(sid)
+
+    def track(self, account_id: str, sid: str, contact_id: str, conversation_id: str) -> None:
+        stream = self._accounts.get(account_id)
+        if stream is not None:
+            stream.track(sid, contact_id, conversation_id)
 
     def remove(self, account_id: str, sid: str) -> None:
         stream = self._accounts.get(account_id)
