@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import os
 import re
 import time
 import urllib.request
@@ -68,7 +69,15 @@ def make_inbox(url: str, token: str) -> str:
 
 
 async def _visitors(
-    url: str, inbox: str, count: int, rate: float, seconds: float, ready: Any, go: Any, out: Any
+    url: str,
+    inbox: str,
+    count: int,
+    rate: float,
+    seconds: float,
+    ready: Any,
+    go: Any,
+    measure: Any,
+    out: Any,
 ) -> None:
     clients: list[socketio.AsyncClient] = []
     errors: dict[str, int] = {}
@@ -118,7 +127,7 @@ async def _visitors(
             )
 
     await send_at(rate, len(clients), "warm")  # each visitor's first message
-    await asyncio.sleep(3)
+    await asyncio.to_thread(measure.wait)  # the hub has delivered every warm-up message
     await send_at(rate, int(rate * seconds), "load")
     await asyncio.sleep(3)
     out.put(
@@ -158,12 +167,22 @@ async def measure(args: argparse.Namespace, url: str, pid: int, token: str) -> d
     await agent.connect(url, namespaces=["/agent"], auth={"token": token}, transports=["websocket"])
     rss_idle = rss_mib(pid)
     ctx = mp.get_context("spawn")
-    ready, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    ready, out, go, measure_now = ctx.Queue(), ctx.Queue(), ctx.Event(), ctx.Event()
     share = args.visitors // args.procs
     procs = [
         ctx.Process(
             target=visitors_process,
-            args=(url, inbox, share, args.rate / args.procs, args.seconds, ready, go, out),
+            args=(
+                url,
+                inbox,
+                share,
+                args.rate / args.procs,
+                args.seconds,
+                ready,
+                go,
+                measure_now,
+                out,
+            ),
         )
         for _ in range(args.procs)
     ]
@@ -174,6 +193,13 @@ async def measure(args: argparse.Namespace, url: str, pid: int, token: str) -> d
     connect_s = time.monotonic() - started
     rss_connected = rss_mib(pid)
     go.set()
+    warm_started = time.monotonic()
+    while len(warm) < connected and time.monotonic() - warm_started < 600:
+        await asyncio.sleep(0.2)
+    warm_s = time.monotonic() - warm_started
+    await asyncio.sleep(2)
+    measure_now.set()
+    measured_started = time.monotonic()
     cpu_start = cpu_seconds(pid)
     results = [await asyncio.to_thread(out.get, True, 600 + args.seconds * 4) for _ in procs]
     sent = int(args.rate / args.procs * args.seconds) * args.procs
@@ -181,6 +207,7 @@ async def measure(args: argparse.Namespace, url: str, pid: int, token: str) -> d
     while len(latencies) < sent and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
     cpu_used = cpu_seconds(pid) - cpu_start
+    wall = time.monotonic() - measured_started
     rss_end = rss_mib(pid)
     for proc in procs:
         proc.join(timeout=60)
@@ -212,9 +239,12 @@ async def measure(args: argparse.Namespace, url: str, pid: int, token: str) -> d
         },
         "warm_up_first_messages": {
             "received_by_agent": len(warm),
+            "all_delivered_after_s": round(warm_s, 1),
             "latency_ms_p99": round(percentile(warm, 0.99), 1),
         },
-        "hub_cpu_ms_per_message": round(cpu_used / max(len(warm) + len(latencies), 1) * 1000, 2),
+        "hub_cpu_ms_per_message": round(cpu_used / max(len(latencies), 1) * 1000, 2),
+        "hub_cpu_share_of_a_core": round(cpu_used / wall, 2),
+        "load_average_1min": round(os.getloadavg()[0], 1),
         "generator_late_ms_p99": max(r["late_ms"] for r in results),
         "acked": sum(r["acked"] for r in results),
         "refused": errors,
