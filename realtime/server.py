@@ -390,8 +390,8 @@ def attach_realtime(
         logger=False,
         engineio_logger=False,
         cors_allowed_origins=[],
-        # a web chat visitor's file arrives as one binary packet (the inbox caps it lower)
-        max_http_buffer_size=11 * 1024 * 1024 if widget else 1_000_000,
+        # a web chat visitor's file arrives as one packet, base64 (the inbox caps it lower)
+        max_http_buffer_size=14 * 1024 * 1024 if widget else 1_000_000,
     )
 
     use_shared_frames(sio)

@@ -157,7 +157,7 @@
     const li = render({ client_id: cid, from: "visitor", content }, true);
     socket.emit("message", { content, client_id: cid }, (reply) => {
       if (reply?.ok) { li.classList.remove("pending"); li.dataset.id = reply.id; shown.set(reply.id, li); say(""); }
-      else { li.classList.add("failed"); say(refusal(reply?.error)); }
+      else { li.classList.replace("pending", "failed"); say(refusal(reply?.error)); }
     });
   }
 
@@ -183,9 +183,10 @@
     if (f.size > upload.max) return say(t("tooBig"));
     const cid = clientId();
     const li = render({ client_id: cid, from: "visitor", content: "", attachments: [{ filename: f.name }] }, true);
-    socket.emit("upload", { name: f.name, type: f.type, client_id: cid, data: await f.arrayBuffer() }, (reply) => {
+    const data = await new Promise((ok) => { const r = new FileReader(); r.onload = () => ok(String(r.result).split(",", 2)[1] || ""); r.readAsDataURL(f); });
+    socket.emit("upload", { name: f.name, type: f.type, client_id: cid, data }, (reply) => {
       if (reply?.ok) { li.classList.remove("pending"); shown.set(reply.id, li); say(""); }
-      else { li.classList.add("failed"); say(refusal(reply?.error)); }
+      else { li.classList.replace("pending", "failed"); say(refusal(reply?.error)); }
     });
   });
 

@@ -7,17 +7,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, FilePayload, Page, expect
 
 from hub.actions.setup import CreatedInbox, create_inbox
 from hub.app import Hub
 from realtime.widget.tokens import identity_hash
-from tests.console.test_console import TIMEOUT, log_in, make_user, row
+from tests.conftest import ADMIN_TOKEN
+from tests.console.test_console import SHOTS, TIMEOUT, log_in, make_user, row
 
 pytestmark = pytest.mark.postgres
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
 class Site:
@@ -36,7 +39,7 @@ class Site:
     def page(self, attrs: str = "") -> str:
         return f"""<!doctype html><html><head><meta charset="utf-8"><title>Shop</title></head>
 <body><h1>Shop</h1>
-<script src="{self.hub}/widget/widget.js" data-inbox="{self.inbox}" data-lang="en" {attrs}
+<script src="{self.hub}/widget/widget.js" data-inbox="{self.inbox}" {attrs}
         async></script></body></html>"""
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -44,7 +47,7 @@ class Site:
             f"default-src 'none'; script-src {self.hub}; style-src {self.hub}; "
             f"connect-src {self.hub.replace('http', 'ws')} {self.hub}; img-src 'self'"
         )
-        attrs = request.query.get("attrs", "")
+        attrs = request.query.get("attrs", 'data-lang="en"')
         return web.Response(
             text=self.page(attrs),
             content_type="text/html",
@@ -142,7 +145,31 @@ async def test_visitor_and_agent_talk_through_the_widget(
     await expect(visitor.locator(".msg.theirs")).to_have_text("Yes, within two days.")
     await expect(visitor.locator("form.prechat")).to_be_hidden()
     assert await hub.pool.fetchval("SELECT count(*) FROM contacts") == 1
-    await visitor.screenshot(path="/tmp/h21widget-widget.png")
+    await visitor.screenshot(path=str(SHOTS / "widget.png"))
+
+    # a file: into the media store, as a message of its own
+    await visitor.locator("input[type=file]").set_input_files(
+        files=FilePayload(name="receipt.png", mimeType="image/png", buffer=PNG)
+    )
+    await expect(visitor.locator(".msg.mine")).to_have_count(2, timeout=TIMEOUT)
+    await expect(visitor.locator(".msg.mine.pending")).to_have_count(0, timeout=TIMEOUT)
+    await expect(visitor.locator(".status")).to_have_text("")
+    assert await hub.pool.fetchval("SELECT count(*) FROM media") == 1
+
+    # resolved: the visitor rates the conversation
+    conversation = await hub.pool.fetchval("SELECT id FROM conversations")
+    async with aiohttp.ClientSession() as http:
+        done = await http.patch(
+            f"{server}/api/v1/conversations/{conversation}",
+            json={"status": "resolved"},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
+        assert done.status == 200, await done.text()
+    await visitor.get_by_role("button", name="4 of 5").click()
+    await expect(visitor.locator(".status")).to_have_text(
+        "Thank you for your rating.", timeout=TIMEOUT
+    )
+    assert await hub.pool.fetchval("SELECT rating FROM conversation_ratings") == 4
     assert problems == []
 
     # a forged identity hash is refused, and nothing is stored
@@ -175,5 +202,11 @@ async def test_visitor_and_agent_talk_through_the_widget(
         )
         == 1
     )
+
+    # Tamil and Sinhala strings
+    for lang, label in (("ta", "எங்களுடன் அரட்டையடிக்க"), ("si", "අප හා කතාබස් කරන්න")):
+        page = await visitor_context.new_page()
+        await page.goto(site.origin + f'/?attrs=data-lang="{lang}"')
+        await expect(page.locator(".bubble")).to_have_attribute("aria-label", label)
     await agent_context.close()
     await visitor_context.close()

@@ -6,6 +6,8 @@ was missed, in order; abuse limits; the pre-chat form, offline mode, uploads and
 from __future__ import annotations
 
 import asyncio
+import base64
+import gzip
 import logging
 from typing import Any
 
@@ -259,8 +261,9 @@ async def test_prechat_offline_uploads_and_rating(hub: Hub, server: str) -> None
 
     # uploads: type, size and content checked before anything is stored
     async def upload(name: str, kind: str, data: bytes, cid: str) -> dict[str, Any]:
+        encoded = base64.b64encode(data).decode()
         return await visitor.call(
-            "upload", {"name": name, "type": kind, "client_id": cid, "data": data}
+            "upload", {"name": name, "type": kind, "client_id": cid, "data": encoded}
         )
 
     assert (await upload("a.exe", "application/x-msdownload", b"MZ", "u-1"))["error"][
@@ -270,6 +273,10 @@ async def test_prechat_offline_uploads_and_rating(hub: Hub, server: str) -> None
     assert (await upload("fake.png", "image/png", b"GIF89a....", "u-3"))["error"][
         "code"
     ] == "invalid_upload"
+    not_base64 = await visitor.call(
+        "upload", {"name": "x.png", "type": "image/png", "client_id": "u-5", "data": "%%%"}
+    )
+    assert not_base64["error"]["code"] == "invalid_upload"
     assert await hub.pool.fetchval("SELECT count(*) FROM media") == 0
     done = await upload("photo.png", "image/png", PNG, "u-4")
     assert done["ok"], done
@@ -325,3 +332,31 @@ async def test_prechat_offline_uploads_and_rating(hub: Hub, server: str) -> None
     assert (await late.call("prechat", {"email": "late@example.com"}))["ok"]
     assert (await late.say("anyone there?", "o-1"))["ok"]
     await late.close()
+
+
+async def test_widget_files_and_the_channel_has_no_webhook(hub: Hub, server: str) -> None:
+    """The script, stylesheet and Socket.IO module are served to other sites (CORS), together
+    under 30 KB gzipped; a webhook POST to a web chat inbox is a 404 JSON error storing nothing."""
+    inbox = await webchat(hub)
+    total = 0
+    async with aiohttp.ClientSession(auto_decompress=False) as http:
+        for name, kind in (
+            ("widget.js", "text/javascript"),
+            ("widget.css", "text/css"),
+            ("socket.io.esm.min.js", "text/javascript"),
+        ):
+            async with http.get(
+                f"{server}widget/{name}", headers={"Accept-Encoding": "identity"}
+            ) as response:
+                assert response.status == 200, name
+                assert response.content_type == kind
+                assert response.headers["Access-Control-Allow-Origin"] == "*"
+                total += len(gzip.compress(await response.read()))
+        assert total < 30 * 1024, total
+        for path in ("widget/nope.js", "widget/..%2fpyproject.toml", "widget/package.json"):
+            async with http.get(server + path) as response:
+                assert response.status == 404, path
+        async with http.post(f"{server}webhooks/webchat/{inbox.id}", data=b"{}") as response:
+            assert response.status == 404
+            assert (await response.json())["error"]["code"] == "no_webhook"
+    assert await stored(hub) == (0, 0, 0)
