@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 NAMESPACE = "/widget"
 CHANNEL = "webchat"
 HISTORY = 50
+#: typing, form and rating calls a visitor may make per minute (messages have their own limits)
+CALLS_PER_MINUTE = 120
 _INBOX_TTL = 10.0
 
 Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -376,6 +378,12 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped
             raise Refused("not_connected", "connect first")
         return session
 
+    async def _limited_session(self, sid: str) -> Session:
+        """The session of a visitor making a call other than a message, within its budget."""
+        session = self._session(sid)
+        await self._limit(f"webchat:calls:{session.inbox_id}:{session.address}", CALLS_PER_MINUTE)
+        return session
+
     async def _ready_policy(self, session: Session) -> WidgetPolicy:
         policy = await self._policy(session.inbox_id)
         if policy is None:  # the inbox was removed or its settings broken meanwhile
@@ -385,7 +393,7 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped
     @call(PrechatIn, "invalid_prechat", "send {name?, email?}")
     async def on_prechat(self, sid: str, data: PrechatIn) -> dict[str, Any]:
         """The pre-chat form's answers, used for the visitor's contact at its first message."""
-        session = self._session(sid)
+        session = await self._limited_session(sid)
         if data.email is not None:
             email = normalise_email(data.email)
             if email is None:
@@ -525,7 +533,7 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped
     @call(RateIn, "invalid_rating", "send {conversation_id, rating: 1-5, comment?}")
     async def on_rate(self, sid: str, data: RateIn) -> dict[str, Any]:
         """The visitor's rating (CSAT) of its resolved conversation, once."""
-        session = self._session(sid)
+        session = await self._limited_session(sid)
         if session.contact_id is None:
             raise Refused("not_found", "no such conversation")
         try:
@@ -545,7 +553,7 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped
     @call(TypingIn, "invalid_typing", 'send {"on": true|false}')
     async def on_typing(self, sid: str, data: TypingIn) -> dict[str, Any]:
         """Shown to the agents viewing the visitor's conversation."""
-        session = self._session(sid)
+        session = await self._limited_session(sid)
         visitor = self._streams.visitor(session.account_id, sid)
         # the newest conversation is the one the visitor writes in (ids sort by time)
         for conversation in (

@@ -214,6 +214,10 @@ async def test_abuse_limits(hub: Hub, server: str) -> None:
     answers = [await two.say(f"message {n}", f"b-{n}") for n in range(3)]
     assert [a.get("ok", False) for a in answers] == [True, True, False]
     assert await hub.pool.fetchval("SELECT count(*) FROM messages") == 5
+    # typing, the form and ratings have a budget of their own (120 a minute)
+    typing = [await one.call("typing", {"on": n % 2 == 0}) for n in range(125)]
+    assert [t.get("error", {}).get("code") for t in typing[120:]] == ["rate_limited"] * 5
+    assert all(t["ok"] for t in typing[:120])
     await one.close()
     await two.close()
 
