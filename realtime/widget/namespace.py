@@ -211,9 +211,6 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped
         self._inboxes[inbox_id] = (now + (_INBOX_TTL if inbox else 1.0), inbox)
         return inbox
 
-    def forget_inbox(self, inbox_id: str) -> None:
-        self._inboxes.pop(inbox_id, None)
-
     async def _policy(self, inbox_id: str) -> WidgetPolicy | None:
         inbox = await self._inbox(inbox_id)
         if inbox is None or inbox.channel != CHANNEL:
@@ -234,6 +231,7 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped
                 extra={
                     "code": exc.code,
                     "reason": exc.message,
+                    "inbox_id": str(auth.get("inbox_id"))[:64] if isinstance(auth, dict) else None,
                     "origin": str(environ.get("HTTP_ORIGIN", ""))[:200],
                 },
             )
@@ -329,6 +327,8 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped
             await self.emit(
                 "history", {"head": high, "messages": await self._history(session)}, to=sid
             )
+        if self._sessions.get(sid) is not session:
+            return  # it left while connecting: nothing to deliver to
         visitor_state = Visitor(sid, inbox.id, contact_id, conversations)
         self._streams.add(inbox.account_id, visitor_state, high if cursor is None else cursor, high)
         log.info(

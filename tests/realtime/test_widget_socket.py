@@ -215,9 +215,11 @@ async def test_abuse_limits(hub: Hub, server: str) -> None:
     assert [a.get("ok", False) for a in answers] == [True, True, False]
     assert await hub.pool.fetchval("SELECT count(*) FROM messages") == 5
     # typing, the form and ratings have a budget of their own (120 a minute)
-    typing = [await one.call("typing", {"on": n % 2 == 0}) for n in range(125)]
-    assert [t.get("error", {}).get("code") for t in typing[120:]] == ["rate_limited"] * 5
-    assert all(t["ok"] for t in typing[:120])
+    # (fired together: the bucket refills 2 a second, so a slow machine lets a few more pass)
+    typing = await asyncio.gather(*(one.call("typing", {"on": True}) for _ in range(200)))
+    passed = sum(1 for t in typing if t.get("ok"))
+    refused = [t["error"]["code"] for t in typing if not t.get("ok")]
+    assert passed >= 120 and len(refused) >= 50 and set(refused) == {"rate_limited"}
     await one.close()
     await two.close()
 
