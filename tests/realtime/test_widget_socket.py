@@ -362,6 +362,20 @@ async def test_widget_files_and_the_channel_has_no_webhook(hub: Hub, server: str
         for path in ("widget/nope.js", "widget/..%2fpyproject.toml", "widget/package.json"):
             async with http.get(server + path) as response:
                 assert response.status == 404, path
+        async with http.get(f"{server}api/v1/channels", headers=ADMIN) as response:
+            listed = {c["id"]: c for c in (await response.json())["data"]}
+        assert listed["webchat"]["webhooks"] is False  # the console shows the embed code instead
+        assert "allowed_origins" in listed["webchat"]["optional_settings"]
+        for settings, field in (
+            ({"allowed_origins": "shop.example/path"}, "allowed_origins"),
+            ({"prechat_fields": "phone"}, "prechat_fields"),
+            ({"upload_max_bytes": 10**9}, "upload_max_bytes"),
+        ):
+            body = {"name": "Bad", "channel": "webchat", "settings": settings}
+            async with http.post(f"{server}api/v1/inboxes", json=body, headers=ADMIN) as response:
+                assert response.status == 422
+                error = (await response.json())["error"]
+                assert error["details"]["field"] == f"settings.{field}", error
         async with http.post(f"{server}webhooks/webchat/{inbox.id}", data=b"{}") as response:
             assert response.status == 404
             assert (await response.json())["error"]["code"] == "no_webhook"
