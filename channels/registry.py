@@ -12,6 +12,7 @@ from channels.sendgrid import SendGridChannel
 from channels.sip import SipChannel
 from channels.telegram import TelegramChannel
 from channels.twilio import TwilioChannel
+from channels.webchat import WebchatChannel
 from channels.whatsapp_cloud import WhatsAppCloudChannel
 from hub.contracts.registry import ChannelRegistry
 
@@ -25,6 +26,7 @@ ADAPTERS: tuple[type[ChannelAdapter], ...] = (
     MessengerChannel,
     InstagramChannel,
     TelegramChannel,
+    WebchatChannel,
 )
 
 REGISTRY = ChannelRegistry(ADAPTERS)

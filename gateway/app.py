@@ -19,6 +19,7 @@ from gateway.ratelimit import RateLimits
 from gateway.route import mount
 from gateway.routes import ALL_ROUTES
 from gateway.state import STATE, GatewayState
+from gateway.widget_files import mount_widget
 from hub.actions import first_run
 from hub.app import Hub
 from hub.config import Config
@@ -78,4 +79,5 @@ def build_gateway(hub: Hub, config: Config | None = None) -> web.Application:
             return await first_run.setup_open(conn)
 
     mount_console(app, console_dir(config.console_dir), setup_open)  # the agent console at /
+    mount_widget(app)  # the web chat widget's script and stylesheet at /widget/
     return app

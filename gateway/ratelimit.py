@@ -100,6 +100,10 @@ class RateLimits:
                 headers={"Retry-After": str(max(1, math.ceil(wait)))},
             )
 
+    async def take(self, key: str, rate: float, burst: float) -> float:
+        """Seconds before ``key`` may act again (0: now): a bucket for other doors (the widget)."""
+        return await self._backend.take(key, rate, max(burst, 1.0))
+
     async def close(self) -> None:
         if isinstance(self._backend, RedisBuckets):
             await self._backend.close()

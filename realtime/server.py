@@ -35,6 +35,9 @@ from realtime.fanout import Fanout, use_shared_frames
 from realtime.log import bounds
 from realtime.part import Live
 from realtime.streams import Streams
+from realtime.widget.hooks import WidgetHooks
+from realtime.widget.namespace import NAMESPACE as WIDGET
+from realtime.widget.namespace import attach_widget
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -335,17 +338,22 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
             skip_sid=sid,
         )
         self._hub.typing.agent_typing(who.account_id, data.conversation_id, data.on)
+        # and to the web chat visitor of the conversation, without saying which agent
+        await self.server.emit("typing", {"on": data.on}, room=room, namespace=WIDGET)
         return {"ok": True}
 
 
 def limit_handshake(sio: socketio.AsyncServer, timeout: float) -> None:
-    """Close an Engine.IO connection that has not joined ``/agent`` within ``timeout`` seconds:
+    """Close an Engine.IO connection that has joined neither ``/agent`` nor ``/widget`` within
+    ``timeout`` seconds:
     a socket answering pings but never authenticating would otherwise be held forever."""
     eio_connect = sio.eio.handlers["connect"]
     pending: set[asyncio.Task[None]] = set()
 
     async def drop_if_not_joined(eio_sid: str, environ: dict[str, Any]) -> None:
-        if eio_sid in sio.eio.sockets and sio.manager.sid_from_eio_sid(eio_sid, NAMESPACE) is None:
+        if eio_sid in sio.eio.sockets and all(
+            sio.manager.sid_from_eio_sid(eio_sid, ns) is None for ns in (NAMESPACE, WIDGET)
+        ):
             log.info("agent socket closed: no authenticated connect in time")
             await sio.eio.disconnect(eio_sid)
             # a client ignoring the close packet would hold the connection until the ping timeout
@@ -365,8 +373,11 @@ def limit_handshake(sio: socketio.AsyncServer, timeout: float) -> None:
     sio.eio.on("connect", connect_with_deadline)
 
 
-def attach_realtime(app: web.Application, hub: Hub, live: Live) -> Streams:
-    """Socket.IO at ``/socket.io/``, namespace ``/agent``, woken by ``live``'s cluster."""
+def attach_realtime(
+    app: web.Application, hub: Hub, live: Live, widget: WidgetHooks | None = None
+) -> Streams:
+    """Socket.IO at ``/socket.io/``, namespace ``/agent``, woken by ``live``'s cluster; with
+    ``widget``, also the web chat visitors' namespace ``/widget``."""
     auth = hub.callers
     # with Redis, emits to rooms (presence, typing) reach the sockets of every process
     manager = (
@@ -380,6 +391,8 @@ def attach_realtime(app: web.Application, hub: Hub, live: Live) -> Streams:
         logger=False,
         engineio_logger=False,
         cors_allowed_origins=[],
+        # a web chat visitor's file arrives as one packet, base64 (the inbox caps it lower)
+        max_http_buffer_size=14 * 1024 * 1024 if widget else 1_000_000,
     )
 
     use_shared_frames(sio)
@@ -392,6 +405,11 @@ def attach_realtime(app: web.Application, hub: Hub, live: Live) -> Streams:
     live.logged_listeners.append(streams.notify)
     live.offline_listeners.append(namespace.announce)
     auth.on_forget.append(namespace.recheck_soon)
+    visitors = None
+    if widget is not None:
+        widget_fanout = Fanout(sio, WIDGET, max_buffer=hub.config.realtime_socket_buffer_kib * 1024)
+        _, visitors = attach_widget(sio, hub, widget, widget_fanout.send)
+        live.logged_listeners.append(visitors.notify)
     periodic: list[asyncio.Task[None]] = []
 
     async def start_rechecks(_: web.Application) -> None:
@@ -401,6 +419,8 @@ def attach_realtime(app: web.Application, hub: Hub, live: Live) -> Streams:
         for task in periodic:
             task.cancel()
         await streams.close()
+        if visitors is not None:
+            await visitors.close()
 
     app.on_startup.append(start_rechecks)
 

@@ -12,6 +12,7 @@ from hub.contracts.registry import install_channels
 from realtime.part import Live
 from realtime.server import attach_realtime
 from server.parts import make_parts
+from server.widget import widget_hooks
 
 
 def install() -> None:
@@ -33,5 +34,6 @@ def build_app(hub: Hub, config: Config | None = None) -> web.Application:
     app = build_gateway(hub, config)
     live = hub.part(Live.name)
     if isinstance(live, Live) and (config or hub.config).role in ("all", "gateway"):
-        attach_realtime(app, hub, live)  # Socket.IO at /socket.io/, namespace /agent
+        # Socket.IO at /socket.io/: namespaces /agent and /widget (web chat visitors)
+        attach_realtime(app, hub, live, widget_hooks(app, hub))
     return app

@@ -493,7 +493,7 @@ function connect() {
   });
   socket.on("typing", (/** @type {any} */ e) => {
     if (e.conversation_id !== S.current || !$.typing) return;
-    $.typing.textContent = e.on ? t("convo.typing", { name: nameOf(e.agent_id) }) : "";
+    $.typing.textContent = e.on ? t("convo.typing", { name: nameOf(e.agent_id) || e.name || "" }) : ""; // e.name: a web chat visitor
   });
   /** @type {any} */ (window).hubConsole.socket = socket;
 }

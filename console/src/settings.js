@@ -13,6 +13,7 @@ import { t } from "./i18n.js";
 import { Api } from "./api.js";
 import { field, input, clearErrors, showError, messageOf, copyable } from "./forms.js";
 import { inboxSwitch, deleteConsequence } from "./inbox_state.js";
+import { embedSnippet } from "./webchat.js";
 
 export const SECTIONS = ["inboxes", "agents", "teams", "labels", "canned", "macros", "account", "tokens", "audit"];
 const SCOPES = ["profile", "account:read", "conversations:read", "conversations:write", "contacts:read",
@@ -185,10 +186,11 @@ function connected(c, inbox, ch) {
   const edit = h("a", { href: `#/settings/inboxes/${inbox.id}`, text: t("inbox.edit"), id: "edit-inbox" });
   edit.addEventListener("click", (e) => { e.preventDefault(); stopLive(); inboxPage(c, inbox.id); });
   page(c.main, t("inbox.connected", { name: inbox.name }),
-    h("p", { text: t(ch?.webhooks === false ? "inbox.no_webhooks" : "inbox.paste") }),
+    inbox.channel === "webchat" ? null : h("p", { text: t(ch?.webhooks === false ? "inbox.no_webhooks" : "inbox.paste") }),
     ch?.webhooks === false ? null : copyable("webhook-url", t("inbox.webhook_url"), url),
     ...shown.map(([k, v]) => copyable(`secret-${k}`, t(`inbox.secret.${k}`), String(v))),
     shown.length ? h("p.warning", { text: t("inbox.shown_once") }) : null,
+    inbox.channel === "webchat" ? copyable("embed-snippet", t("inbox.embed"), embedSnippet(inbox.id)) : null,
     waiting,
     h("p", null, edit));
   stopLive();

@@ -56,7 +56,7 @@ async def list_channels_route(call: Call) -> ChannelList:
                 required_secrets=list(m.required_secrets),
                 optional_secrets=list(m.optional_secrets),
                 generated_secrets=list(m.generated_secrets),
-                webhooks="voice" not in m.capabilities,
+                webhooks=m.webhooks and "voice" not in m.capabilities,
                 get_handshake=m.get_handshake,
             )
         )

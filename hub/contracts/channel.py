@@ -69,6 +69,8 @@ class Manifest:
     get_handshake: bool = False
     #: the provider can say who a new sender is (``ChannelAdapter.sender_profile``)
     profiles: bool = False
+    #: inboxes of the channel receive provider webhooks (the web chat's visitors use a socket)
+    webhooks: bool = True
 
     @property
     def identity_channel(self) -> str:

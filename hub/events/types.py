@@ -141,6 +141,17 @@ class ConversationRead(Payload, frozen=True, kw_only=True):
     last_read_message_id: str
 
 
+@payload_type("conversation.rated", topic=CONVERSATIONS)
+class ConversationRated(Payload, frozen=True, kw_only=True):
+    """The contact rated a resolved conversation (the web chat widget's CSAT), 1 to 5; one
+    rating per conversation, kept in ``conversation_ratings``."""
+
+    inbox_id: str
+    contact_id: str
+    rating: int
+    comment: str | None = None
+
+
 class Identity(msgspec.Struct, frozen=True):
     channel: str
     address: str

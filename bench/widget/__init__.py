@@ -1,0 +1,1 @@
+"""Web chat widget benchmark: many concurrent visitors on one hub process."""
