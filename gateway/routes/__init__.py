@@ -9,6 +9,7 @@ from __future__ import annotations
 from gateway.route import Route
 from gateway.routes import (
     account,
+    ai,
     assignment,
     audit,
     auth,
@@ -59,4 +60,5 @@ ALL_ROUTES: list[Route] = [
     *assignment.ROUTES,
     *business_hours.ROUTES,
     *sla_policies.ROUTES,
+    *ai.ROUTES,
 ]

@@ -233,3 +233,64 @@ class TestMissingModel:
         assert body["ready"] is True
         assert body["checks"]["ai_embeddings"].startswith("missing: ")
         assert 'hub_ai_model_ready{model="embeddings"} 0.0' in metrics
+
+
+async def test_intents_feedback_and_summary_over_rest(hub: Hub, server: str) -> None:
+    from tests.conftest import ADMIN_TOKEN
+
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    ids = await canned(hub)
+    inbox = await ApiInbox.create(hub, server)
+    async with aiohttp.ClientSession(headers=admin) as http:
+        for label, examples in {
+            "card_arrival": ["Where is my new card?", "My card has not arrived yet"],
+            "change_pin": ["How do I change my PIN?", "I want a new PIN number"],
+        }.items():
+            async with http.put(
+                f"{server}/api/v1/ai/intents/{label}", json={"examples": examples}
+            ) as r:
+                assert r.status == 200, await r.text()
+        async with http.put(f"{server}/api/v1/ai/intents/x", json={"examples": []}) as r:
+            assert r.status == 422
+        async with http.get(f"{server}/api/v1/ai/intents") as r:
+            assert [i["label"] for i in (await r.json())["data"]] == ["card_arrival", "change_pin"]
+
+        answer = await inbox.send(api_body("m-1", text="My new card still has not arrived."))
+        message = answer["messages"][0]
+        conversation = message["conversation_id"]
+        payload = (await analysis(hub, message["id"]))["payload"]
+        assert [i["label"] for i in payload["intents"]][:1] == ["card_arrival"]
+        async with http.get(f"{server}/api/v1/conversations/{conversation}/ai") as r:
+            latest = await r.json()
+        assert latest["message_id"] == message["id"]
+        assert latest["suggestions"] == payload["suggestions"]
+
+        used = f"canned:{ids['card']}"
+        for _ in range(2):
+            async with http.post(
+                f"{server}/api/v1/conversations/{conversation}/ai/feedback", json={"ref": used}
+            ) as r:
+                assert r.status == 204
+        async with http.post(
+            f"{server}/api/v1/conversations/{conversation}/ai/feedback",
+            json={"ref": "'; DROP TABLE x"},
+        ) as r:
+            assert r.status == 422
+        assert (
+            await hub.pool.fetchval(
+                "SELECT uses FROM ai_suggestion_uses WHERE account_id = $1 AND ref = $2",
+                hub.account_id,
+                used,
+            )
+            == 2
+        )
+        agent_id = await agent(hub)
+        await reply(hub, agent_id, conversation, "Sorry! It ships in 3 to 5 working days.")
+        async with http.get(f"{server}/api/v1/conversations/{conversation}/summary") as r:
+            summary = await r.json()
+        assert [line["speaker"] for line in summary["lines"]] == ["customer", "agent"]
+        assert summary["language"] == "en" and summary["messages"] == 2
+        async with http.delete(f"{server}/api/v1/ai/intents/change_pin") as r:
+            assert r.status == 204
+        async with http.delete(f"{server}/api/v1/ai/intents/change_pin") as r:
+            assert r.status == 404
