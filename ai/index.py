@@ -78,7 +78,9 @@ class AccountIndex:
                     scores[row] += USE_BONUS * math.log1p(self.uses[ref])
         found: list[ReplySuggestion] = []
         seen: set[str] = set()
-        for row in np.argsort(-scores)[: top * 8]:
+        want = min(self.size, top * 8)  # room for duplicates and disabled rows
+        best = np.argpartition(-scores, want - 1)[:want]
+        for row in best[np.argsort(-scores[best])]:
             if not self.refs[row]:
                 continue
             key = _norm(self.texts[row])

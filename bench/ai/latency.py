@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import random
+import re
 import statistics
 import sys
 import time
@@ -102,7 +103,10 @@ async def add_canned(hub: Any, labels: list[str]) -> None:
         for label in labels:
             async with http.post(
                 f"{hub.url}api/v1/canned_responses",
-                json={"short_code": label[:50], "content": canned_text(label)},
+                json={
+                    "short_code": re.sub(r"[^a-z0-9_-]", "", label.lower()),
+                    "content": canned_text(label),
+                },
             ) as r:
                 assert r.status == 201, await r.text()
 

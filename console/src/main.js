@@ -14,6 +14,7 @@ import { Notifier } from "./notify.js";
 import { Ringer, callItems, callButton, showProfile } from "./calls.js";
 import { settingsScreen } from "./settings.js";
 import { setupScreen, inviteScreen } from "./setup.js";
+import { AiPanel } from "./ai.js";
 
 const ROW = 64;
 const api = new Api();
@@ -42,6 +43,7 @@ const S = {
   /** @type {any[] | null} */ queued: null,
 };
 /** @type {any} */ let socket = null;
+/** @type {AiPanel | null} */ let aiPanel = null;
 /** @type {VirtualList | null} */ let list = null;
 const notifier = new Notifier();
 const ringer = new Ringer(api, {
@@ -528,6 +530,7 @@ function apply(item) {
   if (ev.type.startsWith("call.")) ringer.onEvent(ev, ctx);
   if (ev.type.startsWith("call.") || ev.type === "conversation.updated") remember(id, ev);
   if (id !== S.current) return;
+  aiPanel?.onEvent(ev);
   if (ev.type === "message.received") {
     appendItem(messageItem({ id: p.message_id, direction: "inbound", private: false, content: p.content, content_type: p.content_type, attachments: p.attachments, created_at: ev.occurred_at, status: "received" }));
     socket?.emit("mark_read", { conversation_id: id });
@@ -701,7 +704,8 @@ function composer(id, inbox) {
   $.templates = h("div.templates", { hidden: true }, tplName, tplLang, tplParams);
   $.composerIsWa = /** @type {any} */ (isWhatsApp);
   const send = h("button.primary", { type: "submit", text: t("composer.send") });
-  const form = h("form.composer", { "aria-label": t("composer.label") }, $.window, $.templates, suggestions, text,
+  aiPanel = new AiPanel(api, id, /** @type {HTMLTextAreaElement} */ (text), toast);
+  const form = h("form.composer", { "aria-label": t("composer.label") }, $.window, $.templates, suggestions, aiPanel.el, text,
     h("div.row", null, h("label", null, note, " ", t("composer.private")), file, counter, send));
   note.addEventListener("change", () => form.classList.toggle("is-note", /** @type {HTMLInputElement} */ (note).checked));
   let typingOn = false, typingTimer = 0, smsTimer = 0, cannedTimer = 0;
