@@ -30,7 +30,7 @@ import asyncpg
 from ai.consumer import AiConsumer, AiSettings
 from ai.models import Models
 from ai.providers import LocalProvider
-from bench.ai.quality import DATA, OUT, load
+from bench.ai.quality import DATA, OUT, RESULTS, load
 from bench.hub_process import running_hub
 from hub.bus import BusMessage
 from hub.events import Actor, ActorKind, make_event
@@ -121,11 +121,10 @@ def main() -> int:
         args.events = 500
     texts = [t for t, _ in load(args.data)]
     result = asyncio.run(run(args, texts))
-    OUT.mkdir(parents=True, exist_ok=True)
-    name = (
-        "backlog-smoke.json" if args.smoke else f"backlog-{'fresh' if args.fresh else 'stale'}.json"
-    )
-    (OUT / name).write_text(json.dumps(result, indent=2))
+    kind = "fresh" if args.fresh else "stale"
+    out = OUT / "backlog-smoke.json" if args.smoke else RESULTS / f"ai-backlog-{kind}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     in_order = result["conversations_whose_last_analysis_is_their_last_message"]
     return 0 if in_order == result["conversations"] else 1

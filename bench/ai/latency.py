@@ -25,14 +25,14 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from bench.ai.quality import DATA, OUT, canned_text, load
+from bench.ai.quality import DATA, OUT, RESULTS, canned_text, load
 from bench.hub_process import running_hub
 from channels._base.signatures import sign_hmac_sha256
 from hub.store.embedded import start_embedded_postgres
 
 
 async def send(
-    http: aiohttp.ClientSession, url: str, secret: str, n: int, text: str, sender: int
+    http: aiohttp.ClientSession, url: str, secret: str, n: str, text: str, sender: int
 ) -> None:
     body = json.dumps(
         {
@@ -49,7 +49,7 @@ async def send(
         assert response.status == 200, await response.text()
 
 
-async def drive(hub: Any, texts: list[str], rate: float, count: int) -> float:
+async def drive(hub: Any, texts: list[str], rate: float, count: int, tag: str) -> float:
     """Send ``count`` messages at ``rate`` per second; returns the seconds it took."""
     rng = random.Random(7)
     started = time.monotonic()
@@ -64,7 +64,7 @@ async def drive(hub: Any, texts: list[str], rate: float, count: int) -> float:
                         http,
                         hub.webhook_url,
                         hub.inbox["signing_secret"],
-                        n,
+                        f"{tag}{n}",
                         rng.choice(texts),
                         rng.randrange(500),
                     )
@@ -115,14 +115,17 @@ async def steady(args: argparse.Namespace, texts: list[str], labels: list[str]) 
     count = int(args.rate * args.seconds)
     with running_hub("hub-ai-bench-", {"HUB_AI": "1"}) as hub:
         await add_canned(hub, labels)
+        print("  canned responses added", flush=True)
         dsn = await start_embedded_postgres(hub.data_dir)
         db = await asyncpg.connect(dsn)
         try:
-            await drive(hub, texts, 5, 5)  # loads the models
-            await wait_analysed(db, 5, 120)
+            await drive(hub, texts, 5, 5, "warm-")  # loads the models
+            print("  warm-up sent", flush=True)
+            await wait_analysed(db, 5, 300)
+            print("  warm-up analysed", flush=True)
             await db.execute("DELETE FROM event_log WHERE type = 'message.analysed'")
-            took = await drive(hub, texts, args.rate, count)
-            tail = await wait_analysed(db, count, 600)
+            took = await drive(hub, texts, args.rate, count, "run-")
+            tail = await wait_analysed(db, count, 1200)
             found = await latencies(db)
             suggested = await db.fetchval(
                 """SELECT count(*) FROM event_log WHERE type = 'message.analysed'
@@ -160,10 +163,9 @@ def main() -> int:
     texts = [t for t, _ in rows]
     labels = sorted({label for _, label in rows})
     result = asyncio.run(steady(args, texts, labels))
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / ("latency-smoke.json" if args.smoke else "latency.json")).write_text(
-        json.dumps(result, indent=2)
-    )
+    out = OUT / "latency-smoke.json" if args.smoke else RESULTS / "ai-latency.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     return 0
 

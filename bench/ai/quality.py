@@ -38,7 +38,8 @@ from ai.sentiment import Sentiment
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data" / "banking77" / "train.csv"
-OUT = ROOT / ".artefacts" / "ai"
+OUT = ROOT / ".artefacts" / "ai"  # --smoke runs
+RESULTS = ROOT / "bench" / "results"
 
 
 def load(path: Path) -> list[tuple[str, str]]:
@@ -212,10 +213,9 @@ def main() -> int:
     english = sum(language.detect(t).code == "en" for t in texts[:2000])
     result["language_en_share"] = round(english / min(2000, len(texts)), 4)
 
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / ("quality-smoke.json" if args.smoke else "quality.json")).write_text(
-        json.dumps(result, indent=2)
-    )
+    out = OUT / "quality-smoke.json" if args.smoke else RESULTS / "ai-quality.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     return 0
 
