@@ -141,6 +141,9 @@ async def test_a_customer_message_gets_language_sentiment_and_suggestions_once(
     )
     record = BusMessage("conversations", message["conversation_id"], raw.encode(), 0, 0, {})
     await part.consumer.handle([record])
+    async with asyncio.timeout(30):  # anything it emitted has reached the journal
+        while await hub.pool.fetchval("SELECT count(*) FROM outbox"):
+            await asyncio.sleep(0.1)
     assert (
         await hub.pool.fetchval(
             """SELECT count(*) FROM event_log WHERE type = 'message.analysed'
