@@ -129,7 +129,7 @@ async def steady(args: argparse.Namespace, texts: list[str], labels: list[str]) 
             found = await latencies(db)
             suggested = await db.fetchval(
                 """SELECT count(*) FROM event_log WHERE type = 'message.analysed'
-                    AND jsonb_array_length(event->'payload'->'suggestions') = 3"""
+                    AND json_array_length(event->'payload'->'suggestions') = 3"""
             )
         finally:
             await db.close()
