@@ -153,3 +153,15 @@ async def test_the_openai_compatible_provider(llm: tuple[str, list[dict[str, Any
     assert seen[0]["auth"] == "Bearer k-123"
     assert seen[0]["body"]["model"] == "local-model"
     assert seen[0]["body"]["messages"][-1] == {"role": "user", "content": "I want a refund"}
+
+
+def test_role_ai_needs_the_shared_bus_and_runs_only_the_ai_part() -> None:
+    from hub.config import Config, ConfigError, check
+    from server.parts import make_parts
+
+    with pytest.raises(ConfigError, match="role ai needs KAFKA_BOOTSTRAP"):
+        check(Config(role="ai"))
+    config = check(Config(role="ai", kafka_bootstrap="127.0.0.1:9092"))
+    consumers = [p.name for p in make_parts(config) if p.layer == "consumer" and "ai" in p.roles]
+    assert consumers == ["ai"]
+    assert next(p for p in make_parts(config) if p.name == "ai").roles == {"all", "ai"}
