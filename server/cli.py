@@ -204,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         "--role",
         choices=list(ROLES),
         help="all (default): every part; gateway: webhooks, REST and agent sockets; "
-        "worker: bus consumers and the outbox relay; voice: the SIP user agent (also HUB_ROLE)",
+        "worker: bus consumers and the outbox relay; voice: the SIP user agent; "
+        "ai: the AI consumer (also HUB_ROLE)",
     )
 
     command("migrate", help="apply database migrations")

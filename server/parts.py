@@ -3,6 +3,7 @@ a source of messages, a shared service) is its folder plus one line here."""
 
 from __future__ import annotations
 
+from ai.part import ai_part
 from analytics.part import analytics_part
 from automation.parts import assignment_parts, rules_parts, service_level_parts, webhook_parts
 from channels.delivery import delivery_part
@@ -26,6 +27,7 @@ def make_parts(config: Config) -> list[Part]:
         delivery_part(),  # agents' replies out through their channels
         TypingRelay(),  # agents' typing shown to customers (Messenger, Instagram, Telegram)
         analytics_part(),  # the reports' ClickHouse store, fed from the event stream
+        ai_part(),  # language, sentiment, intents, reply suggestions (roles all and ai)
         *rules_parts(),  # automation rules: on events and after no reply for N minutes
         *assignment_parts(),  # automatic assignment and its waiting queue
         *service_level_parts(),  # business hours' out-of-office reply, SLA clocks and timer

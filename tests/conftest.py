@@ -114,6 +114,7 @@ def hub_config(db_dsn: str, tmp_path: Path) -> Config:
         outbox_poll_ms=100,
         max_body_bytes=64 * 1024,
         analytics=False,
+        ai=False,
     )
 
 

@@ -17,6 +17,7 @@ import { settingsScreen } from "./settings.js";
 import { macrosButton } from "./macros.js";
 import { setupScreen, inviteScreen } from "./setup.js";
 import { analyticsScreen, stopAnalytics } from "./analytics.js";
+import { AiPanel } from "./ai.js";
 
 const ROW = 64;
 const api = new Api();
@@ -45,6 +46,7 @@ const S = {
   /** @type {any[] | null} */ queued: null,
 };
 /** @type {any} */ let socket = null;
+/** @type {AiPanel | null} */ let aiPanel = null;
 /** @type {VirtualList | null} */ let list = null;
 const notifier = new Notifier();
 const ringer = new Ringer(api, {
@@ -538,6 +540,7 @@ function apply(item) {
   if (ev.type.startsWith("call.")) ringer.onEvent(ev, ctx);
   if (ev.type.startsWith("call.") || ev.type === "conversation.updated") remember(id, ev);
   if (id !== S.current) return;
+  aiPanel?.onEvent(ev);
   if (ev.type === "message.received") {
     appendItem(messageItem({ id: p.message_id, direction: "inbound", private: false, content: p.content, content_type: p.content_type, attachments: p.attachments, created_at: ev.occurred_at, status: "received" }));
     socket?.emit("mark_read", { conversation_id: id });
@@ -712,7 +715,8 @@ function composer(id, inbox) {
   $.composerIsWa = /** @type {any} */ (isWhatsApp);
   const send = h("button.primary", { type: "submit", text: t("composer.send") });
   const mail = emailComposer(inbox, id);
-  const form = h("form.composer", { "aria-label": t("composer.label") }, $.window, $.templates, mail?.el, suggestions, text,
+  aiPanel = new AiPanel(api, id, /** @type {HTMLTextAreaElement} */ (text), toast);
+  const form = h("form.composer", { "aria-label": t("composer.label") }, $.window, $.templates, mail?.el, suggestions, aiPanel.el, text,
     h("div.row", null, h("label", null, note, " ", t("composer.private")), file, counter, send));
   note.addEventListener("change", () => form.classList.toggle("is-note", /** @type {HTMLInputElement} */ (note).checked));
   let typingOn = false, typingTimer = 0, smsTimer = 0, cannedTimer = 0;

@@ -10,6 +10,7 @@ from gateway.route import Route
 from gateway.routes import (
     account,
     agent_bots,
+    ai,
     assignment,
     audit,
     auth,
@@ -69,4 +70,5 @@ ALL_ROUTES: list[Route] = [
     *sla_policies.ROUTES,
     *macros.ROUTES,
     *agent_bots.ROUTES,
+    *ai.ROUTES,
 ]

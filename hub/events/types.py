@@ -82,6 +82,34 @@ class MessageCreated(Payload, frozen=True, kw_only=True):
     status: MessageStatus = MessageStatus.QUEUED
 
 
+class IntentGuess(msgspec.Struct, frozen=True):
+    label: str
+    confidence: float
+
+
+class ReplySuggestion(msgspec.Struct, frozen=True, kw_only=True):
+    #: ``canned:<id>`` or ``reply:<message id>`` (what the agent reports back when using it)
+    ref: str
+    text: str
+    source: str
+    score: float
+
+
+@payload_type("message.analysed", topic=CONVERSATIONS)
+class MessageAnalysed(Payload, frozen=True, kw_only=True):
+    """The AI part's findings on a message: its language, a customer message's sentiment and the
+    conversation's trend, intent labels above the account's threshold and the top reply
+    suggestions for the agent. Rules may apply the intents; the console shows the rest."""
+
+    message_id: str
+    inbox_id: str
+    language: str | None = None
+    sentiment: float | None = None
+    sentiment_trend: float | None = None
+    intents: tuple[IntentGuess, ...] = ()
+    suggestions: tuple[ReplySuggestion, ...] = ()
+
+
 @payload_type("message.status_changed", topic=CONVERSATIONS)
 class MessageStatusChanged(Payload, frozen=True, kw_only=True):
     message_id: str

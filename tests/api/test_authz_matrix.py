@@ -231,6 +231,18 @@ SPEC: dict[str, Expect] = {
         ADMIN, body={"key": "tier", "label": "Tier", "type": "list", "options": ["a", "b"]}
     ),
     "DELETE /api/v1/contact-attributes/{attribute}": Expect(ADMIN),
+    # the AI part: a conversation's analysis, feedback and summary follow the conversation;
+    # intent labels are managed like labels (by name, in the caller's own account)
+    "GET /api/v1/conversations/{conversation_id}/ai": Expect(SEES_A, NOT_A),
+    "POST /api/v1/conversations/{conversation_id}/ai/feedback": Expect(
+        SEES_A, NOT_A, body={"ref": "canned:{canned_id}"}
+    ),
+    "GET /api/v1/conversations/{conversation_id}/summary": Expect(SEES_A, NOT_A),
+    "GET /api/v1/ai/intents": Expect(EVERYONE),
+    "PUT /api/v1/ai/intents/{intent}": Expect(
+        MANAGERS, own=True, body={"examples": ["I want my money back"]}
+    ),
+    "DELETE /api/v1/ai/intents/{intent}": Expect(MANAGERS, own=True),
     "GET /api/v1/companies": Expect(EVERYONE),
     "POST /api/v1/companies": Expect(EVERYONE, body={"name": "Globex"}),
     "GET /api/v1/companies/{company_id}": Expect(EVERYONE),

@@ -235,6 +235,7 @@ async def build_world(hub: Hub, app_state_owner: Any) -> World:
             one,
         )
         ids["attribute"] = "plan"
+        ids["intent"] = "refunds"  # an AI intent label: made by the PUT, removed by the DELETE
         label, canned = new_id(), new_id()
         await conn.execute(
             "INSERT INTO labels (id, account_id, name) VALUES ($1, $2, 'vip')", label, one

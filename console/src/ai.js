@@ -1,0 +1,95 @@
+// @ts-check
+/**
+ * The AI part in the composer: the reply suggestions for the conversation's last customer message
+ * (click one, or Tab in an empty reply box, to insert the first), badges with that message's
+ * language and the conversation's sentiment trend, and a "summarise" action.
+ * Suggestions come from GET /api/v1/conversations/{id}/ai when the conversation opens, then from
+ * its message.analysed events on the socket; the one used is reported back (it ranks higher).
+ */
+import { h, clear } from "./dom.js";
+import { t } from "./i18n.js";
+
+/** @param {number | null | undefined} v */
+function mood(v) {
+  if (v === null || v === undefined) return null;
+  return v >= 0.05 ? "positive" : v <= -0.05 ? "negative" : "neutral";
+}
+
+export class AiPanel {
+  /**
+   * @param {any} api the console's Api
+   * @param {string} conversationId
+   * @param {HTMLTextAreaElement} text the reply box
+   * @param {(message: string) => void} toast
+   */
+  constructor(api, conversationId, text, toast) {
+    this.api = api;
+    this.id = conversationId;
+    this.text = text;
+    this.toast = toast;
+    /** @type {any[]} */
+    this.suggestions = [];
+    this.list = h("ul.ai-suggestions", { "aria-label": t("ai.suggestions") });
+    this.badges = h("span.ai-badges");
+    this.summary = h("div.ai-summary", { hidden: true, "aria-live": "polite" });
+    const summarise = h("button.ai-summarise", { type: "button", text: t("ai.summarise") });
+    summarise.addEventListener("click", () => this.summarise());
+    this.el = h("div.ai", { "data-testid": "ai-panel" }, h("div.row", null, this.badges, summarise), this.list, this.summary);
+    text.addEventListener("keydown", (e) => {
+      if (e.key === "Tab" && !e.shiftKey && !text.value && this.suggestions.length) {
+        e.preventDefault();
+        this.use(this.suggestions[0]);
+      }
+    });
+    this.load();
+  }
+
+  async load() {
+    try {
+      this.show(await this.api.get(`/api/v1/conversations/${this.id}/ai`));
+    } catch { /* no AI part, or not allowed: the composer works without it */ }
+  }
+
+  /** A socket event of this conversation. @param {any} ev */
+  onEvent(ev) {
+    if (ev.type === "message.analysed" && ev.conversation_id === this.id) this.show(ev.payload);
+  }
+
+  /** @param {any} analysis */
+  show(analysis) {
+    if (!analysis) return;
+    this.suggestions = analysis.suggestions || [];
+    clear(this.list).append(...this.suggestions.map((/** @type {any} */ s) => {
+      const b = h("button", { type: "button", title: s.source, text: s.text });
+      b.addEventListener("click", () => this.use(s));
+      return h("li", null, b);
+    }));
+    const badges = [];
+    if (analysis.language) badges.push(h("span.chip.ai-lang", { text: analysis.language, title: t("ai.language") }));
+    const m = mood(analysis.sentiment_trend);
+    if (m) badges.push(h(`span.chip.ai-mood.${m}`, { text: t(`ai.${m}`), title: t("ai.trend") }));
+    for (const i of analysis.intents || []) badges.push(h("span.chip.ai-intent", { text: i.label, title: t("ai.intent") }));
+    clear(this.badges).append(...badges);
+  }
+
+  /** @param {any} s */
+  use(s) {
+    this.text.value = s.text;
+    this.text.focus();
+    this.text.dispatchEvent(new Event("input"));
+    this.api.post(`/api/v1/conversations/${this.id}/ai/feedback`, { ref: s.ref }).catch(() => {});
+  }
+
+  async summarise() {
+    try {
+      const r = await this.api.get(`/api/v1/conversations/${this.id}/summary`);
+      clear(this.summary).append(
+        h("strong", { text: t("ai.summary") }),
+        h("ul", null, ...r.lines.map((/** @type {any} */ l) => h("li", { text: `${t(`ai.${l.speaker}`)}: ${l.text}` }))),
+      );
+      this.summary.hidden = false;
+    } catch (err) {
+      this.toast(err instanceof Error ? err.message : String(err));
+    }
+  }
+}
