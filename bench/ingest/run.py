@@ -178,7 +178,7 @@ def _rounds(
                     "raw",
                     "-o",
                     str(args.profile),
-                    "--nonblocking",
+                    "--native",  # with --native, py-spy pauses the process per sample
                 ]
             )
         r = load(
