@@ -8,22 +8,21 @@ from typing import Any
 
 import pytest
 
-import gateway.inbox_cache
 from gateway.inbox_cache import InboxCache
 from hub.actions.setup import create_inbox
 from hub.app import Hub
+from hub.store.reads import load_inbox as real
 
 
 @pytest.fixture
 def counted_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     loads: list[str] = []
-    real = gateway.inbox_cache.load_inbox
 
     async def load_inbox(*args: Any) -> Any:
         loads.append(args[-1])
         return await real(*args)
 
-    monkeypatch.setattr(gateway.inbox_cache, "load_inbox", load_inbox)
+    monkeypatch.setattr("gateway.inbox_cache.load_inbox", load_inbox)
     return loads
 
 
