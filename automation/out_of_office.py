@@ -40,12 +40,33 @@ class OutOfOffice:
         return [await bus.subscribe(CONVERSATIONS, GROUP, self.handle, options)]
 
     async def handle(self, batch: Sequence[BusMessage]) -> None:
+        received = []
         for record in batch:
             try:
                 event = decode_event(record.value)
             except UnknownEventType:
                 continue
             if isinstance(event.payload, MessageReceived) and event.conversation_id:
+                received.append((event, event.payload.inbox_id))
+        if not received:
+            return
+        # The inboxes that reply out of office, read once per batch: a message to any other
+        # inbox is only recorded as processed, all of them in one statement, instead of a
+        # transaction each.
+        replying = {
+            r["inbox_id"]
+            for r in await self._pool.fetch(
+                """SELECT inbox_id FROM inbox_business_hours
+                    WHERE inbox_id = ANY($1::text[]) AND out_of_office""",
+                sorted({inbox_id for _, inbox_id in received}),
+            )
+        }
+        others = [event.id for event, inbox_id in received if inbox_id not in replying]
+        if others:
+            async with self._pool.acquire() as conn:
+                await claim(conn, GROUP, others)
+        for event, inbox_id in received:
+            if inbox_id in replying:
                 await self.consider(event)
 
     async def consider(self, event: Event[Any]) -> None:

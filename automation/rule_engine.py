@@ -322,6 +322,7 @@ class RuleEngine:
         ]
 
     async def handle(self, batch: Sequence[BusMessage]) -> None:
+        pending = []
         for record in batch:
             try:
                 event = decode_event(record.value)
@@ -329,6 +330,30 @@ class RuleEngine:
                 continue
             triggers = triggers_of(event)
             if triggers:
+                pending.append((event, triggers, record))
+        if not pending:
+            return
+        # Which triggers have an enabled rule, read once per batch: an event no rule listens to
+        # is only recorded as processed, all of them in one statement, instead of a transaction
+        # each (most messages of most accounts).
+        armed = {
+            (r["account_id"], r["trigger"])
+            for r in await self._pool.fetch(
+                """SELECT DISTINCT account_id, trigger FROM automation_rules
+                    WHERE account_id = ANY($1::text[]) AND enabled""",
+                sorted({event.account_id for event, _, _ in pending}),
+            )
+        }
+        unarmed = [
+            event.id
+            for event, triggers, _ in pending
+            if not any((event.account_id, t) in armed for t in triggers)
+        ]
+        if unarmed:
+            async with self._pool.acquire() as conn:
+                await claim(conn, GROUP, unarmed)
+        for event, triggers, record in pending:
+            if any((event.account_id, t) in armed for t in triggers):
                 await self.run(event, triggers, record)
 
     async def run(self, event: Event[Any], triggers: list[str], record: BusMessage) -> None:

@@ -1,7 +1,8 @@
 """Ingest benchmark: signed API-channel posts against `hub serve` (embedded default) and, in the
 same run, against a no-op aiohttp handler; reports msgs/s persisted, time-to-2xx and the ratio.
 
-    .venv/bin/python bench/ingest/run.py [--seconds 15] [--concurrency 64] [--rounds 2]
+    .venv/bin/python -m bench.ingest.run [--seconds 15] [--concurrency 64] [--rounds 2]
+        [--profile FILE]  (py-spy --native of the hub in round 1; bench.profile_top reads it)
 
 Needs Go (to build the load generator). Writes bench/results/ingest-c<concurrency>.json and .svg.
 """
@@ -125,8 +126,8 @@ def main() -> None:
     args = parser.parse_args()
     global RESULTS
     RESULTS = results_dir(args.smoke, RESULTS)
-    if args.smoke:
-        args.seconds, args.rounds, args.warmup = 1, 1, 1
+    if args.smoke:  # no profile either
+        args.seconds, args.rounds, args.warmup, args.profile = 1, 1, 1, None
     else:
         args.warmup = 3
     loadgen = build_loadgen()
@@ -173,7 +174,7 @@ def _rounds(
                     "-p",
                     str(hub_pid),
                     "-d",
-                    str(args.seconds - 2),
+                    str(max(1, args.seconds - 2)),
                     "-f",
                     "raw",
                     "-o",
