@@ -333,25 +333,32 @@ class RuleEngine:
                 pending.append((event, triggers, record))
         if not pending:
             return
-        # Which triggers have an enabled rule, read once per batch: an event no rule listens to
-        # is only recorded as processed, all of them in one statement, instead of a transaction
-        # each (most messages of most accounts).
+        # One statement per batch: which triggers have an enabled rule, and an event no rule
+        # listens to recorded as processed (a transaction each before; most messages of most
+        # accounts).
+        pairs = [(event, t) for event, triggers, _ in pending for t in triggers]
         armed = {
             (r["account_id"], r["trigger"])
             for r in await self._pool.fetch(
-                """SELECT DISTINCT account_id, trigger FROM automation_rules
-                    WHERE account_id = ANY($1::text[]) AND enabled""",
-                sorted({event.account_id for event, _, _ in pending}),
+                """WITH armed AS (
+                        SELECT DISTINCT account_id, trigger FROM automation_rules
+                         WHERE account_id = ANY($2::text[]) AND enabled),
+                   listened AS (
+                        SELECT DISTINCT p.id FROM unnest($3::text[], $2::text[], $4::text[])
+                               AS p(id, account_id, trigger)
+                          JOIN armed a USING (account_id, trigger)),
+                   claimed AS (
+                        INSERT INTO processed_events (consumer, event_id)
+                        SELECT DISTINCT $1::text, p.id FROM unnest($3::text[]) AS p(id)
+                         WHERE p.id NOT IN (SELECT id FROM listened)
+                        ON CONFLICT DO NOTHING)
+                   SELECT account_id, trigger FROM armed""",
+                GROUP,
+                [event.account_id for event, _ in pairs],
+                [event.id for event, _ in pairs],
+                [t for _, t in pairs],
             )
         }
-        unarmed = [
-            event.id
-            for event, triggers, _ in pending
-            if not any((event.account_id, t) in armed for t in triggers)
-        ]
-        if unarmed:
-            async with self._pool.acquire() as conn:
-                await claim(conn, GROUP, unarmed)
         for event, triggers, record in pending:
             if any((event.account_id, t) in armed for t in triggers):
                 await self.run(event, triggers, record)
