@@ -107,6 +107,19 @@ def chart(rows: list[dict[str, Any]], path: Path) -> None:
     path.write_text("\n".join(parts))
 
 
+async def transactions(dsn: str) -> int:
+    """Transactions PostgreSQL committed in the hub's database (a statement on its own counts as
+    one): per message, a count that does not depend on how busy the machine is."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        count: int = await conn.fetchval(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        )
+        return count
+    finally:
+        await conn.close()
+
+
 async def count_messages(dsn: str) -> int:
     conn = await asyncpg.connect(dsn)
     try:
@@ -163,6 +176,7 @@ def _rounds(
     for round_no in range(1, args.rounds + 1):
         print(f"== round {round_no}: hub", flush=True)
         before = asyncio.run(count_messages(dsn))
+        xact0 = asyncio.run(transactions(dsn))
         cpu0 = cpu_seconds(hub_pid)
         pg0 = postgres_cpu_seconds(data_dir)
         spy = None
@@ -200,6 +214,7 @@ def _rounds(
         r["persisted"] = asyncio.run(count_messages(dsn)) - before
         r["persisted_per_s"] = r["persisted"] / r["seconds"]
         rows.append(r)
+        hub_row = r
         print(f"== round {round_no}: no-op aiohttp", flush=True)
         rows.append(
             load(
@@ -211,6 +226,11 @@ def _rounds(
                 args.concurrency,
                 f"n{round_no}",
             )
+        )
+        # read after the no-op round: the hub's consumers have caught up and their statistics
+        # reached PostgreSQL's counters (flushed at most once a second)
+        hub_row["pg_transactions_per_msg"] = round(
+            (asyncio.run(transactions(dsn)) - xact0) / max(hub_row["persisted"], 1), 2
         )
     return rows
 
@@ -237,12 +257,16 @@ def _report(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(summary, indent=2))
     chart(rows, RESULTS / f"{name}.svg")
     print()
-    print(f"{'run':<20}{'msgs/s':>10}{'persisted/s':>13}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}")
+    print(
+        f"{'run':<20}{'msgs/s':>10}{'persisted/s':>13}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}"
+        f"{'hub µs/msg':>12}{'pg xact/msg':>13}"
+    )
     for r in rows:
         persisted = f"{r['persisted_per_s']:.0f}" if "persisted_per_s" in r else "-"
         print(
             f"{r['label']:<20}{r['rps']:>10.0f}{persisted:>13}{r['p50_ms']:>9.1f}"
-            f"{r['p99_ms']:>9.1f}{r['failed']:>8}"
+            f"{r['p99_ms']:>9.1f}{r['failed']:>8}{r.get('hub_cpu_us_per_msg', '-'):>12}"
+            f"{r.get('pg_transactions_per_msg', '-'):>13}"
         )
     print(f"\nratio hub / no-op (best rounds): {summary['ratio']:.2f}")
     print(f"results: {RESULTS / name}.json, chart: {RESULTS / name}.svg")
