@@ -131,7 +131,7 @@ class Hub:
             min_batch=config.ingest_batch_min,
             wait=config.ingest_batch_wait_ms / 1000,
             concurrency=config.ingest_concurrency,
-            on_commit=self._ingested,
+            on_commit=count_committed,
         )
         for part in self._ours("shared") + self._ours("consumer"):
             await self._start(part)
@@ -144,11 +144,6 @@ class Hub:
             self.ingest.start()
         for part in self._ours("source"):
             await self._start(part)
-
-    def _ingested(self, requests: Sequence[IngestRequest], results: Sequence[IngestResult]) -> None:
-        count_committed(requests, results)
-        if self.relay is not None:
-            self.relay.nudge()
 
     async def _start(self, part: Part) -> None:
         await part.start(self)

@@ -52,11 +52,6 @@ class OutboxRelay:
     def start(self) -> None:
         self._task = asyncio.create_task(self._supervise(), name="outbox-relay")
 
-    def nudge(self) -> None:
-        """New rows were committed in this process: look now (the ``NOTIFY`` that also says so
-        comes back through PostgreSQL and the event loop a little later)."""
-        self._wake.set()
-
     async def stop(self) -> None:
         self._stopping = True
         self._wake.set()
