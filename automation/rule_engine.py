@@ -383,6 +383,7 @@ class RuleEngine:
         return rules
 
     async def handle(self, batch: Sequence[BusMessage]) -> None:
+        pending = []
         for record in batch:
             try:
                 event = decode_event(record.value)
@@ -390,6 +391,37 @@ class RuleEngine:
                 continue
             triggers = triggers_of(event)
             if triggers:
+                pending.append((event, triggers, record))
+        if not pending:
+            return
+        # One statement per batch: which triggers have an enabled rule, and an event no rule
+        # listens to recorded as processed (a transaction each before; most messages of most
+        # accounts).
+        pairs = [(event, t) for event, triggers, _ in pending for t in triggers]
+        armed = {
+            (r["account_id"], r["trigger"])
+            for r in await self._pool.fetch(
+                """WITH armed AS (
+                        SELECT DISTINCT account_id, trigger FROM automation_rules
+                         WHERE account_id = ANY($2::text[]) AND enabled),
+                   listened AS (
+                        SELECT DISTINCT p.id FROM unnest($3::text[], $2::text[], $4::text[])
+                               AS p(id, account_id, trigger)
+                          JOIN armed a USING (account_id, trigger)),
+                   claimed AS (
+                        INSERT INTO processed_events (consumer, event_id)
+                        SELECT DISTINCT $1::text, p.id FROM unnest($3::text[]) AS p(id)
+                         WHERE p.id NOT IN (SELECT id FROM listened)
+                        ON CONFLICT DO NOTHING)
+                   SELECT account_id, trigger FROM armed""",
+                GROUP,
+                [event.account_id for event, _ in pairs],
+                [event.id for event, _ in pairs],
+                [t for _, t in pairs],
+            )
+        }
+        for event, triggers, record in pending:
+            if any((event.account_id, t) in armed for t in triggers):
                 await self.run(event, triggers, record)
 
     async def run(self, event: Event[Any], triggers: list[str], record: BusMessage) -> None:

@@ -10,9 +10,8 @@ from aiohttp import web
 
 from gateway import ops, webhooks
 from gateway.console import console_dir, mount_console
-from gateway.hardening import make_hardening
 from gateway.inbox_cache import InboxCache
-from gateway.limits import ConnectionCaps, LimitedApplication, make_body_timeout, total_cap
+from gateway.limits import ConnectionCaps, LimitedApplication, total_cap
 from gateway.middleware import make_middleware
 from gateway.openapi import build_document, mount_docs
 from gateway.ratelimit import RateLimits
@@ -34,9 +33,12 @@ def build_gateway(hub: Hub, config: Config | None = None) -> web.Application:
     app = LimitedApplication(
         client_max_size=config.max_body_bytes,
         middlewares=[
-            make_hardening(config.cors_origins),
-            make_middleware(config.access_log),
-            make_body_timeout(config.http_body_timeout, config.http_body_deadline),
+            make_middleware(
+                config.access_log,
+                config.cors_origins,
+                config.http_body_timeout,
+                config.http_body_deadline,
+            )
         ],
         # aiohttp's keep-alive timer runs from a connection's opening and after each response,
         # and closes a connection still without a complete request head: the head timeout

@@ -6,14 +6,9 @@ nothing comes from a CDN). HSTS is sent only over HTTPS (directly or via a trust
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from gateway.state import STATE
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; "
@@ -29,26 +24,28 @@ _CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 _CORS_HEADERS = "Authorization, Content-Type, X-Request-Id, Idempotency-Key"
 
 
-def make_hardening(cors_origins: str) -> Middleware:
-    origins = frozenset(o.strip() for o in cors_origins.split(",") if o.strip())
+class Hardening:
+    """The security headers and CORS, as the two halves the gateway's one middleware calls
+    around the rest of the request."""
 
-    def allowed(origin: str) -> str | None:
-        if not origin or not origins:
+    def __init__(self, cors_origins: str) -> None:
+        self._origins = frozenset(o.strip() for o in cors_origins.split(",") if o.strip())
+
+    def _allowed(self, origin: str) -> str | None:
+        if not origin or not self._origins:
             return None
-        if "*" in origins:
+        if "*" in self._origins:
             return "*"
-        return origin if origin in origins else None
+        return origin if origin in self._origins else None
 
-    @web.middleware
-    async def hardening(request: web.Request, handler: Handler) -> web.StreamResponse:
-        origin = request.headers.get("Origin", "")
-        is_api = request.path.startswith("/api/")
+    def preflight(self, request: web.Request) -> web.Response | None:
+        """The answer to a CORS preflight of the REST API, or ``None`` for any other request."""
         if (
-            is_api
-            and request.method == "OPTIONS"
+            request.method == "OPTIONS"
             and "Access-Control-Request-Method" in request.headers
+            and request.path.startswith("/api/")
         ):
-            allow = allowed(origin)
+            allow = self._allowed(request.headers.get("Origin", ""))
             if allow is None:
                 return web.json_response(
                     {"error": {"code": "cors_refused", "message": "origin not allowed"}},
@@ -64,18 +61,18 @@ def make_hardening(cors_origins: str) -> Middleware:
                     "Vary": "Origin",
                 },
             )
-        response = await handler(request)
-        for name, value in _HEADERS.items():
-            response.headers.setdefault(name, value)
-        if request.app[STATE].is_https(request):
-            response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
-        if is_api:
-            response.headers.setdefault("Cache-Control", "no-store")
-            allow = allowed(origin)
-            if allow is not None:
-                response.headers["Access-Control-Allow-Origin"] = allow
-                response.headers["Access-Control-Expose-Headers"] = "Retry-After, X-Request-Id"
-                response.headers["Vary"] = "Origin"
-        return response
+        return None
 
-    return hardening
+    def decorate(self, request: web.Request, response: web.StreamResponse) -> None:
+        headers = response.headers
+        for name, value in _HEADERS.items():
+            headers.setdefault(name, value)
+        if request.app[STATE].is_https(request):
+            headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+        if request.path.startswith("/api/"):
+            headers.setdefault("Cache-Control", "no-store")
+            allow = self._allowed(request.headers.get("Origin", ""))
+            if allow is not None:
+                headers["Access-Control-Allow-Origin"] = allow
+                headers["Access-Control-Expose-Headers"] = "Retry-After, X-Request-Id"
+                headers["Vary"] = "Origin"

@@ -28,7 +28,6 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 from aiohttp.web_protocol import RequestHandler
 
 from gateway.responses import ApiError, error_response
@@ -182,26 +181,21 @@ async def _watch_body(request: web.Request, stall: float, deadline: float) -> No
             return
 
 
-def make_body_timeout(timeout: float, deadline: float) -> Middleware:
+async def within_body_time(
+    request: web.Request, handler: Handler, stall: float, deadline: float
+) -> web.StreamResponse:
     """408 for a request whose body stops arriving or trickles in too slowly (a slow-body attack
-    or a dead client)."""
-
-    @web.middleware
-    async def body_timeout(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.body_exists or request.content.is_eof():
-            return await handler(request)  # no body, or all of it came with the head
-        watch = asyncio.create_task(_watch_body(request, timeout, deadline))
-        try:
-            return await handler(request)
-        except BodyStalled as exc:
-            BODY_TIMEOUTS.inc()
-            log.warning(
-                "request body too slow", extra={"path": request.path, "reason": exc.message}
-            )
-            response = error_response(ApiError(408, "body_timeout", exc.message))
-            response.force_close()
-            return response
-        finally:
-            watch.cancel()
-
-    return body_timeout
+    or a dead client). Called by the gateway's middleware around the handler."""
+    if not request.body_exists or request.content.is_eof():
+        return await handler(request)  # no body, or all of it came with the head
+    watch = asyncio.create_task(_watch_body(request, stall, deadline))
+    try:
+        return await handler(request)
+    except BodyStalled as exc:
+        BODY_TIMEOUTS.inc()
+        log.warning("request body too slow", extra={"path": request.path, "reason": exc.message})
+        response = error_response(ApiError(408, "body_timeout", exc.message))
+        response.force_close()
+        return response
+    finally:
+        watch.cancel()

@@ -117,7 +117,6 @@ async def _ingest(
 ) -> list[IngestResult]:
     cid = correlation_id.get()
     submit = state.hub.ingest.submit
-    store = media_store(state.hub.config.data_dir)
     try:
         if len(messages) == 1:
             results = [await submit(IngestRequest(inbox, messages[0], cid))]
@@ -130,7 +129,8 @@ async def _ingest(
         raise
     # a message stored before (or twice in this request) keeps its own files; these are spare
     spare = [f.key for m, r in zip(messages, results, strict=True) if r.duplicate for f in m.files]
-    await discard(store, spare)
+    if spare:
+        await discard(media_store(state.hub.config.data_dir), spare)
     return results
 
 

@@ -15,7 +15,7 @@ from hub.events.envelope import Head
 from hub.events.types import CONTACTS, CONVERSATIONS
 from hub.store.db import Conn
 from realtime.context import inbox_list_context
-from realtime.log import append
+from realtime.log import LoggedEvent, append
 
 GROUP = "realtime"
 
@@ -34,31 +34,59 @@ _decoder = msgspec.json.Decoder(_HeadAndInbox)
 
 
 Entry = tuple[Head, bytes, str | None]
+#: what one commit of the log added: account -> its new events, in sequence order
+Logged = dict[str, list[LoggedEvent]]
 
 
-async def _append_all(conn: Conn, batches: Sequence[list[Entry]]) -> list[set[str]]:
+async def _append_all(conn: Conn, batches: Sequence[list[Entry]]) -> list[Logged]:
     entries = [entry for batch in batches for entry in batch]
     heads = [e[0] for e in entries]
     context = await inbox_list_context(conn, (h.conversation_id for h in heads))
-    touched = await append(
+    logged = await append(
         conn,
         heads,
         [e[1] for e in entries],
         [e[2] for e in entries],
         [context.get(h.conversation_id or "") for h in heads],
     )
-    return [touched] * len(batches)
+    return [logged] * len(batches)
 
 
 class RealtimeConsumer:
     """Batches from all partitions share one transaction (group commit): the log is written by
-    one transaction at a time per process anyway, since numbering takes the account's lock."""
+    one transaction at a time per process anyway, since numbering takes the account's lock.
 
-    def __init__(self, pool: asyncpg.Pool[Any], on_logged: Callable[[set[str]], None]) -> None:
+    ``on_committed`` hears, once per commit and in commit order, the events just logged: the
+    socket streams of this process send them without reading them back (a stream that finds a
+    gap reads the log, which stays the source of every replay)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        on_logged: Callable[[set[str]], None],
+        on_committed: Callable[[Logged], None] | None = None,
+    ) -> None:
         self._on_logged = on_logged
-        self._writer: GroupCommitter[list[Entry], set[str]] = GroupCommitter(
-            "realtime-log", pool, _append_all, max_batch=64, concurrency=1
+        self._on_committed = on_committed
+        self._writer: GroupCommitter[list[Entry], Logged] = GroupCommitter(
+            "realtime-log",
+            pool,
+            _append_all,
+            max_batch=64,
+            concurrency=1,
+            on_commit=self._committed if on_committed is not None else None,
         )
+
+    def _committed(self, batches: Sequence[list[Entry]], results: Sequence[Logged]) -> None:
+        # the batches of one commit share one result, except after isolating a failing batch
+        merged: Logged = {}
+        for logged in {id(r): r for r in results}.values():
+            for account_id, events in logged.items():
+                merged.setdefault(account_id, []).extend(events)
+        if merged and self._on_committed is not None:
+            for events in merged.values():
+                events.sort(key=lambda e: e.seq)
+            self._on_committed(merged)
 
     def start(self) -> None:
         self._writer.start()
@@ -77,6 +105,6 @@ class RealtimeConsumer:
         for m in batch:
             head = _decoder.decode(m.value)
             entries.append((head, m.value, head.payload.inbox_id))
-        accounts = await self._writer.submit(entries)
-        if accounts:
-            self._on_logged(accounts)  # after commit: readers find the new sequence numbers
+        logged = await self._writer.submit(entries)
+        if logged and self._on_committed is None:  # (else the streams were handed the events)
+            self._on_logged(set(logged))  # after commit: readers find the new sequence numbers

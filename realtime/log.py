@@ -37,18 +37,19 @@ async def append(
     raws: Sequence[bytes],
     inbox_ids: Sequence[str | None],
     contexts: Sequence[bytes | None],
-) -> set[str]:
-    """Append events not logged yet (inside the caller's transaction); return their accounts."""
+) -> dict[str, list[LoggedEvent]]:
+    """Append events not logged yet (inside the caller's transaction); return what was logged,
+    per account in sequence order, exactly as :func:`read_after` would read it back."""
     by_account: dict[str, list[int]] = defaultdict(list)
     for i, head in enumerate(heads):
         by_account[head.account_id].append(i)
-    touched: set[str] = set()
+    logged: dict[str, list[LoggedEvent]] = {}
     for account_id in sorted(by_account):
         rows = by_account[account_id]
         await conn.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", _LOCK_PREFIX + account_id
         )
-        inserted = await conn.execute(
+        inserted = await conn.fetch(
             """INSERT INTO realtime_events (account_id, seq, event_id, inbox_id, conversation_id,
                                             type, event, context)
                SELECT $1, head.seq + row_number() OVER (ORDER BY x.ord), x.event_id, x.inbox_id,
@@ -59,7 +60,8 @@ async def append(
                       WITH ORDINALITY AS x(event_id, inbox_id, conversation_id, type, raw, ctx, ord)
                  CROSS JOIN (SELECT coalesce(max(seq), 0) AS seq FROM realtime_events
                               WHERE account_id = $1) AS head
-                WHERE NOT EXISTS (SELECT 1 FROM realtime_events r WHERE r.event_id = x.event_id)""",
+                WHERE NOT EXISTS (SELECT 1 FROM realtime_events r WHERE r.event_id = x.event_id)
+            RETURNING seq, event_id""",
             account_id,
             [heads[i].id for i in rows],
             [inbox_ids[i] for i in rows],
@@ -68,9 +70,20 @@ async def append(
             [raws[i] for i in rows],
             [contexts[i] for i in rows],
         )
-        if inserted != "INSERT 0 0":
-            touched.add(account_id)
-    return touched
+        if inserted:
+            index = {heads[i].id: i for i in rows}
+            logged[account_id] = [
+                LoggedEvent(
+                    r["seq"],
+                    r["event_id"],
+                    inbox_ids[i := index[r["event_id"]]],
+                    heads[i].type,
+                    raws[i].decode(),
+                    None if (context := contexts[i]) is None else context.decode(),
+                )
+                for r in sorted(inserted, key=lambda r: r["seq"])
+            ]
+    return logged
 
 
 async def bounds(pool: asyncpg.Pool[Any], account_id: str) -> tuple[int, int]:

@@ -19,7 +19,7 @@ from hub.bus import ConsumerOptions, Subscription
 from hub.config import Config
 from hub.contracts.part import EVERY_ROLE, WORKERS, Layer
 from realtime.cluster import Cluster, make_cluster
-from realtime.consumer import RealtimeConsumer
+from realtime.consumer import Logged, RealtimeConsumer
 from realtime.log import trim as trim_realtime_log
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,11 @@ class Live:
         self.logged_listeners: list[Callable[[set[str] | None], None]] = []
         #: called when an agent went offline because its hub process vanished
         self.offline_listeners: list[Callable[[str, str], Awaitable[None]]] = []
+        #: one process holds every socket and writes the whole log (no Redis): the replay log
+        #: hands what each commit logged straight to these listeners (the socket streams), in
+        #: commit order, instead of waking them to read it back
+        self.local = not config.redis_url
+        self.committed_listeners: list[Callable[[Logged], None]] = []
 
     async def start(self, hub: Hub) -> None:
         await self.cluster.start(self._logged, self._offline)
@@ -48,6 +53,10 @@ class Live:
 
     def health(self) -> Mapping[str, Any]:
         return {}
+
+    def committed(self, logged: Logged) -> None:
+        for listener in self.committed_listeners:
+            listener(logged)
 
     def _logged(self, accounts: set[str] | None) -> None:
         for listener in self.logged_listeners:
@@ -71,7 +80,11 @@ class ReplayLog:
 
     async def start(self, hub: Hub) -> None:
         assert hub.bus is not None
-        self._consumer = RealtimeConsumer(hub.pool, self._live.cluster.logged)
+        self._consumer = RealtimeConsumer(
+            hub.pool,
+            self._live.cluster.logged,
+            self._live.committed if self._live.local else None,
+        )
         self._consumer.start()
         options = ConsumerOptions(max_batch=500, transient=TRANSIENT)
         self._subscriptions = await self._consumer.subscribe(hub.bus, options)

@@ -403,6 +403,7 @@ def attach_realtime(
     sio.register_namespace(namespace)
     sio.attach(app)
     live.logged_listeners.append(streams.notify)
+    live.committed_listeners.append(streams.feed)
     live.offline_listeners.append(namespace.announce)
     auth.on_forget.append(namespace.recheck_soon)
     visitors = None

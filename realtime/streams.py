@@ -112,6 +112,8 @@ class AccountStream:
         self._resync: dict[str, int] = {}  # told before anything else is sent to them
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        #: events handed over by the log's writer in this process, not sent yet
+        self.fed: list[LoggedEvent] = []
 
     @property
     def sockets(self) -> int:
@@ -165,6 +167,26 @@ class AccountStream:
             log.exception("realtime catch-up failed", extra={"sid": sid})
             self.catching_up.pop(sid, None)
 
+    def feed(self, events: Sequence[LoggedEvent]) -> None:
+        """Events just logged (in sequence order): sent without reading them back, when they
+        follow on from what was sent; otherwise the log is read, as without them."""
+        if len(self.fed) + len(events) > self._batch:
+            self.fed.clear()  # nobody took them: reading the log is as good
+        else:
+            self.fed.extend(events)
+        self.wake.set()
+
+    def _take_fed(self) -> list[LoggedEvent] | None:
+        """The next events after ``head`` from what was handed over, or ``None`` if they do not
+        follow on without a gap (then the log is read)."""
+        fed = [e for e in self.fed if e.seq > self.head]
+        self.fed.clear()
+        if not fed or fed[0].seq != self.head + 1:
+            return None
+        if fed[-1].seq - fed[0].seq != len(fed) - 1:  # (in order, no repeats: one commit's own)
+            return None
+        return fed
+
     async def run(self) -> None:
         while True:
             await self.wake.wait()
@@ -174,7 +196,9 @@ class AccountStream:
                 await self._emit([sid], "resync", b'{"head":%d}' % head)
             if not self.live:
                 continue
-            events = await read_after(self._pool, self.account_id, self.head, self._batch)
+            events = self._take_fed()
+            if events is None:
+                events = await read_after(self._pool, self.account_id, self.head, self._batch)
             if not events:
                 continue
             self.head = events[-1].seq
@@ -226,6 +250,13 @@ class Streams:
             del self._streams[account_id]
             if stream.task is not None:
                 stream.task.cancel()
+
+    def feed(self, logged: dict[str, list[LoggedEvent]]) -> None:
+        """What one commit of the replay log added (this process writes the whole log)."""
+        for account_id, events in logged.items():
+            stream = self._streams.get(account_id)
+            if stream is not None:
+                stream.feed(events)
 
     def notify(self, account_ids: set[str] | None) -> None:
         """Wake the streams of these accounts (``None``: all of them)."""

@@ -1,7 +1,8 @@
 """Ingest benchmark: signed API-channel posts against `hub serve` (embedded default) and, in the
 same run, against a no-op aiohttp handler; reports msgs/s persisted, time-to-2xx and the ratio.
 
-    .venv/bin/python bench/ingest/run.py [--seconds 15] [--concurrency 64] [--rounds 2]
+    .venv/bin/python -m bench.ingest.run [--seconds 15] [--concurrency 64] [--rounds 2]
+        [--profile FILE]  (py-spy --native of the hub in round 1; bench.profile_top reads it)
 
 Needs Go (to build the load generator). Writes bench/results/ingest-c<concurrency>.json and .svg.
 """
@@ -106,6 +107,19 @@ def chart(rows: list[dict[str, Any]], path: Path) -> None:
     path.write_text("\n".join(parts))
 
 
+async def transactions(dsn: str) -> int:
+    """Transactions PostgreSQL committed in the hub's database (a statement on its own counts as
+    one): per message, a count that does not depend on how busy the machine is."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        count: int = await conn.fetchval(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        )
+        return count
+    finally:
+        await conn.close()
+
+
 async def count_messages(dsn: str) -> int:
     conn = await asyncpg.connect(dsn)
     try:
@@ -125,8 +139,8 @@ def main() -> None:
     args = parser.parse_args()
     global RESULTS
     RESULTS = results_dir(args.smoke, RESULTS)
-    if args.smoke:
-        args.seconds, args.rounds, args.warmup = 1, 1, 1
+    if args.smoke:  # no profile either
+        args.seconds, args.rounds, args.warmup, args.profile = 1, 1, 1, None
     else:
         args.warmup = 3
     loadgen = build_loadgen()
@@ -162,6 +176,7 @@ def _rounds(
     for round_no in range(1, args.rounds + 1):
         print(f"== round {round_no}: hub", flush=True)
         before = asyncio.run(count_messages(dsn))
+        xact0 = asyncio.run(transactions(dsn))
         cpu0 = cpu_seconds(hub_pid)
         pg0 = postgres_cpu_seconds(data_dir)
         spy = None
@@ -173,12 +188,12 @@ def _rounds(
                     "-p",
                     str(hub_pid),
                     "-d",
-                    str(args.seconds - 2),
+                    str(max(1, args.seconds - 2)),
                     "-f",
                     "raw",
                     "-o",
                     str(args.profile),
-                    "--nonblocking",
+                    "--native",  # with --native, py-spy pauses the process per sample
                 ]
             )
         r = load(
@@ -199,6 +214,7 @@ def _rounds(
         r["persisted"] = asyncio.run(count_messages(dsn)) - before
         r["persisted_per_s"] = r["persisted"] / r["seconds"]
         rows.append(r)
+        hub_row = r
         print(f"== round {round_no}: no-op aiohttp", flush=True)
         rows.append(
             load(
@@ -210,6 +226,11 @@ def _rounds(
                 args.concurrency,
                 f"n{round_no}",
             )
+        )
+        # read after the no-op round: the hub's consumers have caught up and their statistics
+        # reached PostgreSQL's counters (flushed at most once a second)
+        hub_row["pg_transactions_per_msg"] = round(
+            (asyncio.run(transactions(dsn)) - xact0) / max(hub_row["persisted"], 1), 2
         )
     return rows
 
@@ -236,12 +257,16 @@ def _report(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(summary, indent=2))
     chart(rows, RESULTS / f"{name}.svg")
     print()
-    print(f"{'run':<20}{'msgs/s':>10}{'persisted/s':>13}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}")
+    print(
+        f"{'run':<20}{'msgs/s':>10}{'persisted/s':>13}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}"
+        f"{'hub µs/msg':>12}{'pg xact/msg':>13}"
+    )
     for r in rows:
         persisted = f"{r['persisted_per_s']:.0f}" if "persisted_per_s" in r else "-"
         print(
             f"{r['label']:<20}{r['rps']:>10.0f}{persisted:>13}{r['p50_ms']:>9.1f}"
-            f"{r['p99_ms']:>9.1f}{r['failed']:>8}"
+            f"{r['p99_ms']:>9.1f}{r['failed']:>8}{r.get('hub_cpu_us_per_msg', '-'):>12}"
+            f"{r.get('pg_transactions_per_msg', '-'):>13}"
         )
     print(f"\nratio hub / no-op (best rounds): {summary['ratio']:.2f}")
     print(f"results: {RESULTS / name}.json, chart: {RESULTS / name}.svg")

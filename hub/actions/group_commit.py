@@ -66,6 +66,7 @@ class GroupCommitter(Generic[T, R]):
         self._on_commit = on_commit
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._size = GROUP_COMMIT_SIZE.labels(name)
         #: a moving average of the time between submissions (seconds)
         self._gap = 1.0
@@ -77,6 +78,7 @@ class GroupCommitter(Generic[T, R]):
         self.attempts = 0
 
     def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._workers = [
             asyncio.create_task(self._work(), name=f"group-commit:{self.name}:{i}")
             for i in range(self._concurrency)
@@ -92,7 +94,7 @@ class GroupCommitter(Generic[T, R]):
                 await worker
 
     async def submit(self, item: T) -> R:
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()  # (which asks the kernel for the pid)
         now = loop.time()
         self._gap += 0.05 * (min(now - self._last, 1.0) - self._gap)
         self._last = now
