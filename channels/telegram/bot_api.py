@@ -67,7 +67,8 @@ class _Parameters(msgspec.Struct):
 
 class _Answer(msgspec.Struct):
     ok: bool
-    result: msgspec.Raw = msgspec.Raw(b"null")
+    # a factory: a default value of type Raw cannot be written into the OpenAPI/JSON schema
+    result: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))
     error_code: int | None = None
     description: str | None = None
     parameters: _Parameters | None = None
