@@ -262,6 +262,17 @@ async def test_mute_and_a_template_left_out_where_the_channel_has_none(
         "SELECT count(*) FROM messages WHERE content_type = 'template'"
     )
     assert await hub.pool.fetchval("SELECT enabled FROM automation_rules WHERE id = $1", rule["id"])
+    # the REST API shows the flag and an agent can lift it
+    async with aiohttp.ClientSession() as http:
+        url = f"{server}/api/v1/conversations/{conversation}"
+        async with http.get(url, headers=ADMIN) as r:
+            assert (await r.json())["muted"] is True
+        async with http.patch(url, json={"muted": False}, headers=ADMIN) as r:
+            assert r.status == 200, await r.text()
+            assert (await r.json())["muted"] is False
+        async with http.patch(url, json={"muted": "no"}, headers=ADMIN) as r:
+            assert r.status == 422
+    assert (await conversation_row(hub, conversation))["muted"] is False
 
 
 async def test_send_template_goes_out_on_whatsapp(
