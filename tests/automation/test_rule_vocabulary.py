@@ -6,6 +6,7 @@ actions, each refused at save with the path of the problem when it cannot work."
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -13,12 +14,15 @@ from typing import Any
 import aiohttp
 import pytest
 
+from automation.rule_engine import GROUP, RuleEngine
 from hub.actions.ai import analysed_event, record_analyses
 from hub.actions.setup import create_inbox
 from hub.actions.sla import announce_sla
 from hub.app import Hub
+from hub.bus import BusMessage
 from hub.events.types import IntentGuess, MessageAnalysed
 from hub.ids import new_id
+from hub.store.db import create_pool
 from tests.automation.conftest import ADMIN
 from tests.automation.test_rules import handled, labels, make_rule, refused, rule_events, settled
 from tests.support.api_channel import ApiInbox, api_body
@@ -402,3 +406,70 @@ async def test_what_the_new_vocabulary_cannot_do_is_refused_at_save(hub: Hub, se
             assert r.status == 422
             assert (await r.json())["error"]["details"] == {"path": "$.actions[0].value"}
     assert not await hub.pool.fetchval("SELECT count(*) FROM automation_rules")
+
+
+async def test_new_triggers_no_rule_listens_to_cost_one_statement_per_batch(
+    hub: Hub, server: str, db_dsn: str
+) -> None:
+    """The engine's pre-filter covers the new triggers: with no rule of theirs, a batch of
+    ``sla.breached`` and ``message.analysed`` is recorded processed in one statement."""
+    async with aiohttp.ClientSession() as http:
+        inbox = await ApiInbox.create(hub, server)
+        conversation = await conversation_of(http, inbox, "m-1")
+        await received(hub, conversation)
+    engine = RuleEngine(hub.pool)
+    analysed = await analyse(hub, conversation, language="si", sentiment=-0.5)
+    async with hub.pool.acquire() as conn, conn.transaction():
+        breach = await announce_sla(
+            conn, breached=True, account_id=hub.account_id, conversation_id=conversation,
+            inbox_id=inbox.id, policy_id=new_id(), metric="resolution", cycle=0,
+            due_at=datetime.now(UTC),
+        )  # fmt: skip
+    await handled(hub, analysed)
+    await handled(hub, breach)
+    records = []
+    for event_id in (analysed, breach):
+        async with asyncio.timeout(15):  # the journal is written after the bus
+            while not (
+                raw := await hub.pool.fetchval(
+                    "SELECT event::text FROM event_log WHERE id = $1", event_id
+                )
+            ):
+                await asyncio.sleep(0.05)
+        event = json.loads(raw)
+        event["id"] = new_id()  # as new events, not yet claimed
+        records.append(
+            BusMessage("conversations", conversation, json.dumps(event).encode(), 0, 0, {})
+        )
+    pool = await create_pool(db_dsn, 1)
+    statements: list[str] = []
+    try:
+        async with pool.acquire() as conn:
+            conn.add_query_logger(lambda q: statements.append(q.query))
+        engine = RuleEngine(pool)
+        await engine.handle(records)
+    finally:
+        await pool.close()
+    assert len(statements) == 1 and engine.evaluated == 0
+    ids = [json.loads(r.value)["id"] for r in records]
+    assert (
+        await hub.pool.fetchval(
+            "SELECT count(*) FROM processed_events WHERE consumer = $1 AND event_id = ANY($2)",
+            GROUP,
+            ids,
+        )
+        == 2
+    )
+    # with a rule of the trigger, the breach is evaluated
+    async with aiohttp.ClientSession() as http:
+        await make_rule(
+            http, server, name="Breach", trigger="sla_breached",
+            actions=[{"type": "set_priority", "value": "high"}],
+        )  # fmt: skip
+    event = json.loads(records[1].value)
+    event["id"] = new_id()
+    engine = RuleEngine(hub.pool)
+    await engine.handle(
+        [BusMessage("conversations", conversation, json.dumps(event).encode(), 0, 0, {})]
+    )
+    assert engine.evaluated == 1 and engine.fired == 1
