@@ -39,11 +39,25 @@ MAX_ACTIONS = 100
 MAX_NESTING = 5
 
 
-class MacroAction(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """``value`` as for a rule's action; ``run_macro`` takes a macro id."""
+class MacroAction(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """``value`` (and the other fields) as for a rule's action; ``run_macro`` takes a macro
+    id."""
 
     type: MacroActionType
     value: str | list[str] | int | None = None
+    language: str | None = None
+    parameters: list[str] | None = None
+    to: str | None = None
+    subject: str | None = None
+    content: str | None = None
+
+    def plain(self) -> Action:
+        """As a rule's action (not ``run_macro``)."""
+        assert self.type != "run_macro"
+        return Action(
+            self.type, self.value, self.language, self.parameters, self.to, self.subject,
+            self.content,
+        )  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +95,8 @@ async def _check_action(conn: Conn, account_id: str, action: Action, path: str) 
     try:
         await check_action(conn, account_id, action, path)
     except Refused as exc:
-        raise _invalid(path, exc.message) from exc
+        where = exc.details.get("path", path) if isinstance(exc.details, dict) else path
+        raise _invalid(where, exc.message) from exc
 
 
 async def _includes(conn: Conn, account_id: str) -> dict[str, list[str]]:
@@ -125,7 +140,7 @@ async def check_macro(
             ):
                 raise _invalid(path, "no such macro")
             continue
-        await _check_action(conn, account_id, Action(action.type, action.value), path)
+        await _check_action(conn, account_id, action.plain(), path)
     graph = await _includes(conn, account_id)
     graph[macro_id] = [str(a.value) for a in actions if a.type == "run_macro"]
     chain = _cycle(graph, macro_id)
@@ -259,7 +274,7 @@ async def _expand(conn: Conn, account_id: str, macro: Macro, depth: int = 0) -> 
                 raise _invalid(f"$.actions[{i}]", f"the macro it runs is off: {inner.name}")
             found.extend(await _expand(conn, account_id, inner, depth + 1))
         else:
-            plain = Action(action.type, action.value)
+            plain = action.plain()
             await _check_action(conn, account_id, plain, f"$.actions[{i}]")
             found.append(plain)
         if len(found) > MAX_ACTIONS:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,15 +24,24 @@ import asyncpg
 from msgspec import UNSET
 
 from automation.business_hours_store import hours_of_inboxes
-from automation.rule_model import MATCH_TIMEOUT, MAX_INPUT, Action, Condition, compiled
-from automation.rule_store import Rule, disable_rule, list_rules
+from automation.rule_model import (
+    MATCH_TIMEOUT,
+    MAX_INPUT,
+    SENTIMENT_CUTOFF,
+    Action,
+    Condition,
+    compiled,
+)
+from automation.rule_store import Rule, disable_rule, list_rules, sends_email
 from automation.webhook_store import record_deliveries
 from hub.actions.accounts import Refused
 from hub.actions.conversations import Changes, ConversationRefused, update_conversation
 from hub.actions.messages import MessageRefused, create_agent_message
+from hub.actions.outbound import OutboundRefused, open_conversation
 from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
 from hub.consumers.idempotency import claim
 from hub.consumers.stream import StreamConsumer
+from hub.contracts.channel import Template
 from hub.events import Actor, ActorKind, Event, UnknownEventType, decode_event
 from hub.events.types import (
     CONTACTS,
@@ -41,8 +50,10 @@ from hub.events.types import (
     ConversationCreated,
     ConversationStatus,
     ConversationUpdated,
+    MessageAnalysed,
     MessageCreated,
     MessageReceived,
+    SlaBreached,
 )
 from hub.store.db import Conn
 
@@ -72,6 +83,13 @@ class Context:
     #: ``open`` or ``closed`` by the inbox's business hours when the event happened (an inbox
     #: without business hours is always open)
     business_hours: str = "open"
+    #: the AI part's findings on the message (``message_analysed``) or on the conversation's
+    #: latest analysed customer message (other triggers); empty when nothing was analysed
+    language: str | None = None
+    sentiment: str | None = None
+    intent: tuple[str, ...] = ()
+    #: the contact's custom attributes
+    attributes: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @functools.cached_property
     def folded(self) -> str:
@@ -79,8 +97,31 @@ class Context:
         return (self.content or "")[:MAX_INPUT].casefold()
 
 
-def _field(ctx: Context, field: str) -> Any:
-    return getattr(ctx, field)
+def _attribute(value: Any) -> str | None:
+    """A contact attribute as conditions compare it: text; ``true``/``false``; numbers as
+    written; an empty value as unset."""
+    if value is None or value == "" or value == []:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _field(ctx: Context, condition: Condition) -> Any:
+    if condition.field == "contact_attribute":
+        return _attribute(ctx.attributes.get(condition.key or ""))
+    return getattr(ctx, condition.field)
+
+
+def sentiment_label(score: float | None) -> str | None:
+    """VADER's usual cut-offs (the AI part's own labels)."""
+    if score is None:
+        return None
+    if score >= SENTIMENT_CUTOFF:
+        return "positive"
+    if score <= -SENTIMENT_CUTOFF:
+        return "negative"
+    return "neutral"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -90,12 +131,12 @@ def _folded(value: str) -> str:
 
 def holds(condition: Condition, ctx: Context) -> bool:
     op, want = condition.op, condition.value
-    have = _field(ctx, condition.field)
+    have = _field(ctx, condition)
     if op == "is_set":
         return bool(have)
     if op == "not_set":
         return not have
-    if condition.field == "labels":
+    if condition.field in ("labels", "intent"):
         assert isinstance(want, list)
         found = bool(set(want) & set(have))
         return found if op == "includes" else not found
@@ -147,11 +188,48 @@ def triggers_of(event: Event[Any]) -> list[str]:
         return found
     if isinstance(payload, ContactUpdated):
         return ["contact_updated"]
+    if isinstance(payload, SlaBreached):
+        return ["sla_breached"]
+    if isinstance(payload, MessageAnalysed):
+        return ["message_analysed"]
     return []
 
 
-async def contexts(conn: Conn, event: Event[Any]) -> list[Context]:
-    """The conversations an event is about, as conditions see them."""
+@dataclasses.dataclass(frozen=True)
+class Needs:
+    """What the rules about to run look at beyond the conversation itself, so an event whose
+    rules do not ask costs no extra read."""
+
+    analysis: bool = False
+    attributes: bool = False
+
+    @staticmethod
+    def of(rules: Sequence[Rule]) -> Needs:
+        fields = {c.field for rule in rules for c in rule.conditions}
+        return Needs(
+            analysis=bool(fields & {"language", "sentiment", "intent"}),
+            attributes="contact_attribute" in fields,
+        )
+
+
+ALL = Needs(analysis=True, attributes=True)
+
+#: the conversation's latest analysed customer message (or the analysed message itself)
+_ANALYSIS = """
+  LEFT JOIN LATERAL (SELECT language, sentiment, intents, content, direction FROM messages
+                      WHERE conversation_id = c.id
+                        AND CASE WHEN $3::text IS NULL
+                                 THEN direction = 'inbound' AND NOT private
+                                      AND (language IS NOT NULL OR sentiment IS NOT NULL
+                                           OR intents IS NOT NULL)
+                                 ELSE id = $3 END
+                      ORDER BY id DESC LIMIT 1) a ON true"""
+
+
+async def contexts(conn: Conn, event: Event[Any], needs: Needs = ALL) -> list[Context]:
+    """The conversations an event is about, as conditions see them: one statement for the
+    conversations (with the contact's attributes and the latest analysis when ``needs`` says),
+    one for their inboxes' business hours."""
     payload = event.payload
     if isinstance(payload, ContactUpdated):
         where, key = "c.contact_id = $1 AND c.status <> 'resolved'", payload.contact_id
@@ -159,12 +237,21 @@ async def contexts(conn: Conn, event: Event[Any]) -> list[Context]:
         where, key = "c.id = $1", event.conversation_id
     else:
         return []
+    analysed = isinstance(payload, MessageAnalysed)
+    columns, joins = "", ""
+    args: list[str | None] = [key, event.account_id]
+    if needs.attributes:
+        columns += ", ct.attributes"
+        joins += " LEFT JOIN contacts ct ON ct.id = c.contact_id"
+    if needs.analysis or analysed:
+        columns += ", a.language, a.sentiment, a.intents, a.content, a.direction"
+        joins += _ANALYSIS
+        args.append(payload.message_id if analysed else None)
     rows = await conn.fetch(
-        f"""SELECT c.id, c.inbox_id, i.channel, c.status, c.priority, c.labels
-              FROM conversations c JOIN inboxes i ON i.id = c.inbox_id
+        f"""SELECT c.id, c.inbox_id, i.channel, c.status, c.priority, c.labels{columns}
+              FROM conversations c JOIN inboxes i ON i.id = c.inbox_id{joins}
              WHERE {where} AND c.account_id = $2 ORDER BY c.id""",
-        key,
-        event.account_id,
+        *args,
     )
     hours = await hours_of_inboxes(conn, sorted({r["inbox_id"] for r in rows}))
 
@@ -185,12 +272,35 @@ async def contexts(conn: Conn, event: Event[Any]) -> list[Context]:
             status=r["status"],
             priority=r["priority"],
             labels=tuple(r["labels"]),
-            content=content,
-            direction=direction,
+            content=r["content"] if analysed else content,
+            direction=r["direction"] if analysed else direction,
             business_hours=state(r["inbox_id"]),
+            **_findings(payload if analysed else None, r),
         )
         for r in rows
     ]
+
+
+def _findings(analysed: MessageAnalysed | None, row: Any) -> dict[str, Any]:
+    """The analysis and attributes fields of a context, from the event when it is the analysis
+    itself, from the row otherwise (absent columns: nothing)."""
+    found: dict[str, Any] = {}
+    have = set(row.keys())
+    if "attributes" in have:
+        found["attributes"] = row["attributes"] or {}
+    if analysed is not None:
+        found.update(
+            language=analysed.language,
+            sentiment=sentiment_label(analysed.sentiment),
+            intent=tuple(i.label for i in analysed.intents),
+        )
+    elif "language" in have:
+        found.update(
+            language=row["language"],
+            sentiment=sentiment_label(row["sentiment"]),
+            intent=tuple(row["intents"] or ()),
+        )
+    return found
 
 
 async def open_now(conn: Conn, inbox_id: str) -> str:
@@ -233,6 +343,7 @@ async def apply(
         correlation_id=event.correlation_id,
         causation_id=event.id,
         webhook=None if record is None else (event, record, rule.id),
+        skip_unsupported=True,
     )
 
 
@@ -247,15 +358,20 @@ async def run_actions(
     correlation_id: str | None,
     causation_id: str | None,
     webhook: tuple[Event[Any], BusMessage, str] | None = None,
+    skip_unsupported: bool = False,
 ) -> None:
     """Apply actions of the rules' vocabulary to one conversation through the core's actions,
     as ``actor`` (a rule or a macro): conversation changes become one ``conversation.updated``,
-    notes and replies messages. ``webhook``: the triggering event, its record and the rule id,
-    for ``send_webhook`` (rules only)."""
+    notes, replies and templates messages, an email a message in a conversation with its
+    address. ``webhook``: the triggering event, its record and the rule id, for
+    ``send_webhook`` (rules only). ``skip_unsupported``: a template on a conversation whose
+    channel has none is left out (a rule over several channels) instead of refused (a macro)."""
     now = datetime.now(UTC)
     change: dict[str, Any] = {}
     have = set(labels)
     notes: list[tuple[str, bool]] = []
+    templates: list[Template] = []
+    emails: list[Action] = []
     webhooks: list[str] = []
     for action in actions:
         kind, value = action.type, action.value
@@ -292,6 +408,14 @@ async def run_actions(
             notes.append((content, False))
         elif kind == "send_webhook":
             webhooks.append(str(value))
+        elif kind == "send_template":
+            templates.append(
+                Template(str(value), action.language or "", tuple(action.parameters or ()))
+            )
+        elif kind == "send_email":
+            emails.append(action)
+        elif kind == "mute":
+            change["muted"] = True
     if change:
         await update_conversation(
             conn,
@@ -317,6 +441,26 @@ async def run_actions(
             actor=actor,
             causation_id=causation_id,
         )
+    for template in templates:
+        try:
+            await create_agent_message(
+                conn, account_id=account_id, agent_id=actor.id or "",
+                conversation_id=conversation_id, content="", private=False, client_id=None,
+                template=template, correlation_id=correlation_id, actor=actor,
+                causation_id=causation_id,
+            )  # fmt: skip
+        except MessageRefused as exc:  # nothing was written before this refusal
+            if not (skip_unsupported and exc.code == "templates_not_supported"):
+                raise
+            log.info(
+                "rules: template left out on a channel without templates",
+                extra={"conversation_id": conversation_id, "actor_id": actor.id},
+            )
+    for mail in emails:
+        await send_email(
+            conn, account_id=account_id, conversation_id=conversation_id, action=mail,
+            actor=actor, correlation_id=correlation_id, causation_id=causation_id,
+        )  # fmt: skip
     if webhooks and webhook is not None:
         event, record, rule_id = webhook
         found = {
@@ -344,7 +488,40 @@ async def run_actions(
         )  # fmt: skip
 
 
-BROKEN = (Refused, ConversationRefused, MessageRefused, PatternTimeout)
+async def send_email(
+    conn: Conn,
+    *,
+    account_id: str,
+    conversation_id: str,
+    action: Action,
+    actor: Actor,
+    correlation_id: str | None,
+    causation_id: str | None,
+) -> None:
+    """``send_email``: a message in the email inbox's conversation with the address (opened by
+    the core when there is none), delivered by the channel like an agent's reply; its subject
+    names the conversation it is about unless the action gives one."""
+    inbox = await conn.fetchval(
+        "SELECT channel FROM inboxes WHERE id = $1 AND account_id = $2 AND disabled_at IS NULL",
+        action.value,
+        account_id,
+    )
+    if inbox is None or not sends_email(inbox):
+        raise Refused("not_found", "not_found", "the email inbox no longer exists or is off")
+    mail_conversation = await open_conversation(
+        conn, account_id=account_id, inbox_id=str(action.value), address=action.to or "",
+        actor=actor, correlation_id=correlation_id, causation_id=causation_id,
+    )  # fmt: skip
+    subject = action.subject or f"Conversation {conversation_id}"
+    await create_agent_message(
+        conn, account_id=account_id, agent_id=actor.id or "", conversation_id=mail_conversation,
+        content=action.content or "", private=False, client_id=None,
+        correlation_id=correlation_id, actor=actor, causation_id=causation_id,
+        email={"cc": [], "bcc": [], "subject": subject},
+    )  # fmt: skip
+
+
+BROKEN = (Refused, ConversationRefused, MessageRefused, OutboundRefused, PatternTimeout)
 
 
 class RuleEngine:
@@ -443,7 +620,7 @@ class RuleEngine:
             ]
             if not rules:
                 return
-            for ctx in await contexts(conn, event):
+            for ctx in await contexts(conn, event, Needs.of(rules)):
                 await self._evaluate(conn, rules, event, ctx, depth, record)
 
     async def _evaluate(
@@ -488,17 +665,20 @@ class RuleEngine:
 
 async def current_context(conn: Conn, account_id: str, conversation_id: str) -> Context | None:
     """The conversation as it is now, its last message that is not a private note as the
-    message, and its inbox's business hours now; ``None``: no such conversation."""
+    message, its latest analysed customer message's findings, its contact's attributes, and its
+    inbox's business hours now; ``None``: no such conversation."""
     r = await conn.fetchrow(
-        """SELECT c.id, c.inbox_id, i.channel, c.status, c.priority, c.labels,
-                  m.content, m.direction
+        f"""SELECT c.id, c.inbox_id, i.channel, c.status, c.priority, c.labels,
+                  m.content, m.direction, ct.attributes, a.language, a.sentiment, a.intents
              FROM conversations c JOIN inboxes i ON i.id = c.inbox_id
+             LEFT JOIN contacts ct ON ct.id = c.contact_id
              LEFT JOIN LATERAL (SELECT content, direction FROM messages
                                  WHERE conversation_id = c.id AND NOT private
-                                 ORDER BY id DESC LIMIT 1) m ON true
+                                 ORDER BY id DESC LIMIT 1) m ON true{_ANALYSIS}
             WHERE c.id = $1 AND c.account_id = $2""",
         conversation_id,
         account_id,
+        None,
     )
     if r is None:
         return None
@@ -506,7 +686,7 @@ async def current_context(conn: Conn, account_id: str, conversation_id: str) -> 
         conversation_id=r["id"], inbox_id=r["inbox_id"], channel=r["channel"],
         status=r["status"], priority=r["priority"], labels=tuple(r["labels"]),
         content=r["content"], direction=r["direction"],
-        business_hours=await open_now(conn, r["inbox_id"]),
+        business_hours=await open_now(conn, r["inbox_id"]), **_findings(None, r),
     )  # fmt: skip
 
 

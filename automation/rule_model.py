@@ -28,6 +28,8 @@ TRIGGERS = (
     "conversation_resolved",
     "contact_updated",
     "no_reply",
+    "sla_breached",
+    "message_analysed",
 )
 Trigger = Literal[
     "message_created",
@@ -36,20 +38,28 @@ Trigger = Literal[
     "conversation_resolved",
     "contact_updated",
     "no_reply",
+    "sla_breached",
+    "message_analysed",
 ]
 #: the longest wait a ``no_reply`` rule may have: a year
 MAX_WAIT_MINUTES = 525_600
 Field = Literal[
-    "channel", "inbox_id", "content", "direction", "labels", "priority", "status", "business_hours"
-]
+    "channel", "inbox_id", "content", "direction", "labels", "priority", "status", "business_hours",
+    "language", "sentiment", "intent", "contact_attribute",
+]  # fmt: skip
 Op = Literal[
     "equals", "not_equals", "in", "not_in", "contains", "not_contains", "matches", "includes",
     "excludes", "is_set", "not_set",
 ]  # fmt: skip
 ActionType = Literal[
     "assign_agent", "assign_team", "unassign", "add_labels", "remove_labels", "set_priority",
-    "set_status", "snooze", "private_note", "send_reply", "send_webhook",
+    "set_status", "snooze", "private_note", "send_reply", "send_webhook", "send_template",
+    "send_email", "mute",
 ]  # fmt: skip
+#: the sentiment a condition names, by VADER's usual cut-offs on the compound score
+SENTIMENTS = ("negative", "neutral", "positive")
+SENTIMENT_CUTOFF = 0.05
+ATTRIBUTE_KEY = regex.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 #: characters of a message a condition looks at
 MAX_INPUT = 10_000
@@ -66,21 +76,35 @@ _OPS: dict[str, frozenset[str]] = {
     "content": frozenset({"equals", "contains", "not_contains", "matches", "is_set", "not_set"}),
     "labels": frozenset({"includes", "excludes", "is_set", "not_set"}),
     "business_hours": frozenset({"equals", "not_equals"}),
+    "language": frozenset({"equals", "not_equals", "in", "not_in", "is_set", "not_set"}),
+    "sentiment": frozenset({"equals", "not_equals", "in", "not_in", "is_set", "not_set"}),
+    "intent": frozenset({"includes", "excludes", "is_set", "not_set"}),
+    "contact_attribute": frozenset({"equals", "not_equals", "in", "not_in", "is_set", "not_set"}),
 }
 
 
-class Condition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Condition(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """``key``: the contact attribute a ``contact_attribute`` condition looks at."""
+
     field: Field
     op: Op
     value: str | list[str] | None = None
+    key: str | None = None
 
 
-class Action(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Action(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """``value``: an agent, team, canned response or webhook id; labels (a list); a priority
-    or status; minutes to snooze; a note's text."""
+    or status; minutes to snooze; a note's text; a template's name (``send_template``, with
+    ``language`` and ``parameters``); an email inbox's id (``send_email``, with ``to``,
+    ``subject`` and ``content``)."""
 
     type: ActionType
     value: str | list[str] | int | None = None
+    language: str | None = None
+    parameters: list[str] | None = None
+    to: str | None = None
+    subject: str | None = None
+    content: str | None = None
 
 
 class RuleInvalid(ValueError):
@@ -156,6 +180,11 @@ def check_pattern(pattern: str) -> None:
 
 
 def check_condition(c: Condition) -> None:
+    if c.field == "contact_attribute":
+        if c.key is None or not ATTRIBUTE_KEY.match(c.key):
+            raise RuleInvalid("key", "contact_attribute takes the attribute's key")
+    elif c.key is not None:
+        raise RuleInvalid("key", "only contact_attribute takes a key")
     if c.op not in _OPS[c.field]:
         allowed = ", ".join(sorted(_OPS[c.field]))
         raise RuleInvalid("op", f"{c.field} takes the operators {allowed}")
@@ -166,10 +195,14 @@ def check_condition(c: Condition) -> None:
     if c.op in ("in", "not_in", "includes", "excludes"):
         if not isinstance(c.value, list) or not c.value:
             raise RuleInvalid("value", f"{c.op} takes a non-empty list")
+        if c.field == "sentiment" and set(c.value) - set(SENTIMENTS):
+            raise RuleInvalid("value", f"sentiment is one of {', '.join(SENTIMENTS)}")
         return
     if not isinstance(c.value, str) or not c.value:
         raise RuleInvalid("value", f"{c.op} takes a non-empty string")
     if c.field == "business_hours" and c.value not in ("open", "closed"):
         raise RuleInvalid("value", "business_hours is open or closed")
+    if c.field == "sentiment" and c.value not in SENTIMENTS:
+        raise RuleInvalid("value", f"sentiment is one of {', '.join(SENTIMENTS)}")
     if c.op == "matches":
         check_pattern(c.value)

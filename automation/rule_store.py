@@ -22,7 +22,10 @@ from automation.rule_model import (
 from hub.actions.accounts import Refused, audit_object
 from hub.audit import Origin, record
 from hub.authz import Principal
+from hub.contracts.channel import Template
+from hub.contracts.registry import get_channel
 from hub.events.types import Priority
+from hub.identities import normalise_email
 from hub.ids import new_id
 from hub.store.db import Conn
 
@@ -69,12 +72,62 @@ async def _exists(conn: Conn, sql: str, account_id: str, value: Any) -> bool:
     return bool(await conn.fetchval(sql, account_id, value))
 
 
+def sends_email(channel: str) -> bool:
+    """An inbox of the channel sends email (IMAP/SMTP, SendGrid): its contacts are mailboxes."""
+    adapter = get_channel(channel)
+    return adapter is not None and adapter.manifest.identity_channel == "email"
+
+
+#: the fields an action type takes besides ``value``
+_EXTRAS = {"send_template": ("language", "parameters"), "send_email": ("to", "subject", "content")}
+
+
+def _check_template(action: Action, path: str) -> None:
+    if not isinstance(action.value, str) or action.language is None:
+        raise _invalid(path, "send_template takes a template name (value) and a language")
+    try:
+        Template(action.value, action.language, tuple(action.parameters or ())).check()
+    except ValueError as exc:
+        raise _invalid(path, str(exc)) from exc
+
+
+async def _check_email(conn: Conn, account_id: str, action: Action, path: str) -> None:
+    if action.to is None or normalise_email(action.to) is None:
+        raise _invalid(f"{path}.to", "send_email takes an email address in to")
+    if not action.content or not action.content.strip() or len(action.content) > MAX_NOTE:
+        raise _invalid(f"{path}.content", f"send_email takes content, 1 to {MAX_NOTE} characters")
+    if action.subject is not None and (
+        not action.subject.strip() or any(c in action.subject for c in "\r\n\x00")
+    ):
+        raise _invalid(f"{path}.subject", "a subject is one line of text")
+    row = await conn.fetchrow(
+        "SELECT channel, disabled_at FROM inboxes WHERE id = $1 AND account_id = $2",
+        action.value,
+        account_id,
+    )
+    if row is None or not sends_email(row["channel"]):
+        raise _invalid(f"{path}.value", "send_email takes the id of an email inbox of the account")
+    if row["disabled_at"] is not None:
+        raise _invalid(f"{path}.value", "the email inbox is disabled")
+
+
 async def check_action(conn: Conn, account_id: str, action: Action, path: str) -> None:
     """Refuse an action whose value is of the wrong kind or names nothing of the account."""
     kind, value = action.type, action.value
-    if kind == "unassign":
+    for extra in ("language", "parameters", "to", "subject", "content"):
+        if getattr(action, extra) is not None and extra not in _EXTRAS.get(kind, ()):
+            raise _invalid(f"{path}.{extra}", f"{kind} takes no {extra}")
+    if kind in ("unassign", "mute"):
         if value is not None:
-            raise _invalid(path, "unassign takes no value")
+            raise _invalid(path, f"{kind} takes no value")
+        return
+    if kind == "send_template":
+        _check_template(action, path)
+        return
+    if kind == "send_email":
+        if not isinstance(value, str) or not value:
+            raise _invalid(f"{path}.value", "send_email takes the id of an email inbox")
+        await _check_email(conn, account_id, action, path)
         return
     if kind in ("add_labels", "remove_labels"):
         if not isinstance(value, list) or not value:
@@ -149,6 +202,20 @@ async def check_rule(
             check_condition(condition)
         except RuleInvalid as exc:
             raise _invalid(f"$.conditions[{i}].{exc.path}", exc.message) from exc
+    keys = {c.key for c in conditions if c.field == "contact_attribute" and c.key}
+    if keys:
+        defined = {
+            r["key"]
+            for r in await conn.fetch(
+                """SELECT key FROM contact_attribute_definitions
+                    WHERE account_id = $1 AND key = ANY($2::text[])""",
+                account_id,
+                sorted(keys),
+            )
+        }
+        for i, c in enumerate(conditions):
+            if c.field == "contact_attribute" and c.key not in defined:
+                raise _invalid(f"$.conditions[{i}].key", f"no contact attribute {c.key!r}")
     if not actions:
         raise _invalid("$.actions", "a rule needs at least one action")
     for i, action in enumerate(actions):

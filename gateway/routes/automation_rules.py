@@ -25,20 +25,33 @@ from hub.fields import NO_NUL
 from hub.store.db import Conn
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=10_000, pattern=NO_NUL)]
+Short = Annotated[str, msgspec.Meta(min_length=1, max_length=900, pattern=NO_NUL)]
 Value = Text | Annotated[list[Text], msgspec.Meta(max_length=100)] | int | None
 
 
 class RuleCondition(msgspec.Struct, forbid_unknown_fields=True):
-    """``field``: channel, inbox_id, content, direction, labels, priority, status."""
+    """``field``: channel, inbox_id, content, direction, labels, priority, status,
+    business_hours, language, sentiment, intent, contact_attribute (with ``key``)."""
 
     field: Field
     op: Op
     value: Text | Annotated[list[Text], msgspec.Meta(max_length=100)] | None = None
+    key: Short | msgspec.UnsetType = msgspec.UNSET
 
 
 class RuleAction(msgspec.Struct, forbid_unknown_fields=True):
+    """``language``, ``parameters``: a ``send_template``'s; ``to``, ``subject``, ``content``:
+    a ``send_email``'s."""
+
     type: ActionType
     value: Value = None
+    language: Short | msgspec.UnsetType = msgspec.UNSET
+    parameters: Annotated[list[Text], msgspec.Meta(max_length=100)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
+    to: Short | msgspec.UnsetType = msgspec.UNSET
+    subject: Short | msgspec.UnsetType = msgspec.UNSET
+    content: Text | msgspec.UnsetType = msgspec.UNSET
 
 
 Conditions = Annotated[list[RuleCondition], msgspec.Meta(max_length=50)]
@@ -114,11 +127,11 @@ def _out(rule: Rule) -> RuleOut:
 
 
 def _conditions(items: list[RuleCondition]) -> list[Condition]:
-    return [Condition(c.field, c.op, c.value) for c in items]
+    return [msgspec.convert(msgspec.to_builtins(c), Condition) for c in items]
 
 
 def _actions(items: list[RuleAction]) -> list[Action]:
-    return [Action(a.type, a.value) for a in items]
+    return [msgspec.convert(msgspec.to_builtins(a), Action) for a in items]
 
 
 @route(

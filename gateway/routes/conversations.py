@@ -84,6 +84,7 @@ class Conversation(msgspec.Struct):
     unread_count: int = 0
     last_message_preview: str | None = None  # the newest message's first 140 characters
     last_inbound_at: datetime | None = None  # the contact's newest message
+    muted: bool = False  # muted by a rule or an agent (docs/automation.md)
 
 
 class InboxCounters(msgspec.Struct):
@@ -197,6 +198,7 @@ class ConversationChanges(msgspec.Struct, forbid_unknown_fields=True):
     labels: Annotated[list[LabelName], msgspec.Meta(max_length=50)] | UnsetType = UNSET
     priority: Priority | UnsetType | None = UNSET
     snoozed_until: Annotated[datetime, msgspec.Meta(tz=True)] | UnsetType | None = UNSET
+    muted: bool | UnsetType = UNSET
 
     def __post_init__(self) -> None:
         if isinstance(self.snoozed_until, datetime):
@@ -326,6 +328,7 @@ async def update_conversation_route(call: Call) -> Conversation:
                 labels=body.labels,
                 priority=body.priority,
                 snoozed_until=body.snoozed_until,
+                muted=body.muted,
             ),
             inboxes=who.inboxes,
             correlation_id=correlation_id.get(),

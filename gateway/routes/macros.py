@@ -31,6 +31,7 @@ from hub.store.db import Conn, in_transaction
 
 STATUS = {"not_found": 404, "conflict": 409, "invalid": 422}
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=10_000, pattern=NO_NUL)]
+Short = Annotated[str, msgspec.Meta(min_length=1, max_length=900, pattern=NO_NUL)]
 
 
 class MacroStep(msgspec.Struct, forbid_unknown_fields=True):
@@ -39,6 +40,13 @@ class MacroStep(msgspec.Struct, forbid_unknown_fields=True):
 
     type: MacroActionType
     value: Text | Annotated[list[Text], msgspec.Meta(max_length=100)] | int | None = None
+    language: Short | msgspec.UnsetType = msgspec.UNSET
+    parameters: Annotated[list[Text], msgspec.Meta(max_length=100)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
+    to: Short | msgspec.UnsetType = msgspec.UNSET
+    subject: Short | msgspec.UnsetType = msgspec.UNSET
+    content: Text | msgspec.UnsetType = msgspec.UNSET
 
 
 Steps = Annotated[list[MacroStep], msgspec.Meta(min_length=1, max_length=50)]
@@ -76,14 +84,15 @@ class MacroRun(msgspec.Struct):
 
 def _out(m: Macro) -> MacroOut:
     return MacroOut(
-        id=m.id, name=m.name, actions=[MacroStep(a.type, a.value) for a in m.actions],
+        id=m.id, name=m.name,
+        actions=[msgspec.convert(msgspec.to_builtins(a), MacroStep) for a in m.actions],
         enabled=m.enabled, disabled_reason=m.disabled_reason, created_at=m.created_at,
         updated_at=m.updated_at,
     )  # fmt: skip
 
 
 def _steps(items: list[MacroStep]) -> list[MacroAction]:
-    return [MacroAction(s.type, s.value) for s in items]
+    return [msgspec.convert(msgspec.to_builtins(s), MacroAction) for s in items]
 
 
 @route(

@@ -35,6 +35,7 @@ class Changes:
     labels: list[str] | UnsetType = UNSET
     priority: str | UnsetType | None = UNSET
     snoozed_until: datetime | UnsetType | None = UNSET
+    muted: bool | UnsetType = UNSET
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +47,9 @@ class Updated:
     changed: bool
 
 
-_FIELDS = ("status", "assignee_id", "team_id", "labels", "priority", "snoozed_until")
+_FIELDS = (
+    "status", "assignee_id", "team_id", "labels", "priority", "snoozed_until", "muted",
+)  # fmt: skip
 
 
 def _state(row: Any) -> ConversationState:
@@ -57,6 +60,7 @@ def _state(row: Any) -> ConversationState:
         labels=tuple(row["labels"]),
         priority=None if row["priority"] is None else Priority(row["priority"]),
         snoozed_until=row["snoozed_until"],
+        muted=row["muted"],
     )
 
 
@@ -119,7 +123,7 @@ async def update_conversation(
     now = now or datetime.now(UTC)
     row = await conn.fetchrow(
         """SELECT inbox_id, contact_id, status, assignee_id, team_id, labels, priority,
-                  snoozed_until
+                  snoozed_until, muted
              FROM conversations WHERE id = $1 AND account_id = $2 FOR UPDATE""",
         conversation_id,
         account_id,
@@ -161,6 +165,7 @@ async def update_conversation(
             else Priority(changes.priority)
         ),
         snoozed_until=snoozed_until,
+        muted=before.muted if changes.muted is UNSET else changes.muted,
     )
     changed = {f: getattr(before, f) for f in _FIELDS if getattr(before, f) != getattr(after, f)}
     previous = ConversationPatch(**changed)
@@ -196,7 +201,7 @@ async def update_conversation(
     await conn.execute(
         """UPDATE conversations
               SET status = $2, assignee_id = $3, team_id = $4, labels = $5::text[],
-                  priority = $6, snoozed_until = $7, updated_at = now()
+                  priority = $6, snoozed_until = $7, muted = $8, updated_at = now()
             WHERE id = $1""",
         conversation_id,
         after.status.value,
@@ -205,6 +210,7 @@ async def update_conversation(
         list(after.labels),
         None if after.priority is None else after.priority.value,
         after.snoozed_until,
+        after.muted,
     )
     event = make_event(
         ConversationUpdated(inbox_id=inbox_id, state=after, previous=previous),

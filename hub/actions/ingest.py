@@ -95,13 +95,14 @@ MESSAGE_COLUMNS = (
 _LOOKUP = """
 SELECT 'm' AS kind, i.ord, m.id AS message_id, m.conversation_id, c.contact_id,
        NULL::text AS status, NULL::text AS assignee_id, NULL::text AS team_id,
-       NULL::text[] AS labels, NULL::text AS priority, NULL::timestamptz AS snoozed_until
+       NULL::text[] AS labels, NULL::text AS priority, NULL::timestamptz AS snoozed_until,
+       NULL::boolean AS muted
   FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS i(inbox_id, pmid, ord)
   JOIN messages m ON m.inbox_id = i.inbox_id AND m.provider_message_id = i.pmid
   JOIN conversations c ON c.id = m.conversation_id
 UNION ALL
 SELECT 't', p.ord, NULL, c.id, ci.contact_id, c.status, c.assignee_id, c.team_id, c.labels,
-       c.priority, c.snoozed_until
+       c.priority, c.snoozed_until, c.muted
   FROM unnest($3::text[], $4::text[], $5::text[], $6::text[])
        WITH ORDINALITY AS p(inbox_id, account_id, channel, address, ord)
   JOIN contact_identities ci
@@ -116,7 +117,7 @@ SELECT 't', p.ord, NULL, c.id, ci.contact_id, c.status, c.assignee_id, c.team_id
 #: the same conversation lookup for senders the batch did not know before it began
 _LATEST = """
 SELECT p.inbox_id, p.contact_id, c.id AS conversation_id, c.status, c.assignee_id, c.team_id,
-       c.labels, c.priority, c.snoozed_until
+       c.labels, c.priority, c.snoozed_until, c.muted
   FROM unnest($1::text[], $2::text[]) AS p(inbox_id, contact_id)
  CROSS JOIN LATERAL (
        SELECT * FROM conversations c
@@ -338,6 +339,7 @@ async def _resolve_threads(
             labels=tuple(row["labels"]),
             priority=row["priority"],
             snoozed_until=row["snoozed_until"],
+            muted=bool(row["muted"]),
         )
         thread = _Thread(row["conversation_id"], state)
         if state.status in (ConversationStatus.RESOLVED, ConversationStatus.SNOOZED):
@@ -394,7 +396,8 @@ SELECT DISTINCT ON (h.ord) h.ord, m.conversation_id
  ORDER BY h.ord, m.created_at DESC"""
 
 _LOCK_CONVERSATIONS = """
-SELECT id AS conversation_id, status, assignee_id, team_id, labels, priority, snoozed_until
+SELECT id AS conversation_id, status, assignee_id, team_id, labels, priority, snoozed_until,
+       muted
   FROM conversations WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"""
 
 

@@ -130,6 +130,8 @@ class ConversationState(msgspec.Struct, frozen=True, kw_only=True):
     labels: tuple[str, ...] = ()
     priority: Priority | None = None
     snoozed_until: datetime | None = None
+    #: muted by a rule or an agent: the hub keeps the flag; notifying parts may stay quiet
+    muted: bool = False
 
 
 class ConversationPatch(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -141,6 +143,7 @@ class ConversationPatch(msgspec.Struct, frozen=True, kw_only=True, omit_defaults
     labels: tuple[str, ...] | msgspec.UnsetType = msgspec.UNSET
     priority: Priority | msgspec.UnsetType | None = msgspec.UNSET
     snoozed_until: datetime | msgspec.UnsetType | None = msgspec.UNSET
+    muted: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 @payload_type("conversation.created", topic=CONVERSATIONS)
