@@ -854,7 +854,7 @@ async function renderContact(contactId) {
 document.addEventListener("keydown", (e) => {
   const target = /** @type {HTMLElement} */ (e.target);
   if (e.ctrlKey || e.metaKey || e.altKey || target.closest("input, textarea, select")) return;
-  if (!api.session || !$.convo) return;
+  if (!api.session || !$.convo?.isConnected) return;  // the conversation screen only
   const map = /** @type {Record<string, () => void>} */ ({
     j: () => step(1), k: () => step(-1),
     r: () => document.getElementById("reply")?.focus(),
