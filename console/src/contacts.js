@@ -273,7 +273,8 @@ function timelineSection(api, contactId) {
       const inbox = inboxes.get(it.conv.inbox_id);
       const where = h("span.chip", { text: `${inbox?.channel || ""} · ${inbox?.name || ""}` });
       const when = h("time", { datetime: it.at, text: new Date(it.at).toLocaleString() });
-      const open = h("a", { href: `#/conversations/${it.conv.id}`, text: t("contacts.open_conversation"), "data-conversation": it.conv.id });
+      const open = h("a", { href: `#/conversations/${it.conv.id}`, text: t("contacts.open_conversation"), "data-conversation": it.conv.id,
+        "aria-label": `${t("contacts.open_conversation")}: ${inbox?.name || ""}, ${new Date(it.at).toLocaleString()}` });
       if (it.kind === "start") {
         list.append(h("li.ct-start", null, h("p.meta-line", null, when, where, open),
           h("p.muted", { text: t("contacts.conversation_started", { status: t(`status_conv.${it.conv.status}`) }) })));

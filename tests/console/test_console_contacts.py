@@ -1,9 +1,10 @@
 """The contact page and the contact list in a real browser against a hub on real HTTP: opened
 from a conversation, a typed attribute refused next to its field then saved, a note added, the
 timeline across two inboxes linking back to a conversation, two contacts merged through the
-dialog (the survivor shows both identities, the merged id still opens it), a segment's members
-listed, the person-data zip downloaded and the erasure asked first; Sinhala, dark, tablet width
-(screenshots for the README)."""
+dialog (the survivor shows both identities, the merged id still opens it), the list a page at a
+time and searched, a segment's members listed, the person-data zip downloaded and the erasure
+asked first (an agent sees neither button); Sinhala, dark, tablet width (screenshots for the
+README)."""
 
 from __future__ import annotations
 
@@ -158,12 +159,26 @@ async def test_contact_page(hub: Hub, server: str, browser: Browser) -> None:
     await expect(page.locator(".convo-head h2")).to_have_text("Nimal Perera", timeout=TIMEOUT)
     await expect(page.locator(".timeline")).to_contain_text("Second account here", timeout=TIMEOUT)
 
-    # the list: search, and the segment with its count and members
+    # the list, a page at a time: 50 more contacts make a second page
+    for i in range(50):
+        await rest(server, "POST", "/api/v1/contacts", {"name": f"Bulk {i:02}"})
     await page.locator("#contacts-link").click()
     await expect(page.locator("#contacts-title")).to_have_text("Contacts", timeout=TIMEOUT)
+    rows = page.locator("#contact-table tbody tr")
+    await expect(rows).to_have_count(50, timeout=TIMEOUT)
+    await expect(rows.first).to_contain_text("Bulk 49")  # newest first
+    await page.locator("#contact-table-more").click()
+    await expect(rows).to_have_count(51, timeout=TIMEOUT)  # the merged contact is not listed
+    await expect(page.locator("#contact-table-more")).to_be_hidden()
+    await expect(rows.last).to_contain_text("Nimal Perera")
+
+    # search, and the segment with its count and members
     segment = page.locator("#segment-list li", has_text="Pro customers")
     await expect(segment.locator(".badge")).to_have_text("1", timeout=TIMEOUT)
-    await expect(page.locator("#contact-table tbody tr")).to_have_count(1, timeout=TIMEOUT)
+    await page.get_by_label("Search by name, phone or email").fill("+9477111")
+    await page.keyboard.press("Enter")
+    await expect(rows).to_have_count(1, timeout=TIMEOUT)
+    await expect(rows).to_contain_text("Nimal Perera")
     await page.get_by_label("Search by name, phone or email").fill("nobody")
     await page.get_by_role("button", name="Find").click()
     await expect(page.locator("#contact-table-status")).to_have_text(
@@ -175,6 +190,9 @@ async def test_contact_page(hub: Hub, server: str, browser: Browser) -> None:
     )
     await expect(page.locator("#segment-table tbody tr")).to_have_count(1, timeout=TIMEOUT)
     await expect(page.locator("#segment-table")).to_contain_text("Nimal Perera")
+    await page.get_by_label("Search by name, phone or email").fill("Nimal")
+    await page.keyboard.press("Enter")
+    await expect(rows).to_have_count(1, timeout=TIMEOUT)
     await page.screenshot(path=str(SHOTS / "contacts.png"))
 
     # an administrator: the person's data as a zip, and the erasure asks first
@@ -192,6 +210,18 @@ async def test_contact_page(hub: Hub, server: str, browser: Browser) -> None:
     await page.get_by_role("button", name="Cancel").click()
     await expect(page.locator("#erase-dialog")).to_have_count(0)
     assert (await rest(server, "GET", f"/api/v1/contacts/{nimal}"))["name"] == "Nimal Perera"
+
+    # an agent: the same page without the person-data buttons
+    await make_user(hub, "bo@example.com", "Bo Silva", "agent")
+    agent_context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    agent = await agent_context.new_page()
+    agent.on("pageerror", lambda e: errors.append(str(e)))
+    await log_in(agent, server, "bo@example.com")
+    await agent.goto(f"{server}/#/contacts/{nimal}")
+    await expect(agent.locator("#contact-title")).to_have_text("Nimal Perera", timeout=TIMEOUT)
+    await expect(agent.locator("#merge-button")).to_be_visible()
+    await expect(agent.locator("#person-export, #person-erase")).to_have_count(0)
+    await agent_context.close()
 
     # Sinhala, dark, tablet width: nothing wider than the screen
     await page.set_viewport_size({"width": 820, "height": 1100})
