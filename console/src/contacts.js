@@ -16,6 +16,8 @@ import { field, input, clearErrors, showError, messageOf } from "./forms.js";
 const PAGE = 50;
 /** conversations whose messages the timeline reads (most recent activity first) */
 const TIMELINE_CONVERSATIONS = 20;
+/** pages of 200 messages read per conversation */
+const MESSAGE_PAGES = 20;
 
 /**
  * @param {HTMLElement} app @param {Api} api @param {string[]} path  [], [id] or ["segments", id]
@@ -259,12 +261,12 @@ function timelineSection(api, contactId) {
       api.get(`/api/v1/conversations?contact_id=${encodeURIComponent(contactId)}&limit=${TIMELINE_CONVERSATIONS}`),
       api.get("/api/v1/inboxes?limit=200").then((r) => new Map(r.data.map((/** @type {any} */ i) => [i.id, i]))).catch(() => new Map()),
     ]);
-    const pages = await Promise.all(convs.data.map((/** @type {any} */ x) =>
-      api.get(`/api/v1/conversations/${x.id}/messages?limit=200`).then((r) => r.data).catch(() => [])));
+    const pages = await Promise.all(convs.data.map((/** @type {any} */ x) => messagesOf(api, x.id)));
     /** @type {any[]} */ const items = [];
     convs.data.forEach((/** @type {any} */ x, /** @type {number} */ i) => {
       items.push({ kind: "start", at: x.created_at, conv: x });
-      for (const m of pages[i]) items.push({ kind: "message", at: m.created_at, conv: x, m });
+      for (const m of pages[i].data) items.push({ kind: "message", at: m.created_at, conv: x, m });
+      if (pages[i].more) items.push({ kind: "more", at: x.last_activity_at || x.created_at, conv: x });
     });
     // newest first; a conversation's start below its first message of the same instant
     items.sort((a, b) => Date.parse(b.at) - Date.parse(a.at) || (a.kind === "start" ? 1 : 0) - (b.kind === "start" ? 1 : 0));
@@ -275,7 +277,9 @@ function timelineSection(api, contactId) {
       const when = h("time", { datetime: it.at, text: new Date(it.at).toLocaleString() });
       const open = h("a", { href: `#/conversations/${it.conv.id}`, text: t("contacts.open_conversation"), "data-conversation": it.conv.id,
         "aria-label": `${t("contacts.open_conversation")}: ${inbox?.name || ""}, ${new Date(it.at).toLocaleString()}` });
-      if (it.kind === "start") {
+      if (it.kind === "more") {
+        list.append(h("li.ct-start", null, h("p.meta-line", null, when, where, open), h("p.muted", { text: t("contacts.timeline_more") })));
+      } else if (it.kind === "start") {
         list.append(h("li.ct-start", null, h("p.meta-line", null, when, where, open),
           h("p.muted", { text: t("contacts.conversation_started", { status: t(`status_conv.${it.conv.status}`) }) })));
       } else {
@@ -290,6 +294,23 @@ function timelineSection(api, contactId) {
     .finally(() => list.removeAttribute("aria-busy"));
   return h("section.card", { "aria-labelledby": "ct-timeline-title" },
     h("h2", { id: "ct-timeline-title", text: t("contacts.timeline") }), list);
+}
+
+/** A conversation's messages, oldest first, up to MESSAGE_PAGES pages of 200 as the conversation
+ * view reads them (the API has no newest-first order); `more` when that was not all.
+ * @param {Api} api @param {string} id @returns {Promise<{data: any[], more: boolean}>} */
+async function messagesOf(api, id) {
+  /** @type {any[]} */ const all = [];
+  /** @type {string | null} */ let cursor = null;
+  try {
+    for (let n = 0; n < MESSAGE_PAGES; n++) {
+      const page = await api.get(`/api/v1/conversations/${id}/messages?limit=200${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
+      all.push(...page.data);
+      cursor = page.next_cursor;
+      if (!cursor) break;
+    }
+  } catch (e) { if (!(e instanceof ApiError)) throw e; }  // out of sight: what was read
+  return { data: all, more: cursor !== null };
 }
 
 /**
