@@ -17,6 +17,7 @@ import { settingsScreen } from "./settings.js";
 import { macrosButton } from "./macros.js";
 import { setupScreen, inviteScreen } from "./setup.js";
 import { analyticsScreen, stopAnalytics } from "./analytics.js";
+import { contactsScreen } from "./contacts.js";
 import { AiPanel } from "./ai.js";
 
 const ROW = 64;
@@ -193,6 +194,7 @@ async function start() {
   api.onLoggedOut = () => loginScreen(t("login.expired"));
   stopAnalytics();
   if (where === "analytics") { disconnect(); ringer.reset(); return analyticsScreen(app, api, topBar()); }
+  if (where === "contacts") { disconnect(); ringer.reset(); return contactsScreen(app, api, rest, topBar()); }
   if (where === "settings") {
     disconnect();
     ringer.reset();
@@ -202,7 +204,17 @@ async function start() {
   connect();
   try { await loadReference(); } catch (e) { if (!(e instanceof ApiError)) throw e; }
   renderSidebar();
+  if (where === "conversations" && rest[0]) return openLinked(rest[0]);
   if (S.current) openConversation(S.current);  // after a language switch
+}
+
+/** `#/conversations/<id>` (a link from the contact page): that conversation, even when it is not
+ * in the list's current filter; the address goes back to the plain console. @param {string} id */
+async function openLinked(id) {
+  history.replaceState(null, "", "#");
+  try { S.convs.set(id, { ...S.convs.get(id), ...(await api.get(`/api/v1/conversations/${encodeURIComponent(id)}`)) }); }
+  catch (e) { if (e instanceof ApiError) return toast(e.message); throw e; }  // fresh: a merge may have renamed its contact
+  return openConversation(id);
 }
 
 /** The bar over the settings pages. */
@@ -211,6 +223,7 @@ function topBar() {
   logout.addEventListener("click", async () => { await api.logout(); location.hash = ""; loginScreen(); });
   return h("header.top", null, h("strong.brand", { text: "Hub" }),
     h("span.me", null, h("a", { href: "#", id: "to-conversations", text: t("settings.back") })),
+    h("a.button", { href: "#/contacts", id: "contacts-link", text: t("contacts.title") }),
     switches(), logout);
 }
 
@@ -236,6 +249,7 @@ function shell() {
     h("strong.brand", { text: "Hub" }),
     h("span.me", null, h("span.avatar", { text: initials(me?.name), "aria-hidden": "true" }), h("span", { text: me?.name || "" })),
     presence, notify, profile, help,
+    h("a.button", { href: "#/contacts", id: "contacts-link", text: t("contacts.title") }),
     h("a.button", { href: "#/analytics", id: "analytics-link", text: t("analytics.title") }),
     me?.role === "administrator" ? h("a.button", { href: "#/settings/inboxes", id: "settings-link", text: t("settings.title") }) : null,
     switches(), logout);
@@ -580,7 +594,9 @@ async function openConversation(id) {
   $.typing = h("p.typing", { "aria-live": "polite" });
   $.actions = h("div.actions", { role: "toolbar", "aria-label": t("actions.label") });
   clear($.convo).append(
-    h("header.convo-head", null, h("h2", { text: row?.contact_name || t("list.unknown_contact") }),
+    h("header.convo-head", null, h("h2", null, row?.contact_id
+      ? h("a", { href: `#/contacts/${row.contact_id}`, id: "contact-link", title: t("contacts.open"), text: row?.contact_name || t("list.unknown_contact") })
+      : t("list.unknown_contact")),
       h("span.chip", { text: `${channelIcon(inbox)} ${inbox?.name || ""}` }),
       inbox?.channel === "sip" ? callButton(api, id, toast) : null, macrosButton(api, id, toast)),
     $.actions, $.timeline, $.typing, composer(id, inbox));
@@ -821,7 +837,7 @@ async function renderContact(contactId) {
   const previous = theirs.data.filter((/** @type {any} */ x) => x.id !== S.current);
   for (const x of previous) if (!S.convs.has(x.id)) S.convs.set(x.id, x);
   clear($.contact).append(
-    h("h2", { text: c.name || t("list.unknown_contact") }),
+    h("h2", null, h("a", { href: `#/contacts/${c.id}`, text: c.name || t("list.unknown_contact") })),
     h("h3", { text: t("contact.identities") }),
     h("ul", null, ...c.identities.map((/** @type {any} */ i) => h("li", null, h("span.chip", { text: i.channel }), " ", i.address))),
     h("h3", { text: t("contact.attributes") }),
@@ -838,7 +854,7 @@ async function renderContact(contactId) {
 document.addEventListener("keydown", (e) => {
   const target = /** @type {HTMLElement} */ (e.target);
   if (e.ctrlKey || e.metaKey || e.altKey || target.closest("input, textarea, select")) return;
-  if (!api.session || !$.convo) return;
+  if (!api.session || !$.convo?.isConnected) return;  // the conversation screen only
   const map = /** @type {Record<string, () => void>} */ ({
     j: () => step(1), k: () => step(-1),
     r: () => document.getElementById("reply")?.focus(),

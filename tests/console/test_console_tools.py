@@ -144,7 +144,7 @@ async def test_agent_tools_live_for_a_second_agent(
     await expect(bo.locator(".agents")).to_contain_text("Ana Perera — Busy", timeout=TIMEOUT)
 
     # keyboard shortcuts: help, assign to me (a), priority (p), labels (l), resolve/reopen (e)
-    await page.locator(".convo-head h2").click()
+    await page.locator(".convo-head .chip").click()  # off the reply box
     await page.keyboard.press("?")
     help_dialog = page.locator("#help")
     await expect(help_dialog).to_be_visible(timeout=TIMEOUT)
@@ -165,7 +165,7 @@ async def test_agent_tools_live_for_a_second_agent(
     await expect(bo.locator(".sys span").last).to_have_text(
         "Priority set to High by Ana Perera", timeout=TIMEOUT
     )
-    await page.locator(".convo-head h2").click()
+    await page.locator(".convo-head .chip").click()  # off the reply box
     await page.keyboard.press("l")
     await expect(page.locator(".labels input").first).to_be_focused()
     await page.keyboard.press("Space")
@@ -173,13 +173,13 @@ async def test_agent_tools_live_for_a_second_agent(
     await expect(bo.locator(".sys span").last).to_have_text(
         "Labels set to vip by Ana Perera", timeout=TIMEOUT
     )
-    await page.locator(".convo-head h2").click()
+    await page.locator(".convo-head .chip").click()  # off the reply box
     await page.keyboard.press("e")
     await expect(bo.locator(".sys span").last).to_have_text(
         "Resolved by Ana Perera", timeout=TIMEOUT
     )
     await expect(page.locator("#resolve")).to_have_text("Reopen", timeout=TIMEOUT)
-    await page.locator(".convo-head h2").click()
+    await page.locator(".convo-head .chip").click()  # off the reply box
     await page.keyboard.press("e")
     await expect(bo.locator(".sys span").last).to_have_text(
         "Reopened by Ana Perera", timeout=TIMEOUT
