@@ -87,6 +87,12 @@ async def _serve(config: Config) -> None:
         config.database_url is None
         and not (Path(config.data_dir) / "postgres" / "PG_VERSION").exists()
     )
+    # a stop asked for while starting (a supervisor's SIGTERM right after /readyz answered) is
+    # kept and honoured once started, instead of killing the process half-way
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     listener = _listen(config.host, config.port)  # before anything starts: a busy port says so
     hub = build_hub(config)
     await hub.start()
@@ -116,10 +122,6 @@ async def _serve(config: Config) -> None:
             ),
             flush=True,
         )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("hub stopping")
     await site.stop()  # no new connections; in-flight requests finish below
