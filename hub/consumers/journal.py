@@ -46,9 +46,44 @@ class Journal:
             )
         except asyncpg.UniqueViolationError:
             await self._insert_missing(rows)
-        for head, message in zip(heads, batch, strict=True):
-            if head.type == ContactErased.TYPE:
-                await self._forget(head.account_id, message.value)
+        erasures = [
+            (head.account_id, message.value)
+            for head, message in zip(heads, batch, strict=True)
+            if head.type == ContactErased.TYPE
+        ]
+        for account_id, value in erasures:
+            await self._forget(account_id, value)
+        if not erasures:
+            await self._forget_late(heads, batch)
+
+    async def _forget_late(self, heads: Sequence[Any], batch: Sequence[BusMessage]) -> None:
+        """An event of a person erased before this batch was logged (it was on the bus while
+        the erasure committed, and its ``contact.erased`` may have been logged already, on the
+        other topic): blanked now. One indexed read per batch; a scrub only when one is found."""
+        # only what happened before the erasure: the anonymised contact's later events stay
+        keys = [
+            (h.conversation_id or "", "" if h.conversation_id else m.key, h.occurred_at)
+            for h, m in zip(heads, batch, strict=True)
+        ]
+        found = await self._pool.fetch(
+            """WITH e AS (SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])
+                                    AS e(conversation_id, contact_id, occurred_at)),
+                    hit AS (SELECT coalesce(c.contact_id, e.contact_id) AS contact_id,
+                                   e.conversation_id, e.occurred_at
+                              FROM e LEFT JOIN conversations c ON c.id = e.conversation_id)
+               SELECT k.account_id, k.id AS contact_id,
+                      array_remove(array_agg(DISTINCT nullif(hit.conversation_id, '')), NULL)
+                          AS conversation_ids
+                 FROM hit JOIN contacts k ON k.id = hit.contact_id
+                WHERE k.erased_at IS NOT NULL AND hit.occurred_at <= k.erased_at
+                GROUP BY k.account_id, k.id""",
+            *zip(*keys, strict=True),
+        )
+        for row in found:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await scrub_event_copies(
+                    conn, row["account_id"], [row["contact_id"]], list(row["conversation_ids"])
+                )
 
     async def _forget(self, account_id: str, value: bytes) -> None:
         """Blank again what the erasure blanked: an event of the person's conversations that
