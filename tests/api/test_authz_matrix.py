@@ -284,6 +284,10 @@ SPEC: dict[str, Expect] = {
     "GET /api/v1/reports/resolution": Expect(EVERYONE, ok=(400,)),
     "GET /api/v1/reports/agents": Expect(EVERYONE, ok=(400,)),
     "GET /api/v1/reports/calls": Expect(EVERYONE, ok=(400,)),
+    "GET /api/v1/reports/languages": Expect(EVERYONE, ok=(400,)),
+    "GET /api/v1/reports/next_response": Expect(EVERYONE, ok=(400,)),
+    "GET /api/v1/reports/sla": Expect(EVERYONE, ok=(400,)),
+    "GET /api/v1/reports/csat": Expect(EVERYONE, ok=(400,)),
     "GET /api/v1/reports/live": Expect(EVERYONE),
     "POST /api/v1/sms/segments": Expect(EVERYONE, body={"text": "ආයුබෝවන්"}),
     # 3CX: a lookup without its number is 400 once past the permission check; no voice inbox
