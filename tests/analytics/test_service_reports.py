@@ -4,16 +4,19 @@ contact's rows out of the new tables too."""
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
-from analytics import reports, rollups, service_reports
+from analytics import backfill, reports, rollups, schema, service_reports
+from analytics.backend import rows_bytes
 from analytics.part import AnalyticsConsumer
+from analytics.rows import ConversationRow
 from analytics.store import AnalyticsStore
 from hub.app import Hub
-from hub.events.envelope import Actor, ActorKind, Event, Payload, make_event
+from hub.events.envelope import Actor, ActorKind, Event, Payload, encode_event, make_event
 from hub.events.types import (
     ContactErased,
     ConversationCreated,
@@ -264,3 +267,67 @@ async def test_the_service_routes_answer_with_rbac_csv_and_4xx(client: Client, h
     for report, params, want, code in bad:
         got, body = await call(client, "GET", f"/api/v1/reports/{report}", params=params)
         assert (got, body["error"]["code"]) == (want, code), (report, params, body)
+
+
+async def test_backfill_and_verify_cover_the_new_tables(hub: Hub) -> None:
+    """The journal's ratings, analyses (one without a language: no row) and SLA events are
+    backfilled, twice without counting twice, and ``verify`` finds the same counts."""
+    events = story(hub.account_id)
+    events.append(
+        make_event(
+            MessageAnalysed(message_id="a-m4", inbox_id="inbox-1", sentiment=0.5),
+            account_id=hub.account_id,
+            conversation_id="conv-a",
+            actor=SYSTEM,
+            occurred_at=T0,
+        )
+    )
+    async with hub.pool.acquire() as conn:
+        await conn.executemany(
+            """INSERT INTO event_log (id, account_id, conversation_id, type, occurred_at, event)
+               VALUES ($1, $2, $3, $4, $5, $6::json) ON CONFLICT (id) DO NOTHING""",
+            [
+                (e.id, e.account_id, e.conversation_id, e.type, e.occurred_at,
+                 encode_event(e).decode())
+                for e in events
+            ],
+        )  # fmt: skip
+        store = AnalyticsStore(_backend(hub))
+        await backfill.backfill(conn, store, restart=True)
+        await backfill.backfill(conn, store, restart=True)
+        compared = await backfill.verify(conn, store.backend)
+    for table, want in (("ratings", 2), ("message_languages", 7), ("sla_events", 4)):
+        assert compared[table] == {"postgres": want, "analytics": want}, table
+    for table, counts in compared.items():
+        assert counts["postgres"] == counts["analytics"], table
+
+
+async def test_a_store_made_before_teams_gets_the_column(hub: Hub) -> None:
+    """A ``conversation_events`` table from before ``team_id`` gains it at start (appended, so
+    the insert order holds): old rows read no team, new rows their team."""
+    backend = _backend(hub)
+    old = f"{backend.database}_old"
+    await backend.execute(f"CREATE DATABASE {old}")
+    try:
+        columns = schema.TABLES["conversation_events"].replace(",\n    team_id         String", "")
+        assert "team_id" not in columns
+        await backend.execute(
+            f"CREATE TABLE {old}.conversation_events ({schema._COMMON}{columns}) {schema._ENGINE}"
+        )
+        await backend.execute(
+            f"INSERT INTO {old}.conversation_events VALUES ('e-old', 'acc', "
+            "'2025-03-03 09:00:00', 'conv', 'inbox', 'api', 'created', 'open', '', 'c', 'c')"
+        )
+        for sql in schema.statements(old):
+            await backend.execute(sql)
+        row = ConversationRow("e-new", "acc", T0, "conv", "inbox", "api", "updated", "open", "",
+                              "", "a", "team-1")  # fmt: skip
+        there = copy.copy(backend)  # the same engine, the old database: the consumer's insert
+        there.database = old
+        await there.insert("conversation_events", rows_bytes([row]), 1)
+        found = await backend.query(
+            f"SELECT event_id, team_id FROM {old}.conversation_events FINAL ORDER BY event_id"
+        )
+        assert found == [["e-new", "team-1"], ["e-old", ""]]
+    finally:
+        await backend.execute(f"DROP DATABASE IF EXISTS {old}")

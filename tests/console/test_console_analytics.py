@@ -223,6 +223,8 @@ async def test_analytics_page(hub: Hub, server: str, browser: Browser) -> None:
     await expect(
         page.locator("#an-first-response svg .tick", has_text="Support API")
     ).to_have_count(1)
+    await expect(page.locator("#an-teams svg .tick", has_text="Billing")).to_have_count(1)
+    await expect(page.locator('#an-sla tr[data-metric="resolution"]')).to_have_count(1)
     fill = await page.locator("#an-hours rect.s1").first.evaluate("e => getComputedStyle(e).fill")
     assert fill == "rgb(108, 178, 255)"  # --accent in the dark theme
     await page.screenshot(path=str(SHOTS / "analytics-dark.png"), full_page=True)
