@@ -29,9 +29,18 @@ from aiohttp.test_utils import TestClient
 
 from gateway.routes import ALL_ROUTES
 from hub.app import Hub
+from hub.config import Config
 from tests.api.world import PRINCIPALS, World, build_world
 
 pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def hub_config(hub_config: Config) -> Config:
+    """Rate limits off: one principal calls every route in a burst, and a refused token's bucket
+    ran dry once the table passed a hundred routes (tests/api/test_edge.py tests the limits)."""
+    return hub_config.replace(rate_limit_address=0.0, rate_limit_token=0.0)
+
 
 EVERYONE = frozenset({"admin", "supervisor", "member", "nonmember"})
 MANAGERS = frozenset({"admin", "supervisor"})
