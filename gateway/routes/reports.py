@@ -26,6 +26,8 @@ from hub.authz import Permission
 
 #: the longest range one report reads (two years: a year against the year before)
 MAX_DAYS = 731
+#: the days a report may name
+FIRST_DAY, LAST_DAY = date(1900, 1, 2), date(2299, 12, 30)
 TimeZone = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_+\-/]+$")]
 Channel = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")]
 Format = Literal["json", "csv"]
@@ -150,6 +152,9 @@ def _scope(call: Call, query: RangeQuery) -> reports.Scope:
     zone = _zone(query.tz)
     if query.until < query.since:
         raise ApiError(422, "invalid_range", "until is before since")
+    if query.since < FIRST_DAY or query.until > LAST_DAY:
+        # beyond ClickHouse's DateTime64 (and, at the ends, Python's dates once shifted by tz)
+        raise ApiError(422, "invalid_range", f"reports cover days from {FIRST_DAY} to {LAST_DAY}")
     if (query.until - query.since).days + 1 > MAX_DAYS:
         raise ApiError(422, "range_too_large", f"a report covers at most {MAX_DAYS} days")
     if query.inbox_id is not None:

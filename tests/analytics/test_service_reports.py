@@ -263,6 +263,8 @@ async def test_the_service_routes_answer_with_rbac_csv_and_4xx(client: Client, h
         ("languages", {**span, "group_by": "inbox"}, 400, "invalid_parameter"),
         ("next_response", {**span, "group_by": "planet"}, 400, "invalid_parameter"),
         ("csat", {"since": "1990-01-01", "until": day}, 422, "range_too_large"),
+        ("sla", {"since": "9999-12-31", "until": "9999-12-31"}, 422, "invalid_range"),
+        ("languages", {"since": "0001-01-01", "until": "0001-01-02"}, 422, "invalid_range"),
     ]
     for report, params, want, code in bad:
         got, body = await call(client, "GET", f"/api/v1/reports/{report}", params=params)
