@@ -17,8 +17,10 @@ Definitions:
 - *CSAT*: the web chat's ratings (1 to 5), the latest per conversation, rated in the range;
   score = share of ratings 4 or 5 (as Chatwoot's); attributed to the assignee and team at the
   rating.
-- *languages*: messages the AI part analysed, by the language it detected (its latest finding per
-  message), with the direction from the messages table; private notes are left out.
+- *languages*: messages the AI part analysed (today it emits ``message.analysed`` for customers'
+  messages only), by the language it detected (its latest finding per message), in the range of
+  the analysis (moments after the message), with the direction from the messages table; private
+  notes are left out.
 """
 
 from __future__ import annotations

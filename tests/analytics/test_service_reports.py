@@ -5,7 +5,7 @@ contact's rows out of the new tables too."""
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +15,8 @@ from analytics.backend import rows_bytes
 from analytics.part import AnalyticsConsumer
 from analytics.rows import ConversationRow
 from analytics.store import AnalyticsStore
+from hub.actions.sla import announce_sla
+from hub.actions.webchat import rate_conversation
 from hub.app import Hub
 from hub.events.envelope import Actor, ActorKind, Event, Payload, encode_event, make_event
 from hub.events.types import (
@@ -32,7 +34,7 @@ from hub.events.types import (
     SlaWarning,
 )
 from tests.analytics.test_pipeline import T0, _backend, _batch
-from tests.analytics.test_reports import Client, _inbox
+from tests.analytics.test_reports import Client, _inbox, _range, _settle, _world
 from tests.api.admin_support import ADMIN, call, make_user
 
 pytestmark = pytest.mark.postgres
@@ -333,3 +335,44 @@ async def test_a_store_made_before_teams_gets_the_column(hub: Hub) -> None:
         assert found == [["e-new", "team-1"], ["e-old", ""]]
     finally:
         await backend.execute(f"DROP DATABASE IF EXISTS {old}")
+
+
+async def test_ratings_and_breaches_come_through_the_hub(client: Client, hub: Hub) -> None:
+    """The real path: the web chat's rating and the SLA action's breach are journalled, relayed
+    on the bus, written by the analytics consumer and read back over REST."""
+    world = await _world(client, hub)
+    async with hub.pool.acquire() as conn:
+        resolved = await conn.fetchrow(
+            "SELECT id, contact_id, inbox_id FROM conversations WHERE status = 'resolved'"
+        )
+        assert resolved is not None
+        async with conn.transaction():
+            await rate_conversation(
+                conn,
+                account_id=hub.account_id,
+                contact_id=resolved["contact_id"],
+                conversation_id=resolved["id"],
+                rating=4,
+                comment="quick, thanks",
+            )
+            await announce_sla(
+                conn,
+                breached=True,
+                account_id=hub.account_id,
+                conversation_id=resolved["id"],
+                inbox_id=resolved["inbox_id"],
+                policy_id="policy-1",
+                metric="first_response",
+                cycle=0,
+                due_at=datetime.now(UTC),
+            )
+    await _settle(hub)
+    status, body = await call(client, "GET", "/api/v1/reports/csat", params=_range())
+    assert status == 200, body
+    assert [(r["key"], r["ratings"], r["score_pct"]) for r in body["rows"]] == [
+        (world["a"], 1, 100.0)
+    ]
+    status, body = await call(client, "GET", "/api/v1/reports/sla", params=_range())
+    assert status == 200, body
+    first = {r["metric"]: r for r in body["totals"]}["first_response"]
+    assert (first["conversations"], first["breached"], first["compliance_pct"]) == (3, 1, 66.67)
