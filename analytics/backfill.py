@@ -29,6 +29,11 @@ TYPES = {
     "messages": "type IN ('message.received', 'message.created')",
     "conversation_events": "type IN ('conversation.created', 'conversation.updated')",
     "call_events": "type LIKE 'call.%'",
+    "ratings": "type = 'conversation.rated'",
+    # analyses without a language write no row
+    "message_languages": "type = 'message.analysed' "
+    "AND coalesce(event->'payload'->>'language', '') <> ''",
+    "sla_events": "type IN ('sla.warning', 'sla.breached')",
 }
 
 

@@ -13,6 +13,10 @@ Chatwoot's reports):
   in the range, attributed to the assignee at resolution.
 - *volume*: conversations created and messages (inbound; outbound public replies; private notes
   not counted) by channel, inbox, hour of day and day of week in the caller's time zone.
+- *team*: the conversation's team at the reply (first response) or the resolution, from its
+  latest ``conversation.created``/``.updated`` at or before that moment (no team: key ``""``).
+
+Next response time, SLA, CSAT and languages: :mod:`analytics.service_reports`.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any, Literal
 from analytics import rollups
 from analytics.backend import Backend
 
-GroupBy = Literal["agent", "inbox", "channel"]
+GroupBy = Literal["agent", "inbox", "channel", "team"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,7 +179,19 @@ def _empty() -> dict[str, int]:
     return {"conversations": 0, "messages_inbound": 0, "messages_outbound": 0}
 
 
-_KEY = {"agent": "agent", "inbox": "inbox_id", "channel": "channel"}
+_KEY = {"agent": "agent", "inbox": "inbox_id", "channel": "channel", "team": "team"}
+
+
+def with_team(db: str, inner: str, at: str = "at") -> str:
+    """``inner`` (rows with ``conversation_id`` and the moment ``at``) with a ``team`` column:
+    the conversation's team then, from its latest conversation event at or before ``at``."""
+    return f"""
+        SELECT f.*, t.team_id AS team
+          FROM ({inner}) AS f
+          ASOF LEFT JOIN
+               (SELECT conversation_id, occurred_at, team_id FROM {db}.conversation_events FINAL
+                 WHERE account_id = {{account:String}}) AS t
+            ON f.conversation_id = t.conversation_id AND f.{at} >= t.occurred_at"""
 
 
 async def first_response(backend: Backend, scope: Scope, group_by: GroupBy) -> list[list[Any]]:
@@ -196,19 +212,22 @@ async def first_response(backend: Backend, scope: Scope, group_by: GroupBy) -> l
     since = "toDateTime64({since:String}, 3, 'UTC')"
     live = (
         f"""UNION ALL
-            SELECT inbox_id, channel, agent_id AS agent, secs
+            SELECT conversation_id, replied_at AS at, inbox_id, channel, agent_id AS agent, secs
               FROM ({rollups.first_replies_select(backend.database, unclean, created, since)})
              WHERE {where}"""
         if unclean
         else ""
     )
+    rows = f"""SELECT conversation_id, replied_at AS at, inbox_id, channel, agent_id AS agent, secs
+                 FROM {_table(backend, "first_replies")}
+                WHERE {where} AND ({rollups.day_runs("day", clean)})
+               {live}"""
+    if group_by == "team":
+        rows = with_team(backend.database, rows)
     return await backend.query(
         f"""SELECT {_KEY[group_by]} AS key, count() AS n,
                    quantilesExact(0.5, 0.9)(secs) AS q, avg(secs)
-              FROM (SELECT inbox_id, channel, agent_id AS agent, secs
-                      FROM {_table(backend, "first_replies")}
-                     WHERE {where} AND ({rollups.day_runs("day", clean)})
-                    {live})
+              FROM ({rows})
              GROUP BY key ORDER BY n DESC, key
             {FINAL_SETTINGS}""",
         params,
@@ -219,7 +238,9 @@ async def resolution(backend: Backend, scope: Scope, group_by: GroupBy) -> list[
     """Rows: key, resolutions, median, p90 and mean seconds from the latest opening: clean days
     from ``resolutions``, the others from the event tables."""
     where, params = _where(scope, "assignee_id")
-    key = {"agent": "assignee_id", "inbox": "inbox_id", "channel": "channel"}[group_by]
+    key = {"agent": "assignee_id", "inbox": "inbox_id", "channel": "channel", "team": "team"}[
+        group_by
+    ]
     first, last = _days(scope)
     clean, unclean = await rollups.split(backend, first, last)
     raw = rollups.resolutions_select(
@@ -227,18 +248,21 @@ async def resolution(backend: Backend, scope: Scope, group_by: GroupBy) -> list[
     )
     live = (
         f"""UNION ALL
-            SELECT inbox_id, channel, assignee_id, secs
+            SELECT conversation_id, occurred_at AS at, inbox_id, channel, assignee_id, secs
               FROM ({raw})
              WHERE {where}"""
         if unclean
         else ""
     )
+    rows = f"""SELECT conversation_id, occurred_at AS at, inbox_id, channel, assignee_id, secs
+                 FROM {_table(backend, "resolutions")}
+                WHERE {where} AND ({rollups.day_runs("day", clean)})
+               {live}"""
+    if group_by == "team":
+        rows = with_team(backend.database, rows)
     return await backend.query(
         f"""SELECT {key} AS key, count() AS n, quantilesExact(0.5, 0.9)(secs) AS q, avg(secs)
-              FROM (SELECT inbox_id, channel, assignee_id, secs
-                      FROM {_table(backend, "resolutions")}
-                     WHERE {where} AND ({rollups.day_runs("day", clean)})
-                    {live})
+              FROM ({rows})
              GROUP BY key ORDER BY n DESC, key
             {FINAL_SETTINGS}""",
         params,
@@ -292,10 +316,21 @@ async def calls(backend: Backend, scope: Scope) -> list[list[Any]]:
     )
 
 
+#: the event tables ``hub analytics verify`` compares with the journal
+TABLES = (
+    "messages",
+    "conversation_events",
+    "call_events",
+    "ratings",
+    "message_languages",
+    "sla_events",
+)
+
+
 async def counts(backend: Backend, account_id: str | None = None) -> dict[str, int]:
     """Rows per table (after de-duplication): what ``hub analytics verify`` compares."""
     found: dict[str, int] = {}
-    for table in ("messages", "conversation_events", "call_events"):
+    for table in TABLES:
         where = "WHERE account_id = {account:String}" if account_id else ""
         rows = await backend.query(
             f"SELECT count() FROM {_table(backend, table)} FINAL {where}",

@@ -17,10 +17,14 @@ from hub.events.types import (
     CallEnded,
     CallRinging,
     ConversationCreated,
+    ConversationRated,
     ConversationStatus,
     ConversationUpdated,
+    MessageAnalysed,
     MessageCreated,
     MessageReceived,
+    SlaBreached,
+    SlaWarning,
 )
 
 
@@ -50,6 +54,8 @@ class ConversationRow(msgspec.Struct, array_like=True):
     assignee_id: str
     contact_id: str
     actor_id: str
+    #: the conversation's team after the change (older callers may leave it out)
+    team_id: str = ""
 
 
 class CallRow(msgspec.Struct, array_like=True):
@@ -68,20 +74,63 @@ class CallRow(msgspec.Struct, array_like=True):
     duration_s: float
 
 
+class RatingRow(msgspec.Struct, array_like=True):
+    event_id: str
+    account_id: str
+    occurred_at: datetime
+    conversation_id: str
+    inbox_id: str
+    channel: str
+    contact_id: str
+    rating: int
+
+
+class LanguageRow(msgspec.Struct, array_like=True):
+    event_id: str
+    account_id: str
+    occurred_at: datetime
+    conversation_id: str
+    inbox_id: str
+    channel: str
+    message_id: str
+    language: str
+
+
+class SlaRow(msgspec.Struct, array_like=True):
+    event_id: str
+    account_id: str
+    occurred_at: datetime
+    conversation_id: str
+    inbox_id: str
+    channel: str
+    kind: str
+    policy_id: str
+    metric: str
+    cycle: int
+    due_at: datetime
+
+
 class Rows(msgspec.Struct):
     messages: list[MessageRow] = msgspec.field(default_factory=list)
     conversation_events: list[ConversationRow] = msgspec.field(default_factory=list)
     call_events: list[CallRow] = msgspec.field(default_factory=list)
+    ratings: list[RatingRow] = msgspec.field(default_factory=list)
+    message_languages: list[LanguageRow] = msgspec.field(default_factory=list)
+    sla_events: list[SlaRow] = msgspec.field(default_factory=list)
 
     def tables(self) -> dict[str, list[msgspec.Struct]]:
         return {
             "messages": list(self.messages),
             "conversation_events": list(self.conversation_events),
             "call_events": list(self.call_events),
+            "ratings": list(self.ratings),
+            "message_languages": list(self.message_languages),
+            "sla_events": list(self.sla_events),
         }
 
     def moments(self) -> list[datetime]:
-        """When every row's event happened (the days a write touches)."""
+        """When every row's event happened (the days a write touches). Only the tables the
+        rollups are built from: the others are always read raw."""
         return [
             r.occurred_at
             for table in (self.messages, self.conversation_events, self.call_events)
@@ -89,7 +138,7 @@ class Rows(msgspec.Struct):
         ]
 
     def __len__(self) -> int:
-        return len(self.messages) + len(self.conversation_events) + len(self.call_events)
+        return sum(len(items) for items in self.tables().values())
 
 
 def inbox_of(payload: Payload) -> str | None:
@@ -168,6 +217,7 @@ def build_rows(events: Iterable[Event[Payload]], channels: Mapping[str, str]) ->
                     state.assignee_id or "",
                     payload.contact_id,
                     actor,
+                    state.team_id or "",
                 )
             )
         elif isinstance(payload, ConversationUpdated):
@@ -185,6 +235,50 @@ def build_rows(events: Iterable[Event[Payload]], channels: Mapping[str, str]) ->
                     state.assignee_id or "",
                     "",
                     actor,
+                    state.team_id or "",
+                )
+            )
+        elif isinstance(payload, ConversationRated):
+            rows.ratings.append(
+                RatingRow(
+                    event.id,
+                    event.account_id,
+                    event.occurred_at,
+                    conversation,
+                    inbox,
+                    channel,
+                    payload.contact_id,
+                    min(max(payload.rating, 0), 255),
+                )
+            )
+        elif isinstance(payload, MessageAnalysed):
+            if payload.language:
+                rows.message_languages.append(
+                    LanguageRow(
+                        event.id,
+                        event.account_id,
+                        event.occurred_at,
+                        conversation,
+                        inbox,
+                        channel,
+                        payload.message_id,
+                        payload.language,
+                    )
+                )
+        elif isinstance(payload, SlaWarning | SlaBreached):
+            rows.sla_events.append(
+                SlaRow(
+                    event.id,
+                    event.account_id,
+                    event.occurred_at,
+                    conversation,
+                    inbox,
+                    channel,
+                    "breached" if isinstance(payload, SlaBreached) else "warning",
+                    payload.policy_id,
+                    payload.metric,
+                    max(payload.cycle, 0),
+                    payload.due_at,
                 )
             )
         elif event.type.startswith("call."):

@@ -45,7 +45,8 @@ TABLES: dict[str, str] = {
     status          LowCardinality(String),
     assignee_id     String,
     contact_id      String,
-    actor_id        String
+    actor_id        String,
+    team_id         String
 """,
     # call.*: kind is the event type without "call."
     "call_events": """
@@ -57,13 +58,37 @@ TABLES: dict[str, str] = {
     answered_by     LowCardinality(String),
     duration_s      Float64
 """,
+    # conversation.rated (the web chat's CSAT, 1 to 5; the comment is text and stays out)
+    "ratings": """
+    contact_id      String,
+    rating          UInt8
+""",
+    # message.analysed: the AI part's language of a message (re-analysis adds a row; reports
+    # count each message once, with its latest language)
+    "message_languages": """
+    message_id      String,
+    language        LowCardinality(String)
+""",
+    # sla.warning / sla.breached: kind is warning or breached
+    "sla_events": """
+    kind            LowCardinality(String),
+    policy_id       String,
+    metric          LowCardinality(String),
+    cycle           UInt32,
+    due_at          DateTime64(3, 'UTC')
+""",
 }
+#: columns added to a table after stores were made with it: (table, column, type), appended at
+#: the end so the insert order of analytics.rows holds for old and new stores alike
+ADDED: list[tuple[str, str, str]] = [("conversation_events", "team_id", "String")]
 
 
 def statements(database: str) -> list[str]:
     made = [f"CREATE DATABASE IF NOT EXISTS {database}"]
     for table, columns in TABLES.items():
         made.append(f"CREATE TABLE IF NOT EXISTS {database}.{table} ({_COMMON}{columns}) {_ENGINE}")
+    for table, column, kind in ADDED:
+        made.append(f"ALTER TABLE {database}.{table} ADD COLUMN IF NOT EXISTS {column} {kind}")
     # small bookkeeping: the backfill's resume point
     made.append(
         f"""CREATE TABLE IF NOT EXISTS {database}.meta (

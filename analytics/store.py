@@ -118,6 +118,11 @@ async def erase_contact(
         "conversation_events": "(contact_id = {contact:String} OR "
         "has({conversations:Array(String)}, conversation_id))",
         "call_events": "has({conversations:Array(String)}, conversation_id)",
+        "ratings": "(contact_id = {contact:String} OR "
+        "has({conversations:Array(String)}, conversation_id))",
+        "message_languages": "(has({conversations:Array(String)}, conversation_id) OR "
+        "has({messages:Array(String)}, message_id))",
+        "sla_events": "has({conversations:Array(String)}, conversation_id)",
     }
     # the conversations that contact rows belong to, beyond those the event named
     found = await backend.query(

@@ -29,7 +29,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from analytics import reports, rollups
+from analytics import reports, rollups, service_reports
 from analytics.backend import ChdbBackend
 from analytics.rows import ConversationRow, MessageRow, Rows
 from analytics.store import AnalyticsStore
@@ -181,6 +181,13 @@ async def run(events: int, data: Path, repeats: int) -> dict[str, object]:
         "volume (one month)": lambda: reports.volume(backend, month),
         "first_response by inbox (one month)": lambda: reports.first_response(
             backend, month, "inbox"
+        ),
+        # raw reads (no rollups): analytics/service_reports.py
+        "next_response by inbox (one month)": lambda: service_reports.next_response(
+            backend, month, "inbox"
+        ),
+        "first_response by team (one month)": lambda: reports.first_response(
+            backend, month, "team"
         ),
     }
     latency: dict[str, dict[str, float]] = {}

@@ -2,8 +2,9 @@
 /**
  * The analytics page (`#/analytics`): live counters from PostgreSQL (open, unassigned, waiting;
  * refreshed every 15 s while the page is open) next to the historic reports from the analytics
- * store (GET /api/v1/reports/*): volume by hour, weekday and channel, first response and
- * resolution times per inbox, and agents. A date range, a time zone, an inbox and a channel
+ * store (GET /api/v1/reports/*): volume by hour, weekday, channel and language, first response,
+ * next response and resolution times per inbox, first response and resolution per team, SLA
+ * compliance, CSAT, and agents. A date range, a time zone, an inbox and a channel
  * filter every report; each card has a CSV export (fetched with the bearer token, then saved).
  * Charts are SVG drawn here, coloured from the theme's variables, so the dark theme needs nothing
  * more. A report the store cannot answer (analytics off, store away) shows its error in its card.
@@ -45,6 +46,24 @@ const EN = {
   "analytics.outbound": "Outbound",
   "analytics.median": "Median",
   "analytics.nothing": "Nothing in this range.",
+  "analytics.next_response": "Next response time by inbox (median, p90)",
+  "analytics.by_team": "First response and resolution by team (median)",
+  "analytics.no_team": "No team",
+  "analytics.first": "First response",
+  "analytics.resolution_short": "Resolution",
+  "analytics.languages": "Messages by language",
+  "analytics.messages": "Messages",
+  "analytics.csat": "Customer satisfaction (CSAT)",
+  "analytics.csat_totals": "Score {s}% · mean {m} · {n} ratings",
+  "analytics.ratings": "Ratings",
+  "analytics.sla": "SLA compliance",
+  "analytics.metric": "Metric",
+  "analytics.conversations": "Conversations",
+  "analytics.breached": "Breached",
+  "analytics.compliance": "Compliance",
+  "analytics.metric_first_response": "First response",
+  "analytics.metric_next_response": "Next response",
+  "analytics.metric_resolution": "Resolution",
   "analytics.bad_range": "The start must not be after the end.",
 };
 /** @param {keyof typeof EN} key @param {Record<string, string | number>} [vars] */
@@ -178,18 +197,23 @@ export async function analyticsScreen(app, api, header) {
 
   /** @type {Map<string, any>} */ const inboxes = new Map();
   /** @type {Map<string, string>} */ const users = new Map();
+  /** @type {Map<string, string>} */ const teams = new Map();
   try {
-    const [ib, us] = await Promise.all([
+    const [ib, us, tm] = await Promise.all([
       api.get("/api/v1/inboxes?limit=200"),
       api.get("/api/v1/users?limit=200").catch(() => ({ data: [] })),
+      api.get("/api/v1/teams").catch(() => ({ data: [] })),
     ]);
     for (const i of ib.data) inboxes.set(i.id, i);
     for (const u of us.data) users.set(u.id, u.name);
+    for (const x of tm.data || []) teams.set(x.id, x.name);
   } catch (e) { if (!(e instanceof ApiError)) throw e; }
   for (const i of inboxes.values()) inbox.append(h("option", { value: i.id, text: i.name }));
   for (const c of new Set([...inboxes.values()].map((i) => i.channel))) channel.append(h("option", { value: c, text: c }));
   const inboxName = (/** @type {string} */ id) => inboxes.get(id)?.name || id || "—";
   const userName = (/** @type {string} */ id) => users.get(id) || id || "—";
+  const teamName = (/** @type {string} */ id) => teams.get(id) || id || L("analytics.no_team");
+  const empty = () => [h("p.empty", { text: L("analytics.nothing") })];
 
   async function refreshLive() {
     if (!document.body.contains(live)) return stopAnalytics();
@@ -231,11 +255,11 @@ export async function analyticsScreen(app, api, header) {
     a.remove();
   }
 
-  /** @param {HTMLElement} body @param {string} path @param {(data: any) => (Node | string)[]} draw */
+  /** @param {HTMLElement} body @param {string} path @param {(data: any) => (Node | string)[] | Promise<(Node | string)[]>} draw */
   async function fill(body, path, draw) {
     try {
       const data = await api.get(path);
-      clear(body).append(...draw(data));
+      clear(body).append(...(await draw(data)));
     } catch (e) {
       if (!(e instanceof ApiError)) throw e;
       clear(body).append(h("p.error", { text: e.message }));
@@ -272,13 +296,43 @@ export async function analyticsScreen(app, api, header) {
       channels.removeAttribute("aria-busy");
       return [totals, chart];
     });
-    for (const [id, report] of [["an-first-response", "first_response"], ["an-resolution", "resolution"]]) {
+    for (const [id, report] of [["an-first-response", "first_response"], ["an-next-response", "next_response"], ["an-resolution", "resolution"]]) {
       const title = L(/** @type {any} */ (`analytics.${report}`));
       const body = card(id, title, report, { group_by: "inbox" });
       fill(body, `/api/v1/reports/${report}?${query({ group_by: "inbox" })}`, (r) => r.rows.length
         ? [barChart(r.rows.map((/** @type {any} */ x) => ({ key: inboxName(x.key), a: x.median_s, b: x.p90_s, text: `${duration(x.median_s)} · ${duration(x.p90_s)} (${x.count})` })), title, [L("analytics.median"), "p90"])]
         : [h("p.empty", { text: L("analytics.nothing") })]);
     }
+    const byTeam = card("an-teams", L("analytics.by_team"), "first_response", { group_by: "team" });
+    fill(byTeam, `/api/v1/reports/first_response?${query({ group_by: "team" })}`, async (f) => {
+      const r = await api.get(`/api/v1/reports/resolution?${query({ group_by: "team" })}`);
+      /** @type {Map<string, {a: number, b?: number}>} */ const both = new Map();
+      for (const x of f.rows) both.set(x.key, { a: x.median_s });
+      for (const x of r.rows) both.set(x.key, { a: both.get(x.key)?.a ?? 0, b: x.median_s });
+      return both.size
+        ? [barChart([...both].map(([k, v]) => ({ key: teamName(k), a: v.a, b: v.b ?? 0, text: `${duration(v.a)} · ${duration(v.b ?? 0)}` })), L("analytics.by_team"), [L("analytics.first"), L("analytics.resolution_short")])]
+        : empty();
+    });
+    const langs = card("an-languages", L("analytics.languages"), "languages");
+    fill(langs, `/api/v1/reports/languages?${q}`, (r) => r.rows.length
+      ? [barChart(r.rows.slice(0, 12).map((/** @type {any} */ x) => ({ key: x.language, a: x.messages_inbound, b: x.messages_outbound, text: String(x.messages) })), L("analytics.languages"), [L("analytics.inbound"), L("analytics.outbound")])]
+      : empty());
+    const csat = card("an-csat", L("analytics.csat"), "csat", { group_by: "inbox" });
+    fill(csat, `/api/v1/reports/csat?${query({ group_by: "inbox" })}`, (r) => {
+      const tot = r.totals;
+      if (!tot.ratings) return empty();
+      const keys = ["1", "2", "3", "4", "5"];
+      return [h("p.an-totals", { id: "an-csat-totals", text: L("analytics.csat_totals", { s: tot.score_pct, m: tot.mean_rating, n: tot.ratings }) }),
+        columnChart(keys, [{ name: L("analytics.ratings"), cls: "s1", values: keys.map((k) => tot.distribution[k]) }], L("analytics.csat"))];
+    });
+    const sla = card("an-sla", L("analytics.sla"), "sla", { group_by: "inbox" });
+    fill(sla, `/api/v1/reports/sla?${query({ group_by: "inbox" })}`, (r) => r.rows.length
+      ? [h("table.an-table", null,
+          h("thead", null, h("tr", null, ...["metric", "conversations", "breached", "compliance"].map((k) => h("th", { text: L(/** @type {any} */ (`analytics.${k}`)) })))),
+          h("tbody", null, ...r.totals.map((/** @type {any} */ x) => h("tr", { "data-metric": x.metric },
+            h("td", { text: L(/** @type {any} */ (`analytics.metric_${x.metric}`)) }), h("td", { text: String(x.conversations) }),
+            h("td", { text: String(x.breached) }), h("td", { text: `${x.compliance_pct}%` })))))]
+      : empty());
     const agents = card("an-agents", L("analytics.agents"), "agents");
     fill(agents, `/api/v1/reports/agents?${q}`, (r) => r.rows.length
       ? [h("table.an-table", null,

@@ -1,5 +1,6 @@
-"""Reports over REST: volume, first response and resolution times, agents, calls (from the
-analytics store, ClickHouse) and live counts (from PostgreSQL). Every report takes a date range in
+"""Reports over REST: volume, languages, first response, next response and resolution times,
+SLA compliance, CSAT, agents, calls (from the analytics store, ClickHouse) and live counts (from
+PostgreSQL). Every report takes a date range in
 an IANA time zone and answers JSON, or CSV with ``format=csv``. A caller sees only the inboxes they
 may see; naming another inbox is 404 like any record they may not see.
 """
@@ -15,7 +16,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from aiohttp import web
 
-from analytics import reports
+from analytics import reports, service_reports
 from analytics.backend import AnalyticsQueryError, AnalyticsUnavailable, Backend
 from analytics.part import AnalyticsPart
 from gateway.responses import ApiError
@@ -25,12 +26,14 @@ from hub.authz import Permission
 
 #: the longest range one report reads (two years: a year against the year before)
 MAX_DAYS = 731
+#: the days a report may name
+FIRST_DAY, LAST_DAY = date(1900, 1, 2), date(2299, 12, 30)
 TimeZone = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_+\-/]+$")]
 Channel = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")]
 Format = Literal["json", "csv"]
 
 
-class ReportQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class RangeQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """``since`` and ``until`` are days in ``tz`` (both included)."""
 
     since: date
@@ -38,8 +41,15 @@ class ReportQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     tz: TimeZone = "UTC"
     inbox_id: Id | None = None
     channel: Channel | None = None
-    agent_id: Id | None = None
     format: Format = "json"
+
+
+class ReportQuery(RangeQuery, forbid_unknown_fields=True, kw_only=True):
+    agent_id: Id | None = None
+
+
+class SlaQuery(RangeQuery, forbid_unknown_fields=True, kw_only=True):
+    group_by: service_reports.SlaGroupBy = "inbox"
 
 
 class TimesQuery(ReportQuery, forbid_unknown_fields=True, kw_only=True):
@@ -138,10 +148,13 @@ def _zone(name: str) -> zoneinfo.ZoneInfo:
         raise ApiError(422, "unknown_time_zone", f"{name!r} is not an IANA time zone") from exc
 
 
-def _scope(call: Call, query: ReportQuery) -> reports.Scope:
+def _scope(call: Call, query: RangeQuery) -> reports.Scope:
     zone = _zone(query.tz)
     if query.until < query.since:
         raise ApiError(422, "invalid_range", "until is before since")
+    if query.since < FIRST_DAY or query.until > LAST_DAY:
+        # beyond ClickHouse's DateTime64 (and, at the ends, Python's dates once shifted by tz)
+        raise ApiError(422, "invalid_range", f"reports cover days from {FIRST_DAY} to {LAST_DAY}")
     if (query.until - query.since).days + 1 > MAX_DAYS:
         raise ApiError(422, "range_too_large", f"a report covers at most {MAX_DAYS} days")
     if query.inbox_id is not None:
@@ -159,7 +172,7 @@ def _scope(call: Call, query: ReportQuery) -> reports.Scope:
         inboxes=principal.inboxes,
         inbox_id=query.inbox_id,
         channel=query.channel,
-        agent_id=query.agent_id,
+        agent_id=getattr(query, "agent_id", None),
     )
 
 
@@ -230,9 +243,16 @@ async def volume(call: Call) -> Any:
     )
 
 
+_TIMES = {
+    "first_response": reports.first_response,
+    "next_response": service_reports.next_response,
+    "resolution": reports.resolution,
+}
+
+
 async def _times(call: Call, which: str) -> Any:
     query: TimesQuery = call.query
-    fn = reports.first_response if which == "first_response" else reports.resolution
+    fn = _TIMES[which]
     found = await _read(call, fn(_backend(call), _scope(call, query), query.group_by))
     rows = [
         TimesRow(str(k), int(n), _number(q[0]), _number(q[1]), _number(mean))
@@ -248,7 +268,7 @@ async def _times(call: Call, which: str) -> Any:
     "GET",
     "/api/v1/reports/first_response",
     permission=Permission.CONVERSATIONS_READ,
-    summary="Time to the first agent reply (median, p90) by agent, inbox or channel",
+    summary="Time to the first agent reply (median, p90) by agent, team, inbox or channel",
     tag="reports",
     csv=True,
     query=TimesQuery,
@@ -261,9 +281,24 @@ async def first_response(call: Call) -> Any:
 
 @route(
     "GET",
+    "/api/v1/reports/next_response",
+    permission=Permission.CONVERSATIONS_READ,
+    summary="Time from a customer's message after a reply to the next agent reply (median, p90)",
+    tag="reports",
+    csv=True,
+    query=TimesQuery,
+    reply=TimesReport,
+    errors=(422, 503),
+)
+async def next_response(call: Call) -> Any:
+    return await _times(call, "next_response")
+
+
+@route(
+    "GET",
     "/api/v1/reports/resolution",
     permission=Permission.CONVERSATIONS_READ,
-    summary="Time from opening to resolution (median, p90) by agent, inbox or channel",
+    summary="Time from opening to resolution (median, p90) by agent, team, inbox or channel",
     tag="reports",
     csv=True,
     query=TimesQuery,
@@ -368,4 +403,172 @@ async def live(call: Call) -> Any:
     return LiveReport(datetime.now(UTC), totals, rows)
 
 
-ROUTES = [volume, first_response, resolution, agents, calls, live]
+class CsatRow(msgspec.Struct):
+    key: str
+    ratings: int
+    mean_rating: float
+    #: percent of ratings that are 4 or 5
+    score_pct: float
+    #: ratings per score, "1" to "5"
+    distribution: dict[str, int]
+
+
+class CsatReport(msgspec.Struct):
+    since: date
+    until: date
+    tz: str
+    group_by: str
+    totals: CsatRow
+    rows: list[CsatRow]
+
+
+def _csat_row(key: str, n: int, total: float, satisfied: int, scores: list[int]) -> CsatRow:
+    return CsatRow(
+        key,
+        n,
+        round(total / n, 3) if n else 0.0,
+        round(100.0 * satisfied / n, 2) if n else 0.0,
+        {str(i + 1): c for i, c in enumerate(scores)},
+    )
+
+
+@route(
+    "GET",
+    "/api/v1/reports/csat",
+    permission=Permission.CONVERSATIONS_READ,
+    summary="Customer satisfaction: ratings 1-5, their distribution and score (share of 4-5)",
+    tag="reports",
+    csv=True,
+    query=TimesQuery,
+    reply=CsatReport,
+    errors=(422, 503),
+)
+async def csat(call: Call) -> Any:
+    query: TimesQuery = call.query
+    found = await _read(
+        call, service_reports.csat(_backend(call), _scope(call, query), query.group_by)
+    )
+    rows, sums = [], [0.0, 0, 0, 0, 0, 0, 0, 0]
+    for key, n, mean, satisfied, *scores in found:
+        counts = [int(c) for c in scores]
+        rows.append(_csat_row(str(key), int(n), float(mean) * int(n), int(satisfied), counts))
+        for i, v in enumerate([int(n), float(mean) * int(n), int(satisfied), *counts]):
+            sums[i] += v
+    totals = _csat_row("", int(sums[0]), float(sums[1]), int(sums[2]), [int(c) for c in sums[3:]])
+    if query.format == "csv":
+        header = [query.group_by, "ratings", "mean_rating", "score_pct", "1", "2", "3", "4", "5"]
+        lines = [
+            [r.key, r.ratings, r.mean_rating, r.score_pct, *r.distribution.values()] for r in rows
+        ]
+        return _csv("csat", header, lines)
+    return CsatReport(query.since, query.until, query.tz, query.group_by, totals, rows)
+
+
+class SlaRow(msgspec.Struct):
+    key: str
+    metric: str
+    conversations: int
+    breached: int
+    breaches: int
+    warned: int
+    compliance_pct: float
+
+
+class SlaReport(msgspec.Struct):
+    since: date
+    until: date
+    tz: str
+    group_by: str
+    #: per metric over every key
+    totals: list[SlaRow]
+    rows: list[SlaRow]
+
+
+@route(
+    "GET",
+    "/api/v1/reports/sla",
+    permission=Permission.CONVERSATIONS_READ,
+    summary="SLA breaches and compliance % per metric, over the conversations created in range",
+    tag="reports",
+    csv=True,
+    query=SlaQuery,
+    reply=SlaReport,
+    errors=(422, 503),
+)
+async def sla(call: Call) -> Any:
+    query: SlaQuery = call.query
+    found = await _read(
+        call, service_reports.sla(_backend(call), _scope(call, query), query.group_by)
+    )
+    rows = [msgspec.convert(r, SlaRow) for r in found]
+    totals = []
+    for metric in service_reports.METRICS:
+        mine = [r for r in rows if r.metric == metric]
+        n, b = sum(r.conversations for r in mine), sum(r.breached for r in mine)
+        totals.append(
+            SlaRow(
+                "",
+                metric,
+                n,
+                b,
+                sum(r.breaches for r in mine),
+                sum(r.warned for r in mine),
+                service_reports.compliance(n, b),
+            )
+        )
+    if query.format == "csv":
+        header = [query.group_by, "metric", "conversations", "breached", "breaches", "warned"]
+        header.append("compliance_pct")
+        return _csv("sla", header, [list(msgspec.structs.astuple(r)) for r in rows])
+    return SlaReport(query.since, query.until, query.tz, query.group_by, totals, rows)
+
+
+class LanguageRow(msgspec.Struct):
+    language: str
+    messages: int
+    messages_inbound: int
+    messages_outbound: int
+    conversations: int
+
+
+class LanguagesReport(msgspec.Struct):
+    since: date
+    until: date
+    tz: str
+    rows: list[LanguageRow]
+
+
+@route(
+    "GET",
+    "/api/v1/reports/languages",
+    permission=Permission.CONVERSATIONS_READ,
+    summary="Messages by the language the AI part detected",
+    tag="reports",
+    csv=True,
+    query=ReportQuery,
+    reply=LanguagesReport,
+    errors=(422, 503),
+)
+async def languages(call: Call) -> Any:
+    query: ReportQuery = call.query
+    found = await _read(call, service_reports.languages(_backend(call), _scope(call, query)))
+    rows = [LanguageRow(str(k), int(n), int(i), int(o), int(c)) for k, n, i, o, c in found]
+    if query.format == "csv":
+        header = ["language", "messages", "messages_inbound", "messages_outbound"]
+        header.append("conversations")
+        return _csv("languages", header, [list(msgspec.structs.astuple(r)) for r in rows])
+    return LanguagesReport(query.since, query.until, query.tz, rows)
+
+
+ROUTES = [
+    volume,
+    languages,
+    first_response,
+    next_response,
+    resolution,
+    sla,
+    csat,
+    agents,
+    calls,
+    live,
+]

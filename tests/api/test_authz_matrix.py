@@ -29,9 +29,18 @@ from aiohttp.test_utils import TestClient
 
 from gateway.routes import ALL_ROUTES
 from hub.app import Hub
+from hub.config import Config
 from tests.api.world import PRINCIPALS, World, build_world
 
 pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def hub_config(hub_config: Config) -> Config:
+    """Rate limits off: one principal calls every route in a burst, and a refused token's bucket
+    ran dry once the table passed a hundred routes (tests/api/test_edge.py tests the limits)."""
+    return hub_config.replace(rate_limit_address=0.0, rate_limit_token=0.0)
+
 
 EVERYONE = frozenset({"admin", "supervisor", "member", "nonmember"})
 MANAGERS = frozenset({"admin", "supervisor"})
@@ -284,6 +293,10 @@ SPEC: dict[str, Expect] = {
     "GET /api/v1/reports/resolution": Expect(EVERYONE, ok=(400,)),
     "GET /api/v1/reports/agents": Expect(EVERYONE, ok=(400,)),
     "GET /api/v1/reports/calls": Expect(EVERYONE, ok=(400,)),
+    "GET /api/v1/reports/languages": Expect(EVERYONE, ok=(400,)),
+    "GET /api/v1/reports/next_response": Expect(EVERYONE, ok=(400,)),
+    "GET /api/v1/reports/sla": Expect(EVERYONE, ok=(400,)),
+    "GET /api/v1/reports/csat": Expect(EVERYONE, ok=(400,)),
     "GET /api/v1/reports/live": Expect(EVERYONE),
     "POST /api/v1/sms/segments": Expect(EVERYONE, body={"text": "ආයුබෝවන්"}),
     # 3CX: a lookup without its number is 400 once past the permission check; no voice inbox

@@ -16,7 +16,7 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from analytics.part import AnalyticsPart
-from analytics.rows import ConversationRow, MessageRow, Rows
+from analytics.rows import ConversationRow, LanguageRow, MessageRow, RatingRow, Rows, SlaRow
 from hub.app import Hub
 from hub.config import Config
 from tests.conftest import ADMIN_TOKEN
@@ -37,8 +37,12 @@ def hub_config(hub_config: Config, analytics_data_dir: Path) -> Config:
     )
 
 
-def history(account: str, inboxes: list[tuple[str, str]], agents: list[str]) -> Rows:
-    """Four weeks of conversations with replies and resolutions, diurnal, before today."""
+def history(
+    account: str, inboxes: list[tuple[str, str]], agents: list[str], team: str = ""
+) -> Rows:
+    """Four weeks of conversations with replies and resolutions, diurnal, before today; every
+    other one in ``team``, every fourth rated, languages of the first messages, and SLA
+    breaches of every fifth."""
     rng = random.Random(5)
     rows = Rows()
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -60,22 +64,48 @@ def history(account: str, inboxes: list[tuple[str, str]], agents: list[str]) -> 
                 "",
                 f"hc-{n}",
                 f"hc-{n}",
+                team if n % 2 else "",
             )
         )
+        language = ("si", "en", "ta")[n % 3]
         for k in range(rng.randint(1, 4)):
             at += timedelta(seconds=rng.expovariate(1 / 300))
             rows.messages.append(MessageRow(f"h{n}i{k}", account, at, cid, inbox, channel,
                                             "inbound", 0, "", f"hc-{n}", f"hm{n}i{k}"))  # fmt: skip
+            rows.message_languages.append(LanguageRow(f"h{n}l{k}", account, at, cid, inbox,
+                                                      channel, f"hm{n}i{k}", language))  # fmt: skip
             at += timedelta(seconds=rng.lognormvariate(5, 1))
             rows.messages.append(MessageRow(f"h{n}o{k}", account, at, cid, inbox, channel,
                                             "outbound", 0, agent, "", f"hm{n}o{k}"))  # fmt: skip
         at += timedelta(seconds=rng.lognormvariate(7, 1))
         rows.conversation_events.append(
             ConversationRow(
-                f"h{n}r", account, at, cid, inbox, channel, "resolved", "resolved", agent, "", agent
+                f"h{n}r",
+                account,
+                at,
+                cid,
+                inbox,
+                channel,
+                "resolved",
+                "resolved",
+                agent,
+                "",
+                agent,
+                team if n % 2 else "",
             )
         )
+        if n % 4 == 0:
+            rating = 1 + n % 5
+            rows.ratings.append(RatingRow(f"h{n}s", account, at, cid, inbox, channel, "", rating))
+        if n % 5 == 0:
+            rows.sla_events.append(SlaRow(f"h{n}b", account, at, cid, inbox, channel, "breached",
+                                          "policy", "resolution", 0, at))  # fmt: skip
     return rows
+
+
+def js(number: float) -> str:
+    """A number as JavaScript writes it in a template string (3.0 is "3")."""
+    return str(int(number)) if float(number).is_integer() else str(number)
 
 
 async def report(server: str, path: str, **params: str) -> Any:
@@ -95,7 +125,13 @@ async def test_analytics_page(hub: Hub, server: str, browser: Browser) -> None:
     part = hub.part("analytics")
     assert isinstance(part, AnalyticsPart) and part.store is not None
     inboxes = [(shop.id, "api"), (support.id, "api")]
-    await part.store.write(history(hub.account_id, inboxes, agents))
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{server}/api/v1/teams", json={"name": "Billing"}, headers=ADMIN) as made,
+    ):
+        assert made.status == 201, await made.text()
+        team = (await made.json())["id"]
+    await part.store.write(history(hub.account_id, inboxes, agents, team))
     for i in range(3):  # live: three open, unassigned conversations
         await shop.send(api_body(f"live-{i}", identifier=f"+9477100000{i}", text="hello"))
     assert hub.relay is not None and await hub.relay.drain(within=20)
@@ -131,6 +167,21 @@ async def test_analytics_page(hub: Hub, server: str, browser: Browser) -> None:
     await expect(page.locator("#an-resolution svg .tick", has_text="Support API")).to_have_count(1)
     await expect(page.locator("#an-agents tbody tr")).to_have_count(2)
     await expect(page.locator("#an-agents tbody td").first).to_have_text(re.compile("Agent [12]"))
+    # the service cards: next response, teams, languages, CSAT and SLA as the API says
+    await expect(page.locator("#an-next-response svg .tick", has_text="Shop API")).to_have_count(1)
+    await expect(page.locator("#an-teams svg .tick", has_text="Billing")).to_have_count(1)
+    await expect(page.locator("#an-teams svg .tick", has_text="No team")).to_have_count(1)
+    await expect(page.locator("#an-languages svg .tick", has_text="si")).to_have_count(1)
+    csat = (await report(server, "csat", **span))["totals"]
+    assert csat["ratings"] == 150
+    await expect(page.locator("#an-csat-totals")).to_have_text(
+        f"Score {js(csat['score_pct'])}% · mean {js(csat['mean_rating'])} · 150 ratings"
+    )
+    sla = {r["metric"]: r for r in (await report(server, "sla", **span))["totals"]}
+    assert sla["resolution"]["breached"] == 120
+    await expect(page.locator('#an-sla tr[data-metric="resolution"] td').nth(3)).to_have_text(
+        f"{js(sla['resolution']['compliance_pct'])}%"
+    )
     await page.screenshot(path=str(SHOTS / "analytics.png"), full_page=True)
 
     # the inbox filter: the page shows what the API says for that inbox
@@ -172,6 +223,8 @@ async def test_analytics_page(hub: Hub, server: str, browser: Browser) -> None:
     await expect(
         page.locator("#an-first-response svg .tick", has_text="Support API")
     ).to_have_count(1)
+    await expect(page.locator("#an-teams svg .tick", has_text="Billing")).to_have_count(1)
+    await expect(page.locator('#an-sla tr[data-metric="resolution"]')).to_have_count(1)
     fill = await page.locator("#an-hours rect.s1").first.evaluate("e => getComputedStyle(e).fill")
     assert fill == "rgb(108, 178, 255)"  # --accent in the dark theme
     await page.screenshot(path=str(SHOTS / "analytics-dark.png"), full_page=True)
