@@ -34,6 +34,7 @@ def test_every_registered_type_has_a_topic_and_version() -> None:
         "message.status_changed",
         "conversation.created",
         "conversation.updated",
+        "conversation.attributes_changed",
         "contact.created",
         "contact.updated",
         "contact.merged",

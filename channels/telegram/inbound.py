@@ -9,7 +9,8 @@ bot). What a message becomes: its text (or caption); the largest size of a photo
 voice note, video, video note, audio or sticker as a file fetched before the message is stored
 (``getFile`` then the file URL); a location; a shared contact card; a reply quotes the first
 line of what it answers; ``/start <payload>`` (a deep link ``t.me/<bot>?start=<payload>``)
-becomes a ``start`` message showing the payload, the conversation's first entry. An edit is a
+becomes a ``start`` message showing the payload, and the payload is kept on the conversation as
+its ``start_payload`` attribute (the newest deep link wins). An edit is a
 new ``edited`` entry pointing at the original (the core has no message-update event yet).
 Other updates (group messages, channel posts, button callbacks, membership changes) are
 answered 200 and skipped, or Telegram would retry them.
@@ -159,6 +160,13 @@ def _media(message: _Message) -> tuple[list[MediaRef], list[str]]:
     return media, lines
 
 
+def start_payload(message: _Message) -> str | None:
+    """The deep-link payload of a ``/start <payload>`` (``None``: not a start, or a bare one)."""
+    if message.text is None or not message.text.startswith("/start "):
+        return None
+    return message.text.removeprefix("/start").strip() or None
+
+
 def _content(message: _Message) -> tuple[str | None, str, list[MediaRef]]:
     media, lines = _media(message)
     content_type = "text"
@@ -210,7 +218,9 @@ def _message(message: _Message, edited: bool) -> InboundMessage | None:
         sent_at = datetime.fromtimestamp(at, UTC)
     except (ValueError, OverflowError, OSError) as exc:
         raise WebhookRejected(422, "invalid_body", "date is not a time") from exc
+    payload = None if edited else start_payload(message)
     return InboundMessage(
+        conversation_attributes={"start_payload": payload} if payload else {},
         provider_message_id=pmid,
         sender=Sender(TELEGRAM, str(message.sender.id), _name(message.sender)),
         content=content,

@@ -156,6 +156,10 @@ class InboundMessage:
     reply_to: str | None = None
     #: the earlier conversation this message continues, when the channel can tell
     thread: ThreadHint | None = None
+    #: what the message says about its conversation, merged into the conversation's
+    #: ``attributes`` when the message is stored (Telegram's ``/start`` deep-link payload as
+    #: ``start_payload``); a redelivered message changes nothing
+    conversation_attributes: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Every channel's message passes here: what the store would refuse is a 422 now."""
@@ -198,6 +202,9 @@ def _storable_message(message: InboundMessage) -> None:
         for ref in message.thread.refs:
             values.key(ref, "thread reference")
         values.key(message.thread.key, "thread key")
+    for name, value in message.conversation_attributes.items():
+        values.key(name, "conversation attribute name")
+        values.text(value, "conversation attribute")
     for a in message.attachments:
         values.text(a.url, "attachment url", values.URL_MAX)
         values.text(a.content_type, "attachment content type")

@@ -180,6 +180,17 @@ class ConversationRated(Payload, frozen=True, kw_only=True):
     comment: str | None = None
 
 
+@payload_type("conversation.attributes_changed", topic=CONVERSATIONS)
+class ConversationAttributesChanged(Payload, frozen=True, kw_only=True):
+    """A channel learnt something about the conversation beyond its messages (a Telegram deep
+    link's ``start_payload``); ``attributes`` is the whole set after the change, ``changed`` the
+    keys it set."""
+
+    inbox_id: str
+    attributes: dict[str, str]
+    changed: tuple[str, ...]
+
+
 class Identity(msgspec.Struct, frozen=True):
     channel: str
     address: str

@@ -91,7 +91,7 @@ def decode_cursor(cursor: str, size: int) -> list[Any]:
 
 CONVERSATION_COLUMNS = """c.id, c.inbox_id, c.contact_id, ct.name AS contact_name, c.status,
     c.assignee_id, c.team_id, c.labels, c.priority, c.snoozed_until, c.messages_count,
-    c.last_message_at, c.last_activity_at, c.created_at"""
+    c.last_message_at, c.last_activity_at, c.created_at, c.attributes"""
 
 # the contact's messages after the agent's read position ($2: the agent)
 _UNREAD = """(SELECT count(*) FROM messages m

@@ -353,6 +353,44 @@ async def test_every_inbound_kind(
     assert await hub.pool.fetchval("SELECT count(*) FROM conversations") == 1
 
 
+async def test_a_start_payload_is_kept_on_the_conversation(
+    client: Client, hub: Hub, inbox: tuple[str, str]
+) -> None:
+    first = update(message=message(1, "/start promo_2026"))
+    for item in (first, first):  # Telegram delivers again: no second change
+        response = await post(client, inbox, item)
+        assert response.status == 200, await response.text()
+    conversation_id = (await response.json())["messages"][0]["conversation_id"]
+    shown = await client.get(f"/api/v1/conversations/{conversation_id}", headers=AUTH)
+    assert shown.status == 200
+    assert (await shown.json())["attributes"] == {"start_payload": "promo_2026"}
+    # a later deep link replaces it; a bare /start and an edit to a /start change nothing
+    for item in (
+        update(message=message(2, "/start")),
+        update(edited_message=message(2, "/start other", edit_date=1_900_000_000)),
+        update(message=message(3, "/start winter_sale")),
+    ):
+        response = await post(client, inbox, item)
+        assert response.status == 200, await response.text()
+    shown = await client.get(f"/api/v1/conversations/{conversation_id}", headers=AUTH)
+    assert (await shown.json())["attributes"] == {"start_payload": "winter_sale"}
+    # agents' sockets hear each change: once the last is in the replay log (kept in order per
+    # conversation), every earlier one is, and the redelivery added none
+    changes: list[Any] = []
+    for _ in range(200):
+        changes = await hub.pool.fetch(
+            """SELECT event::text AS payload FROM event_log
+                WHERE type = 'conversation.attributes_changed' ORDER BY id"""
+        )
+        if changes and "winter_sale" in str(changes[-1]["payload"]):
+            break
+        await asyncio.sleep(0.05)
+    assert len(changes) == 2, changes
+    listed = await client.get("/api/v1/conversations", headers=AUTH)
+    (row,) = (await listed.json())["data"]
+    assert row["attributes"] == {"start_payload": "winter_sale"}
+
+
 async def test_a_file_over_the_bot_download_limit_is_shown_as_not_received(
     client: Client, hub: Hub, mock: ProviderMock, inbox: tuple[str, str]
 ) -> None:
