@@ -32,6 +32,7 @@ def test_every_registered_type_has_a_topic_and_version() -> None:
         "message.received",
         "message.created",
         "message.status_changed",
+        "message.edited",
         "conversation.created",
         "conversation.updated",
         "conversation.attributes_changed",

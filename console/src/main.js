@@ -546,6 +546,12 @@ function apply(item) {
     socket?.emit("mark_read", { conversation_id: id });
   } else if (ev.type === "message.created") {
     appendItem(messageItem({ id: p.message_id, direction: "outbound", private: p.private, content: p.content, attachments: p.attachments, created_at: ev.occurred_at, status: p.status, sender_id: p.sender_id }));
+  } else if (ev.type === "message.edited") {
+    const m = S.timeline.find((x) => x.id === p.message_id);
+    if (m) {
+      m.edits = [...(m.edits || []), { edited_at: p.edited_at, previous_content: p.previous_content }];
+      m.content = p.content; m.edited_at = p.edited_at; replaceItem(m);
+    }
   } else if (ev.type === "message.status_changed") {
     const m = S.timeline.find((x) => x.id === p.message_id);
     if (m) { m.status = p.status; m.error_message = p.error_message; m.error_code = p.error_code; replaceItem(m); }

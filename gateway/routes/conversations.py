@@ -127,6 +127,10 @@ class Message(msgspec.Struct):
     created_at: datetime
     #: an agent's email reply: ``cc``, ``bcc`` and ``subject`` as sent; otherwise null
     email: dict[str, Any] | None = None
+    #: when the contact last changed the message (``content`` is then the newest text)
+    edited_at: datetime | None = None
+    #: every edit applied, oldest first: ``edit_id``, ``edited_at``, ``previous_content``
+    edits: list[dict[str, Any]] | None = None
 
 
 class MessagePage(msgspec.Struct):

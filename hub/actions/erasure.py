@@ -140,7 +140,7 @@ async def erase_contact(
     messages = await conn.fetch(
         """UPDATE messages
               SET content = NULL, attachments = '[]', template = NULL, error_message = NULL,
-                  thread_key = NULL, updated_at = now()
+                  thread_key = NULL, edits = NULL, updated_at = now()
             WHERE conversation_id = ANY($1::text[])
         RETURNING id""",
         conversation_ids,

@@ -170,6 +170,31 @@ class InboundMessage:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class MessageEdit:
+    """The customer changed a message they sent (Telegram's ``edited_message``, Meta's
+    ``message_edit``): the stored message shows the new text, marked edited, and keeps the
+    earlier one. ``edit_id`` names this edit (a redelivery is recognised by it)."""
+
+    #: the provider id of the message edited
+    provider_message_id: str
+    edit_id: str
+    sender: Sender
+    content: str | None
+    edited_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            values.key(self.provider_message_id, "message id")
+            values.key(self.edit_id, "edit id")
+            values.text(self.sender.channel, "sender channel")
+            values.key(self.sender.address, "sender address")
+            values.text(self.content, "content", values.CONTENT_MAX)
+            values.timestamp(self.edited_at, "edited_at")
+        except values.Unstorable as exc:
+            raise WebhookRejected(422, "invalid_value", str(exc)) from exc
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class StatusUpdate:
     """A provider's delivery report for a message the hub sent."""
 
@@ -261,6 +286,8 @@ class WebhookResult:
     #: app): stored as outgoing, already sent; ``sender`` is the contact they went to
     echoes: Sequence[InboundMessage] = ()
     watermarks: Sequence[Watermark] = ()
+    #: customers' changes to messages they sent earlier
+    edits: Sequence[MessageEdit] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -82,6 +82,19 @@ class MessageCreated(Payload, frozen=True, kw_only=True):
     status: MessageStatus = MessageStatus.QUEUED
 
 
+@payload_type("message.edited", topic=CONVERSATIONS)
+class MessageEdited(Payload, frozen=True, kw_only=True):
+    """The contact changed a message they sent: ``content`` replaces ``previous_content`` on
+    the stored message, which is marked edited at ``edited_at`` (earlier texts in its
+    ``edits``)."""
+
+    message_id: str
+    inbox_id: str
+    content: str | None
+    previous_content: str | None
+    edited_at: datetime
+
+
 class IntentGuess(msgspec.Struct, frozen=True):
     label: str
     confidence: float

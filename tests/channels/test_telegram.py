@@ -327,7 +327,7 @@ async def test_every_inbound_kind(
     shown = [(r["content_type"], r["content"]) for r in stored]
     assert shown == [
         ("start", "Started the bot: promo_2026"),
-        ("text", "Where is my order?"),
+        ("text", "Where is my parcel?"),  # edited: the message itself shows the new text
         ("text", "the receipt"),
         ("text", None),
         ("text", None),
@@ -336,9 +336,7 @@ async def test_every_inbound_kind(
         ("location", "6.9271,79.8612"),
         ("contacts", "Nimal: +94771234567"),
         ("text", "> Where is my order?\nYes, that one"),
-        ("edited", "Where is my parcel?"),
     ]
-    assert stored[-1]["provider_message_id"] == f"{CHAT_ID}:2:edit:1900000000"
     sizes = [[a["size"] for a in r["attachments"]] for r in stored[2:7]]
     files = (b"\xff\xd8\xff large photo", b"%PDF-1.4", b"OggS voice", b"\x00\x00\x00 ftyp")
     # the largest photo (by the size Telegram gives), and every file
@@ -389,6 +387,45 @@ async def test_a_start_payload_is_kept_on_the_conversation(
     listed = await client.get("/api/v1/conversations", headers=AUTH)
     (row,) = (await listed.json())["data"]
     assert row["attributes"] == {"start_payload": "winter_sale"}
+
+
+async def test_an_edit_is_shown_on_the_message_it_changes(
+    client: Client, hub: Hub, inbox: tuple[str, str]
+) -> None:
+    response = await post(client, inbox, update(message=message(5, "Where is my order?")))
+    assert response.status == 200
+    (stored,) = (await response.json())["messages"]
+    first = update(edited_message=message(5, "Where is my parcel?", edit_date=1_900_000_000))
+    second = update(edited_message=message(5, "Where are my parcels?", edit_date=1_900_000_060))
+    for item in (first, first, second, first):  # redelivered, then late: no change either time
+        response = await post(client, inbox, item)
+        assert response.status == 200, await response.text()
+    assert await hub.pool.fetchval("SELECT count(*) FROM messages") == 1
+    page = await client.get(
+        f"/api/v1/conversations/{stored['conversation_id']}/messages", headers=AUTH
+    )
+    (shown,) = (await page.json())["data"]
+    assert shown["content"] == "Where are my parcels?"
+    assert shown["edited_at"].startswith("2030-03-17T17:47:40")
+    assert [(e["edit_id"], e["previous_content"]) for e in shown["edits"]] == [
+        (f"{CHAT_ID}:5:edit:1900000000", "Where is my order?"),
+        (f"{CHAT_ID}:5:edit:1900000060", "Where is my parcel?"),
+    ]
+    # agents' sockets hear each applied edit as message.edited, in order
+    edits: list[Any] = []
+    for _ in range(200):
+        edits = await hub.pool.fetch(
+            """SELECT event::jsonb -> 'payload' AS payload FROM event_log
+                WHERE type = 'message.edited' ORDER BY id"""
+        )
+        if len(edits) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    assert [(e["payload"]["content"], e["payload"]["previous_content"]) for e in edits] == [
+        ("Where is my parcel?", "Where is my order?"),
+        ("Where are my parcels?", "Where is my parcel?"),
+    ]
+    assert {e["payload"]["message_id"] for e in edits} == {stored["id"]}
 
 
 async def test_a_file_over_the_bot_download_limit_is_shown_as_not_received(
