@@ -97,6 +97,10 @@ function systemValue(e) {
 function attachment(a, ctx) {
   const key = a.key || (a.url || "").split("/").pop();
   const name = a.filename || key || "file";
+  if (!a.url && !a.key) {  // announced by the provider, not kept: say why
+    const why = a.unavailable === "too_large" ? "timeline.file_too_large" : "timeline.file_not_received";
+    return h("div.attachment.unavailable", { role: "note", text: t(why, { name }) });
+  }
   const box = h("div.attachment", null);
   const download = h("button.link", { type: "button", text: `⬇ ${name}`, "aria-label": t("timeline.download", { name }) });
   download.addEventListener("click", async () => {

@@ -145,7 +145,7 @@ class InboundMessage:
     content: str | None
     content_type: str = "text"
     #: files as the message shows them; an attachment with an empty ``url`` is one the provider
-    #: announced but that could not be fetched for good (gone, too large)
+    #: announced but that could not be fetched for good (``unavailable``: too large, gone)
     attachments: tuple[Attachment, ...] = ()
     sent_at: datetime | None = None
     #: provider-held files still to fetch (the gateway does it before ingest)
@@ -327,12 +327,14 @@ class WebhookRejected(Exception):
 
 
 class MediaFetchError(Exception):
-    """A provider-held file could not be fetched; ``retryable`` for timeouts, 429 and 5xx."""
+    """A provider-held file could not be fetched; ``retryable`` for timeouts, 429 and 5xx;
+    ``too_large`` when its size is the reason (larger than the provider lets apps download)."""
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(self, message: str, *, retryable: bool, too_large: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable
+        self.too_large = too_large
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -47,10 +47,21 @@ class Priority(StrEnum):
 
 
 class Attachment(msgspec.Struct, frozen=True, kw_only=True):
+    """A file as a message shows it; ``url`` is empty for a file the provider announced but the
+    hub could not keep, and ``unavailable`` says why (:data:`TOO_LARGE`, :data:`NOT_RECEIVED`)."""
+
     url: str
     content_type: str | None = None
     filename: str | None = None
     size: int | None = None
+    unavailable: str | None = None
+
+
+#: ``Attachment.unavailable``: the file is larger than the provider lets the hub download, or
+#: than the media store keeps
+TOO_LARGE = "too_large"
+#: ``Attachment.unavailable``: the provider no longer has the file, or refused it for good
+NOT_RECEIVED = "not_received"
 
 
 @payload_type("message.received", topic=CONVERSATIONS)

@@ -279,6 +279,7 @@ async def test_a_file_on_another_host_is_not_fetched(
     assert response.status == 200
     (row,) = await rows(hub)
     assert row["attachments"][0]["url"] == ""  # shown as not received
+    assert row["attachments"][0]["unavailable"] == "not_received"
     assert await count(hub, "media") == 0
     assert not mock.of("meta.cdn")
 
@@ -292,7 +293,9 @@ async def test_an_oversize_file_is_not_kept(
     response = await post(client, inbox, delivery(item))
     assert response.status == 200
     (row,) = await rows(hub)
+    assert row["content"] == "video"  # the message is kept, its file marked too large
     assert row["attachments"][0]["url"] == ""
+    assert row["attachments"][0]["unavailable"] == "too_large"
     assert await count(hub, "media") == 0
 
 

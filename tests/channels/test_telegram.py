@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +20,7 @@ from channels._base import InboxContext, SendError
 from channels.telegram import TelegramChannel, bot_api
 from channels.telegram.manifest import MANIFEST
 from channels.telegram.part import TelegramWebhooks, telegram_of, webhook_url
+from hub import provider_media
 from hub.app import Hub
 from tests.channels.conformance import (
     AUTH,
@@ -438,8 +440,48 @@ async def test_a_file_over_the_bot_download_limit_is_shown_as_not_received(
     assert response.status == 200
     (row,) = await rows(hub)
     assert row["attachments"][0]["url"] == ""
+    assert row["attachments"][0]["unavailable"] == "too_large"
     assert await hub.pool.fetchval("SELECT count(*) FROM media") == 0
     assert not mock.of("telegram.file")
+
+
+async def test_a_file_over_the_media_store_limit_is_marked_too_large(
+    client: Client,
+    hub: Hub,
+    mock: ProviderMock,
+    inbox: tuple[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Telegram lets the bot download it, but the media store keeps provider files only up to
+    its limit: the message is stored (200, never a 5xx), the file marked, the reason logged,
+    and a redelivery changes nothing."""
+    monkeypatch.setattr(provider_media, "MAX_MEDIA_BYTES", 1024)
+    big = telegram_api(mock).add_file(b"%PDF" + b"x" * 4096, "documents/big.pdf")
+    document = {"file_id": big, "file_unique_id": "b", "file_name": "big.pdf",
+                "mime_type": "application/pdf"}  # fmt: skip
+    item = update(message=message(1, None, caption="the contract", document=document))
+    with caplog.at_level(logging.WARNING, logger="hub.provider_media"):
+        for _ in range(2):
+            response = await post(client, inbox, item)
+            assert response.status == 200, await response.text()
+    (row,) = await rows(hub)
+    assert row["content"] == "the contract"
+    assert row["attachments"] == [
+        {
+            "url": "",
+            "content_type": "application/pdf",
+            "filename": "big.pdf",
+            "size": None,
+            "unavailable": "too_large",
+        }
+    ]
+    assert await hub.pool.fetchval("SELECT count(*) FROM media") == 0
+    kept = [p for p in (hub.config.data_dir / "media").rglob("*") if p.is_file()]
+    assert not kept, "no file, whole or partial, is kept"
+    logged = [r for r in caplog.records if r.getMessage().startswith("provider media")]
+    assert logged and getattr(logged[0], "unavailable", None) == "too_large"
+    assert "larger than 1024 bytes" in getattr(logged[0], "reason", "")
 
 
 async def test_group_messages_and_other_updates_are_skipped(
