@@ -622,7 +622,8 @@ async def _keep_attributes(
     threads: dict[tuple[str, str], _Thread],
 ) -> list[Event[Any]]:
     """Merge what new messages say about their conversations into its ``attributes`` (later
-    messages of the batch win); one statement per such conversation, which is seldom."""
+    messages of the batch win); one statement per such conversation, which is seldom, and an
+    event only when a value changed."""
     merged: dict[str, dict[str, str]] = {}
     first: dict[str, IngestRequest] = {}
     for i in fresh:
@@ -637,11 +638,13 @@ async def _keep_attributes(
         r = first[conversation_id]
         row = await conn.fetchrow(
             """UPDATE conversations SET attributes = attributes || $2::jsonb, updated_at = now()
-                WHERE id = $1 RETURNING attributes, contact_id""",
+                WHERE id = $1 AND NOT attributes @> $2::jsonb
+            RETURNING attributes, contact_id""",
             conversation_id,
             attributes,
         )
-        assert row is not None  # the batch holds the conversation's lock
+        if row is None:  # it holds these values already
+            continue
         events.append(
             make_event(
                 ConversationAttributesChanged(

@@ -138,6 +138,13 @@ class StoredFile:
         return f"/api/v1/media/{self.key}"
 
 
+#: the conversation attribute holding the address a conversation's replies go to by mail (the
+#: web chat's offline mode: the visitor left it while the inbox was closed); empty: not by mail
+REPLY_BY_EMAIL = "reply_by_email"
+#: the inbox setting naming the email inbox such replies are sent through
+REPLY_EMAIL_INBOX = "reply_email_inbox_id"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class InboundMessage:
     provider_message_id: str
