@@ -1,5 +1,6 @@
-"""A customer's edit in a real browser: the agent's open conversation shows the new text at once,
-marked "edited" with the earlier text on hover, and still so after a reload."""
+"""Telegram in a real browser: a customer's edit shows on the message itself at once, marked
+"edited" with the earlier text on hover, and still so after a reload; the deep-link payload of
+``/start`` shows on the conversation, and a newer one replaces it live."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ async def test_an_edit_shows_on_the_message_live_and_after_a_reload(
             answer = await http.post(server + path, data=body, headers=headers)
             assert answer.status == 200, await answer.text()
 
+    await deliver(update(message=message(6, "/start promo_2026")))
     await deliver(update(message=message(7, "Where is my order?")))
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
@@ -51,7 +53,9 @@ async def test_an_edit_shows_on_the_message_live_and_after_a_reload(
     page.on("pageerror", lambda e: errors.append(str(e)))
     await log_in(page, server, "ana@example.com")
     await page.locator(".vrow").first.click()
-    bubble = page.locator(".msg-in").first
+    deep_link = page.locator('.convo-head [data-attribute="start_payload"]')
+    await expect(deep_link).to_have_text("Deep link: promo_2026", timeout=TIMEOUT)
+    bubble = page.locator(".msg-in").nth(1)
     await expect(bubble.locator("p.content")).to_have_text("Where is my order?", timeout=TIMEOUT)
     await expect(bubble.locator(".edited")).to_have_count(0)
 
@@ -62,13 +66,16 @@ async def test_an_edit_shows_on_the_message_live_and_after_a_reload(
     await expect(mark).to_have_attribute(
         "title", re.compile(r"\nBefore: Where is my order\?$"), timeout=TIMEOUT
     )
-    await expect(page.locator(".msg-in")).to_have_count(1)  # no second entry
+    await expect(page.locator(".msg-in")).to_have_count(2)  # no new entry for the edit
+    await deliver(update(message=message(8, "/start winter_sale")))
+    await expect(deep_link).to_have_text("Deep link: winter_sale", timeout=TIMEOUT)
     await page.screenshot(path=str(SHOTS / "message-edited.png"))
 
     await page.reload()
     await page.locator(".vrow").first.click()
-    bubble = page.locator(".msg-in").first
+    bubble = page.locator(".msg-in").nth(1)
     await expect(bubble.locator("p.content")).to_have_text("Where is my parcel?", timeout=TIMEOUT)
+    await expect(deep_link).to_have_text("Deep link: winter_sale", timeout=TIMEOUT)
     await expect(bubble.locator(".edited")).to_contain_text("edited")
     assert not errors, errors
     await context.close()
