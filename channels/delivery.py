@@ -13,6 +13,11 @@ and never taken again: idempotent on the event id (``claim``, with the outcome) 
 (the database went away) is kept in memory and recorded when the bus redelivers the event. A
 process that dies mid-send leaves the message queued with ``delivery_started_at`` set; the sweep
 fails it after ``INTERRUPTED_AFTER`` seconds with ``delivery_interrupted`` so the agent sees it.
+
+Offline mode of the web chat: a conversation whose ``reply_by_email`` attribute holds an address,
+in an inbox whose ``reply_email_inbox_id`` names an email inbox of the account, has its replies
+sent by mail through that inbox instead (the status is the mail's); the visitor still sees them in
+the widget when they come back.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -41,9 +46,11 @@ from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
 from hub.config import Config
 from hub.consumers.idempotency import claim
 from hub.consumers.stream import StreamConsumer
+from hub.contracts.channel import REPLY_BY_EMAIL, REPLY_EMAIL_INBOX
 from hub.contracts.registry import channel_registry
 from hub.events import Event, MessageCreated, MessageStatus, UnknownEventType, decode_event
 from hub.events.types import CONVERSATIONS
+from hub.identities import EMAIL
 from hub.media import media_store
 from hub.secrets import SecretBox
 from hub.store.db import Conn
@@ -191,7 +198,7 @@ class Delivery:
                 """SELECT m.status, m.content, m.content_type, m.attachments, m.inbox_id,
                           m.delivery_started_at, m.conversation_id, c.contact_id, m.template,
                           m.email,
-                          m.quick_replies
+                          m.quick_replies, c.attributes
                      FROM messages m JOIN conversations c ON c.id = m.conversation_id
                     WHERE m.id = $1
                       FOR UPDATE OF m""",
@@ -222,7 +229,12 @@ class Delivery:
                     causation_id=event.id,
                 )
                 return None
-            address = await _address(conn, row["contact_id"], adapter.manifest.identity_channel)
+            address: str | None
+            by_mail = await self._by_mail(conn, inbox, row["attributes"])
+            if by_mail is not None:  # offline mode: the reply goes by mail
+                inbox, adapter, address = by_mail
+            else:
+                address = await _address(conn, row["contact_id"], adapter.manifest.identity_channel)
             if address is None:
                 await claim(conn, GROUP, [event.id])
                 await record_failed(
@@ -269,6 +281,33 @@ class Delivery:
             quick_replies=tuple(row["quick_replies"] or ()),
         )
         return adapter, inbox, outbound
+
+    async def _by_mail(
+        self, conn: Conn, inbox: InboxContext, attributes: Mapping[str, Any] | None
+    ) -> tuple[InboxContext, ChannelAdapter, str] | None:
+        """The email inbox, its adapter and the address a reply goes to instead, when the
+        conversation asks for replies by mail (``reply_by_email``, the web chat's offline mode)
+        and its inbox names an email inbox for them (``reply_email_inbox_id``); else ``None``."""
+        to = (attributes or {}).get(REPLY_BY_EMAIL)
+        target = inbox.settings.get(REPLY_EMAIL_INBOX)
+        if not to or not isinstance(to, str) or not target or not isinstance(target, str):
+            return None
+        mail = await load_inbox(conn, self._box, target)
+        adapter = self._adapters.get(mail.channel) if mail is not None else None
+        if (
+            mail is None
+            or adapter is None
+            or mail.account_id != inbox.account_id
+            or adapter.manifest.identity_channel != EMAIL
+            or not mail.enabled
+            or not adapter.delivers(mail)
+        ):
+            log.warning(
+                "the reply stays in the widget: reply_email_inbox_id names no usable email inbox",
+                extra={"inbox_id": inbox.id, "reply_email_inbox_id": target[:64]},
+            )
+            return None
+        return mail, adapter, to
 
     async def _sweep_loop(self) -> None:
         while True:

@@ -119,7 +119,7 @@ async def person_zip(
     archive.writestr(_entry("notes.json"), _json([dict(r) for r in notes]))
     conversations = await conn.fetch(
         """SELECT c.id, c.inbox_id, i.name AS inbox_name, i.channel, c.status, c.labels,
-                  c.priority, c.messages_count, c.created_at, c.last_activity_at
+                  c.priority, c.messages_count, c.created_at, c.last_activity_at, c.attributes
              FROM conversations c JOIN inboxes i ON i.id = c.inbox_id
             WHERE c.contact_id = $1 AND c.account_id = $2 ORDER BY c.id""",
         contact_id,
@@ -143,7 +143,7 @@ async def person_zip(
             rows = await conn.fetch(
                 """SELECT id, conversation_id, inbox_id, direction, private, sender_type,
                           sender_id, content, content_type, attachments, template, status,
-                          sent_at, created_at
+                          sent_at, created_at, edited_at, edits
                      FROM messages
                     WHERE conversation_id = ANY($1::text[]) AND id > $2
                     ORDER BY id LIMIT $3""",

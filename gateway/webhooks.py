@@ -20,6 +20,7 @@ from aiohttp import web
 from gateway.responses import ApiError, json_response
 from gateway.state import STATE, GatewayState
 from hub.actions.echoes import record_echoes, remember_picture, watermark_updates
+from hub.actions.edits import apply_edits
 from hub.actions.ingest import IngestRequest, IngestResult
 from hub.actions.message_status import apply_status_updates
 from hub.contracts.channel import (
@@ -240,6 +241,37 @@ async def _echoes_and_watermarks(
         )
 
 
+async def _edits(
+    state: GatewayState, inbox: InboxContext, result: WebhookResult
+) -> list[IngestResult]:
+    """Apply customers' edits; an edit of a message the hub never stored is stored as a
+    message of its own (under the edited message's provider id, so its original, if it ever
+    comes, is a duplicate)."""
+    outcomes = await in_transaction(
+        state.hub.pool,
+        apply_edits,
+        inbox=inbox,
+        edits=list(result.edits),
+        correlation_id=correlation_id.get(),
+    )
+    unknown = [
+        InboundMessage(
+            provider_message_id=o.edit.provider_message_id,
+            sender=o.edit.sender,
+            content=o.edit.content,
+            sent_at=o.edit.edited_at,
+        )
+        for o in outcomes
+        if o.message_id is None
+    ]
+    if unknown:
+        log.info(
+            "edits of messages the hub never stored kept as messages",
+            extra={"inbox_id": inbox.id, "count": len(unknown)},
+        )
+    return await _ingest(state, inbox, unknown) if unknown else []
+
+
 async def handle_webhook(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     channel = request.match_info["channel"]
@@ -283,6 +315,8 @@ async def handle_webhook(request: web.Request) -> web.StreamResponse:
     results = await _ingest(state, inbox, messages) if messages else []
     if pictures:
         await _keep_pictures(state, inbox, messages, results, pictures)
+    if result.edits:  # after the delivery's messages: an edit may follow its original
+        results += await _edits(state, inbox, result)
     statuses = list(result.statuses)
     if result.echoes or result.watermarks:
         statuses += await _echoes_and_watermarks(state, adapter, inbox, result)

@@ -4,8 +4,11 @@ So a provider message id is never recorded as processed without its files (the f
 Chatwoot #15754): a transient failure (timeout, 429, 5xx, a dropped connection) is retried a few
 times with backoff inside the webhook request; if it still fails, :class:`MediaUnavailable` makes
 the webhook answer 503 with ``Retry-After`` and nothing is stored, so the provider delivers again.
-A permanent failure (the file is gone, or too large) cannot be cured by retrying: the message is
-stored with an attachment whose ``url`` is empty, so the agent sees that a file was not received.
+A permanent failure (the file is gone, or too large: over what the provider lets apps download
+or over :data:`MAX_MEDIA_BYTES`, the most the media store keeps of a provider file) cannot be
+cured by retrying: the message is stored (200 to the provider, never a 5xx) with an attachment
+whose ``url`` is empty and whose ``unavailable`` says why (``too_large``, ``not_received``), so
+the agent sees that a file was not received and why; the reason is logged.
 A media store that cannot take the file (disk full, read-only, a file size limit) is the hub's own
 trouble, not the provider's: it takes the same 503 path, logged with the reason, so the message
 arrives with its file once the store is writable again.
@@ -33,6 +36,7 @@ from hub.contracts.channel import (
     StoredFile,
 )
 from hub.events import Attachment
+from hub.events.types import NOT_RECEIVED, TOO_LARGE
 from hub.media import MediaStore, MediaTooLarge
 
 log = logging.getLogger(__name__)
@@ -154,16 +158,23 @@ async def fetch_all(
                 except (MediaFetchError, MediaTooLarge) as exc:
                     if _transient(exc):
                         raise MediaUnavailable(str(exc)) from exc
+                    too_large = isinstance(exc, MediaTooLarge) or exc.too_large
                     log.warning(
                         "provider media could not be fetched for good",
                         extra={
                             "inbox_id": inbox.id,
                             "provider_message_id": message.provider_message_id,
                             "reason": str(exc),
+                            "unavailable": TOO_LARGE if too_large else NOT_RECEIVED,
                         },
                     )
                     attachments.append(
-                        Attachment(url="", content_type=ref.content_type, filename=ref.filename)
+                        Attachment(
+                            url="",
+                            content_type=ref.content_type,
+                            filename=ref.filename,
+                            unavailable=TOO_LARGE if too_large else NOT_RECEIVED,
+                        )
                     )
                     continue
                 except (aiohttp.ClientError, TimeoutError) as exc:

@@ -338,7 +338,9 @@ async def _limited(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     async for chunk in chunks:
         seen += len(chunk)
         if seen > MAX_ATTACHMENT_BYTES:
-            raise MediaFetchError("the file is larger than the platform allows", retryable=False)
+            raise MediaFetchError(
+                "the file is larger than the platform allows", retryable=False, too_large=True
+            )
         yield chunk
 
 
@@ -364,7 +366,9 @@ async def open_media(
                 f"the file download answered {download.status}", retryable=retryable
             )
         if (download.content_length or 0) > MAX_ATTACHMENT_BYTES:
-            raise MediaFetchError("the file is larger than the platform allows", retryable=False)
+            raise MediaFetchError(
+                "the file is larger than the platform allows", retryable=False, too_large=True
+            )
         said = download.content_type
         content_type = said if said and said != "application/octet-stream" else ref.content_type
         yield FetchedMedia(

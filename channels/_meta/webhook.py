@@ -14,9 +14,10 @@ to the wrong inbox's URL. Entries for other accounts beside the inbox's are skip
 What each event becomes:
 
 - a customer's ``message``: a message (text, files fetched before it is stored, a quick reply's
-  payload, a story reply or mention on Instagram); ``is_deleted`` (an unsend) and
-  ``message_edit`` become a short entry on the timeline that points at the original (the core has
-  no message-update event yet, so the original stays as it was);
+  payload, a story reply or mention on Instagram); ``is_deleted`` (an unsend) becomes a short
+  entry on the timeline that points at the original;
+- ``message_edit``: the stored message takes the new text, marked edited, the earlier text kept
+  (a :class:`MessageEdit`);
 - ``postback`` (a button tapped) and ``reaction``: messages of their own kind;
 - an echo (``is_echo``) of a message the hub sent (its ``metadata`` is ``hub:<id>``, or the
   inbox's ``app_id`` sent it): a ``sent`` report; an echo of a message sent elsewhere: stored as
@@ -41,6 +42,7 @@ from channels._base import (
     InboundMessage,
     InboxContext,
     MediaRef,
+    MessageEdit,
     Sender,
     StatusUpdate,
     Watermark,
@@ -201,6 +203,7 @@ class Parser:
         self.echoes: list[InboundMessage] = []
         self.statuses: list[StatusUpdate] = []
         self.watermarks: list[Watermark] = []
+        self.edits: list[MessageEdit] = []
         app_id = inbox.settings.get("app_id")
         self.app_id = str(app_id) if app_id else None
 
@@ -347,8 +350,17 @@ class Parser:
             self._add(pmid, customer, shown, "reaction", at, reply_to=r.mid)
         elif event.message_edit is not None:
             e = event.message_edit
-            pmid = f"{e.mid}#edit:{e.num_edit if e.num_edit is not None else event.timestamp}"
-            self._add(pmid, customer, e.text or "Edited a message", "edited", at, reply_to=e.mid)
+            no_nul(e.mid, e.text)
+            nth = e.num_edit if e.num_edit is not None else event.timestamp
+            self.edits.append(
+                MessageEdit(
+                    provider_message_id=e.mid,
+                    edit_id=f"{e.mid}#edit:{nth}",
+                    sender=Sender(self.identity, customer),
+                    content=e.text,
+                    edited_at=at,
+                )
+            )
         elif event.delivery is not None:
             d = event.delivery
             no_nul(*d.mids)
@@ -375,6 +387,7 @@ class Parser:
             statuses=self.statuses,
             echoes=self.echoes,
             watermarks=self.watermarks,
+            edits=self.edits,
         )
 
 

@@ -33,6 +33,7 @@ from channels.email.addresses import EMAIL, normalise
 from channels.email.manifest import MANIFEST
 from channels.email.text import html_to_text, main_text, sanitise_html, thread_subject
 from hub.events import Attachment
+from hub.events.types import TOO_LARGE
 
 #: the largest attachment kept by default (what most mail services accept in one message)
 MAX_ATTACHMENT_BYTES = 25 * 1024 * 1024
@@ -148,7 +149,15 @@ def _walk(msg: Message, limit: int) -> _Body:
         content_id = _text(part.get("Content-ID")).strip().strip("<>")
         name = filename or (f"{content_id or 'part'}" + _extension(kind))
         if len(payload) > limit:
-            body.too_large.append(Attachment(url="", content_type=kind, filename=name))
+            body.too_large.append(
+                Attachment(
+                    url="",
+                    content_type=kind,
+                    filename=name,
+                    size=len(payload),
+                    unavailable=TOO_LARGE,
+                )
+            )
             continue
         body.files.append(MediaRef(ref=f"cid:{content_id}" if content_id else f"part:{parts}",
                                    content_type=kind, filename=name, data=payload))  # fmt: skip

@@ -278,7 +278,9 @@ async def open_media(
         raise MediaFetchError("getFile gave no file", retryable=True) from exc
     if (info.file_size or 0) > MAX_DOWNLOAD_BYTES or not info.file_path:
         # the Bot API gives no path for files over 20 MB: the agent sees it was not received
-        raise MediaFetchError("the file is larger than bots may download", retryable=False)
+        raise MediaFetchError(
+            "the file is larger than bots may download", retryable=False, too_large=True
+        )
     base = api_root(inbox.settings)
     url = f"{base}/file/bot{_token(inbox)}/{info.file_path.lstrip('/')}"
     async with get_checked(
@@ -316,5 +318,7 @@ async def _limited(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     async for chunk in chunks:
         seen += len(chunk)
         if seen > MAX_DOWNLOAD_BYTES:
-            raise MediaFetchError("the file is larger than bots may download", retryable=False)
+            raise MediaFetchError(
+                "the file is larger than bots may download", retryable=False, too_large=True
+            )
         yield chunk

@@ -9,8 +9,10 @@ bot). What a message becomes: its text (or caption); the largest size of a photo
 voice note, video, video note, audio or sticker as a file fetched before the message is stored
 (``getFile`` then the file URL); a location; a shared contact card; a reply quotes the first
 line of what it answers; ``/start <payload>`` (a deep link ``t.me/<bot>?start=<payload>``)
-becomes a ``start`` message showing the payload, the conversation's first entry. An edit is a
-new ``edited`` entry pointing at the original (the core has no message-update event yet).
+becomes a ``start`` message showing the payload, and the payload is kept on the conversation as
+its ``start_payload`` attribute (the newest deep link wins). An edit (``edited_message``)
+changes the stored message: its new text shown, marked edited, the earlier text kept
+(:class:`MessageEdit`); its files are not fetched again.
 Other updates (group messages, channel posts, button callbacks, membership changes) are
 answered 200 and skipped, or Telegram would retry them.
 """
@@ -28,6 +30,7 @@ from channels._base import (
     InboundMessage,
     InboxContext,
     MediaRef,
+    MessageEdit,
     Sender,
     WebhookRejected,
     WebhookRequest,
@@ -159,6 +162,13 @@ def _media(message: _Message) -> tuple[list[MediaRef], list[str]]:
     return media, lines
 
 
+def start_payload(message: _Message) -> str | None:
+    """The deep-link payload of a ``/start <payload>`` (``None``: not a start, or a bare one)."""
+    if message.text is None or not message.text.startswith("/start "):
+        return None
+    return message.text.removeprefix("/start").strip() or None
+
+
 def _content(message: _Message) -> tuple[str | None, str, list[MediaRef]]:
     media, lines = _media(message)
     content_type = "text"
@@ -189,9 +199,21 @@ def _content(message: _Message) -> tuple[str | None, str, list[MediaRef]]:
     return "\n".join(lines) or None, content_type, media
 
 
-def _message(message: _Message, edited: bool) -> InboundMessage | None:
+def _private(message: _Message) -> _User | None:
+    """The customer who wrote, for a message in their own chat with the bot."""
     if message.chat.type != "private" or message.sender is None or message.sender.is_bot:
         return None
+    return message.sender
+
+
+def _time(at: int) -> datetime:
+    try:
+        return datetime.fromtimestamp(at, UTC)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise WebhookRejected(422, "invalid_body", "date is not a time") from exc
+
+
+def _message(message: _Message, sender: _User) -> InboundMessage:
     content, content_type, media = _content(message)
     pmid = provider_id(message.chat.id, message.message_id)
     reply_to = (
@@ -199,25 +221,31 @@ def _message(message: _Message, edited: bool) -> InboundMessage | None:
         if message.reply_to_message is not None
         else None
     )
-    at = message.date
-    if edited:
-        reply_to = pmid
-        pmid = f"{pmid}:edit:{message.edit_date or message.date}"
-        content_type = "edited"
-        at = message.edit_date or message.date
     no_nul(content, *(m.filename for m in media), *(m.content_type for m in media))
-    try:
-        sent_at = datetime.fromtimestamp(at, UTC)
-    except (ValueError, OverflowError, OSError) as exc:
-        raise WebhookRejected(422, "invalid_body", "date is not a time") from exc
+    payload = start_payload(message)
     return InboundMessage(
+        conversation_attributes={"start_payload": payload} if payload else {},
         provider_message_id=pmid,
-        sender=Sender(TELEGRAM, str(message.sender.id), _name(message.sender)),
+        sender=Sender(TELEGRAM, str(sender.id), _name(sender)),
         content=content,
         content_type=content_type,
-        sent_at=sent_at,
+        sent_at=_time(message.date),
         media=tuple(media),
         reply_to=reply_to,
+    )
+
+
+def _edit(message: _Message, sender: _User) -> MessageEdit:
+    content, _, _ = _content(message)
+    no_nul(content)
+    pmid = provider_id(message.chat.id, message.message_id)
+    at = message.edit_date or message.date
+    return MessageEdit(
+        provider_message_id=pmid,
+        edit_id=f"{pmid}:edit:{at}",
+        sender=Sender(TELEGRAM, str(sender.id), _name(sender)),
+        content=content,
+        edited_at=_time(at),
     )
 
 
@@ -232,11 +260,13 @@ def parse(request: WebhookRequest, inbox: InboxContext) -> WebhookResult:
     if found is None:
         log.info("Telegram update not taken", extra={"inbox_id": inbox.id})
         return WebhookResult()
-    message = _message(found, edited=update.message is None)
-    if message is None:
+    sender = _private(found)
+    if sender is None:
         log.info(
             "Telegram message outside a private chat skipped",
             extra={"inbox_id": inbox.id, "chat_type": found.chat.type[:40]},
         )
         return WebhookResult()
-    return WebhookResult(messages=[message])
+    if update.message is None:
+        return WebhookResult(edits=[_edit(found, sender)])
+    return WebhookResult(messages=[_message(found, sender)])

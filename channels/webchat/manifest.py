@@ -19,6 +19,8 @@ MANIFEST = Manifest(
         "upload_max_bytes",
         "upload_types",
         "require_identity",
+        # offline mode: the email inbox replies go through to visitors who left an address
+        "reply_email_inbox_id",
     ),
     # a reply is "sent" once stored: the visitor's socket reads it from the replay log
     statuses={"sent": MessageStatus.SENT},

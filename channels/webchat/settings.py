@@ -13,11 +13,15 @@ Settings are flat so the console's set-up form can show each as one field:
 - ``upload_max_bytes`` (default 5 MiB, at most 10 MiB) and ``upload_types`` (default images, PDF
   and plain text): what a visitor may attach.
 - ``require_identity``: refuse visitors the site has not identified (identifier + hash).
+- ``reply_email_inbox_id``: an email (or SendGrid) inbox of the account; a visitor who left an
+  email while the inbox was closed (offline mode) gets the agents' replies by mail through it
+  (the delivery reads it; the widget marks such conversations ``reply_by_email``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,6 +37,7 @@ DEFAULT_TYPES = (
     "text/plain",
 )
 UPLOAD_CAP = 10 * 1024 * 1024
+_RECORD_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +106,11 @@ def _flag(value: Any) -> bool:
 
 def read_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     """The checked settings (``SettingsInvalid`` names the first wrong one)."""
+    reply_inbox = settings.get("reply_email_inbox_id")
+    if reply_inbox not in (None, "") and not (
+        isinstance(reply_inbox, str) and _RECORD_ID.fullmatch(reply_inbox)
+    ):
+        raise SettingsInvalid("reply_email_inbox_id is an inbox id", "reply_email_inbox_id")
     types = _list(settings.get("upload_types"), "upload_types") or list(DEFAULT_TYPES)
     if any("/" not in t or len(t) > 100 for t in types):
         raise SettingsInvalid("upload_types holds media types such as image/png", "upload_types")

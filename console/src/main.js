@@ -544,6 +544,7 @@ function apply(item) {
     if (ev.type === "message.received") row.last_inbound_at = ev.occurred_at;
     if ((ev.type === "message.received" || ev.type === "message.created") && p.content) row.last_message_preview = p.content.slice(0, 140);
     if (ev.type === "conversation.read" && p.agent_id === api.user?.id) row.unread_count = 0;
+    if (ev.type === "conversation.attributes_changed") row.attributes = p.attributes;
     S.convs.set(id, row);
     place(row);
     if (!row.contact_name) fillName(row);  // an older hub without contact_name in the context
@@ -560,6 +561,15 @@ function apply(item) {
     socket?.emit("mark_read", { conversation_id: id });
   } else if (ev.type === "message.created") {
     appendItem(messageItem({ id: p.message_id, direction: "outbound", private: p.private, content: p.content, attachments: p.attachments, created_at: ev.occurred_at, status: p.status, sender_id: p.sender_id }));
+  } else if (ev.type === "conversation.attributes_changed") {
+    const fresh = attributeChips(p.attributes);
+    $.attrs?.replaceWith(fresh); $.attrs = fresh;
+  } else if (ev.type === "message.edited") {
+    const m = S.timeline.find((x) => x.id === p.message_id);
+    if (m) {
+      m.edits = [...(m.edits || []), { edited_at: p.edited_at, previous_content: p.previous_content }];
+      m.content = p.content; m.edited_at = p.edited_at; replaceItem(m);
+    }
   } else if (ev.type === "message.status_changed") {
     const m = S.timeline.find((x) => x.id === p.message_id);
     if (m) { m.status = p.status; m.error_message = p.error_message; m.error_code = p.error_code; replaceItem(m); }
@@ -598,12 +608,23 @@ async function openConversation(id) {
       ? h("a", { href: `#/contacts/${row.contact_id}`, id: "contact-link", title: t("contacts.open"), text: row?.contact_name || t("list.unknown_contact") })
       : t("list.unknown_contact")),
       h("span.chip", { text: `${channelIcon(inbox)} ${inbox?.name || ""}` }),
+      $.attrs = attributeChips(row?.attributes),
       inbox?.channel === "sip" ? callButton(api, id, toast) : null, macrosButton(api, id, toast)),
     $.actions, $.timeline, $.typing, composer(id, inbox));
   renderActions();
   await loadTimeline(id);
   socket?.emit("mark_read", { conversation_id: id });
   if (row) renderContact(row.contact_id);
+}
+
+/** What channels learnt about the conversation (a Telegram deep link's payload, the web chat's
+ * reply-by-mail address), as chips; empty values are not shown. @param {Record<string, string> | undefined} attributes */
+function attributeChips(attributes) {
+  const shown = Object.entries(attributes || {}).filter(([, v]) => v);
+  return h("span.convo-attrs", null, ...shown.map(([k, v]) => {
+    const label = ["start_payload", "reply_by_email"].includes(k) ? t(`convo.attr.${k}`) : k;
+    return h("span.chip.attr", { "data-attribute": k, text: `${label}: ${v}` });
+  }));
 }
 
 /** @param {string} id */

@@ -60,10 +60,21 @@ registerRenderer("message", (m, ctx) => {
   const meta = h("div.meta", null,
     h("span.who", { text: m.private ? t("timeline.note") : side === "in" ? "" : ctx.names(m.sender_id) }),
     h("time", { datetime: m.at, text: new Date(m.at).toLocaleTimeString() }),
+    m.edited_at ? editedMark(m) : null,
     side === "out" && !m.private ? tickFor(m) : null);
   if (m.status === "failed" && m.error_message) meta.append(h("span.reason", { text: m.error_message }));
   return h(`div.msg.msg-${cls}`, { "data-message-id": m.id }, h("div.bubble", null, body, meta));
 });
+
+/** "edited", its time and the earlier text on hover. @param {Item} m */
+function editedMark(m) {
+  const earlier = (m.edits || []).map((/** @type {any} */ e) => e.previous_content).filter(Boolean);
+  const when = new Date(m.edited_at).toLocaleString();
+  return h("span.edited", {
+    text: t("timeline.edited"),
+    title: earlier.length ? `${when}\n${t("timeline.edited_from")}: ${earlier[earlier.length - 1]}` : when,
+  });
+}
 
 registerRenderer("system", (e, ctx) => {
   const by = e.who ? ctx.names(e.who) : t("system.someone");
@@ -86,6 +97,10 @@ function systemValue(e) {
 function attachment(a, ctx) {
   const key = a.key || (a.url || "").split("/").pop();
   const name = a.filename || key || "file";
+  if (!a.url && !a.key) {  // announced by the provider, not kept: say why
+    const why = a.unavailable === "too_large" ? "timeline.file_too_large" : "timeline.file_not_received";
+    return h("div.attachment.unavailable", { role: "note", text: t(why, { name }) });
+  }
   const box = h("div.attachment", null);
   const download = h("button.link", { type: "button", text: `⬇ ${name}`, "aria-label": t("timeline.download", { name }) });
   download.addEventListener("click", async () => {

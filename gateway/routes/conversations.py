@@ -85,6 +85,8 @@ class Conversation(msgspec.Struct):
     last_message_preview: str | None = None  # the newest message's first 140 characters
     last_inbound_at: datetime | None = None  # the contact's newest message
     muted: bool = False  # muted by a rule or an agent (docs/automation.md)
+    #: what channels learnt about the conversation (``start_payload``: a Telegram deep link's)
+    attributes: dict[str, str] = {}
 
 
 class InboxCounters(msgspec.Struct):
@@ -126,6 +128,10 @@ class Message(msgspec.Struct):
     created_at: datetime
     #: an agent's email reply: ``cc``, ``bcc`` and ``subject`` as sent; otherwise null
     email: dict[str, Any] | None = None
+    #: when the contact last changed the message (``content`` is then the newest text)
+    edited_at: datetime | None = None
+    #: every edit applied, oldest first: ``edit_id``, ``edited_at``, ``previous_content``
+    edits: list[dict[str, Any]] | None = None
 
 
 class MessagePage(msgspec.Struct):

@@ -131,10 +131,16 @@ async def erase_contact(
         principal.account_id,
     )
     conversation_ids = [r["id"] for r in conversations]
+    # what channels kept on them (a deep link's payload) is the person's too
+    await conn.execute(
+        """UPDATE conversations SET attributes = '{}', updated_at = now()
+            WHERE id = ANY($1::text[]) AND attributes <> '{}'""",
+        conversation_ids,
+    )
     messages = await conn.fetch(
         """UPDATE messages
               SET content = NULL, attachments = '[]', template = NULL, error_message = NULL,
-                  thread_key = NULL, updated_at = now()
+                  thread_key = NULL, edits = NULL, updated_at = now()
             WHERE conversation_id = ANY($1::text[])
         RETURNING id""",
         conversation_ids,

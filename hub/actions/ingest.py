@@ -10,7 +10,9 @@ per message is a few array elements rather than a few round trips. For each mess
    unless the message names the conversation it continues (a ``ThreadHint``: email's
    References and subject), which is then reopened, or a new one started if it names none;
 4. the message row and its events (contact.created, conversation.created/updated,
-   message.received) are written in the same transaction.
+   message.received) are written in the same transaction, and what the message says about its
+   conversation (``InboundMessage.conversation_attributes``) is merged into the conversation's
+   ``attributes`` (event conversation.attributes_changed).
 
 Concurrent batches serialise per (inbox, sender) through transaction advisory locks taken in sorted
 order, so they cannot deadlock and two deliveries of one message cannot both miss the other.
@@ -37,6 +39,7 @@ from hub.events import (
     Actor,
     ActorKind,
     ContactCreated,
+    ConversationAttributesChanged,
     ConversationCreated,
     ConversationStatus,
     ConversationUpdated,
@@ -210,6 +213,7 @@ async def ingest_batch(conn: Conn, requests: Sequence[IngestRequest]) -> list[In
         message_ids = [new_id() for _ in fresh]
         await _write(conn, requests, fresh, message_ids, contacts, threads)
         events = _events(requests, fresh, message_ids, contacts, new_contacts, threads)
+        events += await _keep_attributes(conn, requests, fresh, contacts, threads)
         for n, i in enumerate(fresh):
             r = requests[i]
             thread = threads[(r.inbox.id, contacts[_identity(r)])]
@@ -608,6 +612,53 @@ def _events(
                 conversation_id=thread.conversation_id,
                 actor=actor,
                 correlation_id=cid,
+            )
+        )
+    return events
+
+
+async def _keep_attributes(
+    conn: Conn,
+    requests: Sequence[IngestRequest],
+    fresh: Sequence[int],
+    contacts: dict[tuple[str, str, str], str],
+    threads: dict[tuple[str, str], _Thread],
+) -> list[Event[Any]]:
+    """Merge what new messages say about their conversations into its ``attributes`` (later
+    messages of the batch win); one statement per such conversation, which is seldom, and an
+    event only when a value changed."""
+    merged: dict[str, dict[str, str]] = {}
+    first: dict[str, IngestRequest] = {}
+    for i in fresh:
+        r = requests[i]
+        if not r.message.conversation_attributes:
+            continue
+        conversation_id = threads[(r.inbox.id, contacts[_identity(r)])].conversation_id
+        merged.setdefault(conversation_id, {}).update(r.message.conversation_attributes)
+        first.setdefault(conversation_id, r)
+    events: list[Event[Any]] = []
+    for conversation_id, attributes in merged.items():
+        r = first[conversation_id]
+        row = await conn.fetchrow(
+            """UPDATE conversations SET attributes = attributes || $2::jsonb, updated_at = now()
+                WHERE id = $1 AND NOT attributes @> $2::jsonb
+            RETURNING attributes, contact_id""",
+            conversation_id,
+            attributes,
+        )
+        if row is None:  # it holds these values already
+            continue
+        events.append(
+            make_event(
+                ConversationAttributesChanged(
+                    inbox_id=r.inbox.id,
+                    attributes={str(k): str(v) for k, v in row["attributes"].items()},
+                    changed=tuple(sorted(attributes)),
+                ),
+                account_id=r.inbox.account_id,
+                conversation_id=conversation_id,
+                actor=Actor(ActorKind.CONTACT, row["contact_id"]),
+                correlation_id=r.correlation_id,
             )
         )
     return events

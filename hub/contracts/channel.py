@@ -138,6 +138,13 @@ class StoredFile:
         return f"/api/v1/media/{self.key}"
 
 
+#: the conversation attribute holding the address a conversation's replies go to by mail (the
+#: web chat's offline mode: the visitor left it while the inbox was closed); empty: not by mail
+REPLY_BY_EMAIL = "reply_by_email"
+#: the inbox setting naming the email inbox such replies are sent through
+REPLY_EMAIL_INBOX = "reply_email_inbox_id"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class InboundMessage:
     provider_message_id: str
@@ -145,7 +152,7 @@ class InboundMessage:
     content: str | None
     content_type: str = "text"
     #: files as the message shows them; an attachment with an empty ``url`` is one the provider
-    #: announced but that could not be fetched for good (gone, too large)
+    #: announced but that could not be fetched for good (``unavailable``: too large, gone)
     attachments: tuple[Attachment, ...] = ()
     sent_at: datetime | None = None
     #: provider-held files still to fetch (the gateway does it before ingest)
@@ -156,11 +163,40 @@ class InboundMessage:
     reply_to: str | None = None
     #: the earlier conversation this message continues, when the channel can tell
     thread: ThreadHint | None = None
+    #: what the message says about its conversation, merged into the conversation's
+    #: ``attributes`` when the message is stored (Telegram's ``/start`` deep-link payload as
+    #: ``start_payload``); a redelivered message changes nothing
+    conversation_attributes: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Every channel's message passes here: what the store would refuse is a 422 now."""
         try:
             _storable_message(self)
+        except values.Unstorable as exc:
+            raise WebhookRejected(422, "invalid_value", str(exc)) from exc
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MessageEdit:
+    """The customer changed a message they sent (Telegram's ``edited_message``, Meta's
+    ``message_edit``): the stored message shows the new text, marked edited, and keeps the
+    earlier one. ``edit_id`` names this edit (a redelivery is recognised by it)."""
+
+    #: the provider id of the message edited
+    provider_message_id: str
+    edit_id: str
+    sender: Sender
+    content: str | None
+    edited_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            values.key(self.provider_message_id, "message id")
+            values.key(self.edit_id, "edit id")
+            values.text(self.sender.channel, "sender channel")
+            values.key(self.sender.address, "sender address")
+            values.text(self.content, "content", values.CONTENT_MAX)
+            values.timestamp(self.edited_at, "edited_at")
         except values.Unstorable as exc:
             raise WebhookRejected(422, "invalid_value", str(exc)) from exc
 
@@ -198,6 +234,9 @@ def _storable_message(message: InboundMessage) -> None:
         for ref in message.thread.refs:
             values.key(ref, "thread reference")
         values.key(message.thread.key, "thread key")
+    for name, value in message.conversation_attributes.items():
+        values.key(name, "conversation attribute name")
+        values.text(value, "conversation attribute")
     for a in message.attachments:
         values.text(a.url, "attachment url", values.URL_MAX)
         values.text(a.content_type, "attachment content type")
@@ -254,6 +293,8 @@ class WebhookResult:
     #: app): stored as outgoing, already sent; ``sender`` is the contact they went to
     echoes: Sequence[InboundMessage] = ()
     watermarks: Sequence[Watermark] = ()
+    #: customers' changes to messages they sent earlier
+    edits: Sequence[MessageEdit] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -293,12 +334,14 @@ class WebhookRejected(Exception):
 
 
 class MediaFetchError(Exception):
-    """A provider-held file could not be fetched; ``retryable`` for timeouts, 429 and 5xx."""
+    """A provider-held file could not be fetched; ``retryable`` for timeouts, 429 and 5xx;
+    ``too_large`` when its size is the reason (larger than the provider lets apps download)."""
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(self, message: str, *, retryable: bool, too_large: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable
+        self.too_large = too_large
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

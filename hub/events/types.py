@@ -47,10 +47,21 @@ class Priority(StrEnum):
 
 
 class Attachment(msgspec.Struct, frozen=True, kw_only=True):
+    """A file as a message shows it; ``url`` is empty for a file the provider announced but the
+    hub could not keep, and ``unavailable`` says why (:data:`TOO_LARGE`, :data:`NOT_RECEIVED`)."""
+
     url: str
     content_type: str | None = None
     filename: str | None = None
     size: int | None = None
+    unavailable: str | None = None
+
+
+#: ``Attachment.unavailable``: the file is larger than the provider lets the hub download, or
+#: than the media store keeps
+TOO_LARGE = "too_large"
+#: ``Attachment.unavailable``: the provider no longer has the file, or refused it for good
+NOT_RECEIVED = "not_received"
 
 
 @payload_type("message.received", topic=CONVERSATIONS)
@@ -80,6 +91,19 @@ class MessageCreated(Payload, frozen=True, kw_only=True):
     content_type: str = "text"
     attachments: tuple[Attachment, ...] = ()
     status: MessageStatus = MessageStatus.QUEUED
+
+
+@payload_type("message.edited", topic=CONVERSATIONS)
+class MessageEdited(Payload, frozen=True, kw_only=True):
+    """The contact changed a message they sent: ``content`` replaces ``previous_content`` on
+    the stored message, which is marked edited at ``edited_at`` (earlier texts in its
+    ``edits``)."""
+
+    message_id: str
+    inbox_id: str
+    content: str | None
+    previous_content: str | None
+    edited_at: datetime
 
 
 class IntentGuess(msgspec.Struct, frozen=True):
@@ -181,6 +205,17 @@ class ConversationRated(Payload, frozen=True, kw_only=True):
     contact_id: str
     rating: int
     comment: str | None = None
+
+
+@payload_type("conversation.attributes_changed", topic=CONVERSATIONS)
+class ConversationAttributesChanged(Payload, frozen=True, kw_only=True):
+    """A channel learnt something about the conversation beyond its messages (a Telegram deep
+    link's ``start_payload``); ``attributes`` is the whole set after the change, ``changed`` the
+    keys it set."""
+
+    inbox_id: str
+    attributes: dict[str, str]
+    changed: tuple[str, ...]
 
 
 class Identity(msgspec.Struct, frozen=True):

@@ -91,7 +91,8 @@ def decode_cursor(cursor: str, size: int) -> list[Any]:
 
 CONVERSATION_COLUMNS = """c.id, c.inbox_id, c.contact_id, ct.name AS contact_name, c.status,
     c.assignee_id, c.team_id, c.labels, c.priority, c.snoozed_until, c.messages_count,
-    c.last_message_at, c.last_activity_at, c.created_at, c.muted"""
+    c.last_message_at, c.last_activity_at, c.created_at, c.muted,
+    c.attributes"""
 
 # the contact's messages after the agent's read position ($2: the agent)
 _UNREAD = """(SELECT count(*) FROM messages m
@@ -282,7 +283,7 @@ async def list_messages(
     rows = await pool.fetch(
         """SELECT id, conversation_id, inbox_id, direction, private, sender_type, sender_id,
                   content, content_type, attachments, provider_message_id, status, error_code,
-                  error_message, sent_at, created_at, email
+                  error_message, sent_at, created_at, email, edited_at, edits
              FROM messages
             WHERE conversation_id = $1 AND account_id = $2
               AND ($3::text IS NULL OR id > $3)

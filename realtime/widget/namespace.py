@@ -32,6 +32,7 @@ from hub.actions.ingest import IngestRequest
 from hub.actions.webchat import RatingRefused, add_contact_email, rate_conversation
 from hub.app import DB_UNAVAILABLE, Hub
 from hub.contracts.channel import (
+    REPLY_BY_EMAIL,
     InboundMessage,
     InboxContext,
     Sender,
@@ -473,13 +474,24 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped
         policy = await self._ready_policy(session)
         if not data.content.strip():
             raise Refused("invalid_message", "the message is empty")
+        await self._admit(session, policy)
         inbound = InboundMessage(
             provider_message_id=self._provider_id(session, data.client_id),
             sender=Sender(CHANNEL, session.address, session.name),
             content=data.content,
+            conversation_attributes=await self._reply_by_email(session, policy),
         )
-        await self._admit(session, policy)
         return await self._ingest(sid, session, policy, inbound)
+
+    async def _reply_by_email(self, session: Session, policy: WidgetPolicy) -> dict[str, str]:
+        """Offline mode: a visitor who left an email while the inbox is closed gets the replies
+        by mail (the conversation's ``reply_by_email``, read by the delivery of inboxes with a
+        ``reply_email_inbox_id``); writing while it is open again ends that."""
+        if session.email is None:
+            return {}
+        closed = not await self._hooks.open_now(policy.inbox)
+        address = normalise_email(session.email) or session.email
+        return {REPLY_BY_EMAIL: address if closed else ""}
 
     @call(UploadIn, "invalid_upload", "send {name, type, client_id, data: <base64>}")
     async def on_upload(self, sid: str, data: UploadIn) -> dict[str, Any]:

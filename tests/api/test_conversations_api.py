@@ -528,6 +528,7 @@ async def test_attachment_is_stored_and_downloadable(
             "content_type": "application/pdf",
             "filename": "réçu <1>.pdf",
             "size": len(data),
+            "unavailable": None,
         }
     ]
     assert (await client.get(f"/api/v1/media/{new_id()}", headers=auth)).status == 404

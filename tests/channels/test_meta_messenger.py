@@ -279,6 +279,7 @@ async def test_a_file_on_another_host_is_not_fetched(
     assert response.status == 200
     (row,) = await rows(hub)
     assert row["attachments"][0]["url"] == ""  # shown as not received
+    assert row["attachments"][0]["unavailable"] == "not_received"
     assert await count(hub, "media") == 0
     assert not mock.of("meta.cdn")
 
@@ -292,7 +293,9 @@ async def test_an_oversize_file_is_not_kept(
     response = await post(client, inbox, delivery(item))
     assert response.status == 200
     (row,) = await rows(hub)
+    assert row["content"] == "video"  # the message is kept, its file marked too large
     assert row["attachments"][0]["url"] == ""
+    assert row["attachments"][0]["unavailable"] == "too_large"
     assert await count(hub, "media") == 0
 
 
@@ -305,15 +308,28 @@ async def test_quick_replies_postbacks_reactions_and_edits(
         event("reaction", {"mid": "m_q", "action": "react", "emoji": "\u2764", "reaction": "love"}),
         event("message_edit", {"mid": "m_q", "text": "Blue", "num_edit": 1}),
     )
-    response = await post(client, inbox, payload)
-    assert response.status == 200, await response.text()
+    for _ in range(2):  # Meta delivers again: the edit is not applied twice
+        response = await post(client, inbox, payload)
+        assert response.status == 200, await response.text()
     shown = [(r["content_type"], r["content"]) for r in await rows(hub)]
     assert shown == [
-        ("quick_reply", "Red\npayload: COLOR_RED"),
+        ("quick_reply", "Blue"),  # the edit shown on the message itself
         ("postback", "Track my order\npayload: TRACK_ORDER"),
         ("reaction", "\u2764"),
-        ("edited", "Blue"),
     ]
+    edited = await hub.pool.fetchrow(
+        "SELECT edited_at, edits FROM messages WHERE provider_message_id = 'm_q'"
+    )
+    assert edited is not None and edited["edited_at"] is not None
+    assert [(e["edit_id"], e["previous_content"]) for e in edited["edits"]] == [
+        ("m_q#edit:1", "Red\npayload: COLOR_RED")
+    ]
+    # an edit of a message the hub never stored is kept as a message of its own
+    unknown = delivery(event("message_edit", {"mid": "m_old", "text": "Still there?"}))
+    response = await post(client, inbox, unknown)
+    assert response.status == 200, await response.text()
+    shown = [(r["content_type"], r["content"]) for r in await rows(hub)]
+    assert shown[-1] == ("text", "Still there?")
 
 
 async def test_echoes_of_the_hubs_messages_are_statuses_and_others_are_outgoing(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +20,7 @@ from channels._base import InboxContext, SendError
 from channels.telegram import TelegramChannel, bot_api
 from channels.telegram.manifest import MANIFEST
 from channels.telegram.part import TelegramWebhooks, telegram_of, webhook_url
+from hub import provider_media
 from hub.app import Hub
 from tests.channels.conformance import (
     AUTH,
@@ -327,7 +329,7 @@ async def test_every_inbound_kind(
     shown = [(r["content_type"], r["content"]) for r in stored]
     assert shown == [
         ("start", "Started the bot: promo_2026"),
-        ("text", "Where is my order?"),
+        ("text", "Where is my parcel?"),  # edited: the message itself shows the new text
         ("text", "the receipt"),
         ("text", None),
         ("text", None),
@@ -336,9 +338,7 @@ async def test_every_inbound_kind(
         ("location", "6.9271,79.8612"),
         ("contacts", "Nimal: +94771234567"),
         ("text", "> Where is my order?\nYes, that one"),
-        ("edited", "Where is my parcel?"),
     ]
-    assert stored[-1]["provider_message_id"] == f"{CHAT_ID}:2:edit:1900000000"
     sizes = [[a["size"] for a in r["attachments"]] for r in stored[2:7]]
     files = (b"\xff\xd8\xff large photo", b"%PDF-1.4", b"OggS voice", b"\x00\x00\x00 ftyp")
     # the largest photo (by the size Telegram gives), and every file
@@ -353,6 +353,83 @@ async def test_every_inbound_kind(
     assert await hub.pool.fetchval("SELECT count(*) FROM conversations") == 1
 
 
+async def test_a_start_payload_is_kept_on_the_conversation(
+    client: Client, hub: Hub, inbox: tuple[str, str]
+) -> None:
+    first = update(message=message(1, "/start promo_2026"))
+    for item in (first, first):  # Telegram delivers again: no second change
+        response = await post(client, inbox, item)
+        assert response.status == 200, await response.text()
+    conversation_id = (await response.json())["messages"][0]["conversation_id"]
+    shown = await client.get(f"/api/v1/conversations/{conversation_id}", headers=AUTH)
+    assert shown.status == 200
+    assert (await shown.json())["attributes"] == {"start_payload": "promo_2026"}
+    # a later deep link replaces it; a bare /start and an edit to a /start change nothing
+    for item in (
+        update(message=message(2, "/start")),
+        update(edited_message=message(2, "/start other", edit_date=1_900_000_000)),
+        update(message=message(3, "/start winter_sale")),
+    ):
+        response = await post(client, inbox, item)
+        assert response.status == 200, await response.text()
+    shown = await client.get(f"/api/v1/conversations/{conversation_id}", headers=AUTH)
+    assert (await shown.json())["attributes"] == {"start_payload": "winter_sale"}
+    # agents' sockets hear each change: once the last is in the replay log (kept in order per
+    # conversation), every earlier one is, and the redelivery added none
+    changes: list[Any] = []
+    for _ in range(200):
+        changes = await hub.pool.fetch(
+            """SELECT event::text AS payload FROM event_log
+                WHERE type = 'conversation.attributes_changed' ORDER BY id"""
+        )
+        if changes and "winter_sale" in str(changes[-1]["payload"]):
+            break
+        await asyncio.sleep(0.05)
+    assert len(changes) == 2, changes
+    listed = await client.get("/api/v1/conversations", headers=AUTH)
+    (row,) = (await listed.json())["data"]
+    assert row["attributes"] == {"start_payload": "winter_sale"}
+
+
+async def test_an_edit_is_shown_on_the_message_it_changes(
+    client: Client, hub: Hub, inbox: tuple[str, str]
+) -> None:
+    response = await post(client, inbox, update(message=message(5, "Where is my order?")))
+    assert response.status == 200
+    (stored,) = (await response.json())["messages"]
+    first = update(edited_message=message(5, "Where is my parcel?", edit_date=1_900_000_000))
+    second = update(edited_message=message(5, "Where are my parcels?", edit_date=1_900_000_060))
+    for item in (first, first, second, first):  # redelivered, then late: no change either time
+        response = await post(client, inbox, item)
+        assert response.status == 200, await response.text()
+    assert await hub.pool.fetchval("SELECT count(*) FROM messages") == 1
+    page = await client.get(
+        f"/api/v1/conversations/{stored['conversation_id']}/messages", headers=AUTH
+    )
+    (shown,) = (await page.json())["data"]
+    assert shown["content"] == "Where are my parcels?"
+    assert shown["edited_at"].startswith("2030-03-17T17:47:40")
+    assert [(e["edit_id"], e["previous_content"]) for e in shown["edits"]] == [
+        (f"{CHAT_ID}:5:edit:1900000000", "Where is my order?"),
+        (f"{CHAT_ID}:5:edit:1900000060", "Where is my parcel?"),
+    ]
+    # agents' sockets hear each applied edit as message.edited, in order
+    edits: list[Any] = []
+    for _ in range(200):
+        edits = await hub.pool.fetch(
+            """SELECT event::jsonb -> 'payload' AS payload FROM event_log
+                WHERE type = 'message.edited' ORDER BY id"""
+        )
+        if len(edits) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    assert [(e["payload"]["content"], e["payload"]["previous_content"]) for e in edits] == [
+        ("Where is my parcel?", "Where is my order?"),
+        ("Where are my parcels?", "Where is my parcel?"),
+    ]
+    assert {e["payload"]["message_id"] for e in edits} == {stored["id"]}
+
+
 async def test_a_file_over_the_bot_download_limit_is_shown_as_not_received(
     client: Client, hub: Hub, mock: ProviderMock, inbox: tuple[str, str]
 ) -> None:
@@ -363,8 +440,48 @@ async def test_a_file_over_the_bot_download_limit_is_shown_as_not_received(
     assert response.status == 200
     (row,) = await rows(hub)
     assert row["attachments"][0]["url"] == ""
+    assert row["attachments"][0]["unavailable"] == "too_large"
     assert await hub.pool.fetchval("SELECT count(*) FROM media") == 0
     assert not mock.of("telegram.file")
+
+
+async def test_a_file_over_the_media_store_limit_is_marked_too_large(
+    client: Client,
+    hub: Hub,
+    mock: ProviderMock,
+    inbox: tuple[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Telegram lets the bot download it, but the media store keeps provider files only up to
+    its limit: the message is stored (200, never a 5xx), the file marked, the reason logged,
+    and a redelivery changes nothing."""
+    monkeypatch.setattr(provider_media, "MAX_MEDIA_BYTES", 1024)
+    big = telegram_api(mock).add_file(b"%PDF" + b"x" * 4096, "documents/big.pdf")
+    document = {"file_id": big, "file_unique_id": "b", "file_name": "big.pdf",
+                "mime_type": "application/pdf"}  # fmt: skip
+    item = update(message=message(1, None, caption="the contract", document=document))
+    with caplog.at_level(logging.WARNING, logger="hub.provider_media"):
+        for _ in range(2):
+            response = await post(client, inbox, item)
+            assert response.status == 200, await response.text()
+    (row,) = await rows(hub)
+    assert row["content"] == "the contract"
+    assert row["attachments"] == [
+        {
+            "url": "",
+            "content_type": "application/pdf",
+            "filename": "big.pdf",
+            "size": None,
+            "unavailable": "too_large",
+        }
+    ]
+    assert await hub.pool.fetchval("SELECT count(*) FROM media") == 0
+    kept = [p for p in (hub.config.data_dir / "media").rglob("*") if p.is_file()]
+    assert not kept, "no file, whole or partial, is kept"
+    logged = [r for r in caplog.records if r.getMessage().startswith("provider media")]
+    assert logged and getattr(logged[0], "unavailable", None) == "too_large"
+    assert "larger than 1024 bytes" in getattr(logged[0], "reason", "")
 
 
 async def test_group_messages_and_other_updates_are_skipped(

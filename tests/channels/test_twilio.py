@@ -334,7 +334,13 @@ async def test_media_failing_for_good_leaves_a_visible_gap_and_never_a_5xx(
     assert response.status == 200, await response.text()
     attachments = await hub.pool.fetchval("SELECT attachments FROM messages")
     assert attachments == [
-        {"url": "", "content_type": "image/jpeg", "filename": None, "size": None}
+        {
+            "url": "",
+            "content_type": "image/jpeg",
+            "filename": None,
+            "size": None,
+            "unavailable": "not_received",
+        }
     ]
 
 
@@ -533,7 +539,13 @@ async def test_a_media_redirect_off_the_provider_is_a_recorded_gap_never_followe
     assert response.status == 200, await response.text()
     attachments = await hub.pool.fetchval("SELECT attachments FROM messages")
     assert attachments == [
-        {"url": "", "content_type": "image/jpeg", "filename": None, "size": None}
+        {
+            "url": "",
+            "content_type": "image/jpeg",
+            "filename": None,
+            "size": None,
+            "unavailable": "not_received",
+        }
     ]
     assert await count(hub, "media") == 0
     assert len(mock.of("twilio.media")) == 1, "a refused redirect is not retried"

@@ -567,7 +567,13 @@ async def test_media_that_cannot_be_had_leaves_a_visible_gap_never_a_5xx(
     assert response.status == 200, await response.text()
     attachments = await hub.pool.fetchval("SELECT attachments FROM messages")
     assert attachments == [
-        {"url": "", "content_type": "image/jpeg", "filename": None, "size": None}
+        {
+            "url": "",
+            "content_type": "image/jpeg",
+            "filename": None,
+            "size": None,
+            "unavailable": "not_received",
+        }
     ]
     assert await count(hub, "media") == 0
     if problem == "foreign host":

@@ -13,7 +13,8 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from channels._base import InboundMessage, Sender
+from channels._base import InboundMessage, MessageEdit, Sender
+from hub.actions.edits import apply_edits
 from hub.actions.ingest import IngestRequest, ingest_batch
 from hub.app import Hub
 from hub.bus import BusMessage
@@ -182,11 +183,36 @@ async def test_erasure_leaves_no_trace_of_the_content(hub: Hub, client: Client) 
     await client.patch(
         f"/api/v1/contacts/{contact_id}", json={"attributes": {"city": CITY}}, headers=ADMIN
     )
+    # a deep link kept on the conversation, and a message the person edited afterwards
+    said, edited, deep_link = "my old flat is 12 Lake Rd", "my flat is 9 Hill St", "ref-Kamala-77"
+    async with hub.pool.acquire() as conn:
+        shop = await conn.fetchval(
+            "SELECT inbox_id FROM conversations WHERE contact_id = $1 LIMIT 1", contact_id
+        )
+        context = await load_inbox(conn, hub.box, shop)
+        assert context is not None
+        sender = Sender("api", world["address"])
+        first = InboundMessage(
+            "p2", sender, said, conversation_attributes={"start_payload": deep_link}
+        )
+        async with conn.transaction():
+            await ingest_batch(conn, [IngestRequest(context, first, "c")])
+        async with conn.transaction():
+            (outcome,) = await apply_edits(
+                conn, inbox=context, edits=[MessageEdit("p2", "p2#1", sender, edited)]
+            )
+        assert outcome.applied
     needles = [SECRET, "payslip of Kamala", "here is the payslip", "pay slip.pdf", NOTE, CITY]
-    needles.append(world["address"])
+    needles += [world["address"], said, edited, deep_link]
+    for table in ("event_log", "realtime_events"):  # the edit's event, with the earlier text
+        await _settled(
+            hub,
+            f"SELECT EXISTS (SELECT 1 FROM {table} WHERE event::text LIKE $1)",
+            f"%{edited}%{said}%",
+        )
     # every consumer that keeps a copy has it
     await _settled(
-        hub, "SELECT count(*) = 2 FROM webhook_deliveries WHERE event_type LIKE 'message.%'"
+        hub, "SELECT count(*) = 3 FROM webhook_deliveries WHERE event_type LIKE 'message.%'"
     )
     await _settled(
         hub,
@@ -210,7 +236,7 @@ async def test_erasure_leaves_no_trace_of_the_content(hub: Hub, client: Client) 
     counts = await erased.json()
     assert counts["merged_contacts"] == 1
     assert counts["conversations"] == 2
-    assert counts["messages"] == 4 and counts["files"] == 1 and counts["notes"] == 1
+    assert counts["messages"] == 5 and counts["files"] == 1 and counts["notes"] == 1
     assert counts["identities"] == 2
     assert counts["event_copies"]["event_log"] > 0
     assert await traces(hub, needles) == []
@@ -230,11 +256,11 @@ async def test_erasure_leaves_no_trace_of_the_content(hub: Hub, client: Client) 
     assert entry is not None
     details = entry["details"]
     details = details if isinstance(details, dict) else orjson.loads(details)
-    assert details["messages"] == 4 and details["files"] == 1
+    assert details["messages"] == 5 and details["files"] == 1
     events = await contact_events(hub, contact_id, lambda e: e["type"] == "contact.erased")
     (told,) = [e for e in events if e["type"] == "contact.erased"]
     assert set(told["payload"]["conversation_ids"]) == world["conversations"]
-    assert len(told["payload"]["message_ids"]) == 4
+    assert len(told["payload"]["message_ids"]) == 5
 
     # an event of the person's that was still on the bus is logged after the erasure: the
     # journal blanks it again when it sees contact.erased
