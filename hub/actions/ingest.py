@@ -600,6 +600,7 @@ def _events(
                     content_type=m.content_type,
                     attachments=m.attachments,
                     sent_at=m.sent_at,
+                    provider_payload=m.provider_payload,
                 ),
                 account_id=account_id,
                 conversation_id=thread.conversation_id,

@@ -53,6 +53,21 @@ class Attachment(msgspec.Struct, frozen=True, kw_only=True):
     size: int | None = None
 
 
+class ProviderPayload(msgspec.Struct, frozen=True, kw_only=True):
+    """The provider's webhook as it arrived (its body as text, decoded as UTF-8 with bad bytes
+    replaced), for the archive (``crm/archive``). A body over ``PROVIDER_PAYLOAD_MAX`` bytes
+    travels as its size and digest only (``body`` null)."""
+
+    content_type: str
+    body: str | None
+    size: int
+    sha256: str
+
+
+#: the largest webhook body an event carries whole (bytes)
+PROVIDER_PAYLOAD_MAX = 256 * 1024
+
+
 @payload_type("message.received", topic=CONVERSATIONS)
 class MessageReceived(Payload, frozen=True, kw_only=True):
     """A contact's message arrived through a channel and is stored."""
@@ -66,6 +81,8 @@ class MessageReceived(Payload, frozen=True, kw_only=True):
     content_type: str = "text"
     attachments: tuple[Attachment, ...] = ()
     sent_at: datetime | None = None
+    #: the webhook that carried the message (one webhook may carry several messages)
+    provider_payload: ProviderPayload | None = None
 
 
 @payload_type("message.created", topic=CONVERSATIONS)
