@@ -1,7 +1,8 @@
-"""What the archive keeps: a webhook document per ``message.received`` that carried its webhook,
-and a contact's profile document (the contact, its identities, attributes and company, and the
-contacts merged into it) read from PostgreSQL when a contact event arrives, so a replayed event
-writes the same current state again rather than an older one."""
+"""What the archive keeps: a webhook document per ``message.webhook`` (the raw provider payload
+an inbound message arrived in), and a contact's profile document (the contact, its identities,
+attributes and company, and the contacts merged into it) read from PostgreSQL when a contact
+event arrives, so a replayed event writes the same current state again rather than an older
+one."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from hub.events.envelope import Event
-from hub.events.types import MessageReceived
+from hub.events.types import MessageWebhook
 from hub.store.db import Conn
 from hub.store.reads import CONTACT_COLUMNS
 
@@ -29,13 +30,11 @@ class Archived:
     document: dict[str, Any]
 
 
-def webhook_document(event: Event[MessageReceived]) -> Archived | None:
-    """The webhook an inbound message arrived in, ``None`` when it carried none (an email read
-    over IMAP, a web chat message, a message from before the archive)."""
+def webhook_document(event: Event[MessageWebhook]) -> Archived:
+    """The webhook an inbound message arrived in (only messages that came by webhook have one:
+    not an email read over IMAP, nor a web chat visitor's message)."""
     received = event.payload
     raw = received.provider_payload
-    if raw is None:
-        return None
     document: dict[str, Any] = {
         "event_id": event.id,
         "account_id": event.account_id,

@@ -1,7 +1,8 @@
-"""The archive consumer: its own group (``archive``) on the conversations and contacts topics.
+"""The archive consumer: its own group (``archive``) on the webhooks and contacts topics.
 
-- ``message.received`` carrying its webhook (``provider_payload``): the raw provider payload,
-  one document per event id;
+- ``message.webhook`` (written by ingest with each ``message.received`` that came by webhook, on
+  the ``webhooks`` topic only the archive reads): the raw provider payload, one document per
+  event id;
 - ``contact.created`` / ``updated`` / ``merged``: the contact's full profile document, read from
   PostgreSQL at that moment (a contact merged away loses its own document; its survivor's lists
   it);
@@ -31,12 +32,12 @@ from hub.contracts.part import WORKERS, Layer
 from hub.events.envelope import Event, Payload, UnknownEventType, decode_event
 from hub.events.types import (
     CONTACTS,
-    CONVERSATIONS,
+    WEBHOOKS,
     ContactCreated,
     ContactErased,
     ContactMerged,
     ContactUpdated,
-    MessageReceived,
+    MessageWebhook,
 )
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ class ArchiveConsumer:
     async def subscribe(self, bus: Bus, options: ConsumerOptions) -> list[Subscription]:
         options = dataclasses.replace(options, transient=(*options.transient, *TRANSIENT))
         return [
-            await bus.subscribe(CONVERSATIONS, GROUP, self.handle, options),
+            await bus.subscribe(WEBHOOKS, GROUP, self.handle, options),
             await bus.subscribe(CONTACTS, GROUP, self.handle, options),
         ]
 
@@ -75,10 +76,8 @@ class ArchiveConsumer:
             except UnknownEventType:  # a newer producer's type: nothing to archive here
                 continue
             p = event.payload
-            if isinstance(p, MessageReceived):
-                document = webhook_document(event)  # type: ignore[arg-type]
-                if document is not None:
-                    webhooks.append(document)
+            if isinstance(p, MessageWebhook):
+                webhooks.append(webhook_document(event))  # type: ignore[arg-type]
             elif isinstance(p, ContactCreated | ContactUpdated | ContactMerged):
                 profiles[(event.account_id, p.contact_id)] = event.id
                 if isinstance(p, ContactMerged):

@@ -16,6 +16,9 @@ from hub.events.envelope import Payload, payload_type
 
 CONVERSATIONS = "conversations"
 CONTACTS = "contacts"
+#: the raw provider webhooks inbound messages arrived in, for the archive alone: kept off the
+#: conversation stream that agents' sockets, outgoing webhooks and the event log read
+WEBHOOKS = "webhooks"
 
 
 class MessageDirection(StrEnum):
@@ -68,6 +71,19 @@ class ProviderPayload(msgspec.Struct, frozen=True, kw_only=True):
 PROVIDER_PAYLOAD_MAX = 256 * 1024
 
 
+@payload_type("message.webhook", topic=WEBHOOKS)
+class MessageWebhook(Payload, frozen=True, kw_only=True):
+    """The provider's webhook an inbound message arrived in, written with its
+    ``message.received`` (one webhook may carry several messages: each gets its own)."""
+
+    message_id: str
+    inbox_id: str
+    contact_id: str
+    channel: str
+    provider_message_id: str
+    provider_payload: ProviderPayload
+
+
 @payload_type("message.received", topic=CONVERSATIONS)
 class MessageReceived(Payload, frozen=True, kw_only=True):
     """A contact's message arrived through a channel and is stored."""
@@ -81,8 +97,6 @@ class MessageReceived(Payload, frozen=True, kw_only=True):
     content_type: str = "text"
     attachments: tuple[Attachment, ...] = ()
     sent_at: datetime | None = None
-    #: the webhook that carried the message (one webhook may carry several messages)
-    provider_payload: ProviderPayload | None = None
 
 
 @payload_type("message.created", topic=CONVERSATIONS)
