@@ -30,11 +30,13 @@ class Archived:
     document: dict[str, Any]
 
 
-def webhook_document(event: Event[MessageWebhook]) -> Archived:
+def webhook_document(event: Event[MessageWebhook]) -> Archived | None:
     """The webhook an inbound message arrived in (only messages that came by webhook have one:
-    not an email read over IMAP, nor a web chat visitor's message)."""
+    not an email read over IMAP, nor a web chat visitor's message); ``None`` once erased."""
     received = event.payload
     raw = received.provider_payload
+    if raw is None:
+        return None
     document: dict[str, Any] = {
         "event_id": event.id,
         "account_id": event.account_id,

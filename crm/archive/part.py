@@ -77,7 +77,9 @@ class ArchiveConsumer:
                 continue
             p = event.payload
             if isinstance(p, MessageWebhook):
-                webhooks.append(webhook_document(event))  # type: ignore[arg-type]
+                document = webhook_document(event)  # type: ignore[arg-type]
+                if document is not None:
+                    webhooks.append(document)
             elif isinstance(p, ContactCreated | ContactUpdated | ContactMerged):
                 profiles[(event.account_id, p.contact_id)] = event.id
                 if isinstance(p, ContactMerged):

@@ -81,7 +81,8 @@ class MessageWebhook(Payload, frozen=True, kw_only=True):
     contact_id: str
     channel: str
     provider_message_id: str
-    provider_payload: ProviderPayload
+    #: null once erased (``hub_erase_event`` blanks it in copies not yet relayed)
+    provider_payload: ProviderPayload | None
 
 
 @payload_type("message.received", topic=CONVERSATIONS)

@@ -185,3 +185,35 @@ async def test_erasure_empties_the_postgresql_archive_at_once(
     assert not await hub.pool.fetchval(
         "SELECT count(*) FROM event_log WHERE event::text LIKE $1", f"%{SECRET}%"
     )
+
+
+async def test_an_erased_webhook_event_still_decodes_and_archives_nothing(hub: Hub) -> None:
+    """``hub_erase_event`` blanks ``provider_payload`` in an outbox row not yet relayed: the
+    archive still decodes the event, and writes nothing for it."""
+    from hub.events import Actor, ActorKind, encode_event, make_event
+    from hub.events.types import MessageWebhook, ProviderPayload
+
+    event = make_event(
+        MessageWebhook(
+            message_id="m-1",
+            inbox_id="i-1",
+            contact_id="c-1",
+            channel="api",
+            provider_message_id="p-1",
+            provider_payload=ProviderPayload(
+                content_type="application/json", body=SECRET, size=len(SECRET), sha256="x"
+            ),
+        ),
+        account_id=hub.account_id,
+        conversation_id="conv-1",
+        actor=Actor(ActorKind.CONTACT, "c-1"),
+    )
+    blanked = await hub.pool.fetchval(
+        "SELECT hub_erase_event($1::text::jsonb)::text", encode_event(event).decode()
+    )
+    assert SECRET not in blanked and '"provider_payload": null' in blanked
+    archive = consumer(hub, PostgresArchive(hub.pool))
+    await archive.handle([BusMessage("t", "k", blanked.encode(), 0, 0, {})])
+    assert await hub.pool.fetchval("SELECT count(*) FROM archived_webhooks") == 0
+    await archive.handle([BusMessage("t", "k", encode_event(event), 0, 1, {})])  # not blanked
+    assert await hub.pool.fetchval("SELECT count(*) FROM archived_webhooks") == 1
