@@ -114,6 +114,8 @@ async def test_webhook_and_profile_archived_in_mongodb(
     assert profile["attributes"] == {"city": "Colombo"}
     assert profile["identities"] == [{"channel": "api", "address": PHONE}]
     assert profile["account_id"] == hub.account_id
+    ready = await (await client.get("/readyz")).json()
+    assert ready["checks"]["archive"] == "mongodb"
     # the documents went to MongoDB, not to the PostgreSQL archive
     assert await hub.pool.fetchval("SELECT count(*) FROM archived_webhooks") == 0
     assert await hub.pool.fetchval("SELECT count(*) FROM archived_profiles") == 0

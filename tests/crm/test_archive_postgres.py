@@ -120,6 +120,8 @@ async def test_webhook_and_profile_archived_in_postgresql(hub: Hub, client: Clie
     assert profile["attributes"] == {"city": "Colombo"}
     assert profile["identities"] == [{"channel": "api", "address": PHONE}]
     assert profile["company"]["id"] == company_id
+    ready = await (await client.get("/readyz")).json()
+    assert ready["checks"]["archive"] == "postgresql" and "archive_lag" in ready["checks"]
 
 
 async def test_a_redelivered_event_writes_nothing_twice(
