@@ -1,10 +1,11 @@
 // Command ferretdb runs FerretDB 1.24 (a MongoDB-wire server) for the archive tests, through
 // FerretDB's embeddable package.
 //
-// `go install github.com/FerretDB/FerretDB/cmd/ferretdb@v1.24.2` (and @v1.24.0) builds a binary
-// that panics at start: the module download lacks the generated build/version/version.txt that
-// FerretDB's own builds write first (`bin/task gen-version`), and the check only applies when
-// FerretDB is the main module. Embedded, the same server runs as is.
+// `go install github.com/FerretDB/FerretDB/cmd/ferretdb@v1.24.2` (and @v1.24.0, tried too) builds
+// a binary that panics at start ("Invalid build/version/version.txt file content. Please run
+// `bin/task gen-version`"): the module download lacks the version file FerretDB's own builds
+// generate first, and the check applies only when FerretDB is the main module. Embedded, the
+// same server runs as is.
 package main
 
 import (
