@@ -17,6 +17,7 @@ from hub.actions.accounts import Refused, audit_object
 from hub.audit import Origin
 from hub.authz import Principal
 from hub.events import registered_types
+from hub.events.types import CONTACTS, CONVERSATIONS
 from hub.ids import new_id
 from hub.secrets import SecretBox
 from hub.store.db import Conn
@@ -46,7 +47,9 @@ def _subscription(row: Any) -> Subscription:
 
 
 def check_event_types(event_types: list[str]) -> list[str]:
-    known = registered_types()
+    """Types of the topics the recorder follows: the ``webhooks`` topic's raw provider payloads
+    are the archive's alone, never sent on."""
+    known = {t for t, cls in registered_types().items() if cls.TOPIC in (CONVERSATIONS, CONTACTS)}
     unknown = sorted({t for t in event_types if t != ALL and t not in known})
     if unknown:
         raise Refused(

@@ -16,6 +16,7 @@ messages rather than a probe per contact.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -154,6 +155,36 @@ async def members(
         args,
     )
     return [dict(r) for r in rows]
+
+
+async def member_pages(
+    pool: asyncpg.Pool[Any],
+    account_id: str,
+    f: SegmentFilter,
+    scope: frozenset[str] | None,
+    page: int = 500,
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """Every member, oldest first, ``page`` at a time, for an export: keyset paging, so no
+    transaction stays open while the client reads, and a segment of any size streams in
+    bounded memory."""
+    after = ""
+    while True:
+        conditions, args = _query(account_id, f, scope)
+        args.append(after)
+        conditions.append(f"c.id > ${len(args)}")
+        args.append(page)
+        rows = await _fetch(
+            pool,
+            f"""SELECT {CONTACT_COLUMNS} FROM contacts c WHERE {" AND ".join(conditions)}
+                 ORDER BY c.id LIMIT ${len(args)}""",
+            args,
+        )
+        if not rows:
+            return
+        yield [dict(r) for r in rows]
+        if len(rows) < page:
+            return
+        after = rows[-1]["id"]
 
 
 async def create_segment(conn: Conn, account_id: str, name: str, f: SegmentFilter) -> str:

@@ -32,6 +32,7 @@ from hub.contracts.channel import (
     StatusUpdate,
     WebhookRequest,
     WebhookResult,
+    provider_payload,
 )
 from hub.contracts.registry import get_channel
 from hub.logs import correlation_id
@@ -307,6 +308,9 @@ async def handle_webhook(request: web.Request) -> web.StreamResponse:
     )
     result = await adapter.parse_webhook(webhook, inbox)
     messages = list(result.messages)
+    if messages:  # the archive keeps the webhook that carried them (crm/archive)
+        raw = provider_payload(request.content_type, body)
+        messages = [dataclasses.replace(m, provider_payload=raw) for m in messages]
     pictures: dict[tuple[str, str], str] = {}
     if messages and adapter.manifest.profiles:
         messages, pictures = await _with_profiles(state, adapter, inbox, messages)

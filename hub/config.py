@@ -278,6 +278,24 @@ SETTINGS: tuple[Setting, ...] = (
         "Database that holds the analytics tables (in chDB and on a ClickHouse server).",
     ),
     Setting(
+        "archive",
+        "HUB_ARCHIVE",
+        "Archive the raw provider payload of every inbound webhook and each contact's profile "
+        "document (workers, from the event stream; erased with the person). Without "
+        "`MONGODB_URL` they go to PostgreSQL JSONB tables.",
+    ),
+    Setting(
+        "mongodb_url",
+        "MONGODB_URL",
+        "MongoDB for the archive (`mongodb://user:password@host:27017`), written through "
+        "PyMongo's `AsyncMongoClient`. Unset (the default): the PostgreSQL archive tables.",
+    ),
+    Setting(
+        "mongodb_database",
+        "HUB_MONGODB_DATABASE",
+        "Database that holds the archive's collections (`webhooks`, `profiles`) in MongoDB.",
+    ),
+    Setting(
         "ai",
         "HUB_AI",
         "Run the AI part (language, sentiment, intent labels, reply suggestions; the `ai` extra) "
@@ -375,6 +393,9 @@ class Config:
     ai_provider_key: str | None = None
     clickhouse_url: str | None = None
     clickhouse_database: str = "hub_analytics"
+    archive: bool = True
+    mongodb_url: str | None = None
+    mongodb_database: str = "hub_archive"
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
@@ -393,6 +414,7 @@ SECRET_SETTINGS = frozenset(
         "redis_url",
         "metrics_token",
         "clickhouse_url",
+        "mongodb_url",
         "ai_provider_key",
     }
 )

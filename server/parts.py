@@ -11,6 +11,7 @@ from channels.email.part import EmailPart
 from channels.sip.part import VoicePart
 from channels.telegram.part import TelegramWebhooks
 from channels.typing import TypingRelay
+from crm.archive.part import archive_part
 from hub.config import Config
 from hub.consumers.journal import journal_part
 from hub.contracts.part import Part
@@ -27,6 +28,7 @@ def make_parts(config: Config) -> list[Part]:
         delivery_part(),  # agents' replies out through their channels
         TypingRelay(),  # agents' typing shown to customers (Messenger, Instagram, Telegram)
         analytics_part(),  # the reports' ClickHouse store, fed from the event stream
+        archive_part(),  # raw webhooks and contact profiles kept (PostgreSQL JSONB or MongoDB)
         ai_part(),  # language, sentiment, intents, reply suggestions (roles all and ai)
         *rules_parts(),  # automation rules: on events and after no reply for N minutes
         *assignment_parts(),  # automatic assignment and its waiting queue

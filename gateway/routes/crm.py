@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -390,23 +391,38 @@ async def export_contacts_route(call: Call) -> web.StreamResponse:
             origin=call.origin,
             details={"format": q.format},
         )
-    csv_out = q.format == "csv"
+    scope = await contact_scope(call.hub.pool, call.principal.account_id, call.principal.inboxes)
+
+    async def pages() -> AsyncIterator[list[dict[str, Any]]]:
+        async with call.hub.pool.acquire() as conn:
+            async for page in contact_pages(conn, call.principal.account_id, scope):
+                yield page
+
+    return await stream_contacts(call, pages(), q.format, "contacts")
+
+
+async def stream_contacts(
+    call: Call,
+    pages: AsyncIterator[list[dict[str, Any]]],
+    format: Literal["csv", "json"],
+    name: str,
+) -> web.StreamResponse:
+    """Contacts out as CSV (formula cells defused) or one JSON array, a page at a time."""
+    csv_out = format == "csv"
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/csv; charset=utf-8" if csv_out else "application/json",
-            "Content-Disposition": f'attachment; filename="contacts.{q.format}"',
+            "Content-Disposition": f'attachment; filename="{name}.{format}"',
             "Cache-Control": "no-store",
         }
     )
     await response.prepare(call.request)
     first = True
-    scope = await contact_scope(call.hub.pool, call.principal.account_id, call.principal.inboxes)
     if not csv_out:
         await response.write(b"[")
-    async with call.hub.pool.acquire() as conn:
-        async for page in contact_pages(conn, call.principal.account_id, scope):
-            await response.write(csv_chunk(page, first) if csv_out else json_chunk(page, first))
-            first = False
+    async for page in pages:
+        await response.write(csv_chunk(page, first) if csv_out else json_chunk(page, first))
+        first = False
     if csv_out and first:
         await response.write(csv_lines([list(HEADER)]))
     if not csv_out:

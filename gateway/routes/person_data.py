@@ -92,6 +92,9 @@ class Erased(msgspec.Struct):
     calls: int
     notes: int
     identities: int
+    #: documents of the PostgreSQL archive (raw webhooks, profile); MongoDB's go right after, in
+    #: the archive consumer
+    archived_documents: int
     event_copies: EventCopies
 
 

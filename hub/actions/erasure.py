@@ -6,7 +6,8 @@ notes, their identities (so a new message from the same address starts a new con
 re-matching the erased one), the contact's name, attributes and company, the numbers of their
 calls, and the same content in every copy of the events the hub keeps: ``event_log``,
 ``realtime_events`` (and its inbox-list context), the ``outbox`` rows not yet relayed and the
-bodies of outgoing webhook deliveries. ``hub_erase_event`` (migration 0031) blanks an event's
+bodies of outgoing webhook deliveries, and the PostgreSQL archive's documents of the person (raw
+webhooks, profile). ``hub_erase_event`` (migration 0031) blanks an event's
 personal fields and keeps its shape, so every consumer still decodes it.
 
 What stays: the contact row (anonymised, ``erased_at`` set) and its conversations and message
@@ -183,6 +184,17 @@ async def erase_contact(
         principal.account_id,
         contact_ids,
     )
+    # the PostgreSQL archive (crm/archive, migration 0037) goes in this transaction; the archive
+    # consumer clears MongoDB on contact.erased, and again here anything written since
+    archived = await conn.fetchval(
+        """WITH w AS (DELETE FROM archived_webhooks
+                       WHERE account_id = $1 AND contact_id = ANY($2::text[]) RETURNING 1),
+                p AS (DELETE FROM archived_profiles
+                       WHERE account_id = $1 AND contact_id = ANY($2::text[]) RETURNING 1)
+           SELECT (SELECT count(*) FROM w) + (SELECT count(*) FROM p)""",
+        principal.account_id,
+        contact_ids,
+    )
     copies = await scrub_event_copies(conn, principal.account_id, contact_ids, conversation_ids)
     erased: dict[str, Any] = {
         "contact_id": contact_id,
@@ -193,6 +205,7 @@ async def erase_contact(
         "calls": calls,
         "notes": notes,
         "identities": identities,
+        "archived_documents": archived,
         "event_copies": copies,
     }
     await audit.record(

@@ -47,7 +47,7 @@ from hub.events import (
     MessageReceived,
     make_event,
 )
-from hub.events.types import ConversationPatch, ConversationState, Identity
+from hub.events.types import ConversationPatch, ConversationState, Identity, MessageWebhook
 from hub.ids import new_id
 from hub.metrics import MESSAGES_DUPLICATE, MESSAGES_INGESTED
 from hub.store.db import Conn
@@ -614,6 +614,23 @@ def _events(
                 correlation_id=cid,
             )
         )
+        if m.provider_payload is not None:  # for the archive (crm/archive), on its own topic
+            events.append(
+                make_event(
+                    MessageWebhook(
+                        message_id=message_ids[n],
+                        inbox_id=r.inbox.id,
+                        contact_id=contact_id,
+                        channel=r.inbox.channel,
+                        provider_message_id=m.provider_message_id,
+                        provider_payload=m.provider_payload,
+                    ),
+                    account_id=account_id,
+                    conversation_id=thread.conversation_id,
+                    actor=actor,
+                    correlation_id=cid,
+                )
+            )
     return events
 
 

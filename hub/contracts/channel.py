@@ -16,6 +16,7 @@ their connections belong to one hub process.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -26,6 +27,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from hub.events import Attachment, MessageStatus
+from hub.events.types import PROVIDER_PAYLOAD_MAX, ProviderPayload
 from hub.media import MediaStore
 from hub.store import values
 
@@ -167,6 +169,8 @@ class InboundMessage:
     #: ``attributes`` when the message is stored (Telegram's ``/start`` deep-link payload as
     #: ``start_payload``); a redelivered message changes nothing
     conversation_attributes: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: the webhook that carried it, as it arrived (the gateway sets it; the archive keeps it)
+    provider_payload: ProviderPayload | None = None
 
     def __post_init__(self) -> None:
         """Every channel's message passes here: what the store would refuse is a 422 now."""
@@ -174,6 +178,18 @@ class InboundMessage:
             _storable_message(self)
         except values.Unstorable as exc:
             raise WebhookRejected(422, "invalid_value", str(exc)) from exc
+
+
+def provider_payload(content_type: str, body: bytes) -> ProviderPayload:
+    """A webhook body for the archive: whole up to ``PROVIDER_PAYLOAD_MAX`` bytes, else its size
+    and digest only (an email with its attachments stays in the media store, not in events)."""
+    whole = len(body) <= PROVIDER_PAYLOAD_MAX
+    return ProviderPayload(
+        content_type=content_type,
+        body=body.decode("utf-8", "replace").replace("\x00", "\ufffd") if whole else None,
+        size=len(body),
+        sha256=hashlib.sha256(body).hexdigest(),
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

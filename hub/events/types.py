@@ -16,6 +16,9 @@ from hub.events.envelope import Payload, payload_type
 
 CONVERSATIONS = "conversations"
 CONTACTS = "contacts"
+#: the raw provider webhooks inbound messages arrived in, for the archive alone: kept off the
+#: conversation stream that agents' sockets, outgoing webhooks and the event log read
+WEBHOOKS = "webhooks"
 
 
 class MessageDirection(StrEnum):
@@ -62,6 +65,35 @@ class Attachment(msgspec.Struct, frozen=True, kw_only=True):
 TOO_LARGE = "too_large"
 #: ``Attachment.unavailable``: the provider no longer has the file, or refused it for good
 NOT_RECEIVED = "not_received"
+
+
+class ProviderPayload(msgspec.Struct, frozen=True, kw_only=True):
+    """The provider's webhook as it arrived (its body as text, decoded as UTF-8 with bad bytes
+    replaced), for the archive (``crm/archive``). A body over ``PROVIDER_PAYLOAD_MAX`` bytes
+    travels as its size and digest only (``body`` null)."""
+
+    content_type: str
+    body: str | None
+    size: int
+    sha256: str
+
+
+#: the largest webhook body an event carries whole (bytes)
+PROVIDER_PAYLOAD_MAX = 256 * 1024
+
+
+@payload_type("message.webhook", topic=WEBHOOKS)
+class MessageWebhook(Payload, frozen=True, kw_only=True):
+    """The provider's webhook an inbound message arrived in, written with its
+    ``message.received`` (one webhook may carry several messages: each gets its own)."""
+
+    message_id: str
+    inbox_id: str
+    contact_id: str
+    channel: str
+    provider_message_id: str
+    #: null once erased (``hub_erase_event`` blanks it in copies not yet relayed)
+    provider_payload: ProviderPayload | None
 
 
 @payload_type("message.received", topic=CONVERSATIONS)

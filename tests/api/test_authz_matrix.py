@@ -272,6 +272,7 @@ SPEC: dict[str, Expect] = {
     "DELETE /api/v1/segments/{segment_id}": Expect(EVERYONE),
     "GET /api/v1/segments/{segment_id}/count": Expect(EVERYONE),
     "GET /api/v1/segments/{segment_id}/contacts": Expect(EVERYONE),
+    "GET /api/v1/segments/{segment_id}/export": Expect(ADMIN),
     "GET /api/v1/conversations/{conversation_id}/messages": Expect(SEES_A, NOT_A),
     "GET /api/v1/conversations/{conversation_id}/events": Expect(SEES_A, NOT_A),
     "POST /api/v1/conversations/{conversation_id}/messages": Expect(

@@ -186,3 +186,22 @@ async def test_private_addresses_are_refused_unless_allowed(hub_config: Config, 
             assert response.status == 422, await response.text()
             assert (await response.json())["error"]["code"] == "url_refused"
         assert await hub.pool.fetchval("SELECT count(*) FROM webhook_subscriptions") == 0
+
+
+async def test_raw_provider_webhooks_cannot_be_subscribed_to(hub_config: Config) -> None:
+    """``message.webhook`` (the raw provider payload, on the archive's own topic) is not sent on."""
+    async with running(hub_config) as (hub, server), aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{server}/api/v1/webhooks",
+            json={
+                "name": "x",
+                "url": "https://93.184.215.14/hook",
+                "event_types": ["message.received", "message.webhook"],
+            },
+            headers=ADMIN,
+        ) as response:
+            assert response.status == 422, await response.text()
+            error = (await response.json())["error"]
+            assert error["code"] == "unknown_event_types"
+            assert error["details"]["types"] == ["message.webhook"]
+        assert await hub.pool.fetchval("SELECT count(*) FROM webhook_subscriptions") == 0

@@ -222,9 +222,19 @@ async def test_erasure_leaves_no_trace_of_the_content(hub: Hub, client: Client) 
     await _settled(
         hub, "SELECT EXISTS (SELECT 1 FROM event_log WHERE event::text LIKE $1)", f"%{SECRET}%"
     )
+    await _settled(  # the archive's profile document (crm/archive), after the merge and city
+        hub,
+        """SELECT EXISTS (SELECT 1 FROM archived_profiles
+                           WHERE contact_id = $1 AND document -> 'merged_contacts' ? $2
+                             AND document -> 'attributes' ->> 'city' = $3)""",
+        contact_id,
+        world["other_id"],
+        CITY,
+    )
     before = await traces(hub, needles)
     assert {"messages", "event_log", "realtime_events", "webhook_deliveries", "media",
-            "contact_notes", "contacts", "contact_identities"} <= set(before)  # fmt: skip
+            "contact_notes", "contacts", "contact_identities",
+            "archived_profiles"} <= set(before)  # fmt: skip
     assert any("/media/" in f for f in before)
     message_event = await hub.pool.fetchval(
         "SELECT event::text FROM event_log WHERE type = 'message.received' AND event::text LIKE $1",

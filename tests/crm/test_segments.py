@@ -136,3 +136,67 @@ async def test_bad_segments_are_refused(hub: Hub, client: Client) -> None:
     assert await hub.pool.fetchval("SELECT count(*) FROM segments") == 0
     missing = await client.get("/api/v1/segments/01NOSUCHSEGMENT/count", headers=ADMIN)
     assert missing.status == 404
+
+
+async def test_a_segment_exports_as_csv_and_json_streamed_and_defused(
+    hub: Hub, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the segment's contacts, oldest first, over several pages; formula cells defused in
+    CSV, kept as they are in JSON; administrators only, audited; an unknown segment is 404."""
+    import csv
+    import io
+
+    import crm.segments
+    import gateway.routes.segments
+    from tests.api.test_contacts_api import agent_auth
+
+    names = ['=cmd|" /C calc"!A0', "+1 trick", "Plain", "@SUM(A1)", "Other city"]
+    made = []
+    for name in names:
+        response = await client.post("/api/v1/contacts", json={"name": name}, headers=ADMIN)
+        made.append((await response.json())["id"])
+    for contact_id, name in zip(made, names, strict=True):
+        city = "Kandy" if name == "Other city" else "Colombo"
+        patched = await client.patch(
+            f"/api/v1/contacts/{contact_id}", json={"attributes": {"city": city}}, headers=ADMIN
+        )
+        assert patched.status == 200
+    saved = await client.post(
+        "/api/v1/segments",
+        json={"name": "Colombo", "filter": {"attributes": {"city": "Colombo"}}},
+        headers=ADMIN,
+    )
+    segment_id = (await saved.json())["id"]
+    pages: list[int] = []
+    real = crm.segments.member_pages
+
+    async def small_pages(pool: Any, account: str, f: Any, scope: Any) -> Any:  # several pages
+        async for page in real(pool, account, f, scope, page=3):
+            pages.append(len(page))
+            yield page
+
+    monkeypatch.setattr(gateway.routes.segments, "member_pages", small_pages)
+    response = await client.get(f"/api/v1/segments/{segment_id}/export?format=csv", headers=ADMIN)
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(await response.text())))
+    assert pages == [3, 1]
+    as_json = await (
+        await client.get(f"/api/v1/segments/{segment_id}/export?format=json", headers=ADMIN)
+    ).json()
+    assert rows[0][:2] == ["id", "name"]
+    assert [r[0] for r in rows[1:]] == made[:4]
+    assert [r[1] for r in rows[1:]] == ['\'=cmd|" /C calc"!A0', "'+1 trick", "Plain", "'@SUM(A1)"]
+    assert [c["name"] for c in as_json] == names[:4]
+    assert [c["attributes"]["city"] for c in as_json] == ["Colombo"] * 4
+    bad = await client.get(f"/api/v1/segments/{segment_id}/export?format=xlsx", headers=ADMIN)
+    assert bad.status in (400, 422)
+    missing = await client.get("/api/v1/segments/01NOSUCHSEGMENT/export", headers=ADMIN)
+    assert missing.status == 404
+    agent = await agent_auth(hub)
+    assert (await client.get(f"/api/v1/segments/{segment_id}/export", headers=agent)).status == 403
+    audited = await hub.pool.fetchval(
+        "SELECT count(*) FROM audit_log WHERE action = 'segment.exported' AND object_id = $1",
+        segment_id,
+    )
+    assert audited == 2
