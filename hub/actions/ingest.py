@@ -331,6 +331,7 @@ async def _resolve_threads(
             row["status"] == ConversationStatus.RESOLVED
             and request.inbox.reopen_policy == "new"
             and request.message.thread is None
+            and not row["muted"]  # a muted conversation takes the contact's messages, resolved
         ):
             threads[key] = _Thread(
                 new_id(), ConversationState(status=ConversationStatus.OPEN), created=True
@@ -346,7 +347,10 @@ async def _resolve_threads(
             muted=bool(row["muted"]),
         )
         thread = _Thread(row["conversation_id"], state)
-        if state.status in (ConversationStatus.RESOLVED, ConversationStatus.SNOOZED):
+        # muted (by a rule or an agent) and resolved: the contact's messages join it and it stays
+        # resolved, so they reopen nothing and ask no agent for anything
+        quiet = state.muted and state.status == ConversationStatus.RESOLVED
+        if not quiet and state.status in (ConversationStatus.RESOLVED, ConversationStatus.SNOOZED):
             thread.previous = ConversationPatch(
                 status=state.status, snoozed_until=state.snoozed_until
             )

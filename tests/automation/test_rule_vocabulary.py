@@ -266,6 +266,22 @@ async def test_mute_and_a_template_left_out_where_the_channel_has_none(
         "SELECT count(*) FROM messages WHERE content_type = 'template'"
     )
     assert await hub.pool.fetchval("SELECT enabled FROM automation_rules WHERE id = $1", rule["id"])
+    # resolved while muted: the contact's next message joins it and reopens nothing
+    async with aiohttp.ClientSession() as http:
+        url = f"{server}/api/v1/conversations/{conversation}"
+        async with http.patch(url, json={"status": "resolved"}, headers=ADMIN) as r:
+            assert r.status == 200, await r.text()
+        assert await conversation_of(http, inbox, "m-2") == conversation
+        await received(hub, conversation)
+    row = await conversation_row(hub, conversation)
+    assert row["status"] == "resolved" and row["muted"] is True
+    assert (
+        await hub.pool.fetchval(
+            "SELECT count(*) FROM messages WHERE conversation_id = $1 AND direction = 'inbound'",
+            conversation,
+        )
+        == 2
+    )
     # the REST API shows the flag and an agent can lift it
     async with aiohttp.ClientSession() as http:
         url = f"{server}/api/v1/conversations/{conversation}"
@@ -277,6 +293,11 @@ async def test_mute_and_a_template_left_out_where_the_channel_has_none(
         async with http.patch(url, json={"muted": "no"}, headers=ADMIN) as r:
             assert r.status == 422
     assert (await conversation_row(hub, conversation))["muted"] is False
+    # unmuted, the contact's message reopens it as usual
+    async with aiohttp.ClientSession() as http:
+        assert await conversation_of(http, inbox, "m-3") == conversation
+        await received(hub, conversation)
+    assert (await conversation_row(hub, conversation))["status"] == "open"
 
 
 async def test_send_template_goes_out_on_whatsapp(
