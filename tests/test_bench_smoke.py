@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -67,10 +68,16 @@ def test_every_documented_command_is_known() -> None:
         assert (ROOT / (found[1].replace(".", "/") + ".py")).exists(), command
 
 
+#: smoke runs at a time: each waits mostly on its own hub starting and on sockets, so two share
+#: the machine's two cores without slowing each other much (CI's time budget)
+PARALLEL = 2
+
+
 @pytest.mark.slow
 def test_documented_benchmarks_run_with_smoke() -> None:
     before = tracked_results()
-    smoked: set[str] = set()
+    smoked: dict[str, str] = {}  # module -> the command run with --smoke
+    flags: list[tuple[str, str]] = []  # (module, command) of further commands: flags only
     for command in documented_commands():
         if any(command.startswith(p) for p in SET_UP):
             continue
@@ -83,21 +90,26 @@ def test_documented_benchmarks_run_with_smoke() -> None:
         module = found[1]
         if module in NOT_RUN:
             continue
-        if module in smoked:  # its flags, without a second run
-            # bench.ab: its own flags before ` -- `, the benchmark's after it
-            head, _, inner = command.partition(" -- ")
-            for part, name in ((head, module), (inner, inner.split(" ", 1)[0])):
-                if not part:
-                    continue
-                usage = run(f".venv/bin/python -m {name} --help", 60)
-                assert usage.returncode == 0, usage.stderr
-                for flag in re.findall(r"(?<=\s)--[\w-]+", part):
-                    assert flag in usage.stdout, f"{command}: {flag} is not an option of {name}"
-            continue
-        done = run(command + " --smoke", 240)
-        assert done.returncode == 0, (
-            f"{command} --smoke\n{done.stdout[-2000:]}{done.stderr[-3000:]}"
-        )
-        smoked.add(module)
+        if module in smoked:
+            flags.append((module, command))
+        else:
+            smoked[module] = command
+    for module, command in flags:  # its flags, without a second run
+        # bench.ab: its own flags before ` -- `, the benchmark's after it
+        head, _, inner = command.partition(" -- ")
+        for part, name in ((head, module), (inner, inner.split(" ", 1)[0])):
+            if not part:
+                continue
+            usage = run(f".venv/bin/python -m {name} --help", 60)
+            assert usage.returncode == 0, usage.stderr
+            for flag in re.findall(r"(?<=\s)--[\w-]+", part):
+                assert flag in usage.stdout, f"{command}: {flag} is not an option of {name}"
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        runs = {command: pool.submit(run, command + " --smoke", 300) for command in smoked.values()}
+        for command, future in runs.items():
+            done = future.result()
+            assert done.returncode == 0, (
+                f"{command} --smoke\n{done.stdout[-2000:]}{done.stderr[-3000:]}"
+            )
     assert len(smoked) >= 11
     assert tracked_results() == before, "a --smoke run wrote into bench/results"
