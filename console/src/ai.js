@@ -120,7 +120,9 @@ export class AiPanel {
       const r = await this.api.get(`/api/v1/conversations/${this.id}/summary`);
       clear(this.summary).append(
         h("strong", { text: t("ai.summary") }),
-        h("ul", null, ...r.lines.map((/** @type {any} */ l) => h("li", { text: `${t(`ai.${l.speaker}`)}: ${l.text}` }))),
+        r.lines.length
+          ? h("ul", null, ...r.lines.map((/** @type {any} */ l) => h("li", { text: `${t(`ai.${l.speaker}`)}: ${l.text}` })))
+          : h("p.muted", { text: t("ai.summary_empty") }),
       );
       this.summary.hidden = false;
     } catch (err) {

@@ -154,6 +154,20 @@ async def test_message_badges_and_suggested_labels(hub: Hub, server: str, browse
         "Your new card arrives within 3 to 5 working days."
     )
     await page.screenshot(path=str(SHOTS / "ai-labels.png"))
+    # a click inserts a reply suggestion (and reports its use); Tab in a filled box moves on
+    reply = page.locator("#reply")
+    await page.locator(".ai-suggestions button").first.click()
+    await expect(reply).to_have_value("Your new card arrives within 3 to 5 working days.")
+    await expect(reply).to_be_focused()
+    await reply.press("Tab")
+    await expect(reply).not_to_be_focused()
+    await expect(reply).to_have_value("Your new card arrives within 3 to 5 working days.")
+    async with asyncio.timeout(30):
+        while not await hub.pool.fetchval(
+            "SELECT uses FROM ai_suggestion_uses WHERE ref = 'canned:c-card'"
+        ):
+            await asyncio.sleep(0.1)
+    await reply.fill("")
 
     # the dark theme: the badges and the suggestions stay readable (WCAG >= 4.5)
     await page.emulate_media(color_scheme="dark")
@@ -192,5 +206,11 @@ async def test_message_badges_and_suggested_labels(hub: Hub, server: str, browse
     await expect(
         page.locator(f'.msg[data-message-id="{first["id"]}"] .msg-lang')
     ).to_have_attribute("title", "භාෂාව: සිංහල", timeout=TIMEOUT)
+    panel = page.get_by_test_id("ai-panel")
+    await panel.get_by_role("button", name="සාරාංශ කරන්න").click()
+    await expect(panel.locator(".ai-summary strong")).to_have_text("සාරාංශය", timeout=TIMEOUT)
+    await expect(panel.locator(".ai-summary li").first).to_have_text(
+        "පාරිභෝගිකයා: මගේ කාඩ්පත තවම ලැබුණේ නැහැ.", timeout=TIMEOUT
+    )
     assert errors == []
     await context.close()
