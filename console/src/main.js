@@ -42,6 +42,10 @@ const S = {
   /** timeline events lately heard per conversation, for a view opened before the journal has
    * logged them @type {Map<string, any[]>} */ recent: new Map(),
   /** @type {Map<string, string>} */ presence: new Map(),
+  /** the AI part's intent labels for the open conversation's last customer message
+   * @type {{label: string, confidence: number}[]} */ intents: [],
+  /** its message.analysed findings heard while the timeline loads @type {Map<string, any>} */
+  analysed: new Map(),
   lastSeq: -1,
   connected: false,
   /** @type {any[] | null} */ queued: null,
@@ -556,6 +560,12 @@ function apply(item) {
   if (ev.type.startsWith("call.") || ev.type === "conversation.updated") remember(id, ev);
   if (id !== S.current) return;
   aiPanel?.onEvent(ev);
+  if (ev.type === "message.analysed") {  // the message's language and sentiment badges
+    const found = { language: p.language, sentiment: p.sentiment, intents: (p.intents || []).map((/** @type {any} */ i) => i.label) };
+    S.analysed.set(p.message_id, found);
+    const m = S.timeline.find((x) => x.id === p.message_id);
+    if (m) { Object.assign(m, found); replaceItem(m); }
+  }
   if (ev.type === "message.received") {
     appendItem(messageItem({ id: p.message_id, direction: "inbound", private: false, content: p.content, content_type: p.content_type, attachments: p.attachments, created_at: ev.occurred_at, status: "received" }));
     socket?.emit("mark_read", { conversation_id: id });
@@ -596,6 +606,8 @@ async function openConversation(id) {
   if (S.current && S.current !== id) socket?.emit("leave", { conversation_id: S.current });
   S.current = id;
   S.timeline = [];
+  S.intents = [];
+  S.analysed = new Map();
   const row = S.convs.get(id);
   if (row) { row.unread_count = 0; list?.schedule(); }
   socket?.emit("join", { conversation_id: id });
@@ -635,6 +647,7 @@ async function loadTimeline(id) {
   ]);
   const logged = [...events, ...(S.recent.get(id) || []).filter((e) => !events.some((x) => x.id === e.id))];
   /** @type {any[]} */
+  for (const m of messages) if (!m.language && S.analysed.has(m.id)) Object.assign(m, S.analysed.get(m.id));
   const items = [...messages.map(messageItem), ...logged.flatMap(systemItems), ...logged.flatMap(callItems)];
   items.sort(byTime);
   if (S.current !== id) return;
@@ -731,7 +744,40 @@ function renderActions() {
       });
       return h("label.label-chip", { style: { borderColor: l.color } }, box, l.name);
     }));
+  $.labelSuggestions = h("span.label-suggestions", { role: "group", "aria-label": t("ai.suggested_labels") });
+  labels.insertBefore($.labelSuggestions, labels.children[1] || null);
+  applyLabel = (/** @type {string} */ name) => change({ labels: [...new Set([...(row.labels || []), name])] });
+  renderLabelSuggestions();
   clear($.actions).append(assignee, team, priority, status, until, snooze, labels);
+}
+
+/** @type {(name: string) => void} */ let applyLabel = () => {};
+
+/** At the top of the label picker: the AI part's intent labels for the last customer message
+ * that are not on the conversation yet, marked as suggested, each applied with one click through
+ * the same change as ticking it. An intent with no account label of its name is shown, not
+ * offered (the API would refuse it): an administrator adds the label in Settings. */
+function renderLabelSuggestions() {
+  const row = S.convs.get(S.current || "");
+  const box = $.labelSuggestions;
+  if (!row || !box) return;
+  const on = new Set((row.labels || []).map((/** @type {string} */ x) => x.toLowerCase()));
+  const shown = [...S.intents].sort((a, b) => b.confidence - a.confidence)
+    .filter((i) => !on.has(i.label.toLowerCase()))
+    .map((i) => {
+      const label = S.labels.find((l) => l.name.toLowerCase() === i.label.toLowerCase());
+      const pct = Math.round(i.confidence * 100);
+      if (!label) {
+        return h("span.label-chip.label-suggested.missing", { "data-intent": i.label, title: t("ai.label_missing", { label: i.label }), text: i.label });
+      }
+      const title = t("ai.apply_label", { label: label.name, confidence: pct });
+      const b = h("button.label-chip.label-suggested", { type: "button", "data-label": label.name, title, "aria-label": title, style: { borderColor: label.color } },
+        h("span.label-plus", { "aria-hidden": "true", text: "+" }), label.name, h("span.label-conf", { "aria-hidden": "true", text: `${pct}%` }));
+      b.addEventListener("click", () => applyLabel(label.name));
+      return b;
+    });
+  clear(box).append(...(shown.length ? [h("span.label-suggested-mark", { text: t("ai.suggested") }), ...shown] : []));
+  box.hidden = shown.length === 0;
 }
 
 // ---------------------------------------------------------------- composer
@@ -752,7 +798,11 @@ function composer(id, inbox) {
   $.composerIsWa = /** @type {any} */ (isWhatsApp);
   const send = h("button.primary", { type: "submit", text: t("composer.send") });
   const mail = emailComposer(inbox, id);
-  aiPanel = new AiPanel(api, id, /** @type {HTMLTextAreaElement} */ (text), toast);
+  aiPanel = new AiPanel(api, id, /** @type {HTMLTextAreaElement} */ (text), toast, (intents) => {
+    if (S.current !== id) return;
+    S.intents = intents;
+    renderLabelSuggestions();
+  });
   const form = h("form.composer", { "aria-label": t("composer.label") }, $.window, $.templates, mail?.el, suggestions, aiPanel.el, text,
     h("div.row", null, h("label", null, note, " ", t("composer.private")), file, counter, send));
   note.addEventListener("change", () => form.classList.toggle("is-note", /** @type {HTMLInputElement} */ (note).checked));

@@ -20,6 +20,13 @@ const renderers = new Map();
 /** @param {string} kind @param {(item: Item, ctx: Ctx) => HTMLElement} render */
 export function registerRenderer(kind, render) { renderers.set(kind, render); }
 
+/** Extra marks in a message's meta line (the AI part's language and sentiment badges).
+ * @type {((m: Item) => (HTMLElement | null)[])[]} */
+const messageMeta = [];
+
+/** @param {(m: Item) => (HTMLElement | null)[]} marks */
+export function registerMessageMeta(marks) { messageMeta.push(marks); }
+
 /** @param {Item} item @param {Ctx} ctx */
 export function renderItem(item, ctx) {
   const render = renderers.get(item.kind);
@@ -59,6 +66,7 @@ registerRenderer("message", (m, ctx) => {
   if (mail) body.append(mail.tail);
   const meta = h("div.meta", null,
     h("span.who", { text: m.private ? t("timeline.note") : side === "in" ? "" : ctx.names(m.sender_id) }),
+    ...messageMeta.flatMap((marks) => marks(m)),
     h("time", { datetime: m.at, text: new Date(m.at).toLocaleTimeString() }),
     m.edited_at ? editedMark(m) : null,
     side === "out" && !m.private ? tickFor(m) : null);

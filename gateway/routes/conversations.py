@@ -132,6 +132,12 @@ class Message(msgspec.Struct):
     edited_at: datetime | None = None
     #: every edit applied, oldest first: ``edit_id``, ``edited_at``, ``previous_content``
     edits: list[dict[str, Any]] | None = None
+    #: the AI part's findings, null until it analysed the message (or without the AI part):
+    #: language code (``si``, ``si-Latn``, ``en``, ...), a customer message's sentiment (VADER
+    #: compound, -1..1) and its intent labels above the account's threshold
+    language: str | None = None
+    sentiment: float | None = None
+    intents: list[str] | None = None
 
 
 class MessagePage(msgspec.Struct):

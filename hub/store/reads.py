@@ -283,7 +283,8 @@ async def list_messages(
     rows = await pool.fetch(
         """SELECT id, conversation_id, inbox_id, direction, private, sender_type, sender_id,
                   content, content_type, attachments, provider_message_id, status, error_code,
-                  error_message, sent_at, created_at, email, edited_at, edits
+                  error_message, sent_at, created_at, email, edited_at, edits, language,
+                  sentiment, intents
              FROM messages
             WHERE conversation_id = $1 AND account_id = $2
               AND ($3::text IS NULL OR id > $3)

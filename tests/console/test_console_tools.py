@@ -320,7 +320,8 @@ async def test_mfa_enrolment_when_the_account_requires_it(
 
 
 # computed colours → WCAG 2.x contrast ratios, text against the nearest opaque background
-CONTRAST = """() => {
+# (the default picks, or the caller's {name: selector})
+CONTRAST = """(picks) => {
   const rgb = (s) => (s.match(/[\\d.]+/g) || []).map(Number);
   const lum = ([r, g, b]) => {
     const f = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
@@ -338,7 +339,7 @@ CONTRAST = """() => {
     return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
   };
   const out = {};
-  const pick = {
+  const pick = picks || {
     body: "body", name: ".vrow .name", preview: ".vrow .preview", waiting: ".vrow .wait",
     inbound: ".msg-in .content", outbound: ".msg-out .content", meta: ".msg .meta time",
     window: "#wa-window", button: ".primary", sidebar: ".sidebar h2", reply: "#reply",
