@@ -16,7 +16,6 @@ events and only while such sockets are connected).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -26,6 +25,7 @@ import asyncpg
 import orjson
 
 from realtime.log import LoggedEvent, read_after
+from realtime.stream_set import StreamSet
 
 log = logging.getLogger(__name__)
 
@@ -219,14 +219,14 @@ class AccountStream:
                 self.wake.set()
 
 
-class Streams:
+class Streams(StreamSet[AccountStream]):
     """All account streams of this process."""
 
     def __init__(self, pool: asyncpg.Pool[Any], emit: Emit, batch: int = 500) -> None:
+        super().__init__("realtime")
         self._pool = pool
         self._emit = emit
         self._batch = batch
-        self._streams: dict[str, AccountStream] = {}
 
     def add(
         self, account_id: str, sid: str, cursor: int, head: int, resync: bool, scope: Scope = None
@@ -238,18 +238,7 @@ class Streams:
                 account_id, self._pool, self._emit, self._batch, head
             )
         stream.add(sid, cursor, head if resync else None, scope)
-        if stream.task is None or stream.task.done():
-            stream.task = asyncio.create_task(self._run(stream), name=f"realtime:{account_id}")
-
-    def remove(self, account_id: str, sid: str) -> None:
-        stream = self._streams.get(account_id)
-        if stream is None:
-            return
-        stream.remove(sid)
-        if not stream.sockets:  # the account's last socket went: stop its pusher
-            del self._streams[account_id]
-            if stream.task is not None:
-                stream.task.cancel()
+        self._start(stream)
 
     def feed(self, logged: dict[str, list[LoggedEvent]]) -> None:
         """What one commit of the replay log added (this process writes the whole log)."""
@@ -257,32 +246,3 @@ class Streams:
             stream = self._streams.get(account_id)
             if stream is not None:
                 stream.feed(events)
-
-    def notify(self, account_ids: set[str] | None) -> None:
-        """Wake the streams of these accounts (``None``: all of them)."""
-        chosen = self._streams.keys() if account_ids is None else account_ids
-        for account_id in chosen:
-            stream = self._streams.get(account_id)
-            if stream is not None:
-                stream.wake.set()
-
-    async def _run(self, stream: AccountStream) -> None:
-        while True:
-            try:
-                await stream.run()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the database hiccuped: keep the sockets, try again shortly
-                log.exception("realtime stream failed", extra={"account_id": stream.account_id})
-                await asyncio.sleep(0.5)
-                stream.wake.set()
-
-    async def close(self) -> None:
-        for stream in list(self._streams.values()):
-            for sid in list(stream.live) + list(stream.catching_up):
-                stream.remove(sid)
-            if stream.task is not None:
-                stream.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await stream.task
-        self._streams.clear()

@@ -14,7 +14,6 @@ after a resolved one reaches the visitor even if its first event is read before 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -23,6 +22,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from realtime.stream_set import StreamSet
 from realtime.widget.items import visitor_item
 
 log = logging.getLogger(__name__)
@@ -219,67 +219,28 @@ class AccountVisitors:
                 self.wake.set()
 
 
-class VisitorStreams:
+class VisitorStreams(StreamSet[AccountVisitors]):
     """All visitors' streams of this process."""
 
     def __init__(self, pool: asyncpg.Pool[Any], emit: Emit) -> None:
+        super().__init__("widget")
         self._pool = pool
         self._emit = emit
-        self._accounts: dict[str, AccountVisitors] = {}
 
     def add(self, account_id: str, visitor: Visitor, cursor: int, head: int) -> None:
-        stream = self._accounts.get(account_id)
+        stream = self._streams.get(account_id)
         if stream is None:
-            stream = self._accounts[account_id] = AccountVisitors(
+            stream = self._streams[account_id] = AccountVisitors(
                 account_id, self._pool, self._emit, head
             )
         stream.add(visitor, cursor)
-        if stream.task is None or stream.task.done():
-            stream.task = asyncio.create_task(self._run(stream), name=f"widget:{account_id}")
+        self._start(stream)
 
     def visitor(self, account_id: str, sid: str) -> Visitor | None:
-        stream = self._accounts.get(account_id)
+        stream = self._streams.get(account_id)
         return None if stream is None else stream.visitor(sid)
 
     def track(self, account_id: str, sid: str, contact_id: str, conversation_id: str) -> None:
-        stream = self._accounts.get(account_id)
+        stream = self._streams.get(account_id)
         if stream is not None:
             stream.track(sid, contact_id, conversation_id)
-
-    def remove(self, account_id: str, sid: str) -> None:
-        stream = self._accounts.get(account_id)
-        if stream is None:
-            return
-        stream.remove(sid)
-        if not stream.sockets:
-            del self._accounts[account_id]
-            if stream.task is not None:
-                stream.task.cancel()
-
-    def notify(self, account_ids: set[str] | None) -> None:
-        chosen = self._accounts.keys() if account_ids is None else account_ids
-        for account_id in chosen:
-            stream = self._accounts.get(account_id)
-            if stream is not None:
-                stream.wake.set()
-
-    async def _run(self, stream: AccountVisitors) -> None:
-        while True:
-            try:
-                await stream.run()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("widget stream failed", extra={"account_id": stream.account_id})
-                await asyncio.sleep(0.5)
-                stream.wake.set()
-
-    async def close(self) -> None:
-        for stream in list(self._accounts.values()):
-            for sid in list(stream.live) + list(stream.catching_up):
-                stream.remove(sid)
-            if stream.task is not None:
-                stream.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await stream.task
-        self._accounts.clear()
