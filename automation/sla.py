@@ -293,17 +293,20 @@ async def attach(conn: Conn, account_id: str, conversation_id: str) -> None:
 
 
 async def customer_wrote(conn: Conn, event: Event[Any], inbox_id: str) -> None:
-    """A customer's message after an answer starts a next-response cycle per policy."""
+    """A customer's message after an answer starts a next-response cycle per policy (an answer
+    written after the message, already in the conversation when a lagging consumer started the
+    clocks, does not count)."""
     conversation_id = event.conversation_id
     rows = await conn.fetch(
         """SELECT policy_id,
-                  bool_or(stopped_at IS NOT NULL) FILTER (WHERE metric = 'first_response')
+                  bool_or(stopped_at <= $2) FILTER (WHERE metric = 'first_response')
                       AS answered,
                   bool_or(stopped_at IS NULL) FILTER (WHERE metric = 'next_response')
                       AS waiting,
                   coalesce(max(cycle) FILTER (WHERE metric = 'next_response'), 0) AS cycle
              FROM sla_clocks WHERE conversation_id = $1 GROUP BY policy_id""",
         conversation_id,
+        event.occurred_at,
     )
     if not rows:
         return
