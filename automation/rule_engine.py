@@ -700,7 +700,8 @@ class RuleEngine:
                     todo.append(w)
             if not todo:
                 return
-            needs = Needs.of([rule for w in todo for rule in w.rules])
+            distinct = {rule.id: rule for w in todo for rule in w.rules}
+            needs = Needs.of(list(distinct.values()))
             found = await batch_contexts(conn, [w.event for w in todo], needs)
             batch = _Batch()
             for w, ctxs in zip(todo, found, strict=True):
