@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from msgspec import UNSET
 
@@ -16,7 +16,7 @@ from automation.assignment import BUSY, assign, drain
 from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
 from hub.consumers.idempotency import claim
 from hub.consumers.stream import StreamConsumer
-from hub.events import UnknownEventType, decode_event
+from hub.events import Event, UnknownEventType, decode_event
 from hub.events.types import CONVERSATIONS, ConversationCreated, ConversationUpdated
 from hub.timers import BackgroundPart
 
@@ -35,6 +35,10 @@ class Assigner:
         return [await bus.subscribe(CONVERSATIONS, GROUP, self.handle, options)]
 
     async def handle(self, batch: Sequence[BusMessage]) -> None:
+        """One statement per batch finds the events whose inbox has an assignment policy (the
+        others need nothing: no policy assigns nothing and drains nothing) and records the
+        others as processed; the rest run in order in one transaction."""
+        found: list[tuple[Event[Any], str, str | None, str | None]] = []
         for record in batch:
             kind = record.headers.get("type", "")
             if kind not in ("conversation.created", "conversation.updated"):
@@ -43,33 +47,64 @@ class Assigner:
                 event = decode_event(record.value)
             except UnknownEventType:
                 continue
-            payload = event.payload
-            to_assign: str | None = None
-            freed: str | None = None
-            if isinstance(payload, ConversationCreated):
-                to_assign = event.conversation_id
-            elif isinstance(payload, ConversationUpdated):
-                state, before = payload.state, payload.previous
-                if (
-                    state.assignee_id is None
-                    and state.status.value in BUSY
-                    and (before.assignee_id is not UNSET or before.status is not UNSET)
-                ):
-                    to_assign = event.conversation_id  # unassigned, or reopened unassigned
-                if before.assignee_id not in (UNSET, None) or (
-                    before.status is not UNSET and state.status.value not in BUSY
-                ):
-                    freed = payload.inbox_id  # someone has room again
-            if to_assign is None and freed is None:
-                continue
-            presence = self._hub.presence
-            async with self._hub.pool.acquire() as conn, conn.transaction():
-                if not await claim(conn, GROUP, [event.id]):
+            inbox_id, to_assign, freed = _wants(event)
+            if to_assign is not None or freed is not None:
+                found.append((event, inbox_id, to_assign, freed))
+        if not found:
+            return
+        rows = await self._hub.pool.fetch(
+            _WORK, GROUP, [e.id for e, *_ in found], [inbox for _, inbox, *_ in found]
+        )
+        work = [found[r["ord"] - 1] for r in rows]
+        if not work:
+            return
+        presence = self._hub.presence
+        async with self._hub.pool.acquire() as conn, conn.transaction():
+            fresh = await claim(conn, GROUP, [e.id for e, *_ in work])
+            for event, _, to_assign, freed in work:
+                if event.id not in fresh:
                     continue
+                fresh.discard(event.id)
                 if to_assign is not None:
                     await assign(conn, presence, to_assign)
                 if freed is not None:
                     await drain(conn, presence, freed)
+
+
+def _wants(event: Event[Any]) -> tuple[str, str | None, str | None]:
+    """The event's inbox, the conversation to assign, and the inbox whose queue to drain."""
+    payload = event.payload
+    if isinstance(payload, ConversationCreated):
+        return payload.inbox_id, event.conversation_id, None
+    if not isinstance(payload, ConversationUpdated):
+        return "", None, None
+    to_assign: str | None = None
+    freed: str | None = None
+    state, before = payload.state, payload.previous
+    if (
+        state.assignee_id is None
+        and state.status.value in BUSY
+        and (before.assignee_id is not UNSET or before.status is not UNSET)
+    ):
+        to_assign = event.conversation_id  # unassigned, or reopened unassigned
+    if before.assignee_id not in (UNSET, None) or (
+        before.status is not UNSET and state.status.value not in BUSY
+    ):
+        freed = payload.inbox_id  # someone has room again
+    return payload.inbox_id, to_assign, freed
+
+
+#: the events of a batch whose inbox has an assignment policy; the others recorded as processed
+_WORK = """WITH k AS (
+               SELECT k.id, k.ord,
+                      EXISTS (SELECT 1 FROM assignment_policies p WHERE p.inbox_id = k.inbox_id)
+                      AS work
+                 FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS k(id, inbox_id, ord)),
+           claimed AS (
+               INSERT INTO processed_events (consumer, event_id)
+               SELECT DISTINCT $1::text, id FROM k WHERE NOT work
+               ON CONFLICT DO NOTHING)
+           SELECT ord FROM k WHERE work ORDER BY ord"""
 
 
 class QueueDrainer(BackgroundPart):

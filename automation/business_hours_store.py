@@ -30,10 +30,15 @@ def spans_out(spans: tuple[Span, ...]) -> list[dict[str, Any]]:
     ]
 
 
+def schedule_of(row: Any) -> Schedule:
+    """The schedule of a row with ``inbox_business_hours``' time zone, spans and holidays."""
+    return Schedule(row["time_zone"], _spans_in(row["spans"]), frozenset(row["holidays"]))
+
+
 def _row(row: Any) -> BusinessHours:
     return BusinessHours(
         inbox_id=row["inbox_id"],
-        schedule=Schedule(row["time_zone"], _spans_in(row["spans"]), frozenset(row["holidays"])),
+        schedule=schedule_of(row),
         out_of_office=row["out_of_office"],
         out_of_office_message=row["out_of_office_message"],
     )

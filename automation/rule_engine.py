@@ -3,12 +3,18 @@ event and acts only through the core's actions, so every automated change is an 
 whose actor is the rule (``integration``, the rule id) and whose ``causation_id`` is the event
 that fired it: on the timeline, in the journal, on the agents' sockets.
 
-Per event, in one transaction: claim the event id (a redelivery does nothing), work out how deep
-in a chain of rule-made changes the event is (the depth recorded for the event that caused it,
-plus one) and stop at ``MAX_DEPTH``, evaluate the rules of its trigger in order, apply the
-actions of each that matches (one savepoint per rule), record the run, and stop after a rule
-with ``stop_processing``. A rule whose action no longer works (a deleted agent or label) or
-whose pattern runs too long is turned off with the reason, never crashes the consumer.
+A bus batch is handled with statements per batch, not per event: one statement finds which
+events have an enabled rule of their trigger (and the rules' fingerprints), recording the others
+as processed; then one transaction claims the rest at once (a redelivery does nothing) with how
+deep in a chain of rule-made changes each is (the depth recorded for the event that caused it,
+plus one; ``MAX_DEPTH`` stops it), reads every conversation of the batch with its inbox's
+business hours in one query, and evaluates the rules in memory in event order. Only an event
+whose rule matches costs more: the actions of each matching rule (one savepoint per rule), the
+run recorded, stop after a rule with ``stop_processing``; a later event of the batch on a
+conversation a rule changed reads it again. A rule whose action no longer works (a deleted agent
+or label) or whose pattern runs too long is turned off with the reason, never crashes the
+consumer; any other failure rolls the batch back, and the bus hands it again record by record
+(``hub/bus/delivery.py``), so one event's failure never loses the others.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from typing import Any
 import asyncpg
 from msgspec import UNSET
 
-from automation.business_hours_store import hours_of_inboxes
+from automation.business_hours import Schedule
+from automation.business_hours_store import hours_of_inboxes, schedule_of
 from automation.rule_model import (
     MATCH_TIMEOUT,
     MAX_INPUT,
@@ -39,7 +46,7 @@ from hub.actions.conversations import Changes, ConversationRefused, update_conve
 from hub.actions.messages import MessageRefused, create_agent_message
 from hub.actions.outbound import OutboundRefused, open_conversation
 from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
-from hub.consumers.idempotency import claim
+from hub.consumers.idempotency import CLAIM_SQL
 from hub.consumers.stream import StreamConsumer
 from hub.contracts.channel import Template
 from hub.events import Actor, ActorKind, Event, UnknownEventType, decode_event
@@ -214,71 +221,115 @@ class Needs:
 
 ALL = Needs(analysis=True, attributes=True)
 
-#: the conversation's latest analysed customer message (or the analysed message itself)
-_ANALYSIS = """
+
+def _analysis(message_id: str) -> str:
+    """The conversation's latest analysed customer message, or the analysed message itself when
+    the SQL expression ``message_id`` is not null."""
+    return f"""
   LEFT JOIN LATERAL (SELECT language, sentiment, intents, content, direction FROM messages
                       WHERE conversation_id = c.id
-                        AND CASE WHEN $3::text IS NULL
+                        AND CASE WHEN {message_id} IS NULL
                                  THEN direction = 'inbound' AND NOT private
                                       AND (language IS NOT NULL OR sentiment IS NOT NULL
                                            OR intents IS NOT NULL)
-                                 ELSE id = $3 END
+                                 ELSE id = {message_id} END
                       ORDER BY id DESC LIMIT 1) a ON true"""
 
 
 async def contexts(conn: Conn, event: Event[Any], needs: Needs = ALL) -> list[Context]:
-    """The conversations an event is about, as conditions see them: one statement for the
-    conversations (with the contact's attributes and the latest analysis when ``needs`` says),
-    one for their inboxes' business hours."""
-    payload = event.payload
-    if isinstance(payload, ContactUpdated):
-        where, key = "c.contact_id = $1 AND c.status <> 'resolved'", payload.contact_id
-    elif event.conversation_id is not None:
-        where, key = "c.id = $1", event.conversation_id
-    else:
-        return []
-    analysed = isinstance(payload, MessageAnalysed)
+    """The conversations one event is about, as conditions see them (one statement)."""
+    return (await batch_contexts(conn, [event], needs))[0]
+
+
+async def batch_contexts(
+    conn: Conn, events: Sequence[Event[Any]], needs: Needs = ALL
+) -> list[list[Context]]:
+    """The conversations each event is about (its conversation; a contact's open ones), as
+    conditions see them, in one statement for the whole batch: the conversations with their
+    inboxes' business hours, the contact's attributes and the latest analysis when ``needs``
+    says."""
+    ords: list[int] = []
+    by_contact: list[bool] = []
+    keys: list[str] = []
+    accounts: list[str] = []
+    message_ids: list[str | None] = []
+    for i, event in enumerate(events):
+        payload = event.payload
+        if isinstance(payload, ContactUpdated):
+            contact, key = True, payload.contact_id
+        elif event.conversation_id is not None:
+            contact, key = False, event.conversation_id
+        else:
+            continue
+        ords.append(i)
+        by_contact.append(contact)
+        keys.append(key)
+        accounts.append(event.account_id)
+        message_ids.append(payload.message_id if isinstance(payload, MessageAnalysed) else None)
+    found: list[list[Context]] = [[] for _ in events]
+    if not ords:
+        return found
     columns, joins = "", ""
-    args: list[str | None] = [key, event.account_id]
     if needs.attributes:
         columns += ", ct.attributes"
         joins += " LEFT JOIN contacts ct ON ct.id = c.contact_id"
-    if needs.analysis or analysed:
+    if needs.analysis or any(m is not None for m in message_ids):
         columns += ", a.language, a.sentiment, a.intents, a.content, a.direction"
-        joins += _ANALYSIS
-        args.append(payload.message_id if analysed else None)
+        joins += _analysis("c.message_id")
+    picked = "k.ord, k.message_id, c.id, c.inbox_id, c.contact_id, c.status, c.priority, c.labels"
     rows = await conn.fetch(
-        f"""SELECT c.id, c.inbox_id, i.channel, c.status, c.priority, c.labels{columns}
-              FROM conversations c JOIN inboxes i ON i.id = c.inbox_id{joins}
-             WHERE {where} AND c.account_id = $2 ORDER BY c.id""",
-        *args,
+        f"""WITH k AS (SELECT * FROM unnest($1::int[], $2::bool[], $3::text[], $4::text[],
+                                           $5::text[])
+                                 AS k(ord, by_contact, key, account_id, message_id)),
+                 picked AS (
+                   SELECT {picked} FROM k JOIN conversations c
+                       ON c.id = k.key AND c.account_id = k.account_id
+                    WHERE NOT k.by_contact
+                   UNION ALL
+                   SELECT {picked} FROM k JOIN conversations c
+                       ON c.contact_id = k.key AND c.account_id = k.account_id
+                    WHERE k.by_contact AND c.status <> 'resolved')
+            SELECT c.ord, c.id, c.inbox_id, i.channel, c.status, c.priority, c.labels,
+                   h.time_zone, h.spans, h.holidays{columns}
+              FROM picked c JOIN inboxes i ON i.id = c.inbox_id
+              LEFT JOIN inbox_business_hours h ON h.inbox_id = c.inbox_id{joins}
+             ORDER BY c.ord, c.id""",
+        ords,
+        by_contact,
+        keys,
+        accounts,
+        message_ids,
     )
-    hours = await hours_of_inboxes(conn, sorted({r["inbox_id"] for r in rows}))
-
-    def state(inbox_id: str) -> str:
-        found = hours.get(inbox_id)
-        return "closed" if found and not found.schedule.is_open(event.occurred_at) else "open"
-
-    content = direction = None
-    if isinstance(payload, MessageReceived):
-        content, direction = payload.content, "inbound"
-    elif isinstance(payload, MessageCreated):
-        content, direction = payload.content, "outbound"
-    return [
-        Context(
-            conversation_id=r["id"],
-            inbox_id=r["inbox_id"],
-            channel=r["channel"],
-            status=r["status"],
-            priority=r["priority"],
-            labels=tuple(r["labels"]),
-            content=r["content"] if analysed else content,
-            direction=r["direction"] if analysed else direction,
-            business_hours=state(r["inbox_id"]),
-            **_findings(payload if analysed else None, r),
+    schedules: dict[str, Schedule | None] = {}
+    for r in rows:
+        event = events[r["ord"]]
+        payload = event.payload
+        inbox_id = r["inbox_id"]
+        if inbox_id not in schedules:
+            schedules[inbox_id] = None if r["time_zone"] is None else schedule_of(r)
+        schedule = schedules[inbox_id]
+        closed = schedule is not None and not schedule.is_open(event.occurred_at)
+        analysed = isinstance(payload, MessageAnalysed)
+        content = direction = None
+        if isinstance(payload, MessageReceived):
+            content, direction = payload.content, "inbound"
+        elif isinstance(payload, MessageCreated):
+            content, direction = payload.content, "outbound"
+        found[r["ord"]].append(
+            Context(
+                conversation_id=r["id"],
+                inbox_id=inbox_id,
+                channel=r["channel"],
+                status=r["status"],
+                priority=r["priority"],
+                labels=tuple(r["labels"]),
+                content=r["content"] if analysed else content,
+                direction=r["direction"] if analysed else direction,
+                business_hours="closed" if closed else "open",
+                **_findings(payload if analysed else None, r),
+            )
         )
-        for r in rows
-    ]
+    return found
 
 
 def _findings(analysed: MessageAnalysed | None, row: Any) -> dict[str, Any]:
@@ -317,16 +368,6 @@ async def refreshed(conn: Conn, ctx: Context) -> Context:
     return dataclasses.replace(
         ctx, status=row["status"], priority=row["priority"], labels=tuple(row["labels"])
     )
-
-
-async def depth_of(conn: Conn, event: Event[Any]) -> int:
-    """0 for an event no rule caused; one more than its cause's depth otherwise."""
-    if event.causation_id is None:
-        return 0
-    cause: int | None = await conn.fetchval(
-        "SELECT max(depth) FROM automation_rule_runs WHERE event_id = $1", event.causation_id
-    )
-    return 0 if cause is None else cause + 1
 
 
 async def apply(
@@ -524,6 +565,46 @@ async def send_email(
 BROKEN = (Refused, ConversationRefused, MessageRefused, OutboundRefused, PatternTimeout)
 
 
+#: the events of a batch that have an enabled rule of their trigger, claimed at once, with the
+#: depth of the rule run that caused each (null: none)
+_CLAIM = f"""WITH claimed AS ({CLAIM_SQL})
+            SELECT DISTINCT c.event_id,
+                   (SELECT max(r.depth) FROM automation_rule_runs r
+                     WHERE r.event_id = k.cause) AS cause_depth
+              FROM claimed c JOIN unnest($2::text[], $3::text[]) AS k(id, cause)
+                ON k.id = c.event_id"""
+
+#: which (account, trigger) pairs have an enabled rule, with a fingerprint of all their rules'
+#: ids and change times; the batch's events no rule listens to are recorded as processed
+_ARMED = """WITH armed AS (
+                SELECT account_id, trigger,
+                       count(*) || ':' || coalesce(max(updated_at)::text, '') || ':'
+                       || coalesce(sum(hashtext(id || updated_at::text)), 0) AS fingerprint
+                  FROM automation_rules WHERE account_id = ANY($2::text[])
+                 GROUP BY account_id, trigger HAVING bool_or(enabled)),
+           listened AS (
+                SELECT DISTINCT p.id FROM unnest($3::text[], $2::text[], $4::text[])
+                       AS p(id, account_id, trigger)
+                  JOIN armed a USING (account_id, trigger)),
+           claimed AS (
+                INSERT INTO processed_events (consumer, event_id)
+                SELECT DISTINCT $1::text, p.id FROM unnest($3::text[]) AS p(id)
+                 WHERE p.id NOT IN (SELECT id FROM listened)
+                ON CONFLICT DO NOTHING)
+           SELECT account_id, trigger, fingerprint FROM armed"""
+
+
+@dataclasses.dataclass
+class _Work:
+    """An event of the batch with a rule of one of its triggers, as the batch evaluates it."""
+
+    event: Event[Any]
+    triggers: list[str]
+    record: BusMessage
+    depth: int = 0
+    rules: list[Rule] = dataclasses.field(default_factory=list)
+
+
 class RuleEngine:
     def __init__(self, pool: asyncpg.Pool[Any]) -> None:
         self._pool = pool
@@ -539,17 +620,12 @@ class RuleEngine:
             for topic in (CONVERSATIONS, CONTACTS)
         ]
 
-    async def _rules(self, conn: Conn, account_id: str, trigger: str) -> list[Rule]:
-        """The account's rules of a trigger, parsed once and kept while a fingerprint of their
-        ids and change times stays the same (one short row per event instead of every rule's
-        JSON: with 200 rules, parsing them was most of the engine's time per event)."""
-        fingerprint = await conn.fetchval(
-            """SELECT count(*) || ':' || coalesce(max(updated_at)::text, '') || ':'
-                      || coalesce(sum(hashtext(id || updated_at::text)), 0)
-                 FROM automation_rules WHERE account_id = $1 AND trigger = $2""",
-            account_id,
-            trigger,
-        )
+    async def _rules(
+        self, conn: Conn, account_id: str, trigger: str, fingerprint: str
+    ) -> list[Rule]:
+        """The account's rules of a trigger, parsed once and kept while the fingerprint of their
+        ids and change times (read once per batch) stays the same: with 200 rules, parsing them
+        was most of the engine's time per event."""
         cached = self._cache.get((account_id, trigger))
         if cached is not None and cached[0] == fingerprint:
             return cached[1]
@@ -560,7 +636,7 @@ class RuleEngine:
         return rules
 
     async def handle(self, batch: Sequence[BusMessage]) -> None:
-        pending = []
+        pending: list[_Work] = []
         for record in batch:
             try:
                 event = decode_event(record.value)
@@ -568,77 +644,83 @@ class RuleEngine:
                 continue
             triggers = triggers_of(event)
             if triggers:
-                pending.append((event, triggers, record))
+                pending.append(_Work(event, triggers, record))
         if not pending:
             return
-        # One statement per batch: which triggers have an enabled rule, and an event no rule
-        # listens to recorded as processed (a transaction each before; most messages of most
-        # accounts).
-        pairs = [(event, t) for event, triggers, _ in pending for t in triggers]
+        # One statement per batch: which triggers have an enabled rule (and their rules'
+        # fingerprints), and an event no rule listens to recorded as processed (most messages of
+        # most accounts).
+        pairs = [(w.event, t) for w in pending for t in w.triggers]
         armed = {
-            (r["account_id"], r["trigger"])
+            (r["account_id"], r["trigger"]): r["fingerprint"]
             for r in await self._pool.fetch(
-                """WITH armed AS (
-                        SELECT DISTINCT account_id, trigger FROM automation_rules
-                         WHERE account_id = ANY($2::text[]) AND enabled),
-                   listened AS (
-                        SELECT DISTINCT p.id FROM unnest($3::text[], $2::text[], $4::text[])
-                               AS p(id, account_id, trigger)
-                          JOIN armed a USING (account_id, trigger)),
-                   claimed AS (
-                        INSERT INTO processed_events (consumer, event_id)
-                        SELECT DISTINCT $1::text, p.id FROM unnest($3::text[]) AS p(id)
-                         WHERE p.id NOT IN (SELECT id FROM listened)
-                        ON CONFLICT DO NOTHING)
-                   SELECT account_id, trigger FROM armed""",
+                _ARMED,
                 GROUP,
                 [event.account_id for event, _ in pairs],
                 [event.id for event, _ in pairs],
                 [t for _, t in pairs],
             )
         }
-        for event, triggers, record in pending:
-            if any((event.account_id, t) in armed for t in triggers):
-                await self.run(event, triggers, record)
+        work = [w for w in pending if any((w.event.account_id, t) in armed for t in w.triggers)]
+        if work:
+            await self.run(work, armed)
 
-    async def run(self, event: Event[Any], triggers: list[str], record: BusMessage) -> None:
+    async def run(self, work: list[_Work], armed: Mapping[tuple[str, str], str]) -> None:
+        """Evaluate the batch's events that have rules, in one transaction: claim, depth, rules
+        and conversations read with a statement each for the whole batch; actions only for the
+        rules that match."""
         async with self._pool.acquire() as conn, conn.transaction():
-            if not await claim(conn, GROUP, [event.id]):
+            rows = await conn.fetch(
+                _CLAIM,
+                GROUP,
+                [w.event.id for w in work],
+                [w.event.causation_id for w in work],
+            )
+            claimed = {
+                r["event_id"]: 0 if r["cause_depth"] is None else r["cause_depth"] + 1 for r in rows
+            }
+            todo: list[_Work] = []
+            for w in work:
+                depth = claimed.pop(w.event.id, None)
+                if depth is None:  # handled before (or twice in this batch)
+                    continue
+                if depth >= MAX_DEPTH:
+                    log.info(
+                        "rules: chain too deep, not evaluated",
+                        extra={"event_id": w.event.id, "depth": depth},
+                    )
+                    continue
+                w.depth = depth
+                for trigger in w.triggers:
+                    fingerprint = armed.get((w.event.account_id, trigger))
+                    if fingerprint is not None:
+                        rules = await self._rules(conn, w.event.account_id, trigger, fingerprint)
+                        w.rules.extend(rule for rule in rules if rule.enabled)
+                if w.rules:
+                    todo.append(w)
+            if not todo:
                 return
-            depth = await depth_of(conn, event)
-            if depth >= MAX_DEPTH:
-                log.info(
-                    "rules: chain too deep, not evaluated",
-                    extra={"event_id": event.id, "depth": depth},
-                )
-                return
-            rules = [
-                rule
-                for trigger in triggers
-                for rule in await self._rules(conn, event.account_id, trigger)
-                if rule.enabled
-            ]
-            if not rules:
-                return
-            for ctx in await contexts(conn, event, Needs.of(rules)):
-                await self._evaluate(conn, rules, event, ctx, depth, record)
+            distinct = {rule.id: rule for w in todo for rule in w.rules}
+            needs = Needs.of(list(distinct.values()))
+            found = await batch_contexts(conn, [w.event for w in todo], needs)
+            batch = _Batch()
+            for w, ctxs in zip(todo, found, strict=True):
+                if batch.changed(w.event):  # a rule of an earlier event changed what it is about
+                    ctxs = await contexts(conn, w.event, needs)
+                for ctx in ctxs:
+                    await self._evaluate(conn, w, ctx, batch)
 
-    async def _evaluate(
-        self,
-        conn: Conn,
-        rules: list[Rule],
-        event: Event[Any],
-        ctx: Context,
-        depth: int,
-        record: BusMessage,
-    ) -> None:
-        for rule in rules:
+    async def _evaluate(self, conn: Conn, w: _Work, ctx: Context, batch: _Batch) -> None:
+        event = w.event
+        for rule in w.rules:
+            if rule.id in batch.turned_off:
+                continue
             self.evaluated += 1
             try:
                 if not matches(rule, ctx):  # no savepoint (a round trip) for a rule that is not
                     continue  # going to act
                 async with conn.transaction():  # a savepoint: a broken rule changes nothing
-                    await apply(conn, rule, event, ctx, record)
+                    await apply(conn, rule, event, ctx, w.record)
             except BROKEN as exc:
                 reason = getattr(exc, "message", None) or f"pattern took too long: {exc}"
                 log.warning(
@@ -646,8 +728,10 @@ class RuleEngine:
                     extra={"rule_id": rule.id, "event_id": event.id, "reason": reason},
                 )
                 await disable_rule(conn, event.account_id, rule.id, reason)
+                batch.turned_off.add(rule.id)
                 continue
             self.fired += 1
+            batch.acted.add(ctx.conversation_id)
             ctx = await refreshed(conn, ctx)  # later rules see what this one changed
             await conn.execute(
                 """INSERT INTO automation_rule_runs (event_id, rule_id, account_id,
@@ -657,10 +741,24 @@ class RuleEngine:
                 rule.id,
                 event.account_id,
                 ctx.conversation_id,
-                depth,
+                w.depth,
             )
             if rule.stop_processing:
                 return
+
+
+@dataclasses.dataclass
+class _Batch:
+    """What rules did so far in a batch: the conversations they acted on (a later event about
+    one reads it again) and the rules they turned off (skipped for the rest of the batch)."""
+
+    acted: set[str] = dataclasses.field(default_factory=set)
+    turned_off: set[str] = dataclasses.field(default_factory=set)
+
+    def changed(self, event: Event[Any]) -> bool:
+        if isinstance(event.payload, ContactUpdated):
+            return bool(self.acted)  # which of the contact's conversations are open may differ
+        return event.conversation_id in self.acted
 
 
 async def current_context(conn: Conn, account_id: str, conversation_id: str) -> Context | None:
@@ -674,11 +772,10 @@ async def current_context(conn: Conn, account_id: str, conversation_id: str) -> 
              LEFT JOIN contacts ct ON ct.id = c.contact_id
              LEFT JOIN LATERAL (SELECT content, direction FROM messages
                                  WHERE conversation_id = c.id AND NOT private
-                                 ORDER BY id DESC LIMIT 1) m ON true{_ANALYSIS}
+                                 ORDER BY id DESC LIMIT 1) m ON true{_analysis("NULL::text")}
             WHERE c.id = $1 AND c.account_id = $2""",
         conversation_id,
         account_id,
-        None,
     )
     if r is None:
         return None

@@ -293,17 +293,20 @@ async def attach(conn: Conn, account_id: str, conversation_id: str) -> None:
 
 
 async def customer_wrote(conn: Conn, event: Event[Any], inbox_id: str) -> None:
-    """A customer's message after an answer starts a next-response cycle per policy."""
+    """A customer's message after an answer starts a next-response cycle per policy (an answer
+    written after the message, already in the conversation when a lagging consumer started the
+    clocks, does not count)."""
     conversation_id = event.conversation_id
     rows = await conn.fetch(
         """SELECT policy_id,
-                  bool_or(stopped_at IS NOT NULL) FILTER (WHERE metric = 'first_response')
+                  bool_or(stopped_at <= $2) FILTER (WHERE metric = 'first_response')
                       AS answered,
                   bool_or(stopped_at IS NULL) FILTER (WHERE metric = 'next_response')
                       AS waiting,
                   coalesce(max(cycle) FILTER (WHERE metric = 'next_response'), 0) AS cycle
              FROM sla_clocks WHERE conversation_id = $1 GROUP BY policy_id""",
         conversation_id,
+        event.occurred_at,
     )
     if not rows:
         return
@@ -329,6 +332,56 @@ async def stop(conn: Conn, conversation_id: str, metrics: Sequence[str], at: dat
     )
 
 
+def _looks_at(event: Event[Any]) -> tuple[bool, bool]:
+    """Whether the event may start clocks from the account's policies, and whether it acts on
+    the conversation's clocks (an event with neither needs nothing)."""
+    payload = event.payload
+    if event.conversation_id is None:
+        return False, False
+    if isinstance(payload, ConversationCreated):
+        return True, False
+    if isinstance(payload, MessageReceived):
+        return False, True
+    if isinstance(payload, MessageCreated):
+        return False, not payload.private and event.actor.kind is ActorKind.AGENT
+    if isinstance(payload, ConversationUpdated):
+        if payload.state.status is ConversationStatus.RESOLVED:
+            return False, True
+        return (
+            payload.previous.status is ConversationStatus.RESOLVED
+            or payload.previous.priority is not UNSET
+        ), False
+    return False, False
+
+
+#: which events of a batch have work: one that may start clocks when the account has an enabled
+#: policy, one that acts on clocks when its conversation has any, and any event after one with
+#: work on the same conversation in the batch (that one may start the clocks it acts on); the
+#: others are recorded as processed in the same statement
+_WORK = """WITH k AS (
+               SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::bool[], $6::bool[])
+                      WITH ORDINALITY AS k(id, account_id, conversation_id, by_policy, by_clock,
+                                           ord)),
+           own AS (
+               SELECT k.ord, k.id, k.conversation_id,
+                      (k.by_policy AND EXISTS (SELECT 1 FROM sla_policies p
+                                                WHERE p.account_id = k.account_id
+                                                  AND p.enabled))
+                      OR (k.by_clock AND EXISTS (SELECT 1 FROM sla_clocks c
+                                                  WHERE c.conversation_id = k.conversation_id))
+                      AS work
+                 FROM k),
+           marked AS (
+               SELECT ord, id, bool_or(work) OVER (PARTITION BY conversation_id ORDER BY ord)
+                      AS work
+                 FROM own),
+           claimed AS (
+               INSERT INTO processed_events (consumer, event_id)
+               SELECT DISTINCT $1::text, id FROM marked WHERE NOT work
+               ON CONFLICT DO NOTHING)
+           SELECT ord FROM marked WHERE work ORDER BY ord"""
+
+
 class SlaClocks:
     """The consumer that starts and stops the clocks."""
 
@@ -339,18 +392,37 @@ class SlaClocks:
         return [await bus.subscribe(CONVERSATIONS, GROUP, self.handle, options)]
 
     async def handle(self, batch: Sequence[BusMessage]) -> None:
+        """One statement per batch finds the events with work (see :data:`_WORK`) and records
+        the others as processed; the rest are applied in order in one transaction."""
+        events: list[tuple[Event[Any], bool, bool]] = []
         for record in batch:
             try:
                 event = decode_event(record.value)
             except UnknownEventType:
                 continue
-            if event.conversation_id is not None and isinstance(
-                event.payload,
-                (ConversationCreated, ConversationUpdated, MessageReceived, MessageCreated),
-            ):
-                async with self._pool.acquire() as conn, conn.transaction():
-                    if await claim(conn, GROUP, [event.id]):
-                        await self.apply(conn, event)
+            by_policy, by_clock = _looks_at(event)
+            if by_policy or by_clock:
+                events.append((event, by_policy, by_clock))
+        if not events:
+            return
+        rows = await self._pool.fetch(
+            _WORK,
+            GROUP,
+            [e.id for e, _, _ in events],
+            [e.account_id for e, _, _ in events],
+            [e.conversation_id for e, _, _ in events],
+            [p for _, p, _ in events],
+            [c for _, _, c in events],
+        )
+        work = [events[r["ord"] - 1][0] for r in rows]
+        if not work:
+            return
+        async with self._pool.acquire() as conn, conn.transaction():
+            fresh = await claim(conn, GROUP, [e.id for e in work])
+            for event in work:
+                if event.id in fresh:
+                    fresh.discard(event.id)
+                    await self.apply(conn, event)
 
     async def apply(self, conn: Conn, event: Event[Any]) -> None:
         payload = event.payload
