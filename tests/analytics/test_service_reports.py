@@ -213,6 +213,20 @@ async def test_an_erased_contact_leaves_the_service_tables(hub: Hub) -> None:
     assert [r[0] for r in await service_reports.languages(backend, scope)] == ["si", "en"]
     assert {r["key"] for r in await service_reports.sla(backend, scope, "inbox")} == {"inbox-1"}
 
+    # the pre-aggregated waits go too
+    await rollups.rebuild(backend, [T0.date()], before=T0.date() + timedelta(days=1))
+    waits = f"SELECT count() FROM {db}.next_replies WHERE conversation_id = 'conv-a'"
+    assert await backend.query(waits) == [[2]]
+    gone: Event[Payload] = make_event(
+        ContactErased(contact_id="c-a", conversation_ids=("conv-a",)),
+        account_id=hub.account_id,
+        conversation_id=None,
+        actor=SYSTEM,
+    )
+    await consumer.handle(_batch([gone]))
+    assert await backend.query(waits) == [[0]]
+    assert await reports.next_response(backend, scope, "inbox") == []
+
 
 async def test_the_service_routes_answer_with_rbac_csv_and_4xx(client: Client, hub: Hub) -> None:
     a, b = (await _inbox(hub, "A"))[0], (await _inbox(hub, "B"))[0]
