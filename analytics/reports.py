@@ -1,9 +1,9 @@
 """The reports: one SQL query layer over the analytics tables, for chDB and a ClickHouse server.
 
 Every report takes a :class:`Scope` (account, time range in UTC, the caller's time zone for hours
-and days, the inboxes the caller may see, optional filters). Volume, first response and resolution
-read the pre-aggregated rows of clean days and the event tables (with ``FINAL``, so an event
-written twice counts once) for the rest: see :mod:`analytics.rollups`. Definitions (as in
+and days, the inboxes the caller may see, optional filters). Volume, first and next response and
+resolution read the pre-aggregated rows of clean days and the event tables (with ``FINAL``, so an
+event written twice counts once) for the rest: see :mod:`analytics.rollups`. Definitions (as in
 Chatwoot's reports):
 
 - *first response time*: from a conversation's creation to the first public reply by an agent at
@@ -13,10 +13,14 @@ Chatwoot's reports):
   in the range, attributed to the assignee at resolution.
 - *volume*: conversations created and messages (inbound; outbound public replies; private notes
   not counted) by channel, inbox, hour of day and day of week in the caller's time zone.
-- *team*: the conversation's team at the reply (first response) or the resolution, from its
-  latest ``conversation.created``/``.updated`` at or before that moment (no team: key ``""``).
+- *next response time*: waits that start in the range (definition in
+  :mod:`analytics.service_reports`), from ``next_replies`` for clean days.
+- *team*: the conversation's team at the reply (first and next response) or the resolution,
+  from its latest ``conversation.created``/``.updated`` at or before that moment (no team: key
+  ``""``), stored on the pre-aggregated rows when they are built; ``Scope.team_id`` keeps one
+  team's rows.
 
-Next response time, SLA, CSAT and languages: :mod:`analytics.service_reports`.
+SLA, CSAT and languages: :mod:`analytics.service_reports`.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ class Scope:
     inbox_id: str | None = None
     channel: str | None = None
     agent_id: str | None = None
+    #: the conversation's team at the reply or resolution (times reports and CSAT only)
+    team_id: str | None = None
 
 
 #: ``FINAL`` de-duplicates each month's partition on its own (in parallel, and not at all where a
@@ -179,19 +185,47 @@ def _empty() -> dict[str, int]:
     return {"conversations": 0, "messages_inbound": 0, "messages_outbound": 0}
 
 
+async def _times(
+    backend: Backend,
+    scope: Scope,
+    group_by: GroupBy,
+    *,
+    table: str,
+    clean: list[date],
+    time_column: str,
+    agent_column: str,
+    raw: str | None,
+) -> list[list[Any]]:
+    """Rows: key, count, median and p90 seconds, mean seconds; from the pre-aggregated ``table``
+    on the ``clean`` days and from ``raw`` (the same rows made from the event tables, for the
+    other days; None when there are none)."""
+    where, params = _where(scope, agent_column, time_column=time_column)
+    columns = f"inbox_id, channel, {agent_column} AS agent, team_id AS team, secs"
+    rows = f"""SELECT {columns} FROM {_table(backend, table)}
+                WHERE ({rollups.day_runs("day", clean)}) AND {where}"""
+    if raw is not None:
+        rows += f" UNION ALL SELECT {columns} FROM ({raw}) WHERE {where}"
+    team = ""
+    if scope.team_id is not None:
+        team = "WHERE team = {team:String}"
+        params["team"] = scope.team_id
+    return await backend.query(
+        f"""SELECT {_KEY[group_by]} AS key, count() AS n,
+                   quantilesExact(0.5, 0.9)(secs) AS q, avg(secs)
+              FROM ({rows}) {team}
+             GROUP BY key ORDER BY n DESC, key
+            {FINAL_SETTINGS}""",
+        params,
+    )
+
+
 _KEY = {"agent": "agent", "inbox": "inbox_id", "channel": "channel", "team": "team"}
-
-
-def with_team(db: str, inner: str, at: str = "at") -> str:
-    """``inner`` (rows with ``conversation_id`` and the moment ``at``) with a ``team`` column:
-    the conversation's team then, from its latest conversation event at or before ``at``."""
-    return f"""
-        SELECT f.*, t.team_id AS team
-          FROM ({inner}) AS f
-          ASOF LEFT JOIN
-               (SELECT conversation_id, occurred_at, team_id FROM {db}.conversation_events FINAL
-                 WHERE account_id = {{account:String}}) AS t
-            ON f.conversation_id = t.conversation_id AND f.{at} >= t.occurred_at"""
+_SINCE = "toDateTime64({since:String}, 3, 'UTC')"
+#: the events in the scope's range (the scope's other filters apply to the rows made from them)
+_IN_RANGE = (
+    "account_id = {account:String}"
+    f" AND occurred_at >= {_SINCE} AND occurred_at < toDateTime64({{until:String}}, 3, 'UTC')"
+)
 
 
 async def first_response(backend: Backend, scope: Scope, group_by: GroupBy) -> list[list[Any]]:
@@ -200,72 +234,64 @@ async def first_response(backend: Backend, scope: Scope, group_by: GroupBy) -> l
     Conversations created in the range; their first public agent reply may come on any day
     since: clean days from ``first_replies``, the others (today included) from the event
     tables."""
-    where, params = _where(scope, "agent_id", time_column="created_at")
     first, last = _days(scope)
-    last = max(last, datetime.now(UTC).date())
-    clean, unclean = await rollups.split(backend, first, last)
-    created = (
-        "account_id = {account:String}"
-        " AND occurred_at >= toDateTime64({since:String}, 3, 'UTC')"
-        " AND occurred_at < toDateTime64({until:String}, 3, 'UTC')"
-    )
-    since = "toDateTime64({since:String}, 3, 'UTC')"
-    live = (
-        f"""UNION ALL
-            SELECT conversation_id, replied_at AS at, inbox_id, channel, agent_id AS agent, secs
-              FROM ({rollups.first_replies_select(backend.database, unclean, created, since)})
-             WHERE {where}"""
+    clean, unclean = await rollups.split(backend, first, max(last, datetime.now(UTC).date()))
+    raw = (
+        rollups.first_replies_select(backend.database, unclean, _IN_RANGE, _SINCE)
         if unclean
-        else ""
+        else None
     )
-    rows = f"""SELECT conversation_id, replied_at AS at, inbox_id, channel, agent_id AS agent, secs
-                 FROM {_table(backend, "first_replies")}
-                WHERE {where} AND ({rollups.day_runs("day", clean)})
-               {live}"""
-    if group_by == "team":
-        rows = with_team(backend.database, rows)
-    return await backend.query(
-        f"""SELECT {_KEY[group_by]} AS key, count() AS n,
-                   quantilesExact(0.5, 0.9)(secs) AS q, avg(secs)
-              FROM ({rows})
-             GROUP BY key ORDER BY n DESC, key
-            {FINAL_SETTINGS}""",
-        params,
+    return await _times(
+        backend,
+        scope,
+        group_by,
+        table="first_replies",
+        clean=clean,
+        time_column="created_at",
+        agent_column="agent_id",
+        raw=raw,
+    )
+
+
+async def next_response(backend: Backend, scope: Scope, group_by: GroupBy) -> list[list[Any]]:
+    """Rows: key, waits answered, median, p90 and mean seconds to the next agent reply
+    (definition: :mod:`analytics.service_reports`). Waits that start in the range; their reply
+    may come on any day since: clean days from ``next_replies``, the others from the event
+    tables."""
+    first, last = _days(scope)
+    clean, unclean = await rollups.split(backend, first, max(last, datetime.now(UTC).date()))
+    raw = rollups.next_replies_select(backend.database, unclean, _IN_RANGE) if unclean else None
+    return await _times(
+        backend,
+        scope,
+        group_by,
+        table="next_replies",
+        clean=clean,
+        time_column="asked_at",
+        agent_column="agent_id",
+        raw=raw,
     )
 
 
 async def resolution(backend: Backend, scope: Scope, group_by: GroupBy) -> list[list[Any]]:
     """Rows: key, resolutions, median, p90 and mean seconds from the latest opening: clean days
     from ``resolutions``, the others from the event tables."""
-    where, params = _where(scope, "assignee_id")
-    key = {"agent": "assignee_id", "inbox": "inbox_id", "channel": "channel", "team": "team"}[
-        group_by
-    ]
     first, last = _days(scope)
     clean, unclean = await rollups.split(backend, first, last)
-    raw = rollups.resolutions_select(
-        backend.database, rollups.days_condition("occurred_at", unclean)
-    )
-    live = (
-        f"""UNION ALL
-            SELECT conversation_id, occurred_at AS at, inbox_id, channel, assignee_id, secs
-              FROM ({raw})
-             WHERE {where}"""
+    raw = (
+        rollups.resolutions_select(backend.database, rollups.days_condition("occurred_at", unclean))
         if unclean
-        else ""
+        else None
     )
-    rows = f"""SELECT conversation_id, occurred_at AS at, inbox_id, channel, assignee_id, secs
-                 FROM {_table(backend, "resolutions")}
-                WHERE {where} AND ({rollups.day_runs("day", clean)})
-               {live}"""
-    if group_by == "team":
-        rows = with_team(backend.database, rows)
-    return await backend.query(
-        f"""SELECT {key} AS key, count() AS n, quantilesExact(0.5, 0.9)(secs) AS q, avg(secs)
-              FROM ({rows})
-             GROUP BY key ORDER BY n DESC, key
-            {FINAL_SETTINGS}""",
-        params,
+    return await _times(
+        backend,
+        scope,
+        group_by,
+        table="resolutions",
+        clean=clean,
+        time_column="occurred_at",
+        agent_column="assignee_id",
+        raw=raw,
     )
 
 

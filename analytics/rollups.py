@@ -1,7 +1,7 @@
 """Pre-aggregated report tables, rebuilt per closed UTC day from the de-duplicated event tables.
 
 Why: a year of ten million events read raw (``FINAL``, a time zone per row, a join of two million
-conversations) takes more than a second on two cores. Three tables hold what the year-long reports
+conversations) takes more than a second on two cores. Four tables hold what the year-long reports
 need, partitioned by month:
 
 - ``volume_15m``: conversations created and messages in and out per 15-minute bucket, inbox,
@@ -9,6 +9,10 @@ need, partitioned by month:
   so a bucket's hour and weekday in any zone are those of every event in it.
 - ``first_replies``: one row per answered conversation, in the partition of its first reply's day.
 - ``resolutions``: one row per resolution with its time from the latest opening.
+- ``next_replies``: one row per answered wait (a customer's message after an agent's reply, to
+  the next agent reply), in the partition of its reply's day.
+
+The last three carry the conversation's team at the reply or resolution (:func:`with_team`).
 
 How they stay exact under replays: nothing is ever added to them incrementally. A day is rebuilt
 whole from the event tables read with ``FINAL`` (so an event written twice counts once), with the
@@ -50,16 +54,34 @@ TABLES: dict[str, tuple[str, str]] = {
         """day Date, account_id LowCardinality(String), conversation_id String,
            created_at DateTime64(3, 'UTC'), replied_at DateTime64(3, 'UTC'),
            inbox_id LowCardinality(String), channel LowCardinality(String),
-           agent_id LowCardinality(String), secs Float64""",
+           agent_id LowCardinality(String), secs Float64, team_id LowCardinality(String)""",
         "account_id, created_at, conversation_id",
     ),
     "resolutions": (
         """day Date, account_id LowCardinality(String), conversation_id String,
            occurred_at DateTime64(3, 'UTC'), inbox_id LowCardinality(String),
-           channel LowCardinality(String), assignee_id LowCardinality(String), secs Float64""",
+           channel LowCardinality(String), assignee_id LowCardinality(String), secs Float64,
+           team_id LowCardinality(String)""",
         "account_id, occurred_at, conversation_id",
     ),
+    "next_replies": (
+        """day Date, account_id LowCardinality(String), conversation_id String,
+           asked_at DateTime64(3, 'UTC'), replied_at DateTime64(3, 'UTC'),
+           inbox_id LowCardinality(String), channel LowCardinality(String),
+           agent_id LowCardinality(String), secs Float64, team_id LowCardinality(String)""",
+        "account_id, asked_at, conversation_id",
+    ),
 }
+#: columns added to rollup tables after stores were made with them (a store that lacks them is
+#: rebuilt: :data:`VERSION`)
+ADDED: list[tuple[str, str, str]] = [
+    ("first_replies", "team_id", "LowCardinality(String)"),
+    ("resolutions", "team_id", "LowCardinality(String)"),
+]
+#: what the rollups hold; a store whose rows were built by another version has every day with
+#: events marked at start, so reports read raw until the workers have rebuilt them (2: next
+#: replies, and the team on first replies and resolutions)
+VERSION = "2"
 COLUMNS = {
     name: ", ".join(re.findall(r"(\w+) [A-Z]\w*(?:\([^)]*\))?,?", columns))
     for name, (columns, _) in TABLES.items()
@@ -73,6 +95,10 @@ def statements(database: str) -> list[str]:
             ENGINE = MergeTree PARTITION BY toYYYYMM(day) ORDER BY ({key})"""
         for name, (columns, key) in TABLES.items()
     ]
+    made.extend(
+        f"ALTER TABLE {database}.{table} ADD COLUMN IF NOT EXISTS {column} {kind}"
+        for table, column, kind in ADDED
+    )
     made.append(
         f"""CREATE TABLE IF NOT EXISTS {database}.rollup_marks (
                 day Date, marked_at DateTime64(3, 'UTC')
@@ -105,12 +131,22 @@ def intervals(days: Iterable[date]) -> list[tuple[date, date]]:
     return runs
 
 
+#: runs of days written as ranges ORed together; more become one range and a set of days
+MAX_RUNS = 8
+
+
 def days_condition(column: str, days: Iterable[date]) -> str:
     """SQL true for ``column`` on one of ``days`` (ranges on the sorting key, so parts prune);
     the values are dates this module made, never input."""
     runs = intervals(days)
     if not runs:
         return "0"
+    if len(runs) > MAX_RUNS:  # one range and a set: a long OR costs more to plan than to run
+        listed = ", ".join(f"'{d.isoformat()}'" for d in sorted(set(days)))
+        return (
+            f"({column} >= {_dt(runs[0][0])} AND {column} < {_dt(runs[-1][1])}"
+            f" AND toDate({column}, 'UTC') IN ({listed}))"
+        )
     return " OR ".join(f"({column} >= {_dt(a)} AND {column} < {_dt(b)})" for a, b in runs)
 
 
@@ -176,7 +212,10 @@ def first_replies_select(
                                      WHERE ({reply_cond}) AND direction = 'outbound'
                                        AND private = 0 AND agent_id != '')),
         toDateTime64('2299-01-01 00:00:00', 3, 'UTC'))"""
-    return f"""
+    answered = f"""SELECT conversation_id FROM {db}.messages
+                     WHERE ({reply_cond}) AND direction = 'outbound'
+                       AND private = 0 AND agent_id != ''"""
+    rows = f"""
         SELECT toDate(replied_at) AS day, account_id, conversation_id, created_at, replied_at,
                inbox_id, channel, agent_id,
                dateDiff('millisecond', created_at, replied_at) / 1000 AS secs
@@ -188,29 +227,81 @@ def first_replies_select(
                                any(inbox_id) AS inbox_id, any(channel) AS channel
                           FROM {db}.conversation_events
                          WHERE kind = 'created' AND ({created_cond})
-                           AND conversation_id IN (
-                               SELECT conversation_id FROM {db}.messages
-                                WHERE ({reply_cond}) AND direction = 'outbound'
-                                  AND private = 0 AND agent_id != '')
+                           AND conversation_id IN ({answered})
                          GROUP BY account_id, conversation_id) AS c
                  INNER JOIN
                        (SELECT conversation_id, occurred_at, agent_id FROM {db}.messages
                          WHERE direction = 'outbound' AND private = 0 AND agent_id != ''
                            AND {window}
-                           AND conversation_id IN (
-                               SELECT conversation_id FROM {db}.messages
-                                WHERE ({reply_cond}) AND direction = 'outbound'
-                                  AND private = 0 AND agent_id != '')) AS m
+                           AND conversation_id IN ({answered})) AS m
                     ON c.conversation_id = m.conversation_id
                  WHERE m.occurred_at >= c.created_at
                  GROUP BY c.account_id, c.conversation_id)
          WHERE {days_condition("replied_at", days)}"""
+    return with_team(db, rows, "replied_at", answered)
+
+
+def with_team(db: str, inner: str, at: str, ids: str) -> str:
+    """``inner`` (rows with ``account_id``, ``conversation_id`` and the moment ``at``, of the
+    conversations ``ids`` selects) with ``team_id`` last: the conversation's team at ``at``, from
+    its latest ``conversation.created``/``.updated`` at or before it (no team: ``""``). No
+    ``FINAL``: an event there twice says the same team."""
+    return f"""
+        SELECT f.*, t.team_id AS team_id
+          FROM ({inner}) AS f
+          ASOF LEFT JOIN
+               (SELECT account_id, conversation_id, occurred_at, team_id
+                  FROM {db}.conversation_events WHERE conversation_id IN ({ids})) AS t
+            ON f.account_id = t.account_id AND f.conversation_id = t.conversation_id
+           AND f.{at} >= t.occurred_at"""
+
+
+def next_replies_select(db: str, days: Iterable[date], asked_cond: str = "1") -> str:
+    """Rows of ``next_replies`` for the waits answered on one of ``days``: a customer's public
+    message whose previous public message in the conversation was an agent's reply starts a wait
+    (further customer messages before the next reply are part of it); the wait ends at the next
+    public agent reply. ``asked_cond`` narrows the waits (on ``occurred_at``, the customer's
+    message). No ``FINAL``: a message there twice is two equal rows side by side in the
+    conversation's order, so the second copy follows the first, not a reply, and starts no
+    wait; and the next reply after a moment is the same whether it is there once or twice."""
+    days = sorted(days)
+    end = _dt(days[-1] + timedelta(days=1)) if days else _dt(date(1970, 1, 2))
+    replies = "direction = 'outbound' AND private = 0 AND agent_id != ''"
+    answered = f"""SELECT conversation_id FROM {db}.messages
+                    WHERE ({days_condition("occurred_at", days)}) AND {replies}"""
+    rows = f"""
+        SELECT toDate(r.occurred_at) AS day, w.account_id AS account_id,
+               w.conversation_id AS conversation_id, w.occurred_at AS asked_at,
+               r.occurred_at AS replied_at, w.inbox_id AS inbox_id, w.channel AS channel,
+               r.agent_id AS agent_id,
+               dateDiff('millisecond', w.occurred_at, r.occurred_at) / 1000 AS secs
+          FROM (SELECT account_id, conversation_id, occurred_at, inbox_id, channel FROM (
+                    SELECT account_id, conversation_id, occurred_at, inbox_id, channel,
+                           direction, lagInFrame(direction, 1, '') OVER (
+                               PARTITION BY account_id, conversation_id
+                               ORDER BY occurred_at, event_id
+                               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS before
+                      FROM {db}.messages
+                     WHERE occurred_at < {end}
+                       AND private = 0 AND (direction = 'inbound' OR agent_id != '')
+                       AND conversation_id IN ({answered}))
+                 WHERE direction = 'inbound' AND before = 'outbound' AND ({asked_cond})) AS w
+          ASOF INNER JOIN
+               (SELECT account_id, conversation_id, occurred_at, agent_id FROM {db}.messages
+                 WHERE {replies} AND occurred_at < {end}
+                   AND conversation_id IN ({answered})) AS r
+            ON w.account_id = r.account_id AND w.conversation_id = r.conversation_id
+           AND w.occurred_at <= r.occurred_at
+         WHERE {days_condition("r.occurred_at", days)}"""
+    return with_team(db, rows, "replied_at", answered)
 
 
 def resolutions_select(db: str, cond: str) -> str:
     """Rows of ``resolutions`` for resolutions matching ``cond``: each from the latest opening
     (creation or reopening) before it."""
-    return f"""
+    resolved = f"""SELECT conversation_id FROM {db}.conversation_events
+                    WHERE kind = 'resolved' AND ({cond})"""
+    rows = f"""
         SELECT toDate(r.occurred_at) AS day, r.account_id AS account_id,
                r.conversation_id AS conversation_id, r.occurred_at AS occurred_at,
                r.inbox_id AS inbox_id, r.channel AS channel, r.assignee_id AS assignee_id,
@@ -222,9 +313,9 @@ def resolutions_select(db: str, cond: str) -> str:
                (SELECT conversation_id, occurred_at AS opened_at
                   FROM {db}.conversation_events
                  WHERE kind IN ('created', 'reopened')
-                   AND conversation_id IN (SELECT conversation_id FROM {db}.conversation_events
-                                            WHERE kind = 'resolved' AND ({cond}))) AS o
+                   AND conversation_id IN ({resolved})) AS o
             ON r.conversation_id = o.conversation_id AND r.occurred_at >= o.opened_at"""
+    return with_team(db, rows, "occurred_at", resolved)
 
 
 # --- marks, builds, clean days -------------------------------------------------------------------
@@ -267,17 +358,27 @@ async def split(backend: Backend, first: date, last: date) -> tuple[list[date], 
 
 async def mark_existing(backend: Backend) -> None:
     """Mark every day that has events when nothing is marked yet (a store written before the
-    rollups existed): those days read raw until the workers have rebuilt them."""
+    rollups existed) or the rollups were built by another :data:`VERSION`: those days read raw
+    until the workers have rebuilt them."""
     db = backend.database
-    if int((await backend.query(f"SELECT count() FROM {db}.rollup_marks"))[0][0]):
-        return
-    await backend.execute(
-        f"""INSERT INTO {db}.rollup_marks
-            SELECT DISTINCT toDate(occurred_at, 'UTC'), now64(3) FROM (
-                SELECT occurred_at FROM {db}.messages
-                UNION ALL SELECT occurred_at FROM {db}.conversation_events
-                UNION ALL SELECT occurred_at FROM {db}.call_events)"""
+    found = await backend.query(
+        f"SELECT argMax(value, updated_at) FROM {db}.meta WHERE name = 'rollup_version'"
     )
+    version = str(found[0][0]) if found and found[0][0] else ""
+    marked = int((await backend.query(f"SELECT count() FROM {db}.rollup_marks"))[0][0])
+    if not marked or version != VERSION:
+        await backend.execute(
+            f"""INSERT INTO {db}.rollup_marks
+                SELECT DISTINCT toDate(occurred_at, 'UTC'), now64(3) FROM (
+                    SELECT occurred_at FROM {db}.messages
+                    UNION ALL SELECT occurred_at FROM {db}.conversation_events
+                    UNION ALL SELECT occurred_at FROM {db}.call_events)"""
+        )
+    if version != VERSION:
+        await backend.execute(
+            f"INSERT INTO {db}.meta VALUES ('rollup_version', {{v:String}}, now64(3))",
+            {"v": VERSION},
+        )
 
 
 async def pending(backend: Backend) -> list[date]:
@@ -296,7 +397,7 @@ async def pending(backend: Backend) -> list[date]:
 
 
 async def rebuild(backend: Backend, days: Sequence[date], before: date | None = None) -> None:
-    """Rebuild the three tables for the months of ``days`` (every day of such a month before
+    """Rebuild the four tables for the months of ``days`` (every day of such a month before
     ``before``, by default today in UTC) from the event tables, and record the builds."""
     db = backend.database
     before = before or datetime.now(UTC).date()
@@ -312,6 +413,7 @@ async def rebuild(backend: Backend, days: Sequence[date], before: date | None = 
             "volume_15m": volume_select(db, cond),
             "first_replies": first_replies_select(db, chunk),
             "resolutions": resolutions_select(db, cond),
+            "next_replies": next_replies_select(db, chunk),
         }
         for table, select in selects.items():
             await _swap_in(backend, table, select, start.strftime("%Y%m"))

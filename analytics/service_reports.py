@@ -1,6 +1,7 @@
-"""Reports on the service customers got: next response time, SLA compliance, CSAT and the
-languages they wrote in. Read raw from the event tables (with ``FINAL``: an event written twice
-counts once); no rollups, so a year-long range costs what a raw read costs (see BENCHMARKS.md).
+"""Reports on the service customers got: SLA compliance, CSAT and the languages they wrote in,
+read raw from the event tables (with ``FINAL``: an event written twice counts once; no rollups, so
+a year-long range costs what a raw read costs, see BENCHMARKS.md); and the definition of next
+response time, whose report reads pre-aggregated rows (:func:`analytics.reports.next_response`).
 
 Definitions:
 
@@ -10,6 +11,7 @@ Definitions:
   conversation's first wait is the first response (:func:`analytics.reports.first_response`).
   Waits that start in the range, attributed to the replying agent, the inbox and channel of the
   customer's message, and the conversation's team at the reply. Unanswered waits are not counted.
+  One row per answered wait in ``next_replies`` (:func:`analytics.rollups.next_replies_select`).
 - *SLA*: the events say which conversations breached (``sla.breached``) or were warned
   (``sla.warning``), not which ones a policy covered; so compliance is over the conversations
   created in the range (in the caller's scope): ``100 * (1 - breached / conversations)`` per
@@ -28,54 +30,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from analytics.backend import Backend
-from analytics.reports import FINAL_SETTINGS, GroupBy, Scope, _where, with_team
+from analytics.reports import FINAL_SETTINGS, GroupBy, Scope, _where
 
 SlaGroupBy = Literal["inbox", "channel"]
 METRICS = ("first_response", "next_response", "resolution")
-
-
-async def next_response(backend: Backend, scope: Scope, group_by: GroupBy) -> list[list[Any]]:
-    """Rows: key, waits answered, median, p90 and mean seconds to the next agent reply."""
-    db = backend.database
-    where, params = _where(scope, None)
-    key = {"agent": "agent", "inbox": "inbox_id", "channel": "channel", "team": "team"}[group_by]
-    replies = "direction = 'outbound' AND private = 0 AND agent_id != ''"
-    # the conversations with a customer message in the range (earlier messages are read too:
-    # whether a message starts a wait depends on the one before it)
-    asked = f"SELECT conversation_id FROM {db}.messages WHERE {where} AND direction = 'inbound'"
-    rows = f"""
-        SELECT w.conversation_id AS conversation_id, r.occurred_at AS at,
-               w.inbox_id AS inbox_id, w.channel AS channel, r.agent_id AS agent,
-               dateDiff('millisecond', w.occurred_at, r.occurred_at) / 1000 AS secs
-          FROM (SELECT conversation_id, occurred_at, inbox_id, channel FROM (
-                    SELECT account_id, conversation_id, occurred_at, inbox_id, channel,
-                           direction, lagInFrame(direction, 1, '') OVER (
-                               PARTITION BY conversation_id ORDER BY occurred_at, event_id
-                               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS before
-                      FROM {db}.messages FINAL
-                     WHERE account_id = {{account:String}}
-                       AND occurred_at < toDateTime64({{until:String}}, 3, 'UTC')
-                       AND private = 0 AND (direction = 'inbound' OR agent_id != '')
-                       AND conversation_id IN ({asked}))
-                 WHERE direction = 'inbound' AND before = 'outbound' AND {where}) AS w
-          ASOF INNER JOIN
-               (SELECT conversation_id, occurred_at, agent_id FROM {db}.messages FINAL
-                 WHERE account_id = {{account:String}} AND {replies}
-                   AND conversation_id IN ({asked})) AS r
-            ON w.conversation_id = r.conversation_id AND w.occurred_at <= r.occurred_at"""
-    if group_by == "team":
-        rows = with_team(db, rows)
-    mine = ""
-    if scope.agent_id is not None:
-        mine = "WHERE agent = {agent:String}"
-        params["agent"] = scope.agent_id
-    return await backend.query(
-        f"""SELECT {key} AS key, count() AS n, quantilesExact(0.5, 0.9)(secs) AS q, avg(secs)
-              FROM ({rows}) {mine}
-             GROUP BY key ORDER BY n DESC, key
-            {FINAL_SETTINGS}""",
-        params,
-    )
 
 
 async def sla(backend: Backend, scope: Scope, group_by: SlaGroupBy) -> list[dict[str, Any]]:
@@ -152,15 +110,19 @@ async def csat(backend: Backend, scope: Scope, group_by: GroupBy) -> list[list[A
                   FROM {db}.conversation_events FINAL
                  WHERE account_id = {{account:String}}) AS a
             ON r.conversation_id = a.conversation_id AND r.at >= a.occurred_at"""
-    mine = ""
+    mine = ["1"]
     if scope.agent_id is not None:
-        mine = "WHERE agent = {agent:String}"
+        mine.append("agent = {agent:String}")
         params["agent"] = scope.agent_id
+    if scope.team_id is not None:
+        mine.append("team = {team:String}")
+        params["team"] = scope.team_id
+    mine_sql = " AND ".join(mine)
     return await backend.query(
         f"""SELECT {key} AS key, count() AS n, avg(score), countIf(score >= 4),
                    countIf(score = 1), countIf(score = 2), countIf(score = 3),
                    countIf(score = 4), countIf(score = 5)
-              FROM ({rows}) {mine}
+              FROM ({rows}) WHERE {mine_sql}
              GROUP BY key ORDER BY n DESC, key
             {FINAL_SETTINGS}""",
         params,

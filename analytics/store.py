@@ -145,7 +145,7 @@ async def erase_contact(
             f"WHERE account_id = {{account:String}} AND {condition} SETTINGS mutations_sync = 2",
             params,
         )
-    for table in ("first_replies", "resolutions"):
+    for table in ("first_replies", "resolutions", "next_replies"):
         await backend.execute(
             f"ALTER TABLE {db}.{table} DELETE WHERE account_id = {{account:String}} "
             "AND has({conversations:Array(String)}, conversation_id) SETTINGS mutations_sync = 2",

@@ -8,7 +8,8 @@ the whole year.
 
 Load is diurnal in each inbox's time zone (Asia/Colombo, Europe/London, America/New_York...):
 conversations start mostly in office hours; each has one to nine inbound messages, agent replies
-after minutes to hours, and most are resolved.
+after minutes to hours, and most are resolved. Each inbox belongs to one of ten teams; one
+conversation in ten is handed to another team after its first messages.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from analytics import reports, rollups, service_reports
+from analytics import reports, rollups
 from analytics.backend import ChdbBackend
 from analytics.rows import ConversationRow, MessageRow, Rows
 from analytics.store import AnalyticsStore
@@ -43,6 +44,7 @@ HOURLY = [0.2, 0.1, 0.1, 0.1, 0.2, 0.4, 1, 2, 4, 6, 7, 7, 6, 6, 7, 7, 6, 5, 4, 3
 def generate(n_messages: int, seed: int = 7) -> Iterator[Rows]:
     """Yields Rows of about 100,000 messages each, until ``n_messages`` are made."""
     rng = random.Random(seed)
+    moves = random.Random(seed + 1)  # team changes: their own stream, the rest stays as it was
     start = datetime(2025, 1, 1, tzinfo=UTC)
     inboxes = [(f"inbox-{i:02d}", CHANNELS[i % 5], ZoneInfo(ZONES[i % 5])) for i in range(50)]
     agents = [f"agent-{i:03d}" for i in range(200)]
@@ -59,6 +61,7 @@ def generate(n_messages: int, seed: int = 7) -> Iterator[Rows]:
         conv += 1
         cid, contact = f"conv-{conv}", f"contact-{conv % 400_000}"
         agent = agents[rng.randrange(200)]
+        team = f"team-{int(inbox[-2:]) % 10}"
         rows.conversation_events.append(
             ConversationRow(
                 f"e{conv}c",
@@ -72,9 +75,11 @@ def generate(n_messages: int, seed: int = 7) -> Iterator[Rows]:
                 "",
                 contact,
                 contact,
+                team,
             )
         )
         at = opened
+        moved = moves.random() < 0.1  # one in ten is handed to another team on the way
         for k in range(rng.randint(1, 9)):
             at += timedelta(seconds=rng.expovariate(1 / 120))
             rows.messages.append(
@@ -93,6 +98,24 @@ def generate(n_messages: int, seed: int = 7) -> Iterator[Rows]:
                 )
             )
             made += 1
+            if moved and k == 1:
+                team = f"team-{moves.randrange(10)}"
+                rows.conversation_events.append(
+                    ConversationRow(
+                        f"e{conv}t",
+                        "acc",
+                        at,
+                        cid,
+                        inbox,
+                        channel,
+                        "updated",
+                        "open",
+                        "",
+                        "",
+                        agent,
+                        team,
+                    )
+                )
             if rng.random() < 0.7:
                 at += timedelta(seconds=rng.lognormvariate(5, 1.2))
                 rows.messages.append(
@@ -126,6 +149,7 @@ def generate(n_messages: int, seed: int = 7) -> Iterator[Rows]:
                     agent,
                     "",
                     agent,
+                    team,
                 )
             )
         if len(rows.messages) >= 100_000:
@@ -182,12 +206,20 @@ async def run(events: int, data: Path, repeats: int) -> dict[str, object]:
         "first_response by inbox (one month)": lambda: reports.first_response(
             backend, month, "inbox"
         ),
-        # raw reads (no rollups): analytics/service_reports.py
-        "next_response by inbox (one month)": lambda: service_reports.next_response(
+        # from next_replies and the team on the pre-aggregated rows
+        "next_response by inbox (one month)": lambda: reports.next_response(
             backend, month, "inbox"
         ),
         "first_response by team (one month)": lambda: reports.first_response(
             backend, month, "team"
+        ),
+        "next_response by inbox (year)": lambda: reports.next_response(backend, scope, "inbox"),
+        "next_response by agent (year)": lambda: reports.next_response(backend, scope, "agent"),
+        "first_response by team (year)": lambda: reports.first_response(backend, scope, "team"),
+        "next_response by team (year)": lambda: reports.next_response(backend, scope, "team"),
+        "resolution by team (year)": lambda: reports.resolution(backend, scope, "team"),
+        "next_response of one team by inbox (year)": lambda: reports.next_response(
+            backend, dataclasses.replace(scope, team_id="team-3"), "inbox"
         ),
     }
     latency: dict[str, dict[str, float]] = {}

@@ -5,7 +5,8 @@
  * store (GET /api/v1/reports/*): volume by hour, weekday, channel and language, first response,
  * next response and resolution times per inbox, first response and resolution per team, SLA
  * compliance, CSAT, and agents. A date range, a time zone, an inbox and a channel
- * filter every report; each card has a CSV export (fetched with the bearer token, then saved).
+ * filter every report, a team the response and resolution times and CSAT (the reports that know
+ * a conversation's team); each card has a CSV export (fetched with the bearer token, then saved).
  * Charts are SVG drawn here, coloured from the theme's variables, so the dark theme needs nothing
  * more. A report the store cannot answer (analytics off, store away) shows its error in its card.
  */
@@ -16,6 +17,8 @@ import { Api, ApiError } from "./api.js";
 const SVG = "http://www.w3.org/2000/svg";
 const WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 const LIVE_EVERY_MS = 15_000;
+/** The reports that take a team (``team_id``); the others answer 400 to it. */
+const TEAMED = new Set(["first_response", "next_response", "resolution", "csat"]);
 /** English defaults; a catalogue entry (console/i18n) wins when there is one. */
 const EN = {
   "analytics.title": "Analytics",
@@ -24,6 +27,7 @@ const EN = {
   "analytics.tz": "Time zone",
   "analytics.inbox": "Inbox",
   "analytics.channel": "Channel",
+  "analytics.team": "Team (times, CSAT)",
   "analytics.all": "All",
   "analytics.apply": "Show",
   "analytics.csv": "CSV",
@@ -183,11 +187,12 @@ export async function analyticsScreen(app, api, header) {
   const tz = h("select", { id: "an-tz" }, ...zones.map((z) => h("option", { value: z, text: z })));
   const inbox = h("select", { id: "an-inbox" }, h("option", { value: "", text: L("analytics.all") }));
   const channel = h("select", { id: "an-channel" }, h("option", { value: "", text: L("analytics.all") }));
+  const team = h("select", { id: "an-team" }, h("option", { value: "", text: L("analytics.all") }));
   const error = h("p.error", { role: "alert", id: "an-error" });
   const form = h("form.an-filters", { "aria-label": L("analytics.title") },
     h("label", null, L("analytics.since"), since), h("label", null, L("analytics.until"), until),
     h("label", null, L("analytics.tz"), tz), h("label", null, L("analytics.inbox"), inbox),
-    h("label", null, L("analytics.channel"), channel),
+    h("label", null, L("analytics.channel"), channel), h("label", null, L("analytics.team"), team),
     h("button.primary", { type: "submit", text: L("analytics.apply") }), error);
   const live = h("section.an-live", { "aria-label": L("analytics.live"), id: "an-live" });
   const grid = h("div.an-grid", { id: "an-grid" });
@@ -210,6 +215,7 @@ export async function analyticsScreen(app, api, header) {
   } catch (e) { if (!(e instanceof ApiError)) throw e; }
   for (const i of inboxes.values()) inbox.append(h("option", { value: i.id, text: i.name }));
   for (const c of new Set([...inboxes.values()].map((i) => i.channel))) channel.append(h("option", { value: c, text: c }));
+  for (const [id, name] of teams) team.append(h("option", { value: id, text: name }));
   const inboxName = (/** @type {string} */ id) => inboxes.get(id)?.name || id || "—";
   const userName = (/** @type {string} */ id) => users.get(id) || id || "—";
   const teamName = (/** @type {string} */ id) => teams.get(id) || id || L("analytics.no_team");
@@ -226,10 +232,12 @@ export async function analyticsScreen(app, api, header) {
     } catch (e) { if (!(e instanceof ApiError)) throw e; }
   }
 
-  function query(/** @type {Record<string, string>} */ extra = {}) {
+  /** @param {Record<string, string>} [extra] @param {string} [report] the team filter goes to the reports that take it */
+  function query(extra = {}, report = "") {
     const q = new URLSearchParams({ since: /** @type {HTMLInputElement} */ (since).value, until: /** @type {HTMLInputElement} */ (until).value, tz: /** @type {HTMLSelectElement} */ (tz).value, ...extra });
     if (/** @type {HTMLSelectElement} */ (inbox).value) q.set("inbox_id", /** @type {HTMLSelectElement} */ (inbox).value);
     if (/** @type {HTMLSelectElement} */ (channel).value) q.set("channel", /** @type {HTMLSelectElement} */ (channel).value);
+    if (TEAMED.has(report) && /** @type {HTMLSelectElement} */ (team).value) q.set("team_id", /** @type {HTMLSelectElement} */ (team).value);
     return q;
   }
 
@@ -244,7 +252,7 @@ export async function analyticsScreen(app, api, header) {
 
   /** @param {string} report @param {Record<string, string>} extra */
   async function download(report, extra) {
-    const q = query({ ...extra, format: "csv" });
+    const q = query({ ...extra, format: "csv" }, report);
     const go = () => fetch(`/api/v1/reports/${report}?${q}`, { headers: { Authorization: `Bearer ${api.token}` } });
     let r = await go();
     if (r.status === 401 && (await api.refresh())) r = await go();
@@ -299,13 +307,13 @@ export async function analyticsScreen(app, api, header) {
     for (const [id, report] of [["an-first-response", "first_response"], ["an-next-response", "next_response"], ["an-resolution", "resolution"]]) {
       const title = L(/** @type {any} */ (`analytics.${report}`));
       const body = card(id, title, report, { group_by: "inbox" });
-      fill(body, `/api/v1/reports/${report}?${query({ group_by: "inbox" })}`, (r) => r.rows.length
+      fill(body, `/api/v1/reports/${report}?${query({ group_by: "inbox" }, report)}`, (r) => r.rows.length
         ? [barChart(r.rows.map((/** @type {any} */ x) => ({ key: inboxName(x.key), a: x.median_s, b: x.p90_s, text: `${duration(x.median_s)} · ${duration(x.p90_s)} (${x.count})` })), title, [L("analytics.median"), "p90"])]
         : [h("p.empty", { text: L("analytics.nothing") })]);
     }
     const byTeam = card("an-teams", L("analytics.by_team"), "first_response", { group_by: "team" });
-    fill(byTeam, `/api/v1/reports/first_response?${query({ group_by: "team" })}`, async (f) => {
-      const r = await api.get(`/api/v1/reports/resolution?${query({ group_by: "team" })}`);
+    fill(byTeam, `/api/v1/reports/first_response?${query({ group_by: "team" }, "first_response")}`, async (f) => {
+      const r = await api.get(`/api/v1/reports/resolution?${query({ group_by: "team" }, "resolution")}`);
       /** @type {Map<string, {a: number, b?: number}>} */ const both = new Map();
       for (const x of f.rows) both.set(x.key, { a: x.median_s });
       for (const x of r.rows) both.set(x.key, { a: both.get(x.key)?.a ?? 0, b: x.median_s });
@@ -318,7 +326,7 @@ export async function analyticsScreen(app, api, header) {
       ? [barChart(r.rows.slice(0, 12).map((/** @type {any} */ x) => ({ key: x.language, a: x.messages_inbound, b: x.messages_outbound, text: String(x.messages) })), L("analytics.languages"), [L("analytics.inbound"), L("analytics.outbound")])]
       : empty());
     const csat = card("an-csat", L("analytics.csat"), "csat", { group_by: "inbox" });
-    fill(csat, `/api/v1/reports/csat?${query({ group_by: "inbox" })}`, (r) => {
+    fill(csat, `/api/v1/reports/csat?${query({ group_by: "inbox" }, "csat")}`, (r) => {
       const tot = r.totals;
       if (!tot.ratings) return empty();
       const keys = ["1", "2", "3", "4", "5"];

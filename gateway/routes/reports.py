@@ -2,12 +2,15 @@
 SLA compliance, CSAT, agents, calls (from the analytics store, ClickHouse) and live counts (from
 PostgreSQL). Every report takes a date range in
 an IANA time zone and answers JSON, or CSV with ``format=csv``. A caller sees only the inboxes they
-may see; naming another inbox is 404 like any record they may not see.
+may see; naming another inbox is 404 like any record they may not see. The times reports and CSAT
+also take a team (``team_id``: 404 when the account has no such team), still within the caller's
+inboxes.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import zoneinfo
 from datetime import UTC, date, datetime, time, timedelta
@@ -21,8 +24,9 @@ from analytics.backend import AnalyticsQueryError, AnalyticsUnavailable, Backend
 from analytics.part import AnalyticsPart
 from gateway.responses import ApiError
 from gateway.route import Call, route
-from gateway.routes._common import Id
+from gateway.routes._common import Id, not_found
 from hub.authz import Permission
+from hub.store.admin_reads import get_team
 
 #: the longest range one report reads (two years: a year against the year before)
 MAX_DAYS = 731
@@ -54,6 +58,9 @@ class SlaQuery(RangeQuery, forbid_unknown_fields=True, kw_only=True):
 
 class TimesQuery(ReportQuery, forbid_unknown_fields=True, kw_only=True):
     group_by: reports.GroupBy = "inbox"
+    #: only the conversations of this team at the reply, resolution or rating (404 for a team
+    #: the account does not have); the caller still sees only the inboxes they may see
+    team_id: Id | None = None
 
 
 class LiveQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -176,6 +183,17 @@ def _scope(call: Call, query: RangeQuery) -> reports.Scope:
     )
 
 
+async def _times_scope(call: Call, query: TimesQuery) -> reports.Scope:
+    """The scope of a report with a team filter: the team must be one of the account's (404
+    otherwise, like an inbox one may not see); its rows stay within the caller's inboxes."""
+    scope = _scope(call, query)
+    if query.team_id is None:
+        return scope
+    if await get_team(call.hub.pool, call.principal.account_id, query.team_id) is None:
+        raise not_found("team")
+    return dataclasses.replace(scope, team_id=query.team_id)
+
+
 def _backend(call: Call) -> Backend:
     part = call.hub.part("analytics")
     if isinstance(part, AnalyticsPart) and part.store is not None:
@@ -245,7 +263,7 @@ async def volume(call: Call) -> Any:
 
 _TIMES = {
     "first_response": reports.first_response,
-    "next_response": service_reports.next_response,
+    "next_response": reports.next_response,
     "resolution": reports.resolution,
 }
 
@@ -253,7 +271,8 @@ _TIMES = {
 async def _times(call: Call, which: str) -> Any:
     query: TimesQuery = call.query
     fn = _TIMES[which]
-    found = await _read(call, fn(_backend(call), _scope(call, query), query.group_by))
+    scope = await _times_scope(call, query)
+    found = await _read(call, fn(_backend(call), scope, query.group_by))
     rows = [
         TimesRow(str(k), int(n), _number(q[0]), _number(q[1]), _number(mean))
         for k, n, q, mean in found
@@ -273,7 +292,7 @@ async def _times(call: Call, which: str) -> Any:
     csv=True,
     query=TimesQuery,
     reply=TimesReport,
-    errors=(422, 503),
+    errors=(404, 422, 503),
 )
 async def first_response(call: Call) -> Any:
     return await _times(call, "first_response")
@@ -288,7 +307,7 @@ async def first_response(call: Call) -> Any:
     csv=True,
     query=TimesQuery,
     reply=TimesReport,
-    errors=(422, 503),
+    errors=(404, 422, 503),
 )
 async def next_response(call: Call) -> Any:
     return await _times(call, "next_response")
@@ -303,7 +322,7 @@ async def next_response(call: Call) -> Any:
     csv=True,
     query=TimesQuery,
     reply=TimesReport,
-    errors=(422, 503),
+    errors=(404, 422, 503),
 )
 async def resolution(call: Call) -> Any:
     return await _times(call, "resolution")
@@ -441,13 +460,12 @@ def _csat_row(key: str, n: int, total: float, satisfied: int, scores: list[int])
     csv=True,
     query=TimesQuery,
     reply=CsatReport,
-    errors=(422, 503),
+    errors=(404, 422, 503),
 )
 async def csat(call: Call) -> Any:
     query: TimesQuery = call.query
-    found = await _read(
-        call, service_reports.csat(_backend(call), _scope(call, query), query.group_by)
-    )
+    scope = await _times_scope(call, query)
+    found = await _read(call, service_reports.csat(_backend(call), scope, query.group_by))
     rows, sums = [], [0.0, 0, 0, 0, 0, 0, 0, 0]
     for key, n, mean, satisfied, *scores in found:
         counts = [int(c) for c in scores]

@@ -43,7 +43,12 @@ AGENT_1, AGENT_2 = Actor(ActorKind.AGENT, "agent-1"), Actor(ActorKind.AGENT, "ag
 CONTACT, SYSTEM = Actor(ActorKind.CONTACT, None), Actor(ActorKind.SYSTEM, None)
 
 
-def story(account: str, one: str = "inbox-1", two: str = "inbox-2") -> list[Event[Payload]]:
+def story(
+    account: str,
+    one: str = "inbox-1",
+    two: str = "inbox-2",
+    teams: tuple[str, str] = ("team-1", "team-2"),
+) -> list[Event[Payload]]:
     """conv-a (inbox-1, team-1, later team-2 at its resolution): first reply after 60 s, a wait
     of two customer messages answered after 300 s by agent-1, one answered by agent-2 after
     100 s, a private note (no reply), rated 5, languages si/en, SLA warnings and breaches.
@@ -72,7 +77,7 @@ def story(account: str, one: str = "inbox-1", two: str = "inbox-2") -> list[Even
         return T0 + timedelta(seconds=seconds)
 
     team1 = ConversationState(status=ConversationStatus.OPEN, assignee_id="agent-1",
-                              team_id="team-1")  # fmt: skip
+                              team_id=teams[0])  # fmt: skip
     add("conv-a", ConversationCreated(inbox_id=one, contact_id="c-a", state=team1),
         CONTACT, 0)  # fmt: skip
     inbound("conv-a", one, "a-m1", "c-a", 0)
@@ -84,10 +89,10 @@ def story(account: str, one: str = "inbox-1", two: str = "inbox-2") -> list[Even
     inbound("conv-a", one, "a-m4", "c-a", 600)
     reply("conv-a", one, "a-r3", AGENT_2, 700)
     resolved = ConversationState(status=ConversationStatus.RESOLVED, assignee_id="agent-1",
-                                 team_id="team-2")  # fmt: skip
+                                 team_id=teams[1])  # fmt: skip
     add("conv-a", ConversationUpdated(inbox_id=one, state=resolved,
                                       previous=ConversationPatch(status=ConversationStatus.OPEN,
-                                                                 team_id="team-1")),
+                                                                 team_id=teams[0])),
         AGENT_1, 800)  # fmt: skip
     add("conv-a", ConversationRated(inbox_id=one, contact_id="c-a", rating=5), CONTACT, 900)
     for mid, language, seconds in (
@@ -128,7 +133,7 @@ def _times(rows: list[list[Any]]) -> dict[str, tuple[int, float]]:
 async def _all(backend: Any, scope: reports.Scope) -> dict[str, Any]:
     return {
         "next": {
-            g: _times(await service_reports.next_response(backend, scope, g))
+            g: _times(await reports.next_response(backend, scope, g))
             for g in ("agent", "inbox", "team")
         },
         "first_team": _times(await reports.first_response(backend, scope, "team")),
@@ -177,7 +182,7 @@ async def test_service_reports_count_each_event_once(hub: Hub) -> None:
     assert await _all(backend, scope) == first
 
     narrowed = reports.Scope(hub.account_id, T0, T0 + timedelta(days=1), "UTC", agent_id="agent-2")
-    assert _times(await service_reports.next_response(backend, narrowed, "inbox")) == {
+    assert _times(await reports.next_response(backend, narrowed, "inbox")) == {
         "inbox-1": (1, 100.0)
     }
 
@@ -207,6 +212,20 @@ async def test_an_erased_contact_leaves_the_service_tables(hub: Hub) -> None:
     assert [r[0] for r in await service_reports.csat(backend, scope, "inbox")] == ["inbox-1"]
     assert [r[0] for r in await service_reports.languages(backend, scope)] == ["si", "en"]
     assert {r["key"] for r in await service_reports.sla(backend, scope, "inbox")} == {"inbox-1"}
+
+    # the pre-aggregated waits go too
+    await rollups.rebuild(backend, [T0.date()], before=T0.date() + timedelta(days=1))
+    waits = f"SELECT count() FROM {db}.next_replies WHERE conversation_id = 'conv-a'"
+    assert await backend.query(waits) == [[2]]
+    gone: Event[Payload] = make_event(
+        ContactErased(contact_id="c-a", conversation_ids=("conv-a",)),
+        account_id=hub.account_id,
+        conversation_id=None,
+        actor=SYSTEM,
+    )
+    await consumer.handle(_batch([gone]))
+    assert await backend.query(waits) == [[0]]
+    assert await reports.next_response(backend, scope, "inbox") == []
 
 
 async def test_the_service_routes_answer_with_rbac_csv_and_4xx(client: Client, hub: Hub) -> None:
@@ -271,6 +290,56 @@ async def test_the_service_routes_answer_with_rbac_csv_and_4xx(client: Client, h
     for report, params, want, code in bad:
         got, body = await call(client, "GET", f"/api/v1/reports/{report}", params=params)
         assert (got, body["error"]["code"]) == (want, code), (report, params, body)
+
+
+async def test_the_team_filter_narrows_times_and_csat_within_the_callers_inboxes(
+    client: Client, hub: Hub
+) -> None:
+    a, b = (await _inbox(hub, "A"))[0], (await _inbox(hub, "B"))[0]
+    teams: list[str] = []
+    for name in ("Sales", "Support"):
+        status, body = await call(client, "POST", "/api/v1/teams", json={"name": name})
+        assert status == 201, body
+        teams.append(body["id"])
+    sales, support = teams
+    _, agent = await make_user(hub, "agent", inboxes=[b])  # conv-a (the teams') is in a
+    consumer = AnalyticsConsumer(AnalyticsStore(_backend(hub)), hub.pool)
+    await consumer.handle(_batch(story(hub.account_id, a, b, (sales, support))))
+    day = str(T0.date())
+    span = {"since": day, "until": day, "tz": "Asia/Colombo"}
+
+    async def counts(report: str, team: str, who: dict[str, str] = ADMIN) -> list[Any]:
+        params = {**span, "team_id": team, "group_by": "inbox"}
+        status, body = await call(client, "GET", f"/api/v1/reports/{report}", who, params=params)
+        assert status == 200, (report, body)
+        return [(r["key"], r.get("count", r.get("ratings"))) for r in body["rows"]]
+
+    async def everything() -> None:
+        # conv-a is Sales' at its replies, Support's at its resolution and rating
+        assert await counts("first_response", sales) == [(a, 1)]
+        assert await counts("next_response", sales) == [(a, 2)]
+        assert await counts("resolution", sales) == []
+        assert await counts("resolution", support) == [(a, 1)]
+        assert await counts("csat", support) == [(a, 1)]
+        assert await counts("first_response", support) == []
+        for report in ("first_response", "next_response"):  # the agent does not see inbox a
+            assert await counts(report, sales, agent) == []
+
+    await everything()  # read raw
+    await rollups.rebuild(_backend(hub), [T0.date()], before=T0.date() + timedelta(days=1))
+    assert not await rollups.dirty_days(_backend(hub), T0.date(), T0.date())
+    await everything()  # from next_replies, first_replies and resolutions
+
+    for report in ("first_response", "next_response", "resolution", "csat"):
+        got, body = await call(
+            client, "GET", f"/api/v1/reports/{report}", params={**span, "team_id": "no-such"}
+        )
+        assert (got, body["error"]["code"]) == (404, "not_found"), (report, body)
+    for report in ("volume", "agents", "sla", "languages"):  # not offered: 400, not ignored
+        got, body = await call(
+            client, "GET", f"/api/v1/reports/{report}", params={**span, "team_id": sales}
+        )
+        assert (got, body["error"]["code"]) == (400, "invalid_parameter"), (report, body)
 
 
 async def test_backfill_and_verify_cover_the_new_tables(hub: Hub) -> None:

@@ -203,6 +203,23 @@ async def test_analytics_page(hub: Hub, server: str, browser: Browser) -> None:
     assert f"channel,api,{only['conversations']}," in text
     assert download.suggested_filename == f"volume-{since}-{today}.csv"
 
+    # the team filter: the times and the team card show Billing's conversations only, as the API
+    # says (the volume stays the inbox's: it does not know teams)
+    await page.locator("#an-inbox").select_option("")
+    await page.locator("#an-team").select_option(team)
+    await page.get_by_role("button", name="Show").click()
+    await expect(page.locator("#an-teams svg .tick", has_text="No team")).to_have_count(
+        0, timeout=TIMEOUT
+    )
+    await expect(page.locator("#an-teams svg .tick", has_text="Billing")).to_have_count(1)
+    times = {"group_by": "inbox", **span}
+    billing = (await report(server, "first_response", **times, team_id=team))["rows"]
+    everyone = (await report(server, "first_response", **times))["rows"]
+    assert 0 < sum(r["count"] for r in billing) < sum(r["count"] for r in everyone)
+    for row in billing:
+        await expect(page.locator("#an-first-response")).to_contain_text(f"({row['count']})")
+    await page.locator("#an-team").select_option("")
+
     # a reversed range is refused on the page, nothing asked
     await page.locator("#an-since").fill(str(today))
     await page.locator("#an-until").fill(str(today - timedelta(days=3)))
