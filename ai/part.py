@@ -76,7 +76,7 @@ def _make(part: AiPart, hub: Hub) -> AiConsumer:
         )
     part.consumer = AiConsumer(
         hub.pool,
-        Models(config.ai_model_dir),
+        Models(config.ai_model_dir, config.data_dir / "ai", config.ai_runtime),
         provider,
         AiSettings(intent_threshold=config.ai_intent_threshold, stale_after=config.ai_stale_after),
     )
