@@ -27,7 +27,7 @@ from ai.minilm import Encoder, Ids, ModelMissing, Vectors, read_model, read_toke
 log = logging.getLogger("hub.ai")
 
 #: bumped whenever :func:`build_graph` changes, so an old cached file is not used
-GRAPH_VERSION = 1
+GRAPH_VERSION = 2
 OPSET = 17  # LayerNormalization
 
 
@@ -255,5 +255,5 @@ def _quantize(data: bytes) -> bytes:
     with tempfile.TemporaryDirectory(prefix="hub-ai-") as tmp:
         source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         source.write_bytes(data)
-        quantize_dynamic(source, target, weight_type=QuantType.QInt8)
+        quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True)
         return target.read_bytes()

@@ -220,7 +220,7 @@ def main() -> int:
     english = sum(language.detect(t).code == "en" for t in texts[:2000])
     result["language_en_share"] = round(english / min(2000, len(texts)), 4)
 
-    name = "ai-quality" if args.runtime == "auto" else f"ai-quality-{args.runtime}"
+    name = f"ai-quality-{model.runtime}"
     out = OUT / f"{name}-smoke.json" if args.smoke else RESULTS / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
