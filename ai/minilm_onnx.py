@@ -4,7 +4,8 @@ No package ships an ONNX export of the model and making one the usual way needs 
 BERT encoder is written as an ONNX graph with the ``onnx`` helper API (the same computation as
 the NumPy pass in ``ai.minilm``, with the exact erf GELU) on first use, and cached as a file
 under the hub's data directory (``data_dir/ai``): a later start loads the file. The int8 variant
-(``onnxruntime.quantization.quantize_dynamic``) is built from it when asked for.
+(the default) has its matrix weights quantized per channel by
+``onnxruntime.quantization.quantize_dynamic``.
 
 The session runs on one thread, sequentially: the box is shared with the hub and PostgreSQL, and
 one thread per AI worker is what measured best there (BENCHMARKS.md, AI).
@@ -26,7 +27,7 @@ from ai.minilm import Encoder, Ids, ModelMissing, Vectors, read_model, read_toke
 
 log = logging.getLogger("hub.ai")
 
-#: bumped whenever :func:`build_graph` changes, so an old cached file is not used
+#: bumped whenever :func:`build_graph` or the quantization changes: an old cached file is unused
 GRAPH_VERSION = 2
 OPSET = 17  # LayerNormalization
 
@@ -39,7 +40,7 @@ def available() -> bool:
 
 
 def build_graph(config: dict[str, Any], weights: dict[str, Vectors]) -> Any:
-    """The sentence-embedding graph: ``input_ids``, ``attention_mask`` (int64, [n, length]) to
+    """The sentence-embedding graph: ``ids``, ``attention_mask`` (int64, [n, length]) to
     ``embeddings`` (float32, [n, 384], unit length, mean-pooled over the unmasked tokens)."""
     from onnx import TensorProto, helper, numpy_helper
 
