@@ -6,7 +6,7 @@ the realtime part forwards to the agents' sockets). For an agent's reply: its la
 pair (customer message, reply) joins the account's suggestion index. For ``contact.erased``: that
 person's messages leave every index.
 
-A batch is analysed at once (one forward pass of the embedding model for all its messages), then
+A batch is analysed at once (one call of the embedding model for all its messages), then
 written in one transaction that claims the event ids (``processed_events``), so a redelivered
 event changes nothing. Under a backlog (events older than ``stale_after`` seconds) only language
 and sentiment are worked out: suggestions for a message answered long ago help nobody, and the

