@@ -119,7 +119,7 @@ async def test_two_processes_share_events_and_presence_and_survive_a_redis_resta
                 raise AssertionError("Bob's busy status did not come back after the restart")
 
             await bob.client.disconnect()
-            await ann.wait_until(lambda: ann.presence.get(token_b["id"]) == "offline")
+            await ann.wait_until(lambda: ann.presence.get(token_b["id"]) == "offline", within=30)
     finally:
         for agent in (ann, bob):
             if agent.client.connected:
