@@ -391,8 +391,8 @@ def main() -> None:
     )
     add_smoke_flag(parser)
     args = parser.parse_args()
-    if args.smoke:  # one step of a few calls
-        args.rates, args.step_seconds, args.call_seconds = "1", 3, 1
+    if args.smoke:  # one step of a few calls, each long enough to leave a message after the beep
+        args.rates, args.step_seconds, args.call_seconds = "1", 3, 3
     results = results_dir(args.smoke, RESULTS)
     rates = [int(r) for r in args.rates.split(",")]
     work = Path(tempfile.mkdtemp(prefix="hub-voice-bench-"))
@@ -463,8 +463,17 @@ def main() -> None:
             if row["failed"] or (row["setup_p99_ms"] or 1e9) >= args.stop_ms:
                 print(f"   stopping: failures or setup p99 >= {args.stop_ms:.0f} ms", flush=True)
                 break
-        time.sleep(2)  # the last recordings' rows
-        store = asyncio.run(stored_voicemails(dsn, work / "data" / "media"))
+        # the last recordings' rows and files: stored after their calls end (later on a busy box)
+        answered_calls = sum(row["answered"] for row in rows)
+        deadline = time.monotonic() + 30
+        while True:
+            store = asyncio.run(stored_voicemails(dsn, work / "data" / "media"))
+            complete = all(
+                store.get(k) == answered_calls for k in ("voicemails", "media_rows", "wav_files")
+            )
+            if complete or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
     finally:
         if proc is not None:
             proc.terminate()

@@ -573,9 +573,15 @@ class VoiceService:
         if call.stage != "voicemail" or call.caller_leg is None:
             return
         await self._release_player(call)
-        call.recording = self._dir / f"{call.record.id}-voicemail.wav"
+        recording = self._dir / f"{call.record.id}-voicemail.wav"
+        try:
+            call.recorder = await self.ua.record((call.caller_leg,), str(recording))
+        except SipError:
+            # the caller hung up during the greeting (its end is on its way): nothing to keep
+            log.info("voice: the caller left during the greeting", extra={"call": call.record.id})
+            return
+        call.recording = recording
         call.recording_kind = "voicemail"
-        call.recorder = await self.ua.record((call.caller_leg,), str(call.recording))
         call.answered_at = call.answered_at or time.monotonic()
         call.later(
             call.inbox.settings.voicemail_max_seconds,
