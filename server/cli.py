@@ -94,7 +94,11 @@ async def _serve(config: Config) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     listener = _listen(config.host, config.port)  # before anything starts: a busy port says so
-    hub = build_hub(config)
+    worker_port = None
+    if config.worker_processes:  # role all split: this process the gateway, a worker child
+        worker_port = _loopback_port()
+        config = config.replace(role="gateway")
+    hub = build_hub(config, worker_port)
     await hub.start()
     runner = web.AppRunner(build_app(hub), access_log=None, handle_signals=False)
     await runner.setup()
@@ -110,6 +114,8 @@ async def _serve(config: Config) -> None:
             "startup_seconds": round(time.perf_counter() - started, 3),
             "embedded_postgres": config.database_url is None,
             "fresh_data_dir": fresh,
+            "role": config.role,
+            "worker_processes": config.worker_processes,
         },
     )
     setup = await _setup_link(hub, config)
@@ -174,6 +180,14 @@ def _listen(host: str, port: int) -> socket.socket:
         raise PortBusy(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     sock.setblocking(False)
     return sock
+
+
+def _loopback_port() -> int:
+    """A free loopback port for the worker child's operations endpoints."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 async def _with_db(config: Config, fn: Callable[[asyncpg.Connection[Any]], Awaitable[Any]]) -> Any:

@@ -13,6 +13,7 @@ from realtime.part import Live
 from realtime.server import attach_realtime
 from server.parts import make_parts
 from server.widget import widget_hooks
+from server.worker_process import WorkerProcess
 
 
 def install() -> None:
@@ -20,10 +21,14 @@ def install() -> None:
     install_channels(REGISTRY)
 
 
-def build_hub(config: Config) -> Hub:
-    """A hub with every part (not started: ``await hub.start()``)."""
+def build_hub(config: Config, worker_port: int | None = None) -> Hub:
+    """A hub with every part (not started: ``await hub.start()``). ``worker_port``: this process
+    is the gateway of a split role ``all`` and keeps a worker child, whose operations endpoints
+    listen on that loopback port (``HUB_WORKER_PROCESSES``)."""
     install()
     parts = make_parts(config)
+    if worker_port is not None:
+        parts.append(WorkerProcess(worker_port))
     live = next(p for p in parts if isinstance(p, Live))
     return Hub(config, parts=parts, presence=live.cluster)
 
