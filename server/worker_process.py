@@ -69,6 +69,7 @@ def child_env(config: Config, dsn: str, port: int) -> dict[str, str]:
         HUB_HOST="127.0.0.1",
         HUB_PORT=str(port),
         HUB_METRICS_PORT="0",
+        HUB_ACCESS_LOG="false",  # its only callers are the parent's probes
     )
     return env
 
