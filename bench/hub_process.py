@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -18,15 +19,25 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from hub.store.embedded import stop_embedded_postgres
 from tests.support.processes import free_port as free_port  # re-exported for the benchmarks
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (from /proc), for cost-per-message figures."""
+    """User + system CPU of a hub so far (from /proc), for cost-per-message figures: the process,
+    its live child processes (the worker child of ``HUB_WORKER_PROCESSES``) and the children it
+    reaped (a worker that was restarted)."""
+    tick = os.sysconf("SC_CLK_TCK")
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = sum(int(f) for f in fields[11:15]) / tick  # utime, stime, cutime, cstime
+    for child in psutil.Process(pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            times = child.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def wait_ready(url: str, proc: subprocess.Popen[Any], seconds: float = 60) -> None:
@@ -90,6 +101,8 @@ def running_hub(
     )
     token = json.loads(admin.stdout)["token"]
     proc = subprocess.Popen([hub_bin, "serve", *extra_args], env={**env, **(extra_env or {})})
+    if (extra_env or {}).get("HUB_WORKER_PROCESSES", "0") != "0":
+        print("== hub split: gateway and a worker child process", flush=True)
     try:
         wait_ready(f"http://127.0.0.1:{port}/healthz", proc)
         yield RunningHub(

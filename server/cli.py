@@ -11,6 +11,7 @@ import gc
 import getpass
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -41,6 +42,7 @@ from hub.secrets import load_secret_box, new_key
 from hub.store.db import prepare_connection
 from hub.store.migrate import migrate
 from server.compose import build_app, build_hub, install
+from server.worker_process import WORKER_OF
 
 log = logging.getLogger("hub")
 
@@ -98,7 +100,9 @@ async def _serve(config: Config) -> None:
     if config.worker_processes:  # role all split: this process the gateway, a worker child
         worker_port = _loopback_port()
         config = config.replace(role="gateway")
-    hub = build_hub(config, worker_port)
+    # the worker child of a split role all (started by ``server.worker_process``)
+    worker_child = config.role == "worker" and WORKER_OF in os.environ
+    hub = build_hub(config, worker_port=worker_port, worker_child=worker_child)
     await hub.start()
     runner = web.AppRunner(build_app(hub), access_log=None, handle_signals=False)
     await runner.setup()

@@ -17,17 +17,24 @@ from hub.consumers.journal import journal_part
 from hub.contracts.part import Part
 from hub.snooze_timer import SnoozeTimer
 from realtime.part import Live, ReplayLog
+from server.worker_process import WorkerProcess
 
 
-def make_parts(config: Config) -> list[Part]:
+def make_parts(
+    config: Config, *, worker_port: int | None = None, worker_child: bool = False
+) -> list[Part]:
+    """``worker_port``: this process is the gateway of role ``all`` split in two and keeps a
+    worker child listening there; ``worker_child``: this process is that child."""
     live = Live(config)
+    reports_from = f"http://127.0.0.1:{worker_port}" if worker_port is not None else None
     return [
         live,  # presence and wake-ups between processes (every role)
         journal_part(),  # event_log: the audit trail and the timeline's system items
         ReplayLog(live),  # the realtime replay log the agent sockets read
         delivery_part(),  # agents' replies out through their channels
         TypingRelay(),  # agents' typing shown to customers (Messenger, Instagram, Telegram)
-        analytics_part(),  # the reports' ClickHouse store, fed from the event stream
+        # the reports' ClickHouse store, fed from the event stream
+        analytics_part(owns_chdb=worker_child, reports_from=reports_from),
         archive_part(),  # raw webhooks and contact profiles kept (PostgreSQL JSONB or MongoDB)
         ai_part(),  # language, sentiment, intents, reply suggestions (roles all and ai)
         *rules_parts(),  # automation rules: on events and after no reply for N minutes
@@ -38,4 +45,6 @@ def make_parts(config: Config) -> list[Part]:
         VoicePart(),  # the SIP user agent (roles all and voice)
         EmailPart(),  # the IMAP readers of the email inboxes (workers)
         TelegramWebhooks(),  # points each Telegram bot's webhook at its inbox (workers)
+        # the worker child of a split role all, kept running (gateway)
+        *([WorkerProcess(worker_port)] if worker_port is not None else []),
     ]

@@ -42,6 +42,8 @@ PROBE_EVERY_S = 2.0
 #: a child that lived shorter than this before dying is restarted after a growing pause
 QUICK_DEATH_S = 10.0
 _PR_SET_PDEATHSIG = 1
+#: set in the child's environment (the parent's pid): the child knows it is the split's worker
+WORKER_OF = "HUB_WORKER_OF"
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child before exec
@@ -71,6 +73,7 @@ def child_env(config: Config, dsn: str, port: int) -> dict[str, str]:
         HUB_METRICS_PORT="0",
         HUB_ACCESS_LOG="false",  # its only callers are the parent's probes
     )
+    env[WORKER_OF] = str(os.getpid())
     return env
 
 
@@ -178,6 +181,7 @@ class WorkerProcess:
             "worker_process": {
                 "state": self.state,
                 "pid": self.pid,
+                "port": self.port,  # its /readyz and /metrics, on 127.0.0.1
                 "restarts": self.restarts,
                 **{k: child[k] for k in ("bus", "outbox_relay", "bus_lag") if k in child},
             }

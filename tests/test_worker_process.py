@@ -1,7 +1,8 @@
 """``HUB_WORKER_PROCESSES=1`` on the embedded default, as real processes: ``hub serve`` runs the
 gateway and starts the worker role as its child on the embedded PostgreSQL it started itself; a
 signed webhook goes gateway -> outbox -> the child's relay and replay log -> NOTIFY -> the
-gateway's agent socket; a child that dies is started again; none outlives its parent."""
+gateway's agent socket; the child owns chDB and answers the gateway's reports; a child that dies
+is started again; none outlives its parent."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import asyncio
 import json
 import os
 import signal
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,23 @@ async def received(agent: Agent, text: str) -> None:
     await agent.wait_until(seen, within=30)
 
 
+async def inbound_counted(session: aiohttp.ClientSession, base: str, token: str, n: int) -> None:
+    """The gateway's volume report (answered from the worker child's chDB) counts ``n``."""
+    today = datetime.now(UTC).date()
+    params = {"since": str(today - timedelta(days=1)), "until": str(today + timedelta(days=1))}
+    headers = {"Authorization": f"Bearer {token}"}
+    async with asyncio.timeout(30):
+        while True:
+            async with session.get(
+                f"{base}/api/v1/reports/volume", params=params, headers=headers
+            ) as response:
+                body = await response.json()
+            if response.status == 200 and body["totals"]["messages_inbound"] == n:
+                return
+            assert response.status in (200, 503), body  # 503: the child is (re)starting
+            await asyncio.sleep(0.2)
+
+
 @pytest.fixture
 def split_env(tmp_path: Path) -> Any:
     env = hub_env(
@@ -82,6 +101,10 @@ async def test_a_webhook_reaches_the_agent_through_the_worker_child_which_stops_
         async with aiohttp.ClientSession() as session:
             await wait_healthy(session, base, proc, log)
             child = await child_of(session, base)
+            async with session.get(f"{base}/readyz") as response:
+                assert (await response.json())["checks"][
+                    "analytics"
+                ] == "chdb (in the worker process)"
             assert psutil.Process(child).ppid() == proc.pid
             handles = tmp_path / "data" / "postgres" / ".handle_pids.json"
             assert child not in json.loads(handles.read_text()), "the child uses the parent's"
@@ -93,6 +116,7 @@ async def test_a_webhook_reaches_the_agent_through_the_worker_child_which_stops_
                 async with session.post(url, data=body, headers=headers) as response:
                     assert response.status == 200
                 await received(agent, text)
+                await inbound_counted(session, base, token, n + 1)
                 if n == 0:  # the worker dies: it is started again, and the path works again
                     os.kill(child, signal.SIGKILL)
                     child = await child_of(session, base, restarts=1)
