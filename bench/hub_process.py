@@ -69,6 +69,24 @@ class RunningHub:
         return f"{self.url}webhooks/api/{self.inbox['id']}"
 
 
+def wait_worker_child(url: str, proc: subprocess.Popen[Any], seconds: float = 60) -> None:
+    """Until the gateway's ``/readyz`` reports its worker child ready (``HUB_WORKER_PROCESSES``):
+    the measurement starts with both processes up."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                checks = json.loads(response.read())["checks"]
+            if checks.get("worker_process", {}).get("state") == "ready":
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.2)
+    raise SystemExit("the worker child did not become ready")
+
+
 @contextmanager
 def running_hub(
     prefix: str, extra_env: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()
@@ -101,10 +119,12 @@ def running_hub(
     )
     token = json.loads(admin.stdout)["token"]
     proc = subprocess.Popen([hub_bin, "serve", *extra_args], env={**env, **(extra_env or {})})
-    if (extra_env or {}).get("HUB_WORKER_PROCESSES", "0") != "0":
-        print("== hub split: gateway and a worker child process", flush=True)
+    split = (extra_env or {}).get("HUB_WORKER_PROCESSES", "0") != "0"
     try:
         wait_ready(f"http://127.0.0.1:{port}/healthz", proc)
+        if split:
+            wait_worker_child(f"http://127.0.0.1:{port}/readyz", proc)
+            print("== hub split: gateway and a ready worker child process", flush=True)
         yield RunningHub(
             f"http://127.0.0.1:{port}/", proc.pid, work / "data", json.loads(made.stdout), token
         )
