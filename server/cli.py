@@ -12,6 +12,7 @@ import getpass
 import json
 import logging
 import os
+import random
 import signal
 import socket
 import sys
@@ -187,11 +188,25 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def _loopback_port() -> int:
-    """A free loopback port for the worker child's operations endpoints."""
-    with socket.socket() as sock:
+    """A free loopback port for the worker child's operations endpoints, below the kernel's
+    ephemeral range: a port from bind(0) is one client sockets are given too, so another
+    connection could take it before the child binds it (and it keeps the port when restarted)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12_000), low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # a crowded range: the kernel's choice
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
 
 
 async def _with_db(config: Config, fn: Callable[[asyncpg.Connection[Any]], Awaitable[Any]]) -> Any:
