@@ -40,7 +40,7 @@ class AiPart(StreamConsumer):
     skipped: str = ""
 
     async def start(self, hub: Hub) -> None:
-        if hub.config.role == "all" and not hub.config.ai:
+        if hub.config.role in ("all", "worker") and not hub.config.ai:  # worker: a split all
             self.skipped = "off (HUB_AI=false)"
             self.make = lambda hub: _Idle()
         elif not installed():
@@ -83,8 +83,9 @@ def _make(part: AiPart, hub: Hub) -> AiConsumer:
     return part.consumer
 
 
-def ai_part() -> AiPart:
-    """Batches of up to 64 messages (one embedding call), waiting 20 ms for fuller ones."""
-    part = AiPart("ai", lambda hub: _Idle(), max_batch=64, linger=0.02, roles=ROLES)
+def ai_part(roles: frozenset[str] = ROLES) -> AiPart:
+    """Batches of up to 64 messages (one embedding call), waiting 20 ms for fuller ones.
+    ``roles``: the worker child of a split role ``all`` runs it too."""
+    part = AiPart("ai", lambda hub: _Idle(), max_batch=64, linger=0.02, roles=roles)
     part.make = lambda hub: _make(part, hub)
     return part

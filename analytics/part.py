@@ -4,7 +4,8 @@ In worker processes (and ``all``) it subscribes the ``analytics`` group to the c
 and writes every message, conversation and call event into ClickHouse in large batches (up to 5,000
 records, waiting up to half a second for a fuller batch). In gateways it only opens the store, for
 the reports. The embedded store (chDB) lives in one process's data directory, so split roles need
-``CLICKHOUSE_URL``.
+``CLICKHOUSE_URL``, except role ``all`` split by ``HUB_WORKER_PROCESSES``: its worker child owns
+chDB and the gateway's reports are answered by it (``analytics.forwarded``).
 
 An outage of the store is transient: the bus retries the batch without limit and the consumer
 catches up from where it stopped. ``/readyz`` shows the state and the group's lag, ``/metrics``
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from analytics import rollups
+from analytics import forwarded, rollups
 from analytics.backend import (
     AnalyticsQueryError,
     AnalyticsUnavailable,
@@ -113,7 +114,12 @@ class AnalyticsPart:
     #: gateways serve the reports; workers also run the consumer
     roles = frozenset({"all", "gateway", "worker"})
 
-    def __init__(self) -> None:
+    def __init__(self, *, owns_chdb: bool = False, reports_from: str | None = None) -> None:
+        #: role ``all`` split in two (``HUB_WORKER_PROCESSES``): the worker child opens chDB
+        #: (``owns_chdb``) and the gateway sends its report queries there (``reports_from``, the
+        #: child's loopback address); see ``analytics.forwarded``
+        self.owns_chdb = owns_chdb
+        self.reports_from = reports_from
         self.store: AnalyticsStore | None = None
         self.state = "off"
         self._consumer: StreamConsumer | None = None
@@ -126,13 +132,19 @@ class AnalyticsPart:
         if not config.analytics:
             self.state = "off (HUB_ANALYTICS)"
             return
-        if not config.clickhouse_url and config.role != "all":
+        if not config.clickhouse_url and self.reports_from:
+            key = hub.box.derive(forwarded.PURPOSE)
+            backend: Backend = forwarded.ForwardedBackend(
+                self.reports_from, key, config.clickhouse_database
+            )
+            self.store = AnalyticsStore(backend)  # the child makes the tables
+            self.state = backend.kind
+            return
+        if not config.clickhouse_url and config.role != "all" and not self.owns_chdb:
             self.state = "off: split roles need CLICKHOUSE_URL (chDB lives in one process)"
             log.warning("analytics %s", self.state)
             return
-        backend: Backend = open_backend(
-            config.data_dir, config.clickhouse_database, config.clickhouse_url
-        )
+        backend = open_backend(config.data_dir, config.clickhouse_database, config.clickhouse_url)
         self.store = AnalyticsStore(backend)
         self.state = backend.kind
         try:
@@ -194,5 +206,5 @@ class AnalyticsPart:
         }
 
 
-def analytics_part() -> AnalyticsPart:
-    return AnalyticsPart()
+def analytics_part(*, owns_chdb: bool = False, reports_from: str | None = None) -> AnalyticsPart:
+    return AnalyticsPart(owns_chdb=owns_chdb, reports_from=reports_from)

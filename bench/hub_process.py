@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -18,15 +19,25 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from hub.store.embedded import stop_embedded_postgres
 from tests.support.processes import free_port as free_port  # re-exported for the benchmarks
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (from /proc), for cost-per-message figures."""
+    """User + system CPU of a hub so far (from /proc), for cost-per-message figures: the process,
+    its live child processes (the worker child of ``HUB_WORKER_PROCESSES``) and the children it
+    reaped (a worker that was restarted)."""
+    tick = os.sysconf("SC_CLK_TCK")
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = sum(int(f) for f in fields[11:15]) / tick  # utime, stime, cutime, cstime
+    for child in psutil.Process(pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            times = child.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def wait_ready(url: str, proc: subprocess.Popen[Any], seconds: float = 60) -> None:
@@ -58,6 +69,24 @@ class RunningHub:
         return f"{self.url}webhooks/api/{self.inbox['id']}"
 
 
+def wait_worker_child(url: str, proc: subprocess.Popen[Any], seconds: float = 60) -> None:
+    """Until the gateway's ``/readyz`` reports its worker child ready (``HUB_WORKER_PROCESSES``):
+    the measurement starts with both processes up."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                checks = json.loads(response.read())["checks"]
+            if checks.get("worker_process", {}).get("state") == "ready":
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.2)
+    raise SystemExit("the worker child did not become ready")
+
+
 @contextmanager
 def running_hub(
     prefix: str, extra_env: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()
@@ -80,6 +109,7 @@ def running_hub(
     # while a process holds it) instead of each starting and stopping one, which made every
     # benchmark's start several seconds longer
     proc = subprocess.Popen([hub_bin, "serve", *extra_args], env={**env, **(extra_env or {})})
+    split = (extra_env or {}).get("HUB_WORKER_PROCESSES", "0") != "0"
     try:
         wait_ready(f"http://127.0.0.1:{port}/healthz", proc)
         commands = {
@@ -96,6 +126,9 @@ def running_hub(
             if cli.returncode != 0:
                 raise SystemExit(f"hub {name} create failed: {stderr.decode()[-2000:]}")
             out[name] = json.loads(stdout)
+        if split:
+            wait_worker_child(f"http://127.0.0.1:{port}/readyz", proc)
+            print("== hub split: gateway and a ready worker child process", flush=True)
         url = f"http://127.0.0.1:{port}/"
         yield RunningHub(url, proc.pid, work / "data", out["inbox"], out["token"]["token"])
     finally:

@@ -72,7 +72,9 @@ TRANSIENT: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError, *DB
 
 #: roles that publish the outbox and run the consumers; the voice role needs a bus too
 BUS_ROLES = frozenset({"all", "worker", "voice", "ai"})
-INGEST_ROLES = frozenset({"all", "gateway", "voice"})
+#: workers too: their sources (email inboxes' IMAP readers; voice in the worker child of a split
+#: role all) submit to the group committer, which idles where nothing does
+INGEST_ROLES = frozenset({"all", "gateway", "voice", "worker"})
 RELAY_ROLES = frozenset({"all", "worker"})
 
 

@@ -33,9 +33,18 @@ SETTINGS: tuple[Setting, ...] = (
         "role",
         "HUB_ROLE",
         "What `hub serve` runs: `all`; `gateway` (webhooks, REST, agent sockets; needs "
-        "`REDIS_URL`); `worker` (bus consumers and the outbox relay); `voice` (the SIP user "
-        "agent of voice inboxes; `all` runs it too once a voice inbox exists); `ai` (the AI "
-        "consumer: language, sentiment, intents, reply suggestions; needs `KAFKA_BOOTSTRAP`).",
+        "`REDIS_URL` or `DATABASE_URL`); `worker` (bus consumers and the outbox relay); `voice` "
+        "(the SIP user agent of voice inboxes; `all` runs it too once a voice inbox exists); "
+        "`ai` (the AI consumer: language, sentiment, intents, reply suggestions; needs "
+        "`KAFKA_BOOTSTRAP`).",
+    ),
+    Setting(
+        "worker_processes",
+        "HUB_WORKER_PROCESSES",
+        "Role `all` only: `1` runs the outbox relay, the bus and every consumer in a child "
+        "process (role `worker`, on the same database, restarted if it dies) and this process as "
+        "the gateway, so two cores share the work; without Redis they share presence and "
+        "wake-ups through PostgreSQL. `0`: one process.",
     ),
     Setting("host", "HUB_HOST", "Address the gateway listens on."),
     Setting("port", "HUB_PORT", "Port the gateway listens on."),
@@ -151,7 +160,8 @@ SETTINGS: tuple[Setting, ...] = (
         "redis_url",
         "REDIS_URL",
         "Redis URL. Set: several hub processes share agent presence and wake each other's "
-        "realtime streams. Unset: one process, in-process.",
+        "realtime streams. Unset: in-process for one process (role `all`), through PostgreSQL "
+        "(LISTEN/NOTIFY and presence tables) for split roles.",
     ),
     Setting("bus_partitions", "HUB_BUS_PARTITIONS", "Partitions per topic of the bus."),
     Setting(
@@ -347,6 +357,7 @@ SETTINGS: tuple[Setting, ...] = (
 @dataclasses.dataclass(frozen=True)
 class Config:
     role: str = "all"
+    worker_processes: int = 0
     host: str = "127.0.0.1"
     port: int = 8080
     data_dir: Path = Path(".hub-data")
@@ -512,14 +523,22 @@ def check(config: Config) -> Config:
     """Combinations that cannot work are refused at start, not discovered in production."""
     if config.role not in ROLES:
         raise ConfigError(f"role: {config.role!r} is not one of {', '.join(ROLES)}")
-    if config.role == "gateway" and not config.redis_url:
+    if config.role == "gateway" and not (config.redis_url or config.database_url):
         raise ConfigError(
-            "role gateway needs REDIS_URL: the workers wake its agent sockets through Redis"
+            "role gateway needs REDIS_URL or DATABASE_URL: the workers wake its agent sockets "
+            "through Redis or the shared PostgreSQL"
         )
     if config.ai_runtime not in AI_RUNTIMES:
         raise ConfigError(
             f"ai_runtime: {config.ai_runtime!r} is not one of {', '.join(AI_RUNTIMES)}"
         )
+    if config.worker_processes not in (0, 1):
+        raise ConfigError(
+            "worker_processes: 0 or 1 (one outbox relay is active per database, so a second "
+            "worker process would stand by)"
+        )
+    if config.worker_processes and config.role != "all":
+        raise ConfigError("worker_processes: only with role all (it splits that role in two)")
     if config.role == "ai" and not config.kafka_bootstrap:
         raise ConfigError("role ai needs KAFKA_BOOTSTRAP: it reads the shared bus")
     if not 1 <= config.ingest_batch_min <= config.ingest_batch_max:

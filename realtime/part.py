@@ -18,7 +18,7 @@ from hub.app import DB_UNAVAILABLE, TRANSIENT, Hub
 from hub.bus import ConsumerOptions, Subscription
 from hub.config import Config
 from hub.contracts.part import EVERY_ROLE, WORKERS, Layer
-from realtime.cluster import Cluster, make_cluster
+from realtime.cluster import Cluster, MemoryCluster, make_cluster
 from realtime.consumer import Logged, RealtimeConsumer
 from realtime.log import trim as trim_realtime_log
 
@@ -33,19 +33,21 @@ class Live:
     roles = EVERY_ROLE
 
     def __init__(self, config: Config) -> None:
-        self.cluster: Cluster = make_cluster(config)
+        self._dsn = ""
+        self.cluster: Cluster = make_cluster(config, lambda: self._dsn)
         #: called with the accounts whose realtime log grew, in any process (``None``: maybe any
         #: account); the socket layer wakes its streams
         self.logged_listeners: list[Callable[[set[str] | None], None]] = []
         #: called when an agent went offline because its hub process vanished
         self.offline_listeners: list[Callable[[str, str], Awaitable[None]]] = []
-        #: one process holds every socket and writes the whole log (no Redis): the replay log
-        #: hands what each commit logged straight to these listeners (the socket streams), in
-        #: commit order, instead of waking them to read it back
-        self.local = not config.redis_url
+        #: one process holds every socket and writes the whole log (role all, no Redis): the
+        #: replay log hands what each commit logged straight to these listeners (the socket
+        #: streams), in commit order, instead of waking them to read it back
+        self.local = isinstance(self.cluster, MemoryCluster)
         self.committed_listeners: list[Callable[[Logged], None]] = []
 
     async def start(self, hub: Hub) -> None:
+        self._dsn = hub.dsn
         await self.cluster.start(self._logged, self._offline)
 
     async def stop(self) -> None:

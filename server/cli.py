@@ -11,6 +11,8 @@ import gc
 import getpass
 import json
 import logging
+import os
+import random
 import signal
 import socket
 import sys
@@ -41,6 +43,7 @@ from hub.secrets import load_secret_box, new_key
 from hub.store.db import prepare_connection
 from hub.store.migrate import migrate
 from server.compose import build_app, build_hub, install
+from server.worker_process import WORKER_OF
 
 log = logging.getLogger("hub")
 
@@ -94,7 +97,13 @@ async def _serve(config: Config) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     listener = _listen(config.host, config.port)  # before anything starts: a busy port says so
-    hub = build_hub(config)
+    worker_port = None
+    if config.worker_processes:  # role all split: this process the gateway, a worker child
+        worker_port = _loopback_port()
+        config = config.replace(role="gateway")
+    # the worker child of a split role all (started by ``server.worker_process``)
+    worker_child = config.role == "worker" and WORKER_OF in os.environ
+    hub = build_hub(config, worker_port=worker_port, worker_child=worker_child)
     await hub.start()
     runner = web.AppRunner(build_app(hub), access_log=None, handle_signals=False)
     await runner.setup()
@@ -110,6 +119,8 @@ async def _serve(config: Config) -> None:
             "startup_seconds": round(time.perf_counter() - started, 3),
             "embedded_postgres": config.database_url is None,
             "fresh_data_dir": fresh,
+            "role": config.role,
+            "worker_processes": config.worker_processes,
         },
     )
     setup = await _setup_link(hub, config)
@@ -174,6 +185,28 @@ def _listen(host: str, port: int) -> socket.socket:
         raise PortBusy(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     sock.setblocking(False)
     return sock
+
+
+def _loopback_port() -> int:
+    """A free loopback port for the worker child's operations endpoints, below the kernel's
+    ephemeral range: a port from bind(0) is one client sockets are given too, so another
+    connection could take it before the child binds it (and it keeps the port when restarted)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12_000), low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # a crowded range: the kernel's choice
+        sock.bind(("127.0.0.1", 0))
+        chosen: int = sock.getsockname()[1]
+        return chosen
 
 
 async def _with_db(config: Config, fn: Callable[[asyncpg.Connection[Any]], Awaitable[Any]]) -> Any:

@@ -38,6 +38,17 @@ def test_roles_are_checked() -> None:
     with pytest.raises(ConfigError, match="REDIS_URL"):
         load_config({"HUB_ROLE": "gateway"})
     assert load_config({"HUB_ROLE": "gateway", "REDIS_URL": "redis://x"}).role == "gateway"
+    # without Redis, the gateway and the workers meet in the shared PostgreSQL
+    assert load_config({"HUB_ROLE": "gateway", "DATABASE_URL": "postgresql://x"}).role == "gateway"
+
+
+def test_worker_processes_split_only_role_all_in_two() -> None:
+    assert load_config({}).worker_processes == 0
+    assert load_config({"HUB_WORKER_PROCESSES": "1"}).worker_processes == 1
+    with pytest.raises(ConfigError, match="worker_processes: 0 or 1"):
+        load_config({"HUB_WORKER_PROCESSES": "2"})
+    with pytest.raises(ConfigError, match="only with role all"):
+        load_config({"HUB_WORKER_PROCESSES": "1", "HUB_ROLE": "worker"})
 
 
 def test_values_are_typed_and_a_misspelt_boolean_is_refused() -> None:

@@ -135,6 +135,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2, help="alternating hub / no-op rounds")
     parser.add_argument("--profile", type=Path, help="py-spy the hub into this file (raw)")
+    parser.add_argument(
+        "--worker-processes",
+        type=int,
+        default=0,
+        help="HUB_WORKER_PROCESSES for the hub (1: gateway and a worker child)",
+    )
     add_smoke_flag(parser)
     args = parser.parse_args()
     global RESULTS
@@ -149,7 +155,8 @@ def main() -> None:
     noop = subprocess.Popen(
         [sys.executable, str(HERE / "noop_server.py"), "--port", str(noop_port)]
     )
-    with running_hub("hub-bench-") as running:
+    split = {"HUB_WORKER_PROCESSES": str(args.worker_processes)}
+    with running_hub("hub-bench-", extra_env=split) as running:
         try:
             rows = _rounds(args, loadgen, running, noop, noop_port)
         finally:
@@ -251,6 +258,7 @@ def _report(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         "noop_req_per_s": round(best_noop["rps"]),
         "ratio": round(best_hub["rps"] / best_noop["rps"], 3),
         "cores": os.cpu_count(),
+        "worker_processes": args.worker_processes,
         "rows": rows,
     }
     name = f"ingest-c{args.concurrency}"

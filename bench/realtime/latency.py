@@ -131,6 +131,12 @@ def load_arguments(description: str) -> argparse.Namespace:
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--sockets", type=int, default=1)
+    parser.add_argument(
+        "--worker-processes",
+        type=int,
+        default=0,
+        help="HUB_WORKER_PROCESSES for the hub (1: gateway and a worker child)",
+    )
     add_smoke_flag(parser)
     args = parser.parse_args()
     if args.smoke:
@@ -141,10 +147,12 @@ def load_arguments(description: str) -> argparse.Namespace:
 def main() -> None:
     args = load_arguments(__doc__)
     loadgen = build_loadgen()
-    with running_hub("hub-rt-bench-") as hub:
+    split = {"HUB_WORKER_PROCESSES": str(args.worker_processes)}
+    with running_hub("hub-rt-bench-", extra_env=split) as hub:
         result = asyncio.run(measure(args, hub.url, hub.inbox, hub.token, loadgen))
     results = results_dir(args.smoke, RESULTS)
     results.mkdir(parents=True, exist_ok=True)
+    result["worker_processes"] = args.worker_processes
     (results / "realtime-latency.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 

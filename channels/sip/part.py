@@ -21,7 +21,9 @@ class VoicePart:
     layer: Layer = "source"
     roles = frozenset({"all", "voice"})
 
-    def __init__(self) -> None:
+    def __init__(self, roles: frozenset[str] | None = None) -> None:
+        #: the worker child of a split role ``all`` runs it too
+        self.roles = roles or VoicePart.roles
         self.service: VoiceService | None = None
 
     async def start(self, hub: Hub) -> None:

@@ -1,10 +1,14 @@
 """What hub processes share for realtime: agent presence and "the replay log grew" wake-ups.
 
-One contract (:class:`Cluster`), two backends: in-process (one hub process) and Redis (several);
-``REDIS_URL`` chooses. Both pass ``tests/realtime/cluster_conformance.py``.
+One contract (:class:`Cluster`), three backends: in-process (one hub process, role ``all``), Redis
+(several processes, ``REDIS_URL``) and PostgreSQL (several processes sharing the hub's database
+and no Redis: the embedded default split by ``HUB_WORKER_PROCESSES``, or any split role without
+``REDIS_URL``). All pass ``tests/realtime/cluster_conformance.py``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from hub.config import Config
 from realtime.cluster.contract import STATUSES, Cluster, OnLogged, OnOffline
@@ -13,9 +17,14 @@ from realtime.cluster.memory import MemoryCluster
 __all__ = ["STATUSES", "Cluster", "MemoryCluster", "OnLogged", "OnOffline", "make_cluster"]
 
 
-def make_cluster(config: Config) -> Cluster:
+def make_cluster(config: Config, dsn: Callable[[], str]) -> Cluster:
+    """``dsn``: the hub's database, asked for once the hub has started it."""
     if config.redis_url:
         from realtime.cluster.redis_backend import RedisCluster
 
         return RedisCluster(config.redis_url)
+    if config.role != "all":
+        from realtime.cluster.postgres import PostgresCluster
+
+        return PostgresCluster(dsn)
     return MemoryCluster()
