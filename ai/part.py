@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub.bus import Bus, ConsumerOptions, Subscription
@@ -76,11 +78,18 @@ def _make(part: AiPart, hub: Hub) -> AiConsumer:
         )
     part.consumer = AiConsumer(
         hub.pool,
-        Models(config.ai_model_dir, config.data_dir / "ai", config.ai_runtime),
+        Models(config.ai_model_dir, config.data_dir / "ai", config.ai_runtime, user_cache()),
         provider,
         AiSettings(intent_threshold=config.ai_intent_threshold, stale_after=config.ai_stale_after),
     )
     return part.consumer
+
+
+def user_cache() -> Path:
+    """Where a built ONNX graph is also kept for this user's other data directories (a second
+    hub, tests, benchmarks): building and quantizing it takes seconds of CPU and 700 MB once."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "hub" / "ai"
 
 
 def ai_part(roles: frozenset[str] = ROLES) -> AiPart:

@@ -22,7 +22,9 @@ log = logging.getLogger("hub.ai")
 PREFERRED = "onnx-int8"
 
 
-def make_encoder(model_dir: Path, cache_dir: Path | None, runtime: str = "auto") -> Encoder:
+def make_encoder(
+    model_dir: Path, cache_dir: Path | None, runtime: str = "auto", shared_cache: Path | None = None
+) -> Encoder:
     """The encoder for ``runtime``; ``auto`` and an ONNX runtime that is not installed fall back
     to NumPy (logged), so a core-plus-``numpy`` install still embeds."""
     from ai import minilm_onnx
@@ -32,6 +34,8 @@ def make_encoder(model_dir: Path, cache_dir: Path | None, runtime: str = "auto")
     wanted = PREFERRED if runtime == "auto" else runtime
     if wanted.startswith("onnx"):
         if minilm_onnx.available():
-            return minilm_onnx.MiniLMOnnx(model_dir, cache_dir, int8=wanted == "onnx-int8")
+            return minilm_onnx.MiniLMOnnx(
+                model_dir, cache_dir, int8=wanted == "onnx-int8", shared_cache=shared_cache
+            )
         log.warning("AI: onnx/onnxruntime not installed; embeddings run in NumPy (slower)")
     return MiniLM(model_dir)

@@ -96,6 +96,23 @@ def test_the_graph_is_built_once_and_a_broken_cache_is_rebuilt(
     assert cached.stat().st_size > 1000
 
 
+def test_another_data_directory_takes_the_users_graph_without_building(
+    model_dir: Path, reference: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = tmp_path / "user-cache"
+    MiniLMOnnx(model_dir, tmp_path / "hub-one", shared_cache=shared).load()
+    second = MiniLMOnnx(model_dir, tmp_path / "hub-two", shared_cache=shared)
+
+    def no_build() -> bytes:
+        raise AssertionError("the graph was built again")
+
+    monkeypatch.setattr(second, "_build", no_build)
+    vectors = second.encode(SENTENCES[:2])
+    assert ((vectors * reference[:2]).sum(axis=1) >= 0.999).all()
+    kept = second.cached_path()
+    assert kept is not None and kept.exists()  # a copy in its own data directory too
+
+
 def test_a_read_only_cache_dir_still_runs(model_dir: Path, tmp_path: Path) -> None:
     blocked = tmp_path / "file-not-dir"
     blocked.write_text("")
