@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -25,8 +24,8 @@ import asyncpg
 import orjson
 
 from hub.app import DB_UNAVAILABLE
-from hub.ids import new_id
-from realtime.cluster.contract import STATUSES, OnLogged, OnOffline
+from realtime.cluster.contract import OnLogged, OnOffline
+from realtime.cluster.shared import SharedCluster
 
 log = logging.getLogger(__name__)
 
@@ -67,26 +66,17 @@ def _notices(proc: str, accounts: set[str]) -> list[str]:
     return notices
 
 
-class PostgresCluster:
+class PostgresCluster(SharedCluster):
+    store = "the database"
+    down = _DOWN
+
     def __init__(
         self, dsn: str | Callable[[], str], *, heartbeat: float = 5.0, down_poll: float = 1.0
     ) -> None:
-        self.proc = new_id()
+        super().__init__(heartbeat=heartbeat, down_poll=down_poll)
         #: the DSN, or how to get it once the hub has started its database
         self._dsn = dsn
-        self._heartbeat = heartbeat
-        self._down_poll = down_poll
         self._pool: asyncpg.Pool[Any] | None = None
-        self._local: dict[str, tuple[str, str]] = {}  # sid -> (account, agent)
-        self._per_agent: Counter[tuple[str, str]] = Counter()  # local sockets per agent
-        self._chosen: dict[tuple[str, str], str] = {}  # statuses set through this process
-        self._pending: set[str] = set()
-        self._publish_wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._on_logged: OnLogged = lambda _: None
-        self._on_offline: OnOffline | None = None
-        self.up = False  # listening and in sync
-        self._stopping = False
 
     def _url(self) -> str:
         return self._dsn if isinstance(self._dsn, str) else self._dsn()
@@ -97,24 +87,15 @@ class PostgresCluster:
         self._pool = await asyncpg.create_pool(
             self._url(), min_size=0, max_size=2, command_timeout=10
         )
-        self._tasks = [
-            asyncio.create_task(self._listen(), name="cluster-listen"),
-            asyncio.create_task(self._publish(), name="cluster-publish"),
-            asyncio.create_task(self._beat(), name="cluster-heartbeat"),
-        ]
+        self._start_loops(asyncio.create_task(self._listen(), name="cluster-listen"))
 
     async def stop(self) -> None:
-        self._stopping = True
-        self._publish_wake.set()
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=5)
+        await self._stop_loops()
         if self._pool is None:
             return
         with contextlib.suppress(*_DOWN):  # say goodbye: our sockets are gone with us
             for sid, (account_id, agent_id) in list(self._local.items()):
-                await self._disconnect_in_db(self.proc, sid, account_id, agent_id)
+                await self._store_disconnect(self.proc, sid, account_id, agent_id)
             async with self._pool.acquire() as conn:
                 await conn.execute("DELETE FROM realtime_procs WHERE proc = $1", self.proc)
         await self._pool.close()
@@ -127,24 +108,10 @@ class PostgresCluster:
 
     # --- wake-ups ---------------------------------------------------------------------------
 
-    def logged(self, accounts: set[str]) -> None:
-        self._on_logged(accounts)  # this process at once; the others through NOTIFY
-        self._pending |= accounts
-        self._publish_wake.set()
-
-    async def _publish(self) -> None:
-        while not self._stopping:
-            await self._publish_wake.wait()
-            self._publish_wake.clear()
-            accounts, self._pending = self._pending, set()
-            if not accounts:
-                continue
-            try:
-                async with self._db().acquire() as conn:
-                    for notice in _notices(self.proc, accounts):
-                        await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, notice)
-            except _DOWN as exc:  # the listener is down too and wakes everything when back
-                log.warning("realtime wake-up not published", extra={"error": repr(exc)})
+    async def _send(self, accounts: set[str]) -> None:
+        async with self._db().acquire() as conn:
+            for notice in _notices(self.proc, accounts):
+                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, notice)
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
         notice = orjson.loads(str(payload))
@@ -189,15 +156,9 @@ class PostgresCluster:
 
     # --- presence -----------------------------------------------------------------------------
 
-    async def _beat(self) -> None:
-        while not self._stopping:
-            await asyncio.sleep(self._heartbeat)
-            try:
-                async with self._db().acquire() as conn:
-                    await conn.execute(_BEAT, self.proc, self._heartbeat * 3 + 1)
-                await self._sweep()
-            except _DOWN as exc:
-                log.debug("presence heartbeat failed", extra={"error": repr(exc)})
+    async def _keep_alive(self) -> None:
+        async with self._db().acquire() as conn:
+            await conn.execute(_BEAT, self.proc, self._heartbeat * 3 + 1)
 
     async def _restore(self) -> None:
         """Make the tables agree with this process's own sockets (after a start or an outage)."""
@@ -206,13 +167,7 @@ class PostgresCluster:
             recorded = await conn.fetch(
                 "SELECT sid, account_id, agent_id FROM realtime_sockets WHERE proc = $1", self.proc
             )
-        for sid, account_id, agent_id in recorded:
-            if sid not in self._local:
-                await self._disconnect_in_db(self.proc, sid, account_id, agent_id)
-        for sid, (account_id, agent_id) in list(self._local.items()):
-            await self._connect_in_db(sid, account_id, agent_id)
-        for (account_id, agent_id), status in list(self._chosen.items()):
-            await self._set_in_db(account_id, agent_id, status)
+        await self._write_back((r[0], r[1], r[2]) for r in recorded)
 
     async def _sweep(self) -> None:
         """Remove the sockets of processes whose heartbeat expired, announcing who went offline."""
@@ -240,7 +195,7 @@ class PostgresCluster:
             if self._on_offline is not None:
                 await self._on_offline(account_id, agent_id)
 
-    async def _connect_in_db(self, sid: str, account_id: str, agent_id: str) -> bool:
+    async def _store_connect(self, sid: str, account_id: str, agent_id: str) -> bool:
         async with self._db().acquire() as conn, conn.transaction():
             await conn.execute(_LOCK, _LOCK_CLASS, account_id, agent_id)
             # the process's row too, so a socket never outlives a process nobody can sweep
@@ -265,7 +220,7 @@ class PostgresCluster:
                 return True
             return False
 
-    async def _disconnect_in_db(self, proc: str, sid: str, account_id: str, agent_id: str) -> bool:
+    async def _store_disconnect(self, proc: str, sid: str, account_id: str, agent_id: str) -> bool:
         async with self._db().acquire() as conn, conn.transaction():
             await conn.execute(_LOCK, _LOCK_CLASS, account_id, agent_id)
             removed = await conn.fetchval(
@@ -276,7 +231,7 @@ class PostgresCluster:
                 return True
             return False
 
-    async def _set_in_db(self, account_id: str, agent_id: str, status: str) -> bool:
+    async def _store_set(self, account_id: str, agent_id: str, status: str) -> bool:
         async with self._db().acquire() as conn, conn.transaction():
             await conn.execute(_LOCK, _LOCK_CLASS, account_id, agent_id)
             if not await conn.fetchval(_AGENT_SOCKETS, account_id, agent_id):
@@ -284,69 +239,17 @@ class PostgresCluster:
             await conn.execute(_SET_STATUS, account_id, agent_id, status)
             return True
 
-    def _local_sockets(self, account_id: str, agent_id: str) -> int:
-        return self._per_agent.get((account_id, agent_id), 0)
+    async def _store_status(self, account_id: str, agent_id: str) -> str | None:
+        value = await self._db().fetchval(
+            "SELECT status FROM realtime_presence WHERE account_id = $1 AND agent_id = $2",
+            account_id,
+            agent_id,
+        )
+        return str(value) if value else None
 
-    async def connected(self, account_id: str, agent_id: str, sid: str) -> bool:
-        self._local[sid] = (account_id, agent_id)
-        self._per_agent[(account_id, agent_id)] += 1
-        try:
-            return await self._connect_in_db(sid, account_id, agent_id)
-        except _DOWN as exc:
-            log.warning("presence not recorded in the database", extra={"error": repr(exc)})
-            return self._local_sockets(account_id, agent_id) == 1
-
-    async def disconnected(self, account_id: str, agent_id: str, sid: str) -> bool:
-        if self._local.pop(sid, None) is None:
-            return False
-        self._per_agent[(account_id, agent_id)] -= 1
-        if not self._local_sockets(account_id, agent_id):
-            del self._per_agent[(account_id, agent_id)]
-            self._chosen.pop((account_id, agent_id), None)
-        try:
-            return await self._disconnect_in_db(self.proc, sid, account_id, agent_id)
-        except _DOWN as exc:
-            log.warning("presence not recorded in the database", extra={"error": repr(exc)})
-            return not self._local_sockets(account_id, agent_id)
-
-    async def set_status(self, account_id: str, agent_id: str, status: str) -> bool:
-        if status not in STATUSES:
-            raise ValueError(f"status must be one of {', '.join(STATUSES)}")
-        if self._local_sockets(account_id, agent_id):
-            self._chosen[(account_id, agent_id)] = status
-        try:
-            return await self._set_in_db(account_id, agent_id, status)
-        except _DOWN as exc:
-            log.warning("presence not recorded in the database", extra={"error": repr(exc)})
-            return (account_id, agent_id) in self._chosen
-
-    async def status(self, account_id: str, agent_id: str) -> str:
-        try:
-            value = await self._db().fetchval(
-                "SELECT status FROM realtime_presence WHERE account_id = $1 AND agent_id = $2",
-                account_id,
-                agent_id,
-            )
-        except _DOWN:
-            value = self._local_view(account_id).get(agent_id)
-        return str(value) if value else "offline"
-
-    async def of_account(self, account_id: str) -> dict[str, str]:
-        try:
-            rows = await self._db().fetch(
-                "SELECT agent_id, status FROM realtime_presence WHERE account_id = $1"
-                " ORDER BY agent_id",
-                account_id,
-            )
-            found = {r["agent_id"]: r["status"] for r in rows}
-        except _DOWN:
-            found = self._local_view(account_id)
-        return dict(sorted(found.items()))
-
-    def _local_view(self, account_id: str) -> dict[str, str]:
-        """What this process alone knows, while the database is unreachable."""
-        return {
-            agent_id: self._chosen.get((account_id, agent_id), "online")
-            for owner_account, agent_id in self._per_agent
-            if owner_account == account_id
-        }
+    async def _store_of_account(self, account_id: str) -> dict[str, str]:
+        rows = await self._db().fetch(
+            "SELECT agent_id, status FROM realtime_presence WHERE account_id = $1",
+            account_id,
+        )
+        return {r["agent_id"]: r["status"] for r in rows}

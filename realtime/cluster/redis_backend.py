@@ -17,15 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter
 from typing import cast
 
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from hub.ids import new_id
-from realtime.cluster.contract import STATUSES, OnLogged, OnOffline
+from realtime.cluster.contract import OnLogged, OnOffline
+from realtime.cluster.shared import SharedCluster
 
 log = logging.getLogger(__name__)
 
@@ -80,69 +79,37 @@ def _alive_key(proc: str) -> str:
 _PROCS = "hub:rt:procs"
 
 
-class RedisCluster:
+class RedisCluster(SharedCluster):
+    store = "redis"
+    down = _DOWN
+
     def __init__(self, url: str, *, heartbeat: float = 5.0, down_poll: float = 1.0) -> None:
-        self.proc = new_id()
+        super().__init__(heartbeat=heartbeat, down_poll=down_poll)
         self._redis = aioredis.Redis.from_url(
             url, socket_connect_timeout=2, socket_timeout=5, decode_responses=True
         )
-        self._heartbeat = heartbeat
-        self._down_poll = down_poll
         self._connect = self._redis.register_script(_CONNECT)
         self._disconnect = self._redis.register_script(_DISCONNECT)
         self._set = self._redis.register_script(_SET)
-        self._local: dict[str, tuple[str, str]] = {}  # sid -> (account, agent)
-        self._per_agent: Counter[tuple[str, str]] = Counter()  # local sockets per agent
-        self._chosen: dict[tuple[str, str], str] = {}  # statuses set through this process
-        self._pending: set[str] = set()
-        self._publish_wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._on_logged: OnLogged = lambda _: None
-        self._on_offline: OnOffline | None = None
-        self.up = False  # subscribed and in sync
-        self._stopping = False
 
     async def start(self, on_logged: OnLogged, on_offline: OnOffline) -> None:
         self._on_logged, self._on_offline = on_logged, on_offline
-        self._tasks = [
-            asyncio.create_task(self._listen(), name="cluster-listen"),
-            asyncio.create_task(self._publish(), name="cluster-publish"),
-            asyncio.create_task(self._beat(), name="cluster-heartbeat"),
-        ]
+        self._start_loops(asyncio.create_task(self._listen(), name="cluster-listen"))
 
     async def stop(self) -> None:
-        # the flag as well as cancel(): a cancellation that lands inside redis-py can be
-        # swallowed by its timeout handling, and stop must not wait on a loop that goes on
-        self._stopping = True
-        self._publish_wake.set()
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=5)
+        await self._stop_loops()
         with contextlib.suppress(*_DOWN):  # say goodbye: our sockets are gone with us
             for sid, (account_id, agent_id) in list(self._local.items()):
-                await self._disconnect_in_redis(self.proc, sid, account_id, agent_id)
+                await self._store_disconnect(self.proc, sid, account_id, agent_id)
             await self._redis.delete(_alive_key(self.proc), _proc_key(self.proc))
             await self._redis.srem(_PROCS, self.proc)
         await self._redis.aclose()
 
     # --- wake-ups ---------------------------------------------------------------------------
 
-    def logged(self, accounts: set[str]) -> None:
-        self._on_logged(accounts)  # this process at once; the others through Redis
-        self._pending |= accounts
-        self._publish_wake.set()
-
-    async def _publish(self) -> None:
-        while not self._stopping:
-            await self._publish_wake.wait()
-            self._publish_wake.clear()
-            accounts, self._pending = self._pending, set()
-            message = orjson.dumps({"from": self.proc, "accounts": sorted(accounts)})
-            try:
-                await self._redis.publish(CHANNEL, message)
-            except _DOWN as exc:  # the listener is down too and wakes everything when back
-                log.warning("realtime wake-up not published", extra={"error": repr(exc)})
+    async def _send(self, accounts: set[str]) -> None:
+        message = orjson.dumps({"from": self.proc, "accounts": sorted(accounts)})
+        await self._redis.publish(CHANNEL, message)
 
     async def _listen(self) -> None:
         first = True
@@ -175,32 +142,16 @@ class RedisCluster:
 
     # --- presence -----------------------------------------------------------------------------
 
-    async def _beat(self) -> None:
-        while not self._stopping:
-            await asyncio.sleep(self._heartbeat)
-            try:
-                await self._redis.set(_alive_key(self.proc), "1", ex=int(self._heartbeat * 3) + 1)
-                await self._redis.sadd(_PROCS, self.proc)
-                await self._sweep()
-            except _DOWN as exc:
-                log.debug("presence heartbeat failed", extra={"error": repr(exc)})
+    async def _keep_alive(self) -> None:
+        await self._redis.set(_alive_key(self.proc), "1", ex=int(self._heartbeat * 3) + 1)
+        await self._redis.sadd(_PROCS, self.proc)
 
     async def _restore(self) -> None:
         """Make Redis agree with this process's own sockets (after a start or a Redis restart)."""
-        await self._redis.set(_alive_key(self.proc), "1", ex=int(self._heartbeat * 3) + 1)
-        await self._redis.sadd(_PROCS, self.proc)
+        await self._keep_alive()
         recorded = await self._hgetall(_proc_key(self.proc))
-        for sid, owner in recorded.items():
-            if sid not in self._local:
-                account_id, agent_id = owner.split("\t")
-                await self._disconnect_in_redis(self.proc, sid, account_id, agent_id)
-        for sid, (account_id, agent_id) in list(self._local.items()):
-            await self._connect_in_redis(sid, account_id, agent_id)
-        for (account_id, agent_id), status in list(self._chosen.items()):
-            await self._set(
-                keys=[_sockets_key(account_id, agent_id), _presence_key(account_id)],
-                args=[agent_id, status],
-            )
+        owners = {sid: owner.split("\t", 1) for sid, owner in recorded.items()}
+        await self._write_back((sid, owner[0], owner[1]) for sid, owner in owners.items())
 
     async def _sweep(self) -> None:
         """Remove the sockets of processes whose heartbeat expired, announcing who went offline."""
@@ -212,7 +163,7 @@ class RedisCluster:
             for sid, owner in recorded.items():
                 account_id, agent_id = owner.split("\t")
                 if (
-                    await self._disconnect_in_redis(proc, sid, account_id, agent_id)
+                    await self._store_disconnect(proc, sid, account_id, agent_id)
                     and self._on_offline is not None
                 ):
                     await self._on_offline(account_id, agent_id)
@@ -223,7 +174,7 @@ class RedisCluster:
     async def _hgetall(self, key: str) -> dict[str, str]:
         return cast(dict[str, str], await self._redis.hgetall(key))  # decode_responses=True
 
-    async def _connect_in_redis(self, sid: str, account_id: str, agent_id: str) -> bool:
+    async def _store_connect(self, sid: str, account_id: str, agent_id: str) -> bool:
         keys = [
             _sockets_key(account_id, agent_id),
             _presence_key(account_id),
@@ -232,67 +183,16 @@ class RedisCluster:
         args = [f"{self.proc}/{sid}", agent_id, sid, f"{account_id}\t{agent_id}"]
         return bool(await self._connect(keys=keys, args=args))
 
-    async def _disconnect_in_redis(
-        self, proc: str, sid: str, account_id: str, agent_id: str
-    ) -> bool:
+    async def _store_disconnect(self, proc: str, sid: str, account_id: str, agent_id: str) -> bool:
         keys = [_sockets_key(account_id, agent_id), _presence_key(account_id), _proc_key(proc)]
         return bool(await self._disconnect(keys=keys, args=[f"{proc}/{sid}", agent_id, sid]))
 
-    def _local_sockets(self, account_id: str, agent_id: str) -> int:
-        return self._per_agent.get((account_id, agent_id), 0)
+    async def _store_set(self, account_id: str, agent_id: str, status: str) -> bool:
+        keys = [_sockets_key(account_id, agent_id), _presence_key(account_id)]
+        return bool(await self._set(keys=keys, args=[agent_id, status]))
 
-    async def connected(self, account_id: str, agent_id: str, sid: str) -> bool:
-        self._local[sid] = (account_id, agent_id)
-        self._per_agent[(account_id, agent_id)] += 1
-        try:
-            return await self._connect_in_redis(sid, account_id, agent_id)
-        except _DOWN as exc:
-            log.warning("presence not recorded in redis", extra={"error": repr(exc)})
-            return self._local_sockets(account_id, agent_id) == 1
+    async def _store_status(self, account_id: str, agent_id: str) -> str | None:
+        return cast(str | None, await self._redis.hget(_presence_key(account_id), agent_id))
 
-    async def disconnected(self, account_id: str, agent_id: str, sid: str) -> bool:
-        if self._local.pop(sid, None) is None:
-            return False
-        self._per_agent[(account_id, agent_id)] -= 1
-        if not self._local_sockets(account_id, agent_id):
-            del self._per_agent[(account_id, agent_id)]
-            self._chosen.pop((account_id, agent_id), None)
-        try:
-            return await self._disconnect_in_redis(self.proc, sid, account_id, agent_id)
-        except _DOWN as exc:
-            log.warning("presence not recorded in redis", extra={"error": repr(exc)})
-            return not self._local_sockets(account_id, agent_id)
-
-    async def set_status(self, account_id: str, agent_id: str, status: str) -> bool:
-        if status not in STATUSES:
-            raise ValueError(f"status must be one of {', '.join(STATUSES)}")
-        if self._local_sockets(account_id, agent_id):
-            self._chosen[(account_id, agent_id)] = status
-        try:
-            keys = [_sockets_key(account_id, agent_id), _presence_key(account_id)]
-            return bool(await self._set(keys=keys, args=[agent_id, status]))
-        except _DOWN as exc:
-            log.warning("presence not recorded in redis", extra={"error": repr(exc)})
-            return (account_id, agent_id) in self._chosen
-
-    async def status(self, account_id: str, agent_id: str) -> str:
-        try:
-            value = cast(str | None, await self._redis.hget(_presence_key(account_id), agent_id))
-        except _DOWN:
-            value = self._local_view(account_id).get(agent_id)
-        return value or "offline"
-
-    async def of_account(self, account_id: str) -> dict[str, str]:
-        try:
-            found = await self._hgetall(_presence_key(account_id))
-        except _DOWN:
-            found = self._local_view(account_id)
-        return dict(sorted(found.items()))
-
-    def _local_view(self, account_id: str) -> dict[str, str]:
-        """What this process alone knows, while Redis is unreachable."""
-        return {
-            agent_id: self._chosen.get((account_id, agent_id), "online")
-            for owner_account, agent_id in self._per_agent
-            if owner_account == account_id
-        }
+    async def _store_of_account(self, account_id: str) -> dict[str, str]:
+        return await self._hgetall(_presence_key(account_id))
