@@ -118,6 +118,20 @@ async def test_two_processes_share_events_and_presence_and_survive_a_redis_resta
             else:
                 raise AssertionError("Bob's busy status did not come back after the restart")
 
+            # broadcasts between the processes (Redis pub/sub) come back once both resubscribed,
+            # which python-socketio does with a growing back-off; one sent before that is lost,
+            # so Bob says "online" until Ann hears it, then leaves
+            for _ in range(60):
+                await bob.client.call("presence", {"status": "online"}, namespace="/agent")
+                try:
+                    await ann.wait_until(
+                        lambda: ann.presence.get(token_b["id"]) == "online", within=1
+                    )
+                    break
+                except TimeoutError:
+                    continue
+            else:
+                raise AssertionError("broadcasts between the processes did not come back")
             await bob.client.disconnect()
             await ann.wait_until(lambda: ann.presence.get(token_b["id"]) == "offline", within=30)
     finally:
