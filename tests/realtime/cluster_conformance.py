@@ -1,4 +1,5 @@
-"""The cluster contract every backend passes (in-process and Redis): presence rules and wake-ups.
+"""The cluster contract every backend passes (in-process, Redis, PostgreSQL): presence rules and
+wake-ups; and what the backends several processes share pass too (`SharedClusterConformance`).
 
 A backend's test module subclasses :class:`ClusterConformance` and provides the ``cluster``
 fixture (a started cluster whose wake-ups are recorded in ``woken``).
@@ -7,10 +8,12 @@ fixture (a started cluster whose wake-ups are recorded in ``woken``).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
 from realtime.cluster import Cluster
+from realtime.cluster.shared import SharedCluster
 
 
 class Recorder:
@@ -80,3 +83,48 @@ class ClusterConformance:
     async def test_logged_wakes_this_process(self, cluster: Cluster, recorder: Recorder) -> None:
         cluster.logged({"acc-1"})
         await recorder.wait_woken("acc-1")
+
+
+#: starts one member of a shared cluster (one per simulated hub process)
+Started = Callable[[Recorder], Awaitable[SharedCluster]]
+
+
+async def wait_up(*members: SharedCluster) -> None:
+    async with asyncio.timeout(15):
+        while not all(m.up for m in members):
+            await asyncio.sleep(0.02)
+
+
+class SharedClusterConformance(ClusterConformance):
+    """Backends several processes share (Redis, PostgreSQL): the module also provides ``start``,
+    which starts another member, as another hub process would."""
+
+    async def test_processes_share_presence_and_wake_each_other(self, start: Started) -> None:
+        seen_a, seen_b = Recorder(), Recorder()
+        a, b = await start(seen_a), await start(seen_b)
+        assert await a.connected("acc", "ann", "a1") is True
+        assert await b.connected("acc", "ann", "b1") is False, "online already, through A"
+        assert await b.status("acc", "ann") == "online"
+        assert await b.set_status("acc", "ann", "busy") is True
+        assert await a.of_account("acc") == {"ann": "busy"}
+        assert await a.disconnected("acc", "ann", "a1") is False
+        assert await b.disconnected("acc", "ann", "b1") is True
+        assert await a.status("acc", "ann") == "offline"
+        a.logged({"acc"})
+        await seen_b.wait_woken("acc")
+
+    async def test_a_vanished_process_is_swept_and_its_agents_announced_offline(
+        self, start: Started
+    ) -> None:
+        seen_a, seen_b = Recorder(), Recorder()
+        a, b = await start(seen_a), await start(seen_b)
+        await a.connected("acc", "ann", "a1")
+        await b.connected("acc", "bob", "b1")
+        for task in a._tasks:  # process A dies: no goodbye, its heartbeat simply stops
+            task.cancel()
+        async with asyncio.timeout(15):
+            while ("acc", "ann") not in seen_b.offline:
+                await asyncio.sleep(0.05)
+        assert seen_b.offline == [("acc", "ann")], "announced once, only the vanished agent"
+        assert await b.of_account("acc") == {"bob": "online"}
+        await b.disconnected("acc", "bob", "b1")

@@ -5,17 +5,21 @@ swept, and recovery after the listening connection is cut."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
 from realtime.cluster.postgres import LISTENER_NAME, PostgresCluster, _notices
-from tests.realtime.cluster_conformance import ClusterConformance, Recorder
+from realtime.cluster.shared import SharedCluster
+from tests.realtime.cluster_conformance import (
+    Recorder,
+    SharedClusterConformance,
+    Started,
+    wait_up,
+)
 
 pytestmark = pytest.mark.postgres
-
-Started = Callable[[Recorder], Awaitable[PostgresCluster]]
 
 
 @pytest.fixture
@@ -41,33 +45,12 @@ async def start(db_dsn: str) -> AsyncIterator[Started]:
 
 
 @pytest.fixture
-async def cluster(start: Started, recorder: Recorder) -> PostgresCluster:
+async def cluster(start: Started, recorder: Recorder) -> SharedCluster:
     return await start(recorder)
 
 
-async def wait_up(*members: PostgresCluster) -> None:
-    async with asyncio.timeout(15):
-        while not all(m.up for m in members):
-            await asyncio.sleep(0.02)
-
-
-class TestPostgresCluster(ClusterConformance):
+class TestPostgresCluster(SharedClusterConformance):
     pass
-
-
-async def test_processes_share_presence_and_wake_each_other(start: Started) -> None:
-    seen_a, seen_b = Recorder(), Recorder()
-    a, b = await start(seen_a), await start(seen_b)
-    assert await a.connected("acc", "ann", "a1") is True
-    assert await b.connected("acc", "ann", "b1") is False, "online already, through process A"
-    assert await b.status("acc", "ann") == "online"
-    assert await b.set_status("acc", "ann", "busy") is True
-    assert await a.of_account("acc") == {"ann": "busy"}
-    assert await a.disconnected("acc", "ann", "a1") is False
-    assert await b.disconnected("acc", "ann", "b1") is True
-    assert await a.status("acc", "ann") == "offline"
-    a.logged({"acc"})
-    await seen_b.wait_woken("acc")
 
 
 async def test_many_accounts_are_woken_in_notices_within_the_payload_limit(
@@ -81,23 +64,6 @@ async def test_many_accounts_are_woken_in_notices_within_the_payload_limit(
     async with asyncio.timeout(10):
         while not accounts <= set().union(*(w or set() for w in seen_b.woken)):
             await asyncio.sleep(0.02)
-
-
-async def test_a_vanished_process_is_swept_and_its_agents_announced_offline(
-    start: Started,
-) -> None:
-    seen_a, seen_b = Recorder(), Recorder()
-    a, b = await start(seen_a), await start(seen_b)
-    await a.connected("acc", "ann", "a1")
-    await b.connected("acc", "bob", "b1")
-    for task in a._tasks:  # process A dies: no goodbye, its heartbeat simply stops
-        task.cancel()
-    async with asyncio.timeout(15):
-        while ("acc", "ann") not in seen_b.offline:
-            await asyncio.sleep(0.05)
-    assert seen_b.offline == [("acc", "ann")], "announced once, only the vanished agent"
-    assert await b.of_account("acc") == {"bob": "online"}
-    await b.disconnected("acc", "bob", "b1")
 
 
 async def test_wake_ups_and_presence_recover_after_the_listening_connection_is_cut(
