@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ def read_model(model_dir: Path) -> tuple[dict[str, Any], dict[str, Vectors], Any
     return config, weights, read_tokenizer(model_dir)
 
 
-class Encoder:
+class Encoder(ABC):
     """Tokenises, sorts by length, pads per sub-batch; subclasses run :meth:`_forward`.
     Loads lazily on first use; :meth:`encode` returns unit vectors (cosine = dot product)."""
 
@@ -87,11 +88,13 @@ class Encoder:
         self.model_dir = model_dir
         self._tokenizer: Any = None
 
+    @abstractmethod
     def load(self) -> None:
-        raise NotImplementedError
+        """Read the model (once); raises :class:`ModelMissing` when it is absent or corrupt."""
 
+    @abstractmethod
     def _forward(self, ids: Ids, mask: Ids) -> Vectors:
-        raise NotImplementedError
+        """Pooled, unit-length vectors of one padded sub-batch."""
 
     def encode(self, texts: list[str]) -> Vectors:
         self.load()
