@@ -43,6 +43,12 @@ BOT_EVENTS = ("conversation.created", "message.received")
 BOT_SCOPES = sorted([Permission.CONVERSATIONS_READ.value, Permission.CONVERSATIONS_WRITE.value])
 
 HELD = BOT_HELD
+#: the bot's webhook of each conversation in $1 a bot holds (``BOT_HELD`` for many at once)
+_HELD_BY = """
+    SELECT c.id AS conversation_id, b.webhook_id FROM conversations c
+      JOIN inbox_bots b ON b.inbox_id = c.inbox_id
+     WHERE c.id = ANY($1::text[]) AND c.created_at >= b.created_at
+       AND NOT EXISTS (SELECT 1 FROM bot_handoffs h WHERE h.conversation_id = c.id)"""
 
 
 async def held_by_bot(conn: Conn, conversation_id: str) -> bool:
@@ -236,30 +242,26 @@ class BotFeeder:
         ]
         if not heads:
             return
-        recorded = 0
-        async with self._pool.acquire() as conn, conn.transaction():
-            fresh = await claim(conn, GROUP, [h.id for h, _ in heads])
-            for head, message in heads:
-                if head.id not in fresh:
-                    continue
-                bot = await conn.fetchrow(
-                    f"""SELECT b.webhook_id FROM inbox_bots b
-                         JOIN conversations c ON c.inbox_id = b.inbox_id
-                        WHERE c.id = $1 AND {HELD}""",
-                    head.conversation_id,
-                )
-                if bot is None:
-                    continue
-                recorded += await record_deliveries(
-                    conn,
-                    [
-                        (
-                            head.account_id, bot["webhook_id"], head.id, head.id, head.type,
-                            head.conversation_id or "", int(message.headers.get("seq", "0")),
-                            message.value,
-                        )
-                    ],
-                )  # fmt: skip
+        async with self._pool.acquire() as conn:
+            # one statement (no transaction) for the batch: which of its conversations a bot
+            # holds, usually none; the rest is claimed and recorded in one transaction
+            held = await conn.fetch(_HELD_BY, sorted({h.conversation_id or "" for h, _ in heads}))
+            if not held:
+                return
+            bots = {r["conversation_id"]: r["webhook_id"] for r in held}
+            mine = [(h, m) for h, m in heads if h.conversation_id in bots]
+            async with conn.transaction():
+                fresh = await claim(conn, GROUP, [h.id for h, _ in mine])
+                rows = [
+                    (
+                        head.account_id, bots[head.conversation_id], head.id, head.id, head.type,
+                        head.conversation_id or "", int(message.headers.get("seq", "0")),
+                        message.value,
+                    )
+                    for head, message in mine
+                    if head.id in fresh
+                ]  # fmt: skip
+                recorded = await record_deliveries(conn, rows) if rows else 0
         if recorded:
             self._recorded.set()
 

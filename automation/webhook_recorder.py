@@ -2,7 +2,8 @@
 receiver never slows the stream (the sender, ``webhook_sender``, works the rows).
 
 For each event, one delivery per enabled subscription of its account that wants its type, in the
-same transaction as the claim of the event ids: a redelivered batch records nothing twice. The
+same transaction as the claim of those events' ids: a redelivered batch records nothing twice
+(events no subscription wants are neither claimed nor written). The
 body is the event exactly as it crossed the bus; the order key is the conversation (or the
 record's key), and ``seq`` the outbox position, so the sender keeps a conversation's order.
 """
@@ -38,44 +39,48 @@ class WebhookRecorder:
         ]
 
     async def handle(self, batch: Sequence[BusMessage]) -> None:
+        """The subscriptions are read first, outside a transaction: a batch of an account without
+        one (most batches) costs that one statement; only the events some subscription wants are
+        claimed and recorded, in one transaction."""
         heads = [(decode_head(m.value), m) for m in batch]
         accounts = sorted({h.account_id for h, _ in heads})
-        async with self._pool.acquire() as conn, conn.transaction():
-            fresh = await claim(conn, GROUP, [h.id for h, _ in heads])
-            if not fresh:
-                return
+        async with self._pool.acquire() as conn:
             subscriptions = await conn.fetch(
                 """SELECT id, account_id, event_types FROM webhook_subscriptions
                     WHERE account_id = ANY($1::text[]) AND enabled""",
                 accounts,
             )
-            if not subscriptions:
+            wanted = [
+                (
+                    head,
+                    record,
+                    [s["id"] for s in subscriptions if _wants(s, head.account_id, head.type)],
+                )
+                for head, record in heads
+            ]
+            wanted = [w for w in wanted if w[2]]
+            if not wanted:
                 return
-            rows = []
-            for head, record in heads:
-                if head.id not in fresh:
-                    continue
-                for sub in subscriptions:
-                    types = sub["event_types"]
-                    if sub["account_id"] != head.account_id or (
-                        head.type not in types and ALL not in types
-                    ):
-                        continue
-                    rows.append(
-                        (
-                            head.account_id,
-                            sub["id"],
-                            head.id,
-                            head.id,
-                            head.type,
-                            head.conversation_id or record.key,
-                            int(record.headers.get("seq", "0")),
-                            record.value,
-                        )
+            async with conn.transaction():
+                fresh = await claim(conn, GROUP, [h.id for h, _, _ in wanted])
+                rows = [
+                    (
+                        head.account_id, sub_id, head.id, head.id, head.type,
+                        head.conversation_id or record.key, int(record.headers.get("seq", "0")),
+                        record.value,
                     )
-            recorded = await record_deliveries(conn, rows)
+                    for head, record, subs in wanted
+                    if head.id in fresh
+                    for sub_id in subs
+                ]  # fmt: skip
+                recorded = await record_deliveries(conn, rows) if rows else 0
         if recorded:
             self._recorded.set()
+
+
+def _wants(subscription: Any, account_id: str, event_type: str) -> bool:
+    types = subscription["event_types"]
+    return bool(subscription["account_id"] == account_id and (event_type in types or ALL in types))
 
 
 def webhook_recorder_part(recorded: asyncio.Event) -> StreamConsumer:

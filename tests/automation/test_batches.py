@@ -1,12 +1,14 @@
 """The automation consumers handle a bus batch with statements per batch, not per event: the
 results are those of the events one by one (a later event sees what an earlier one's rule
 changed; clocks come out the same), a failing action loses no other event of the batch (the bus
-hands it again record by record), and events nothing acts on cost one statement per batch."""
+hands it again record by record), and events nothing acts on cost one statement per batch (and,
+for the consumers that have nothing configured, no claim row)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,10 +17,13 @@ import pytest
 
 from automation.assigner import GROUP as ASSIGNMENT
 from automation.assigner import Assigner
+from automation.bots import BotFeeder
+from automation.no_reply import NoReplyWaits
 from automation.rule_engine import GROUP as RULES
 from automation.rule_engine import RuleEngine
 from automation.sla import GROUP as SLA
 from automation.sla import SlaClocks
+from automation.webhook_recorder import WebhookRecorder
 from hub.app import Hub
 from hub.bus import BusMessage, ConsumerOptions, OutRecord
 from hub.bus.delivery import deliver
@@ -28,6 +33,7 @@ from tests.automation.conftest import ADMIN
 from tests.automation.test_assignment import members, policy
 from tests.automation.test_rules import labels, make_rule
 from tests.support.api_channel import ApiInbox, api_body
+from tests.support.bus_progress import caught_up
 
 pytestmark = pytest.mark.postgres
 
@@ -291,3 +297,42 @@ async def test_assignment_costs_one_statement_per_batch_without_a_policy(
         await hub.pool.fetchval("SELECT assignee_id FROM conversations WHERE id = $1", conversation)
         == agent
     )
+
+
+@pytest.mark.parametrize("which", ["no-reply-waits", "agent-bots", "webhooks"])
+async def test_consumers_with_nothing_configured_cost_one_statement_per_batch(
+    hub: Hub, server: str, db_dsn: str, which: str
+) -> None:
+    """No ``no_reply`` rule, no bot, no webhook subscription: a batch is one statement (no
+    transaction) and no claim row per event."""
+    async with aiohttp.ClientSession() as http:
+        inbox = await ApiInbox.create(hub, server)
+        conversation = await conversation_of(http, inbox, "hello", "+94770000032")
+    types = ("message.received",)
+    await caught_up(hub, which)
+    received = (await journalled(hub, conversation, types))[0]
+    pool = await create_pool(db_dsn, 1)
+    statements: list[str] = []
+    recorded = asyncio.Event()
+    consumers: dict[str, Callable[[], NoReplyWaits | BotFeeder | WebhookRecorder]] = {
+        "no-reply-waits": lambda: NoReplyWaits(pool),
+        "agent-bots": lambda: BotFeeder(pool, recorded),
+        "webhooks": lambda: WebhookRecorder(pool, recorded),
+    }
+    try:
+        async with pool.acquire() as conn:
+            conn.add_query_logger(lambda q: statements.append(q.query))
+        copies = [record(received, i) for i in range(5)]
+        consumer = consumers[which]()
+        await consumer.handle(copies[:1])  # the connection learns the statement's types
+        statements.clear()
+        await consumer.handle(copies[1:])
+    finally:
+        await pool.close()
+    assert len(statements) == 1, statements
+    assert not await hub.pool.fetchval(
+        "SELECT count(*) FROM processed_events WHERE consumer = $1 AND event_id = ANY($2)",
+        which,
+        [c.headers["event_id"] for c in copies],
+    )
+    assert not recorded.is_set()

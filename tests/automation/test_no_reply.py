@@ -11,12 +11,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from automation.no_reply import fire_due
+from automation.no_reply import GROUP, fire_due
 from hub.app import Hub
 from hub.config import Config
 from tests.automation.conftest import ADMIN, running
 from tests.automation.test_rules import labels, make_rule, rule_events
 from tests.support.api_channel import ApiInbox, api_body
+from tests.support.bus_progress import caught_up
 
 pytestmark = pytest.mark.postgres
 
@@ -62,19 +63,8 @@ async def opened(hub: Hub, conversation_id: str, count: int) -> None:
 
 
 async def consumed(hub: Hub) -> None:
-    """Until the waits consumer has seen every logged message event."""
-
-    async def check() -> bool:
-        missing = await hub.pool.fetchval(
-            """SELECT count(*) FROM event_log e
-                WHERE e.type IN ('message.received', 'message.created')
-                  AND NOT EXISTS (SELECT 1 FROM processed_events p
-                                   WHERE p.consumer = 'no-reply-waits' AND p.event_id = e.id)"""
-        )
-        pending = await hub.pool.fetchval("SELECT count(*) FROM outbox")
-        return bool(missing == 0 and pending == 0)
-
-    await until(check)
+    """Until the waits consumer has handled every event published so far."""
+    await caught_up(hub, GROUP)
 
 
 async def test_no_reply_fires_once_per_waiting_period(hub: Hub, server: str) -> None:
