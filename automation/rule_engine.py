@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -109,8 +109,8 @@ class Needs:
     attributes: bool = False
 
     @staticmethod
-    def of(rules: Sequence[Rule]) -> Needs:
-        fields = {c.field for rule in rules for c in rule.conditions}
+    def of(rule_sets: Iterable[CompiledRules]) -> Needs:
+        fields = frozenset[str]().union(*(rules.fields for rules in rule_sets))
         return Needs(
             analysis=bool(fields & {"language", "sentiment", "intent"}),
             attributes="contact_attribute" in fields,
@@ -603,8 +603,9 @@ class RuleEngine:
                     todo.append(w)
             if not todo:
                 return
-            distinct = {rule.id: rule for w in todo for rules in w.rules for rule in rules.rules}
-            needs = Needs.of(list(distinct.values()))
+            # per distinct rule set, not per event and rule (20,000 rules for 100 events)
+            distinct = {id(rules): rules for w in todo for rules in w.rules}
+            needs = Needs.of(distinct.values())
             found = await batch_contexts(conn, [w.event for w in todo], needs)
             batch = _Batch()
             for w, ctxs in zip(todo, found, strict=True):

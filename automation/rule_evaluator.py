@@ -332,6 +332,8 @@ class CompiledRules:
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules: tuple[Rule, ...] = tuple(rules)
+        #: the fields the rules' conditions look at (what the engine must read for them)
+        self.fields = frozenset(c.field for rule in self.rules for c in rule.conditions)
         self._checks = tuple(rule_check(rule) for rule in self.rules)
         self._always = 0
         literals: dict[str, int] = {}
