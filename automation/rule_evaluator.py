@@ -40,7 +40,7 @@ import importlib
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import ahocorasick
 
@@ -263,15 +263,32 @@ _FIELD_RANK = {
     "channel": 2, "sentiment": 1, "direction": 0, "business_hours": 0,
 }  # fmt: skip
 
-#: a key the index looks up: ("literal", text), ("label", label), ("intent", label),
-#: ("content_equals", text) or ("field", field name or "contact_attribute:<key>", value)
-Key = tuple[str, ...] | tuple[str, str, Any]
+
+class Key(NamedTuple):
+    """What the index looks up for an event: ``literal`` (folded text in the folded message),
+    ``label``/``intent`` (one of the conversation's), ``content_equals`` (the stripped, folded
+    message) or ``field`` (the value of ``field``: a context field or
+    ``contact_attribute:<key>``)."""
+
+    kind: str
+    value: Any
+    field: str = ""
 
 
 def _field_name(condition: Condition) -> str:
     if condition.field == "contact_attribute":
-        return f"contact_attribute:{condition.key or ''}"
+        return f"{ATTRIBUTE}{condition.key or ''}"
     return condition.field
+
+
+ATTRIBUTE = "contact_attribute:"
+
+
+def _field_getter(name: str) -> Getter:
+    if name.startswith(ATTRIBUTE):
+        key = name.removeprefix(ATTRIBUTE)
+        return lambda ctx: attribute_value(ctx.attributes.get(key))
+    return attrgetter(name)
 
 
 def gate(condition: Condition) -> tuple[list[Key], float] | None:
@@ -284,26 +301,24 @@ def gate(condition: Condition) -> tuple[list[Key], float] | None:
         if op != "includes" or not isinstance(want, list):
             return None
         kind = "label" if field == "labels" else "intent"
-        return [(kind, v) for v in want], _KIND_RANK[kind] - len(want) / 100
+        return [Key(kind, v) for v in want], _KIND_RANK[kind] - len(want) / 100
+    name, rank = _field_name(condition), float(_FIELD_RANK.get(field, 0))
     if op == "in" and isinstance(want, list):
-        return [("field", _field_name(condition), v) for v in want], _FIELD_RANK.get(
-            field, 0
-        ) - len(want) / 100
+        return [Key("field", v, name) for v in want], rank - len(want) / 100
     if op == "equals" and isinstance(want, str):
         if field == "content":
-            return [("content_equals", want.strip().casefold())], 6
-        return [("field", _field_name(condition), want)], _FIELD_RANK.get(field, 0)
+            return [Key("content_equals", want.strip().casefold())], 6
+        return [Key("field", want, name)], rank
     if op == "contains" and isinstance(want, str):
         literal = want.casefold()
-        return ([("literal", literal)], 5 + min(len(literal), 10) / 10) if literal else None
+        return ([Key("literal", literal)], 5 + min(len(literal), 10) / 10) if literal else None
     if op == "matches" and field == "content" and isinstance(want, str):
         needed = required_literals(want)
         if not needed:
             return None
         shortest = min(len(literal) for literal in needed)
-        return [("literal", literal) for literal in sorted(needed)], 4 + min(
-            shortest, 10
-        ) / 10 - len(needed) / 100
+        rank = 4 + min(shortest, 10) / 10 - len(needed) / 100
+        return [Key("literal", literal) for literal in sorted(needed)], rank
     return None
 
 
@@ -341,15 +356,13 @@ class CompiledRules:
         labels: dict[str, int] = {}
         intents: dict[str, int] = {}
         equals: dict[str, int] = {}
-        getters: dict[str, Getter] = {}
         for i, rule in enumerate(self.rules):
             bit = 1 << i
             keys = rule_gate(rule)
             if keys is None:
                 self._always |= bit
                 continue
-            for key in keys:
-                kind, value = key[0], key[-1]
+            for kind, value, name in keys:
                 if kind == "literal":
                     literals[value] = literals.get(value, 0) | bit
                 elif kind == "label":
@@ -359,19 +372,15 @@ class CompiledRules:
                 elif kind == "content_equals":
                     equals[value] = equals.get(value, 0) | bit
                 else:
-                    name = key[1]
                     table = fields.setdefault(name, {})
                     table[value] = table.get(value, 0) | bit
-                    if name not in getters:
-                        condition = next(c for c in rule.conditions if _field_name(c) == name)
-                        getters[name] = _getter(condition)
         self._automaton: Any = None
         if literals:
             self._automaton = ahocorasick.Automaton()
             for literal, mask in literals.items():
                 self._automaton.add_word(literal, mask)
             self._automaton.make_automaton()
-        self._fields = tuple((getters[name], table) for name, table in fields.items())
+        self._fields = tuple((_field_getter(name), table) for name, table in fields.items())
         self._labels = labels
         self._intents = intents
         self._equals = equals
