@@ -8,13 +8,15 @@ events have an enabled rule of their trigger (and the rules' fingerprints), reco
 as processed; then one transaction claims the rest at once (a redelivery does nothing) with how
 deep in a chain of rule-made changes each is (the depth recorded for the event that caused it,
 plus one; ``MAX_DEPTH`` stops it), reads every conversation of the batch with its inbox's
-business hours in one query, and evaluates the rules in memory in event order. Only an event
-whose rule matches costs more: the actions of each matching rule (one savepoint per rule), the
-run recorded, stop after a rule with ``stop_processing``; a later event of the batch on a
-conversation a rule changed reads it again. A rule whose action no longer works (a deleted agent
-or label) or whose pattern runs too long is turned off with the reason, never crashes the
-consumer; any other failure rolls the batch back, and the bus hands it again record by record
-(``hub/bus/delivery.py``), so one event's failure never loses the others.
+business hours in one query, and evaluates the rules in memory in event order, compiled once
+per version of the account's rules (``rule_evaluator.py``: an index that skips the rules an event
+cannot match, closures for the conditions of the rest). Only an event whose rule matches costs
+more: the actions of each matching rule (one savepoint per rule), the run recorded, stop after a
+rule with ``stop_processing``; a later event of the batch on a conversation a rule changed reads
+it again. A rule whose action no longer works (a deleted agent or label) or whose pattern runs
+too long is turned off with the reason, never crashes the consumer; any other failure rolls the
+batch back, and the bus hands it again record by record (``hub/bus/delivery.py``), so one
+event's failure never loses the others.
 """
 
 from __future__ import annotations
