@@ -28,9 +28,9 @@ import asyncpg
 from automation.rule_engine import (
     BROKEN,
     current_context,
-    matches,
     run_actions,
 )
+from automation.rule_evaluator import rule_check
 from automation.rule_store import COLUMNS as RULE_COLUMNS
 from automation.rule_store import disable_rule, rule_of
 from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
@@ -235,7 +235,7 @@ async def _fire(conn: Conn, wait: Any) -> None:
         return
     try:
         async with conn.transaction():  # a savepoint: a broken rule changes nothing
-            if not matches(rule, ctx):
+            if not rule_check(rule)(ctx):  # the engine's compiled conditions
                 return
             await run_actions(
                 conn,

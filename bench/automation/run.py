@@ -6,8 +6,10 @@ and what they add to the webhook-to-agent-socket latency at 1,000 msgs/s.
 
 Three figures, in one run of one `hub serve` (embedded default):
 
-- ``conditions``: the rule conditions alone (``rule_engine.matches``) over the 200 rules on one
-  message, in this process: rules per second of pure evaluation;
+- ``conditions``: the rule conditions alone over the 200 rules on one message, in this process,
+  with the evaluator the engine uses (``rule_evaluator.CompiledRules``: the compiled index's
+  candidates, then their conditions), the message's folded text computed afresh per event as
+  for a new event: rules per second and µs per event;
 - ``engine``: the engine's whole path (claim the event ids, check the account's rules, read the
   conversations, evaluate the 200 rules per event), called in this process on the hub's
   database with events copied from the journal, in batches of ``--batch`` records as the bus
@@ -36,7 +38,8 @@ from typing import Any
 
 import asyncpg
 
-from automation.rule_engine import GROUP, Context, RuleEngine, batch_contexts, matches
+from automation.rule_engine import GROUP, RuleEngine, batch_contexts
+from automation.rule_evaluator import CompiledRules, Context
 from automation.rule_model import Action, Condition
 from automation.rule_store import Rule
 from bench.hub_process import running_hub
@@ -92,14 +95,21 @@ def conditions_rate(bodies: list[dict[str, Any]], seconds: float) -> dict[str, A
         labels=(), direction="inbound",
         content="order 123456: ආයුබෝවන්, when will it arrive? sent_ns=1764000000000000000",
     )  # fmt: skip
-    evaluated = 0
+    compiled = CompiledRules(rules)  # once per version of the rules, as the engine does
+    events = 0
     started = time.perf_counter()
     while time.perf_counter() - started < seconds:
-        for rule in rules:
-            matches(rule, ctx)
-        evaluated += len(rules)
+        for _ in range(100):
+            ctx.__dict__.pop("folded", None)  # a new event's text is folded again
+            compiled.matching(ctx)
+        events += 100
     elapsed = time.perf_counter() - started
-    return {"rules_evaluated": evaluated, "rules_per_s": round(evaluated / elapsed)}
+    return {
+        "events": events,
+        "rules_evaluated": events * len(rules),
+        "rules_per_s": round(events * len(rules) / elapsed),
+        "us_per_event": round(elapsed / events * 1e6, 2),
+    }
 
 
 async def engine_rate(dsn: str, events: int, batch: int) -> dict[str, Any]:
@@ -132,7 +142,7 @@ async def engine_rate(dsn: str, events: int, batch: int) -> dict[str, Any]:
             await engine.handle(records[i : i + batch])
         elapsed = time.perf_counter() - started
         # the same rules' conditions alone on the same events' contexts, for the split
-        rules = [rule for _, cached in engine._cache.values() for rule in cached]
+        compiled = [rules for _, rules in engine._cache.values()]
         async with pool.acquire() as conn:
             sample = [decode_event(r.value) for r in records[:batch]]
             contexts = [c for found in await batch_contexts(conn, sample) for c in found]
@@ -140,8 +150,9 @@ async def engine_rate(dsn: str, events: int, batch: int) -> dict[str, Any]:
         started = time.perf_counter()
         for _ in range(max(1, events // len(contexts))):
             for ctx in contexts:
-                for rule in rules:
-                    matches(rule, ctx)
+                ctx.__dict__.pop("folded", None)
+                for rules in compiled:
+                    rules.matching(ctx)
                 evaluated += 1
         conditions_ms = (time.perf_counter() - started) / evaluated * 1000
         return {

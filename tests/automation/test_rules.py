@@ -249,6 +249,65 @@ async def test_stop_processing_and_order(hub: Hub, server: str) -> None:
             assert r.status == 404
 
 
+async def test_later_rules_are_looked_up_again_on_what_an_earlier_rule_changed(
+    hub: Hub, server: str
+) -> None:
+    """The compiled index skips a rule the event cannot match (``includes billing`` on a
+    conversation without the label), but after a rule acts the rules after it are looked up on
+    the conversation as it now is; a rule before it stays decided."""
+    await labels(hub, "billing", "saw-billing", "saw-urgent", "early")
+    async with aiohttp.ClientSession() as http:
+        billing = [{"field": "labels", "op": "includes", "value": ["billing"]}]
+        rules = [
+            ("early", billing, [{"type": "add_labels", "value": ["early"]}]),
+            (
+                "refund",
+                [{"field": "content", "op": "matches", "value": r"\bref(und|und?s)\b"}],
+                [{"type": "add_labels", "value": ["billing"]},
+                 {"type": "set_priority", "value": "urgent"}],
+            ),
+            ("billing", billing, [{"type": "add_labels", "value": ["saw-billing"]}]),
+            (
+                "urgent",
+                [{"field": "priority", "op": "equals", "value": "urgent"}],
+                [{"type": "add_labels", "value": ["saw-urgent"]}],
+            ),
+            (
+                "never",
+                [{"field": "content", "op": "contains", "value": "invoice"}],
+                [{"type": "set_status", "value": "resolved"}],
+            ),
+        ]  # fmt: skip
+        for name, conditions, actions in rules:
+            await make_rule(
+                http, server, name=name, trigger="message_created", conditions=conditions,
+                actions=actions,
+            )  # fmt: skip
+        inbox = await ApiInbox.create(hub, server)
+        answer = await inbox.post(http, api_body("m-1", text="I want a REFUND please"))
+        conversation = answer["messages"][0]["conversation_id"]
+        await settled(hub)
+        row = await hub.pool.fetchrow(
+            "SELECT labels, priority, status FROM conversations WHERE id = $1", conversation
+        )
+        assert row is not None
+        assert sorted(row["labels"]) == ["billing", "saw-billing", "saw-urgent"]
+        assert (row["priority"], row["status"]) == ("urgent", "open")
+
+        async with http.get(
+            f"{server}/api/v1/automation/dry_run/{conversation}",
+            params={"trigger": "message_created"},
+            headers=ADMIN,
+        ) as r:
+            assert r.status == 200, await r.text()
+            dry = (await r.json())["data"]
+        # on the conversation as it is now, the early rule would match too
+        assert [(d["name"], d["matched"]) for d in dry] == [
+            ("early", True), ("refund", True), ("billing", True), ("urgent", True),
+            ("never", False),
+        ]  # fmt: skip
+
+
 async def test_what_cannot_work_is_refused_at_save(hub: Hub, server: str) -> None:
     await labels(hub, "vip")
     ok_action = [{"type": "add_labels", "value": ["vip"]}]
