@@ -29,8 +29,6 @@ from typing import Any
 import asyncpg
 from msgspec import UNSET
 
-from automation.business_hours import Schedule
-from automation.business_hours_store import hours_of_inboxes, schedule_of
 from automation.rule_model import (
     MATCH_TIMEOUT,
     MAX_INPUT,
@@ -46,6 +44,7 @@ from hub.actions.conversations import Changes, ConversationRefused, update_conve
 from hub.actions.messages import MessageRefused, create_agent_message
 from hub.actions.outbound import OutboundRefused, open_conversation
 from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
+from hub.business_hours import Schedule
 from hub.consumers.idempotency import CLAIM_SQL
 from hub.consumers.stream import StreamConsumer
 from hub.contracts.channel import Template
@@ -62,6 +61,7 @@ from hub.events.types import (
     MessageReceived,
     SlaBreached,
 )
+from hub.store.business_hours import hours_of_inboxes, schedule_of
 from hub.store.db import Conn
 
 log = logging.getLogger(__name__)
