@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import weakref
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 
@@ -89,8 +90,10 @@ def coverage(earliest: date, today: date) -> tuple[date, date]:
     return first, ahead.replace(day=1) - timedelta(days=1)
 
 
-#: (account, fingerprint) -> when this process last saw the set complete
-_seen: dict[tuple[str, str], float] = {}
+#: per store: (account, fingerprint) -> when this process last saw the set complete
+_seen: weakref.WeakKeyDictionary[Backend, dict[tuple[str, str], float]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _quote(text: str) -> str:
@@ -103,8 +106,8 @@ async def ensure(
     """The fingerprint of a complete interval set for these schedules, made when missing."""
     first, last = coverage(earliest, datetime.now(UTC).date())
     fp = fingerprint(schedules, first, last)
-    key = (account_id, fp)
-    if time.monotonic() - _seen.get(key, -TRUST_S) < TRUST_S:
+    key, seen = (account_id, fp), _seen.setdefault(backend, {})
+    if time.monotonic() - seen.get(key, -TRUST_S) < TRUST_S:
         return fp
     db, name = backend.database, f"business_intervals:{account_id}:{fp}"
     found = await backend.query(
@@ -136,7 +139,7 @@ async def ensure(
                    AND made_at < now64(3) - {DROP_AFTER}""",
             {"account": account_id, "fp": fp},
         )
-    _seen[key] = time.monotonic()
+    seen[key] = time.monotonic()
     return fp
 
 
