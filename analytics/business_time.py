@@ -30,6 +30,8 @@ from analytics.backend import Backend
 from hub.business_hours import Schedule
 
 TABLE = "business_intervals"
+#: what the rows of a set are made of: part of the fingerprint, so a change makes new sets
+VERSION = "1"
 #: how long a process trusts that a set it saw is there (sets superseded an hour ago are dropped)
 TRUST_S = 60.0
 DROP_AFTER = "INTERVAL 1 HOUR"
@@ -50,15 +52,22 @@ def _ms(moment: datetime) -> int:
     return int(moment.astimezone(UTC).timestamp() * 1000)
 
 
+#: every scheduled inbox's first row, before any instant, empty: its instants always find a row
+#: (B = 0 before its first interval, and for a schedule never open), so a row that finds none is
+#: of an inbox without business hours (``closes`` 0: calendar time); cheaper than a set lookup
+SENTINEL = -1
+
+
 def interval_rows(
     schedules: Mapping[str, Schedule], first: date, last: date
 ) -> list[tuple[str, int, int, int]]:
     """(inbox, opens ms, closes ms, open ms before opens) for the local dates first..last of
-    each schedule, in order."""
+    each schedule, in order, after the inbox's :data:`SENTINEL` row."""
     rows: list[tuple[str, int, int, int]] = []
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     for inbox in sorted(schedules):
         schedule, cum = schedules[inbox], 0
+        rows.append((inbox, SENTINEL, SENTINEL, 0))
         for day in days:
             for start, end in schedule.intervals(day):
                 opens, closes = _ms(start), _ms(end)
@@ -78,7 +87,7 @@ def fingerprint(schedules: Mapping[str, Schedule], first: date, last: date) -> s
         )
         for inbox, s in sorted(schedules.items())
     ]
-    text = repr((canon, first.isoformat(), last.isoformat()))
+    text = repr((VERSION, canon, first.isoformat(), last.isoformat()))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
