@@ -225,22 +225,18 @@ async def _times(
         params["team"] = scope.team_id
     if schedules:
         earliest = await _earliest(backend, scope.account_id)
-        fp = await business_time.ensure(backend, scope.account_id, schedules, earliest)
-        params["bh_fp"] = fp
-        # String keys on both sides: joining on LowCardinality ones took half as long again
-        intervals = f"""(SELECT toString(inbox_id) AS inbox_id, opens, closes, cum
-                           FROM {_table(backend, business_time.TABLE)}
-                          WHERE account_id = {{account:String}}
-                            AND fingerprint = {{bh_fp:String}})"""
-        business = business_time.business_secs("r.start_ms", "r.end_ms", "a", "b")
-        rows = f"""SELECT r.inbox_id AS inbox_id, r.channel AS channel, r.agent AS agent,
-                          r.team AS team,
-                          if(b.closes != 0, {business}, r.secs) AS secs
-                     FROM (SELECT * REPLACE (toString(inbox_id) AS inbox_id) FROM ({rows})) AS r
-                     ASOF LEFT JOIN {intervals} AS a
-                       ON r.inbox_id = a.inbox_id AND r.start_ms >= a.opens
-                     ASOF LEFT JOIN {intervals} AS b
-                       ON r.inbox_id = b.inbox_id AND r.end_ms >= b.opens"""
+        day_set = await business_time.ensure(backend, scope.account_id, schedules, earliest)
+        params.update(bh_fp=day_set.fingerprint, bh_inboxes=day_set.inboxes)
+        # the inbox's number in the set (0: no business hours, calendar time)
+        number = (
+            "transform(toString(inbox_id), {bh_inboxes:Array(String)},"
+            f" range(1, {len(day_set.inboxes) + 1}), 0)"
+        )
+        business = business_time.business_secs(day_set, "r.k", "r.start_ms", "r.end_ms")
+        rows = f"""WITH {business_time.constants(backend.database)}
+                   SELECT r.inbox_id AS inbox_id, r.channel AS channel, r.agent AS agent,
+                          r.team AS team, if(r.k > 0, {business}, r.secs) AS secs
+                     FROM (SELECT *, {number} AS k FROM ({rows})) AS r"""
     return await backend.query(
         f"""SELECT {_KEY[group_by]} AS key, count() AS n,
                    quantilesExact(0.5, 0.9)(secs) AS q, avg(secs)
