@@ -215,7 +215,7 @@ async def run(events: int, data: Path, repeats: int) -> dict[str, object]:
         "acc", datetime(2025, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC), "Asia/Colombo"
     )
     office = dataclasses.replace(scope, schedules=schedules())
-    # the open time of the schedules per inbox and day, made once (a report after a schedule change pays it)
+    # the open time per inbox and day, made once (a report after a schedule change pays it)
     t = time.perf_counter()
     earliest = await reports._earliest(backend, "acc")
     await business_time.ensure(backend, "acc", schedules(), earliest)
