@@ -15,6 +15,11 @@ Chatwoot's reports):
   not counted) by channel, inbox, hour of day and day of week in the caller's time zone.
 - *next response time*: waits that start in the range (definition in
   :mod:`analytics.service_reports`), from ``next_replies`` for clean days.
+- *business hours* (``Scope.schedules``, ``hours=business`` over REST): the first response, next
+  response and resolution times count only the seconds in which the conversation's inbox was open
+  by its business hours (holidays closed; an inbox without business hours counts every second).
+  The schedules are read when the report runs and the current one applies to all history; the
+  open seconds are counted in ClickHouse (:mod:`analytics.business_time`).
 - *team*: the conversation's team at the reply (first and next response) or the resolution,
   from its latest ``conversation.created``/``.updated`` at or before that moment (no team: key
   ``""``), stored on the pre-aggregated rows when they are built; ``Scope.team_id`` keeps one
@@ -26,11 +31,13 @@ SLA, CSAT and languages: :mod:`analytics.service_reports`.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from analytics import rollups
+from analytics import business_time, rollups
 from analytics.backend import Backend
+from hub.business_hours import Schedule
 
 GroupBy = Literal["agent", "inbox", "channel", "team"]
 
@@ -48,6 +55,8 @@ class Scope:
     agent_id: str | None = None
     #: the conversation's team at the reply or resolution (times reports and CSAT only)
     team_id: str | None = None
+    #: times reports in business hours: the account's scheduled inboxes (None: calendar time)
+    schedules: Mapping[str, Schedule] | None = None
 
 
 #: ``FINAL`` de-duplicates each month's partition on its own (in parallel, and not at all where a
@@ -195,12 +204,17 @@ async def _times(
     time_column: str,
     agent_column: str,
     raw: str | None,
+    span: tuple[str, str],
 ) -> list[list[Any]]:
     """Rows: key, count, median and p90 seconds, mean seconds; from the pre-aggregated ``table``
     on the ``clean`` days and from ``raw`` (the same rows made from the event tables, for the
-    other days; None when there are none)."""
+    other days; None when there are none). ``span``: SQL for the start and end of each time in
+    milliseconds, for business hours."""
     where, params = _where(scope, agent_column, time_column=time_column)
     columns = f"inbox_id, channel, {agent_column} AS agent, team_id AS team, secs"
+    schedules = scope.schedules or {}
+    if schedules:
+        columns += f", {span[0]} AS start_ms, {span[1]} AS end_ms"
     rows = f"""SELECT {columns} FROM {_table(backend, table)}
                 WHERE ({rollups.day_runs("day", clean)}) AND {where}"""
     if raw is not None:
@@ -209,6 +223,20 @@ async def _times(
     if scope.team_id is not None:
         team = "WHERE team = {team:String}"
         params["team"] = scope.team_id
+    if schedules:
+        earliest = await _earliest(backend, scope.account_id)
+        day_set = await business_time.ensure(backend, scope.account_id, schedules, earliest)
+        params.update(bh_fp=day_set.fingerprint, bh_inboxes=day_set.inboxes)
+        # the inbox's number in the set (0: no business hours, calendar time)
+        number = (
+            "transform(toString(inbox_id), {bh_inboxes:Array(String)},"
+            f" range(1, {len(day_set.inboxes) + 1}), 0)"
+        )
+        business = business_time.business_secs(day_set, "r.k", "r.start_ms", "r.end_ms")
+        rows = f"""WITH {business_time.constants(backend.database)}
+                   SELECT r.inbox_id AS inbox_id, r.channel AS channel, r.agent AS agent,
+                          r.team AS team, if(r.k > 0, {business}, r.secs) AS secs
+                     FROM (SELECT *, {number} AS k FROM ({rows})) AS r"""
     return await backend.query(
         f"""SELECT {_KEY[group_by]} AS key, count() AS n,
                    quantilesExact(0.5, 0.9)(secs) AS q, avg(secs)
@@ -217,6 +245,22 @@ async def _times(
             {FINAL_SETTINGS}""",
         params,
     )
+
+
+async def _earliest(backend: Backend, account_id: str) -> date:
+    """The UTC day of the account's first conversation event (today when it has none): where
+    the business intervals must start."""
+    found = await backend.query(
+        f"""SELECT toString(toDate(occurred_at, 'UTC'))
+              FROM {_table(backend, "conversation_events")}
+             WHERE account_id = {{account:String}} ORDER BY occurred_at LIMIT 1""",
+        {"account": account_id},
+    )
+    return date.fromisoformat(found[0][0]) if found else datetime.now(UTC).date()
+
+
+def _ms_of(column: str) -> str:
+    return f"toUnixTimestamp64Milli({column})"
 
 
 _KEY = {"agent": "agent", "inbox": "inbox_id", "channel": "channel", "team": "team"}
@@ -250,6 +294,7 @@ async def first_response(backend: Backend, scope: Scope, group_by: GroupBy) -> l
         time_column="created_at",
         agent_column="agent_id",
         raw=raw,
+        span=(_ms_of("created_at"), _ms_of("replied_at")),
     )
 
 
@@ -270,6 +315,7 @@ async def next_response(backend: Backend, scope: Scope, group_by: GroupBy) -> li
         time_column="asked_at",
         agent_column="agent_id",
         raw=raw,
+        span=(_ms_of("asked_at"), _ms_of("replied_at")),
     )
 
 
@@ -292,6 +338,10 @@ async def resolution(backend: Backend, scope: Scope, group_by: GroupBy) -> list[
         time_column="occurred_at",
         agent_column="assignee_id",
         raw=raw,
+        span=(
+            f"{_ms_of('occurred_at')} - toInt64(round(secs * 1000))",
+            _ms_of("occurred_at"),
+        ),
     )
 
 

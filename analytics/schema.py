@@ -12,7 +12,7 @@ personal data the analytics store holds, the less an erasure has to find.
 
 from __future__ import annotations
 
-from analytics import rollups
+from analytics import business_time, rollups
 from analytics.backend import Backend
 
 _COMMON = """
@@ -96,6 +96,7 @@ def statements(database: str) -> list[str]:
             ) ENGINE = ReplacingMergeTree(updated_at) ORDER BY name"""
     )
     made.extend(rollups.statements(database))
+    made.extend(business_time.statements(database))
     return made
 
 

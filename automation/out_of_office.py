@@ -17,13 +17,13 @@ from typing import Any
 
 import asyncpg
 
-from automation.business_hours_store import get_hours
 from hub.actions.messages import MessageRefused, create_agent_message
 from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
 from hub.consumers.idempotency import claim
 from hub.consumers.stream import StreamConsumer
 from hub.events import Actor, ActorKind, Event, UnknownEventType, decode_event
 from hub.events.types import CONVERSATIONS, MessageReceived
+from hub.store.business_hours import get_hours
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,6 @@ from typing import Any
 import asyncpg
 from msgspec import UNSET
 
-from automation.business_hours import Schedule
-from automation.business_hours_store import hours_of_inboxes, schedule_of
 from automation.rule_evaluator import CompiledRules, Context, PatternTimeout
 from automation.rule_model import SENTIMENT_CUTOFF, Action
 from automation.rule_store import Rule, disable_rule, list_rules, sends_email
@@ -41,6 +39,7 @@ from hub.actions.conversations import Changes, ConversationRefused, update_conve
 from hub.actions.messages import MessageRefused, create_agent_message
 from hub.actions.outbound import OutboundRefused, open_conversation
 from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
+from hub.business_hours import Schedule
 from hub.consumers.idempotency import CLAIM_SQL
 from hub.consumers.stream import StreamConsumer
 from hub.contracts.channel import Template
@@ -57,6 +56,7 @@ from hub.events.types import (
     MessageReceived,
     SlaBreached,
 )
+from hub.store.business_hours import hours_of_inboxes, schedule_of
 from hub.store.db import Conn
 
 log = logging.getLogger(__name__)

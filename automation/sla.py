@@ -27,10 +27,9 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from msgspec import UNSET
 
-from automation.business_hours import ScheduleInvalid, always_open
-from automation.business_hours_store import hours_of_inboxes
 from hub.actions.sla import announce_sla
 from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
+from hub.business_hours import ScheduleInvalid, always_open
 from hub.consumers.idempotency import claim
 from hub.consumers.stream import StreamConsumer
 from hub.events import ActorKind, Event, UnknownEventType, decode_event
@@ -43,6 +42,7 @@ from hub.events.types import (
     MessageReceived,
 )
 from hub.ids import new_id
+from hub.store.business_hours import hours_of_inboxes
 from hub.store.db import Conn
 from hub.timers import DueTimer
 

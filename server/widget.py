@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from automation.business_hours_store import get_hours
 from channels.webchat import policy_of
 from gateway.state import STATE
 from hub.app import Hub
 from hub.contracts.channel import InboxContext
+from hub.store.business_hours import get_hours
 from realtime.widget.hooks import WidgetHooks
 
 

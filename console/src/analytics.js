@@ -6,7 +6,7 @@
  * next response and resolution times per inbox, first response and resolution per team, SLA
  * compliance, CSAT, and agents. A date range, a time zone, an inbox and a channel
  * filter every report, a team the response and resolution times and CSAT (the reports that know
- * a conversation's team); each card has a CSV export (fetched with the bearer token, then saved).
+ * a conversation's team); a toggle counts the times in the inboxes' business hours; each card has a CSV export (fetched with the bearer token, then saved).
  * Charts are SVG drawn here, coloured from the theme's variables, so the dark theme needs nothing
  * more. A report the store cannot answer (analytics off, store away) shows its error in its card.
  */
@@ -19,6 +19,8 @@ const WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 const LIVE_EVERY_MS = 15_000;
 /** The reports that take a team (``team_id``); the others answer 400 to it. */
 const TEAMED = new Set(["first_response", "next_response", "resolution", "csat"]);
+/** The reports that count in business hours (``hours=business``) when the toggle is on. */
+const HOURED = new Set(["first_response", "next_response", "resolution"]);
 /** English defaults; a catalogue entry (console/i18n) wins when there is one. */
 const EN = {
   "analytics.title": "Analytics",
@@ -28,6 +30,7 @@ const EN = {
   "analytics.inbox": "Inbox",
   "analytics.channel": "Channel",
   "analytics.team": "Team (times, CSAT)",
+  "analytics.business_hours": "Business hours (times)",
   "analytics.all": "All",
   "analytics.apply": "Show",
   "analytics.csv": "CSV",
@@ -188,11 +191,13 @@ export async function analyticsScreen(app, api, header) {
   const inbox = h("select", { id: "an-inbox" }, h("option", { value: "", text: L("analytics.all") }));
   const channel = h("select", { id: "an-channel" }, h("option", { value: "", text: L("analytics.all") }));
   const team = h("select", { id: "an-team" }, h("option", { value: "", text: L("analytics.all") }));
+  const business = h("input", { id: "an-business", type: "checkbox" });
   const error = h("p.error", { role: "alert", id: "an-error" });
   const form = h("form.an-filters", { "aria-label": L("analytics.title") },
     h("label", null, L("analytics.since"), since), h("label", null, L("analytics.until"), until),
     h("label", null, L("analytics.tz"), tz), h("label", null, L("analytics.inbox"), inbox),
     h("label", null, L("analytics.channel"), channel), h("label", null, L("analytics.team"), team),
+    h("label.an-toggle", null, business, L("analytics.business_hours")),
     h("button.primary", { type: "submit", text: L("analytics.apply") }), error);
   const live = h("section.an-live", { "aria-label": L("analytics.live"), id: "an-live" });
   const grid = h("div.an-grid", { id: "an-grid" });
@@ -238,6 +243,7 @@ export async function analyticsScreen(app, api, header) {
     if (/** @type {HTMLSelectElement} */ (inbox).value) q.set("inbox_id", /** @type {HTMLSelectElement} */ (inbox).value);
     if (/** @type {HTMLSelectElement} */ (channel).value) q.set("channel", /** @type {HTMLSelectElement} */ (channel).value);
     if (TEAMED.has(report) && /** @type {HTMLSelectElement} */ (team).value) q.set("team_id", /** @type {HTMLSelectElement} */ (team).value);
+    if (HOURED.has(report) && /** @type {HTMLInputElement} */ (business).checked) q.set("hours", "business");
     return q;
   }
 
@@ -352,6 +358,7 @@ export async function analyticsScreen(app, api, header) {
   }
 
   form.addEventListener("submit", (e) => { e.preventDefault(); render(); refreshLive(); });
+  business.addEventListener("change", () => render());
   render();
   await refreshLive();
   liveTimer = window.setInterval(refreshLive, LIVE_EVERY_MS);

@@ -7,13 +7,14 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from automation.business_hours import DAYS, Schedule, ScheduleInvalid, parse_span
-from automation.business_hours_store import BusinessHours, get_hours, set_hours
+from automation.business_hours_store import set_hours
 from gateway.responses import ApiError
 from gateway.route import Call, route
 from gateway.routes._common import not_found, path_id, run
 from hub.actions.accounts import audit_object
 from hub.authz import Permission
+from hub.business_hours import DAYS, Schedule, ScheduleInvalid, parse_span
+from hub.store.business_hours import BusinessHours, get_hours
 from hub.store.db import Conn
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]

@@ -4,7 +4,8 @@ PostgreSQL). Every report takes a date range in
 an IANA time zone and answers JSON, or CSV with ``format=csv``. A caller sees only the inboxes they
 may see; naming another inbox is 404 like any record they may not see. The times reports and CSAT
 also take a team (``team_id``: 404 when the account has no such team), still within the caller's
-inboxes.
+inboxes. First response, next response and resolution take ``hours=business`` to count only the
+seconds each inbox was open by its business hours (:mod:`analytics.business_time`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from gateway.route import Call, route
 from gateway.routes._common import Id, not_found
 from hub.authz import Permission
 from hub.store.admin_reads import get_team
+from hub.store.business_hours import schedules_of_account
 
 #: the longest range one report reads (two years: a year against the year before)
 MAX_DAYS = 731
@@ -61,6 +63,15 @@ class TimesQuery(ReportQuery, forbid_unknown_fields=True, kw_only=True):
     #: only the conversations of this team at the reply, resolution or rating (404 for a team
     #: the account does not have); the caller still sees only the inboxes they may see
     team_id: Id | None = None
+
+
+Hours = Literal["calendar", "business"]
+
+
+class ResponseTimesQuery(TimesQuery, forbid_unknown_fields=True, kw_only=True):
+    #: ``business``: count only the seconds the conversation's inbox was open by its business
+    #: hours (holidays closed); an inbox without business hours counts every second
+    hours: Hours = "calendar"
 
 
 class LiveQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -100,6 +111,8 @@ class TimesReport(msgspec.Struct):
     until: date
     tz: str
     group_by: str
+    #: ``calendar`` or ``business`` (the seconds the inbox was open)
+    hours: str
     rows: list[TimesRow]
 
 
@@ -269,9 +282,12 @@ _TIMES = {
 
 
 async def _times(call: Call, which: str) -> Any:
-    query: TimesQuery = call.query
+    query: ResponseTimesQuery = call.query
     fn = _TIMES[which]
     scope = await _times_scope(call, query)
+    if query.hours == "business":  # the schedules as they are now, for the whole range
+        schedules = await schedules_of_account(call.hub.pool, call.principal.account_id)
+        scope = dataclasses.replace(scope, schedules=schedules)
     found = await _read(call, fn(_backend(call), scope, query.group_by))
     rows = [
         TimesRow(str(k), int(n), _number(q[0]), _number(q[1]), _number(mean))
@@ -279,8 +295,9 @@ async def _times(call: Call, which: str) -> Any:
     ]
     if query.format == "csv":
         header = [query.group_by, "count", "median_s", "p90_s", "mean_s"]
-        return _csv(which, header, [list(msgspec.structs.astuple(r)) for r in rows])
-    return TimesReport(query.since, query.until, query.tz, query.group_by, rows)
+        name = which if query.hours == "calendar" else f"{which}_business_hours"
+        return _csv(name, header, [list(msgspec.structs.astuple(r)) for r in rows])
+    return TimesReport(query.since, query.until, query.tz, query.group_by, query.hours, rows)
 
 
 @route(
@@ -290,7 +307,7 @@ async def _times(call: Call, which: str) -> Any:
     summary="Time to the first agent reply (median, p90) by agent, team, inbox or channel",
     tag="reports",
     csv=True,
-    query=TimesQuery,
+    query=ResponseTimesQuery,
     reply=TimesReport,
     errors=(404, 422, 503),
 )
@@ -305,7 +322,7 @@ async def first_response(call: Call) -> Any:
     summary="Time from a customer's message after a reply to the next agent reply (median, p90)",
     tag="reports",
     csv=True,
-    query=TimesQuery,
+    query=ResponseTimesQuery,
     reply=TimesReport,
     errors=(404, 422, 503),
 )
@@ -320,7 +337,7 @@ async def next_response(call: Call) -> Any:
     summary="Time from opening to resolution (median, p90) by agent, team, inbox or channel",
     tag="reports",
     csv=True,
-    query=TimesQuery,
+    query=ResponseTimesQuery,
     reply=TimesReport,
     errors=(404, 422, 503),
 )

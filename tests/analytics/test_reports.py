@@ -155,6 +155,56 @@ async def test_an_agent_sees_only_their_inboxes(client: Client, hub: Hub) -> Non
     assert status == 404
 
 
+async def _hours(client: Client, inbox: str, holidays: list[str]) -> None:
+    every_day = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+    body = {
+        "time_zone": "UTC",
+        "spans": [{"day": d, "open": "00:00", "close": "24:00"} for d in every_day],
+        "holidays": holidays,
+    }
+    status, got = await call(client, "PUT", f"/api/v1/inboxes/{inbox}/business_hours", json=body)
+    assert status == 200, got
+
+
+async def test_business_hours_count_only_open_seconds(client: Client, hub: Hub) -> None:
+    """Inbox A closed today (and the days around it): its waits hold no business second, while
+    calendar time counts them; open around the clock, business equals calendar. CSV too."""
+    world = await _world(client, hub)
+    today = datetime.now(UTC).date()
+    closed = [str(today + timedelta(days=d)) for d in (-1, 0, 1)]
+    await _hours(client, world["a"], closed)
+
+    async def times(report: str, hours: str | None) -> list[dict[str, Any]]:
+        params = {**_range(), **({"hours": hours} if hours else {})}
+        status, got = await call(client, "GET", f"/api/v1/reports/{report}", params=params)
+        assert status == 200, got
+        assert got["hours"] == (hours or "calendar")
+        rows: list[dict[str, Any]] = got["rows"]
+        return rows
+
+    for report in ("first_response", "resolution"):
+        [calendar] = await times(report, None)
+        assert calendar == (await times(report, "calendar"))[0]
+        assert calendar["key"] == world["a"] and calendar["median_s"] > 0, calendar
+        [business] = await times(report, "business")
+        assert (business["key"], business["count"]) == (world["a"], 1)
+        assert business["median_s"] == business["p90_s"] == business["mean_s"] == 0.0
+    response = await client.get(
+        "/api/v1/reports/first_response",
+        params={**_range(), "format": "csv", "hours": "business"},
+        headers=ADMIN,
+    )
+    assert response.status == 200 and response.content_type == "text/csv"
+    assert "business_hours" in response.headers["Content-Disposition"]
+    table = list(csv.reader(io.StringIO(await response.text())))
+    assert table == [["inbox", "count", "median_s", "p90_s", "mean_s"],
+                     [world["a"], "1", "0.0", "0.0", "0.0"]]  # fmt: skip
+
+    await _hours(client, world["a"], [])  # open now: the schedule applies at once
+    for report in ("first_response", "resolution"):
+        assert await times(report, "business") == await times(report, "calendar")
+
+
 @pytest.mark.parametrize(
     ("params", "status", "code"),
     [
@@ -172,6 +222,9 @@ async def test_an_agent_sees_only_their_inboxes(client: Client, hub: Hub) -> Non
          "invalid_parameter"),
         ({"since": "2025-01-01", "until": "2025-01-31", "format": "xml"}, 400,
          "invalid_parameter"),
+        ({"since": "2025-01-01", "until": "2025-01-31", "hours": "office"}, 400,
+         "invalid_parameter"),
+        ({"since": "2025-01-01", "until": "2025-01-31", "hours": ""}, 400, "invalid_parameter"),
     ],
 )  # fmt: skip
 async def test_bad_input_is_a_clear_4xx(

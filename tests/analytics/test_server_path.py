@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient
 from analytics.part import AnalyticsPart
 from hub.app import Hub
 from hub.config import Config
+from tests.analytics import test_reports
 from tests.analytics.test_reports import _range, _world
 from tests.api.admin_support import call
 
@@ -59,3 +60,8 @@ async def test_reports_through_a_clickhouse_server(client: Client, hub: Hub) -> 
     assert status == 200 and [r["key"] for r in first["rows"]] == [world["agent_id"]]
     status, ready = await call(client, "GET", "/readyz")
     assert ready["checks"]["analytics"] == "clickhouse"
+
+
+async def test_business_hours_through_a_clickhouse_server(client: Client, hub: Hub) -> None:
+    """The interval set is written and joined on the server path as in chDB."""
+    await test_reports.test_business_hours_count_only_open_seconds(client, hub)

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from automation.business_hours import Schedule, ScheduleInvalid, Span, parse_span
+from hub.business_hours import Schedule, ScheduleInvalid, Span, parse_span
 
 WEEKDAYS_9_TO_5 = tuple(Span(d, 9 * 60, 17 * 60) for d in range(5))
 

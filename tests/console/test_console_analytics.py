@@ -1,6 +1,7 @@
 """The analytics page in a real browser: the live counters (PostgreSQL) next to the historic
-charts (chDB), the numbers on the page equal to the REST reports, an inbox filter, a reversed
-range refused, a CSV export downloaded, and the dark theme (screenshots for the README)."""
+charts (chDB), the numbers on the page equal to the REST reports, an inbox filter, the business
+hours toggle, a reversed range refused, a CSV export downloaded, and the dark theme (screenshots
+for the README)."""
 
 from __future__ import annotations
 
@@ -219,6 +220,36 @@ async def test_analytics_page(hub: Hub, server: str, browser: Browser) -> None:
     for row in billing:
         await expect(page.locator("#an-first-response")).to_contain_text(f"({row['count']})")
     await page.locator("#an-team").select_option("")
+
+    # business hours: Shop API is never open, so its times count no second with the toggle on
+    # (Support API has no business hours: calendar time either way)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.put(
+            f"{server}/api/v1/inboxes/{shop.id}/business_hours",
+            json={"time_zone": "UTC", "spans": []},
+            headers=ADMIN,
+        ) as r,
+    ):
+        assert r.status == 200, await r.text()
+    for name in ("first_response", "resolution"):
+        calendar = {r["key"]: r for r in (await report(server, name, **times))["rows"]}
+        business = {
+            r["key"]: r for r in (await report(server, name, **times, hours="business"))["rows"]
+        }
+        assert calendar[shop.id]["median_s"] > 0 and business[shop.id]["median_s"] == 0
+        assert business[support.id] == calendar[support.id]
+    closed = f"0 s · 0 s ({calendar[shop.id]['count']})"  # resolution's count
+    await expect(page.locator("#an-resolution")).not_to_contain_text(closed)
+    await page.locator("#an-business").check()
+    await expect(page.locator("#an-resolution")).to_contain_text(closed, timeout=TIMEOUT)
+    first = (await report(server, "first_response", **times, hours="business"))["rows"]
+    shop_first = next(r for r in first if r["key"] == shop.id)
+    await expect(page.locator("#an-first-response")).to_contain_text(
+        f"0 s · 0 s ({shop_first['count']})"
+    )
+    await page.locator("#an-business").uncheck()
+    await expect(page.locator("#an-resolution")).not_to_contain_text(closed, timeout=TIMEOUT)
 
     # a reversed range is refused on the page, nothing asked
     await page.locator("#an-since").fill(str(today))

@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from automation.business_hours import Schedule, Span
 from automation.business_hours_store import set_hours
 from channels.webchat.settings import read_settings
 from hub.actions.setup import create_inbox
 from hub.app import Hub
+from hub.business_hours import Schedule, Span
 from hub.contracts.channel import SettingsInvalid
 from tests.channels.conformance import agent_message, wait_for_status
 from tests.channels.test_email import SmtpServer, settings

@@ -14,10 +14,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from automation.business_hours import Schedule
 from automation.business_hours_store import set_hours
 from hub.actions.setup import CreatedInbox, create_inbox
 from hub.app import Hub
+from hub.business_hours import Schedule
 from realtime.widget.tokens import identity_hash
 from tests.conftest import ADMIN_TOKEN
 from tests.realtime.agents import Agent
