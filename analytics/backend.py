@@ -170,7 +170,8 @@ class ChdbBackend:
                     result = session.query(sql, fmt, params=bound)
             else:
                 result = session.query(sql, fmt)
-        except ChdbError as exc:
+        except (ChdbError, RuntimeError) as exc:  # a session's errors are chdb._exceptions'
+            # ChdbError, a RuntimeError and not the chdb.ChdbError the package exports
             raise AnalyticsQueryError(str(exc)) from exc
         data: bytes = result.bytes()
         return data

@@ -37,9 +37,12 @@ from hub.business_hours import Schedule
 TABLE = "business_days"
 #: what the rows of a set are made of: part of the fingerprint, so a change makes new sets
 VERSION = "2"
-#: how long a process trusts that a set it saw is there (sets superseded an hour ago are dropped)
+#: how long a process trusts that a set it found complete is there (a set is dropped only after an
+#: hour in which no process found it complete: :func:`ensure`)
 TRUST_S = 60.0
 DROP_AFTER = "INTERVAL 1 HOUR"
+#: the error a report's query raises on a set that is no longer whole
+INCOMPLETE = "business_days set incomplete"
 DAY_MS = 86_400_000
 EPOCH = date(1970, 1, 1)
 
@@ -150,6 +153,12 @@ async def ensure(
     if time.monotonic() - seen.get(key, -TRUST_S) < TRUST_S:
         return found
     db, name = backend.database, f"business_days:{account_id}:{fp}"
+    # first the mark of use (when a process last wanted the set; a set is dropped only after an
+    # hour without one), then the check that it is complete
+    await backend.execute(
+        f"INSERT INTO {db}.meta VALUES ({{name:String}}, {{n:String}}, now64(3))",
+        {"name": f"{name}:used", "n": ""},
+    )
     marked = await backend.query(
         f"""SELECT (SELECT argMax(value, updated_at) FROM {db}.meta WHERE name = {{name:String}}),
                    (SELECT uniqExact(k, day) FROM {db}.{TABLE}
@@ -173,15 +182,33 @@ async def ensure(
             f"INSERT INTO {db}.meta VALUES ({{name:String}}, {{n:String}}, now64(3))",
             {"name": name, "n": str(len(rows))},
         )
-        # sets of this account that no report has made in the last hour are superseded
-        await backend.execute(
-            f"""ALTER TABLE {db}.{TABLE} DELETE
-                 WHERE account_id = {{account:String}} AND fingerprint != {{fp:String}}
-                   AND made_at < now64(3) - {DROP_AFTER}""",
-            {"account": account_id, "fp": fp},
-        )
+        await _drop_unused(backend, account_id, fp)
     seen[key] = time.monotonic()
     return found
+
+
+def forget(backend: Backend, account_id: str, fingerprint: str) -> None:
+    """Stop trusting a set (a report found it incomplete: :data:`INCOMPLETE`)."""
+    _seen.setdefault(backend, {}).pop((account_id, fingerprint), None)
+
+
+async def _drop_unused(backend: Backend, account_id: str, current: str) -> None:
+    """Drop the account's other sets that no process has wanted for an hour."""
+    db, prefix = backend.database, f"business_days:{account_id}:"
+    stale = await backend.query(
+        f"""SELECT substring(name, {len(prefix) + 1}, 32) FROM {db}.meta
+             WHERE startsWith(name, {{prefix:String}}) AND endsWith(name, ':used')
+             GROUP BY name HAVING max(updated_at) < now64(3) - {DROP_AFTER}""",
+        {"prefix": prefix},
+    )
+    gone = [str(r[0]) for r in stale if str(r[0]) != current]
+    if gone:
+        await backend.execute(
+            f"""ALTER TABLE {db}.{TABLE} DELETE
+                 WHERE account_id = {{account:String}} AND has({{gone:Array(String)}}, fingerprint)
+                SETTINGS mutations_sync = 2""",
+            {"account": account_id, "gone": gone},
+        )
 
 
 def constants(db: str) -> str:
@@ -208,4 +235,7 @@ def business_secs(day_set: DaySet, number: str, start_ms: str, end_ms: str) -> s
             f" bh_starts[{at}], bh_ends[{at}]))"
         )
 
-    return f"greatest({upto(end_ms)} - {upto(start_ms)}, 0) / 1000"
+    # a set that is not whole (dropped or cut since this process found it complete) fails the
+    # query rather than counting zeros: the report makes the set again (:data:`INCOMPLETE`)
+    whole = f"throwIf(length(bh_cum) != {len(day_set.inboxes) * day_set.days}, '{INCOMPLETE}')"
+    return f"(greatest({upto(end_ms)} - {upto(start_ms)}, 0) / 1000 + {whole})"

@@ -36,7 +36,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from analytics import business_time, rollups
-from analytics.backend import Backend
+from analytics.backend import AnalyticsQueryError, Backend
 from hub.business_hours import Schedule
 
 GroupBy = Literal["agent", "inbox", "channel", "team"]
@@ -223,8 +223,10 @@ async def _times(
     if scope.team_id is not None:
         team = "WHERE team = {team:String}"
         params["team"] = scope.team_id
-    if schedules:
-        earliest = await _earliest(backend, scope.account_id)
+    if not schedules:
+        return await _grouped(backend, rows, team, group_by, params)
+    earliest = await _earliest(backend, scope.account_id)
+    for attempt in (1, 2):
         day_set = await business_time.ensure(backend, scope.account_id, schedules, earliest)
         params.update(bh_fp=day_set.fingerprint, bh_inboxes=day_set.inboxes)
         # the inbox's number in the set (0: no business hours, calendar time)
@@ -233,10 +235,22 @@ async def _times(
             f" range(1, {len(day_set.inboxes) + 1}), 0)"
         )
         business = business_time.business_secs(day_set, "r.k", "r.start_ms", "r.end_ms")
-        rows = f"""WITH {business_time.constants(backend.database)}
-                   SELECT r.inbox_id AS inbox_id, r.channel AS channel, r.agent AS agent,
-                          r.team AS team, if(r.k > 0, {business}, r.secs) AS secs
-                     FROM (SELECT *, {number} AS k FROM ({rows})) AS r"""
+        timed = f"""WITH {business_time.constants(backend.database)}
+                    SELECT r.inbox_id AS inbox_id, r.channel AS channel, r.agent AS agent,
+                           r.team AS team, if(r.k > 0, {business}, r.secs) AS secs
+                      FROM (SELECT *, {number} AS k FROM ({rows})) AS r"""
+        try:
+            return await _grouped(backend, timed, team, group_by, params)
+        except AnalyticsQueryError as exc:
+            if business_time.INCOMPLETE not in str(exc) or attempt == 2:
+                raise
+            business_time.forget(backend, scope.account_id, day_set.fingerprint)
+    raise AssertionError("unreachable")
+
+
+async def _grouped(
+    backend: Backend, rows: str, team: str, group_by: GroupBy, params: dict[str, Any]
+) -> list[list[Any]]:
     return await backend.query(
         f"""SELECT {_KEY[group_by]} AS key, count() AS n,
                    quantilesExact(0.5, 0.9)(secs) AS q, avg(secs)

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from analytics import reports, rollups
+from analytics import business_time, reports, rollups
 from analytics.backend import Backend
 from analytics.rows import ConversationRow, MessageRow, Rows
 from analytics.store import AnalyticsStore
@@ -152,6 +152,34 @@ async def test_a_friday_evening_wait_answered_monday_morning_is_one_business_hou
                          "first_response")  # fmt: skip
     # Friday 17:30 to midnight and Monday to 09:30
     assert after["agent-office"] == 6.5 * 3600 + 9.5 * 3600
+
+
+async def test_a_set_dropped_under_a_trusting_process_is_made_again_not_read_as_zeros(
+    hub: Hub,
+) -> None:
+    """A process trusts a set it found complete for a minute; if the set is gone meanwhile (in
+    any order of schedule changes and drops), the report's query fails on it and the report
+    makes it again, never counting from a partial set."""
+    backend = _backend(hub)
+    account = f"acc-{uuid.uuid4().hex[:8]}"
+    friday = datetime(2025, 3, 7, 17, 30, tzinfo=COLOMBO)
+    monday = datetime(2025, 3, 10, 9, 30, tzinfo=COLOMBO)
+    rows = Rows()
+    _conversation(rows, account, 1, "in-office", friday, monday, "agent-office")
+    await AnalyticsStore(backend).write(rows)
+    span = (datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 4, 1, tzinfo=UTC))
+    scope = reports.Scope(
+        account, *span, "Asia/Colombo",
+        schedules={"in-office": Schedule("Asia/Colombo", WEEKDAYS_9_TO_6)},
+    )  # fmt: skip
+    assert await _times(backend, scope, "first_response") == {"agent-office": 3600.0}
+    for cut in ("k > 1 OR day % 2 = 0", "1"):  # part of the set, then all of it
+        await backend.execute(
+            f"ALTER TABLE {backend.database}.{business_time.TABLE} DELETE"
+            f" WHERE account_id = {{account:String}} AND ({cut}) SETTINGS mutations_sync = 2",
+            {"account": account},
+        )
+        assert await _times(backend, scope, "first_response") == {"agent-office": 3600.0}
 
 
 ZONES = ["Europe/London", "America/New_York", "Asia/Colombo", "Australia/Lord_Howe", "UTC"]
