@@ -22,7 +22,7 @@ from typing import Any
 
 import asyncpg
 
-from automation.assignment import BOT_HELD, assign
+from automation.assignment import BOT_HELD, BOTS_HOLDING, assign
 from automation.webhook_store import record_deliveries
 from hub.actions.accounts import Refused, audit_object
 from hub.actions.setup import hash_token
@@ -239,22 +239,18 @@ class BotFeeder:
         recorded = 0
         async with self._pool.acquire() as conn, conn.transaction():
             fresh = await claim(conn, GROUP, [h.id for h, _ in heads])
+            # one look-up for the batch: most conversations have no bot, and a query per event
+            # was the largest single cost of the consumers' event loop (BENCHMARKS.md)
+            bots = await self._held(conn, {h.conversation_id for h, _ in heads if h.id in fresh})
             for head, message in heads:
-                if head.id not in fresh:
-                    continue
-                bot = await conn.fetchrow(
-                    f"""SELECT b.webhook_id FROM inbox_bots b
-                         JOIN conversations c ON c.inbox_id = b.inbox_id
-                        WHERE c.id = $1 AND {HELD}""",
-                    head.conversation_id,
-                )
-                if bot is None:
+                webhook_id = bots.get(head.conversation_id or "")
+                if head.id not in fresh or webhook_id is None:
                     continue
                 recorded += await record_deliveries(
                     conn,
                     [
                         (
-                            head.account_id, bot["webhook_id"], head.id, head.id, head.type,
+                            head.account_id, webhook_id, head.id, head.id, head.type,
                             head.conversation_id or "", int(message.headers.get("seq", "0")),
                             message.value,
                         )
@@ -262,6 +258,14 @@ class BotFeeder:
                 )  # fmt: skip
         if recorded:
             self._recorded.set()
+
+    @staticmethod
+    async def _held(conn: Conn, conversations: set[str | None]) -> dict[str, str]:
+        """The bot webhook of each of these conversations a bot holds."""
+        if not conversations:
+            return {}
+        rows = await conn.fetch(BOTS_HOLDING, sorted(c for c in conversations if c))
+        return {r["id"]: r["webhook_id"] for r in rows}
 
 
 def bot_feeder_part(recorded: asyncio.Event) -> StreamConsumer:
