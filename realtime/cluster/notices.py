@@ -95,6 +95,13 @@ def encode(proc: str, commits: Sequence[Logged], wake: Iterable[str], limit: int
     return notices
 
 
+def sent_by(proc: str, payload: str | bytes) -> bool:
+    """Whether ``proc`` sent this notice, without decoding it (a process hears its own notices,
+    and the writer's are the biggest)."""
+    prefix = b'{"from":' + orjson.dumps(proc) + b","
+    return (payload if isinstance(payload, bytes) else payload.encode()).startswith(prefix)
+
+
 def decode(payload: str | bytes) -> tuple[str, Logged, set[str]]:
     """(the sender's process id, the rows by account, the accounts to wake)."""
     notice = orjson.loads(payload)

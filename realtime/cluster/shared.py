@@ -124,9 +124,9 @@ class SharedCluster(ABC):
 
     def _heard(self, payload: str | bytes) -> None:
         """A notice from another process: its rows to the streams, its wake-ups to the others."""
-        sender, rows, wake = notices.decode(payload)
-        if sender == self.proc:
+        if notices.sent_by(self.proc, payload):
             return
+        _, rows, wake = notices.decode(payload)
         if rows:
             self._on_committed(rows)
         if wake:

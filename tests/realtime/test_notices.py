@@ -4,7 +4,7 @@ a wake-up of its account."""
 
 from __future__ import annotations
 
-from realtime.cluster.notices import decode, encode
+from realtime.cluster.notices import decode, encode, sent_by
 from tests.realtime.cluster_conformance import logged_event
 
 LIMIT = 7900  # PostgreSQL's NOTIFY
@@ -48,3 +48,9 @@ def test_many_accounts_to_wake_are_spread_over_notices() -> None:
     notices = encode("proc-a", [], accounts, LIMIT)
     assert len(notices) > 1 and all(len(n) <= LIMIT for n in notices)
     assert set().union(*(decode(n)[2] for n in notices)) == accounts
+
+
+def test_a_process_knows_its_own_notices_without_decoding_them() -> None:
+    [notice] = encode("proc-a", [{"acc": [logged_event(1)]}], (), LIMIT)
+    assert sent_by("proc-a", notice) and sent_by("proc-a", notice.decode())
+    assert not sent_by("proc-b", notice) and not sent_by("proc-", notice)
