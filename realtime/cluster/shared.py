@@ -119,8 +119,13 @@ class SharedCluster(ABC):
                 continue
             try:
                 await self._send(notices.encode(self.proc, commits, accounts, self.payload_max))
-            except self.down as exc:  # the listener is down too and wakes everything when back
+            except self.down as exc:
+                # sent again as wake-ups (small, and the streams read the log) once the store
+                # answers: a listener that stayed up would otherwise not hear of these rows
                 log.warning("realtime notices not published", extra={"error": repr(exc)})
+                self._pending |= accounts.union(*commits)
+                await asyncio.sleep(self._down_poll)
+                self._publish_wake.set()
 
     def _heard(self, payload: str | bytes) -> None:
         """A notice from another process: its rows to the streams, its wake-ups to the others."""
