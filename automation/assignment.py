@@ -26,6 +26,13 @@ BOT_HELD = """EXISTS (SELECT 1 FROM conversations c JOIN inbox_bots b ON b.inbox
                        WHERE c.id = $1 AND c.created_at >= b.created_at
                          AND NOT EXISTS (SELECT 1 FROM bot_handoffs h
                                           WHERE h.conversation_id = c.id))"""
+#: the same rule for many conversations at once ($1: their ids): those a bot holds, with the
+#: bot's webhook
+BOTS_HOLDING = """SELECT c.id, b.webhook_id FROM conversations c
+                    JOIN inbox_bots b ON b.inbox_id = c.inbox_id
+                   WHERE c.id = ANY($1::text[]) AND c.created_at >= b.created_at
+                     AND NOT EXISTS (SELECT 1 FROM bot_handoffs h
+                                      WHERE h.conversation_id = c.id)"""
 
 
 @dataclasses.dataclass(frozen=True)

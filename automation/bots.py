@@ -22,7 +22,7 @@ from typing import Any
 
 import asyncpg
 
-from automation.assignment import BOT_HELD, assign
+from automation.assignment import BOT_HELD, BOTS_HOLDING, assign
 from automation.webhook_store import record_deliveries
 from hub.actions.accounts import Refused, audit_object
 from hub.actions.setup import hash_token
@@ -43,12 +43,6 @@ BOT_EVENTS = ("conversation.created", "message.received")
 BOT_SCOPES = sorted([Permission.CONVERSATIONS_READ.value, Permission.CONVERSATIONS_WRITE.value])
 
 HELD = BOT_HELD
-#: the bot's webhook of each conversation in $1 a bot holds (``BOT_HELD`` for many at once)
-_HELD_BY = """
-    SELECT c.id AS conversation_id, b.webhook_id FROM conversations c
-      JOIN inbox_bots b ON b.inbox_id = c.inbox_id
-     WHERE c.id = ANY($1::text[]) AND c.created_at >= b.created_at
-       AND NOT EXISTS (SELECT 1 FROM bot_handoffs h WHERE h.conversation_id = c.id)"""
 
 
 async def held_by_bot(conn: Conn, conversation_id: str) -> bool:
@@ -245,10 +239,12 @@ class BotFeeder:
         async with self._pool.acquire() as conn:
             # one statement (no transaction) for the batch: which of its conversations a bot
             # holds, usually none; the rest is claimed and recorded in one transaction
-            held = await conn.fetch(_HELD_BY, sorted({h.conversation_id or "" for h, _ in heads}))
+            held = await conn.fetch(
+                BOTS_HOLDING, sorted({h.conversation_id or "" for h, _ in heads})
+            )
             if not held:
                 return
-            bots = {r["conversation_id"]: r["webhook_id"] for r in held}
+            bots = {r[0]: r[1] for r in held}
             mine = [(h, m) for h, m in heads if h.conversation_id in bots]
             async with conn.transaction():
                 fresh = await claim(conn, GROUP, [h.id for h, _ in mine])

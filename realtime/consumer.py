@@ -1,5 +1,6 @@
-"""The realtime consumer group: logs every conversation and contact event for replay, then wakes
-the account streams that deliver them to agent sockets."""
+"""The realtime consumer group: logs every conversation and contact event for replay, then hands
+what each commit logged to the account streams that deliver them to agent sockets (in this
+process directly, in the others through the cluster's notices)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from hub.events.envelope import Head
 from hub.events.types import CONTACTS, CONVERSATIONS
 from hub.store.db import Conn
 from realtime.context import inbox_list_context
-from realtime.log import LoggedEvent, append
+from realtime.log import Logged, append
 
 GROUP = "realtime"
 
@@ -34,8 +35,6 @@ _decoder = msgspec.json.Decoder(_HeadAndInbox)
 
 
 Entry = tuple[Head, bytes, str | None]
-#: what one commit of the log added: account -> its new events, in sequence order
-Logged = dict[str, list[LoggedEvent]]
 
 
 async def _append_all(conn: Conn, batches: Sequence[list[Entry]]) -> list[Logged]:
@@ -56,17 +55,12 @@ class RealtimeConsumer:
     """Batches from all partitions share one transaction (group commit): the log is written by
     one transaction at a time per process anyway, since numbering takes the account's lock.
 
-    ``on_committed`` hears, once per commit and in commit order, the events just logged: the
-    socket streams of this process send them without reading them back (a stream that finds a
-    gap reads the log, which stays the source of every replay)."""
+    ``on_committed`` hears, once per commit and in commit order, the events just logged (the
+    cluster's :meth:`~realtime.cluster.Cluster.committed`): the socket streams send them without
+    reading them back (a stream that finds a gap reads the log, which stays the source of every
+    replay)."""
 
-    def __init__(
-        self,
-        pool: asyncpg.Pool[Any],
-        on_logged: Callable[[set[str]], None],
-        on_committed: Callable[[Logged], None] | None = None,
-    ) -> None:
-        self._on_logged = on_logged
+    def __init__(self, pool: asyncpg.Pool[Any], on_committed: Callable[[Logged], None]) -> None:
         self._on_committed = on_committed
         self._writer: GroupCommitter[list[Entry], Logged] = GroupCommitter(
             "realtime-log",
@@ -74,7 +68,7 @@ class RealtimeConsumer:
             _append_all,
             max_batch=64,
             concurrency=1,
-            on_commit=self._committed if on_committed is not None else None,
+            on_commit=self._committed,
         )
 
     def _committed(self, batches: Sequence[list[Entry]], results: Sequence[Logged]) -> None:
@@ -83,7 +77,7 @@ class RealtimeConsumer:
         for logged in {id(r): r for r in results}.values():
             for account_id, events in logged.items():
                 merged.setdefault(account_id, []).extend(events)
-        if merged and self._on_committed is not None:
+        if merged:
             for events in merged.values():
                 events.sort(key=lambda e: e.seq)
             self._on_committed(merged)
@@ -105,6 +99,4 @@ class RealtimeConsumer:
         for m in batch:
             head = _decoder.decode(m.value)
             entries.append((head, m.value, head.payload.inbox_id))
-        logged = await self._writer.submit(entries)
-        if logged and self._on_committed is None:  # (else the streams were handed the events)
-            self._on_logged(set(logged))  # after commit: readers find the new sequence numbers
+        await self._writer.submit(entries)  # the commit hands what it logged to on_committed

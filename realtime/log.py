@@ -31,19 +31,23 @@ class LoggedEvent:
     context: str | None  # the inbox-list context (realtime/context.py), as stored
 
 
+#: what one commit of the log added (or one notice carried): account -> its events, by sequence
+Logged = dict[str, list[LoggedEvent]]
+
+
 async def append(
     conn: Conn,
     heads: Sequence[Head],
     raws: Sequence[bytes],
     inbox_ids: Sequence[str | None],
     contexts: Sequence[bytes | None],
-) -> dict[str, list[LoggedEvent]]:
+) -> Logged:
     """Append events not logged yet (inside the caller's transaction); return what was logged,
     per account in sequence order, exactly as :func:`read_after` would read it back."""
     by_account: dict[str, list[int]] = defaultdict(list)
     for i, head in enumerate(heads):
         by_account[head.account_id].append(i)
-    logged: dict[str, list[LoggedEvent]] = {}
+    logged: Logged = {}
     for account_id in sorted(by_account):
         rows = by_account[account_id]
         await conn.execute(

@@ -1,9 +1,10 @@
 """Realtime as parts of the hub.
 
 :class:`Live` (every role) runs the cluster: agent presence, which it hands to the core as its
-:class:`~hub.contracts.presence.Presence`, and the "replay log grew" wake-ups every process's
-socket streams listen to. :class:`ReplayLog` (the workers) is the consumer that writes the replay
-log from the event stream, and keeps it bounded.
+:class:`~hub.contracts.presence.Presence`, and what the replay log's writer just logged, which
+reaches every process's socket streams (the rows themselves, or "the log grew" wake-ups).
+:class:`ReplayLog` (the workers) is the consumer that writes the replay log from the event
+stream, and keeps it bounded.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from hub.app import DB_UNAVAILABLE, TRANSIENT, Hub
 from hub.bus import ConsumerOptions, Subscription
 from hub.config import Config
 from hub.contracts.part import EVERY_ROLE, WORKERS, Layer
-from realtime.cluster import Cluster, MemoryCluster, make_cluster
-from realtime.consumer import Logged, RealtimeConsumer
+from realtime.cluster import Cluster, make_cluster
+from realtime.consumer import RealtimeConsumer
+from realtime.log import Logged
 from realtime.log import trim as trim_realtime_log
 
 log = logging.getLogger(__name__)
@@ -35,20 +37,19 @@ class Live:
     def __init__(self, config: Config) -> None:
         self._dsn = ""
         self.cluster: Cluster = make_cluster(config, lambda: self._dsn)
-        #: called with the accounts whose realtime log grew, in any process (``None``: maybe any
-        #: account); the socket layer wakes its streams
+        #: called in every process with what each commit of the replay log added, in commit
+        #: order (directly in the writer's process, through the cluster's notices in the others):
+        #: the socket streams send it without reading it back
+        self.committed_listeners: list[Callable[[Logged], None]] = []
+        #: called with the accounts whose realtime log grew by rows not handed over (``None``:
+        #: maybe any account); the socket layer's streams read the log
         self.logged_listeners: list[Callable[[set[str] | None], None]] = []
         #: called when an agent went offline because its hub process vanished
         self.offline_listeners: list[Callable[[str, str], Awaitable[None]]] = []
-        #: one process holds every socket and writes the whole log (role all, no Redis): the
-        #: replay log hands what each commit logged straight to these listeners (the socket
-        #: streams), in commit order, instead of waking them to read it back
-        self.local = isinstance(self.cluster, MemoryCluster)
-        self.committed_listeners: list[Callable[[Logged], None]] = []
 
     async def start(self, hub: Hub) -> None:
         self._dsn = hub.dsn
-        await self.cluster.start(self._logged, self._offline)
+        await self.cluster.start(self._logged, self._offline, self.committed)
 
     async def stop(self) -> None:
         await self.cluster.stop()
@@ -82,11 +83,7 @@ class ReplayLog:
 
     async def start(self, hub: Hub) -> None:
         assert hub.bus is not None
-        self._consumer = RealtimeConsumer(
-            hub.pool,
-            self._live.cluster.logged,
-            self._live.committed if self._live.local else None,
-        )
+        self._consumer = RealtimeConsumer(hub.pool, self._live.cluster.committed)
         self._consumer.start()
         options = ConsumerOptions(max_batch=500, transient=TRANSIENT)
         self._subscriptions = await self._consumer.subscribe(hub.bus, options)

@@ -411,8 +411,8 @@ def attach_realtime(
         widget_fanout = Fanout(sio, WIDGET, max_buffer=hub.config.realtime_socket_buffer_kib * 1024)
         _, visitors = attach_widget(sio, hub, widget, widget_fanout.send)
         live.logged_listeners.append(visitors.notify)
-        # one process without Redis: the log's writer hands over commits instead of waking
-        # (``Live.local``); the visitors' streams read the log, so a commit only wakes them
+        # the log's writer hands over what it committed (``Live.committed_listeners``); the
+        # visitors' streams read the log, so a commit only wakes them
         live.committed_listeners.append(lambda logged: visitors.notify(set(logged)))
     periodic: list[asyncio.Task[None]] = []
 

@@ -66,7 +66,10 @@ class StreamSet(Generic[S]):
         for account_id in chosen:
             stream = self._streams.get(account_id)
             if stream is not None:
-                stream.wake.set()
+                self._wake(stream)
+
+    def _wake(self, stream: S) -> None:
+        stream.wake.set()
 
     async def _run(self, stream: S) -> None:
         while True:

@@ -7,6 +7,12 @@ its own that sends the gap, in order and only up to the head, and joins the live
 reaches the head: a long replay never holds back the other sockets, and nothing is skipped or
 doubled at the hand-over (the check and the join happen without yielding to the event loop).
 
+The pusher is handed the events each commit of the log added (:meth:`Streams.feed`: by the log's
+writer in this process, or in the notices of the process that writes it) and sends them without
+reading them back when they follow on from its head; a gap in them, or a wake-up saying the log
+grew by events not handed over (:meth:`Streams.notify`: a row too big for a notice, a lost
+notice), makes it read the log instead, so nothing is skipped or doubled.
+
 Sockets limited to some inboxes get the events of those inboxes and the events of no inbox. When
 the account sets ``contacts_by_inbox``, contact events are for them only if the contact has a
 conversation in one of their inboxes (looked up once per batch, only for batches holding contact
@@ -24,7 +30,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from realtime.log import LoggedEvent, read_after
+from realtime.log import Logged, LoggedEvent, read_after
 from realtime.stream_set import StreamSet
 
 log = logging.getLogger(__name__)
@@ -112,8 +118,11 @@ class AccountStream:
         self._resync: dict[str, int] = {}  # told before anything else is sent to them
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
-        #: events handed over by the log's writer in this process, not sent yet
+        #: events handed over (by the log's writer, or in another process's notice), not sent yet
         self.fed: list[LoggedEvent] = []
+        #: the log grew by events not handed over (or maybe: a notice may have been lost), so
+        #: the next pass reads the log
+        self.unheard = False
 
     @property
     def sockets(self) -> int:
@@ -196,7 +205,9 @@ class AccountStream:
                 await self._emit([sid], "resync", b'{"head":%d}' % head)
             if not self.live:
                 continue
-            events = self._take_fed()
+            # cleared before the read: a wake-up during it asks for another one
+            unheard, self.unheard = self.unheard, False
+            events = None if unheard else self._take_fed()
             if events is None:
                 events = await read_after(self._pool, self.account_id, self.head, self._batch)
             if not events:
@@ -220,7 +231,9 @@ class AccountStream:
 
 
 class Streams(StreamSet[AccountStream]):
-    """All account streams of this process."""
+    """All account streams of this process. :meth:`feed` hands them the events just logged;
+    :meth:`~realtime.stream_set.StreamSet.notify` says the log grew by events not handed over,
+    which the woken streams read from the log."""
 
     def __init__(self, pool: asyncpg.Pool[Any], emit: Emit, batch: int = 500) -> None:
         super().__init__("realtime")
@@ -240,8 +253,13 @@ class Streams(StreamSet[AccountStream]):
         stream.add(sid, cursor, head if resync else None, scope)
         self._start(stream)
 
-    def feed(self, logged: dict[str, list[LoggedEvent]]) -> None:
-        """What one commit of the replay log added (this process writes the whole log)."""
+    def _wake(self, stream: AccountStream) -> None:
+        stream.unheard = True
+        stream.wake.set()
+
+    def feed(self, logged: Logged) -> None:
+        """What one commit of the replay log added: from the writer in this process, or from
+        another process's notice (realtime/cluster/notices.py)."""
         for account_id, events in logged.items():
             stream = self._streams.get(account_id)
             if stream is not None:

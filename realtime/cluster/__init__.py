@@ -1,4 +1,5 @@
-"""What hub processes share for realtime: agent presence and "the replay log grew" wake-ups.
+"""What hub processes share for realtime: agent presence, and what the replay log just logged
+(the rows themselves, or "the replay log grew" wake-ups).
 
 One contract (:class:`Cluster`), three backends: in-process (one hub process, role ``all``), Redis
 (several processes, ``REDIS_URL``) and PostgreSQL (several processes sharing the hub's database
@@ -11,10 +12,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hub.config import Config
-from realtime.cluster.contract import STATUSES, Cluster, OnLogged, OnOffline
+from realtime.cluster.contract import STATUSES, Cluster, OnCommitted, OnLogged, OnOffline
 from realtime.cluster.memory import MemoryCluster
 
-__all__ = ["STATUSES", "Cluster", "MemoryCluster", "OnLogged", "OnOffline", "make_cluster"]
+__all__ = [
+    "STATUSES",
+    "Cluster",
+    "MemoryCluster",
+    "OnCommitted",
+    "OnLogged",
+    "OnOffline",
+    "make_cluster",
+]
 
 
 def make_cluster(config: Config, dsn: Callable[[], str]) -> Cluster:

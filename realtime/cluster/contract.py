@@ -8,20 +8,30 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from hub.contracts.presence import STATUSES, Presence
+from realtime.log import Logged
 
-__all__ = ["STATUSES", "Cluster", "OnLogged", "OnOffline"]
+__all__ = ["STATUSES", "Cluster", "OnCommitted", "OnLogged", "OnOffline"]
 
-#: called in every process with the accounts whose log grew; ``None`` means "maybe any account"
-#: (after a lost connection, when notices may have been missed)
+#: called in every process with the rows just logged, in commit order (the streams send them
+#: without reading the log; one that sees a gap in them reads the log)
+OnCommitted = Callable[[Logged], None]
+#: called in every process with the accounts whose log grew by rows it was not handed; ``None``
+#: means "maybe any account" (after a lost connection, when notices may have been missed)
 OnLogged = Callable[[set[str] | None], None]
 #: called in one process when an agent went offline because its process died
 OnOffline = Callable[[str, str], Awaitable[None]]
 
 
 class Cluster(Presence, Protocol):
-    async def start(self, on_logged: OnLogged, on_offline: OnOffline) -> None: ...
+    async def start(
+        self, on_logged: OnLogged, on_offline: OnOffline, on_committed: OnCommitted
+    ) -> None: ...
 
     async def stop(self) -> None: ...
+
+    def committed(self, logged: Logged) -> None:
+        """Hand every process (this one too) what one commit of the replay log added: the rows
+        that fit a notice as rows, the others as a wake-up of their accounts."""
 
     def logged(self, accounts: set[str]) -> None:
         """Tell every process (this one too) that these accounts' replay logs grew."""

@@ -1,11 +1,12 @@
-"""One hub process: presence in a dict, wake-ups as a direct call."""
+"""One hub process: presence in a dict, the logged rows and wake-ups as direct calls."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
 
-from realtime.cluster.contract import STATUSES, OnLogged, OnOffline
+from realtime.cluster.contract import STATUSES, OnCommitted, OnLogged, OnOffline
+from realtime.log import Logged
 
 
 @dataclasses.dataclass
@@ -18,12 +19,19 @@ class MemoryCluster:
     def __init__(self) -> None:
         self._accounts: dict[str, dict[str, _Agent]] = defaultdict(dict)
         self._on_logged: OnLogged | None = None
+        self._on_committed: OnCommitted | None = None
 
-    async def start(self, on_logged: OnLogged, on_offline: OnOffline) -> None:
-        self._on_logged = on_logged
+    async def start(
+        self, on_logged: OnLogged, on_offline: OnOffline, on_committed: OnCommitted
+    ) -> None:
+        self._on_logged, self._on_committed = on_logged, on_committed
 
     async def stop(self) -> None:
-        self._on_logged = None
+        self._on_logged = self._on_committed = None
+
+    def committed(self, logged: Logged) -> None:
+        if self._on_committed is not None:
+            self._on_committed(logged)
 
     def logged(self, accounts: set[str]) -> None:
         if self._on_logged is not None:

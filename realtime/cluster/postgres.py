@@ -1,9 +1,13 @@
 """Several hub processes sharing one PostgreSQL and no Redis (the embedded default split into a
-gateway and worker processes): presence in tables, wake-ups over LISTEN/NOTIFY.
+gateway and worker processes): presence in tables, the logged rows and wake-ups over
+LISTEN/NOTIFY.
 
-The same rules as the Redis backend. PostgreSQL holds no event here either: a notice only says
-"account X's log grew, read it" (the replay log is its own table). While the listening connection
-is down every process wakes all its streams about once a second instead (slower, still complete);
+The same rules as the Redis backend. A notice carries the rows the log's writer just committed
+(realtime/cluster/notices.py), each notice under NOTIFY's 8,000-byte limit, so the listening
+processes' streams send them without reading the log back; a row too big for a notice goes as
+"account X's log grew, read it". The pending notices go in one statement, delivered in order.
+While the listening connection is down every process wakes all its streams about once a second
+instead (slower, still complete);
 when it is back, the process listens again, wakes all its streams once and writes its own sockets
 and chosen statuses back (the tables are UNLOGGED: a crashed server brings them back empty).
 
@@ -21,10 +25,9 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
-import orjson
 
 from hub.app import DB_UNAVAILABLE
-from realtime.cluster.contract import OnLogged, OnOffline
+from realtime.cluster.contract import OnCommitted, OnLogged, OnOffline
 from realtime.cluster.shared import SharedCluster
 
 log = logging.getLogger(__name__)
@@ -32,8 +35,8 @@ log = logging.getLogger(__name__)
 CHANNEL = "hub_realtime_logged"
 #: the listening connection's name in ``pg_stat_activity``
 LISTENER_NAME = "hub-realtime-listen"
-#: NOTIFY payloads are limited to 8,000 bytes; a long list of accounts goes in several notices
-_PAYLOAD_MAX = 7000
+#: NOTIFY payloads must be shorter than 8,000 bytes
+_PAYLOAD_MAX = 7900
 _DOWN = (*DB_UNAVAILABLE, asyncpg.PostgresConnectionError, TimeoutError)
 #: the first key of the per-agent advisory locks (the two-int key space, apart from the others)
 _LOCK_CLASS = 0x5254  # "RT"
@@ -51,24 +54,10 @@ _SET_STATUS = (
 _FORGET_AGENT = "DELETE FROM realtime_presence WHERE account_id = $1 AND agent_id = $2"
 
 
-def _notices(proc: str, accounts: set[str]) -> list[str]:
-    """The JSON notices saying these accounts' logs grew, each within NOTIFY's payload limit."""
-    notices: list[str] = []
-    batch: list[str] = []
-    size = 0
-    for account in sorted(accounts):
-        if batch and size + len(account) + 3 > _PAYLOAD_MAX:
-            notices.append(orjson.dumps({"from": proc, "accounts": batch}).decode())
-            batch, size = [], 0
-        batch.append(account)
-        size += len(account) + 3
-    notices.append(orjson.dumps({"from": proc, "accounts": batch}).decode())
-    return notices
-
-
 class PostgresCluster(SharedCluster):
     store = "the database"
     down = _DOWN
+    payload_max = _PAYLOAD_MAX
 
     def __init__(
         self, dsn: str | Callable[[], str], *, heartbeat: float = 5.0, down_poll: float = 1.0
@@ -81,8 +70,11 @@ class PostgresCluster(SharedCluster):
     def _url(self) -> str:
         return self._dsn if isinstance(self._dsn, str) else self._dsn()
 
-    async def start(self, on_logged: OnLogged, on_offline: OnOffline) -> None:
+    async def start(
+        self, on_logged: OnLogged, on_offline: OnOffline, on_committed: OnCommitted
+    ) -> None:
         self._on_logged, self._on_offline = on_logged, on_offline
+        self._on_committed = on_committed
         # no connection yet (min_size 0): a database that is down at start is waited for below
         self._pool = await asyncpg.create_pool(
             self._url(), min_size=0, max_size=2, command_timeout=10
@@ -108,15 +100,16 @@ class PostgresCluster(SharedCluster):
 
     # --- wake-ups ---------------------------------------------------------------------------
 
-    async def _send(self, accounts: set[str]) -> None:
-        async with self._db().acquire() as conn:
-            for notice in _notices(self.proc, accounts):
-                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, notice)
+    async def _send(self, notices: list[bytes]) -> None:
+        # one statement, one transaction: delivered together, in the array's order
+        await self._db().execute(
+            "SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n",
+            CHANNEL,
+            [notice.decode() for notice in notices],
+        )
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
-        notice = orjson.loads(str(payload))
-        if notice.get("from") != self.proc:
-            self._on_logged(set(notice.get("accounts", ())))
+        self._heard(str(payload))
 
     async def _listen(self) -> None:
         first = True

@@ -1,7 +1,9 @@
 """Several hub processes sharing one Redis: presence in Redis, wake-ups over Redis pub/sub.
 
-Redis holds no event: the replay log is in PostgreSQL, and a wake-up only says "account X's log
-grew, read it". So losing Redis loses nothing. While it is unreachable every process wakes all its
+Redis keeps no event: the replay log is in PostgreSQL; a notice carries the rows just logged
+(realtime/cluster/notices.py), which the listening processes' streams send without reading the
+log back, and a row too big for a notice goes as "account X's log grew, read it". So losing Redis
+loses nothing. While it is unreachable every process wakes all its
 streams about once a second instead (slower, still complete); when it is back, each process
 resubscribes, wakes all its streams once (whatever was logged meanwhile is read from the log) and
 writes its own sockets and chosen statuses back into Redis, so presence recovers even if the
@@ -19,11 +21,10 @@ import contextlib
 import logging
 from typing import cast
 
-import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from realtime.cluster.contract import OnLogged, OnOffline
+from realtime.cluster.contract import OnCommitted, OnLogged, OnOffline
 from realtime.cluster.shared import SharedCluster
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ _PROCS = "hub:rt:procs"
 class RedisCluster(SharedCluster):
     store = "redis"
     down = _DOWN
+    payload_max = 256 * 1024
 
     def __init__(self, url: str, *, heartbeat: float = 5.0, down_poll: float = 1.0) -> None:
         super().__init__(heartbeat=heartbeat, down_poll=down_poll)
@@ -92,8 +94,11 @@ class RedisCluster(SharedCluster):
         self._disconnect = self._redis.register_script(_DISCONNECT)
         self._set = self._redis.register_script(_SET)
 
-    async def start(self, on_logged: OnLogged, on_offline: OnOffline) -> None:
+    async def start(
+        self, on_logged: OnLogged, on_offline: OnOffline, on_committed: OnCommitted
+    ) -> None:
         self._on_logged, self._on_offline = on_logged, on_offline
+        self._on_committed = on_committed
         self._start_loops(asyncio.create_task(self._listen(), name="cluster-listen"))
 
     async def stop(self) -> None:
@@ -107,9 +112,11 @@ class RedisCluster(SharedCluster):
 
     # --- wake-ups ---------------------------------------------------------------------------
 
-    async def _send(self, accounts: set[str]) -> None:
-        message = orjson.dumps({"from": self.proc, "accounts": sorted(accounts)})
-        await self._redis.publish(CHANNEL, message)
+    async def _send(self, notices: list[bytes]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for notice in notices:
+                pipe.publish(CHANNEL, notice)
+            await pipe.execute()
 
     async def _listen(self) -> None:
         first = True
@@ -126,9 +133,7 @@ class RedisCluster(SharedCluster):
                 async for message in pubsub.listen():
                     if message.get("type") != "message":
                         continue
-                    notice = orjson.loads(message["data"])
-                    if notice.get("from") != self.proc:
-                        self._on_logged(set(notice.get("accounts", ())))
+                    self._heard(message["data"])
                 raise ConnectionError("subscription ended")
             except _DOWN as exc:
                 if self.up or first:

@@ -1,7 +1,8 @@
 """What the Redis and the PostgreSQL cluster backends share: this process's own sockets and the
 statuses chosen through it (written back into the store after an outage, and answered from while
-the store is unreachable), the wake-up publisher and the heartbeat loop. A backend says how its
-store records sockets, statuses and wake-ups."""
+the store is unreachable), the publisher of the notices (the rows just logged, and wake-ups:
+realtime/cluster/notices.py) and the heartbeat loop. A backend says how its store records
+sockets and statuses and carries the notices."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from collections.abc import Iterable
 from typing import ClassVar
 
 from hub.ids import new_id
-from realtime.cluster.contract import STATUSES, OnLogged, OnOffline
+from realtime.cluster import notices
+from realtime.cluster.contract import STATUSES, OnCommitted, OnLogged, OnOffline
+from realtime.log import Logged
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +26,8 @@ class SharedCluster(ABC):
     store: ClassVar[str]
     #: the errors that mean the store is unreachable (answered from this process's own view)
     down: ClassVar[tuple[type[BaseException], ...]]
+    #: the largest notice the store carries, in bytes
+    payload_max: ClassVar[int]
 
     def __init__(self, *, heartbeat: float, down_poll: float) -> None:
         self.proc = new_id()
@@ -31,10 +36,12 @@ class SharedCluster(ABC):
         self._local: dict[str, tuple[str, str]] = {}  # sid -> (account, agent)
         self._per_agent: Counter[tuple[str, str]] = Counter()  # local sockets per agent
         self._chosen: dict[tuple[str, str], str] = {}  # statuses set through this process
-        self._pending: set[str] = set()
+        self._pending: set[str] = set()  # accounts to wake
+        self._pending_rows: list[Logged] = []  # commits to hand over, in commit order
         self._publish_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._on_logged: OnLogged = lambda _: None
+        self._on_committed: OnCommitted = lambda _: None
         self._on_offline: OnOffline | None = None
         self.up = False  # listening and in sync
         self._stopping = False
@@ -42,8 +49,8 @@ class SharedCluster(ABC):
     # --- what a backend's store does ----------------------------------------------------------
 
     @abstractmethod
-    async def _send(self, accounts: set[str]) -> None:
-        """Tell the other processes these accounts' logs grew."""
+    async def _send(self, notices: list[bytes]) -> None:
+        """Send the other processes these notices, in this order."""
 
     @abstractmethod
     async def _keep_alive(self) -> None:
@@ -90,22 +97,45 @@ class SharedCluster(ABC):
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
 
+    def committed(self, logged: Logged) -> None:
+        self._on_committed(logged)  # this process at once; the others through the store
+        self._pending_rows.append(logged)
+        self._publish_wake.set()
+
     def logged(self, accounts: set[str]) -> None:
         self._on_logged(accounts)  # this process at once; the others through the store
         self._pending |= accounts
         self._publish_wake.set()
 
     async def _publish(self) -> None:
+        """Everything pending goes in one send: the commits that queued while the last send
+        was on its way share its notices, in commit order."""
         while not self._stopping:
             await self._publish_wake.wait()
             self._publish_wake.clear()
             accounts, self._pending = self._pending, set()
-            if not accounts:
+            commits, self._pending_rows = self._pending_rows, []
+            if not accounts and not commits:
                 continue
             try:
-                await self._send(accounts)
-            except self.down as exc:  # the listener is down too and wakes everything when back
-                log.warning("realtime wake-up not published", extra={"error": repr(exc)})
+                await self._send(notices.encode(self.proc, commits, accounts, self.payload_max))
+            except self.down as exc:
+                # sent again as wake-ups (small, and the streams read the log) once the store
+                # answers: a listener that stayed up would otherwise not hear of these rows
+                log.warning("realtime notices not published", extra={"error": repr(exc)})
+                self._pending |= accounts.union(*commits)
+                await asyncio.sleep(self._down_poll)
+                self._publish_wake.set()
+
+    def _heard(self, payload: str | bytes) -> None:
+        """A notice from another process: its rows to the streams, its wake-ups to the others."""
+        if notices.sent_by(self.proc, payload):
+            return
+        _, rows, wake = notices.decode(payload)
+        if rows:
+            self._on_committed(rows)
+        if wake:
+            self._on_logged(wake)
 
     # --- presence -----------------------------------------------------------------------------
 

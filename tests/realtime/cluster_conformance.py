@@ -1,19 +1,23 @@
-"""The cluster contract every backend passes (in-process, Redis, PostgreSQL): presence rules and
-wake-ups; and what the backends several processes share pass too (`SharedClusterConformance`).
+"""The cluster contract every backend passes (in-process, Redis, PostgreSQL): presence rules,
+wake-ups and the hand-over of logged rows; and what the backends several processes share pass too
+(`SharedClusterConformance`).
 
 A backend's test module subclasses :class:`ClusterConformance` and provides the ``cluster``
-fixture (a started cluster whose wake-ups are recorded in ``woken``).
+fixture (a started cluster whose wake-ups are recorded in ``woken``, the rows it was handed in
+``handed``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 
 import pytest
 
 from realtime.cluster import Cluster
 from realtime.cluster.shared import SharedCluster
+from realtime.log import Logged, LoggedEvent
 
 
 class Recorder:
@@ -22,9 +26,17 @@ class Recorder:
     def __init__(self) -> None:
         self.woken: list[set[str] | None] = []
         self.offline: list[tuple[str, str]] = []
+        self.handed: list[Logged] = []
 
     def on_logged(self, accounts: set[str] | None) -> None:
         self.woken.append(accounts)
+
+    def on_committed(self, logged: Logged) -> None:
+        self.handed.append(logged)
+
+    def rows(self, account_id: str) -> list[LoggedEvent]:
+        """What was handed over of an account, in the order it arrived."""
+        return [e for logged in self.handed for e in logged.get(account_id, [])]
 
     async def on_offline(self, account_id: str, agent_id: str) -> None:
         self.offline.append((account_id, agent_id))
@@ -33,6 +45,24 @@ class Recorder:
         async with asyncio.timeout(10):
             while not any(w is not None and account_id in w for w in self.woken):
                 await asyncio.sleep(0.01)
+
+    async def wait_rows(self, account_id: str, count: int) -> list[LoggedEvent]:
+        async with asyncio.timeout(10):
+            while len(self.rows(account_id)) < count:
+                await asyncio.sleep(0.01)
+        return self.rows(account_id)
+
+
+def logged_event(seq: int, text: str = "hi", inbox_id: str | None = "inbox-1") -> LoggedEvent:
+    """A row as the log reads it back (the event's JSON and its context as stored)."""
+    return LoggedEvent(
+        seq,
+        f"evt-{seq}",
+        inbox_id,
+        "message.received",
+        json.dumps({"id": f"evt-{seq}", "payload": {"content": f"{text} ☕"}}, ensure_ascii=False),
+        None if seq % 2 else f'{{"unread": {seq}}}',
+    )
 
 
 class ClusterConformance:
@@ -84,6 +114,13 @@ class ClusterConformance:
         cluster.logged({"acc-1"})
         await recorder.wait_woken("acc-1")
 
+    async def test_committed_rows_are_handed_to_this_process_at_once(
+        self, cluster: Cluster, recorder: Recorder
+    ) -> None:
+        commit = {"acc-1": [logged_event(1), logged_event(2)]}
+        cluster.committed(commit)
+        assert recorder.handed == [commit], "synchronously, in the writer's own process"
+
 
 #: starts one member of a shared cluster (one per simulated hub process)
 Started = Callable[[Recorder], Awaitable[SharedCluster]]
@@ -112,6 +149,29 @@ class SharedClusterConformance(ClusterConformance):
         assert await a.status("acc", "ann") == "offline"
         a.logged({"acc"})
         await seen_b.wait_woken("acc")
+
+    async def test_processes_hand_each_other_the_logged_rows_in_order(self, start: Started) -> None:
+        seen_a, seen_b = Recorder(), Recorder()
+        a, _ = await start(seen_a), await start(seen_b)
+        sent = [logged_event(seq, text="x" * 300) for seq in range(1, 61)]  # several notices
+        for n in range(0, 60, 6):  # ten commits, two accounts each
+            a.committed({"acc": sent[n : n + 6], "other": [logged_event(n // 6 + 1)]})
+        assert await seen_b.wait_rows("acc", 60) == sent, "equal to the log's rows, in order"
+        assert [e.seq for e in await seen_b.wait_rows("other", 10)] == list(range(1, 11))
+        await asyncio.sleep(0.2)
+        assert len(seen_b.rows("acc")) == 60, "each row once"
+        assert len(seen_a.rows("acc")) == 60, "the writer's own process only directly"
+        assert not [w for w in seen_b.woken if w is not None], "nothing to read back"
+
+    async def test_a_row_too_big_for_a_notice_wakes_its_account_instead(
+        self, start: Started
+    ) -> None:
+        seen_a, seen_b = Recorder(), Recorder()
+        a, _ = await start(seen_a), await start(seen_b)
+        huge = logged_event(2, text="y" * a.payload_max)
+        a.committed({"acc": [logged_event(1), huge, logged_event(3)]})
+        await seen_b.wait_woken("acc")
+        assert [e.seq for e in await seen_b.wait_rows("acc", 2)] == [1, 3]
 
     async def test_a_vanished_process_is_swept_and_its_agents_announced_offline(
         self, start: Started

@@ -18,7 +18,7 @@ def recorder() -> Recorder:
 @pytest.fixture
 async def cluster(recorder: Recorder) -> AsyncIterator[MemoryCluster]:
     made = MemoryCluster()
-    await made.start(recorder.on_logged, recorder.on_offline)
+    await made.start(recorder.on_logged, recorder.on_offline, recorder.on_committed)
     yield made
     await made.stop()
 

@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from realtime.cluster.postgres import LISTENER_NAME, PostgresCluster, _notices
+from realtime.cluster.notices import encode
+from realtime.cluster.postgres import LISTENER_NAME, PostgresCluster
 from realtime.cluster.shared import SharedCluster
 from tests.realtime.cluster_conformance import (
     Recorder,
@@ -34,7 +35,7 @@ async def start(db_dsn: str) -> AsyncIterator[Started]:
 
     async def start(recorder: Recorder) -> PostgresCluster:
         member = PostgresCluster(db_dsn, heartbeat=0.2, down_poll=0.1)
-        await member.start(recorder.on_logged, recorder.on_offline)
+        await member.start(recorder.on_logged, recorder.on_offline, recorder.on_committed)
         made.append(member)
         await wait_up(member)
         return member
@@ -59,7 +60,7 @@ async def test_many_accounts_are_woken_in_notices_within_the_payload_limit(
     seen_a, seen_b = Recorder(), Recorder()
     a, _ = await start(seen_a), await start(seen_b)
     accounts = {f"account-{n:05d}" for n in range(2000)}  # ~30 kB of names
-    assert len(_notices(a.proc, accounts)) > 1
+    assert len(encode(a.proc, [], accounts, a.payload_max)) > 1
     a.logged(accounts)
     async with asyncio.timeout(10):
         while not accounts <= set().union(*(w or set() for w in seen_b.woken)):

@@ -34,7 +34,7 @@ async def start(redis_server: RedisServer) -> AsyncIterator[Started]:
 
     async def start(recorder: Recorder) -> RedisCluster:
         member = RedisCluster(redis_server.url, heartbeat=0.2, down_poll=0.1)
-        await member.start(recorder.on_logged, recorder.on_offline)
+        await member.start(recorder.on_logged, recorder.on_offline, recorder.on_committed)
         made.append(member)
         await wait_up(member)
         return member
