@@ -25,6 +25,7 @@ SLA, CSAT and languages: :mod:`analytics.service_reports`.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -335,13 +336,27 @@ async def agents(backend: Backend, scope: Scope, now: datetime | None = None) ->
         f" AND occurred_at >= {_SINCE} AND occurred_at < toDateTime64({{until:String}}, 3, 'UTC')"
         f" AND ({edges})"
     )
-    rows = await backend.query(
-        f"""SELECT agent, uniqExactMerge(conversations) AS handled, sum(replies) AS n,
-                   sum(resolutions), sum(timed_resolutions), sum(handling_s)
-              FROM (SELECT agent_id AS agent, conversations, replies, resolutions,
-                           timed_resolutions, handling_s
-                      FROM {_table(backend, "agent_days")}
-                     WHERE ({rollups.day_runs("day", clean)}) AND {dims}
+    whole_account = scope.inboxes is None and scope.inbox_id is None and scope.channel is None
+    clean_days = rollups.day_runs("day", clean)
+    if whole_account:  # the conversations from the per-agent states: fifty times fewer to merge
+        rolled = f"""SELECT agent_id AS agent, uniqExactStateIf('', 0) AS c, sum(replies) AS r_n,
+                            sum(resolutions) AS s_n, sum(timed_resolutions) AS t_n,
+                            sum(handling_s) AS h_s
+                       FROM {_table(backend, "agent_days")}
+                      WHERE ({clean_days}) AND {dims}
+                      GROUP BY agent
+                     UNION ALL
+                     SELECT agent_id, conversations, 0, 0, 0, 0.
+                       FROM {_table(backend, "agent_handled_days")}
+                      WHERE ({clean_days}) AND {dims}"""
+    else:
+        rolled = f"""SELECT agent_id AS agent, conversations AS c, replies AS r_n,
+                            resolutions AS s_n, timed_resolutions AS t_n, handling_s AS h_s
+                       FROM {_table(backend, "agent_days")}
+                      WHERE ({clean_days}) AND {dims}"""
+    activity = backend.query(
+        f"""SELECT agent, uniqExactMerge(c), sum(r_n), sum(s_n), sum(t_n), sum(h_s)
+              FROM ({rolled}
                     UNION ALL
                     SELECT agent_id AS agent, {rollups.AGENT_MEASURES}
                       FROM ({rollups.agent_events_select(db, range_cond)})
@@ -351,6 +366,7 @@ async def agents(backend: Backend, scope: Scope, now: datetime | None = None) ->
             {FINAL_SETTINGS}""",
         params,
     )
+    rows, online = await asyncio.gather(activity, presence(backend, scope, now))
     found: dict[str, list[Any]] = {}
     for agent, handled, replies, resolved, timed, handling in rows:
         found[str(agent)] = [
@@ -362,12 +378,11 @@ async def agents(backend: Backend, scope: Scope, now: datetime | None = None) ->
             0.0,
             0.0,
         ]
-    whole_account = scope.inboxes is None and scope.inbox_id is None and scope.channel is None
-    for agent, online, busy in await presence(backend, scope, now):
+    for agent, online_s, busy_s in online:
         if agent in found:
-            found[agent][5:7] = [online, busy]
-        elif whole_account and (online or busy):
-            found[agent] = [agent, 0, 0, 0, None, online, busy]
+            found[agent][5:7] = [online_s, busy_s]
+        elif whole_account:
+            found[agent] = [agent, 0, 0, 0, None, online_s, busy_s]
     return sorted(found.values(), key=lambda r: (-r[2], -r[5], r[0]))
 
 
@@ -414,7 +429,7 @@ async def presence(
                               FROM {table} FINAL
                              WHERE account_id = {{account:String}} AND occurred_at >= {since}
                                AND occurred_at < {cap_q} {mine}))
-             WHERE secs > 0
+             WHERE secs > 0 AND s != 'offline'
              GROUP BY agent_id
             {FINAL_SETTINGS}""",
         params,
