@@ -208,11 +208,9 @@ def shifts(n_agents: int = 200, seed: int = 5, account: str = "acc") -> list[Pre
         agent, zone, off = f"agent-{i:03d}", ZoneInfo(ZONES[i % 5]), {i % 7, (i + 3) % 7}
 
         def change(moment: datetime, status: str, agent: str = agent) -> None:
-            rows.append(
-                PresenceRow(
-                    f"p-{len(rows)}", account, moment.astimezone(UTC), "", "", "", agent, status
-                )
-            )
+            at = moment.astimezone(UTC)  # to the millisecond, as the store keeps it
+            at = at.replace(microsecond=at.microsecond // 1000 * 1000)
+            rows.append(PresenceRow(f"p-{len(rows)}", account, at, "", "", "", agent, status))
 
         for d in range(365):
             day = date(2025, 1, 1) + timedelta(days=d)
