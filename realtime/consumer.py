@@ -12,12 +12,15 @@ import msgspec
 from hub.actions.group_commit import GroupCommitter
 from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
 from hub.events.envelope import Head
-from hub.events.types import CONTACTS, CONVERSATIONS
+from hub.events.types import CONTACTS, CONVERSATIONS, AgentPresenceChanged
 from hub.store.db import Conn
 from realtime.context import inbox_list_context
 from realtime.log import LoggedEvent, append
 
 GROUP = "realtime"
+#: events kept out of the replay log: sockets hear presence as the ``presence`` emit already
+#: (``agent.presence_changed`` is for the journal and the agents report)
+NOT_REPLAYED = frozenset({AgentPresenceChanged.TYPE})
 
 
 class _InboxOnly(msgspec.Struct):
@@ -104,7 +107,10 @@ class RealtimeConsumer:
         entries: list[Entry] = []
         for m in batch:
             head = _decoder.decode(m.value)
-            entries.append((head, m.value, head.payload.inbox_id))
+            if head.type not in NOT_REPLAYED:
+                entries.append((head, m.value, head.payload.inbox_id))
+        if not entries:
+            return
         logged = await self._writer.submit(entries)
         if logged and self._on_committed is None:  # (else the streams were handed the events)
             self._on_logged(set(logged))  # after commit: readers find the new sequence numbers
