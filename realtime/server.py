@@ -270,6 +270,11 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
             "presence", {"agent_id": agent_id, "status": status}, room=f"account:{account_id}"
         )
 
+    async def announce_swept(self, account_id: str, agent_id: str) -> None:
+        """An agent gone offline because its process vanished: the hub, not the agent, did it."""
+        await self.record(account_id, agent_id, by_system=True)
+        await self.announce(account_id, agent_id)
+
     async def record(self, account_id: str, agent_id: str, *, by_system: bool = False) -> None:
         """Record the agent's current status; a database outage loses this change (logged): the
         next change records the status as it then is."""
@@ -446,7 +451,7 @@ def attach_realtime(
     sio.attach(app)
     live.logged_listeners.append(streams.notify)
     live.committed_listeners.append(streams.feed)
-    live.offline_listeners.append(namespace.announce)
+    live.offline_listeners.append(namespace.announce_swept)
     auth.on_forget.append(namespace.recheck_soon)
     visitors = None
     if widget is not None:
