@@ -42,7 +42,7 @@ Logged = dict[str, list[LoggedEvent]]
 
 
 async def _append_all(conn: Conn, batches: Sequence[list[Entry]]) -> list[Logged]:
-    entries = [entry for batch in batches for entry in batch]
+    entries = [e for batch in batches for e in batch if e[0].type not in NOT_REPLAYED]
     heads = [e[0] for e in entries]
     context = await inbox_list_context(conn, (h.conversation_id for h in heads))
     logged = await append(
@@ -107,10 +107,7 @@ class RealtimeConsumer:
         entries: list[Entry] = []
         for m in batch:
             head = _decoder.decode(m.value)
-            if head.type not in NOT_REPLAYED:
-                entries.append((head, m.value, head.payload.inbox_id))
-        if not entries:
-            return
+            entries.append((head, m.value, head.payload.inbox_id))
         logged = await self._writer.submit(entries)
         if logged and self._on_committed is None:  # (else the streams were handed the events)
             self._on_logged(set(logged))  # after commit: readers find the new sequence numbers

@@ -45,6 +45,42 @@ CHANNELS = ["whatsapp", "api", "sms", "voice", "email"]
 HOURLY = [0.2, 0.1, 0.1, 0.1, 0.2, 0.4, 1, 2, 4, 6, 7, 7, 6, 6, 7, 7, 6, 5, 4, 3, 2, 1.5, 1, 0.5]
 
 
+def shifts(n_agents: int = 200, seed: int = 5, account: str = "acc") -> list[PresenceRow]:
+    """A year of presence changes for ``agent-000``... : each agent works five days a week (two
+    days off of their own), from between 08:00 and 10:00 in their time zone for seven to nine
+    hours, online with one or two busy spells of 15 to 60 minutes, then offline."""
+    rng = random.Random(seed)
+    rows: list[PresenceRow] = []
+    for i in range(n_agents):
+        agent, zone, off = f"agent-{i:03d}", ZoneInfo(ZONES[i % 5]), {i % 7, (i + 3) % 7}
+
+        def change(moment: datetime, status: str, agent: str = agent) -> None:
+            at = moment.astimezone(UTC)  # to the millisecond, as the store keeps it
+            at = at.replace(microsecond=at.microsecond // 1000 * 1000)
+            rows.append(PresenceRow(f"p-{len(rows)}", account, at, "", "", "", agent, status))
+
+        for d in range(365):
+            day = date(2025, 1, 1) + timedelta(days=d)
+            if day.weekday() in off:
+                continue
+            begin = datetime(day.year, day.month, day.day, 8, tzinfo=zone) + timedelta(
+                minutes=rng.randrange(120)
+            )
+            end = begin + timedelta(hours=rng.uniform(7, 9))
+            change(begin, "online")
+            at = begin
+            for _ in range(rng.randint(1, 2)):
+                at += timedelta(minutes=rng.uniform(60, 180))
+                back = at + timedelta(minutes=rng.uniform(15, 60))
+                if back >= end:
+                    break
+                change(at, "busy")
+                change(back, "online")
+                at = back
+            change(end, "offline")
+    return rows
+
+
 def generate(n_messages: int, seed: int = 7) -> Iterator[Rows]:
     """Yields Rows of about 100,000 messages each, until ``n_messages`` are made."""
     rng = random.Random(seed)
@@ -196,42 +232,6 @@ def generate(n_messages: int, seed: int = 7) -> Iterator[Rows]:
             yield rows
             rows = Rows()
     yield rows
-
-
-def shifts(n_agents: int = 200, seed: int = 5, account: str = "acc") -> list[PresenceRow]:
-    """A year of presence changes for ``agent-000``... : each agent works five days a week (two
-    days off of their own), from between 08:00 and 10:00 in their time zone for seven to nine
-    hours, online with one or two busy spells of 15 to 60 minutes, then offline."""
-    rng = random.Random(seed)
-    rows: list[PresenceRow] = []
-    for i in range(n_agents):
-        agent, zone, off = f"agent-{i:03d}", ZoneInfo(ZONES[i % 5]), {i % 7, (i + 3) % 7}
-
-        def change(moment: datetime, status: str, agent: str = agent) -> None:
-            at = moment.astimezone(UTC)  # to the millisecond, as the store keeps it
-            at = at.replace(microsecond=at.microsecond // 1000 * 1000)
-            rows.append(PresenceRow(f"p-{len(rows)}", account, at, "", "", "", agent, status))
-
-        for d in range(365):
-            day = date(2025, 1, 1) + timedelta(days=d)
-            if day.weekday() in off:
-                continue
-            begin = datetime(day.year, day.month, day.day, 8, tzinfo=zone) + timedelta(
-                minutes=rng.randrange(120)
-            )
-            end = begin + timedelta(hours=rng.uniform(7, 9))
-            change(begin, "online")
-            at = begin
-            for _ in range(rng.randint(1, 2)):
-                at += timedelta(minutes=rng.uniform(60, 180))
-                back = at + timedelta(minutes=rng.uniform(15, 60))
-                if back >= end:
-                    break
-                change(at, "busy")
-                change(back, "online")
-                at = back
-            change(end, "offline")
-    return rows
 
 
 def _p95(samples: list[float]) -> float:
