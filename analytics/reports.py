@@ -338,7 +338,7 @@ async def agents(backend: Backend, scope: Scope, now: datetime | None = None) ->
     )
     whole_account = scope.inboxes is None and scope.inbox_id is None and scope.channel is None
     clean_days = rollups.day_runs("day", clean)
-    if whole_account:  # the conversations from the per-agent states: fifty times fewer to merge
+    if whole_account:  # the conversations from the per-agent states: far fewer to merge
         rolled = f"""SELECT agent_id AS agent, uniqExactStateIf('', 0) AS c, sum(replies) AS r_n,
                             sum(resolutions) AS s_n, sum(timed_resolutions) AS t_n,
                             sum(handling_s) AS h_s
