@@ -12,6 +12,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from hub.app import Hub
+from realtime.part import Live
 from server.compose import build_app
 from tests.realtime.test_presence_typing import Agent, tokens
 
@@ -82,9 +83,33 @@ async def test_a_start_records_offline_the_agents_a_crash_left_online(hub: Hub) 
         events = await _until(hub, "ghost-agent", 1)
     finally:
         await test_server.close()
-    assert events[0]["payload"] | {} == {
+    assert events[0]["payload"] == {
         "agent_id": "ghost-agent",
         "status": "offline",
         "previous": "busy",
     }
     assert events[0]["actor"]["kind"] == "system"
+
+
+async def test_agents_of_a_vanished_process_are_recorded_offline_by_the_hub(
+    hub: Hub, server: str
+) -> None:
+    """The cluster's sweep (another process's heartbeat expired) tells the socket layer, which
+    records the change as the hub's, not the agent's."""
+    async with hub.pool.acquire() as conn:
+        await conn.execute(
+            """INSERT INTO agent_presence (account_id, agent_id, status)
+               VALUES ($1, 'swept-agent', 'online')""",
+            hub.account_id,
+        )
+    live = hub.part("presence")
+    assert isinstance(live, Live)
+    for listener in live.offline_listeners:  # as the sweep calls them
+        await listener(hub.account_id, "swept-agent")
+    [event] = await _until(hub, "swept-agent", 1)
+    assert event["payload"] == {
+        "agent_id": "swept-agent",
+        "status": "offline",
+        "previous": "online",
+    }
+    assert event["actor"]["kind"] == "system"
