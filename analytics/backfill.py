@@ -34,6 +34,7 @@ TYPES = {
     "message_languages": "type = 'message.analysed' "
     "AND coalesce(event->'payload'->>'language', '') <> ''",
     "sla_events": "type IN ('sla.warning', 'sla.breached')",
+    "agent_presence": "type = 'agent.presence_changed'",
 }
 
 

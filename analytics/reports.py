@@ -30,6 +30,7 @@ SLA, CSAT and languages: :mod:`analytics.service_reports`.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -359,26 +360,145 @@ async def resolution(backend: Backend, scope: Scope, group_by: GroupBy) -> list[
     )
 
 
-async def agents(backend: Backend, scope: Scope) -> list[list[Any]]:
-    """Rows: agent, conversations handled (replied in), public replies, resolutions."""
-    where_m, params = _where(scope, "agent_id")
-    where_c, _ = _where(scope, "assignee_id")
-    return await backend.query(
-        f"""SELECT agent, sum(handled), sum(replies), sum(resolved) FROM (
-                SELECT agent_id AS agent, uniqExact(conversation_id) AS handled,
-                       count() AS replies, 0 AS resolved
-                  FROM {_table(backend, "messages")} FINAL
-                 WHERE {where_m} AND direction = 'outbound' AND private = 0 AND agent_id != ''
-                 GROUP BY agent
-                UNION ALL
-                SELECT assignee_id AS agent, 0, 0, count()
-                  FROM {_table(backend, "conversation_events")} FINAL
-                 WHERE {where_c} AND kind = 'resolved' AND assignee_id != ''
-                 GROUP BY agent)
-             GROUP BY agent ORDER BY 3 DESC, agent
+def _dims(scope: Scope, agent_column: str) -> tuple[str, dict[str, Any]]:
+    """The scope's filters but its time range (rows that have a day, not a moment)."""
+    where, params = _where(scope, agent_column)
+    kept = [part for part in where.split(" AND ") if not part.startswith("occurred_at ")]
+    return " AND ".join(kept), params
+
+
+async def agents(backend: Backend, scope: Scope, now: datetime | None = None) -> list[list[Any]]:
+    """Rows: agent, conversations handled (replied in), public replies, resolutions, mean
+    handling time in seconds (None without a timed resolution), seconds online, seconds busy.
+
+    Replies and resolutions of clean whole UTC days inside the range come from ``agent_days``
+    (conversations handled merge exactly: ``uniqExact`` states); the partial days at the range's
+    edges and the days written to since their rebuild from the event tables. Handling time: per
+    resolution attributed to the agent (the assignee at it), from the later of the conversation's
+    latest opening and its latest assignment to that agent (:func:`rollups.
+    agent_resolutions_select`). Presence: :func:`presence`. Agents with presence but no activity
+    are listed when the scope is the whole account (no inbox, channel or inbox list)."""
+    db = backend.database
+    first_whole = scope.since.astimezone(UTC).date()
+    if datetime(first_whole.year, first_whole.month, first_whole.day, tzinfo=UTC) < scope.since:
+        first_whole += timedelta(days=1)
+    end_whole = scope.until.astimezone(UTC).date()  # exclusive
+    clean: list[date] = []
+    unclean: list[date] = []
+    if first_whole < end_whole:
+        clean, unclean = await rollups.split(backend, first_whole, end_whole - timedelta(days=1))
+    else:
+        first_whole = end_whole = scope.until.astimezone(UTC).date()
+    where, params = _where(scope, "agent_id")
+    dims, _ = _dims(scope, "agent_id")
+    edges = (
+        f"occurred_at < {rollups._dt(first_whole)} OR occurred_at >= {rollups._dt(end_whole)}"
+        f" OR {rollups.days_condition('occurred_at', unclean)}"
+    )
+    range_cond = (
+        "account_id = {account:String}"
+        f" AND occurred_at >= {_SINCE} AND occurred_at < toDateTime64({{until:String}}, 3, 'UTC')"
+        f" AND ({edges})"
+    )
+    whole_account = scope.inboxes is None and scope.inbox_id is None and scope.channel is None
+    clean_days = rollups.day_runs("day", clean)
+    if whole_account:  # the conversations from the per-agent states: far fewer to merge
+        rolled = f"""SELECT agent_id AS agent, uniqExactStateIf('', 0) AS c, sum(replies) AS r_n,
+                            sum(resolutions) AS s_n, sum(timed_resolutions) AS t_n,
+                            sum(handling_s) AS h_s
+                       FROM {_table(backend, "agent_days")}
+                      WHERE ({clean_days}) AND {dims}
+                      GROUP BY agent
+                     UNION ALL
+                     SELECT agent_id, conversations, 0, 0, 0, 0.
+                       FROM {_table(backend, "agent_handled_days")}
+                      WHERE ({clean_days}) AND {dims}"""
+    else:
+        rolled = f"""SELECT agent_id AS agent, conversations AS c, replies AS r_n,
+                            resolutions AS s_n, timed_resolutions AS t_n, handling_s AS h_s
+                       FROM {_table(backend, "agent_days")}
+                      WHERE ({clean_days}) AND {dims}"""
+    activity = backend.query(
+        f"""SELECT agent, uniqExactMerge(c), sum(r_n), sum(s_n), sum(t_n), sum(h_s)
+              FROM ({rolled}
+                    UNION ALL
+                    SELECT agent_id AS agent, {rollups.AGENT_MEASURES}
+                      FROM ({rollups.agent_events_select(db, range_cond)})
+                     WHERE {where}
+                     GROUP BY agent)
+             GROUP BY agent
             {FINAL_SETTINGS}""",
         params,
     )
+    rows, online = await asyncio.gather(activity, presence(backend, scope, now))
+    found: dict[str, list[Any]] = {}
+    for agent, handled, replies, resolved, timed, handling in rows:
+        found[str(agent)] = [
+            str(agent),
+            int(handled),
+            int(replies),
+            int(resolved),
+            float(handling) / int(timed) if int(timed) else None,
+            0.0,
+            0.0,
+        ]
+    for agent, online_s, busy_s in online:
+        if agent in found:
+            found[agent][5:7] = [online_s, busy_s]
+        elif whole_account:
+            found[agent] = [agent, 0, 0, 0, None, online_s, busy_s]
+    return sorted(found.values(), key=lambda r: (-r[2], -r[5], r[0]))
+
+
+async def presence(
+    backend: Backend, scope: Scope, now: datetime | None = None
+) -> list[tuple[str, float, float]]:
+    """Per agent (``agent.presence_changed``): seconds online and seconds busy within the range.
+    A status lasts until the agent's next change, clipped to the range and to ``now`` (an agent
+    online now counts up to now); the status at the range's start is the agent's latest change
+    before it."""
+    cap = min(scope.until, now or datetime.now(UTC))
+    if cap <= scope.since:
+        return []
+    params: dict[str, Any] = {
+        "account": scope.account_id,
+        "since": _fmt(scope.since),
+        "cap": _fmt(cap),
+    }
+    mine = ""
+    if scope.agent_id is not None:
+        mine = "AND agent_id = {agent:String}"
+        params["agent"] = scope.agent_id
+    since = _SINCE
+    cap_q = "toDateTime64({cap:String}, 3, 'UTC')"
+    table = _table(backend, "agent_presence")
+    rows = await backend.query(
+        f"""SELECT agent_id, sumIf(secs, s = 'online'), sumIf(secs, s = 'busy')
+              FROM (SELECT agent_id, s,
+                           dateDiff('millisecond', greatest(t, {since}),
+                                    least(leadInFrame(t, 1, {cap_q}) OVER (
+                                        PARTITION BY agent_id ORDER BY t, e
+                                        ROWS BETWEEN UNBOUNDED PRECEDING
+                                                 AND UNBOUNDED FOLLOWING), {cap_q})) / 1000
+                               AS secs
+                      FROM (SELECT agent_id, argMax(status, (occurred_at, event_id)) AS s,
+                                   max(occurred_at) AS t,
+                                   argMax(event_id, (occurred_at, event_id)) AS e
+                              FROM {table} FINAL
+                             WHERE account_id = {{account:String}} AND occurred_at < {since}
+                                   {mine}
+                             GROUP BY agent_id
+                            UNION ALL
+                            SELECT agent_id, status, occurred_at, event_id
+                              FROM {table} FINAL
+                             WHERE account_id = {{account:String}} AND occurred_at >= {since}
+                               AND occurred_at < {cap_q} {mine}))
+             WHERE secs > 0 AND s != 'offline'
+             GROUP BY agent_id
+            {FINAL_SETTINGS}""",
+        params,
+    )
+    return [(str(a), float(o), float(b)) for a, o, b in rows]
 
 
 async def calls(backend: Backend, scope: Scope) -> list[list[Any]]:
@@ -414,6 +534,7 @@ TABLES = (
     "ratings",
     "message_languages",
     "sla_events",
+    "agent_presence",
 )
 
 

@@ -13,6 +13,7 @@ import msgspec
 
 from hub.events.envelope import ActorKind, Event, Payload
 from hub.events.types import (
+    AgentPresenceChanged,
     CallAnswered,
     CallEnded,
     CallRinging,
@@ -110,6 +111,17 @@ class SlaRow(msgspec.Struct, array_like=True):
     due_at: datetime
 
 
+class PresenceRow(msgspec.Struct, array_like=True):
+    event_id: str
+    account_id: str
+    occurred_at: datetime
+    conversation_id: str
+    inbox_id: str
+    channel: str
+    agent_id: str
+    status: str
+
+
 class Rows(msgspec.Struct):
     messages: list[MessageRow] = msgspec.field(default_factory=list)
     conversation_events: list[ConversationRow] = msgspec.field(default_factory=list)
@@ -117,6 +129,7 @@ class Rows(msgspec.Struct):
     ratings: list[RatingRow] = msgspec.field(default_factory=list)
     message_languages: list[LanguageRow] = msgspec.field(default_factory=list)
     sla_events: list[SlaRow] = msgspec.field(default_factory=list)
+    agent_presence: list[PresenceRow] = msgspec.field(default_factory=list)
 
     def tables(self) -> dict[str, list[msgspec.Struct]]:
         return {
@@ -126,6 +139,7 @@ class Rows(msgspec.Struct):
             "ratings": list(self.ratings),
             "message_languages": list(self.message_languages),
             "sla_events": list(self.sla_events),
+            "agent_presence": list(self.agent_presence),
         }
 
     def moments(self) -> list[datetime]:
@@ -279,6 +293,19 @@ def build_rows(events: Iterable[Event[Payload]], channels: Mapping[str, str]) ->
                     payload.metric,
                     max(payload.cycle, 0),
                     payload.due_at,
+                )
+            )
+        elif isinstance(payload, AgentPresenceChanged):
+            rows.agent_presence.append(
+                PresenceRow(
+                    event.id,
+                    event.account_id,
+                    event.occurred_at,
+                    "",
+                    "",
+                    "",
+                    payload.agent_id,
+                    payload.status,
                 )
             )
         elif event.type.startswith("call."):

@@ -77,6 +77,12 @@ TABLES: dict[str, str] = {
     cycle           UInt32,
     due_at          DateTime64(3, 'UTC')
 """,
+    # agent.presence_changed: an agent's status (online, busy, offline) from then on; not a
+    # conversation's, so conversation_id, inbox_id and channel are empty
+    "agent_presence": """
+    agent_id        String,
+    status          LowCardinality(String)
+""",
 }
 #: columns added to a table after stores were made with it: (table, column, type), appended at
 #: the end so the insert order of analytics.rows holds for old and new stores alike

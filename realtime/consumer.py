@@ -13,12 +13,15 @@ import msgspec
 from hub.actions.group_commit import GroupCommitter
 from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
 from hub.events.envelope import Head
-from hub.events.types import CONTACTS, CONVERSATIONS
+from hub.events.types import CONTACTS, CONVERSATIONS, AgentPresenceChanged
 from hub.store.db import Conn
 from realtime.context import inbox_list_context
 from realtime.log import Logged, append
 
 GROUP = "realtime"
+#: events kept out of the replay log: sockets hear presence as the ``presence`` emit already
+#: (``agent.presence_changed`` is for the journal and the agents report)
+NOT_REPLAYED = frozenset({AgentPresenceChanged.TYPE})
 
 
 class _InboxOnly(msgspec.Struct):
@@ -38,7 +41,7 @@ Entry = tuple[Head, bytes, str | None]
 
 
 async def _append_all(conn: Conn, batches: Sequence[list[Entry]]) -> list[Logged]:
-    entries = [entry for batch in batches for entry in batch]
+    entries = [e for batch in batches for e in batch if e[0].type not in NOT_REPLAYED]
     heads = [e[0] for e in entries]
     context = await inbox_list_context(conn, (h.conversation_id for h in heads))
     logged = await append(

@@ -21,6 +21,7 @@ import socketio
 from aiohttp import web
 
 from hub.actions.messages import MessageRefused, create_agent_message
+from hub.actions.presence import record_presence, shown_present
 from hub.actions.reads import mark_read
 from hub.app import DB_UNAVAILABLE, Hub
 from hub.auth.callers import Authenticator
@@ -260,11 +261,57 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # untyped 
             await self.announce(who.account_id, who.agent_id)
 
     async def announce(self, account_id: str, agent_id: str) -> None:
-        """Tell the account's sockets in every process an agent's status."""
+        """Tell the account's sockets in every process an agent's status, and record it
+        (``agent.presence_changed`` when it changed: once per change, whichever process saw
+        it)."""
+        await self.record(account_id, agent_id)
         status = await self._cluster.status(account_id, agent_id)
         await self.emit(
             "presence", {"agent_id": agent_id, "status": status}, room=f"account:{account_id}"
         )
+
+    async def announce_swept(self, account_id: str, agent_id: str) -> None:
+        """An agent gone offline because its process vanished: the hub, not the agent, did it."""
+        await self.record(account_id, agent_id, by_system=True)
+        await self.announce(account_id, agent_id)
+
+    async def record(self, account_id: str, agent_id: str, *, by_system: bool = False) -> None:
+        """Record the agent's current status; a database outage loses this change (logged): the
+        next change records the status as it then is."""
+        try:
+            await in_transaction(
+                self._hub.pool,
+                record_presence,
+                account_id=account_id,
+                agent_id=agent_id,
+                current=lambda: self._cluster.status(account_id, agent_id),
+                by_system=by_system,
+            )
+        except DB_UNAVAILABLE as exc:
+            log.warning(
+                "agent presence not recorded",
+                extra={"account_id": account_id, "agent_id": agent_id, "error": repr(exc)},
+            )
+
+    async def settle_stale(self) -> None:
+        """At start: record offline for agents still recorded online or busy that no live process
+        holds (a hub that crashed with agents connected wrote no offline); their time online ends
+        here, at the restart. Each is checked under its row's lock, so an agent connecting
+        meanwhile is not recorded offline."""
+        try:
+            async with self._hub.pool.acquire() as conn:
+                stale = await shown_present(conn)
+        except DB_UNAVAILABLE as exc:
+            log.warning("stale agent presence not settled", extra={"error": repr(exc)})
+            return
+        settled = 0
+        for account_id, agent_id in stale:
+            if await self._cluster.status(account_id, agent_id) != "offline":
+                continue
+            await self.record(account_id, agent_id, by_system=True)
+            settled += 1
+        if settled:
+            log.info("agents recorded offline after a restart", extra={"agents": settled})
 
     @event(PresenceIn, "invalid_status", f"send {{status: {' | '.join(STATUSES)}}}")
     async def on_presence(self, sid: str, data: PresenceIn) -> dict[str, Any]:
@@ -404,7 +451,7 @@ def attach_realtime(
     sio.attach(app)
     live.logged_listeners.append(streams.notify)
     live.committed_listeners.append(streams.feed)
-    live.offline_listeners.append(namespace.announce)
+    live.offline_listeners.append(namespace.announce_swept)
     auth.on_forget.append(namespace.recheck_soon)
     visitors = None
     if widget is not None:
@@ -418,6 +465,7 @@ def attach_realtime(
 
     async def start_rechecks(_: web.Application) -> None:
         periodic.append(asyncio.create_task(namespace.recheck_periodically(RECHECK_S)))
+        periodic.append(asyncio.create_task(namespace.settle_stale(), name="presence-settle"))
 
     async def close_streams(_: web.Application) -> None:
         for task in periodic:

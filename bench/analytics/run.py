@@ -10,7 +10,11 @@ have office hours and holidays: :func:`schedules`).
 Load is diurnal in each inbox's time zone (Asia/Colombo, Europe/London, America/New_York...):
 conversations start mostly in office hours; each has one to nine inbound messages, agent replies
 after minutes to hours, and most are resolved. Each inbox belongs to one of ten teams; one
-conversation in ten is handed to another team after its first messages.
+conversation in ten is handed to another team after its first messages. Every conversation is
+assigned soon after it opens (one in seven first to another agent, then handed to the one who
+replies and resolves it). The 200 agents work shifts (:func:`shifts`): five days a week, about
+eight hours from between 08:00 and 10:00 in their time zone, online with one or two busy spells,
+recorded as ``agent.presence_changed`` rows.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from zoneinfo import ZoneInfo
 
 from analytics import business_time, reports, rollups
 from analytics.backend import ChdbBackend
-from analytics.rows import ConversationRow, MessageRow, Rows
+from analytics.rows import ConversationRow, MessageRow, PresenceRow, Rows
 from analytics.store import AnalyticsStore
 from hub.business_hours import Schedule, Span
 
@@ -43,10 +47,47 @@ CHANNELS = ["whatsapp", "api", "sms", "voice", "email"]
 HOURLY = [0.2, 0.1, 0.1, 0.1, 0.2, 0.4, 1, 2, 4, 6, 7, 7, 6, 6, 7, 7, 6, 5, 4, 3, 2, 1.5, 1, 0.5]
 
 
+def shifts(n_agents: int = 200, seed: int = 5, account: str = "acc") -> list[PresenceRow]:
+    """A year of presence changes for ``agent-000``... : each agent works five days a week (two
+    days off of their own), from between 08:00 and 10:00 in their time zone for seven to nine
+    hours, online with one or two busy spells of 15 to 60 minutes, then offline."""
+    rng = random.Random(seed)
+    rows: list[PresenceRow] = []
+    for i in range(n_agents):
+        agent, zone, off = f"agent-{i:03d}", ZoneInfo(ZONES[i % 5]), {i % 7, (i + 3) % 7}
+
+        def change(moment: datetime, status: str, agent: str = agent) -> None:
+            at = moment.astimezone(UTC)  # to the millisecond, as the store keeps it
+            at = at.replace(microsecond=at.microsecond // 1000 * 1000)
+            rows.append(PresenceRow(f"p-{len(rows)}", account, at, "", "", "", agent, status))
+
+        for d in range(365):
+            day = date(2025, 1, 1) + timedelta(days=d)
+            if day.weekday() in off:
+                continue
+            begin = datetime(day.year, day.month, day.day, 8, tzinfo=zone) + timedelta(
+                minutes=rng.randrange(120)
+            )
+            end = begin + timedelta(hours=rng.uniform(7, 9))
+            change(begin, "online")
+            at = begin
+            for _ in range(rng.randint(1, 2)):
+                at += timedelta(minutes=rng.uniform(60, 180))
+                back = at + timedelta(minutes=rng.uniform(15, 60))
+                if back >= end:
+                    break
+                change(at, "busy")
+                change(back, "online")
+                at = back
+            change(end, "offline")
+    return rows
+
+
 def generate(n_messages: int, seed: int = 7) -> Iterator[Rows]:
     """Yields Rows of about 100,000 messages each, until ``n_messages`` are made."""
     rng = random.Random(seed)
     moves = random.Random(seed + 1)  # team changes: their own stream, the rest stays as it was
+    assigns = random.Random(seed + 2)  # assignments: their own stream too
     start = datetime(2025, 1, 1, tzinfo=UTC)
     inboxes = [(f"inbox-{i:02d}", CHANNELS[i % 5], ZoneInfo(ZONES[i % 5])) for i in range(50)]
     agents = [f"agent-{i:03d}" for i in range(200)]
@@ -82,6 +123,24 @@ def generate(n_messages: int, seed: int = 7) -> Iterator[Rows]:
         )
         at = opened
         moved = moves.random() < 0.1  # one in ten is handed to another team on the way
+        first = agent if assigns.random() >= 1 / 7 else agents[assigns.randrange(200)]
+        rows.conversation_events.append(
+            ConversationRow(
+                f"e{conv}a",
+                "acc",
+                opened + timedelta(seconds=assigns.expovariate(1 / 60)),
+                cid,
+                inbox,
+                channel,
+                "assigned",
+                "open",
+                first,
+                "",
+                "system",
+                team,
+            )
+        )
+        handover = first != agent
         for k in range(rng.randint(1, 9)):
             at += timedelta(seconds=rng.expovariate(1 / 120))
             rows.messages.append(
@@ -100,6 +159,23 @@ def generate(n_messages: int, seed: int = 7) -> Iterator[Rows]:
                 )
             )
             made += 1
+            if handover and k == 0:  # handed to the agent who answers, after the first message
+                rows.conversation_events.append(
+                    ConversationRow(
+                        f"e{conv}h",
+                        "acc",
+                        at + timedelta(seconds=1 + assigns.expovariate(1 / 300)),
+                        cid,
+                        inbox,
+                        channel,
+                        "assigned",
+                        "open",
+                        agent,
+                        "",
+                        first,
+                        team,
+                    )
+                )
             if moved and k == 1:
                 team = f"team-{moves.randrange(10)}"
                 rows.conversation_events.append(
@@ -200,10 +276,16 @@ async def run(events: int, data: Path, repeats: int) -> dict[str, object]:
         insert_s += time.perf_counter() - t
         written += len(rows)
         print(f"\r{written:,} rows written ({insert_s:.1f} s inserting)", end="", file=sys.stderr)
+    presence = shifts()
+    t = time.perf_counter()
+    await store.write(Rows(agent_presence=presence))
+    insert_s += time.perf_counter() - t
+    written += len(presence)
     total_s = time.perf_counter() - began
     print(file=sys.stderr)
     await backend.execute("OPTIMIZE TABLE hub_analytics.messages FINAL")
     await backend.execute("OPTIMIZE TABLE hub_analytics.conversation_events FINAL")
+    await backend.execute("OPTIMIZE TABLE hub_analytics.agent_presence FINAL")
     counts = await reports.counts(backend)
     # the workers' rebuild of closed days; the last day stays unbuilt, like today, so every
     # year-long report also reads one day from the event tables
@@ -231,7 +313,10 @@ async def run(events: int, data: Path, repeats: int) -> dict[str, object]:
         ),
         "first_response by agent (year)": lambda: reports.first_response(backend, scope, "agent"),
         "resolution by inbox (year)": lambda: reports.resolution(backend, scope, "inbox"),
+        # handled, replies, resolutions and handling time from agent_days; online and busy
+        # seconds from agent_presence (about 250,000 changes a year)
         "agents (year)": lambda: reports.agents(backend, scope),
+        "agents (one month)": lambda: reports.agents(backend, month),
         "volume (one month)": lambda: reports.volume(backend, month),
         "first_response by inbox (one month)": lambda: reports.first_response(
             backend, month, "inbox"
@@ -280,6 +365,7 @@ async def run(events: int, data: Path, repeats: int) -> dict[str, object]:
     return {
         "message_events": counts["messages"],
         "conversation_events": counts["conversation_events"],
+        "presence_events": counts["agent_presence"],
         "rows_per_s_insert": round(written / insert_s),
         "rows_per_s_with_generation": round(written / total_s),
         "rollup_rebuild_s_364_days": round(rebuild_s, 1),

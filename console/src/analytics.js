@@ -4,7 +4,8 @@
  * refreshed every 15 s while the page is open) next to the historic reports from the analytics
  * store (GET /api/v1/reports/*): volume by hour, weekday, channel and language, first response,
  * next response and resolution times per inbox, first response and resolution per team, SLA
- * compliance, CSAT, and agents. A date range, a time zone, an inbox and a channel
+ * compliance, CSAT, and agents (handled, replies, resolutions, mean handling time, time online and
+ * busy). A date range, a time zone, an inbox and a channel
  * filter every report, a team the response and resolution times and CSAT (the reports that know
  * a conversation's team); a toggle counts the times in the inboxes' business hours; each card has a CSV export (fetched with the bearer token, then saved).
  * Charts are SVG drawn here, coloured from the theme's variables, so the dark theme needs nothing
@@ -49,6 +50,9 @@ const EN = {
   "analytics.handled": "Conversations",
   "analytics.replies": "Replies",
   "analytics.resolved": "Resolved",
+  "analytics.handling": "Handling time",
+  "analytics.online": "Online",
+  "analytics.busy": "Busy",
   "analytics.inbound": "Inbound",
   "analytics.outbound": "Outbound",
   "analytics.median": "Median",
@@ -350,10 +354,12 @@ export async function analyticsScreen(app, api, header) {
     const agents = card("an-agents", L("analytics.agents"), "agents");
     fill(agents, `/api/v1/reports/agents?${q}`, (r) => r.rows.length
       ? [h("table.an-table", null,
-          h("thead", null, h("tr", null, ...["agent", "handled", "replies", "resolved"].map((k) => h("th", { text: L(/** @type {any} */ (`analytics.${k}`)) })))),
+          h("thead", null, h("tr", null, ...["agent", "handled", "replies", "resolved", "handling", "online", "busy"].map((k) => h("th", { text: L(/** @type {any} */ (`analytics.${k}`)) })))),
           h("tbody", null, ...r.rows.slice(0, 12).map((/** @type {any} */ x) => h("tr", null,
             h("td", { text: userName(x.agent_id) }), h("td", { text: String(x.conversations_handled) }),
-            h("td", { text: String(x.replies) }), h("td", { text: String(x.resolutions) })))))]
+            h("td", { text: String(x.replies) }), h("td", { text: String(x.resolutions) }),
+            h("td.an-handling", { text: x.mean_handling_s == null ? "–" : duration(x.mean_handling_s) }),
+            h("td.an-online", { text: duration(x.online_s) }), h("td.an-busy", { text: duration(x.busy_s) })))))]
       : [h("p.empty", { text: L("analytics.nothing") })]);
   }
 

@@ -121,6 +121,12 @@ class AgentRow(msgspec.Struct):
     conversations_handled: int
     replies: int
     resolutions: int
+    #: mean seconds from the later of the conversation's latest opening and its latest
+    #: assignment to the agent, to the agent's resolution (null: no timed resolution)
+    mean_handling_s: float | None
+    #: seconds the agent was online, and busy, within the range (up to now)
+    online_s: float
+    busy_s: float
 
 
 class AgentsReport(msgspec.Struct):
@@ -349,7 +355,7 @@ async def resolution(call: Call) -> Any:
     "GET",
     "/api/v1/reports/agents",
     permission=Permission.CONVERSATIONS_READ,
-    summary="Per agent: conversations handled, public replies, resolutions",
+    summary="Per agent: conversations handled, replies, resolutions, handling time, time online",
     tag="reports",
     csv=True,
     query=ReportQuery,
@@ -359,9 +365,16 @@ async def resolution(call: Call) -> Any:
 async def agents(call: Call) -> Any:
     query: ReportQuery = call.query
     found = await _read(call, reports.agents(_backend(call), _scope(call, query)))
-    rows = [AgentRow(str(a), int(h), int(r), int(s)) for a, h, r, s in found]
+    rows = [
+        AgentRow(str(a), int(h), int(r), int(s), None if m is None else round(m, 3),
+                 round(on, 3), round(busy, 3))
+        for a, h, r, s, m, on, busy in found
+    ]  # fmt: skip
     if query.format == "csv":
-        header = ["agent_id", "conversations_handled", "replies", "resolutions"]
+        header = [
+            "agent_id", "conversations_handled", "replies", "resolutions", "mean_handling_s",
+            "online_s", "busy_s",
+        ]  # fmt: skip
         return _csv("agents", header, [list(msgspec.structs.astuple(r)) for r in rows])
     return AgentsReport(query.since, query.until, query.tz, rows)
 

@@ -250,6 +250,22 @@ class ConversationAttributesChanged(Payload, frozen=True, kw_only=True):
     changed: tuple[str, ...]
 
 
+@payload_type("agent.presence_changed", topic=CONVERSATIONS)
+class AgentPresenceChanged(Payload, frozen=True, kw_only=True):
+    """An agent's effective presence changed (``online``, ``busy``, ``offline``; see
+    :mod:`hub.contracts.presence`): the first socket, a status set, the last socket gone, or a
+    vanished process's agents swept offline. Emitted once per change (``agent_presence`` holds
+    the last status); ``previous`` is the status before it. On the conversations topic, keyed by
+    the agent, so the journal, the replay log and the analytics part see it in order."""
+
+    agent_id: str
+    status: str
+    previous: str
+
+    def partition_key(self) -> str:
+        return self.agent_id
+
+
 class Identity(msgspec.Struct, frozen=True):
     channel: str
     address: str

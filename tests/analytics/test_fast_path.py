@@ -4,7 +4,9 @@ of a third of the events (new parts, unmerged, so only ``FINAL`` collapses them)
 rebuild over the replay; in zones at +05:30, +05:45, +09:30 and -05:00, over ranges that do not
 start on a quarter hour; volume, first and next response and resolution, grouped by agent, inbox,
 channel and team (the team at the reply or resolution: some conversations change team on the
-way), with and without a team filter."""
+way), with and without a team filter; and the agents report (conversations handled, replies,
+resolutions, handling time from ``agent_days``, online and busy time from the presence events)
+against a plain query and the presence spans worked out here."""
 
 from __future__ import annotations
 
@@ -19,9 +21,9 @@ import pytest
 
 from analytics import reports, rollups
 from analytics.backend import Backend
-from analytics.rows import MessageRow, Rows
+from analytics.rows import MessageRow, PresenceRow, Rows
 from analytics.store import AnalyticsStore
-from bench.analytics.run import generate
+from bench.analytics.run import generate, shifts
 from hub.app import Hub
 from tests.analytics.test_pipeline import _backend
 
@@ -207,6 +209,78 @@ async def _plain_resolution(
     )
 
 
+async def _plain_agents(
+    backend: Backend, scope: reports.Scope, presence: list[PresenceRow], now: datetime
+) -> list[list[Any]]:
+    """The agents report from the event tables with ``FINAL`` (handling time by ASOF joins to
+    the latest opening and the latest assignment to the resolving agent) and the presence spans
+    worked out in Python."""
+    db = backend.database
+    where_m, params = reports._where(scope, "agent_id")
+    where_c, _ = reports._where(scope, "assignee_id")
+    epoch = "toDateTime64(0, 3, 'UTC')"
+    activity = await backend.query(
+        f"""SELECT agent, sum(handled), sum(replies), sum(resolved), sum(timed), sum(secs) FROM (
+                SELECT agent_id AS agent, uniqExact(conversation_id) AS handled,
+                       count() AS replies, 0 AS resolved, 0 AS timed, toFloat64(0) AS secs
+                  FROM {db}.messages FINAL
+                 WHERE {where_m} AND direction = 'outbound' AND private = 0 AND agent_id != ''
+                 GROUP BY agent
+                UNION ALL
+                SELECT agent, 0, 0, count(), countIf(opened > {epoch}),
+                       sumIf(dateDiff('millisecond', greatest(opened, assigned), at) / 1000,
+                             opened > {epoch})
+                  FROM (SELECT ro.assignee_id AS agent, ro.occurred_at AS at,
+                               ro.opened_at AS opened, a.assigned_at AS assigned
+                          FROM (SELECT r.conversation_id AS conversation_id,
+                                       r.assignee_id AS assignee_id,
+                                       r.occurred_at AS occurred_at, o.opened_at AS opened_at
+                                  FROM (SELECT conversation_id, assignee_id, occurred_at
+                                          FROM {db}.conversation_events FINAL
+                                         WHERE {where_c} AND kind = 'resolved'
+                                           AND assignee_id != '') AS r
+                                  ASOF LEFT JOIN
+                                       (SELECT conversation_id, occurred_at AS opened_at
+                                          FROM {db}.conversation_events FINAL
+                                         WHERE kind IN ('created', 'reopened')) AS o
+                                    ON r.conversation_id = o.conversation_id
+                                   AND r.occurred_at >= o.opened_at) AS ro
+                          ASOF LEFT JOIN
+                               (SELECT conversation_id, assignee_id, occurred_at AS assigned_at
+                                  FROM {db}.conversation_events FINAL
+                                 WHERE kind IN ('created', 'assigned')) AS a
+                            ON ro.conversation_id = a.conversation_id
+                           AND ro.assignee_id = a.assignee_id
+                           AND ro.occurred_at >= a.assigned_at)
+                 GROUP BY agent)
+             GROUP BY agent""",
+        params,
+    )
+    found: dict[str, list[Any]] = {
+        str(a): [str(a), int(h), int(r), int(s), float(secs) / int(t) if int(t) else None, 0.0, 0.0]
+        for a, h, r, s, t, secs in activity
+    }
+    cap = min(scope.until, now)
+    changes: dict[str, list[PresenceRow]] = {}
+    for row in {r.event_id: r for r in presence}.values():  # a replayed change counts once
+        if scope.agent_id in (None, row.agent_id):
+            changes.setdefault(row.agent_id, []).append(row)
+    whole = scope.inboxes is None and scope.inbox_id is None and scope.channel is None
+    for agent, theirs in changes.items():
+        theirs.sort(key=lambda r: (r.occurred_at, r.event_id))
+        spent = {"online": 0.0, "busy": 0.0, "offline": 0.0}
+        for i, change in enumerate(theirs):
+            end = theirs[i + 1].occurred_at if i + 1 < len(theirs) else cap
+            begin, end = max(change.occurred_at, scope.since), min(end, cap)
+            if end > begin:
+                spent[change.status] += (end - begin).total_seconds()
+        if agent in found:
+            found[agent][5:7] = [spent["online"], spent["busy"]]
+        elif whole and (spent["online"] or spent["busy"]):
+            found[agent] = [agent, 0, 0, 0, None, spent["online"], spent["busy"]]
+    return sorted(found.values(), key=lambda r: (-r[2], -r[5], r[0]))
+
+
 def _same(found: Any, expected: Any) -> bool:
     """Equal, floats to 1e-9 relative: means are sums over threads in any order, equal to the
     last few bits only (rounding both to some digits still differs when a value straddles)."""
@@ -240,6 +314,19 @@ async def test_reports_from_rollups_equal_the_plain_final_queries_through_replay
         made.conversation_events += [
             msgspec.structs.replace(r, account_id=account) for r in rows.conversation_events
         ]
+    # a dozen agents' shifts, and one agent still online at the end (no offline yet)
+    made.agent_presence = [
+        msgspec.structs.replace(r, account_id=account)
+        for r in shifts(12, seed=4)
+        if r.agent_id != "agent-011" or r.occurred_at < datetime(2025, 11, 14, tzinfo=UTC)
+    ]
+    made.agent_presence.append(
+        PresenceRow(
+            "p-late", account, datetime(2025, 11, 14, 20, tzinfo=UTC), "", "", "", "agent-011",
+            "online",
+        )
+    )  # fmt: skip
+    now = datetime(2025, 11, 20, 9, 15, tzinfo=UTC)  # the year's ranges end after it
     first = made.conversation_events[0]
     assert first.kind == "created"
     # a reply stamped a minute before its conversation began (a clock off on one worker): not a
@@ -306,6 +393,11 @@ async def test_reports_from_rollups_equal_the_plain_final_queries_through_replay
         for i, scope in enumerate(scopes):
             volume = _plain_volume if plain else reports.volume
             found[i, "volume", ""] = await volume(backend, scope)
+            found[i, "agents", ""] = (
+                await _plain_agents(backend, scope, made.agent_presence, now)
+                if plain
+                else await reports.agents(backend, scope, now=now)
+            )
             for report in times:
                 groups = every if i in (0, 3, 8, 9) else ("agent", "inbox", "channel")
                 if report == "next_response" and i not in (0, 3, 8, 9):
@@ -326,6 +418,14 @@ async def test_reports_from_rollups_equal_the_plain_final_queries_through_replay
     assert 0 < one_team < sum(r[1] for r in expected[0, "next_response", "inbox"])
     moved = [r for r in made.conversation_events if r.kind == "updated"]
     assert moved, "some conversations change team on the way"
+    year_agents = expected[0, "agents", ""]
+    assert sum(r[3] for r in year_agents) > 300, "resolutions by agent"
+    assert all(r[4] is not None and r[4] > 0 for r in year_agents if r[3]), "handling times"
+    assert sum(1 for r in year_agents if r[5] > 0 and r[6] > 0) == 12, "online and busy"
+    late = next(r for r in year_agents if r[0] == "agent-011")
+    assert late[5] > (now - datetime(2025, 11, 14, 20, tzinfo=UTC)).total_seconds()
+    handovers = [r for r in made.conversation_events if r.event_id.endswith("h")]
+    assert handovers, "some conversations are handed from one agent to another"
 
     assert _same(await everything(plain=False), expected)  # nothing built yet: all raw
     built = await rollups.rebuild_pending(backend)
@@ -344,6 +444,7 @@ async def test_reports_from_rollups_equal_the_plain_final_queries_through_replay
         conversation_events=rng.sample(
             made.conversation_events, len(made.conversation_events) // 3
         ),
+        agent_presence=rng.sample(made.agent_presence, len(made.agent_presence) // 3),
     )
     await store.write(replayed)
     stored = await backend.query(

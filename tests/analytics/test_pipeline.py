@@ -153,6 +153,7 @@ async def test_a_replay_after_a_crash_mid_batch_counts_once(hub: Hub) -> None:
         "ratings": 0,  # tests/analytics/test_service_reports.py replays those
         "message_languages": 0,
         "sla_events": 0,
+        "agent_presence": 0,  # tests/analytics/test_agents_report.py
     }
     raw = await backend.query(
         f"SELECT count() FROM {backend.database}.messages WHERE account_id = {{a:String}}",

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import socketio
 from aiohttp.test_utils import TestClient
 
 from hub.actions.setup import create_inbox
@@ -109,8 +112,19 @@ async def test_reports_count_what_came_through_the_hub(client: Client, hub: Hub)
             "conversations_handled": 1,
             "replies": 1,
             "resolutions": 0,  # resolved without an assignee
+            "mean_handling_s": None,
+            "online_s": 0.0,  # never connected
+            "busy_s": 0.0,
         }
     ]
+    response = await client.get(
+        "/api/v1/reports/agents", params={**_range(), "format": "csv"}, headers=ADMIN
+    )
+    assert list(csv.reader(io.StringIO(await response.text()))) == [
+        ["agent_id", "conversations_handled", "replies", "resolutions", "mean_handling_s",
+         "online_s", "busy_s"],
+        [world["agent_id"], "1", "1", "0", "", "0.0", "0.0"],
+    ]  # fmt: skip
 
     status, live = await call(client, "GET", "/api/v1/reports/live")
     assert status == 200
@@ -250,3 +264,35 @@ async def test_time_zone_moves_hours(client: Client, hub: Hub) -> None:
     assert int(busiest(utc)) in (hour, (hour - 1) % 24)
     shifted = (datetime.now(UTC) + timedelta(hours=5, minutes=30)).hour
     assert int(busiest(colombo)) in (shifted, (shifted - 1) % 24)
+
+
+async def test_time_online_and_busy_comes_from_the_agents_sockets(client: Client, hub: Hub) -> None:
+    """A real socket: connecting, setting busy and disconnecting become presence events, which
+    reach the analytics store through the bus; the agents report counts the time."""
+    agent_id, agent = await make_user(hub, "agent")
+    socket = socketio.AsyncClient(reconnection=False)
+    began = time.monotonic()
+    await socket.connect(
+        str(client.make_url("/")),
+        namespaces=["/agent"],
+        auth={"token": agent["Authorization"].removeprefix("Bearer ")},
+        transports=["websocket"],
+        wait_timeout=10,
+    )
+    await asyncio.sleep(0.5)
+    reply = await socket.call("presence", {"status": "busy"}, namespace="/agent", timeout=10)
+    assert reply == {"ok": True, "status": "busy"}
+    await asyncio.sleep(0.5)
+    await socket.disconnect()
+    took = time.monotonic() - began
+    await asyncio.sleep(0.2)
+    await _settle(hub)
+    status, report = await call(client, "GET", "/api/v1/reports/agents", params=_range())
+    assert status == 200, report
+    [row] = [r for r in report["rows"] if r["agent_id"] == agent_id]
+    assert row["conversations_handled"] == row["replies"] == row["resolutions"] == 0
+    assert row["online_s"] > 0 and row["busy_s"] > 0
+    assert row["online_s"] + row["busy_s"] <= took
+    # an agent's own report covers only their inboxes: no activity there, so not listed
+    status, theirs = await call(client, "GET", "/api/v1/reports/agents", agent, params=_range())
+    assert status == 200 and theirs["rows"] == []

@@ -17,7 +17,15 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from analytics.part import AnalyticsPart
-from analytics.rows import ConversationRow, LanguageRow, MessageRow, RatingRow, Rows, SlaRow
+from analytics.rows import (
+    ConversationRow,
+    LanguageRow,
+    MessageRow,
+    PresenceRow,
+    RatingRow,
+    Rows,
+    SlaRow,
+)
 from hub.app import Hub
 from hub.config import Config
 from tests.conftest import ADMIN_TOKEN
@@ -43,7 +51,8 @@ def history(
 ) -> Rows:
     """Four weeks of conversations with replies and resolutions, diurnal, before today; every
     other one in ``team``, every fourth rated, languages of the first messages, and SLA
-    breaches of every fifth."""
+    breaches of every fifth; the first agent online three days ago from 09:00 to 17:00 UTC,
+    busy from 12:00 to 12:30."""
     rng = random.Random(5)
     rows = Rows()
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -101,6 +110,11 @@ def history(
         if n % 5 == 0:
             rows.sla_events.append(SlaRow(f"h{n}b", account, at, cid, inbox, channel, "breached",
                                           "policy", "resolution", 0, at))  # fmt: skip
+    shift = today - timedelta(days=3)
+    for i, (hours, status) in enumerate(((9, "online"), (12, "busy"), (12.5, "online"),
+                                         (17, "offline"))):  # fmt: skip
+        rows.agent_presence.append(PresenceRow(f"hp{i}", account, shift + timedelta(hours=hours),
+                                               "", "", "", agents[0], status))  # fmt: skip
     return rows
 
 
@@ -166,8 +180,17 @@ async def test_analytics_page(hub: Hub, server: str, browser: Browser) -> None:
     assert await page.locator("#an-hours rect.s1").count() >= busy_hours > 10
     await expect(page.locator("#an-first-response svg .tick", has_text="Shop API")).to_have_count(1)
     await expect(page.locator("#an-resolution svg .tick", has_text="Support API")).to_have_count(1)
-    await expect(page.locator("#an-agents tbody tr")).to_have_count(2)
+    # the two agents with activity first (an agent online with none, as the console's own
+    # user may be by now, is listed after them)
+    await expect(page.locator("#an-agents tbody tr", has_text="Agent ")).to_have_count(2)
     await expect(page.locator("#an-agents tbody td").first).to_have_text(re.compile("Agent [12]"))
+    first_agent = page.locator("#an-agents tbody tr", has_text="Agent 1")
+    await expect(first_agent.locator("td.an-online")).to_have_text("7.5 h")
+    await expect(first_agent.locator("td.an-busy")).to_have_text("30 min")
+    await expect(first_agent.locator("td.an-handling")).to_have_text(re.compile(r"^\d"))
+    by_agent = {r["agent_id"]: r for r in (await report(server, "agents", **span))["rows"]}
+    assert by_agent[agents[0]]["online_s"] == 7.5 * 3600
+    assert by_agent[agents[0]]["mean_handling_s"] > 0
     # the service cards: next response, teams, languages, CSAT and SLA as the API says
     await expect(page.locator("#an-next-response svg .tick", has_text="Shop API")).to_have_count(1)
     await expect(page.locator("#an-teams svg .tick", has_text="Billing")).to_have_count(1)
