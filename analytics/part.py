@@ -23,9 +23,11 @@ import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+from prometheus_client import Histogram
 
 from analytics import forwarded, rollups
 from analytics.backend import (
@@ -42,6 +44,7 @@ from hub.consumers.stream import StreamConsumer
 from hub.contracts.part import WORKERS, Layer
 from hub.events.envelope import Event, Payload, UnknownEventType, decode_event
 from hub.events.types import CONTACTS, CONVERSATIONS, ContactErased
+from hub.metrics import REGISTRY
 from hub.store.db import Conn
 
 if TYPE_CHECKING:
@@ -74,6 +77,16 @@ class Channels:
         return self._known
 
 
+#: how fresh the reports are: from an event's ``occurred_at`` (its commit at ingest) to its rows
+#: in the analytics store (bench/analytics/lag.py reads it)
+EVENT_LAG = Histogram(
+    "hub_analytics_event_lag_seconds",
+    "Seconds from an event's occurred_at to its rows written to the analytics store.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0),
+    registry=REGISTRY,
+)
+
+
 class AnalyticsConsumer:
     def __init__(self, store: AnalyticsStore, pool: asyncpg.Pool[Any]) -> None:
         self._store = store
@@ -97,6 +110,9 @@ class AnalyticsConsumer:
         rows = build_rows(events, channels)
         if len(rows):
             await self._store.write(rows)
+        now = datetime.now(UTC)
+        for event in events:
+            EVENT_LAG.observe((now - event.occurred_at).total_seconds())
         for event in events:  # after the rows: an erasure also removes what this batch wrote
             if isinstance(event.payload, ContactErased):
                 erased = event.payload

@@ -32,6 +32,7 @@ import dataclasses
 import json
 import statistics
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -197,6 +198,22 @@ async def backlog(pool: asyncpg.Pool[Any]) -> int:
     return n
 
 
+async def settled(base: str, pool: asyncpg.Pool[Any]) -> bool:
+    """The outbox is empty and no consumer group has a record left (``/readyz``'s bus lag)."""
+    if await pool.fetchval("SELECT count(*) FROM outbox"):
+        return False
+    return await asyncio.to_thread(_no_bus_lag, base)
+
+
+def _no_bus_lag(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base}readyz", timeout=10) as response:
+            body = response.read()
+    except urllib.error.HTTPError as exc:  # 503 while something is not ready: its checks too
+        body = exc.read()
+    return int(json.loads(body).get("checks", {}).get("bus_lag", 0)) == 0
+
+
 async def latency_rounds(
     args: argparse.Namespace, hub: Any, dsn: str, loadgen: Path
 ) -> list[dict[str, Any]]:
@@ -221,10 +238,13 @@ async def latency_rounds(
                 result["rules_backlog_after"] = await backlog(pool)
                 print(json.dumps(result), flush=True)
                 rounds.append(result)
-                # the engine catches up before the next round
-                async with asyncio.timeout(120):
-                    while await backlog(pool):
+                # the whole hub catches up before the next round (the engine, and every other
+                # consumer: the AI part's and analytics' backlogs would otherwise land in it)
+                began = time.monotonic()
+                async with asyncio.timeout(600):
+                    while await backlog(pool) or not await settled(hub.url, pool):
                         await asyncio.sleep(0.5)
+                result["settled_s"] = round(time.monotonic() - began, 1)
         return rounds
     finally:
         await pool.close()
