@@ -84,7 +84,7 @@ async def measure(
             "-secret",
             inbox["signing_secret"],
             "-c",
-            str(64 // len(bases)),
+            str(getattr(args, "concurrency", 64) // len(bases)),
             "-d",
             f"{args.seconds}s",
             "-rate",
@@ -131,6 +131,13 @@ def load_arguments(description: str) -> argparse.Namespace:
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--sockets", type=int, default=1)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=64,
+        help="the load generator's connections: a send slot finding them all busy is lost "
+        "(counted as failed), so the accepted rate is at most this over the webhook latency",
+    )
     parser.add_argument(
         "--worker-processes",
         type=int,
