@@ -29,13 +29,19 @@ from hub.events.types import (
 )
 
 
-class MessageRow(msgspec.Struct, array_like=True):
+class EventRow(msgspec.Struct, array_like=True):
+    """The columns every event table starts with (``analytics.schema._COMMON``), in its order:
+    each table's row adds its own after them."""
+
     event_id: str
     account_id: str
     occurred_at: datetime
     conversation_id: str
     inbox_id: str
     channel: str
+
+
+class MessageRow(EventRow, array_like=True):
     direction: str
     private: int
     agent_id: str
@@ -43,13 +49,7 @@ class MessageRow(msgspec.Struct, array_like=True):
     message_id: str
 
 
-class ConversationRow(msgspec.Struct, array_like=True):
-    event_id: str
-    account_id: str
-    occurred_at: datetime
-    conversation_id: str
-    inbox_id: str
-    channel: str
+class ConversationRow(EventRow, array_like=True):
     kind: str
     status: str
     assignee_id: str
@@ -59,13 +59,7 @@ class ConversationRow(msgspec.Struct, array_like=True):
     team_id: str = ""
 
 
-class CallRow(msgspec.Struct, array_like=True):
-    event_id: str
-    account_id: str
-    occurred_at: datetime
-    conversation_id: str
-    inbox_id: str
-    channel: str
+class CallRow(EventRow, array_like=True):
     call_id: str
     kind: str
     direction: str
@@ -75,35 +69,17 @@ class CallRow(msgspec.Struct, array_like=True):
     duration_s: float
 
 
-class RatingRow(msgspec.Struct, array_like=True):
-    event_id: str
-    account_id: str
-    occurred_at: datetime
-    conversation_id: str
-    inbox_id: str
-    channel: str
+class RatingRow(EventRow, array_like=True):
     contact_id: str
     rating: int
 
 
-class LanguageRow(msgspec.Struct, array_like=True):
-    event_id: str
-    account_id: str
-    occurred_at: datetime
-    conversation_id: str
-    inbox_id: str
-    channel: str
+class LanguageRow(EventRow, array_like=True):
     message_id: str
     language: str
 
 
-class SlaRow(msgspec.Struct, array_like=True):
-    event_id: str
-    account_id: str
-    occurred_at: datetime
-    conversation_id: str
-    inbox_id: str
-    channel: str
+class SlaRow(EventRow, array_like=True):
     kind: str
     policy_id: str
     metric: str
@@ -111,13 +87,7 @@ class SlaRow(msgspec.Struct, array_like=True):
     due_at: datetime
 
 
-class PresenceRow(msgspec.Struct, array_like=True):
-    event_id: str
-    account_id: str
-    occurred_at: datetime
-    conversation_id: str
-    inbox_id: str
-    channel: str
+class PresenceRow(EventRow, array_like=True):
     agent_id: str
     status: str
 
