@@ -336,5 +336,8 @@ async def _address(conn: Conn, contact_id: str, channel: str) -> str | None:
 def delivery_part() -> StreamConsumer:
     """Sends wait on providers: small batches."""
     return StreamConsumer(
-        "delivery", lambda hub: Delivery(hub.pool, hub.box, hub.config), max_batch=50
+        "delivery",
+        lambda hub: Delivery(hub.pool, hub.box, hub.config),
+        max_batch=50,
+        single_lane=False,  # a provider's slow answer holds back only its partition's replies
     )

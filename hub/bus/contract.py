@@ -9,8 +9,9 @@
 - **Retries** with exponential backoff, then the record goes to the group's dead-letter topic.
 - **Clean shutdown**: ``close`` lets in-flight handlers finish and records their progress.
 
-Handlers take a batch (records of one partition, in order) so consumers can write with one
-statement and one commit; :func:`each` adapts a per-record handler.
+Handlers take a batch (records in publish order per key) so consumers can write with one
+statement and one commit; :func:`each` adapts a per-record handler. A batch holds records of one
+partition, or of several for a group with ``single_lane`` (see :class:`ConsumerOptions`).
 """
 
 from __future__ import annotations
@@ -63,6 +64,11 @@ class ConsumerOptions:
     #: journal that writes in bulk wants it; a realtime consumer wants 0)
     linger: float = 0.0
     max_attempts: int = 5
+    #: False: a member handles a batch per partition, side by side (a sender waiting on a remote
+    #: API wants that); True: one batch at a time over all the member's partitions, in publish
+    #: order (a bulk writer: under load its batches grow instead of multiplying, so its
+    #: statements per record fall). Order per key holds either way.
+    single_lane: bool = False
     backoff_initial: float = 0.05
     backoff_max: float = 5.0
     transient: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)

@@ -102,7 +102,12 @@ class _KafkaSubscription(Subscription):
             try:
                 # partitions are independent: handle them side by side (their writes share
                 # group commits), in order within each, and commit all their offsets at once
-                await asyncio.gather(*(self._handle(tp, records) for tp, records in data.items()))
+                if self._options.single_lane:  # one batch over the partitions, each in order
+                    await self._handle([(tp, r) for tp, records in data.items() for r in records])
+                else:
+                    await asyncio.gather(
+                        *(self._handle([(tp, r) for r in records]) for tp, records in data.items())
+                    )
                 self._commit_soon({tp: records[-1].offset + 1 for tp, records in data.items()})
             except Exception as exc:  # a dead letter that could not be published, say
                 # the consumer's position is past these records: rewind, so they come again
@@ -116,7 +121,7 @@ class _KafkaSubscription(Subscription):
             finally:
                 self._idle.set()
 
-    async def _handle(self, tp: TopicPartition, records: list[Any]) -> None:
+    async def _handle(self, records: list[tuple[TopicPartition, Any]]) -> None:
         batch = [
             BusMessage(
                 self.topic,  # the hub's name for it, without the prefix
@@ -126,7 +131,7 @@ class _KafkaSubscription(Subscription):
                 r.offset,
                 {k: v.decode() for k, v in (r.headers or ())},
             )
-            for r in records
+            for tp, r in records
         ]
         await deliver(self._handler, batch, self._options, self.group, self._bus.dead_letter)
 

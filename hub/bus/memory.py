@@ -3,8 +3,9 @@
 A :class:`MemoryBroker` holds the topics (partitioned logs) and each group's progress, like a
 broker would; :class:`MemoryBus` is a client of it. One runner task per (group, partition) walks
 the log and hands each batch to one of the group's members, so a partition is never processed by
-two members at once and order per key holds through membership changes. Records are dropped from
-memory once every group has handled them; how far that has come is reported through
+two members at once and order per key holds through membership changes; a ``single_lane``
+group has one runner over all partitions instead, taking the oldest records first. Records are
+dropped from memory once every group has handled them; how far that has come is reported through
 :meth:`MemoryBus.settled`, which the outbox relay uses to know which outbox rows it may delete.
 """
 
@@ -13,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import heapq
+import itertools
 import logging
 import zlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
 from hub.bus.contract import (
@@ -67,6 +70,7 @@ class _Group:
         self.members: list[_Member] = []
         self.has_members = asyncio.Event()
         self.runners: list[asyncio.Task[None]] = []
+        self.turn = 0  # the member the single lane hands its next batch to
 
 
 class _Topic:
@@ -74,6 +78,7 @@ class _Topic:
         self.name = name
         self.partitions = [_Partition() for _ in range(partitions)]
         self.groups: dict[str, _Group] = {}
+        self.wakeup = asyncio.Event()  # any partition got a record (for single-lane groups)
 
 
 class MemoryBroker:
@@ -102,6 +107,7 @@ class MemoryBroker:
         if not topic.groups:
             self._trim(topic, index)
         partition.wakeup.set()
+        topic.wakeup.set()
         return self.last_token
 
     def _trim(self, topic: _Topic, index: int) -> None:
@@ -131,10 +137,16 @@ class MemoryBroker:
         group = topic.groups.get(group_name)
         if group is None:
             group = topic.groups[group_name] = _Group(group_name, topic, options)
-            group.runners = [
-                asyncio.create_task(self._run(group, p), name=f"bus:{group_name}:{topic_name}:{p}")
-                for p in range(len(topic.partitions))
-            ]
+            if options.single_lane:
+                lane = self._run_lane(group)
+                group.runners = [asyncio.create_task(lane, name=f"bus:{group_name}:{topic_name}")]
+            else:
+                group.runners = [
+                    asyncio.create_task(
+                        self._run(group, p), name=f"bus:{group_name}:{topic_name}:{p}"
+                    )
+                    for p in range(len(topic.partitions))
+                ]
         group.members.append(member)
         group.has_members.set()
         return group
@@ -173,6 +185,51 @@ class MemoryBroker:
                     member.idle.set()
             group.committed[index] = start + count
             self._trim(group.topic, index)
+
+    async def _run_lane(self, group: _Group) -> None:
+        topic = group.topic
+        options = group.options
+        while True:
+            if not group.members:
+                group.has_members.clear()
+                await group.has_members.wait()
+                continue
+            pending = sum(p.end - c for p, c in zip(topic.partitions, group.committed, strict=True))
+            if not pending:
+                topic.wakeup.clear()
+                await topic.wakeup.wait()
+                continue
+            if options.linger and pending < options.max_batch:
+                await asyncio.sleep(options.linger)
+            oldest = heapq.merge(
+                *(self._pending(group, i) for i in range(len(topic.partitions))),
+                key=lambda m: m[0],
+            )
+            taken = list(itertools.islice(oldest, options.max_batch))
+            batch = [m for _, m in taken]
+            member = group.members[group.turn % len(group.members)]
+            group.turn += 1
+            member.inflight += 1
+            member.idle.clear()
+            try:
+                await deliver(member.handler, batch, options, group.name, self._dead_letter)
+            finally:
+                member.inflight -= 1
+                if member.inflight == 0:
+                    member.idle.set()
+            for message in batch:  # in order per partition: the last one of each wins
+                group.committed[message.partition] = message.offset + 1
+            for index in {m.partition for m in batch}:
+                self._trim(topic, index)
+
+    def _pending(self, group: _Group, index: int) -> Iterator[tuple[int, BusMessage]]:
+        """(token, message) for the group's unhandled records of one partition, oldest first."""
+        partition = group.topic.partitions[index]
+        start = group.committed[index]
+        count = min(group.options.max_batch, partition.end - start)
+        records = itertools.islice(partition.records, start - partition.base, None)
+        for offset, r in zip(range(start, start + count), records, strict=False):
+            yield r.token, BusMessage(group.topic.name, r.key, r.value, index, offset, r.headers)
 
     async def leave(self, group: _Group, member: _Member, within: float) -> None:
         """Take the member out; wait up to ``within`` seconds for its batch in flight. A handler

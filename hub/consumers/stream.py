@@ -32,6 +32,9 @@ class StreamConsumer:
     max_batch: int = 100
     #: how long a bulk consumer waits for a fuller batch (seconds)
     linger: float = 0.0
+    #: one batch at a time over all partitions (a writer to the database: under load its
+    #: batches grow rather than multiply); False for a sender that waits on a remote API
+    single_lane: bool = True
     roles: frozenset[str] = WORKERS
     layer: Layer = "consumer"
     _subscriptions: list[Subscription] = dataclasses.field(default_factory=list)
@@ -41,7 +44,12 @@ class StreamConsumer:
 
         if hub.bus is None:
             raise RuntimeError(f"{self.name}: this process role has no bus")
-        options = ConsumerOptions(max_batch=self.max_batch, linger=self.linger, transient=TRANSIENT)
+        options = ConsumerOptions(
+            max_batch=self.max_batch,
+            linger=self.linger,
+            single_lane=self.single_lane,
+            transient=TRANSIENT,
+        )
         self._subscriptions = await self.make(hub).subscribe(hub.bus, options)
 
     async def stop(self) -> None:

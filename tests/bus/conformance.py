@@ -11,6 +11,7 @@ import asyncio
 import collections
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from typing import ClassVar
 
 import pytest
 
@@ -44,6 +45,9 @@ class Collector:
 
 
 class BusConformance:
+    #: how the suite's groups consume (a subclass runs it again with ``single_lane``, say)
+    OPTIONS: ClassVar[ConsumerOptions] = FAST
+
     @pytest.fixture
     def bus_factory(self) -> BusFactory:
         raise NotImplementedError("backend test modules override this fixture")
@@ -52,7 +56,7 @@ class BusConformance:
         bus = await bus_factory()
         topic = _topic()
         got = Collector()
-        await bus.subscribe(topic, "g", got, FAST)
+        await bus.subscribe(topic, "g", got, self.OPTIONS)
         sent: dict[str, list[bytes]] = collections.defaultdict(list)
         for i in range(300):
             key = f"k{i % 7}"
@@ -81,7 +85,7 @@ class BusConformance:
                     raise RuntimeError("temporary")
             handled.extend(m.value for m in batch)
 
-        await bus.subscribe(topic, "g", flaky, FAST)
+        await bus.subscribe(topic, "g", flaky, self.OPTIONS)
         for i in range(4):
             await bus.publish(topic, "a", f"a:{i}".encode())
         await _eventually(lambda: b"a:3" in handled)
@@ -105,10 +109,10 @@ class BusConformance:
             handled.extend(m.value for m in batch)
 
         dead = Collector()
-        await bus.subscribe(topic, "g", picky, FAST)
-        await bus.subscribe(dead_letter_topic(topic, "g"), "dlq-reader", dead, FAST)
+        await bus.subscribe(topic, "g", picky, self.OPTIONS)
+        await bus.subscribe(dead_letter_topic(topic, "g"), "dlq-reader", dead, self.OPTIONS)
         other = Collector()
-        await bus.subscribe(topic, "other", other, FAST)
+        await bus.subscribe(topic, "other", other, self.OPTIONS)
         for value in (b"one", b"poison", b"two"):
             await bus.publish(topic, "k", value)
         await _eventually(lambda: b"two" in handled and len(dead.seen) == 1)
@@ -124,8 +128,8 @@ class BusConformance:
         bus = await bus_factory()
         topic = _topic()
         first, second = Collector(), Collector()
-        await bus.subscribe(topic, "first", first, FAST)
-        await bus.subscribe(topic, "second", second, FAST)
+        await bus.subscribe(topic, "first", first, self.OPTIONS)
+        await bus.subscribe(topic, "second", second, self.OPTIONS)
         values = [f"v{i}".encode() for i in range(100)]
         for i, v in enumerate(values):
             await bus.publish(topic, f"k{i % 5}", v)
@@ -138,8 +142,8 @@ class BusConformance:
         bus_a, bus_b = await bus_factory(), await bus_factory()
         topic = _topic()
         a, b = Collector(), Collector()
-        await bus_a.subscribe(topic, "shared", a, FAST)
-        await bus_b.subscribe(topic, "shared", b, FAST)
+        await bus_a.subscribe(topic, "shared", a, self.OPTIONS)
+        await bus_b.subscribe(topic, "shared", b, self.OPTIONS)
         for i in range(200):
             await bus_a.publish(topic, f"k{i}", f"v{i}".encode())
         await _eventually(lambda: len(set(a.values()) | set(b.values())) == 200)
@@ -152,7 +156,7 @@ class BusConformance:
         topic = _topic()
         first = await bus_factory()
         got = Collector()
-        await first.subscribe(topic, "resumer", got, FAST)
+        await first.subscribe(topic, "resumer", got, self.OPTIONS)
         for i in range(10):
             await first.publish(topic, "k", f"v{i}".encode())
         await _eventually(lambda: len(got.seen) == 10)
@@ -163,7 +167,7 @@ class BusConformance:
             await producer.publish(topic, "k", f"v{i}".encode())
         second = await bus_factory()
         again = Collector()
-        await second.subscribe(topic, "resumer", again, FAST)
+        await second.subscribe(topic, "resumer", again, self.OPTIONS)
         await _eventually(lambda: len(again.seen) >= 5)
         await asyncio.sleep(0.2)
         assert again.values() == [f"v{i}".encode() for i in range(10, 15)]
@@ -181,7 +185,7 @@ class BusConformance:
             await asyncio.sleep(0.3)
             finished.extend(m.value for m in batch)
 
-        await bus.subscribe(topic, "slow", slow, FAST)
+        await bus.subscribe(topic, "slow", slow, self.OPTIONS)
         await bus.publish(topic, "k", b"x")
         await started.wait()
         await bus.close()
@@ -190,7 +194,7 @@ class BusConformance:
         # progress was recorded: a new client in the same group does not see it again
         again = await bus_factory()
         seen = Collector()
-        await again.subscribe(topic, "slow", seen, FAST)
+        await again.subscribe(topic, "slow", seen, self.OPTIONS)
         await again.publish(topic, "k", b"y")
         await _eventually(lambda: len(seen.seen) >= 1)
         await asyncio.sleep(0.1)
@@ -205,7 +209,7 @@ class BusConformance:
         async def gated(batch: Sequence[BusMessage]) -> None:
             await gate.wait()
 
-        await bus.subscribe(topic, "gated", gated, FAST)
+        await bus.subscribe(topic, "gated", gated, self.OPTIONS)
         token = await bus.publish(topic, "k", b"x")
         if not bus.durable:
             await asyncio.sleep(0.05)

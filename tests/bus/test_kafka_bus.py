@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
@@ -10,7 +11,7 @@ import pytest
 
 from hub.bus import Bus, BusMessage, ConsumerOptions, OutRecord, dead_letter_topic
 from hub.bus.kafka import KafkaBus
-from tests.bus.conformance import BusConformance, BusFactory
+from tests.bus.conformance import FAST, BusConformance, BusFactory
 from tests.support.kafka_server import KafkaServer
 
 pytestmark = pytest.mark.kafka
@@ -31,6 +32,12 @@ class TestKafkaBus(BusConformance):
         yield make
         for bus in made:  # closing twice is harmless; tests close what they finish with
             await bus.close()
+
+
+class TestKafkaBusSingleLane(TestKafkaBus):
+    """The same promises when a member takes one batch at a time over its partitions."""
+
+    OPTIONS = dataclasses.replace(FAST, single_lane=True)
 
 
 async def test_a_batch_that_cannot_finish_is_handled_again_not_skipped(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 
 import pytest
 
-from hub.bus import Bus, BusMessage, ConsumerOptions
+from hub.bus import Bus, BusMessage, ConsumerOptions, Handler
 from hub.bus.memory import MemoryBroker, MemoryBus
-from tests.bus.conformance import BusConformance, BusFactory
+from tests.bus.conformance import FAST, BusConformance, BusFactory
 
 
 class TestMemoryBus(BusConformance):
@@ -23,6 +24,47 @@ class TestMemoryBus(BusConformance):
             return bus
 
         return make
+
+
+class TestMemoryBusSingleLane(TestMemoryBus):
+    """The same promises when a group takes one batch at a time over all partitions."""
+
+    OPTIONS = dataclasses.replace(FAST, single_lane=True)
+
+
+async def test_a_single_lane_takes_what_piled_up_in_publish_order_in_one_batch() -> None:
+    """What arrives while a single-lane handler works is its next batch, whole and in publish
+    order across partitions; a group of per-partition lanes gets it as a batch per partition."""
+    bus = MemoryBus(MemoryBroker(partitions=4))
+    gate = asyncio.Event()
+    lane: list[list[bytes]] = []
+    lanes: list[list[bytes]] = []
+
+    def collect(into: list[list[bytes]]) -> Handler:
+        async def handler(batch: Sequence[BusMessage]) -> None:
+            into.append([m.value for m in batch])
+            await gate.wait()
+
+        return handler
+
+    options = ConsumerOptions(max_batch=500)
+    single = dataclasses.replace(options, single_lane=True)
+    await bus.subscribe("t", "single", collect(lane), single)
+    await bus.subscribe("t", "per-partition", collect(lanes), options)
+    await bus.publish("t", "first", b"first")
+    async with asyncio.timeout(5):
+        while not lane:
+            await asyncio.sleep(0.01)
+    values = [f"v{i}".encode() for i in range(40)]
+    for i, value in enumerate(values):
+        await bus.publish("t", f"k{i}", value)
+    gate.set()
+    async with asyncio.timeout(5):
+        while sum(map(len, lane)) < 41 or sum(map(len, lanes)) < 41:
+            await asyncio.sleep(0.01)
+    assert lane == [[b"first"], values], "one batch for what piled up, in publish order"
+    assert len(lanes) > 2, "per-partition lanes: a batch per partition"
+    await bus.close()
 
 
 async def test_close_is_bounded_when_a_handler_keeps_failing_transiently() -> None:
