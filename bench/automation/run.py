@@ -2,7 +2,8 @@
 and what they add to the webhook-to-agent-socket latency at 1,000 msgs/s.
 
     .venv/bin/python -m bench.automation.run [--rules 200] [--rate 1000] [--seconds 15] \
-        [--rounds 2] [--events 2000] [--batch 100] [--smoke]
+        [--rounds 2] [--switch 2] [--sockets 1] [--concurrency 64] [--events 2000] \
+        [--batch 100] [--smoke]
 
 Three figures, in one run of one `hub serve` (embedded default):
 
@@ -14,9 +15,13 @@ Three figures, in one run of one `hub serve` (embedded default):
   conversations, evaluate the 200 rules per event), called in this process on the hub's
   database with events copied from the journal, in batches of ``--batch`` records as the bus
   hands them to the consumer (up to its ``max_batch``, 100): events and rules per second;
-- ``latency``: rounds alternating no rules and the 200 rules (the same rule rows deleted and put
-  back between rounds), each measured as bench/realtime/latency.py does (the Go load generator's
-  signed webhooks, one agent socket); the added p99 is the rounds' median difference.
+- ``latency``: the webhook-to-socket latency as bench/realtime/latency.py measures it (the Go
+  load generator's signed webhooks, agent sockets), with the account switched between no rules
+  and the 200 rules every ``--switch`` seconds *during* each round (the same rule rows deleted
+  and put back): each message counts for the state the hub was in when it was sent, leaving out
+  those sent in the half second after a switch. Both states then share the same minute of a
+  noisy machine, which separate rounds did not (their baselines differed by 100-160 ms p99).
+  The added p50/p99 of a round is "rules" minus "none"; the figure is the rounds' median.
 
 The rules are message_created rules shaped like real ones (content contains / matches a pattern,
 labels, channel, inbox, priority, business hours), none of which matches the load generator's
@@ -28,12 +33,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import statistics
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +221,38 @@ def _no_bus_lag(base: str) -> bool:
     return int(json.loads(body).get("checks", {}).get("bus_lag", 0)) == 0
 
 
+async def put_rules(pool: asyncpg.Pool[Any], saved: list[dict[str, Any]], on: bool) -> None:
+    """The account's rules: none, or the saved ones back (the same rows, so the same ids)."""
+    columns = list(saved[0])
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("DELETE FROM automation_rules")
+        if on:
+            await conn.executemany(
+                f"""INSERT INTO automation_rules ({", ".join(columns)})
+                    VALUES ({", ".join(f"${i + 1}" for i in range(len(columns)))})""",
+                [tuple(r[c] for c in columns) for r in saved],
+            )
+
+
+def switch_rules(
+    pool: asyncpg.Pool[Any], saved: list[dict[str, Any]], every: float, first_on: bool
+) -> Callable[[asyncio.Event], Awaitable[list[tuple[int, str]]]]:
+    """The phases task: rules off and on in turn until the load ends."""
+
+    async def run(ended: asyncio.Event) -> list[tuple[int, str]]:
+        timeline: list[tuple[int, str]] = []
+        on = first_on
+        while not ended.is_set():
+            await put_rules(pool, saved, on)
+            timeline.append((time.time_ns(), "rules" if on else "none"))
+            on = not on
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended.wait(), every)
+        return timeline
+
+    return run
+
+
 async def latency_rounds(
     args: argparse.Namespace, hub: Any, dsn: str, loadgen: Path
 ) -> list[dict[str, Any]]:
@@ -221,30 +260,30 @@ async def latency_rounds(
     assert pool is not None
     try:
         saved = [dict(r) for r in await pool.fetch("SELECT * FROM automation_rules")]
-        columns = list(saved[0])
         rounds = []
         for n in range(args.rounds):
-            for with_rules in (False, True):
-                await pool.execute("DELETE FROM automation_rules")
-                if with_rules:
-                    await pool.executemany(
-                        f"""INSERT INTO automation_rules ({", ".join(columns)})
-                            VALUES ({", ".join(f"${i + 1}" for i in range(len(columns)))})""",
-                        [tuple(r[c] for c in columns) for r in saved],
-                    )
-                label = f"{n}-{'rules' if with_rules else 'none'}"
-                result = await measure(args, hub.url, hub.inbox, hub.token, loadgen, run=label)
-                result["rules"] = len(saved) if with_rules else 0
-                result["rules_backlog_after"] = await backlog(pool)
-                print(json.dumps(result), flush=True)
-                rounds.append(result)
-                # the whole hub catches up before the next round (the engine, and every other
-                # consumer: the AI part's and analytics' backlogs would otherwise land in it)
-                began = time.monotonic()
-                async with asyncio.timeout(600):
-                    while await backlog(pool) or not await settled(hub.url, pool):
-                        await asyncio.sleep(0.5)
-                result["settled_s"] = round(time.monotonic() - began, 1)
+            phases = switch_rules(pool, saved, args.switch, first_on=n % 2 == 1)
+            result = await measure(
+                args,
+                hub.url,
+                hub.inbox,
+                hub.token,
+                loadgen,
+                run=f"r{n}",
+                phases=phases,
+                guard_s=min(0.5, args.switch / 4),
+            )
+            result["rules_backlog_after"] = await backlog(pool)
+            print(json.dumps({k: v for k, v in result.items() if k != "per_socket_received"}))
+            rounds.append(result)
+            # the whole hub catches up before the next round (the engine, and every other
+            # consumer: the AI part's and analytics' backlogs would otherwise land in it)
+            began = time.monotonic()
+            async with asyncio.timeout(600):
+                while await backlog(pool) or not await settled(hub.url, pool):
+                    await asyncio.sleep(0.5)
+            result["settled_s"] = round(time.monotonic() - began, 1)
+        await put_rules(pool, saved, True)  # the rules back for the engine's figure
         return rounds
     finally:
         await pool.close()
@@ -256,15 +295,20 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--switch", type=float, default=2.0, help="seconds between switching the rules on and off"
+    )
+    parser.add_argument("--sockets", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--events", type=int, default=2000, help="events for the engine's rate")
     parser.add_argument(
         "--batch", type=int, default=100, help="records per batch for the engine's rate"
     )
     add_smoke_flag(parser)
     args = parser.parse_args()
-    args.sockets = 1
     if args.smoke:
-        args.rate, args.seconds, args.rounds, args.events = min(args.rate, 100), 1, 1, 20
+        args.rate, args.seconds, args.rounds, args.events = min(args.rate, 100), 2, 1, 20
+        args.switch = 0.5
     bodies = rule_bodies(args.rules)
     conditions = conditions_rate(bodies, 0.3 if args.smoke else 3.0)
     print("== conditions:", json.dumps(conditions), flush=True)
@@ -278,10 +322,18 @@ def main() -> None:
         rounds = asyncio.run(latency_rounds(args, hub, dsn, loadgen))
         engine = asyncio.run(engine_rate(dsn, args.events, args.batch))
         print("== engine:", json.dumps(engine), flush=True)
-    none = [r for r in rounds if not r["rules"]]
-    ruled = [r for r in rounds if r["rules"]]
+    added_per_round = [
+        {
+            key: round(r["by_phase"]["rules"][key] - r["by_phase"]["none"][key], 1)
+            for key in ("p50_ms", "p99_ms")
+        }
+        for r in rounds
+        if {"rules", "none"} <= set(r["by_phase"])
+    ]
     added = {
-        key: round(statistics.median(b[key] - a[key] for a, b in zip(none, ruled, strict=True)), 1)
+        key: round(statistics.median(a[key] for a in added_per_round), 1)
+        if added_per_round
+        else None
         for key in ("p50_ms", "p99_ms")
     }
     result = {
@@ -290,7 +342,9 @@ def main() -> None:
         "seconds": args.seconds,
         "conditions": conditions,
         "engine": engine,
+        "switch_s": args.switch,
         "latency_rounds": rounds,
+        "added_per_round": added_per_round,
         "added_p50_ms": added["p50_ms"],
         "added_p99_ms": added["p99_ms"],
     }

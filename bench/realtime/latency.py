@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import json
 import re
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,33 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p * (len(ordered) - 1)))] if ordered else 0.0
 
 
+#: a task run alongside the load that switches the hub between named states and returns when the
+#: load ended, with when each state began (``time.time_ns()``, state) in order
+Phases = Callable[[asyncio.Event], Awaitable[list[tuple[int, str]]]]
+
+
+def by_phase(
+    samples: list[tuple[int, float]], timeline: list[tuple[int, str]], guard_s: float
+) -> dict[str, dict[str, float]]:
+    """Latencies grouped by the state the hub was in when the webhook was sent; a message sent
+    within ``guard_s`` after a switch is left out (the previous state's work may still run)."""
+    starts = [t for t, _ in timeline]
+    grouped: dict[str, list[float]] = {}
+    for sent, ms in samples:
+        i = bisect.bisect_right(starts, sent) - 1
+        if i < 0 or sent - starts[i] < guard_s * 1e9:
+            continue
+        grouped.setdefault(timeline[i][1], []).append(ms)
+    return {
+        name: {
+            "events": len(values),
+            "p50_ms": round(percentile(values, 0.50), 1),
+            "p99_ms": round(percentile(values, 0.99), 1),
+        }
+        for name, values in sorted(grouped.items())
+    }
+
+
 async def measure(
     args: argparse.Namespace,
     url: str,
@@ -41,11 +70,15 @@ async def measure(
     loadgen: Path,
     webhook_bases: list[str] | None = None,
     run: str = "run",
+    phases: Phases | None = None,
+    guard_s: float = 0.5,
 ) -> dict[str, Any]:
     """Agent sockets on ``url``; webhooks split evenly over ``webhook_bases`` (default: ``url``),
-    one load generator each at its share of ``args.rate``."""
+    one load generator each at its share of ``args.rate``. With ``phases``, the result also has
+    the latencies per state of the hub (``by_phase``)."""
     bases = webhook_bases or [url]
     latencies: list[list[float]] = [[] for _ in range(args.sockets)]
+    samples: list[tuple[int, float]] = []  # (sent ns, ms) of every receipt
     after_event: list[float] = []  # from the event's occurred_at (inside the ingest) to receipt
     clients = []
     for index in range(args.sockets):
@@ -58,7 +91,9 @@ async def measure(
                     continue
                 found = SENT.search(data["event"]["payload"]["content"] or "")
                 if found:
-                    latencies[index].append((now - int(found.group(1))) / 1e6)
+                    sent_ns = int(found.group(1))
+                    latencies[index].append((now - sent_ns) / 1e6)
+                    samples.append((sent_ns, (now - sent_ns) / 1e6))
                     occurred = datetime.fromisoformat(data["event"]["occurred_at"])
                     after_event.append(now / 1e6 - occurred.timestamp() * 1e3)
 
@@ -97,7 +132,11 @@ async def measure(
         )
         for n, base in enumerate(bases)
     ]
+    ended = asyncio.Event()
+    switching = asyncio.ensure_future(phases(ended)) if phases is not None else None
     results = [json.loads((await proc.communicate())[0]) for proc in procs]
+    ended.set()
+    timeline = await switching if switching is not None else []
     sent = {
         "ok": sum(r["ok"] for r in results),
         "failed": sum(r["failed"] for r in results),
@@ -107,6 +146,7 @@ async def measure(
     for client in clients:
         await client.disconnect()
     everyone = [x for per_socket in latencies for x in per_socket]
+    extra = {"by_phase": by_phase(samples, timeline, guard_s)} if phases is not None else {}
     return {
         "rate": args.rate,
         "seconds": args.seconds,
@@ -122,6 +162,7 @@ async def measure(
         "webhook_p99_ms": sent["p99_ms"],
         "from_event_p50_ms": round(percentile(after_event, 0.50), 1),
         "from_event_p99_ms": round(percentile(after_event, 0.99), 1),
+        **extra,
     }
 
 
