@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -19,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import psutil
 
 from hub.store.embedded import stop_embedded_postgres
@@ -136,3 +138,36 @@ def running_hub(
         proc.wait(timeout=60)
         stop_embedded_postgres(work / "data")
         shutil.rmtree(work, ignore_errors=True)
+
+
+async def settled(base: str, pool: asyncpg.Pool[Any]) -> bool:
+    """The outbox is empty and no consumer group has a record left (``/readyz``'s bus lag)."""
+    if await pool.fetchval("SELECT count(*) FROM outbox"):
+        return False
+    return await asyncio.to_thread(_no_bus_lag, base)
+
+
+def _no_bus_lag(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base}readyz", timeout=10) as response:
+            body = response.read()
+    except urllib.error.HTTPError as exc:  # 503 while something is not ready: its checks too
+        body = exc.read()
+    return int(json.loads(body).get("checks", {}).get("bus_lag", 0)) == 0
+
+
+async def transactions(pool: asyncpg.Pool[Any]) -> int:
+    """Transactions PostgreSQL committed in the hub's database so far."""
+    n: int = await pool.fetchval(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+    )
+    return n
+
+
+async def until_settled(base: str, pool: asyncpg.Pool[Any], within: float = 600) -> float:
+    """Wait until the hub has caught up (:func:`settled`); the seconds it took."""
+    began = time.monotonic()
+    async with asyncio.timeout(within):
+        while not await settled(base, pool):
+            await asyncio.sleep(0.5)
+    return round(time.monotonic() - began, 1)

@@ -50,7 +50,7 @@ from automation.rule_engine import GROUP, RuleEngine, batch_contexts
 from automation.rule_evaluator import CompiledRules, Context
 from automation.rule_model import Action, Condition
 from automation.rule_store import Rule
-from bench.hub_process import running_hub
+from bench.hub_process import running_hub, settled
 from bench.ingest.run import build_loadgen
 from bench.realtime.latency import measure
 from bench.smoke import add_smoke_flag, results_dir
@@ -203,22 +203,6 @@ async def backlog(pool: asyncpg.Pool[Any]) -> int:
         GROUP,
     )
     return n
-
-
-async def settled(base: str, pool: asyncpg.Pool[Any]) -> bool:
-    """The outbox is empty and no consumer group has a record left (``/readyz``'s bus lag)."""
-    if await pool.fetchval("SELECT count(*) FROM outbox"):
-        return False
-    return await asyncio.to_thread(_no_bus_lag, base)
-
-
-def _no_bus_lag(base: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{base}readyz", timeout=10) as response:
-            body = response.read()
-    except urllib.error.HTTPError as exc:  # 503 while something is not ready: its checks too
-        body = exc.read()
-    return int(json.loads(body).get("checks", {}).get("bus_lag", 0)) == 0
 
 
 async def put_rules(pool: asyncpg.Pool[Any], saved: list[dict[str, Any]], on: bool) -> None:

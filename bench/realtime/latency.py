@@ -20,11 +20,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import socketio
 
-from bench.hub_process import running_hub
+from bench.hub_process import cpu_seconds, running_hub, transactions, until_settled
 from bench.ingest.run import build_loadgen
 from bench.smoke import add_smoke_flag, results_dir
+from hub.store.embedded import start_embedded_postgres
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 SENT = re.compile(r"sent_ns=(\d+)")
@@ -192,12 +194,31 @@ def load_arguments(description: str) -> argparse.Namespace:
     return args
 
 
+async def costed(args: argparse.Namespace, hub: Any, dsn: str, loadgen: Path) -> dict[str, Any]:
+    """:func:`measure`, with what the webhooks cost until the hub caught up with them: its CPU
+    (with a worker child) and PostgreSQL's transactions, per accepted webhook."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        cpu, xacts = cpu_seconds(hub.pid), await transactions(pool)
+        result = await measure(args, hub.url, hub.inbox, hub.token, loadgen)
+        result["settled_s"] = await until_settled(hub.url, pool)
+        accepted = max(result["webhooks_ok"], 1)
+        result["hub_cpu_us_per_webhook"] = round((cpu_seconds(hub.pid) - cpu) * 1e6 / accepted)
+        result["pg_transactions_per_webhook"] = round(
+            (await transactions(pool) - xacts) / accepted, 2
+        )
+        return result
+    finally:
+        await pool.close()
+
+
 def main() -> None:
     args = load_arguments(__doc__)
     loadgen = build_loadgen()
     split = {"HUB_WORKER_PROCESSES": str(args.worker_processes)}
     with running_hub("hub-rt-bench-", extra_env=split) as hub:
-        result = asyncio.run(measure(args, hub.url, hub.inbox, hub.token, loadgen))
+        dsn = asyncio.run(start_embedded_postgres(hub.data_dir))
+        result = asyncio.run(costed(args, hub, dsn, loadgen))
     results = results_dir(args.smoke, RESULTS)
     results.mkdir(parents=True, exist_ok=True)
     result["worker_processes"] = args.worker_processes
