@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from automation.batching import LINGER
 from automation.rule_engine import (
     BROKEN,
     current_context,
@@ -160,7 +159,7 @@ class NoReplyWaits:
 
 
 def no_reply_waits_part() -> StreamConsumer:
-    return StreamConsumer(GROUP, lambda hub: NoReplyWaits(hub.pool), max_batch=100, linger=LINGER)
+    return StreamConsumer(GROUP, lambda hub: NoReplyWaits(hub.pool), max_batch=100)
 
 
 async def _ended(conn: Conn, wait: Any) -> datetime | None:

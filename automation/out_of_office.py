@@ -17,7 +17,6 @@ from typing import Any
 
 import asyncpg
 
-from automation.batching import LINGER
 from hub.actions.messages import MessageRefused, create_agent_message
 from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
 from hub.consumers.idempotency import claim
@@ -126,6 +125,4 @@ class OutOfOffice:
 
 
 def out_of_office_part() -> StreamConsumer:
-    return StreamConsumer(
-        "out-of-office", lambda hub: OutOfOffice(hub.pool), max_batch=100, linger=LINGER
-    )
+    return StreamConsumer("out-of-office", lambda hub: OutOfOffice(hub.pool), max_batch=100)
