@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import heapq
 import itertools
 import logging
 import zlib
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from operator import itemgetter
 from typing import ClassVar
 
 from hub.bus.contract import (
@@ -41,6 +41,9 @@ class _Record:
     value: bytes
     headers: dict[str, str]
     token: int
+
+
+_token = itemgetter(0)
 
 
 class _Partition:
@@ -201,12 +204,7 @@ class MemoryBroker:
                 continue
             if options.linger and pending < options.max_batch:
                 await asyncio.sleep(options.linger)
-            oldest = heapq.merge(
-                *(self._pending(group, i) for i in range(len(topic.partitions))),
-                key=lambda m: m[0],
-            )
-            taken = list(itertools.islice(oldest, options.max_batch))
-            batch = [m for _, m in taken]
+            batch = self._oldest(group)
             member = group.members[group.turn % len(group.members)]
             group.turn += 1
             member.inflight += 1
@@ -222,14 +220,26 @@ class MemoryBroker:
             for index in {m.partition for m in batch}:
                 self._trim(topic, index)
 
-    def _pending(self, group: _Group, index: int) -> Iterator[tuple[int, BusMessage]]:
-        """(token, message) for the group's unhandled records of one partition, oldest first."""
-        partition = group.topic.partitions[index]
-        start = group.committed[index]
-        count = min(group.options.max_batch, partition.end - start)
-        records = itertools.islice(partition.records, start - partition.base, None)
-        for offset, r in zip(range(start, start + count), records, strict=False):
-            yield r.token, BusMessage(group.topic.name, r.key, r.value, index, offset, r.headers)
+    def _oldest(self, group: _Group) -> list[BusMessage]:
+        """The group's ``max_batch`` oldest unhandled records over all partitions, in publish
+        order (each partition's are in order, and the tokens order them across partitions)."""
+        limit = group.options.max_batch
+        pending: list[tuple[int, int, int, _Record]] = []
+        for index, partition in enumerate(group.topic.partitions):
+            start = group.committed[index]
+            count = min(limit, partition.end - start)
+            if count:
+                skip = start - partition.base
+                records = itertools.islice(partition.records, skip, skip + count)
+                pending.extend(
+                    (r.token, index, offset, r) for offset, r in enumerate(records, start)
+                )
+        pending.sort(key=_token)
+        name = group.topic.name
+        return [
+            BusMessage(name, r.key, r.value, index, offset, r.headers)
+            for _, index, offset, r in pending[:limit]
+        ]
 
     async def leave(self, group: _Group, member: _Member, within: float) -> None:
         """Take the member out; wait up to ``within`` seconds for its batch in flight. A handler
