@@ -55,6 +55,18 @@ BUS_LAG = Gauge(
     ["group", "topic", "partition"],
     registry=REGISTRY,
 )
+BUS_BATCHES = Counter(
+    "hub_bus_batches_total",
+    "Batches a consumer group's handler was given (records over batches is its batch size).",
+    ["group"],
+    registry=REGISTRY,
+)
+BUS_RECORDS = Counter(
+    "hub_bus_records_total",
+    "Records a consumer group's handler was given, in batches.",
+    ["group"],
+    registry=REGISTRY,
+)
 REALTIME_SLOW_CUTOFFS = Counter(
     "hub_realtime_slow_cutoffs_total",
     "Agent sockets disconnected because they stopped reading (they replay on reconnect).",

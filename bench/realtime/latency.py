@@ -15,6 +15,7 @@ import bisect
 import json
 import re
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -194,15 +195,31 @@ def load_arguments(description: str) -> argparse.Namespace:
     return args
 
 
+BATCHES = re.compile(r'^hub_bus_batches_total\{group="([^"]+)"\} ([0-9.e+]+)$', re.M)
+
+
+def bus_batches(base: str) -> dict[str, float]:
+    """Batches handed to each consumer group so far (the hub's ``/metrics``)."""
+    with urllib.request.urlopen(f"{base}metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {group: float(n) for group, n in BATCHES.findall(text)}
+
+
 async def costed(args: argparse.Namespace, hub: Any, dsn: str, loadgen: Path) -> dict[str, Any]:
     """:func:`measure`, with what the webhooks cost until the hub caught up with them: its CPU
     (with a worker child) and PostgreSQL's transactions, per accepted webhook."""
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     try:
         cpu, xacts = cpu_seconds(hub.pid), await transactions(pool)
+        batches = await asyncio.to_thread(bus_batches, hub.url)
         result = await measure(args, hub.url, hub.inbox, hub.token, loadgen)
         result["settled_s"] = await until_settled(hub.url, pool)
         accepted = max(result["webhooks_ok"], 1)
+        after = await asyncio.to_thread(bus_batches, hub.url)
+        result["bus_batches_per_1000_webhooks"] = {
+            group: round((n - batches.get(group, 0)) * 1000 / accepted)
+            for group, n in sorted(after.items())
+        }
         result["hub_cpu_us_per_webhook"] = round((cpu_seconds(hub.pid) - cpu) * 1e6 / accepted)
         result["pg_transactions_per_webhook"] = round(
             (await transactions(pool) - xacts) / accepted, 2

@@ -11,6 +11,7 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 
 from hub.bus.contract import BusMessage, ConsumerOptions, Handler, OutRecord, dead_letter_topic
+from hub.metrics import BUS_BATCHES, BUS_RECORDS
 
 log = logging.getLogger("hub.bus")
 
@@ -26,6 +27,8 @@ async def deliver(
     dead_letter: DeadLetter,
 ) -> None:
     """Return once every record was handled or dead-lettered (never with a record dropped)."""
+    BUS_BATCHES.labels(group).inc()
+    BUS_RECORDS.labels(group).inc(len(batch))
     first = 1
     if len(batch) > 1:
         try:

@@ -10,6 +10,7 @@ import pytest
 
 from hub.bus import Bus, BusMessage, ConsumerOptions, Handler
 from hub.bus.memory import MemoryBroker, MemoryBus
+from hub.metrics import BUS_BATCHES, BUS_RECORDS
 from tests.bus.conformance import FAST, BusConformance, BusFactory
 
 
@@ -48,6 +49,8 @@ async def test_a_single_lane_takes_what_piled_up_in_publish_order_in_one_batch()
         return handler
 
     options = ConsumerOptions(max_batch=500)
+    batches = BUS_BATCHES.labels("single")._value.get()
+    records = BUS_RECORDS.labels("single")._value.get()
     single = dataclasses.replace(options, single_lane=True)
     await bus.subscribe("t", "single", collect(lane), single)
     await bus.subscribe("t", "per-partition", collect(lanes), options)
@@ -63,6 +66,9 @@ async def test_a_single_lane_takes_what_piled_up_in_publish_order_in_one_batch()
         while sum(map(len, lane)) < 41 or sum(map(len, lanes)) < 41:
             await asyncio.sleep(0.01)
     assert lane == [[b"first"], values], "one batch for what piled up, in publish order"
+    # what /metrics says of it: two batches, 41 records
+    assert BUS_BATCHES.labels("single")._value.get() - batches == 2
+    assert BUS_RECORDS.labels("single")._value.get() - records == 41
     assert len(lanes) > 2, "per-partition lanes: a batch per partition"
     await bus.close()
 
