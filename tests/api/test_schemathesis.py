@@ -20,7 +20,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.support.processes import free_port, hub_cli, hub_env, start_hub, wait_healthy
+from tests.support.processes import free_port, hub_cli_many, hub_env, start_hub, wait_healthy
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -35,8 +35,12 @@ async def test_the_api_matches_its_openapi_document(db_dsn: str, tmp_path: Path)
         HUB_RATE_LIMIT_TOKEN="0",
         HUB_RATE_LIMIT_LOGIN="0",
     )
-    hub_cli(env, "inbox", "create", "--channel", "api", "--name", "fuzzed")
-    token = hub_cli(env, "token", "create", "--name", "schemathesis")["token"]
+    _, made = hub_cli_many(
+        env,
+        ["inbox", "create", "--channel", "api", "--name", "fuzzed"],
+        ["token", "create", "--name", "schemathesis"],
+    )
+    token = made["token"]
     log = tmp_path / "hub.log"
     proc = start_hub(env, log)
     base = f"http://127.0.0.1:{port}"
