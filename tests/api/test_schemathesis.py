@@ -47,7 +47,9 @@ async def test_the_api_matches_its_openapi_document(db_dsn: str, tmp_path: Path)
     try:
         async with aiohttp.ClientSession() as session:
             await wait_healthy(session, base, proc, log)
-        examples = os.environ.get("HUB_SCHEMATHESIS_EXAMPLES", "12")
+        # every operation gets the coverage phase's boundary cases and 6 generated ones (12 cost
+        # about 35 s more in CI's slow half; HUB_SCHEMATHESIS_EXAMPLES raises it for a campaign)
+        examples = os.environ.get("HUB_SCHEMATHESIS_EXAMPLES", "6")
         run = subprocess.run(
             [
                 str(Path(sys.executable).parent / "schemathesis"),
