@@ -130,10 +130,17 @@ def _release_session(session: Any) -> None:
             session.close()
 
 
+#: ClickHouse reads a String parameter's text in its escaped (TSV) format: a raw tab ended the
+#: value (an error, a 500 for a filter from the query string) and a backslash began an escape
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
+
+
 def _literal(value: Any) -> Any:
-    """chDB binds parameters as text: lists become ClickHouse array literals."""
+    """chDB binds parameters as text: strings escaped, lists as ClickHouse array literals."""
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(_quote(v) for v in value) + "]"
+    if isinstance(value, str):
+        return value.translate(_ESCAPES)
     return value
 
 

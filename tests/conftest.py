@@ -17,7 +17,11 @@ from hub.actions.setup import hash_token
 from hub.app import Hub
 from hub.config import Config
 from hub.store.db import prepare_connection
-from hub.store.embedded import start_embedded_postgres, stop_embedded_postgres
+from hub.store.embedded import (
+    apply_server_settings,
+    start_embedded_postgres,
+    stop_embedded_postgres,
+)
 from hub.store.migrate import migrate
 from server.compose import build_hub, install
 from tests.support.kafka_server import KafkaServer
@@ -26,6 +30,9 @@ from tests.support.redis_server import RedisServer
 pytest_plugins = ["tests.unhandled"]
 
 TEMPLATE = "hub_template"
+#: the run's server is deleted when the run ends, never recovered after a machine crash: it need
+#: not wait for the disk at each commit and database copy (every test makes a database)
+THROWAWAY_SERVER_SETTINGS = {"fsync": "off", "full_page_writes": "off", "synchronous_commit": "off"}
 ADMIN_TOKEN = "test-bootstrap-token"
 
 
@@ -49,6 +56,7 @@ async def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]
     dsn = await start_embedded_postgres(data_dir)
     conn = await asyncpg.connect(dsn)
     try:
+        await apply_server_settings(conn, THROWAWAY_SERVER_SETTINGS)
         await conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE}")
         await conn.execute(f"CREATE DATABASE {TEMPLATE}")
     finally:
@@ -71,7 +79,8 @@ async def db_dsn(pg_dsn: str) -> AsyncIterator[str]:
     name = f"t_{uuid.uuid4().hex[:12]}"
     conn = await asyncpg.connect(pg_dsn)
     try:
-        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+        # a copy of the template's files (with fsync off, faster than logging each page to WAL)
+        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE} STRATEGY FILE_COPY")
     finally:
         await conn.close()
     yield _with_db(pg_dsn, name)

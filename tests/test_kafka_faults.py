@@ -21,7 +21,7 @@ from cryptography.fernet import Fernet
 from tests.realtime.agents import Agent
 from tests.support.api_channel import api_body, signed_headers
 from tests.support.kafka_server import KafkaServer
-from tests.support.processes import free_port, hub_cli, hub_env, start_hub, wait_healthy
+from tests.support.processes import free_port, hub_cli_many, hub_env, start_hub, wait_healthy
 from tests.support.redis_server import RedisServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis, pytest.mark.kafka]
@@ -56,8 +56,12 @@ async def stack(
         name: hub_env(tmp_path / name, ports[name], HUB_ROLE=role, **common)
         for name, role in roles.items()
     }
-    inbox = hub_cli(envs["gateway"], "inbox", "create", "--channel", "api", "--name", "F")
-    token = hub_cli(envs["gateway"], "token", "create", "--name", "faults")["token"]
+    inbox, made = hub_cli_many(
+        envs["gateway"],
+        ["inbox", "create", "--channel", "api", "--name", "F"],
+        ["token", "create", "--name", "faults"],
+    )
+    token = made["token"]
     logs = {name: tmp_path / f"{name}.log" for name in roles}
     procs = {name: start_hub(envs[name], logs[name]) for name in roles}
     async with aiohttp.ClientSession() as session:

@@ -12,7 +12,7 @@ from cryptography.fernet import Fernet
 
 from tests.realtime.agents import Agent
 from tests.support.api_channel import api_body, signed_headers
-from tests.support.processes import free_port, hub_cli, hub_env, start_hub, wait_healthy
+from tests.support.processes import free_port, hub_cli_many, hub_env, start_hub, wait_healthy
 from tests.support.redis_server import RedisServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
@@ -31,8 +31,12 @@ async def test_a_gateway_and_a_worker_split_the_work(
         role: hub_env(tmp_path / role, port, HUB_ROLE=role, **common)
         for role, port in ports.items()
     }
-    inbox = hub_cli(envs["gateway"], "inbox", "create", "--channel", "api", "--name", "S")
-    token = hub_cli(envs["gateway"], "token", "create", "--name", "roles")["token"]
+    inbox, made = hub_cli_many(
+        envs["gateway"],
+        ["inbox", "create", "--channel", "api", "--name", "S"],
+        ["token", "create", "--name", "roles"],
+    )
+    token = made["token"]
     logs = {role: tmp_path / f"{role}.log" for role in ports}
     procs = {role: start_hub(envs[role], logs[role]) for role in ports}
     base = {role: f"http://127.0.0.1:{port}" for role, port in ports.items()}

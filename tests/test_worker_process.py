@@ -22,7 +22,7 @@ from cryptography.fernet import Fernet
 from hub.store.embedded import stop_embedded_postgres
 from tests.realtime.agents import Agent
 from tests.support.api_channel import api_body, signed_headers
-from tests.support.processes import free_port, hub_cli, hub_env, start_hub, wait_healthy
+from tests.support.processes import free_port, hub_cli_many, hub_env, start_hub, wait_healthy
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -91,8 +91,12 @@ def split_env(tmp_path: Path) -> Any:
 async def test_a_webhook_reaches_the_agent_through_the_worker_child_which_stops_with_the_parent(
     tmp_path: Path, split_env: dict[str, str]
 ) -> None:
-    inbox = hub_cli(split_env, "inbox", "create", "--channel", "api", "--name", "Split")
-    token = hub_cli(split_env, "token", "create", "--name", "split")["token"]
+    inbox, made = hub_cli_many(
+        split_env,
+        ["inbox", "create", "--channel", "api", "--name", "Split"],
+        ["token", "create", "--name", "split"],
+    )
+    token = made["token"]
     log = tmp_path / "hub.log"
     proc = start_hub(split_env, log)
     base = f"http://127.0.0.1:{split_env['HUB_PORT']}"

@@ -262,7 +262,7 @@ def _p95(samples: list[float]) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
 
 
-async def run(events: int, data: Path, repeats: int) -> dict[str, object]:
+async def run(events: int, data: Path, repeats: int, agents: int = 200) -> dict[str, object]:
     shutil.rmtree(data, ignore_errors=True)
     backend = ChdbBackend(data, "hub_analytics")
     store = AnalyticsStore(backend)
@@ -276,7 +276,7 @@ async def run(events: int, data: Path, repeats: int) -> dict[str, object]:
         insert_s += time.perf_counter() - t
         written += len(rows)
         print(f"\r{written:,} rows written ({insert_s:.1f} s inserting)", end="", file=sys.stderr)
-    presence = shifts()
+    presence = shifts(agents)
     t = time.perf_counter()
     await store.write(Rows(agent_presence=presence))
     insert_s += time.perf_counter() - t
@@ -381,11 +381,14 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000_000, help="message events")
     parser.add_argument("--data", type=Path, default=Path(".artefacts/analytics/chdb"))
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--smoke", action="store_true", help="20,000 events, 3 repeats")
+    parser.add_argument(
+        "--smoke", action="store_true", help="5,000 events, 20 agents, each report once"
+    )
     args = parser.parse_args()
     if args.smoke:
-        args.events, args.repeats = 20_000, 3
-    result = asyncio.run(run(args.events, args.data, args.repeats))
+        args.events, args.repeats = 5_000, 1
+    agents = 20 if args.smoke else 200
+    result = asyncio.run(run(args.events, args.data, args.repeats, agents))
     out = Path(".artefacts/analytics")
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=2))

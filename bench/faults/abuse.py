@@ -258,6 +258,8 @@ async def abuse(args: argparse.Namespace) -> dict[str, Any]:
         url = hubs.urls()[0]
         path = url.split(str(port), 1)[1]
         cap = max(args.idle, args.body, args.deadline, args.handshake) * 3 + 10
+        # idle agents are held past every timeout; a smoke run holds them twice the longest
+        hold = cap if args.hold is None else args.hold
         try:
             before = rss_and_fds(proc.pid)
             stop = asyncio.Event()
@@ -273,7 +275,7 @@ async def abuse(args: argparse.Namespace) -> dict[str, Any]:
                 stalled_bodies(port, args.bodies, path, secret, cap),
                 slow_bodies(port, args.trickles, path, cap),
                 silent_sockets(base, args.silent, cap),
-                idle_agents(base, hubs.tokens[: args.agents], cap),
+                idle_agents(base, hubs.tokens[: args.agents], hold),
             )
             during = rss_and_fds(proc.pid)
             stop.set()
@@ -321,10 +323,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the result here")
     add_smoke_flag(parser)
     args = parser.parse_args(argv)
+    args.hold = None  # idle agent sockets are held as long as the other abusers may take
     if args.smoke:  # a handful of each abuser
         args.flood, args.slow, args.bodies, args.trickles = 20, 5, 5, 5
         args.silent, args.agents = 5, 5
         args.idle, args.body, args.handshake, args.deadline = 1.5, 1.5, 1.5, 2.5
+        args.hold = 2 * max(args.idle, args.body, args.handshake, args.deadline)
     os.environ.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
     result = asyncio.run(abuse(args))
     text = json.dumps(result, indent=2)

@@ -16,15 +16,32 @@ from channels._base.signatures import sign_hmac_sha256
 FAULT_STATUSES = frozenset({"502", "503", "504", "connection"})
 
 
-def api_body(pmid: str) -> bytes:
+def api_body(pmid: str, padding: int = 0) -> bytes:
+    """A provider message; with ``padding``, an attachment whose link is that long makes its
+    events larger (not its text: the AI part's work per message stays the same)."""
     n = int(pmid.rsplit("-", 1)[1])
-    return orjson.dumps(
-        {
-            "message_id": pmid,
-            "contact": {"identifier": f"fault-contact-{n % 211}", "name": f"Contact {n % 211}"},
-            "text": f"message {pmid} — ආයුබෝවන්",
+    message: dict[str, object] = {
+        "message_id": pmid,
+        "contact": {"identifier": f"fault-contact-{n % 211}", "name": f"Contact {n % 211}"},
+        "text": f"message {pmid} — ආයුබෝවන්",
+    }
+    if padding:
+        link = f"https://files.example/{pmid}/"
+        message["attachments"] = [{"url": link + "x" * (padding - len(link)), "size": 1}]
+    return orjson.dumps(message)
+
+
+def padded_requests(secret: str, padding: int) -> Callable[[str], tuple[bytes, dict[str, str]]]:
+    """A ``Driver.make`` for signed API-channel messages with a ``padding``-character link each."""
+
+    def make(pmid: str) -> tuple[bytes, dict[str, str]]:
+        body = api_body(pmid, padding)
+        return body, {
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": sign_hmac_sha256(secret, body),
         }
-    )
+
+    return make
 
 
 class Driver:

@@ -12,7 +12,9 @@ Scenarios:
   start it again; the provider retries what failed.
 - ``slow-client``: the embedded default with one more socket that stops reading after its first
   batch: the hub must cut it (``hub_realtime_slow_cutoffs_total``) while the others keep up; it
-  then reconnects with its ``last_seq`` and replays what it missed.
+  then reconnects with its ``last_seq`` and replays what it missed. Its messages carry an
+  attachment link of 2,000 characters each, so the unread backlog outgrows the kernel's buffers
+  after a few hundred messages.
 - ``redis-restart``: two ``hub serve`` on one PostgreSQL and a ``redis-server``; Redis is stopped
   for ``--outage`` seconds and started empty.
 - ``worker-kill``: one gateway and two workers (``HUB_ROLE``) on Kafka, Redis and PostgreSQL;
@@ -68,14 +70,14 @@ import asyncpg
 from cryptography.fernet import Fernet
 
 from bench.faults.agents import SilentSocket, StreamAgent
-from bench.faults.driver import Driver
+from bench.faults.driver import Driver, padded_requests
 from bench.faults.replies import Replier
 from bench.faults.whatsapp_media import DOCUMENT, DocumentWebhooks, whatsapp_inbox
 from bench.smoke import add_smoke_flag
 from hub.store.embedded import start_embedded_postgres, stop_embedded_postgres
 from tests.support.graph_mock import GraphApi
 from tests.support.kafka_server import KafkaServer
-from tests.support.processes import free_port, hub_cli, hub_env, start_hub, wait_healthy
+from tests.support.processes import free_port, hub_cli_many, hub_env, start_hub, wait_healthy
 from tests.support.provider_mock import ApiEndpoint, ProviderMock
 from tests.support.redis_server import RedisServer
 
@@ -95,6 +97,9 @@ SCENARIOS = (
 #: scenarios that also send agent replies and reconcile them at the provider mock
 REPLY_SCENARIOS = frozenset({"gateway-kill", "worker-kill", "scaled-gateway-kill"})
 MEDIA_MAX_RATE = 200.0
+#: the length of each slow-client message's attachment link (the API channel takes 2,048): larger
+#: events, yet a replay batch of 500 still fits the kernel's buffers of a socket that reads
+SLOW_CLIENT_PADDING = 2_000
 MEDIA_FSIZE_LIMIT = 64 * 1024
 MEDIA_WARNING = "media store cannot take"
 
@@ -233,24 +238,21 @@ class Hubs:
         ]
         for env, role in zip(self.envs, self.roles, strict=False):
             env["HUB_ROLE"] = role
-        if self.mode in ("scaled", "kafka"):
-            subprocess.run(
-                [sys.executable, "-m", "server.cli", "migrate"],
-                env=self.envs[0],
-                check=True,
-                capture_output=True,
-            )
-        self.inbox = hub_cli(self.envs[0], "inbox", "create", "--channel", "api", "--name", "F")
-        self.tokens = [
-            hub_cli(self.envs[0], "token", "create", "--name", f"a{i}", "--role", "agent")["token"]
-            for i in range(agents + 1)
-        ]
-        self.admin = hub_cli(
-            self.envs[0], "token", "create", "--name", "admin", "--role", "administrator"
-        )["token"]
+        migrate = [["migrate"]] if self.mode in ("scaled", "kafka") else []
+        # the set-up commands in one process (each would start Python and the hub again)
+        made = hub_cli_many(
+            self.envs[0],
+            *migrate,
+            ["inbox", "create", "--channel", "api", "--name", "F"],
+            *[["token", "create", "--name", f"a{i}", "--role", "agent"] for i in range(agents + 1)],
+            ["token", "create", "--name", "admin", "--role", "administrator"],
+        )
+        self.inbox = made[len(migrate)]
+        self.tokens = [m["token"] for m in made[len(migrate) + 1 : -1]]
+        self.admin = made[-1]["token"]
         self.ingest_inbox = self.inbox["id"]
-        for i in range(len(self.ports)):
-            await self.start(i)
+        # all at once: each waits mostly on its own start-up (imports, connections)
+        await asyncio.gather(*(self.start(i) for i in range(len(self.ports))))
         if self.mode == "embedded":
             self.dsn = await start_embedded_postgres(self.work / "data0")
 
@@ -448,10 +450,14 @@ async def run_scenario(
         finally:
             if xfsz is not None:
                 signal.signal(signal.SIGXFSZ, xfsz)
-        make = None
+        make: Callable[[str], tuple[bytes, dict[str, str]]] | None = None
         if media:
             hubs.ingest_inbox = (await whatsapp_inbox(hubs.gateways[0], hubs.admin, mock))["id"]
             make = DocumentWebhooks(mock).make
+        if scenario == "slow-client":
+            # larger messages: the backlog outgrows the kernel's socket buffers (a few MB) after
+            # hundreds of them rather than the thousands the hub then takes a minute to settle
+            make = padded_requests(hubs.inbox["signing_secret"], SLOW_CLIENT_PADDING)
         replier: Replier | None = None
         if scenario in REPLY_SCENARIOS and replies > 0:
             await configure_replies(hubs, mock)
@@ -592,6 +598,7 @@ async def reconcile(
                 inbox_id,
             ) or await conn.fetchval("SELECT count(*) FROM outbox"):
                 await asyncio.sleep(0.2)
+        progress(f"journal and outbox settled {time.monotonic() - load_done:.1f} s after the load")
         rows = await conn.fetch(
             """SELECT provider_message_id, count(*) AS n FROM messages
                 WHERE inbox_id = $1 AND direction = 'inbound' GROUP BY 1""",
@@ -629,6 +636,7 @@ async def reconcile(
     except TimeoutError:
         report.notes.append("agents did not catch up within the settle time")
     report.caught_up_seconds = round(time.monotonic() - load_done, 2)
+    progress(f"agents caught up {report.caught_up_seconds} s after the load")
     await asyncio.sleep(0.5)  # anything doubled arrives now
     report.delivered_min = min(sum(1 for p in stored if a.received[p]) for a in agents)
     report.agent_lost = sum(1 for a in agents for p in stored if not a.received[p])

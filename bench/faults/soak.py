@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smoke:  # a few seconds; everything into the ignored .artefacts/bench
         out = results_dir(True, RESULTS)
-        args.duration, args.rate, args.agents, args.every = 6, 50, 1, 1
+        args.duration, args.rate, args.agents, args.every = 3, 50, 1, 1
         if not args.chart_only:
             args.json = out / "soak.json"
         args.png, args.pg_log = out / "soak.png", out / "soak-postgres.log"

@@ -145,7 +145,10 @@ async def measure(
         "failed": sum(r["failed"] for r in results),
         "p99_ms": max(r["p99_ms"] for r in results),
     }
-    await asyncio.sleep(2)  # let the last events arrive
+    # the last events: up to 2 s more, or until every socket has one per acknowledged webhook
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and any(len(x) < sent["ok"] for x in latencies):
+        await asyncio.sleep(0.05)
     for client in clients:
         await client.disconnect()
     everyone = [x for per_socket in latencies for x in per_socket]

@@ -40,14 +40,13 @@ from tests.support.redis_server import RedisServer
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
-def start(env: dict[str, str], role: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+def spawn(env: dict[str, str], role: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """``hub serve`` in ``role``, not waited for (layouts start their processes together)."""
     hub = str(Path(sys.executable).parent / "hub")
     with log.open("ab") as out:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             [hub, "serve", "--role", role, "--port", str(port)], env=env, stdout=out, stderr=out
         )
-    wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
-    return proc
 
 
 def commit_counts(ports: dict[str, int]) -> dict[str, tuple[float, float]]:
@@ -82,11 +81,13 @@ def layout(
     prefix = f"s{gateways}-{os.urandom(3).hex()}."
     env = {**env, "HUB_KAFKA_PREFIX": prefix}
     worker_port = free_port()
-    procs = {"worker": start(env, "worker", worker_port, work / f"worker-{gateways}.log")}
+    procs = {"worker": spawn(env, "worker", worker_port, work / f"worker-{gateways}.log")}
     ports = [free_port() for _ in range(gateways)]
     for n, port in enumerate(ports):
-        procs[f"gateway-{n + 1}"] = start(env, "gateway", port, work / f"gw{n + 1}-{gateways}.log")
+        procs[f"gateway-{n + 1}"] = spawn(env, "gateway", port, work / f"gw{n + 1}-{gateways}.log")
     named_ports = {"worker": worker_port} | {f"gateway-{n + 1}": p for n, p in enumerate(ports)}
+    for name, proc in procs.items():
+        wait_ready(f"http://127.0.0.1:{named_ports[name]}/readyz", proc)
     bases = [f"http://127.0.0.1:{port}/" for port in ports]
     print(f"== {gateways} gateway(s) + 1 worker up; {args.rate} msgs/s for {args.seconds} s")
     try:
@@ -174,7 +175,7 @@ def main() -> None:
     add_smoke_flag(parser)
     args = parser.parse_args()
     if args.smoke:
-        args.rate, args.seconds, args.warmup = min(args.rate, 100), 1, 1
+        args.rate, args.seconds, args.warmup = min(args.rate, 100), 1, 0
     results = results_dir(args.smoke, RESULTS)
     loadgen = build_loadgen()
     work = Path(tempfile.mkdtemp(prefix="hub-scaleout-"))

@@ -260,7 +260,7 @@ def main() -> None:
     add_smoke_flag(parser)
     args = parser.parse_args()
     if args.smoke:
-        args.visitors, args.rate, args.seconds, args.procs = 20, 20.0, 2.0, 1
+        args.visitors, args.rate, args.seconds, args.procs = 20, 20.0, 1.0, 1
     with running_hub("hub-widget-") as hub:
         result = asyncio.run(measure(args, hub.url, hub.pid, hub.token))
     print(json.dumps(result, indent=2))

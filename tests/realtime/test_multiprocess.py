@@ -17,7 +17,7 @@ from cryptography.fernet import Fernet
 from tests.realtime.agents import Agent
 from tests.support.api_channel import api_body, signed_headers
 from tests.support.kafka_server import KafkaServer
-from tests.support.processes import free_port, hub_cli, hub_env, start_hub, wait_healthy
+from tests.support.processes import free_port, hub_cli_many, hub_env, start_hub, wait_healthy
 from tests.support.redis_server import RedisServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
@@ -53,9 +53,12 @@ async def test_two_processes_share_events_and_presence_and_survive_a_redis_resta
         common["HUB_KAFKA_PREFIX"] = f"mp-{uuid.uuid4().hex[:8]}."
     ports = [free_port(), free_port()]
     envs = [hub_env(tmp_path / f"data{i}", port, **common) for i, port in enumerate(ports)]
-    inbox = hub_cli(envs[0], "inbox", "create", "--channel", "api", "--name", "Shop")
-    token_a = hub_cli(envs[0], "token", "create", "--name", "ann", "--role", "agent")
-    token_b = hub_cli(envs[0], "token", "create", "--name", "bob", "--role", "agent")
+    inbox, token_a, token_b = hub_cli_many(
+        envs[0],
+        ["inbox", "create", "--channel", "api", "--name", "Shop"],
+        ["token", "create", "--name", "ann", "--role", "agent"],
+        ["token", "create", "--name", "bob", "--role", "agent"],
+    )
     logs = [tmp_path / f"hub{i}.log" for i in range(2)]
     procs = [start_hub(env, log) for env, log in zip(envs, logs, strict=True)]
     bases = [f"http://127.0.0.1:{port}" for port in ports]
