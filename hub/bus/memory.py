@@ -169,6 +169,8 @@ class MemoryBroker:
                 continue
             if options.linger and partition.end - start < options.max_batch:
                 await asyncio.sleep(options.linger)
+                if not group.members:  # the last one left while we waited
+                    continue
             skip = start - partition.base
             count = min(options.max_batch, partition.end - start)
             batch = []
@@ -204,6 +206,8 @@ class MemoryBroker:
                 continue
             if options.linger and pending < options.max_batch:
                 await asyncio.sleep(options.linger)
+                if not group.members:  # the last one left while we waited
+                    continue
             batch = self._oldest(group)
             member = group.members[group.turn % len(group.members)]
             group.turn += 1

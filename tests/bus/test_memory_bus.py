@@ -92,3 +92,37 @@ async def test_close_is_bounded_when_a_handler_keeps_failing_transiently() -> No
     assert max(attempts) > options.max_attempts, "transient errors are not dead-lettered"
     async with asyncio.timeout(3):
         await bus.close()
+
+
+@pytest.mark.parametrize("single_lane", [False, True])
+async def test_the_last_member_leaving_while_the_group_lingers_loses_nothing(
+    single_lane: bool,
+) -> None:
+    """A runner waiting for a fuller batch when its group's last member leaves (a shutdown) goes
+    back to waiting for members; the record comes to the next member that joins."""
+    broker = MemoryBroker(partitions=4)
+    bus = MemoryBus(broker)
+    options = ConsumerOptions(linger=0.2, single_lane=single_lane)
+    first: list[bytes] = []
+
+    async def handler(batch: Sequence[BusMessage]) -> None:
+        first.extend(m.value for m in batch)
+
+    subscription = await bus.subscribe("t", "g", handler, options)
+    await bus.publish("t", "k", b"x")
+    await asyncio.sleep(0.05)  # the runner is lingering
+    await subscription.stop()
+    await asyncio.sleep(0.3)
+    runners = broker.topics["t"].groups["g"].runners
+    assert all(not r.done() for r in runners), "a runner died"
+    again: list[bytes] = []
+
+    async def second(batch: Sequence[BusMessage]) -> None:
+        again.extend(m.value for m in batch)
+
+    await bus.subscribe("t", "g", second, options)
+    async with asyncio.timeout(5):
+        while not again:
+            await asyncio.sleep(0.01)
+    assert first == [] and again == [b"x"]
+    await bus.close()
