@@ -15,6 +15,7 @@ agent passing: voicemail (greeting, then the caller's message recorded) or 480.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -195,6 +196,8 @@ class VoiceService:
         self._started_ua = False
         self._inboxes: dict[str, _Inbox] = {}
         self._calls: dict[str, _Call] = {}
+        #: callers per inbox let in and still being stored (not yet in ``_calls``)
+        self._admitting: collections.Counter[str] = collections.Counter()
         self._by_leg: dict[str, _Call] = {}
         #: the lane of every live leg (a leg's events go to its call's lane)
         self._lanes: dict[str, _Lane] = {}
@@ -438,11 +441,34 @@ class VoiceService:
         if inbox is None:
             await self.ua.hangup(event.leg, 404)
             return
-        in_inbox = sum(1 for c in self._calls.values() if c.inbox is inbox)
-        if in_inbox >= inbox.settings.max_calls or len(self._calls) >= self.ua.max_calls:
+        # a slot is taken before the first await: callers arriving together are counted
+        # against the limit while the earlier ones are still being stored
+        admitting = self._admitting
+        in_inbox = admitting[event.inbox_id] + sum(
+            1 for c in self._calls.values() if c.inbox is inbox
+        )
+        in_process = len(self._calls) + admitting.total()
+        if in_inbox >= inbox.settings.max_calls or in_process >= self.ua.max_calls:
             CALLS_REFUSED.inc()
             await self.ua.hangup(event.leg, 486)
             return
+        admitting[event.inbox_id] += 1
+        try:
+            call = await self._admit(event, inbox, lane, started)
+        finally:
+            admitting[event.inbox_id] -= 1
+        if call is None:
+            return
+        if inbox.settings.ivr:
+            await self._ivr(call)
+        else:
+            await self._route(call)
+
+    async def _admit(
+        self, event: ua_events.Incoming, inbox: _Inbox, lane: _Lane, started: float
+    ) -> _Call | None:
+        """Store the call (its message and row) and take it into ``_calls``; ``None`` when it
+        was hung up instead."""
         channel, address, name = caller_of(event.remote_uri, inbox.settings.default_region)
         shown = address if channel == "phone" else f"{address} (SIP)"
         try:
@@ -454,7 +480,7 @@ class VoiceService:
             )
         except WebhookRejected:  # a caller id or call id the store would refuse (a NUL)
             await self.ua.hangup(event.leg, 400)
-            return
+            return None
         result = await self.hub.ingest.submit(IngestRequest(inbox.context, message))
         record, new = await calls.open_call(
             self.hub.pool,
@@ -468,15 +494,12 @@ class VoiceService:
         )
         if not new or record.state == "ended":
             await self.ua.hangup(event.leg, 482)  # a loop or a repeat of a call already handled
-            return
+            return None
         call = _Call(record, inbox, event.leg, started, lane)
         self._calls[record.id] = call
         self._attach(call, event.leg)
         CALLS_ACTIVE.set(len(self._calls))
-        if inbox.settings.ivr:
-            await self._ivr(call)
-        else:
-            await self._route(call)
+        return call
 
     async def _ivr(self, call: _Call) -> None:
         """Answer and play the menu; a digit picks a team, silence routes to the whole inbox."""
