@@ -253,8 +253,11 @@ async def _grouped(
     backend: Backend, rows: str, team: str, group_by: GroupBy, params: dict[str, Any]
 ) -> list[list[Any]]:
     return await backend.query(
+        # the mean from a sum of whole milliseconds: a float sum's last bit depends on the
+        # order the threads add in, and two reports of the same rows could round apart
         f"""SELECT {_KEY[group_by]} AS key, count() AS n,
-                   quantilesExact(0.5, 0.9)(secs) AS q, avg(secs)
+                   quantilesExact(0.5, 0.9)(secs) AS q,
+                   sum(toInt64(round(secs * 1000))) / count() / 1000
               FROM ({rows}) {team}
              GROUP BY key ORDER BY n DESC, key
             {FINAL_SETTINGS}""",
