@@ -179,15 +179,7 @@ class MemoryBroker:
                 batch.append(
                     BusMessage(group.topic.name, r.key, r.value, index, start + i, r.headers)
                 )
-            member = group.members[index % len(group.members)]
-            member.inflight += 1
-            member.idle.clear()
-            try:
-                await deliver(member.handler, batch, options, group.name, self._dead_letter)
-            finally:
-                member.inflight -= 1
-                if member.inflight == 0:
-                    member.idle.set()
+            await self._hand(group, group.members[index % len(group.members)], batch)
             group.committed[index] = start + count
             self._trim(group.topic, index)
 
@@ -209,20 +201,23 @@ class MemoryBroker:
                 if not group.members:  # the last one left while we waited
                     continue
             batch = self._oldest(group)
-            member = group.members[group.turn % len(group.members)]
             group.turn += 1
-            member.inflight += 1
-            member.idle.clear()
-            try:
-                await deliver(member.handler, batch, options, group.name, self._dead_letter)
-            finally:
-                member.inflight -= 1
-                if member.inflight == 0:
-                    member.idle.set()
+            await self._hand(group, group.members[group.turn % len(group.members)], batch)
             for message in batch:  # in order per partition: the last one of each wins
                 group.committed[message.partition] = message.offset + 1
             for index in {m.partition for m in batch}:
                 self._trim(topic, index)
+
+    async def _hand(self, group: _Group, member: _Member, batch: list[BusMessage]) -> None:
+        """Deliver a batch to one member, marking it busy meanwhile (``leave`` waits on that)."""
+        member.inflight += 1
+        member.idle.clear()
+        try:
+            await deliver(member.handler, batch, group.options, group.name, self._dead_letter)
+        finally:
+            member.inflight -= 1
+            if member.inflight == 0:
+                member.idle.set()
 
     def _oldest(self, group: _Group) -> list[BusMessage]:
         """The group's ``max_batch`` oldest unhandled records over all partitions, in publish
