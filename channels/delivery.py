@@ -53,7 +53,7 @@ from hub.events.types import CONVERSATIONS
 from hub.identities import EMAIL
 from hub.media import media_store
 from hub.secrets import SecretBox
-from hub.store.db import Conn
+from hub.store.db import DB_UNAVAILABLE, Conn
 from hub.store.reads import load_inbox
 
 log = logging.getLogger(__name__)
@@ -316,8 +316,10 @@ class Delivery:
                     failed = await fail_interrupted(conn, older_than_seconds=INTERRUPTED_AFTER)
                 if failed:
                     log.warning("interrupted sends marked failed", extra={"count": failed})
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (*DB_UNAVAILABLE, asyncpg.PostgresError) as exc:
                 log.warning("delivery sweep failed", extra={"error": repr(exc)})
+            except Exception:  # a dead sweep would leave interrupted sends pending for good
+                log.exception("delivery sweep failed")
             await asyncio.sleep(SWEEP_EVERY)
 
 

@@ -27,25 +27,12 @@ from hub.contracts.presence import NobodyOnline, Presence
 from hub.contracts.typing import AgentTyping, NobodyListens
 from hub.relay import OutboxRelay
 from hub.secrets import SecretBox, load_secret_box
+from hub.store.db import DB_UNAVAILABLE as DB_UNAVAILABLE  # where the doors import it
 from hub.store.db import create_pool
 from hub.store.embedded import start_embedded_postgres
 from hub.store.migrate import migrate
 
 log = logging.getLogger(__name__)
-
-#: errors that mean "the database is not reachable right now", never "bad input"
-DB_UNAVAILABLE = (
-    OSError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.InterfaceError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.TooManyConnectionsError,
-    # a connection caught mid-operation by a server shutdown ("cannot switch to state ...");
-    # seen in the postgres-restart fault scenario: the request is retried, not a 500
-    asyncpg.InternalClientError,
-)
 
 
 async def resolve_dsn(config: Config) -> str:

@@ -19,6 +19,7 @@ import asyncpg
 
 from hub.bus import Bus, OutRecord
 from hub.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
+from hub.store.db import DB_UNAVAILABLE
 from hub.store.outbox import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -77,16 +78,23 @@ class OutboxRelay:
         return True
 
     async def _supervise(self) -> None:
-        """Keep a relay running through database restarts."""
+        """Keep a relay running through database restarts and whatever else goes wrong: a dead
+        relay stops every consumer at once (a connection caught mid-operation by a PostgreSQL
+        shutdown raised ``InternalClientError``, which once ended it for good)."""
         while not self._stopping:
             try:
                 await self._run()
             except asyncio.CancelledError:
                 raise
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (*DB_UNAVAILABLE, asyncpg.PostgresError) as exc:
                 log.warning("outbox relay lost its connection", extra={"error": repr(exc)})
-                self.active = False
-                await asyncio.sleep(min(self._poll * 2, 2.0))
+            except Exception:
+                # anything else would end the task in silence, and with it every consumer's
+                # input: log it loudly and start over on a new connection (nothing is lost, the
+                # rows stay in the outbox until the bus settled them)
+                log.exception("outbox relay failed; starting it again")
+            self.active = False
+            await asyncio.sleep(min(self._poll * 2, 2.0))
 
     async def _run(self) -> None:
         conn: asyncpg.Connection[Any] = await asyncpg.connect(self._dsn)

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from hub.bus import BusMessage, ConsumerOptions
+from hub.bus import BusMessage, ConsumerOptions, OutRecord
 from hub.bus.memory import MemoryBus
 from hub.events import decode_event, make_event
 from hub.events.envelope import SYSTEM
@@ -176,3 +176,49 @@ async def test_drain_publishes_and_settles_everything(
     assert await db.fetchval("SELECT count(*) FROM outbox") == 0
     await relay.stop()
     await bus.close()
+
+
+class _FlakyBus(MemoryBus):
+    """Raises what a relay does not expect on its first publishes, then behaves."""
+
+    def __init__(self, errors: list[Exception]) -> None:
+        super().__init__()
+        self.errors = errors
+
+    async def publish_many(self, records: Sequence[OutRecord]) -> int:
+        if self.errors:
+            raise self.errors.pop(0)
+        return await super().publish_many(records)
+
+
+async def test_the_relay_survives_errors_it_does_not_expect(
+    db: asyncpg.Connection[Any], db_dsn: str
+) -> None:
+    # a connection caught mid-operation by a PostgreSQL shutdown raised InternalClientError,
+    # which the relay's supervisor did not catch: the relay ended in silence and the outbox
+    # stayed full (the postgres-restart fault scenario, now and then under load)
+    errors: list[Exception] = [
+        asyncpg.InternalClientError("cannot switch to state 12; another operation (2)"),
+        RuntimeError("a bug"),
+    ]
+    bus = _FlakyBus(errors)
+    got: list[str] = []
+
+    async def handler(batch: Sequence[BusMessage]) -> None:
+        got.extend(m.headers["event_id"] for m in batch)
+
+    await bus.subscribe("conversations", "g", handler, FAST)
+    relay = OutboxRelay(db_dsn, bus, poll_interval=0.05)
+    relay.start()
+    try:
+        ids = await write_events(db, 20, conversations=4)
+
+        async def drained() -> bool:
+            return len(got) >= 20 and await db.fetchval("SELECT count(*) FROM outbox") == 0
+
+        await until(drained)
+    finally:
+        await relay.stop()
+        await bus.close()
+    assert not errors
+    assert sorted(got) == sorted(i for i, _ in ids)

@@ -33,9 +33,9 @@ class StreamConsumer:
     #: how long a bulk consumer waits for a fuller batch (seconds)
     linger: float = 0.0
     #: one batch at a time over all partitions (under load a writer's batches then grow rather
-    #: than multiply: BENCHMARKS.md, issue 19); off until a fault scenario that failed with it
-    #: under load is understood (postgres-restart, see the notes of issue 19)
-    single_lane: bool = False
+    #: than multiply: BENCHMARKS.md, issue 19); off for a consumer whose partitions must not wait
+    #: on each other (delivery: a provider's slow answer holds back only its partition)
+    single_lane: bool = True
     roles: frozenset[str] = WORKERS
     layer: Layer = "consumer"
     _subscriptions: list[Subscription] = dataclasses.field(default_factory=list)

@@ -16,6 +16,21 @@ else:
     Conn = asyncpg.Connection | PoolConnectionProxy
 
 
+#: errors that mean "the database is not reachable right now", never "bad input"
+DB_UNAVAILABLE = (
+    OSError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+    # a connection caught mid-operation by a server shutdown ("cannot switch to state ...");
+    # seen in the postgres-restart fault scenario: the request is retried, not a 500
+    asyncpg.InternalClientError,
+)
+
+
 _json = msgspec.json.Encoder()
 _JSONB_VERSION = b"\x01"
 
