@@ -55,6 +55,24 @@ _UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
 _FETCH_UID = re.compile(rb"UID (\d+)")
 
 
+
+def _stopping() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def _close(client: aioimaplib.IMAP4) -> None:
+    """Log out politely, except when the hub stops: then the connection is just closed (after a
+    cancelled IDLE, Dovecot answered the LOGOUT with nothing and each stop waited 5 s for it)."""
+    if _stopping():
+        transport = getattr(client.protocol, "transport", None)
+        if transport is not None:
+            transport.close()
+        return
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(client.logout(), 5)
+
+
 class LoginRefused(Exception):
     pass
 
@@ -163,8 +181,7 @@ class MailboxReader:
                 await self._record(reason[:500])
             finally:
                 if client is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(client.logout(), 5)
+                    await _close(client)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
 
@@ -237,9 +254,10 @@ class MailboxReader:
                     await task
             # a connection that died meanwhile fails here; that must not replace a cancellation
             # (the reader would go on forever), and the next command reports it anyway
-            with contextlib.suppress(Exception):
-                client.idle_done()
-                await asyncio.wait_for(waiting, IDLE_DONE_WAIT)
+            if not _stopping():  # stopping: the connection is closed next, no DONE to wait on
+                with contextlib.suppress(Exception):
+                    client.idle_done()
+                    await asyncio.wait_for(waiting, IDLE_DONE_WAIT)
 
     async def _handle(self, client: aioimaplib.IMAP4, uidvalidity: int, uid: int) -> None:
         from hub.app import TRANSIENT
