@@ -55,7 +55,6 @@ _UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
 _FETCH_UID = re.compile(rb"UID (\d+)")
 
 
-
 def _stopping() -> bool:
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
