@@ -1,11 +1,11 @@
 """Parts that are one background task, and the durable timer built on them.
 
 :class:`BackgroundPart` starts its ``run`` with the hub and cancels and awaits it at stop, so no
-task outlives the hub and no error goes uncollected. :class:`DueTimer` is the pattern for a
-timer that must fire once, on time, across restarts and with several workers: the due time lives
-in the row it acts on, ``fire`` takes due rows ``FOR UPDATE SKIP LOCKED`` in the transaction that
-acts on them, and the loop sleeps until the next due row, at most the poll interval (so a due
-time written by another process is seen within it).
+task outlives the hub; an error ``run`` lets out is logged and ``run`` starts again.
+:class:`DueTimer` is the pattern for a timer that must fire once, on time, across restarts and with
+several workers: the due time lives in the row it acts on, ``fire`` takes due rows ``FOR UPDATE SKIP
+LOCKED`` in the transaction that acts on them, and the loop sleeps until the next due row, at most
+the poll interval (so a due time written by another process is seen within it).
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: seconds before a failed background part starts again, doubling to the maximum
+RESTART_PAUSE = 1.0
+RESTART_PAUSE_MAX = 60.0
+
 
 class BackgroundPart(abc.ABC):
     name: str
@@ -34,9 +38,31 @@ class BackgroundPart(abc.ABC):
 
     def __init__(self) -> None:
         self._task: asyncio.Task[None] | None = None
+        self.restarts = 0  # times ``run`` ended with an error and was started again
 
     async def start(self, hub: Hub) -> None:
-        self._task = asyncio.create_task(self.run(hub), name=self.name)
+        self._task = asyncio.create_task(self._supervised(hub), name=self.name)
+
+    async def _supervised(self, hub: Hub) -> None:
+        """Run ``run`` again after an error it did not handle itself: a background loop that
+        ended would stop its work for good and in silence (the outbox relay once did, on an
+        error its loop did not expect). The pause doubles up to a minute while it keeps failing
+        at once, so a bug does not spin."""
+        pause = RESTART_PAUSE
+        while True:
+            began = asyncio.get_running_loop().time()
+            try:
+                await self.run(hub)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.restarts += 1
+                log.exception(f"{self.name} failed; starting it again", extra={"part": self.name})
+            if asyncio.get_running_loop().time() - began > RESTART_PAUSE_MAX:
+                pause = RESTART_PAUSE  # it ran a while: a new failure, not the same one again
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RESTART_PAUSE_MAX)
 
     async def stop(self) -> None:
         if self._task is not None:
