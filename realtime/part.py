@@ -85,7 +85,7 @@ class ReplayLog:
         assert hub.bus is not None
         self._consumer = RealtimeConsumer(hub.pool, self._live.cluster.committed)
         self._consumer.start()
-        options = ConsumerOptions(max_batch=500, single_lane=False, transient=TRANSIENT)
+        options = ConsumerOptions(max_batch=500, single_lane=True, transient=TRANSIENT)
         self._subscriptions = await self._consumer.subscribe(hub.bus, options)
         self._trim = asyncio.create_task(self._trim_loop(hub), name="realtime-trim")
 
