@@ -75,10 +75,12 @@ async def measure(
     run: str = "run",
     phases: Phases | None = None,
     guard_s: float = 0.5,
+    connected: Callable[[], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
     """Agent sockets on ``url``; webhooks split evenly over ``webhook_bases`` (default: ``url``),
     one load generator each at its share of ``args.rate``. With ``phases``, the result also has
-    the latencies per state of the hub (``by_phase``)."""
+    the latencies per state of the hub (``by_phase``). ``connected`` is awaited once the sockets
+    are in, before the load starts."""
     bases = webhook_bases or [url]
     latencies: list[list[float]] = [[] for _ in range(args.sockets)]
     samples: list[tuple[int, float]] = []  # (sent ns, ms) of every receipt
@@ -109,6 +111,8 @@ async def measure(
             wait_timeout=10,
         )
         clients.append(client)
+    if connected is not None:
+        await connected()
     print(
         f"== {args.sockets} agent socket(s) connected; sending {args.rate} msgs/s for "
         f"{args.seconds} s",
@@ -212,10 +216,15 @@ async def costed(args: argparse.Namespace, hub: Any, dsn: str, loadgen: Path) ->
     """:func:`measure`, with what the webhooks cost until the hub caught up with them: its CPU
     (with a worker child) and PostgreSQL's transactions, per accepted webhook."""
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
-    try:
+    cpu, xacts, batches = 0.0, 0, {}
+
+    async def baseline() -> None:  # once the sockets are in: their sign-in is not the webhooks'
+        nonlocal cpu, xacts, batches
         cpu, xacts = cpu_seconds(hub.pid), await transactions(pool)
         batches = await asyncio.to_thread(bus_batches, hub.url)
-        result = await measure(args, hub.url, hub.inbox, hub.token, loadgen)
+
+    try:
+        result = await measure(args, hub.url, hub.inbox, hub.token, loadgen, connected=baseline)
         result["settled_s"] = await until_settled(hub.url, pool)
         accepted = max(result["webhooks_ok"], 1)
         after = await asyncio.to_thread(bus_batches, hub.url)
