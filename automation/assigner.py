@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from msgspec import UNSET
 
 from automation.assignment import BUSY, assign, drain
+from automation.batching import LINGER
 from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
 from hub.consumers.idempotency import claim
 from hub.consumers.stream import StreamConsumer
@@ -131,4 +132,4 @@ async def drain_all(hub: Hub) -> int:
 
 
 def assigner_part() -> StreamConsumer:
-    return StreamConsumer("assignment", Assigner, max_batch=100)
+    return StreamConsumer("assignment", Assigner, max_batch=100, linger=LINGER)

@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 
 from automation.assignment import BOT_HELD, BOTS_HOLDING, assign
+from automation.batching import LINGER
 from automation.webhook_store import record_deliveries
 from hub.actions.accounts import Refused, audit_object
 from hub.actions.setup import hash_token
@@ -263,4 +264,6 @@ class BotFeeder:
 
 
 def bot_feeder_part(recorded: asyncio.Event) -> StreamConsumer:
-    return StreamConsumer(GROUP, lambda hub: BotFeeder(hub.pool, recorded), max_batch=200)
+    return StreamConsumer(
+        GROUP, lambda hub: BotFeeder(hub.pool, recorded), max_batch=200, linger=LINGER
+    )

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from automation.batching import LINGER
 from automation.rule_engine import (
     BROKEN,
     current_context,
@@ -159,7 +160,7 @@ class NoReplyWaits:
 
 
 def no_reply_waits_part() -> StreamConsumer:
-    return StreamConsumer(GROUP, lambda hub: NoReplyWaits(hub.pool), max_batch=100)
+    return StreamConsumer(GROUP, lambda hub: NoReplyWaits(hub.pool), max_batch=100, linger=LINGER)
 
 
 async def _ended(conn: Conn, wait: Any) -> datetime | None:

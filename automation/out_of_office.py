@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from automation.batching import LINGER
 from hub.actions.messages import MessageRefused, create_agent_message
 from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
 from hub.consumers.idempotency import claim
@@ -125,4 +126,6 @@ class OutOfOffice:
 
 
 def out_of_office_part() -> StreamConsumer:
-    return StreamConsumer("out-of-office", lambda hub: OutOfOffice(hub.pool), max_batch=100)
+    return StreamConsumer(
+        "out-of-office", lambda hub: OutOfOffice(hub.pool), max_batch=100, linger=LINGER
+    )

@@ -30,6 +30,7 @@ from typing import Any
 import asyncpg
 from msgspec import UNSET
 
+from automation.batching import LINGER
 from automation.rule_evaluator import CompiledRules, Context, PatternTimeout
 from automation.rule_model import SENTIMENT_CUTOFF, Action
 from automation.rule_store import Rule, disable_rule, list_rules, sends_email
@@ -713,7 +714,9 @@ async def current_context(conn: Conn, account_id: str, conversation_id: str) -> 
 
 
 def rule_engine_part() -> StreamConsumer:
-    return StreamConsumer("automation-rules", lambda hub: RuleEngine(hub.pool), max_batch=100)
+    return StreamConsumer(
+        "automation-rules", lambda hub: RuleEngine(hub.pool), max_batch=100, linger=LINGER
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from msgspec import UNSET
 
+from automation.batching import LINGER
 from hub.actions.sla import announce_sla
 from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
 from hub.business_hours import ScheduleInvalid, always_open
@@ -448,7 +449,7 @@ class SlaClocks:
 
 
 def sla_clocks_part() -> StreamConsumer:
-    return StreamConsumer(GROUP, lambda hub: SlaClocks(hub.pool), max_batch=100)
+    return StreamConsumer(GROUP, lambda hub: SlaClocks(hub.pool), max_batch=100, linger=LINGER)
 
 
 async def _satisfied(conn: Conn, clock: Any) -> datetime | None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from automation.batching import LINGER
 from automation.webhook_store import ALL, record_deliveries
 from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
 from hub.consumers.idempotency import claim
@@ -85,5 +86,5 @@ def _wants(subscription: Any, account_id: str, event_type: str) -> bool:
 
 def webhook_recorder_part(recorded: asyncio.Event) -> StreamConsumer:
     return StreamConsumer(
-        "webhooks", lambda hub: WebhookRecorder(hub.pool, recorded), max_batch=500
+        "webhooks", lambda hub: WebhookRecorder(hub.pool, recorded), max_batch=500, linger=LINGER
     )

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import asyncpg
 
 from automation import signing
 from automation.addresses import AddressRefused, PublicOnlyResolver, check_destination
@@ -78,6 +79,9 @@ class WebhookSender(BackgroundPart):
         #: set by the recorder of this process when it recorded deliveries
         self.recorded = recorded or asyncio.Event()
         self._http: aiohttp.ClientSession | None = None
+        self._pool: asyncpg.Pool[Any] | None = None
+        #: deliveries this process leased and has not recorded an outcome for yet
+        self._leased: set[str] = set()
         #: counters for tests and health
         self.sent = 0
         self.failed = 0
@@ -89,6 +93,7 @@ class WebhookSender(BackgroundPart):
         self._http = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=TIMEOUT)
         )
+        self._pool = hub.pool
         await super().start(hub)
 
     async def stop(self) -> None:
@@ -96,6 +101,23 @@ class WebhookSender(BackgroundPart):
         if self._http is not None:
             await self._http.close()
             self._http = None
+        await self._release()
+
+    async def _release(self) -> None:
+        """Give back the leases of the sends that stopping cut off, so the next start (or
+        another process) sends them at once rather than after the lease ran out (``LEASE``).
+        Such a send may have reached its receiver: it comes again with the same delivery id."""
+        if not self._leased or self._pool is None:
+            return
+        try:
+            await self._pool.execute(
+                """UPDATE webhook_deliveries SET leased_until = NULL
+                    WHERE id = ANY($1::text[]) AND state = 'pending'""",
+                list(self._leased),
+            )
+        except Exception as exc:  # the leases run out by themselves
+            log.warning("webhook sender: leases not given back", extra={"error": repr(exc)})
+        self._leased.clear()
 
     async def run(self, hub: Hub) -> None:
         from hub.app import TRANSIENT
@@ -120,7 +142,10 @@ class WebhookSender(BackgroundPart):
         async with hub.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(_TAKE_SQL, now, TAKE, LEASE)
         if rows:
+            taken = {row["id"] for row in rows}
+            self._leased |= taken
             await asyncio.gather(*(self._send_one(hub, hub.box, row) for row in rows))
+            self._leased -= taken
         return len(rows)
 
     async def _send_one(self, hub: Hub, box: SecretBox, row: Any) -> None:

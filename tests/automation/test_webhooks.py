@@ -205,3 +205,19 @@ async def test_raw_provider_webhooks_cannot_be_subscribed_to(hub_config: Config)
             assert error["code"] == "unknown_event_types"
             assert error["details"]["types"] == ["message.webhook"]
         assert await hub.pool.fetchval("SELECT count(*) FROM webhook_subscriptions") == 0
+
+
+async def test_a_send_cut_off_by_a_stop_goes_out_at_once_after_the_restart(
+    hub_config: Config, receiver: Receiver
+) -> None:
+    """A send in flight when the hub stops held its lease (30 s) into the next start."""
+    receiver.hang = 60
+    async with running(hub_config) as (first, server), aiohttp.ClientSession() as http:
+        await subscribe(http, server, receiver.url, ["message.received"])
+        inbox = await ApiInbox.create(first, server)
+        await inbox.post(http, api_body("m-0"))
+        await asyncio.wait_for(receiver.started.wait(), 10)
+    receiver.hang = 0
+    async with running(hub_config):
+        await receiver.until(1, within=10)
+    assert len(receiver.accepted) == 1
