@@ -27,7 +27,7 @@ from server.compose import build_hub, install
 from tests.support.kafka_server import KafkaServer
 from tests.support.redis_server import RedisServer
 
-pytest_plugins = ["tests.unhandled"]
+pytest_plugins = ["tests.unhandled", "tests.hard_exit"]
 
 TEMPLATE = "hub_template"
 #: the run's server is deleted when the run ends, never recovered after a machine crash: it need
