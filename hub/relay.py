@@ -47,6 +47,7 @@ class OutboxRelay:
         self._stopping = False
         self.active = False
         self.published = 0
+        self.reads = 0  # reads of the outbox table (tests)
         self._iteration = 0  # loop passes, to know that an idle pass began after a request
         self._idle_pass = -1  # the last pass that found nothing to publish and nothing unsettled
 
@@ -117,17 +118,31 @@ class OutboxRelay:
         deleted_through = await conn.fetchval("SELECT coalesce(min(seq) - 1, 0) FROM outbox")
         pending: deque[tuple[int, int]] = deque()  # (bus token, last outbox seq of that publish)
         unsettled = 0
+        clock = asyncio.get_running_loop().time
+        looked_at = -self._poll  # when the outbox was last read
+        more = True  # the last read was a full batch (or none was made yet)
         while not self._stopping:
             self._iteration += 1
+            # the outbox is read when something was committed (a wake-up: NOTIFY, or ingest in
+            # this process), when the last read was full, and every poll interval in case a
+            # NOTIFY was missed; the passes between, every 20 ms while the bus has records
+            # unsettled, only look at the bus (they read the outbox too, once, and on a quiet
+            # hub that was most of its statements)
+            look = self._wake.is_set() or more or clock() - looked_at >= self._poll
             self._wake.clear()
             rows = []
-            if unsettled < self._max_unsettled:
+            if look and unsettled >= self._max_unsettled:
+                more = True  # read as soon as the bus settled enough
+            elif look:
+                looked_at = clock()
+                self.reads += 1
                 rows = await conn.fetch(
                     """SELECT seq, event_id, type, correlation_id, topic, key, payload
                          FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2""",
                     cursor,
                     self._batch,
                 )
+                more = len(rows) == self._batch
             if rows:
                 token = await self._bus.publish_many(
                     [
@@ -161,7 +176,7 @@ class OutboxRelay:
                 deleted_through = done_through
                 unsettled = max(0, unsettled - int(deleted.split()[-1]))
             OUTBOX_BACKLOG.set(unsettled)
-            if not rows and not pending:
+            if look and not rows and not pending:
                 self._idle_pass = self._iteration
             if len(rows) == self._batch:
                 continue

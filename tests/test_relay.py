@@ -222,3 +222,55 @@ async def test_the_relay_survives_errors_it_does_not_expect(
         await bus.close()
     assert not errors
     assert sorted(got) == sorted(i for i, _ in ids)
+
+
+async def test_a_relay_waiting_on_the_bus_does_not_keep_reading_the_outbox(
+    db: asyncpg.Connection[Any], db_dsn: str
+) -> None:
+    # while records were unsettled the relay looked every 20 ms, and read the outbox each time:
+    # on a quiet hub that was most of its statements to PostgreSQL
+    bus = MemoryBus()
+    release = asyncio.Event()
+    got: list[str] = []
+
+    async def held(batch: Sequence[BusMessage]) -> None:
+        await release.wait()
+        got.extend(m.headers["event_id"] for m in batch)
+
+    await bus.subscribe("conversations", "g", held, FAST)
+    relay = OutboxRelay(db_dsn, bus, poll_interval=5.0)
+    relay.start()
+    try:
+
+        async def active() -> bool:
+            return relay.active
+
+        await until(active)
+        ids = await write_events(db, 5, conversations=1)
+        relay._wake.set()  # what ingest in this process, or the NOTIFY, does
+
+        async def published() -> bool:
+            return relay.published == 5
+
+        await until(published)
+        reads = relay.reads
+        await asyncio.sleep(1.0)  # ~50 passes of 20 ms with the records unsettled
+        assert relay.reads - reads <= 1
+        release.set()
+
+        async def drained() -> bool:
+            return len(got) == 5 and await db.fetchval("SELECT count(*) FROM outbox") == 0
+
+        await until(drained)
+        # a commit while nothing is pending is read at its wake-up, not at the next poll (5 s)
+        more = await write_events(db, 3, conversations=1)
+        relay._wake.set()
+
+        async def all_of_them() -> bool:
+            return len(got) == 8
+
+        await until(all_of_them, within=2.0)
+    finally:
+        await relay.stop()
+        await bus.close()
+    assert sorted(got) == sorted(i for i, _ in ids + more)
