@@ -21,6 +21,7 @@ from hub.bus import Bus, OutRecord
 from hub.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
 from hub.store.db import DB_UNAVAILABLE
 from hub.store.outbox import NOTIFY_CHANNEL
+from hub.supervise import keep_running
 
 log = logging.getLogger(__name__)
 
@@ -80,24 +81,19 @@ class OutboxRelay:
 
     async def _supervise(self) -> None:
         """Keep a relay running through database restarts and whatever else goes wrong: a dead
-        relay stops every consumer at once (a connection caught mid-operation by a PostgreSQL
-        shutdown raised ``InternalClientError``, which once ended it for good)."""
-        while not self._stopping:
-            try:
-                await self._run()
-            except asyncio.CancelledError:
-                raise
-            except (*DB_UNAVAILABLE, asyncpg.PostgresError) as exc:
-                log.warning("outbox relay lost its connection", extra={"error": repr(exc)})
-            except Exception:
-                # anything else would end the task in silence, and with it every consumer's
-                # input: log it loudly and start over on a new connection (nothing is lost, the
-                # rows stay in the outbox until the bus settled them)
-                log.exception("outbox relay failed; starting it again")
-            self.active = False
-            await asyncio.sleep(min(self._poll * 2, 2.0))
+        relay stops every consumer at once."""
+        pause = min(self._poll * 2, 2.0)
+        await keep_running(
+            "outbox relay",
+            self._run,
+            outage=(*DB_UNAVAILABLE, asyncpg.PostgresError),
+            pause=pause,
+            max_pause=pause,
+        )
 
     async def _run(self) -> None:
+        if self._stopping:
+            return
         conn: asyncpg.Connection[Any] = await asyncpg.connect(self._dsn)
         try:
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK):

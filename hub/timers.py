@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from hub.contracts.part import WORKERS, Layer
 from hub.store.db import Conn
+from hub.supervise import keep_running
 
 if TYPE_CHECKING:
     from hub.app import Hub
@@ -44,25 +45,16 @@ class BackgroundPart(abc.ABC):
         self._task = asyncio.create_task(self._supervised(hub), name=self.name)
 
     async def _supervised(self, hub: Hub) -> None:
-        """Run ``run`` again after an error it did not handle itself: a background loop that
-        ended would stop its work for good and in silence (the outbox relay once did, on an
-        error its loop did not expect). The pause doubles up to a minute while it keeps failing
-        at once, so a bug does not spin."""
-        pause = RESTART_PAUSE
-        while True:
-            began = asyncio.get_running_loop().time()
-            try:
-                await self.run(hub)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.restarts += 1
-                log.exception(f"{self.name} failed; starting it again", extra={"part": self.name})
-            if asyncio.get_running_loop().time() - began > RESTART_PAUSE_MAX:
-                pause = RESTART_PAUSE  # it ran a while: a new failure, not the same one again
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, RESTART_PAUSE_MAX)
+        def failed() -> None:
+            self.restarts += 1
+
+        await keep_running(
+            self.name,
+            lambda: self.run(hub),
+            pause=RESTART_PAUSE,
+            max_pause=RESTART_PAUSE_MAX,
+            failed=failed,
+        )
 
     async def stop(self) -> None:
         if self._task is not None:

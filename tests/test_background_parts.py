@@ -38,7 +38,7 @@ async def test_a_part_whose_loop_fails_is_started_again(
 ) -> None:
     monkeypatch.setattr(timers, "RESTART_PAUSE", 0.01)
     part = _Flaky(failures=3)
-    with caplog.at_level(logging.ERROR, logger="hub.timers"):
+    with caplog.at_level(logging.ERROR, logger="hub.supervise"):
         await part.start(cast("Hub", None))
         async with asyncio.timeout(5):
             await part.working.wait()

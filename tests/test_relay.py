@@ -49,6 +49,22 @@ async def until(check: Any, within: float = 10.0) -> None:
             await asyncio.sleep(0.02)
 
 
+def drained(db: asyncpg.Connection[Any], got: Sequence[Any], n: int) -> Any:
+    """A check for :func:`until`: ``n`` records handled and the outbox empty."""
+
+    async def check() -> bool:
+        return len(got) >= n and await db.fetchval("SELECT count(*) FROM outbox") == 0
+
+    return check
+
+
+def active(relay: OutboxRelay) -> Any:
+    async def check() -> bool:
+        return relay.active
+
+    return check
+
+
 async def test_relay_publishes_in_order_and_deletes_settled_rows(
     db: asyncpg.Connection[Any], db_dsn: str
 ) -> None:
@@ -65,10 +81,7 @@ async def test_relay_publishes_in_order_and_deletes_settled_rows(
         ids = await write_events(db, 50, conversations=5)
         ids += await write_events(db, 30, conversations=5)
 
-        async def drained() -> bool:
-            return len(got) >= 80 and await db.fetchval("SELECT count(*) FROM outbox") == 0
-
-        await until(drained)
+        await until(drained(db, got, 80))
     finally:
         await relay.stop()
         await bus.close()
@@ -118,11 +131,7 @@ async def test_unhandled_events_stay_in_the_outbox_and_are_published_after_a_res
     second = OutboxRelay(db_dsn, second_bus, poll_interval=0.05)
     second.start()
     try:
-
-        async def delivered() -> bool:
-            return len(seen) >= 10 and await db.fetchval("SELECT count(*) FROM outbox") == 0
-
-        await until(delivered)
+        await until(drained(db, seen, 10))
     finally:
         await second.stop()
         await second_bus.close()
@@ -166,10 +175,7 @@ async def test_drain_publishes_and_settles_everything(
     relay = OutboxRelay(db_dsn, bus, poll_interval=5.0)
     relay.start()
 
-    async def active() -> bool:
-        return relay.active
-
-    await until(active)
+    await until(active(relay))
     ids = await write_events(db, 40, conversations=4)
     assert await relay.drain(within=10)
     assert sorted(got) == sorted(i for i, _ in ids)
@@ -213,10 +219,7 @@ async def test_the_relay_survives_errors_it_does_not_expect(
     try:
         ids = await write_events(db, 20, conversations=4)
 
-        async def drained() -> bool:
-            return len(got) >= 20 and await db.fetchval("SELECT count(*) FROM outbox") == 0
-
-        await until(drained)
+        await until(drained(db, got, 20))
     finally:
         await relay.stop()
         await bus.close()
@@ -241,11 +244,7 @@ async def test_a_relay_waiting_on_the_bus_does_not_keep_reading_the_outbox(
     relay = OutboxRelay(db_dsn, bus, poll_interval=5.0)
     relay.start()
     try:
-
-        async def active() -> bool:
-            return relay.active
-
-        await until(active)
+        await until(active(relay))
         ids = await write_events(db, 5, conversations=1)
         relay._wake.set()  # what ingest in this process, or the NOTIFY, does
 
@@ -258,10 +257,7 @@ async def test_a_relay_waiting_on_the_bus_does_not_keep_reading_the_outbox(
         assert relay.reads - reads <= 1
         release.set()
 
-        async def drained() -> bool:
-            return len(got) == 5 and await db.fetchval("SELECT count(*) FROM outbox") == 0
-
-        await until(drained)
+        await until(drained(db, got, 5))
         # a commit while nothing is pending is read at its wake-up, not at the next poll (5 s)
         more = await write_events(db, 3, conversations=1)
         relay._wake.set()
