@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -104,9 +104,11 @@ class AiConsumer:
     _intents: dict[str, _Intents] = field(default_factory=dict)
 
     async def subscribe(self, bus: Bus, options: ConsumerOptions) -> list[Subscription]:
+        # an erasure is never skipped, however far behind the analysis falls
+        every = replace(options, max_lag=None)
         return [
             await bus.subscribe(CONVERSATIONS, GROUP, self.handle, options),
-            await bus.subscribe(CONTACTS, GROUP, self.handle_contacts, options),
+            await bus.subscribe(CONTACTS, GROUP, self.handle_contacts, every),
         ]
 
     async def embed(self, texts: list[str]) -> Vectors | None:

@@ -67,6 +67,13 @@ BUS_RECORDS = Counter(
     ["group"],
     registry=REGISTRY,
 )
+BUS_SHED = Counter(
+    "hub_bus_shed_total",
+    "Records a group that may fall behind (the AI's) passed over on the in-process bus so as not"
+    " to hold back the other groups.",
+    ["group", "topic"],
+    registry=REGISTRY,
+)
 REALTIME_SLOW_CUTOFFS = Counter(
     "hub_realtime_slow_cutoffs_total",
     "Agent sockets disconnected because they stopped reading (they replay on reconnect).",

@@ -69,6 +69,12 @@ class ConsumerOptions:
     #: order (a bulk writer: under load its batches grow instead of multiplying, so its
     #: statements per record fall). Order per key holds either way.
     single_lane: bool = False
+    #: for a group whose work may be skipped rather than hold back the others (the AI's
+    #: analysis): on a bus that keeps a record only until every group handled it (the in-process
+    #: one), a group more than ``max_lag`` records behind on a partition passes over its oldest
+    #: records, counted in ``hub_bus_shed_total``. None: never (every other group). A broker that
+    #: keeps records for each group itself (Kafka) ignores it: there the group just lags.
+    max_lag: int | None = None
     backoff_initial: float = 0.05
     backoff_max: float = 5.0
     transient: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)

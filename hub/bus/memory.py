@@ -7,6 +7,8 @@ two members at once and order per key holds through membership changes; a ``sing
 group has one runner over all partitions instead, taking the oldest records first. Records are
 dropped from memory once every group has handled them; how far that has come is reported through
 :meth:`MemoryBus.settled`, which the outbox relay uses to know which outbox rows it may delete.
+A group with ``max_lag`` (the AI's) passes over its oldest records when it falls that far behind,
+so one slow, skippable consumer does not hold every other group to its pace.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import time
 import zlib
 from collections import deque
 from collections.abc import Sequence
@@ -31,6 +34,7 @@ from hub.bus.contract import (
     Subscription,
 )
 from hub.bus.delivery import deliver
+from hub.metrics import BUS_SHED
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +74,12 @@ class _Group:
         self.topic = topic
         self.options = options
         self.committed = [topic.partitions[p].base for p in range(len(topic.partitions))]
+        self.taken = list(self.committed)  # past the batch in flight (for counting what is shed)
         self.members: list[_Member] = []
         self.has_members = asyncio.Event()
         self.runners: list[asyncio.Task[None]] = []
         self.turn = 0  # the member the single lane hands its next batch to
+        self.warned = 0.0  # when shedding was last logged
 
 
 class _Topic:
@@ -81,6 +87,7 @@ class _Topic:
         self.name = name
         self.partitions = [_Partition() for _ in range(partitions)]
         self.groups: dict[str, _Group] = {}
+        self.shedding: list[_Group] = []  # the groups with a ``max_lag``
         self.wakeup = asyncio.Event()  # any partition got a record (for single-lane groups)
 
 
@@ -107,11 +114,37 @@ class MemoryBroker:
         partition.records.append(
             _Record(record.key, record.value, dict(record.headers), self.last_token)
         )
-        if not topic.groups:
+        if not topic.groups or (topic.shedding and self._shed(topic, index)):
             self._trim(topic, index)
         partition.wakeup.set()
         topic.wakeup.set()
         return self.last_token
+
+    def _shed(self, topic: _Topic, index: int) -> int:
+        """Move each group with a ``max_lag`` that fell further behind up to that lag."""
+        end = topic.partitions[index].end
+        passed = 0
+        for group in topic.shedding:
+            assert group.options.max_lag is not None
+            old = group.committed[index]
+            new = end - group.options.max_lag
+            if new > old:
+                group.committed[index] = new
+                passed += new - old
+                skipped = new - max(old, group.taken[index])  # the batch in flight is handled
+                if skipped > 0:
+                    BUS_SHED.labels(group.name, topic.name).inc(skipped)
+                now = time.monotonic()
+                if now - group.warned > 10:
+                    group.warned = now
+                    log.warning(
+                        "consumer group %s fell %d records behind on %s: passing over the oldest",
+                        group.name,
+                        group.options.max_lag,
+                        topic.name,
+                        extra={"group": group.name, "topic": topic.name},
+                    )
+        return passed
 
     def _trim(self, topic: _Topic, index: int) -> None:
         partition = topic.partitions[index]
@@ -140,6 +173,8 @@ class MemoryBroker:
         group = topic.groups.get(group_name)
         if group is None:
             group = topic.groups[group_name] = _Group(group_name, topic, options)
+            if options.max_lag is not None:
+                topic.shedding.append(group)
             if options.single_lane:
                 lane = self._run_lane(group)
                 group.runners = [asyncio.create_task(lane, name=f"bus:{group_name}:{topic_name}")]
@@ -171,8 +206,12 @@ class MemoryBroker:
                 await asyncio.sleep(options.linger)
                 if not group.members:  # the last one left while we waited
                     continue
+                start = group.committed[index]  # a shedding group may have moved on meanwhile
+                if start >= partition.end:
+                    continue
             skip = start - partition.base
             count = min(options.max_batch, partition.end - start)
+            group.taken[index] = start + count
             batch = []
             for i in range(count):
                 r = partition.records[skip + i]
@@ -180,7 +219,8 @@ class MemoryBroker:
                     BusMessage(group.topic.name, r.key, r.value, index, start + i, r.headers)
                 )
             await self._hand(group, group.members[index % len(group.members)], batch)
-            group.committed[index] = start + count
+            # never backwards: a shedding group may have passed the batch while it ran
+            group.committed[index] = max(group.committed[index], start + count)
             self._trim(group.topic, index)
 
     async def _run_lane(self, group: _Group) -> None:
@@ -201,10 +241,15 @@ class MemoryBroker:
                 if not group.members:  # the last one left while we waited
                     continue
             batch = self._oldest(group)
+            for message in batch:
+                group.taken[message.partition] = message.offset + 1
             group.turn += 1
             await self._hand(group, group.members[group.turn % len(group.members)], batch)
+            committed = group.committed
             for message in batch:  # in order per partition: the last one of each wins
-                group.committed[message.partition] = message.offset + 1
+                # never backwards: a shedding group may have passed the batch while it ran
+                if message.offset >= committed[message.partition]:
+                    committed[message.partition] = message.offset + 1
             for index in {m.partition for m in batch}:
                 self._trim(topic, index)
 

@@ -36,6 +36,9 @@ class StreamConsumer:
     #: than multiply: BENCHMARKS.md, issue 19); off for a consumer whose partitions must not wait
     #: on each other (delivery: a provider's slow answer holds back only its partition)
     single_lane: bool = True
+    #: records this consumer may fall behind before it skips its oldest (``ConsumerOptions``);
+    #: None for every consumer whose work must not be skipped
+    max_lag: int | None = None
     roles: frozenset[str] = WORKERS
     layer: Layer = "consumer"
     _subscriptions: list[Subscription] = dataclasses.field(default_factory=list)
@@ -49,6 +52,7 @@ class StreamConsumer:
             max_batch=self.max_batch,
             linger=self.linger,
             single_lane=self.single_lane,
+            max_lag=self.max_lag,
             transient=TRANSIENT,
         )
         self._subscriptions = await self.make(hub).subscribe(hub.bus, options)

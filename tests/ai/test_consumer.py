@@ -297,3 +297,16 @@ async def test_intents_feedback_and_summary_over_rest(hub: Hub, server: str) -> 
             assert r.status == 204
         async with http.delete(f"{server}/api/v1/ai/intents/change_pin") as r:
             assert r.status == 404
+
+
+async def test_the_analysis_may_fall_behind_but_an_erasure_is_never_passed_over(hub: Hub) -> None:
+    """On the in-process bus the AI skips its oldest messages rather than hold every other
+    consumer to its pace (``max_lag``); a person's erasure is not a message it may skip."""
+    from ai.part import MAX_LAG
+    from hub.bus.memory import MemoryBus
+    from hub.events.types import CONTACTS, CONVERSATIONS
+
+    assert isinstance(hub.bus, MemoryBus)
+    topics = hub.bus.broker.topics
+    assert topics[CONVERSATIONS].groups[GROUP].options.max_lag == MAX_LAG
+    assert topics[CONTACTS].groups[GROUP].options.max_lag is None

@@ -126,3 +126,67 @@ async def test_the_last_member_leaving_while_the_group_lingers_loses_nothing(
             await asyncio.sleep(0.01)
     assert first == [] and again == [b"x"]
     await bus.close()
+
+
+@pytest.mark.parametrize("single_lane", [False, True])
+async def test_a_group_that_may_fall_behind_skips_its_oldest_and_holds_back_nobody(
+    single_lane: bool,
+) -> None:
+    """A stuck group with ``max_lag`` no longer holds the settle point (the relay's limit on
+    unsettled records) once it is that far behind: the others handle everything, it passes over
+    its oldest, counted, and then goes on in order from the newest ``max_lag`` records, never
+    back. A stuck group without ``max_lag`` still holds every record."""
+    from hub.metrics import BUS_SHED
+
+    bus = MemoryBus(MemoryBroker(partitions=4))
+    gate = asyncio.Event()
+    slow: list[bytes] = []
+    fast: list[bytes] = []
+
+    async def stuck(batch: Sequence[BusMessage]) -> None:
+        slow.extend(m.value for m in batch)
+        await gate.wait()
+
+    async def quick(batch: Sequence[BusMessage]) -> None:
+        fast.extend(m.value for m in batch)
+
+    options = ConsumerOptions(max_batch=5, single_lane=single_lane)
+    shed_before = BUS_SHED.labels("ai-like", "t")._value.get()
+    await bus.subscribe("t", "ai-like", stuck, dataclasses.replace(options, max_lag=10))
+    await bus.subscribe("t", "journal-like", quick, options)
+    values = [str(i).encode() for i in range(100)]
+    await bus.publish("t", "one-key", values[0])
+    async with asyncio.timeout(5):
+        while not slow:  # the first batch is in the stuck handler
+            await asyncio.sleep(0.01)
+    last = 0
+    for value in values[1:]:
+        last = await bus.publish("t", "one-key", value)
+    async with asyncio.timeout(5):
+        while len(fast) < 100:
+            await asyncio.sleep(0.01)
+    assert fast == values
+    assert bus.settled() >= last - 10, "the stuck group held back more than its max_lag"
+    assert BUS_SHED.labels("ai-like", "t")._value.get() - shed_before == 89
+    gate.set()
+    async with asyncio.timeout(5):
+        while slow[-1] != values[-1]:
+            await asyncio.sleep(0.01)
+    assert slow == values[:1] + values[-10:], "in order, the newest 10 after the one in flight"
+    assert bus.settled() == last
+
+    held = MemoryBus(MemoryBroker(partitions=4))
+    stop = asyncio.Event()
+
+    async def blocked(batch: Sequence[BusMessage]) -> None:
+        await stop.wait()
+
+    await held.subscribe("t", "lossless", blocked, options)
+    first = await held.publish("t", "one-key", b"first")
+    for value in values:
+        await held.publish("t", "one-key", value)
+    await asyncio.sleep(0.05)
+    assert held.settled() < first, "a group without max_lag must hold every record"
+    stop.set()
+    await bus.close()
+    await held.close()
