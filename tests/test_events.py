@@ -120,3 +120,25 @@ def test_newer_schema_fields_are_ignored_and_unknown_types_refused() -> None:
     raw["type"] = "fax.received"  # no such event type
     with pytest.raises(UnknownEventType):
         decode_event(msgspec.json.encode(raw))
+
+
+def test_the_groups_of_one_record_share_its_decoding() -> None:
+    """Every group is handed the same bytes of a record: it is decoded once and the frozen event
+    shared; other bytes of equal content decode equal; an unknown type is refused every time."""
+    from hub.events.envelope import decode_head
+
+    event = make_event(
+        MessageStatusChanged(message_id="m", inbox_id="i", status=MessageStatus.READ),
+        account_id="a",
+        conversation_id="conv",
+        actor=Actor(ActorKind.SYSTEM),
+    )
+    data = encode_event(event)
+    assert decode_event(data) is decode_event(data) and decode_event(data) == event
+    assert decode_head(data) is decode_head(data) and decode_head(data).id == event.id
+    assert decode_event(bytes(bytearray(data))) == event
+    unknown = data.replace(b'"message.status_changed"', b'"fax.received"')
+    assert unknown != data
+    for _ in range(2):
+        with pytest.raises(UnknownEventType):
+            decode_event(unknown)
