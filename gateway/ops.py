@@ -3,18 +3,24 @@
 Metrics tell a lot about the traffic (routes, rates, errors, inbox activity), so they can be
 closed: ``HUB_METRICS_TOKEN`` makes ``/metrics`` require ``Authorization: Bearer <token>``, and
 ``HUB_METRICS_PORT`` serves them on a listener of their own (the main port then answers 404),
-which a firewall can keep internal.
+which a firewall can keep internal. With ``HUB_WORKER_PROCESSES=1`` the worker child's metrics
+(the bus, the relay, every consumer) come with the gateway's, labelled ``process="worker"``: the
+child listens on loopback only, where a remote Prometheus cannot reach it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.responses import ApiError, error_response, json_response
 from gateway.state import STATE
@@ -47,12 +53,65 @@ async def readyz(request: web.Request) -> web.Response:
     return json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
 
-def _exposition(hub: Hub) -> web.Response:
+#: how long a scrape waits for the worker child's metrics before answering without them
+CHILD_WITHIN_S = 2.0
+
+
+class _Families:
+    """A registry of already collected families, for ``generate_latest``."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> list[Metric]:
+        return self._families
+
+
+async def _child_families(hub: Hub) -> list[Metric]:
+    """The worker child's metrics (none when there is no child or it does not answer)."""
+    port = getattr(hub.part("worker_process"), "port", None)
+    if not hub.config.worker_processes or port is None:
+        return []
+    token = hub.config.metrics_token
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    timeout = aiohttp.ClientTimeout(total=CHILD_WITHIN_S)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(f"http://127.0.0.1:{port}/metrics", headers=headers) as response,
+        ):
+            if response.status != 200:
+                return []
+            text = await response.text()
+        return list(text_string_to_metric_families(text))
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return []
+
+
+def merged(own: list[Metric], child: list[Metric]) -> list[Metric]:
+    """The child's samples in the gateway's families of the same name (one block per family, as
+    the exposition format wants), each labelled ``process="worker"``."""
+    families = {family.name: family for family in own}
+    for family in child:
+        samples = [s._replace(labels={**s.labels, "process": "worker"}) for s in family.samples]
+        mine = families.get(family.name)
+        if mine is None or mine.type == family.type:
+            both = copy.copy(mine or family)  # a collector may hand out the same object again
+            both.samples = [*(mine.samples if mine else []), *samples]
+            families[family.name] = both
+    return list(families.values())
+
+
+async def _exposition(hub: Hub) -> web.Response:
     if hub.bus is not None:
         for (group, topic, partition), lag in hub.bus.partition_lag().items():
             BUS_LAG.labels(group, topic, str(partition)).set(lag)
+    child = await _child_families(hub)
+    registry: Any = REGISTRY
+    if child:
+        registry = _Families(merged(list(REGISTRY.collect()), child))
     return web.Response(
-        body=generate_latest(REGISTRY),
+        body=generate_latest(registry),
         headers={"Content-Type": CONTENT_TYPE_LATEST},
     )
 
@@ -84,7 +143,7 @@ def metrics_handler(
                     headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
                 )
             )
-        return _exposition(hub)
+        return await _exposition(hub)
 
     return metrics
 

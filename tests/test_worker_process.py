@@ -18,6 +18,7 @@ import aiohttp
 import psutil
 import pytest
 from cryptography.fernet import Fernet
+from prometheus_client.parser import text_string_to_metric_families
 
 from hub.store.embedded import stop_embedded_postgres
 from tests.realtime.agents import Agent
@@ -76,6 +77,25 @@ async def inbound_counted(session: aiohttp.ClientSession, base: str, token: str,
             await asyncio.sleep(0.2)
 
 
+async def worker_metrics_in_the_gateways(session: aiohttp.ClientSession, base: str) -> None:
+    """The gateway's ``/metrics`` has the child's (its bus, relay and consumers), labelled, in
+    the gateway's families: each family once, as the exposition format wants."""
+    async with session.get(f"{base}/metrics") as response:
+        assert response.status == 200
+        text = await response.text()
+    families = list(text_string_to_metric_families(text))
+    names = [f.name for f in families]
+    assert len(names) == len(set(names)), "a family twice"
+    samples = {f.name: f.samples for f in families}
+    journal = [s for s in samples["hub_bus_records"] if s.labels.get("group") == "journal"]
+    assert journal and all(s.labels["process"] == "worker" for s in journal), journal
+    assert any(s.labels == {"process": "worker"} for s in samples["hub_outbox_backlog"])
+    requests = [
+        s for s in samples["hub_http_request_duration_seconds"] if "process" not in s.labels
+    ]
+    assert requests, "the gateway's own samples keep their labels"
+
+
 @pytest.fixture
 def split_env(tmp_path: Path) -> Any:
     env = hub_env(
@@ -121,6 +141,8 @@ async def test_a_webhook_reaches_the_agent_through_the_worker_child_which_stops_
                     assert response.status == 200
                 await received(agent, text)
                 await inbound_counted(session, base, token, n + 1)
+                if n == 0:
+                    await worker_metrics_in_the_gateways(session, base)
                 if n == 0:  # the worker dies: it is started again, and the path works again
                     os.kill(child, signal.SIGKILL)
                     child = await child_of(session, base, restarts=1)
