@@ -228,9 +228,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64, help="the load's connections")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--ai", action="store_true", help="run the hub with its AI part")
+    parser.add_argument(
+        "--sides", default=",".join(SIDES), help="which servers to measure (for profiling one)"
+    )
     add_smoke_flag(parser)
     args = parser.parse_args()
     sockets = [int(n) for n in args.sockets.split(",")]
+    sides = tuple(s for s in SIDES if s in args.sides.split(","))
     if args.smoke:
         sockets, args.seconds, args.repeats, args.concurrency = [5], 1, 1, 8
     if not (NODE / "node_modules" / "socket.io").exists():
@@ -238,7 +242,7 @@ def main() -> None:
     agents, loadgen = build_agents(), build_loadgen()
     runs: list[dict[str, Any]] = []
     for repeat in range(args.repeats):
-        order = SIDES if repeat % 2 == 0 else SIDES[::-1]
+        order = sides if repeat % 2 == 0 else sides[::-1]
         for n in sockets:
             for side in order:
                 print(f"== {side}, N = {n}, repeat {repeat + 1}", flush=True)
@@ -247,7 +251,7 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
                 runs.append(row)
     table = []
-    for n in sockets:
+    for n in sockets if sides == SIDES else []:
         medians = {
             s: median_row([r for r in runs if r["side"] == s and r["sockets"] == n]) for s in SIDES
         }
