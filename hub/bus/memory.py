@@ -241,6 +241,8 @@ class MemoryBroker:
                 if not group.members:  # the last one left while we waited
                     continue
             batch = self._oldest(group)
+            if not batch:  # a shedding group's records went while it waited
+                continue
             for message in batch:
                 group.taken[message.partition] = message.offset + 1
             group.turn += 1
