@@ -48,6 +48,11 @@ class AiPart(StreamConsumer):
         elif not installed():
             self.skipped = "not installed (pip install 'hub[ai]')"
             self.make = lambda hub: _Idle()
+        # how far it may fall behind on the in-process bus before it skips its oldest
+        # (HUB_AI_MAX_LAG): the bus keeps a record until every group handled it, so an AI that
+        # cannot keep up (about 200 messages a second on two shared cores) would otherwise hold
+        # the agents' sockets and every other consumer to its pace (BENCHMARKS.md, issue 19)
+        self.max_lag = hub.config.ai_max_lag or None
         await super().start(hub)
 
     async def stop(self) -> None:
@@ -92,19 +97,9 @@ def user_cache() -> Path:
     return Path(base) / "hub" / "ai"
 
 
-#: how far (records per partition) the AI may fall behind on the in-process bus before it skips
-#: its oldest: the bus keeps a record until every group handled it, so an AI that cannot keep up
-#: (about 200 messages a second on two shared cores) would otherwise hold the agents' sockets and
-#: every other consumer to its pace (BENCHMARKS.md, issue 19). With the 4 partitions of the
-#: default that is 2,000 records a topic; on Kafka it just lags.
-MAX_LAG = 500
-
-
 def ai_part(roles: frozenset[str] = ROLES) -> AiPart:
     """Batches of up to 64 messages (one embedding call), waiting 20 ms for fuller ones.
     ``roles``: the worker child of a split role ``all`` runs it too."""
-    part = AiPart(
-        "ai", lambda hub: _Idle(), max_batch=64, linger=0.02, max_lag=MAX_LAG, roles=roles
-    )
+    part = AiPart("ai", lambda hub: _Idle(), max_batch=64, linger=0.02, roles=roles)
     part.make = lambda hub: _make(part, hub)
     return part

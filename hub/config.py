@@ -338,6 +338,15 @@ SETTINGS: tuple[Setting, ...] = (
         "and sentiment only, no suggestions.",
     ),
     Setting(
+        "ai_max_lag",
+        "HUB_AI_MAX_LAG",
+        "Records per bus partition the AI part may fall behind on the in-process bus before it "
+        "passes over its oldest messages (they get no analysis; counted in `hub_bus_shed_total`), "
+        "so that it never holds the agents' sockets and the other consumers to its pace. 0: it "
+        "never passes over any, and the hub goes at its pace. Kafka keeps records per group: "
+        "there the AI just lags.",
+    ),
+    Setting(
         "ai_provider_url",
         "HUB_AI_PROVIDER_URL",
         "OpenAI-compatible endpoint for reply suggestions (`http://host:port/v1`). Unset: "
@@ -409,6 +418,7 @@ class Config:
     ai_runtime: str = "auto"
     ai_intent_threshold: float = 0.5
     ai_stale_after: float = 60.0
+    ai_max_lag: int = 500
     ai_provider_url: str | None = None
     ai_provider_model: str = "default"
     ai_provider_key: str | None = None
@@ -532,6 +542,8 @@ def check(config: Config) -> Config:
         raise ConfigError(
             f"ai_runtime: {config.ai_runtime!r} is not one of {', '.join(AI_RUNTIMES)}"
         )
+    if config.ai_max_lag < 0:
+        raise ConfigError("ai_max_lag: 0 (never skip) or more")
     if config.worker_processes not in (0, 1):
         raise ConfigError(
             "worker_processes: 0 or 1 (one outbox relay is active per database, so a second "

@@ -31,6 +31,13 @@ def test_readme_lists_every_setting() -> None:
     assert settings_markdown() in readme, "regenerate the table with `hub config --markdown`"
 
 
+def test_the_ais_max_lag_is_0_or_more() -> None:
+    assert load_config({}).ai_max_lag == 500
+    assert load_config({"HUB_AI_MAX_LAG": "0"}).ai_max_lag == 0
+    with pytest.raises(ConfigError, match="ai_max_lag"):
+        load_config({"HUB_AI_MAX_LAG": "-1"})
+
+
 def test_roles_are_checked() -> None:
     assert load_config({"HUB_ROLE": "worker"}).role == "worker"
     with pytest.raises(ConfigError, match="role"):

@@ -302,11 +302,23 @@ async def test_intents_feedback_and_summary_over_rest(hub: Hub, server: str) -> 
 async def test_the_analysis_may_fall_behind_but_an_erasure_is_never_passed_over(hub: Hub) -> None:
     """On the in-process bus the AI skips its oldest messages rather than hold every other
     consumer to its pace (``max_lag``); a person's erasure is not a message it may skip."""
-    from ai.part import MAX_LAG
     from hub.bus.memory import MemoryBus
     from hub.events.types import CONTACTS, CONVERSATIONS
 
     assert isinstance(hub.bus, MemoryBus)
     topics = hub.bus.broker.topics
-    assert topics[CONVERSATIONS].groups[GROUP].options.max_lag == MAX_LAG
+    assert topics[CONVERSATIONS].groups[GROUP].options.max_lag == hub.config.ai_max_lag == 500
     assert topics[CONTACTS].groups[GROUP].options.max_lag is None
+
+
+class TestNeverSkipping:
+    @pytest.fixture
+    def hub_config(self, hub_config: Config) -> Config:
+        return hub_config.replace(ai=True, ai_max_lag=0)
+
+    async def test_max_lag_0_keeps_every_message_for_the_ai(self, hub: Hub) -> None:
+        from hub.bus.memory import MemoryBus
+        from hub.events.types import CONVERSATIONS
+
+        assert isinstance(hub.bus, MemoryBus)
+        assert hub.bus.broker.topics[CONVERSATIONS].groups[GROUP].options.max_lag is None
