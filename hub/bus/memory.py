@@ -16,13 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import itertools
 import logging
 import time
 import zlib
-from collections import deque
 from collections.abc import Sequence
-from operator import itemgetter
+from operator import attrgetter
 from typing import ClassVar
 
 from hub.bus.contract import (
@@ -41,24 +39,40 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass(slots=True)
 class _Record:
-    key: str
-    value: bytes
-    headers: dict[str, str]
-    token: int
+    token: int  # orders records across partitions
+    message: BusMessage  # built once, handed to every group (it is immutable)
 
 
-_token = itemgetter(0)
+_token = attrgetter("token")
+
+#: handled records are cut from a partition's list in blocks of at least this many
+_COMPACT = 1024
 
 
 class _Partition:
+    """A list with a moving start, so a batch is a slice (a deque walks to an index)."""
+
     def __init__(self) -> None:
         self.base = 0  # offset of records[0]
-        self.records: deque[_Record] = deque()
+        self.start = 0  # offset of the oldest record kept (every group is past the ones before)
+        self.records: list[_Record] = []
         self.wakeup = asyncio.Event()
 
     @property
     def end(self) -> int:
         return self.base + len(self.records)
+
+    def between(self, start: int, stop: int) -> list[_Record]:
+        return self.records[start - self.base : stop - self.base]
+
+    def drop_before(self, floor: int) -> None:
+        if floor <= self.start:
+            return
+        self.start = min(floor, self.end)
+        dead = self.start - self.base
+        if dead >= _COMPACT and dead * 2 >= len(self.records):
+            del self.records[:dead]
+            self.base = self.start
 
 
 @dataclasses.dataclass(eq=False)
@@ -73,7 +87,7 @@ class _Group:
         self.name = name
         self.topic = topic
         self.options = options
-        self.committed = [topic.partitions[p].base for p in range(len(topic.partitions))]
+        self.committed = [topic.partitions[p].start for p in range(len(topic.partitions))]
         self.taken = list(self.committed)  # past the batch in flight (for counting what is shed)
         self.members: list[_Member] = []
         self.has_members = asyncio.Event()
@@ -111,9 +125,10 @@ class MemoryBroker:
         index = zlib.crc32(record.key.encode()) % len(topic.partitions)
         partition = topic.partitions[index]
         self.last_token += 1
-        partition.records.append(
-            _Record(record.key, record.value, dict(record.headers), self.last_token)
+        message = BusMessage(
+            topic.name, record.key, record.value, index, partition.end, dict(record.headers)
         )
+        partition.records.append(_Record(self.last_token, message))
         if not topic.groups or (topic.shedding and self._shed(topic, index)):
             self._trim(topic, index)
         partition.wakeup.set()
@@ -148,10 +163,9 @@ class MemoryBroker:
 
     def _trim(self, topic: _Topic, index: int) -> None:
         partition = topic.partitions[index]
-        floor = min((g.committed[index] for g in topic.groups.values()), default=partition.end)
-        while partition.base < floor and partition.records:
-            partition.records.popleft()
-            partition.base += 1
+        partition.drop_before(
+            min((g.committed[index] for g in topic.groups.values()), default=partition.end)
+        )
 
     async def _dead_letter(self, record: OutRecord) -> None:
         self.append(record)
@@ -160,8 +174,8 @@ class MemoryBroker:
         lowest = self.last_token
         for topic in self.topics.values():
             for partition in topic.partitions:
-                if partition.records:
-                    first = partition.records[0].token - 1
+                if partition.start < partition.end:
+                    first = partition.between(partition.start, partition.start + 1)[0].token - 1
                     if first < lowest:
                         lowest = first
         return lowest
@@ -209,15 +223,9 @@ class MemoryBroker:
                 start = group.committed[index]  # a shedding group may have moved on meanwhile
                 if start >= partition.end:
                     continue
-            skip = start - partition.base
             count = min(options.max_batch, partition.end - start)
             group.taken[index] = start + count
-            batch = []
-            for i in range(count):
-                r = partition.records[skip + i]
-                batch.append(
-                    BusMessage(group.topic.name, r.key, r.value, index, start + i, r.headers)
-                )
+            batch = [r.message for r in partition.between(start, start + count)]
             await self._hand(group, group.members[index % len(group.members)], batch)
             # never backwards: a shedding group may have passed the batch while it ran
             group.committed[index] = max(group.committed[index], start + count)
@@ -270,22 +278,16 @@ class MemoryBroker:
         """The group's ``max_batch`` oldest unhandled records over all partitions, in publish
         order (each partition's are in order, and the tokens order them across partitions)."""
         limit = group.options.max_batch
-        pending: list[tuple[int, int, int, _Record]] = []
+        pending: list[_Record] = []
+        merge = False
         for index, partition in enumerate(group.topic.partitions):
             start = group.committed[index]
-            count = min(limit, partition.end - start)
-            if count:
-                skip = start - partition.base
-                records = itertools.islice(partition.records, skip, skip + count)
-                pending.extend(
-                    (r.token, index, offset, r) for offset, r in enumerate(records, start)
-                )
-        pending.sort(key=_token)
-        name = group.topic.name
-        return [
-            BusMessage(name, r.key, r.value, index, offset, r.headers)
-            for _, index, offset, r in pending[:limit]
-        ]
+            if start < partition.end:
+                merge = bool(pending)
+                pending += partition.between(start, start + limit)
+        if merge:
+            pending.sort(key=_token)
+        return [r.message for r in pending[:limit]]
 
     async def leave(self, group: _Group, member: _Member, within: float) -> None:
         """Take the member out; wait up to ``within`` seconds for its batch in flight. A handler
