@@ -1,6 +1,9 @@
 """Webhook-to-socket latency on the embedded default: signed API-channel webhooks at a fixed rate
-(open loop, default 1,000 msgs/s), and agent sockets (python-socketio) measuring, for every
-message.received event, the time from the load generator's send to the socket's receipt.
+(open loop, default 1,000 msgs/s), and agent sockets measuring, for every message.received
+event, the time from the load generator's send to the socket's receipt. The sockets are held by
+the Go program ``bench/realtime/agents`` (authenticated ``/agent`` joins, every ``events`` batch
+checked for order and counted), so the clients take a few percent of a core where 20
+python-socketio clients took a quarter of the machine's two.
 
     .venv/bin/python -m bench.realtime.latency [--rate 1000] [--seconds 15] [--sockets 1]
 
@@ -14,18 +17,17 @@ import asyncio
 import bisect
 import json
 import re
-import time
+import tempfile
 import urllib.request
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import socketio
 
 from bench.hub_process import cpu_seconds, running_hub, transactions, until_settled
 from bench.ingest.run import build_loadgen
+from bench.realtime.fanout_path import build_agents
 from bench.smoke import add_smoke_flag, results_dir
 from hub.store.embedded import start_embedded_postgres
 
@@ -82,35 +84,66 @@ async def measure(
     the latencies per state of the hub (``by_phase``). ``connected`` is awaited once the sockets
     are in, before the load starts."""
     bases = webhook_bases or [url]
-    latencies: list[list[float]] = [[] for _ in range(args.sockets)]
-    samples: list[tuple[int, float]] = []  # (sent ns, ms) of every receipt
-    after_event: list[float] = []  # from the event's occurred_at (inside the ingest) to receipt
-    clients = []
-    for index in range(args.sockets):
-        client = socketio.AsyncClient(reconnection=False)
-
-        def on_events(batch: list[dict[str, Any]], index: int = index) -> None:
-            now = time.time_ns()
-            for data in batch:
-                if data["type"] != "message.received":
-                    continue
-                found = SENT.search(data["event"]["payload"]["content"] or "")
-                if found:
-                    sent_ns = int(found.group(1))
-                    latencies[index].append((now - sent_ns) / 1e6)
-                    samples.append((sent_ns, (now - sent_ns) / 1e6))
-                    occurred = datetime.fromisoformat(data["event"]["occurred_at"])
-                    after_event.append(now / 1e6 - occurred.timestamp() * 1e3)
-
-        client.on("events", on_events, namespace="/agent")
-        await client.connect(
-            url,
-            namespaces=["/agent"],
-            auth={"token": token},
-            transports=["websocket"],
-            wait_timeout=10,
+    samples_file = Path(tempfile.mkstemp(prefix="latency-samples-")[1])
+    agents = await asyncio.create_subprocess_exec(
+        str(await asyncio.to_thread(build_agents)),
+        "-url",
+        url,
+        "-n",
+        str(args.sockets),
+        "-token",
+        token,
+        "-samples",
+        str(samples_file),
+        "-drain",
+        "2s",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        return await _measure(
+            args, agents, samples_file, inbox, loadgen, bases, run, phases, guard_s, connected
         )
-        clients.append(client)
+    finally:
+        if agents.returncode is None:
+            agents.kill()
+            await agents.wait()
+        samples_file.unlink(missing_ok=True)
+
+
+async def _agents_say(agents: asyncio.subprocess.Process, event: str) -> dict[str, Any]:
+    """The agents program's next JSON line that is ``event``."""
+    assert agents.stdout is not None
+    while raw := await agents.stdout.readline():
+        if raw.startswith(b"{"):
+            found: dict[str, Any] = json.loads(raw)
+            if found.get("event") == event:
+                return found
+    raise SystemExit(f"the agents program ended before {event!r} (exit {await agents.wait()})")
+
+
+async def _ask(agents: asyncio.subprocess.Process, command: str, event: str) -> dict[str, Any]:
+    assert agents.stdin is not None
+    agents.stdin.write(f"{command}\n".encode())
+    await agents.stdin.drain()
+    return await _agents_say(agents, event)
+
+
+async def _measure(
+    args: argparse.Namespace,
+    agents: asyncio.subprocess.Process,
+    samples_file: Path,
+    inbox: dict[str, Any],
+    loadgen: Path,
+    bases: list[str],
+    run: str,
+    phases: Phases | None,
+    guard_s: float,
+    connected: Callable[[], Awaitable[None]] | None,
+) -> dict[str, Any]:
+    joined = await _agents_say(agents, "connected")
+    if joined["clients"] != args.sockets:
+        raise SystemExit(f"{joined['clients']} of {args.sockets} agent sockets joined: {joined}")
     if connected is not None:
         await connected()
     print(
@@ -149,12 +182,23 @@ async def measure(
         "failed": sum(r["failed"] for r in results),
         "p99_ms": max(r["p99_ms"] for r in results),
     }
-    # the last events: up to 2 s more, or until every socket has one per acknowledged webhook
-    deadline = time.monotonic() + 2
-    while time.monotonic() < deadline and any(len(x) < sent["ok"] for x in latencies):
-        await asyncio.sleep(0.05)
-    for client in clients:
-        await client.disconnect()
+    # the last events: until every socket has one per acknowledged webhook, or 2 s without any
+    delivered = await _ask(agents, f"expect {sent['ok']}", "delivered")
+    await _ask(agents, "samples", "samples")
+    assert agents.stdin is not None
+    agents.stdin.write(b"quit\n")
+    await agents.stdin.drain()
+    await agents.wait()
+    latencies: list[list[float]] = [[] for _ in range(args.sockets)]
+    samples: list[tuple[int, float]] = []  # (sent ns, ms) of every receipt
+    after_event: list[float] = []  # from the event's occurred_at (inside the ingest) to receipt
+    for row in samples_file.read_text().splitlines():
+        socket, sent_ns, received_ns, occurred_ns = map(int, row.split())
+        ms = (received_ns - sent_ns) / 1e6
+        latencies[socket].append(ms)
+        samples.append((sent_ns, ms))
+        if occurred_ns:
+            after_event.append((received_ns - occurred_ns) / 1e6)
     everyone = [x for per_socket in latencies for x in per_socket]
     extra = {"by_phase": by_phase(samples, timeline, guard_s)} if phases is not None else {}
     return {
@@ -165,6 +209,9 @@ async def measure(
         "webhooks_failed": sent["failed"],
         "events_measured": len(everyone),
         "per_socket_received": [len(x) for x in latencies],
+        "out_of_order": delivered["out_of_order"],
+        "beyond_one_each": delivered["extra"],
+        "sockets_dropped": delivered["dropped"],
         "p50_ms": round(percentile(everyone, 0.50), 1),
         "p90_ms": round(percentile(everyone, 0.90), 1),
         "p99_ms": round(percentile(everyone, 0.99), 1),

@@ -8,6 +8,10 @@
 //	expect K   wait until every connection has K message.received items (or -drain passes with
 //	           none arriving); print {"event":"delivered",...} with the first and last delivery
 //	           times (unix ns) and the checks
+//	samples    (with -samples FILE) write one line per message.received item to FILE:
+//	           "socket sent_ns received_ns occurred_ns" (sent_ns from the load generator's
+//	           "sent_ns=" stamp in the text, occurred_ns from the event's occurred_at); print
+//	           {"event":"samples",...} with the count per socket
 //	quit       close and exit
 package main
 
@@ -33,9 +37,14 @@ import (
 type conn struct {
 	received atomic.Int64 // message.received items
 	lastSeq  int64
+	mu       sync.Mutex
+	samples  []sample // with -samples: one per stamped message.received item
 }
 
+type sample struct{ sent, received, occurred int64 }
+
 type client struct {
+	sampling  bool
 	prefix    []byte
 	conns     []*conn
 	disorder  atomic.Int64 // items whose seq did not rise
@@ -54,6 +63,7 @@ func main() {
 	token := flag.String("token", "", "the bearer token sent as auth on connecting")
 	dialers := flag.Int("dialers", 100, "handshakes in flight at a time")
 	drain := flag.Duration("drain", 30*time.Second, "give up after this long without a delivery")
+	samplesPath := flag.String("samples", "", "record each message.received item's latency for the samples command")
 	flag.Parse()
 	if *base == "" {
 		fail(errors.New("-url is required"))
@@ -64,7 +74,7 @@ func main() {
 	}
 	auth, _ := json.Marshal(map[string]string{"token": *token})
 	wsURL := "ws://" + u.Host + "/socket.io/?EIO=4&transport=websocket"
-	c := &client{prefix: []byte(`42/agent,["events",`)}
+	c := &client{prefix: []byte(`42/agent,["events",`), sampling: *samplesPath != ""}
 	dialer := websocket.Dialer{ReadBufferSize: 32 << 10, WriteBufferSize: 512, HandshakeTimeout: 30 * time.Second}
 	started := time.Now()
 	var wg sync.WaitGroup
@@ -110,6 +120,8 @@ func main() {
 				fail(err)
 			}
 			emit(c.expect(k, *drain))
+		} else if len(fields) == 1 && fields[0] == "samples" && c.sampling {
+			emit(c.writeSamples(*samplesPath))
 		} else if len(fields) == 1 && fields[0] == "quit" {
 			break
 		}
@@ -211,6 +223,9 @@ func (c *client) read(ws *websocket.Conn, cn *conn) {
 			rest = rest[width+len(typeKey):]
 			if bytes.HasPrefix(rest, received) {
 				got++
+				if c.sampling {
+					cn.sample(rest, time.Now().UnixNano())
+				}
 			}
 		}
 		c.items.Add(items)
@@ -223,10 +238,64 @@ func (c *client) read(ws *websocket.Conn, cn *conn) {
 	}
 }
 
+// sample records the latency of the item at the start of item (up to the next item): the text's
+// "sent_ns=" stamp and the event's "occurred_at" (the first of each: the event precedes its context).
+func (cn *conn) sample(item []byte, now int64) {
+	if end := bytes.Index(item, seqKey); end >= 0 {
+		item = item[:end]
+	}
+	at := bytes.Index(item, sentKey)
+	if at < 0 {
+		return
+	}
+	sent, width := number(item[at+len(sentKey):])
+	if width == 0 {
+		return
+	}
+	var occurred int64
+	if at = bytes.Index(item, occurredKey); at >= 0 {
+		value := item[at+len(occurredKey):]
+		if end := bytes.IndexByte(value, '"'); end > 0 {
+			if t, err := time.Parse(time.RFC3339Nano, string(value[:end])); err == nil {
+				occurred = t.UnixNano()
+			}
+		}
+	}
+	cn.mu.Lock()
+	cn.samples = append(cn.samples, sample{sent, now, occurred})
+	cn.mu.Unlock()
+}
+
+func (c *client) writeSamples(path string) map[string]any {
+	f, err := os.Create(path)
+	if err != nil {
+		fail(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	perSocket := make([]int, len(c.conns))
+	for i, cn := range c.conns {
+		cn.mu.Lock()
+		for _, s := range cn.samples {
+			fmt.Fprintf(w, "%d %d %d %d\n", i, s.sent, s.received, s.occurred)
+		}
+		perSocket[i] = len(cn.samples)
+		cn.mu.Unlock()
+	}
+	if err := w.Flush(); err != nil {
+		fail(err)
+	}
+	if err := f.Close(); err != nil {
+		fail(err)
+	}
+	return map[string]any{"event": "samples", "per_socket": perSocket}
+}
+
 var (
-	seqKey   = []byte(`{"seq":`)
-	typeKey  = []byte(`,"type":"`)
-	received = []byte(`message.received"`)
+	sentKey     = []byte("sent_ns=")
+	occurredKey = []byte(`"occurred_at":"`)
+	seqKey      = []byte(`{"seq":`)
+	typeKey     = []byte(`,"type":"`)
+	received    = []byte(`message.received"`)
 )
 
 // number reads the decimal at the start of b: its value and how many bytes it took.
