@@ -16,7 +16,7 @@ from hub.events.envelope import Head
 from hub.events.types import CONTACTS, CONVERSATIONS, AgentPresenceChanged
 from hub.store.db import Conn
 from realtime.context import inbox_list_context
-from realtime.log import Logged, append
+from realtime.log import Logged, append, lock_keys
 
 GROUP = "realtime"
 #: events kept out of the replay log: sockets hear presence as the ``presence`` emit already
@@ -43,13 +43,18 @@ Entry = tuple[Head, bytes, str | None]
 async def _append_all(conn: Conn, batches: Sequence[list[Entry]]) -> list[Logged]:
     entries = [e for batch in batches for e in batch if e[0].type not in NOT_REPLAYED]
     heads = [e[0] for e in entries]
-    context = await inbox_list_context(conn, (h.conversation_id for h in heads))
+    # one statement takes the numbering locks and reads the context (the insert's snapshot is
+    # then taken under the locks, as the numbering needs)
+    context = await inbox_list_context(
+        conn, (h.conversation_id for h in heads), lock_keys([h.account_id for h in heads])
+    )
     logged = await append(
         conn,
         heads,
         [e[1] for e in entries],
         [e[2] for e in entries],
         [context.get(h.conversation_id or "") for h in heads],
+        locked=True,
     )
     return [logged] * len(batches)
 

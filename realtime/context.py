@@ -7,33 +7,52 @@ context of each event it receives shows what a fresh REST load would show, witho
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import orjson
 
 from hub.store.db import Conn
-from hub.store.reads import inbox_counters
+from hub.store.reads import COUNTER_KEYS, INBOX_COUNTERS_SQL, no_counters
+
+_CONTEXT = f"""
+    WITH locked AS (
+        SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) AS n FROM unnest($2::text[]) k
+    ), found AS (
+        SELECT c.id, c.inbox_id, c.contact_id, ct.name AS contact_name, c.status,
+               c.assignee_id, c.team_id, c.labels, c.priority, c.snoozed_until,
+               c.messages_count, c.last_message_at, c.last_activity_at
+          FROM conversations c JOIN contacts ct ON ct.id = c.contact_id
+         WHERE c.id = ANY($1::text[])
+    ), counts AS (
+        {INBOX_COUNTERS_SQL.format(inboxes="ARRAY(SELECT DISTINCT inbox_id FROM found)")}
+    )
+    SELECT found.*, counts.inbox_id AS counted, {", ".join(f"counts.{k}" for k in COUNTER_KEYS)}
+      FROM locked LEFT JOIN found ON true LEFT JOIN counts ON counts.inbox_id = found.inbox_id"""
+
+_ROW = ("id", "inbox_id", "contact_id", "contact_name", "status", "assignee_id", "team_id",
+        "labels", "priority", "snoozed_until", "messages_count", "last_message_at",
+        "last_activity_at")  # fmt: skip
 
 
 async def inbox_list_context(
-    conn: Conn, conversation_ids: Iterable[str | None]
+    conn: Conn, conversation_ids: Iterable[str | None], lock_keys: Sequence[str] = ()
 ) -> dict[str, bytes]:
-    """``conversation id -> {"conversation": row, "inbox": counters}`` as JSON."""
+    """``conversation id -> {"conversation": row, "inbox": counters}`` as JSON. The same
+    statement takes the transaction advisory locks ``lock_keys`` (the replay log's numbering
+    locks, in the order given): one round trip for both in the log's transaction."""
     wanted = sorted({c for c in conversation_ids if c})
-    if not wanted:
+    if not wanted and not lock_keys:
         return {}
-    rows = await conn.fetch(
-        """SELECT c.id, c.inbox_id, c.contact_id, ct.name AS contact_name, c.status,
-                  c.assignee_id, c.team_id, c.labels, c.priority, c.snoozed_until,
-                  c.messages_count, c.last_message_at, c.last_activity_at
-             FROM conversations c JOIN contacts ct ON ct.id = c.contact_id
-            WHERE c.id = ANY($1::text[])""",
-        wanted,
-    )
-    counters = await inbox_counters(conn, {r["inbox_id"] for r in rows})
-    return {
-        r["id"]: orjson.dumps(
-            {"conversation": dict(r), "inbox": counters[r["inbox_id"]]}, option=orjson.OPT_UTC_Z
+    rows = await conn.fetch(_CONTEXT, wanted, list(lock_keys))
+    out: dict[str, bytes] = {}
+    for r in rows:
+        if r["id"] is None:  # the locks' row, when no conversation was found
+            continue
+        inbox: dict[str, Any] = no_counters(r["inbox_id"])
+        if r["counted"] is not None:
+            inbox.update((k, r[k]) for k in COUNTER_KEYS)
+        out[r["id"]] = orjson.dumps(
+            {"conversation": {k: r[k] for k in _ROW}, "inbox": inbox}, option=orjson.OPT_UTC_Z
         )
-        for r in rows
-    }
+    return out

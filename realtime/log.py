@@ -35,24 +35,34 @@ class LoggedEvent:
 Logged = dict[str, list[LoggedEvent]]
 
 
+def lock_keys(account_ids: Sequence[str]) -> list[str]:
+    """The numbering locks' keys of these accounts, in the order they must be taken (sorted, so
+    two writers never wait on each other crosswise), for a caller that takes them itself."""
+    return [_LOCK_PREFIX + a for a in sorted(set(account_ids))]
+
+
 async def append(
     conn: Conn,
     heads: Sequence[Head],
     raws: Sequence[bytes],
     inbox_ids: Sequence[str | None],
     contexts: Sequence[bytes | None],
+    *,
+    locked: bool = False,
 ) -> Logged:
     """Append events not logged yet (inside the caller's transaction); return what was logged,
-    per account in sequence order, exactly as :func:`read_after` would read it back."""
+    per account in sequence order, exactly as :func:`read_after` would read it back. ``locked``:
+    the caller's transaction already holds every account's lock (:func:`lock_keys`)."""
     by_account: dict[str, list[int]] = defaultdict(list)
     for i, head in enumerate(heads):
         by_account[head.account_id].append(i)
     logged: Logged = {}
     for account_id in sorted(by_account):
         rows = by_account[account_id]
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", _LOCK_PREFIX + account_id
-        )
+        if not locked:
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", _LOCK_PREFIX + account_id
+            )
         inserted = await conn.fetch(
             """INSERT INTO realtime_events (account_id, seq, event_id, inbox_id, conversation_id,
                                             type, event, context)

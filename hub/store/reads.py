@@ -337,6 +337,37 @@ async def list_conversation_events(
     return items, next_cursor
 
 
+#: unresolved conversations per inbox of ``{inboxes}`` (a text[] expression), one row per inbox
+#: that has any: the counters' columns, as :func:`inbox_counters` returns them
+INBOX_COUNTERS_SQL = """SELECT inbox_id,
+              coalesce(sum(n) FILTER (WHERE status = 'open'), 0)::bigint AS open,
+              coalesce(sum(n) FILTER (WHERE status = 'pending'), 0)::bigint AS pending,
+              coalesce(sum(n) FILTER (WHERE status = 'snoozed'), 0)::bigint AS snoozed,
+              coalesce(sum(n) FILTER (WHERE status = 'open' AND assignee_id = ''), 0)::bigint
+                  AS unassigned,
+              coalesce(jsonb_object_agg(assignee_id, n)
+                           FILTER (WHERE status = 'open' AND assignee_id <> ''),
+                       '{{}}') AS assigned
+         FROM conversation_counts
+        WHERE inbox_id = ANY({inboxes}) AND n <> 0
+        GROUP BY inbox_id"""
+
+#: the counter columns of :data:`INBOX_COUNTERS_SQL`
+COUNTER_KEYS = ("open", "pending", "snoozed", "unassigned", "assigned")
+
+
+def no_counters(inbox_id: str) -> dict[str, Any]:
+    """The counters of an inbox with no unresolved conversation."""
+    return {
+        "inbox_id": inbox_id,
+        "open": 0,
+        "pending": 0,
+        "snoozed": 0,
+        "unassigned": 0,
+        "assigned": {},
+    }
+
+
 async def inbox_counters(
     conn: Conn | asyncpg.Pool[Any], inbox_ids: Iterable[str]
 ) -> dict[str, Any]:
@@ -346,32 +377,8 @@ async def inbox_counters(
     inboxes = sorted(set(inbox_ids))
     if not inboxes:
         return {}
-    rows = await conn.fetch(
-        """SELECT inbox_id,
-                  coalesce(sum(n) FILTER (WHERE status = 'open'), 0)::bigint AS open,
-                  coalesce(sum(n) FILTER (WHERE status = 'pending'), 0)::bigint AS pending,
-                  coalesce(sum(n) FILTER (WHERE status = 'snoozed'), 0)::bigint AS snoozed,
-                  coalesce(sum(n) FILTER (WHERE status = 'open' AND assignee_id = ''), 0)::bigint
-                      AS unassigned,
-                  coalesce(jsonb_object_agg(assignee_id, n)
-                               FILTER (WHERE status = 'open' AND assignee_id <> ''),
-                           '{}') AS assigned
-             FROM conversation_counts
-            WHERE inbox_id = ANY($1::text[]) AND n <> 0
-            GROUP BY inbox_id""",
-        inboxes,
-    )
-    counters: dict[str, dict[str, Any]] = {
-        inbox: {
-            "inbox_id": inbox,
-            "open": 0,
-            "pending": 0,
-            "snoozed": 0,
-            "unassigned": 0,
-            "assigned": {},
-        }
-        for inbox in inboxes
-    }
+    rows = await conn.fetch(INBOX_COUNTERS_SQL.format(inboxes="$1::text[]"), inboxes)
+    counters: dict[str, dict[str, Any]] = {inbox: no_counters(inbox) for inbox in inboxes}
     for row in rows:
         counters[row["inbox_id"]] = dict(row)
     return counters
