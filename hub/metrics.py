@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
+from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
@@ -36,6 +38,38 @@ GROUP_COMMIT_SIZE = Histogram(
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
     registry=REGISTRY,
 )
+#: seconds, for the steps of the hot path (a millisecond to a stall)
+STEP_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10)
+GROUP_COMMIT_SECONDS = Histogram(
+    "hub_group_commit_seconds",
+    "One group-commit transaction, begin to commit.",
+    ["committer"],
+    buckets=STEP_BUCKETS,
+    registry=REGISTRY,
+)
+GROUP_COMMIT_WAIT = Histogram(
+    "hub_group_commit_wait_seconds",
+    "From a batch's first submission to its callers' results: waiting for the committer, then "
+    "its transaction.",
+    ["committer"],
+    buckets=STEP_BUCKETS,
+    registry=REGISTRY,
+)
+EVENT_AGE = Histogram(
+    "hub_event_age_seconds",
+    "How old the oldest event of a batch is (since it occurred, in the ingest) at each step "
+    "towards the agents' sockets: published by the outbox relay, logged for replay, sent.",
+    ["step"],
+    buckets=STEP_BUCKETS,
+    registry=REGISTRY,
+)
+
+
+def observe_age(step: str, occurred_at: datetime) -> None:
+    """:data:`EVENT_AGE` of the event that occurred at ``occurred_at``, now at ``step``."""
+    EVENT_AGE.labels(step).observe(max(0.0, time.time() - occurred_at.timestamp()))
+
+
 REQUEST_LATENCY = Histogram(
     "hub_http_request_duration_seconds",
     "HTTP request latency by route and status.",

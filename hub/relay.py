@@ -18,7 +18,8 @@ from typing import Any
 import asyncpg
 
 from hub.bus import Bus, OutRecord
-from hub.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
+from hub.events.envelope import decode_head
+from hub.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED, observe_age
 from hub.store.db import DB_UNAVAILABLE
 from hub.store.outbox import NOTIFY_CHANNEL
 from hub.supervise import keep_running
@@ -156,6 +157,7 @@ class OutboxRelay:
                         for r in rows
                     ]
                 )
+                observe_age("published", decode_head(rows[0]["payload"]).occurred_at)
                 cursor = rows[-1]["seq"]
                 pending.append((token, cursor))
                 unsettled += len(rows)

@@ -12,8 +12,9 @@ import msgspec
 
 from hub.actions.group_commit import GroupCommitter
 from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
-from hub.events.envelope import Head
+from hub.events.envelope import Head, decode_head
 from hub.events.types import CONTACTS, CONVERSATIONS, AgentPresenceChanged
+from hub.metrics import observe_age
 from hub.store.db import Conn
 from realtime.context import inbox_list_context
 from realtime.log import Logged, append, lock_keys
@@ -88,6 +89,7 @@ class RealtimeConsumer:
         if merged:
             for events in merged.values():
                 events.sort(key=lambda e: e.seq)
+                observe_age("logged", decode_head(events[0].event).occurred_at)
             self._on_committed(merged)
 
     def start(self) -> None:

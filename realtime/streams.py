@@ -30,6 +30,8 @@ from typing import Any
 import asyncpg
 import orjson
 
+from hub.events.envelope import decode_head
+from hub.metrics import observe_age
 from realtime.log import Logged, LoggedEvent, read_after
 from realtime.stream_set import StreamSet
 
@@ -226,6 +228,7 @@ class AccountStream:
                 visible = _visible(events, scope, contacts)
                 if visible:
                     await self._emit(sids, "events", _items(visible))
+            observe_age("sent", decode_head(events[0].event).occurred_at)
             if len(events) == self._batch:
                 self.wake.set()
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.hub_process import cpu_seconds, running_hub, transactions, until_settled
 from bench.ingest.run import build_loadgen
@@ -249,6 +250,65 @@ def load_arguments(description: str) -> argparse.Namespace:
     return args
 
 
+#: the hub's histograms of the steps between a webhook and the sockets (``/metrics``)
+STEPS = {
+    "ingest wait (submit to result)": ("hub_group_commit_wait_seconds", "committer", "ingest"),
+    "ingest transaction": ("hub_group_commit_seconds", "committer", "ingest"),
+    "event age when published": ("hub_event_age_seconds", "step", "published"),
+    "replay-log transaction": ("hub_group_commit_seconds", "committer", "realtime-log"),
+    "event age when logged": ("hub_event_age_seconds", "step", "logged"),
+    "event age when sent": ("hub_event_age_seconds", "step", "sent"),
+}
+
+
+def step_buckets(base: str) -> dict[str, list[tuple[float, float]]]:
+    """Cumulative (upper bound, count) buckets of each of :data:`STEPS` so far."""
+    with urllib.request.urlopen(f"{base}metrics", timeout=10) as response:
+        families = list(text_string_to_metric_families(response.read().decode()))
+    out: dict[str, list[tuple[float, float]]] = {}
+    for step, (name, label, value) in STEPS.items():
+        out[step] = sorted(
+            (float(sample.labels["le"]), sample.value)
+            for family in families
+            if family.name == name
+            for sample in family.samples
+            if sample.name == f"{name}_bucket" and sample.labels.get(label) == value
+        )
+    return out
+
+
+def bucket_quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
+    """Prometheus's ``histogram_quantile``: linear within the bucket the quantile falls in."""
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = q * buckets[-1][1]
+    lower, below = 0.0, 0.0
+    for upper, count in buckets:
+        if count >= rank:
+            if upper == float("inf"):
+                return lower
+            return lower + (upper - lower) * (rank - below) / max(count - below, 1e-9)
+        lower, below = upper, count
+    return lower
+
+
+def step_quantiles(
+    before: dict[str, list[tuple[float, float]]], after: dict[str, list[tuple[float, float]]]
+) -> dict[str, dict[str, float | None]]:
+    """p50 and p99 (ms, from bucket bounds) of each step over the run, and its batch count."""
+    out: dict[str, dict[str, float | None]] = {}
+    for step, buckets in after.items():
+        earlier = dict(before.get(step, []))
+        run = [(le, count - earlier.get(le, 0.0)) for le, count in buckets]
+        p50, p99 = bucket_quantile(run, 0.5), bucket_quantile(run, 0.99)
+        out[step] = {
+            "batches": run[-1][1] if run else 0,
+            "p50_ms": None if p50 is None else round(p50 * 1000, 1),
+            "p99_ms": None if p99 is None else round(p99 * 1000, 1),
+        }
+    return out
+
+
 BATCHES = re.compile(r'^hub_bus_batches_total\{group="([^"]+)"\} ([0-9.e+]+)$', re.M)
 
 
@@ -264,11 +324,13 @@ async def costed(args: argparse.Namespace, hub: Any, dsn: str, loadgen: Path) ->
     (with a worker child) and PostgreSQL's transactions, per accepted webhook."""
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     cpu, xacts, batches = 0.0, 0, {}
+    steps: dict[str, list[tuple[float, float]]] = {}
 
     async def baseline() -> None:  # once the sockets are in: their sign-in is not the webhooks'
-        nonlocal cpu, xacts, batches
+        nonlocal cpu, xacts, batches, steps
         cpu, xacts = cpu_seconds(hub.pid), await transactions(pool)
         batches = await asyncio.to_thread(bus_batches, hub.url)
+        steps = await asyncio.to_thread(step_buckets, hub.url)
 
     try:
         result = await measure(args, hub.url, hub.inbox, hub.token, loadgen, connected=baseline)
@@ -279,6 +341,7 @@ async def costed(args: argparse.Namespace, hub: Any, dsn: str, loadgen: Path) ->
             group: round((n - batches.get(group, 0)) * 1000 / accepted)
             for group, n in sorted(after.items())
         }
+        result["steps"] = step_quantiles(steps, await asyncio.to_thread(step_buckets, hub.url))
         result["hub_cpu_us_per_webhook"] = round((cpu_seconds(hub.pid) - cpu) * 1e6 / accepted)
         result["pg_transactions_per_webhook"] = round(
             (await transactions(pool) - xacts) / accepted, 2

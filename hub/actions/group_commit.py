@@ -25,7 +25,7 @@ from typing import Any, Generic, TypeVar
 
 import asyncpg
 
-from hub.metrics import GROUP_COMMIT_SIZE
+from hub.metrics import GROUP_COMMIT_SECONDS, GROUP_COMMIT_SIZE, GROUP_COMMIT_WAIT
 from hub.store.db import Conn
 
 log = logging.getLogger(__name__)
@@ -64,10 +64,13 @@ class GroupCommitter(Generic[T, R]):
         self._wait = wait
         self._concurrency = concurrency
         self._on_commit = on_commit
-        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
+        #: (item, its caller's future, when it was submitted)
+        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R], float]] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._size = GROUP_COMMIT_SIZE.labels(name)
+        self._seconds = GROUP_COMMIT_SECONDS.labels(name)
+        self._waited = GROUP_COMMIT_WAIT.labels(name)
         #: a moving average of the time between submissions (seconds)
         self._gap = 1.0
         self._last = 0.0
@@ -99,10 +102,13 @@ class GroupCommitter(Generic[T, R]):
         self._gap += 0.05 * (min(now - self._last, 1.0) - self._gap)
         self._last = now
         future: asyncio.Future[R] = loop.create_future()
-        self._queue.put_nowait((item, future))
+        self._queue.put_nowait((item, future, now))
         return await future
 
-    def _drain(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+    def _loop_time(self) -> float:
+        return (self._loop or asyncio.get_running_loop()).time()
+
+    def _drain(self, batch: list[tuple[T, asyncio.Future[R], float]]) -> None:
         while len(batch) < self._max_batch:
             try:
                 batch.append(self._queue.get_nowait())
@@ -118,15 +124,16 @@ class GroupCommitter(Generic[T, R]):
             elif len(batch) < self._max_batch and self._wait > 0:
                 await asyncio.sleep(self._wait)
                 self._drain(batch)
-            live = [(item, fut) for item, fut in batch if not fut.done()]
+            live = [(item, fut) for item, fut, _ in batch if not fut.done()]
             try:
                 if live:
                     await self._commit(live)
+                    self._waited.observe(self._loop_time() - batch[0][2])
             finally:
                 for _ in batch:
                     self._queue.task_done()
 
-    async def _fill(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+    async def _fill(self, batch: list[tuple[T, asyncio.Future[R], float]]) -> None:
         """Wait for ``min_batch`` items, at most ``wait`` seconds from now, if they are due."""
         if (self._min_batch - len(batch)) * self._gap > self._wait:
             return  # at this rate the batch would not fill in time: commit what there is
@@ -143,8 +150,10 @@ class GroupCommitter(Generic[T, R]):
 
     async def _commit(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         items = [item for item, _ in batch]
+        began = self._loop_time()
         try:
             results = await self._run(items)
+            self._seconds.observe(self._loop_time() - began)
         except Exception as exc:
             if len(batch) == 1:
                 _settle(batch[0][1], exc=exc)

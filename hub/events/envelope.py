@@ -148,7 +148,7 @@ def _head_of(data: bytes) -> Head:
     return _head_decoder.decode(data)
 
 
-def decode_head(data: bytes) -> Head:
+def decode_head(data: bytes | str) -> Head:
     """Decode just the envelope; the payload is skipped, so any event type is accepted."""
     if type(data) is bytes:
         return _head_of(data)
