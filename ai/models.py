@@ -4,7 +4,8 @@ All inference runs in one dedicated thread with one BLAS thread: on a shared 2-c
 multi-threaded matrix product is slower under load (BENCHMARKS.md, AI), and the event loop (the
 gateway's, on the embedded default) stays free. A model that cannot load is reported, not
 raised: the analysis goes on with what still works (language id and sentiment need no
-embeddings), and ``/readyz`` and ``/metrics`` say which model is missing.
+embeddings), and ``/readyz`` and ``/metrics`` say which model is missing. On a busy machine
+the analysis pauses between model calls (``ai.busy``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any, TypeVar
 import numpy as np
 from prometheus_client import Gauge
 
+from ai.busy import CpuWatch, pause_after
 from ai.language import LanguageId, packaged_path
 from ai.minilm import DIM, Encoder, ModelMissing, Vectors, packaged_dir
 from ai.runtime import make_encoder
@@ -79,9 +82,15 @@ class Models:
             1, thread_name_prefix="hub-ai", initializer=_lower_priority
         )
         self._limits: Any = None
+        self._cpu = CpuWatch()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        started = time.perf_counter()
+        result = await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        pause = pause_after(time.perf_counter() - started, self._cpu.idle_share())
+        if pause:
+            await asyncio.sleep(pause)
+        return result
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
