@@ -54,6 +54,12 @@ def _lower_priority() -> None:
         log.info("AI model thread keeps its priority: %s", exc)
 
 
+def _timed(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
+    """``fn(*args)`` and the CPU time this thread spent on it."""
+    began = time.thread_time()
+    return fn(*args), time.thread_time() - began
+
+
 class Models:
     """``model_dir`` overrides the embedding model's directory (the packaged one by default);
     ``cache_dir`` keeps the ONNX graph built from it (None: rebuilt at every start), and
@@ -86,8 +92,10 @@ class Models:
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         started = time.perf_counter()
-        result = await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-        pause = pause_after(time.perf_counter() - started, self._cpu.idle_share())
+        result, own = await asyncio.get_running_loop().run_in_executor(
+            self._executor, _timed, fn, *args
+        )
+        pause = pause_after(time.perf_counter() - started, self._cpu.others_share(own))
         if pause:
             await asyncio.sleep(pause)
         return result
