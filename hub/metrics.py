@@ -49,8 +49,7 @@ GROUP_COMMIT_SECONDS = Histogram(
 )
 GROUP_COMMIT_WAIT = Histogram(
     "hub_group_commit_wait_seconds",
-    "From a batch's first submission to its callers' results: waiting for the committer, then "
-    "its transaction.",
+    "From an item's submission to its result: waiting for the committer, then its transaction.",
     ["committer"],
     buckets=STEP_BUCKETS,
     registry=REGISTRY,

@@ -252,6 +252,7 @@ def load_arguments(description: str) -> argparse.Namespace:
 
 #: the hub's histograms of the steps between a webhook and the sockets (``/metrics``)
 STEPS = {
+    "webhook request in the hub": ("hub_http_request_duration_seconds", "method", "POST"),
     "ingest wait (submit to result)": ("hub_group_commit_wait_seconds", "committer", "ingest"),
     "ingest transaction": ("hub_group_commit_seconds", "committer", "ingest"),
     "event age when published": ("hub_event_age_seconds", "step", "published"),
@@ -267,13 +268,15 @@ def step_buckets(base: str) -> dict[str, list[tuple[float, float]]]:
         families = list(text_string_to_metric_families(response.read().decode()))
     out: dict[str, list[tuple[float, float]]] = {}
     for step, (name, label, value) in STEPS.items():
-        out[step] = sorted(
-            (float(sample.labels["le"]), sample.value)
-            for family in families
-            if family.name == name
-            for sample in family.samples
-            if sample.name == f"{name}_bucket" and sample.labels.get(label) == value
-        )
+        summed: dict[float, float] = {}  # over the other labels (a route's statuses)
+        for family in families:
+            if family.name != name:
+                continue
+            for sample in family.samples:
+                if sample.name == f"{name}_bucket" and sample.labels.get(label) == value:
+                    le = float(sample.labels["le"])
+                    summed[le] = summed.get(le, 0.0) + sample.value
+        out[step] = sorted(summed.items())
     return out
 
 

@@ -128,7 +128,9 @@ class GroupCommitter(Generic[T, R]):
             try:
                 if live:
                     await self._commit(live)
-                    self._waited.observe(self._loop_time() - batch[0][2])
+                    done = self._loop_time()
+                    for _, _, submitted in batch:
+                        self._waited.observe(done - submitted)
             finally:
                 for _ in batch:
                     self._queue.task_done()
