@@ -51,7 +51,7 @@ from hub.events.types import ConversationPatch, ConversationState, Identity, Mes
 from hub.ids import new_id
 from hub.metrics import MESSAGES_DUPLICATE, MESSAGES_INGESTED
 from hub.store.db import Conn
-from hub.store.outbox import append_events
+from hub.store.outbox import append_events, appended_after, event_arguments
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -211,9 +211,12 @@ async def ingest_batch(conn: Conn, requests: Sequence[IngestRequest]) -> list[In
             {contacts[k] for k in new_contacts},
         )
         message_ids = [new_id() for _ in fresh]
-        await _write(conn, requests, fresh, message_ids, contacts, threads)
         events = _events(requests, fresh, message_ids, contacts, new_contacts, threads)
         events += await _keep_attributes(conn, requests, fresh, contacts, threads)
+        # the messages, and in the common case the outbox too: one statement
+        appended = await _write(conn, requests, fresh, message_ids, contacts, threads, events)
+        if appended:
+            events = []
         for n, i in enumerate(fresh):
             r = requests[i]
             thread = threads[(r.inbox.id, contacts[_identity(r)])]
@@ -461,10 +464,17 @@ _REOPEN_CONVERSATIONS = """UPDATE conversations c
 _COLUMN_TYPES = ("text", "text", "text", "text", "text", "text", "text", "text", "text", "jsonb",
                  "text", "text", "timestamptz", "text")  # fmt: skip
 
+_INSERT_MESSAGES = f"""INSERT INTO messages ({", ".join(MESSAGE_COLUMNS)})
+SELECT * FROM unnest({", ".join(f"${n + 3}::{t}[]" for n, t in enumerate(_COLUMN_TYPES))})"""
+
 #: the messages and the conversations they move, in one statement (small batches)
 _WRITE_SMALL = f"""WITH moved AS ({_MOVE_CONVERSATIONS} RETURNING 1)
-INSERT INTO messages ({", ".join(MESSAGE_COLUMNS)})
-SELECT * FROM unnest({", ".join(f"${n + 3}::{t}[]" for n, t in enumerate(_COLUMN_TYPES))})"""
+{_INSERT_MESSAGES}"""
+
+#: the same, and the batch's events into the outbox (the transaction's last statement)
+_WRITE_AND_APPEND = appended_after(
+    f"moved AS ({_MOVE_CONVERSATIONS}), written AS ({_INSERT_MESSAGES})", 2 + len(_COLUMN_TYPES)
+)
 
 
 async def _write(
@@ -474,8 +484,10 @@ async def _write(
     message_ids: Sequence[str],
     contacts: dict[tuple[str, str, str], str],
     threads: dict[tuple[str, str], _Thread],
-) -> None:
-    """Insert the messages and move their conversations (count, status, activity)."""
+    events: Sequence[Event[Any]],
+) -> bool:
+    """Insert the messages and move their conversations (count, status, activity); True if
+    ``events`` went into the outbox with them (then nothing may follow in the transaction)."""
     records = []
     for n, i in enumerate(fresh):
         r = requests[i]
@@ -512,12 +524,6 @@ async def _write(
     # A unique violation here can only be the same provider id from another sender committed
     # meanwhile (same sender is excluded by the advisory lock); it aborts the batch, which the
     # group committer runs again and then finds the stored message.
-    if len(records) <= SMALL_BATCH:
-        await conn.execute(_WRITE_SMALL, *moves, *zip(*records, strict=True))
-    else:  # COPY: several times cheaper per row than INSERT for a large batch
-        if old:
-            await conn.execute(_MOVE_CONVERSATIONS, *moves)
-        await conn.copy_records_to_table("messages", records=records, columns=MESSAGE_COLUMNS)
     # files the channel fetched from the provider: served once their message exists
     files = [
         (f.key, requests[i].inbox.account_id, message_ids[n], f.filename, f.content_type,
@@ -525,6 +531,17 @@ async def _write(
         for n, i in enumerate(fresh)
         for f in requests[i].message.files
     ]  # fmt: skip
+    if len(records) <= SMALL_BATCH and not files and 0 < len(events) <= SMALL_BATCH:
+        await conn.execute(
+            _WRITE_AND_APPEND, *moves, *zip(*records, strict=True), *event_arguments(events)
+        )
+        return True
+    if len(records) <= SMALL_BATCH:
+        await conn.execute(_WRITE_SMALL, *moves, *zip(*records, strict=True))
+    else:  # COPY: several times cheaper per row than INSERT for a large batch
+        if old:
+            await conn.execute(_MOVE_CONVERSATIONS, *moves)
+        await conn.copy_records_to_table("messages", records=records, columns=MESSAGE_COLUMNS)
     if files:
         await conn.copy_records_to_table(
             "media",
@@ -539,6 +556,7 @@ async def _write(
                 "sha256",
             ),
         )
+    return False
 
 
 def _events(
