@@ -64,9 +64,11 @@ EVENT_AGE = Histogram(
 )
 
 
-def observe_age(step: str, occurred_at: datetime) -> None:
-    """:data:`EVENT_AGE` of the event that occurred at ``occurred_at``, now at ``step``."""
-    EVENT_AGE.labels(step).observe(max(0.0, time.time() - occurred_at.timestamp()))
+def observe_age(step: str, occurred_at: datetime | None) -> None:
+    """:data:`EVENT_AGE` of the event that occurred at ``occurred_at``, now at ``step`` (nothing
+    for an event whose time could not be read)."""
+    if occurred_at is not None:
+        EVENT_AGE.labels(step).observe(max(0.0, time.time() - occurred_at.timestamp()))
 
 
 REQUEST_LATENCY = Histogram(

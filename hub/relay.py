@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 
 from hub.bus import Bus, OutRecord
-from hub.events.envelope import decode_head
+from hub.events.envelope import occurred_at
 from hub.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED, observe_age
 from hub.store.db import DB_UNAVAILABLE
 from hub.store.outbox import NOTIFY_CHANNEL
@@ -157,7 +157,7 @@ class OutboxRelay:
                         for r in rows
                     ]
                 )
-                observe_age("published", decode_head(rows[0]["payload"]).occurred_at)
+                observe_age("published", occurred_at(rows[0]["payload"]))
                 cursor = rows[-1]["seq"]
                 pending.append((token, cursor))
                 unsettled += len(rows)

@@ -12,7 +12,7 @@ import msgspec
 
 from hub.actions.group_commit import GroupCommitter
 from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
-from hub.events.envelope import Head, decode_head
+from hub.events.envelope import Head, occurred_at
 from hub.events.types import CONTACTS, CONVERSATIONS, AgentPresenceChanged
 from hub.metrics import observe_age
 from hub.store.db import Conn
@@ -89,7 +89,7 @@ class RealtimeConsumer:
         if merged:
             for events in merged.values():
                 events.sort(key=lambda e: e.seq)
-                observe_age("logged", decode_head(events[0].event).occurred_at)
+                observe_age("logged", occurred_at(events[0].event))
             self._on_committed(merged)
 
     def start(self) -> None:

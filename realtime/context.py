@@ -30,10 +30,6 @@ _CONTEXT = f"""
     SELECT found.*, counts.inbox_id AS counted, {", ".join(f"counts.{k}" for k in COUNTER_KEYS)}
       FROM locked LEFT JOIN found ON true LEFT JOIN counts ON counts.inbox_id = found.inbox_id"""
 
-_ROW = ("id", "inbox_id", "contact_id", "contact_name", "status", "assignee_id", "team_id",
-        "labels", "priority", "snoozed_until", "messages_count", "last_message_at",
-        "last_activity_at")  # fmt: skip
-
 
 async def inbox_list_context(
     conn: Conn, conversation_ids: Iterable[str | None], lock_keys: Sequence[str] = ()
@@ -49,10 +45,12 @@ async def inbox_list_context(
     for r in rows:
         if r["id"] is None:  # the locks' row, when no conversation was found
             continue
+        conversation = dict(r)
+        counters = {k: conversation.pop(k) for k in COUNTER_KEYS}
         inbox: dict[str, Any] = no_counters(r["inbox_id"])
-        if r["counted"] is not None:
-            inbox.update((k, r[k]) for k in COUNTER_KEYS)
+        if conversation.pop("counted") is not None:
+            inbox.update(counters)
         out[r["id"]] = orjson.dumps(
-            {"conversation": {k: r[k] for k in _ROW}, "inbox": inbox}, option=orjson.OPT_UTC_Z
+            {"conversation": conversation, "inbox": inbox}, option=orjson.OPT_UTC_Z
         )
     return out

@@ -30,7 +30,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from hub.events.envelope import decode_head
+from hub.events.envelope import occurred_at
 from hub.metrics import observe_age
 from realtime.log import Logged, LoggedEvent, read_after
 from realtime.stream_set import StreamSet
@@ -228,7 +228,7 @@ class AccountStream:
                 visible = _visible(events, scope, contacts)
                 if visible:
                     await self._emit(sids, "events", _items(visible))
-            observe_age("sent", decode_head(events[0].event).occurred_at)
+            observe_age("sent", occurred_at(events[0].event))
             if len(events) == self._batch:
                 self.wake.set()
 

@@ -142,3 +142,22 @@ def test_the_groups_of_one_record_share_its_decoding() -> None:
     for _ in range(2):
         with pytest.raises(UnknownEventType):
             decode_event(unknown)
+
+
+def test_an_events_time_for_metrics_never_raises() -> None:
+    """The hot path's age metrics read ``occurred_at`` from what they pass along; an envelope
+    they cannot read gives None (no observation), never an error in the relay or the streams."""
+    from hub.events.envelope import occurred_at
+
+    event = make_event(
+        MessageStatusChanged(message_id="m", inbox_id="i", status=MessageStatus.READ),
+        account_id="a",
+        conversation_id="conv",
+        actor=Actor(ActorKind.SYSTEM),
+    )
+    data = encode_event(event)
+    assert occurred_at(data) == event.occurred_at
+    assert occurred_at(data.decode()) == event.occurred_at
+    assert occurred_at(data.replace(b'"message.status_changed"', b'"fax.received"')) is not None
+    for bad in (b"", b"not json", b'{"id": 1}', "[]"):
+        assert occurred_at(bad) is None

@@ -175,7 +175,7 @@ class MemoryBroker:
         for topic in self.topics.values():
             for partition in topic.partitions:
                 if partition.start < partition.end:
-                    first = partition.between(partition.start, partition.start + 1)[0].token - 1
+                    first = partition.records[partition.start - partition.base].token - 1
                     if first < lowest:
                         lowest = first
         return lowest

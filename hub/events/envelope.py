@@ -155,6 +155,15 @@ def decode_head(data: bytes | str) -> Head:
     return _head_decoder.decode(data)
 
 
+def occurred_at(data: bytes | str) -> datetime | None:
+    """When the encoded event occurred, or None if its envelope cannot be read (for metrics,
+    which must never stop the path they measure)."""
+    try:
+        return decode_head(data).occurred_at
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
 _encoder = msgspec.json.Encoder()
 # the payload is decoded in a second step, once its type is known from the envelope
 _wire_decoder = msgspec.json.Decoder(Event[msgspec.Raw])  # type: ignore[type-var]
