@@ -4,6 +4,8 @@ hub/store/embedded.py and migration 0016)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 
@@ -50,3 +52,39 @@ async def test_the_event_journal_is_analyzed_from_a_small_sample(db_dsn: str) ->
         await conn.close()
     # ANALYZE samples 300 x the statistics target rows: 3,000 of the 5,000 (the default, all)
     assert any("3000 rows in sample" in n for n in notices), notices
+
+
+async def test_a_plan_made_on_an_empty_table_is_replaced_once_it_grows(db_dsn: str) -> None:
+    """The trap ``autovacuum_naptime`` closes: a prepared statement's generic plan, made while
+    its table was small, scans the whole table until an ANALYZE invalidates it."""
+    conn = await asyncpg.connect(db_dsn)
+
+    async def rows(n: int) -> None:
+        await conn.execute(
+            "INSERT INTO grows SELECT 'k' || n, repeat('x', 200)"
+            " FROM generate_series((SELECT count(*) FROM grows) + 1, $1) n",
+            n,
+        )
+
+    try:
+        await conn.execute("CREATE TABLE grows (id text PRIMARY KEY, body text)")
+        await rows(300)
+        await conn.execute(
+            "PREPARE lookup(text[]) AS SELECT g.* FROM unnest($1) AS i(id) JOIN grows g USING (id)"
+        )
+        for _ in range(6):  # the sixth execution settles on the generic plan
+            await conn.execute("EXECUTE lookup('{k1,k2}')")
+
+        async def plan() -> str:
+            rows = await conn.fetch("EXPLAIN EXECUTE lookup('{k1,k2}')")
+            return "\n".join(r[0] for r in rows)
+
+        await rows(50000)
+        assert "Seq Scan on grows" in await plan()  # the stale plan: every row, every call
+        for _ in range(80):  # the analyzer wakes every 5 s; at the default minute this fails
+            if "Index" in await plan():
+                break
+            await asyncio.sleep(0.5)
+        assert "Index" in await plan(), await plan()
+    finally:
+        await conn.close()
