@@ -15,7 +15,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -91,10 +91,16 @@ def wait_worker_child(url: str, proc: subprocess.Popen[Any], seconds: float = 60
 
 @contextmanager
 def running_hub(
-    prefix: str, extra_env: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()
+    prefix: str,
+    extra_env: dict[str, str] | None = None,
+    extra_args: tuple[str, ...] = (),
+    prepare: Callable[[Path], None] | None = None,
 ) -> Iterator[RunningHub]:
-    """Start the embedded default with an API inbox; stop it and its PostgreSQL afterwards."""
+    """Start the embedded default with an API inbox; stop it and its PostgreSQL afterwards.
+    ``prepare`` gets the hub's data directory before the hub starts."""
     work = Path(tempfile.mkdtemp(prefix=prefix))
+    if prepare is not None:
+        prepare(work / "data")
     port = free_port()
     env = {
         **os.environ,

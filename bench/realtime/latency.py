@@ -6,6 +6,7 @@ checked for order and counted), so the clients take a few percent of a core wher
 python-socketio clients took a quarter of the machine's two.
 
     .venv/bin/python -m bench.realtime.latency [--rate 1000] [--seconds 15] [--sockets 1]
+        [--pg-statements]
 
 Both ends read the same clock (one machine). Writes bench/results/realtime-latency.json.
 """
@@ -26,6 +27,7 @@ from typing import Any
 import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench import pg_statements
 from bench.hub_process import cpu_seconds, running_hub, transactions, until_settled
 from bench.ingest.run import build_loadgen
 from bench.realtime.fanout_path import build_agents
@@ -224,9 +226,17 @@ async def _measure(
     }
 
 
-def load_arguments(description: str) -> argparse.Namespace:
-    """The load every latency benchmark takes: webhook rate, duration, agent sockets."""
+def load_arguments(description: str, pg_statements: bool = False) -> argparse.Namespace:
+    """The load every latency benchmark takes: webhook rate, duration, agent sockets (and, for
+    a benchmark that can report them, ``--pg-statements``)."""
     parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
+    if pg_statements:
+        parser.add_argument(
+            "--pg-statements",
+            action="store_true",
+            help="load pg_stat_statements in the hub's embedded PostgreSQL and report the "
+            "statements that took the most time during the load",
+        )
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--sockets", type=int, default=1)
@@ -326,6 +336,7 @@ async def costed(args: argparse.Namespace, hub: Any, dsn: str, loadgen: Path) ->
     """:func:`measure`, with what the webhooks cost until the hub caught up with them: its CPU
     (with a worker child) and PostgreSQL's transactions, per accepted webhook."""
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    statements = getattr(args, "pg_statements", False)
     cpu, xacts, batches = 0.0, 0, {}
     steps: dict[str, list[tuple[float, float]]] = {}
 
@@ -334,10 +345,14 @@ async def costed(args: argparse.Namespace, hub: Any, dsn: str, loadgen: Path) ->
         cpu, xacts = cpu_seconds(hub.pid), await transactions(pool)
         batches = await asyncio.to_thread(bus_batches, hub.url)
         steps = await asyncio.to_thread(step_buckets, hub.url)
+        if statements:
+            await pg_statements.reset(pool)
 
     try:
         result = await measure(args, hub.url, hub.inbox, hub.token, loadgen, connected=baseline)
         result["settled_s"] = await until_settled(hub.url, pool)
+        if statements:
+            result["pg_statements"] = await pg_statements.top(pool)
         accepted = max(result["webhooks_ok"], 1)
         after = await asyncio.to_thread(bus_batches, hub.url)
         result["bus_batches_per_1000_webhooks"] = {
@@ -355,10 +370,11 @@ async def costed(args: argparse.Namespace, hub: Any, dsn: str, loadgen: Path) ->
 
 
 def main() -> None:
-    args = load_arguments(__doc__)
+    args = load_arguments(__doc__, pg_statements=True)
     loadgen = build_loadgen()
     split = {"HUB_WORKER_PROCESSES": str(args.worker_processes)}
-    with running_hub("hub-rt-bench-", extra_env=split) as hub:
+    prepare = pg_statements.preload if args.pg_statements else None
+    with running_hub("hub-rt-bench-", extra_env=split, prepare=prepare) as hub:
         dsn = asyncio.run(start_embedded_postgres(hub.data_dir))
         result = asyncio.run(costed(args, hub, dsn, loadgen))
     results = results_dir(args.smoke, RESULTS)
@@ -366,6 +382,8 @@ def main() -> None:
     result["worker_processes"] = args.worker_processes
     (results / "realtime-latency.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
+    if "pg_statements" in result:
+        print(pg_statements.table(result["pg_statements"]))
 
 
 if __name__ == "__main__":
