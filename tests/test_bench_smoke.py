@@ -113,3 +113,12 @@ def test_documented_benchmarks_run_with_smoke() -> None:
             )
     assert len(smoked) >= 11
     assert tracked_results() == before, "a --smoke run wrote into bench/results"
+
+
+@pytest.mark.slow
+def test_the_latency_benchmark_reports_postgresql_statements() -> None:
+    """``--pg-statements`` loads the extension into the hub's own server and reads it back."""
+    done = run(".venv/bin/python -m bench.realtime.latency --smoke --pg-statements", 300)
+    assert done.returncode == 0, f"{done.stdout[-2000:]}{done.stderr[-3000:]}"
+    assert "PostgreSQL execution time:" in done.stdout
+    assert "INSERT INTO messages" in done.stdout or "WITH moved AS" in done.stdout, done.stdout
