@@ -19,7 +19,7 @@ _PRELOAD = "shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.
 
 _TOP = """
 SELECT round(total_exec_time::numeric, 1) AS total_ms, calls, rows,
-       round(mean_exec_time::numeric, 3) AS mean_ms,
+       round(mean_exec_time::numeric, 3) AS mean_ms, round(max_exec_time::numeric, 1) AS max_ms,
        round(shared_blks_hit::numeric / greatest(calls, 1), 1) AS buffers_per_call,
        round(wal_bytes / 1e6, 1) AS wal_mb,
        left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS statement
@@ -53,7 +53,11 @@ async def top(pool: asyncpg.Pool[Any], n: int = 15) -> dict[str, Any]:
         "total_exec_ms": float(total or 0),
         "top": [
             {
-                k: (float(v) if k in ("total_ms", "mean_ms", "buffers_per_call", "wal_mb") else v)
+                k: (
+                    float(v)
+                    if k in ("total_ms", "mean_ms", "max_ms", "buffers_per_call", "wal_mb")
+                    else v
+                )
                 for k, v in dict(r).items()
             }
             for r in rows
@@ -65,11 +69,12 @@ def table(found: dict[str, Any]) -> str:
     """The statements as a plain-text table for the terminal."""
     lines = [
         f"PostgreSQL execution time: {found['total_exec_ms']:,.0f} ms in all",
-        f"{'total ms':>9} {'calls':>7} {'mean ms':>8} {'buffers':>8} {'WAL MB':>7}  statement",
+        f"{'total ms':>9} {'calls':>7} {'mean ms':>8} {'max ms':>7} {'buffers':>8} {'WAL MB':>7}  "
+        "statement",
     ]
     for r in found["top"]:
         lines.append(
-            f"{r['total_ms']:>9,.0f} {r['calls']:>7} {r['mean_ms']:>8.2f} "
+            f"{r['total_ms']:>9,.0f} {r['calls']:>7} {r['mean_ms']:>8.2f} {r['max_ms']:>7.1f} "
             f"{r['buffers_per_call']:>8.0f} {r['wal_mb']:>7.1f}  {r['statement'][:90]}"
         )
     return "\n".join(lines)
