@@ -33,6 +33,7 @@ from ai.minilm import Vectors
 from ai.models import Models
 from ai.providers import Provider, SuggestionContext
 from ai.sentiment import trend
+from ai.vector_bytes import to_bytes
 from hub.actions.ai import analysed_event, record_analyses
 from hub.bus import Bus, BusMessage, ConsumerOptions, Subscription
 from hub.consumers.idempotency import claim
@@ -243,13 +244,13 @@ class AiConsumer:
                 ORDER BY conversation_id, message_id DESC""",
             conversations,
         )
-        asked: dict[str, tuple[str | None, list[float]]] = {
+        asked: dict[str, tuple[str | None, bytes]] = {
             r["conversation_id"]: (r["contact_id"], r["embedding"]) for r in latest
         }
         events: list[Event[MessageAnalysed]] = []
         quiet: list[tuple[str, str | None]] = []
-        vectors: list[tuple[str, str, str, str | None, list[float]]] = []
-        replies: list[tuple[str, str, str, str | None, str, list[float]]] = []
+        vectors: list[tuple[str, str, str, str | None, bytes]] = []
+        replies: list[tuple[str, str, str, str | None, str, bytes]] = []
         states: dict[str, tuple[str, float | None, int, str, bytes]] = {}
         for item in items:
             event = item.event
@@ -262,7 +263,7 @@ class AiConsumer:
                 scored += item.sentiment is not None
                 trends[conversation_id] = (current, scored)
                 if item.vector is not None:
-                    row = item.vector.tolist()
+                    row = to_bytes(item.vector)
                     vectors.append(
                         (p.message_id, event.account_id, conversation_id, p.contact_id, row)
                     )

@@ -1,7 +1,7 @@
 """The reply suggestion index of one account: its canned responses and its agents' past replies,
 searched exactly (a matrix product) in memory.
 
-Persisted in PostgreSQL (``ai_replies.embedding real[]``, written by the consumer in the
+Persisted in PostgreSQL (``ai_replies.embedding``, float32 bytes, written by the consumer in the
 transaction that claims the event) and loaded per account on first use, then kept up to date
 incrementally: rows are ULID-ordered, so each refresh reads only the rows after the last one
 loaded. An erasure bumps the account's epoch, and every AI process that sees the new epoch drops
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ai.minilm import DIM, Vectors
+from ai.vector_bytes import from_bytes
 from hub.events.types import ReplySuggestion
 from hub.store.db import Conn
 
@@ -125,7 +126,7 @@ class ReplyIndex:
             index.last_id,
         )
         for row in rows:
-            index.add(f"reply:{row['id']}", row["content"], "reply", np.asarray(row["embedding"]))
+            index.add(f"reply:{row['id']}", row["content"], "reply", from_bytes(row["embedding"]))
             index.last_id = row["id"]
         await self._refresh_canned(conn, account_id, index, embed)
         uses = await conn.fetch(
