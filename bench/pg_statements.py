@@ -18,10 +18,11 @@ from hub.store.embedded import start_embedded_postgres, stop_embedded_postgres
 _PRELOAD = "shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track = all\n"
 
 _TOP = """
-SELECT round(total_exec_time::numeric, 1) AS total_ms, calls, rows,
-       round(mean_exec_time::numeric, 3) AS mean_ms, round(max_exec_time::numeric, 1) AS max_ms,
-       round(shared_blks_hit::numeric / greatest(calls, 1), 1) AS buffers_per_call,
-       round(wal_bytes / 1e6, 1) AS wal_mb,
+SELECT round(total_exec_time::numeric, 1)::float8 AS total_ms, calls, rows,
+       round(mean_exec_time::numeric, 3)::float8 AS mean_ms,
+       round(max_exec_time::numeric, 1)::float8 AS max_ms,
+       round(shared_blks_hit::numeric / greatest(calls, 1), 1)::float8 AS buffers_per_call,
+       round(wal_bytes / 1e6, 1)::float8 AS wal_mb,
        left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS statement
   FROM pg_stat_statements
  WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
@@ -49,20 +50,7 @@ async def top(pool: asyncpg.Pool[Any], n: int = 15) -> dict[str, Any]:
         " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
     )
     rows = await pool.fetch(_TOP, n)
-    return {
-        "total_exec_ms": float(total or 0),
-        "top": [
-            {
-                k: (
-                    float(v)
-                    if k in ("total_ms", "mean_ms", "max_ms", "buffers_per_call", "wal_mb")
-                    else v
-                )
-                for k, v in dict(r).items()
-            }
-            for r in rows
-        ],
-    }
+    return {"total_exec_ms": float(total or 0), "top": [dict(r) for r in rows]}
 
 
 def table(found: dict[str, Any]) -> str:

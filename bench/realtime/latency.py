@@ -336,7 +336,7 @@ async def costed(args: argparse.Namespace, hub: Any, dsn: str, loadgen: Path) ->
     """:func:`measure`, with what the webhooks cost until the hub caught up with them: its CPU
     (with a worker child) and PostgreSQL's transactions, per accepted webhook."""
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
-    statements = getattr(args, "pg_statements", False)
+    statements = args.pg_statements
     cpu, xacts, batches = 0.0, 0, {}
     steps: dict[str, list[tuple[float, float]]] = {}
 

@@ -1,36 +1,68 @@
-"""Embeddings are stored as float32 bytes in the order migration 0045 converted the old ``real[]``
-values to, so vectors written before and after the change read back alike."""
+"""Embeddings are stored as float32 bytes: migration 0045 turns the ``real[]`` vectors stored
+before it into exactly the bytes the hub writes now, so old and new vectors read back alike."""
 
 from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
 
 import asyncpg
 import numpy as np
 import pytest
 
 from ai.vector_bytes import from_bytes, to_bytes
+from hub.store import migrate as migrations
+from tests.conftest import _with_db
 
 pytestmark = pytest.mark.postgres
 
+BYTES_FROM = 45  # the migration that makes embeddings bytes
 
-async def test_the_stored_bytes_are_what_the_migration_made_of_a_real_array(db_dsn: str) -> None:
-    vector = np.random.default_rng(7).standard_normal(384).astype(np.float32)
-    conn = await asyncpg.connect(db_dsn)
+
+@pytest.fixture
+async def empty_db(pg_dsn: str) -> AsyncIterator[str]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(pg_dsn)
     try:
-        converted = await conn.fetchval(
-            """SELECT string_agg(float4send(x), ''::bytea ORDER BY i)
-                 FROM unnest($1::real[]) WITH ORDINALITY AS u(x, i)""",
-            vector.tolist(),
-        )
-        await conn.execute(
-            """INSERT INTO ai_replies (id, account_id, conversation_id, content, embedding)
-               VALUES ('r1', 'a', 'c', 'hello', $1)""",
-            to_bytes(vector),
-        )
-        stored = await conn.fetchval("SELECT embedding FROM ai_replies WHERE id = 'r1'")
+        await conn.execute(f"CREATE DATABASE {name}")
     finally:
         await conn.close()
-    assert converted == to_bytes(vector) == stored
-    back = from_bytes(stored)
+    yield _with_db(pg_dsn, name)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+async def test_vectors_stored_as_real_arrays_become_the_bytes_the_hub_writes(
+    empty_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vector = np.random.default_rng(7).standard_normal(384).astype(np.float32)
+    every = migrations.available_migrations()
+    conn = await asyncpg.connect(empty_db)
+    try:
+        with monkeypatch.context() as before:
+            before.setattr(
+                migrations, "available_migrations", lambda: [m for m in every if m[0] < BYTES_FROM]
+            )
+            await migrations.migrate(conn)
+        await conn.execute(
+            "INSERT INTO ai_message_vectors VALUES ('m1', 'a', 'c', 'p', $1)", vector.tolist()
+        )
+        await conn.execute(
+            "INSERT INTO ai_replies VALUES ('r1', 'a', 'c', 'p', 'hello', $1)", vector.tolist()
+        )
+        applied = await migrations.migrate(conn)
+        converted = [
+            await conn.fetchval(f"SELECT embedding FROM {table}")
+            for table in ("ai_message_vectors", "ai_replies")
+        ]
+    finally:
+        await conn.close()
+    assert applied[0].startswith(f"{BYTES_FROM:04d}_")
+    assert converted == [to_bytes(vector)] * 2
+    back = from_bytes(converted[0])
     assert back.dtype == np.float32
     np.testing.assert_array_equal(back, vector)
 
