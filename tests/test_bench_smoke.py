@@ -5,6 +5,7 @@ they are. A command the test does not know how to run fails it, so none is forgo
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -116,9 +117,18 @@ def test_documented_benchmarks_run_with_smoke() -> None:
 
 
 @pytest.mark.slow
-def test_the_latency_benchmark_reports_postgresql_statements() -> None:
-    """``--pg-statements`` loads the extension into the hub's own server and reads it back."""
-    done = run(".venv/bin/python -m bench.realtime.latency --smoke --pg-statements", 300)
+def test_the_latency_benchmark_reports_postgresql_statements_after_a_warm_up() -> None:
+    """``--pg-statements`` loads the extension into the hub's own server and reads it back;
+    ``--warm-up`` sends first and measures afterwards (its messages are not counted)."""
+    command = ".venv/bin/python -m bench.realtime.latency --smoke --pg-statements --warm-up 1"
+    done = run(command, 300)
     assert done.returncode == 0, f"{done.stdout[-2000:]}{done.stderr[-3000:]}"
     assert "PostgreSQL execution time:" in done.stdout
     assert "INSERT INTO messages" in done.stdout or "WITH moved AS" in done.stdout, done.stdout
+    assert "== warm-up: 1 s" in done.stdout
+    result = json.loads(done.stdout[done.stdout.index("\n{") : done.stdout.index("\n}\n") + 2])
+    assert result["warm_up_s"] == 1
+    # only the measured second's webhooks: the warm-up's 100 are not among them
+    assert result["webhooks_ok"] + result["webhooks_failed"] <= 110, result
+    assert result["events_measured"] == result["webhooks_ok"] * result["sockets"]
+    assert len(result["p99_ms_by_second"]) >= 1

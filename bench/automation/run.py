@@ -3,7 +3,7 @@ and what they add to the webhook-to-agent-socket latency at 1,000 msgs/s.
 
     .venv/bin/python -m bench.automation.run [--rules 200] [--rate 1000] [--seconds 15] \
         [--rounds 2] [--switch 2] [--sockets 1] [--concurrency 64] [--events 2000] \
-        [--batch 100] [--smoke]
+        [--batch 100] [--warm-up 3] [--smoke]
 
 Three figures, in one run of one `hub serve` (embedded default):
 
@@ -21,7 +21,12 @@ Three figures, in one run of one `hub serve` (embedded default):
   and put back): each message counts for the state the hub was in when it was sent, leaving out
   those sent in the half second after a switch. Both states then share the same minute of a
   noisy machine, which separate rounds did not (their baselines differed by 100-160 ms p99).
-  The added p50/p99 of a round is "rules" minus "none"; the figure is the rounds' median.
+  The added p50/p99 of a round is "rules" minus "none"; the figure is the rounds' median. A
+  second p99 figure pairs each stretch with the rules with its neighbour without them, over every
+  switch (``added_p99_ms_switch_median``), so a slow second of the machine enters one pair, not a
+  whole round's state. The rounds start after ``--warm-up`` seconds of the same load (default 3),
+  so every sender's contact and conversation exist: the first second of a fresh hub creates
+  1,000 of them and used to land in round 0's first state.
 
 The rules are message_created rules shaped like real ones (content contains / matches a pattern,
 labels, channel, inbox, priority, business hours), none of which matches the load generator's
@@ -35,6 +40,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import json
 import statistics
 import time
@@ -244,6 +250,10 @@ async def latency_rounds(
     assert pool is not None
     try:
         saved = [dict(r) for r in await pool.fetch("SELECT * FROM automation_rules")]
+        if args.warm_up > 0:  # every sender's contact and conversation exist before round 0
+            warm = argparse.Namespace(**{**vars(args), "seconds": args.warm_up})
+            await measure(warm, hub.url, hub.inbox, hub.token, loadgen, run="warm-up")
+            await caught_up(hub.url, pool)
         rounds = []
         for n in range(args.rounds):
             phases = switch_rules(pool, saved, args.switch, first_on=n % 2 == 1)
@@ -260,17 +270,35 @@ async def latency_rounds(
             result["rules_backlog_after"] = await backlog(pool)
             print(json.dumps({k: v for k, v in result.items() if k != "per_socket_received"}))
             rounds.append(result)
-            # the whole hub catches up before the next round (the engine, and every other
-            # consumer: the AI part's and analytics' backlogs would otherwise land in it)
-            began = time.monotonic()
-            async with asyncio.timeout(600):
-                while await backlog(pool) or not await settled(hub.url, pool):
-                    await asyncio.sleep(0.5)
-            result["settled_s"] = round(time.monotonic() - began, 1)
+            result["settled_s"] = await caught_up(hub.url, pool)
         await put_rules(pool, saved, True)  # the rules back for the engine's figure
         return rounds
     finally:
         await pool.close()
+
+
+async def caught_up(url: str, pool: asyncpg.Pool[Any]) -> float:
+    """Wait until the whole hub has caught up (the engine, and every other consumer: the AI
+    part's and analytics' backlogs would otherwise land in the next round); the seconds."""
+    began = time.monotonic()
+    async with asyncio.timeout(600):
+        while await backlog(pool) or not await settled(url, pool):
+            await asyncio.sleep(0.5)
+    return round(time.monotonic() - began, 1)
+
+
+def paired_p99(rounds: list[dict[str, Any]]) -> list[float]:
+    """p99 of each stretch with the rules minus that of the stretch next to it without them
+    (before or after), over every switch of every round: neighbours share the same seconds of
+    the machine, so a slow second elsewhere does not enter the difference."""
+    added = []
+    for r in rounds:
+        windows = r.get("by_window", [])
+        for a, b in itertools.pairwise(windows):
+            states = {a["state"]: a["p99_ms"], b["state"]: b["p99_ms"]}
+            if set(states) == {"rules", "none"}:
+                added.append(round(states["rules"] - states["none"], 1))
+    return added
 
 
 def main() -> None:
@@ -286,6 +314,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--events", type=int, default=2000, help="events for the engine's rate")
     parser.add_argument(
+        "--warm-up",
+        type=int,
+        default=3,
+        metavar="SECONDS",
+        help="send the same load this long before the rounds, so that no round measures the "
+        "first message of each sender (a fresh hub creates 1,000 contacts in its first second)",
+    )
+    parser.add_argument(
         "--batch", type=int, default=100, help="records per batch for the engine's rate"
     )
     add_smoke_flag(parser)
@@ -293,6 +329,7 @@ def main() -> None:
     if args.smoke:
         args.rate, args.seconds, args.rounds, args.events = min(args.rate, 100), 2, 1, 20
         args.switch = 0.5
+        args.warm_up = min(args.warm_up, 1)
         args.rules = min(args.rules, 20)  # saved one request each: 200 take seconds
     bodies = rule_bodies(args.rules)
     conditions = conditions_rate(bodies, 0.3 if args.smoke else 3.0)
@@ -321,6 +358,7 @@ def main() -> None:
         else None
         for key in ("p50_ms", "p99_ms")
     }
+    paired = paired_p99(rounds)
     result = {
         "rules": args.rules,
         "rate": args.rate,
@@ -332,6 +370,10 @@ def main() -> None:
         "added_per_round": added_per_round,
         "added_p50_ms": added["p50_ms"],
         "added_p99_ms": added["p99_ms"],
+        "warm_up_s": args.warm_up,
+        # the same difference per switch instead of per round (see paired_p99)
+        "added_p99_ms_per_switch": paired,
+        "added_p99_ms_switch_median": round(statistics.median(paired), 1) if paired else None,
     }
     results = results_dir(args.smoke, RESULTS)
     results.mkdir(parents=True, exist_ok=True)

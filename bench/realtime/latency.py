@@ -6,9 +6,12 @@ checked for order and counted), so the clients take a few percent of a core wher
 python-socketio clients took a quarter of the machine's two.
 
     .venv/bin/python -m bench.realtime.latency [--rate 1000] [--seconds 15] [--sockets 1]
-        [--pg-statements]
+        [--pg-statements] [--warm-up SECONDS]
 
-Both ends read the same clock (one machine). Writes bench/results/realtime-latency.json.
+Both ends read the same clock (one machine). Besides the whole run's percentiles it reports the
+p99 of each second of the run: on a fresh hub the first second creates every sender's contact
+and conversation, which ``--warm-up`` (the same load first, not measured) takes out of the
+figures. Writes bench/results/realtime-latency.json.
 """
 
 from __future__ import annotations
@@ -46,6 +49,24 @@ def percentile(values: list[float], p: float) -> float:
 #: a task run alongside the load that switches the hub between named states and returns when the
 #: load ended, with when each state began (``time.time_ns()``, state) in order
 Phases = Callable[[asyncio.Event], Awaitable[list[tuple[int, str]]]]
+
+
+def by_window(
+    samples: list[tuple[int, float]], timeline: list[tuple[int, str]], guard_s: float
+) -> list[dict[str, Any]]:
+    """Each stretch between two switches on its own, in order: its state, messages and p99
+    (leaving out, as :func:`by_phase` does, those sent within ``guard_s`` after the switch)."""
+    starts = [t for t, _ in timeline]
+    grouped: list[list[float]] = [[] for _ in timeline]
+    for sent, ms in samples:
+        i = bisect.bisect_right(starts, sent) - 1
+        if i >= 0 and sent - starts[i] >= guard_s * 1e9:
+            grouped[i].append(ms)
+    return [
+        {"state": state, "events": len(values), "p99_ms": round(percentile(values, 0.99), 1)}
+        for (_, state), values in zip(timeline, grouped, strict=True)
+        if values
+    ]
 
 
 def by_phase(
@@ -203,7 +224,18 @@ async def _measure(
         if occurred_ns:
             after_event.append((received_ns - occurred_ns) / 1e6)
     everyone = [x for per_socket in latencies for x in per_socket]
-    extra = {"by_phase": by_phase(samples, timeline, guard_s)} if phases is not None else {}
+    first_sent = min((at for at, _ in samples), default=0)
+    each_second: dict[int, list[float]] = {}
+    for at, ms in samples:
+        each_second.setdefault((at - first_sent) // 1_000_000_000, []).append(ms)
+    extra = (
+        {
+            "by_phase": by_phase(samples, timeline, guard_s),
+            "by_window": by_window(samples, timeline, guard_s),
+        }
+        if phases is not None
+        else {}
+    )
     return {
         "rate": args.rate,
         "seconds": args.seconds,
@@ -222,13 +254,19 @@ async def _measure(
         "webhook_p99_ms": sent["p99_ms"],
         "from_event_p50_ms": round(percentile(after_event, 0.50), 1),
         "from_event_p99_ms": round(percentile(after_event, 0.99), 1),
+        # by the second of the run the webhook was sent in: a slow start shows here
+        "p99_ms_by_second": [
+            round(percentile(each_second[second], 0.99), 1) for second in sorted(each_second)
+        ],
         **extra,
     }
 
 
-def load_arguments(description: str, pg_statements: bool = False) -> argparse.Namespace:
+def load_arguments(
+    description: str, pg_statements: bool = False, warm_up: bool = False
+) -> argparse.Namespace:
     """The load every latency benchmark takes: webhook rate, duration, agent sockets (and, for
-    a benchmark that can report them, ``--pg-statements``)."""
+    a benchmark that has them, ``--pg-statements`` and ``--warm-up``)."""
     parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
     if pg_statements:
         parser.add_argument(
@@ -247,6 +285,16 @@ def load_arguments(description: str, pg_statements: bool = False) -> argparse.Na
         help="the load generator's connections: a send slot finding them all busy is lost "
         "(counted as failed), so the accepted rate is at most this over the webhook latency",
     )
+    if warm_up:
+        parser.add_argument(
+            "--warm-up",
+            type=int,
+            default=0,
+            metavar="SECONDS",
+            help="first send the same load (same senders, other message ids) for this long and "
+            "wait until the hub has caught up, so the measured messages go to existing contacts "
+            "and conversations; 0 measures a fresh hub, whose first second creates every sender",
+        )
     parser.add_argument(
         "--worker-processes",
         type=int,
@@ -257,6 +305,8 @@ def load_arguments(description: str, pg_statements: bool = False) -> argparse.Na
     args = parser.parse_args()
     if args.smoke:
         args.rate, args.seconds = min(args.rate, 100), 1
+        if warm_up:
+            args.warm_up = min(args.warm_up, 1)
     return args
 
 
@@ -349,7 +399,13 @@ async def costed(args: argparse.Namespace, hub: Any, dsn: str, loadgen: Path) ->
             await pg_statements.reset(pool)
 
     try:
+        if args.warm_up > 0:
+            print(f"== warm-up: {args.warm_up} s of the same load", flush=True)
+            warm = argparse.Namespace(**{**vars(args), "seconds": args.warm_up})
+            await measure(warm, hub.url, hub.inbox, hub.token, loadgen, run="warm-up")
+            await until_settled(hub.url, pool)
         result = await measure(args, hub.url, hub.inbox, hub.token, loadgen, connected=baseline)
+        result["warm_up_s"] = args.warm_up
         result["settled_s"] = await until_settled(hub.url, pool)
         if statements:
             result["pg_statements"] = await pg_statements.top(pool)
@@ -370,7 +426,7 @@ async def costed(args: argparse.Namespace, hub: Any, dsn: str, loadgen: Path) ->
 
 
 def main() -> None:
-    args = load_arguments(__doc__, pg_statements=True)
+    args = load_arguments(__doc__, pg_statements=True, warm_up=True)
     loadgen = build_loadgen()
     split = {"HUB_WORKER_PROCESSES": str(args.worker_processes)}
     prepare = pg_statements.preload if args.pg_statements else None
