@@ -3,7 +3,7 @@ with the rules against its neighbours without them."""
 
 from __future__ import annotations
 
-from bench.automation.run import paired_p99
+from bench.automation.run import median_interval, paired_p99
 from bench.realtime.latency import by_window
 
 S = 1_000_000_000  # ns
@@ -53,3 +53,13 @@ def test_every_neighbouring_pair_of_states_gives_rules_minus_none() -> None:
         {},  # a round without switches
     ]
     assert paired_p99(rounds) == [10.0, 20.0, -10.0]
+
+
+def test_the_medians_interval_holds_the_median_and_is_the_same_each_time() -> None:
+    values = [float(v) for v in range(-40, 61)]  # median 10
+    low, high = median_interval(values) or (0.0, 0.0)
+    assert low < 10.0 < high
+    assert high - low < 40.0  # 101 values: far narrower than their spread
+    assert median_interval(values) == (low, high)
+    assert median_interval([5.0, 5.0, 5.0]) == (5.0, 5.0)
+    assert median_interval([1.0]) is None
