@@ -3,6 +3,7 @@ and a started hub with its gateway on a test server."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
@@ -73,22 +74,33 @@ async def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+@contextlib.asynccontextmanager
+async def temporary_database(pg_dsn: str, template: str | None) -> AsyncIterator[str]:
+    """A database of its own on the test server (a copy of ``template``, or empty), dropped
+    afterwards whoever is still connected; its DSN."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    # a copy of the template's files (with fsync off, faster than logging each page to WAL)
+    copied = f" TEMPLATE {template} STRATEGY FILE_COPY" if template else ""
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(f"CREATE DATABASE {name}{copied}")
+    finally:
+        await conn.close()
+    try:
+        yield _with_db(pg_dsn, name)
+    finally:
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            await conn.close()
+
+
 @pytest.fixture
 async def db_dsn(pg_dsn: str) -> AsyncIterator[str]:
-    """A fresh, migrated database for one test, dropped after it (whoever is still connected)."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(pg_dsn)
-    try:
-        # a copy of the template's files (with fsync off, faster than logging each page to WAL)
-        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE} STRATEGY FILE_COPY")
-    finally:
-        await conn.close()
-    yield _with_db(pg_dsn, name)
-    conn = await asyncpg.connect(pg_dsn)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await conn.close()
+    """A fresh, migrated database for one test, dropped after it."""
+    async with temporary_database(pg_dsn, TEMPLATE) as dsn:
+        yield dsn
 
 
 @pytest.fixture

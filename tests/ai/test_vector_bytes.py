@@ -3,7 +3,6 @@ before it into exactly the bytes the hub writes now, so old and new vectors read
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -12,7 +11,7 @@ import pytest
 
 from ai.vector_bytes import from_bytes, to_bytes
 from hub.store import migrate as migrations
-from tests.conftest import _with_db
+from tests.conftest import temporary_database
 
 pytestmark = pytest.mark.postgres
 
@@ -21,18 +20,8 @@ BYTES_FROM = 45  # the migration that makes embeddings bytes
 
 @pytest.fixture
 async def empty_db(pg_dsn: str) -> AsyncIterator[str]:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(pg_dsn)
-    try:
-        await conn.execute(f"CREATE DATABASE {name}")
-    finally:
-        await conn.close()
-    yield _with_db(pg_dsn, name)
-    conn = await asyncpg.connect(pg_dsn)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await conn.close()
+    async with temporary_database(pg_dsn, template=None) as dsn:
+        yield dsn
 
 
 async def test_vectors_stored_as_real_arrays_become_the_bytes_the_hub_writes(
