@@ -59,7 +59,7 @@ from automation.rule_model import Action, Condition
 from automation.rule_store import Rule
 from bench.hub_process import running_hub, settled
 from bench.ingest.run import build_loadgen
-from bench.realtime.latency import measure
+from bench.realtime.latency import measure, warm_up
 from bench.smoke import add_smoke_flag, results_dir
 from hub.bus import BusMessage
 from hub.events import decode_event
@@ -252,8 +252,7 @@ async def latency_rounds(
     try:
         saved = [dict(r) for r in await pool.fetch("SELECT * FROM automation_rules")]
         if args.warm_up > 0:  # every sender's contact and conversation exist before round 0
-            warm = argparse.Namespace(**{**vars(args), "seconds": args.warm_up})
-            await measure(warm, hub.url, hub.inbox, hub.token, loadgen, run="warm-up")
+            await warm_up(args, hub, loadgen)
             await caught_up(hub.url, pool)
         rounds = []
         for n in range(args.rounds):

@@ -51,20 +51,27 @@ def percentile(values: list[float], p: float) -> float:
 Phases = Callable[[asyncio.Event], Awaitable[list[tuple[int, str]]]]
 
 
-def by_window(
+def _stretches(
     samples: list[tuple[int, float]], timeline: list[tuple[int, str]], guard_s: float
-) -> list[dict[str, Any]]:
-    """Each stretch between two switches on its own, in order: its state, messages and p99
-    (leaving out, as :func:`by_phase` does, those sent within ``guard_s`` after the switch)."""
+) -> list[list[float]]:
+    """The latencies of each stretch of ``timeline`` (from one switch to the next), leaving out a
+    message sent within ``guard_s`` after the switch (the previous state's work may still run)."""
     starts = [t for t, _ in timeline]
     grouped: list[list[float]] = [[] for _ in timeline]
     for sent, ms in samples:
         i = bisect.bisect_right(starts, sent) - 1
         if i >= 0 and sent - starts[i] >= guard_s * 1e9:
             grouped[i].append(ms)
+    return grouped
+
+
+def by_window(
+    samples: list[tuple[int, float]], timeline: list[tuple[int, str]], guard_s: float
+) -> list[dict[str, Any]]:
+    """Each stretch between two switches on its own, in order: its state, messages and p99."""
     return [
         {"state": state, "events": len(values), "p99_ms": round(percentile(values, 0.99), 1)}
-        for (_, state), values in zip(timeline, grouped, strict=True)
+        for (_, state), values in zip(timeline, _stretches(samples, timeline, guard_s), strict=True)
         if values
     ]
 
@@ -72,15 +79,10 @@ def by_window(
 def by_phase(
     samples: list[tuple[int, float]], timeline: list[tuple[int, str]], guard_s: float
 ) -> dict[str, dict[str, float]]:
-    """Latencies grouped by the state the hub was in when the webhook was sent; a message sent
-    within ``guard_s`` after a switch is left out (the previous state's work may still run)."""
-    starts = [t for t, _ in timeline]
+    """Latencies grouped by the state the hub was in when the webhook was sent."""
     grouped: dict[str, list[float]] = {}
-    for sent, ms in samples:
-        i = bisect.bisect_right(starts, sent) - 1
-        if i < 0 or sent - starts[i] < guard_s * 1e9:
-            continue
-        grouped.setdefault(timeline[i][1], []).append(ms)
+    for (_, state), values in zip(timeline, _stretches(samples, timeline, guard_s), strict=True):
+        grouped.setdefault(state, []).extend(values)
     return {
         name: {
             "events": len(values),
@@ -88,7 +90,16 @@ def by_phase(
             "p99_ms": round(percentile(values, 0.99), 1),
         }
         for name, values in sorted(grouped.items())
+        if values
     }
+
+
+async def warm_up(args: argparse.Namespace, hub: Any, loadgen: Path) -> None:
+    """``args.warm_up`` seconds of the same load, not measured: every sender's contact and
+    conversation exist afterwards (the caller waits until the hub has caught up)."""
+    print(f"== warm-up: {args.warm_up} s of the same load", flush=True)
+    warm = argparse.Namespace(**{**vars(args), "seconds": args.warm_up})
+    await measure(warm, hub.url, hub.inbox, hub.token, loadgen, run="warm-up")
 
 
 async def measure(
@@ -400,9 +411,7 @@ async def costed(args: argparse.Namespace, hub: Any, dsn: str, loadgen: Path) ->
 
     try:
         if args.warm_up > 0:
-            print(f"== warm-up: {args.warm_up} s of the same load", flush=True)
-            warm = argparse.Namespace(**{**vars(args), "seconds": args.warm_up})
-            await measure(warm, hub.url, hub.inbox, hub.token, loadgen, run="warm-up")
+            await warm_up(args, hub, loadgen)
             await until_settled(hub.url, pool)
         result = await measure(args, hub.url, hub.inbox, hub.token, loadgen, connected=baseline)
         result["warm_up_s"] = args.warm_up
