@@ -37,8 +37,8 @@ class Assigner:
 
     async def handle(self, batch: Sequence[BusMessage]) -> None:
         """One statement per batch finds the events whose inbox has an assignment policy (the
-        others need nothing: no policy assigns nothing and drains nothing) and records the
-        others as processed; the rest run in order in one transaction."""
+        others need nothing: no policy assigns nothing and drains nothing, and nothing is
+        written for them); only those are claimed and run, in order in one transaction."""
         found: list[tuple[Event[Any], str, str | None, str | None]] = []
         for record in batch:
             kind = record.headers.get("type", "")
@@ -53,9 +53,7 @@ class Assigner:
                 found.append((event, inbox_id, to_assign, freed))
         if not found:
             return
-        rows = await self._hub.pool.fetch(
-            _WORK, GROUP, [e.id for e, *_ in found], [inbox for _, inbox, *_ in found]
-        )
+        rows = await self._hub.pool.fetch(_WORK, [inbox for _, inbox, *_ in found])
         work = [found[r["ord"] - 1] for r in rows]
         if not work:
             return
@@ -95,17 +93,10 @@ def _wants(event: Event[Any]) -> tuple[str, str | None, str | None]:
     return payload.inbox_id, to_assign, freed
 
 
-#: the events of a batch whose inbox has an assignment policy; the others recorded as processed
-_WORK = """WITH k AS (
-               SELECT k.id, k.ord,
-                      EXISTS (SELECT 1 FROM assignment_policies p WHERE p.inbox_id = k.inbox_id)
-                      AS work
-                 FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS k(id, inbox_id, ord)),
-           claimed AS (
-               INSERT INTO processed_events (consumer, event_id)
-               SELECT DISTINCT $1::text, id FROM k WHERE NOT work
-               ON CONFLICT DO NOTHING)
-           SELECT ord FROM k WHERE work ORDER BY ord"""
+#: the events of a batch whose inbox has an assignment policy (the others have no effect)
+_WORK = """SELECT k.ord FROM unnest($1::text[]) WITH ORDINALITY AS k(inbox_id, ord)
+            WHERE EXISTS (SELECT 1 FROM assignment_policies p WHERE p.inbox_id = k.inbox_id)
+            ORDER BY k.ord"""
 
 
 class QueueDrainer(BackgroundPart):

@@ -51,23 +51,14 @@ class OutOfOffice:
                 received.append((event, event.payload.inbox_id))
         if not received:
             return
-        # One statement per batch: which inboxes reply out of office, and a message to any other
-        # inbox recorded as processed (a transaction each before).
+        # One statement per batch: which inboxes reply out of office (a message to any other
+        # has no effect, so nothing is written for it).
         replying = {
             r["inbox_id"]
             for r in await self._pool.fetch(
-                """WITH replying AS (
-                        SELECT inbox_id FROM inbox_business_hours
-                         WHERE inbox_id = ANY($2::text[]) AND out_of_office),
-                   claimed AS (
-                        INSERT INTO processed_events (consumer, event_id)
-                        SELECT $1::text, e.id FROM unnest($2::text[], $3::text[]) AS e(inbox_id, id)
-                         WHERE e.inbox_id NOT IN (SELECT inbox_id FROM replying)
-                        ON CONFLICT DO NOTHING)
-                   SELECT inbox_id FROM replying""",
-                GROUP,
-                [inbox_id for _, inbox_id in received],
-                [event.id for event, _ in received],
+                """SELECT inbox_id FROM inbox_business_hours
+                    WHERE inbox_id = ANY($1::text[]) AND out_of_office""",
+                sorted({inbox_id for _, inbox_id in received}),
             )
         }
         for event, inbox_id in received:

@@ -357,14 +357,15 @@ def _looks_at(event: Event[Any]) -> tuple[bool, bool]:
 
 #: which events of a batch have work: one that may start clocks when the account has an enabled
 #: policy, one that acts on clocks when its conversation has any, and any event after one with
-#: work on the same conversation in the batch (that one may start the clocks it acts on); the
-#: others are recorded as processed in the same statement
+#: the events of a batch with work: a policy applies or a clock runs, or an earlier event on
+#: the same conversation in the batch has work (that one may start the clocks it acts on); the
+#: others have no effect, and nothing is written for them
 _WORK = """WITH k AS (
-               SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::bool[], $6::bool[])
-                      WITH ORDINALITY AS k(id, account_id, conversation_id, by_policy, by_clock,
+               SELECT * FROM unnest($1::text[], $2::text[], $3::bool[], $4::bool[])
+                      WITH ORDINALITY AS k(account_id, conversation_id, by_policy, by_clock,
                                            ord)),
            own AS (
-               SELECT k.ord, k.id, k.conversation_id,
+               SELECT k.ord, k.conversation_id,
                       (k.by_policy AND EXISTS (SELECT 1 FROM sla_policies p
                                                 WHERE p.account_id = k.account_id
                                                   AND p.enabled))
@@ -373,13 +374,8 @@ _WORK = """WITH k AS (
                       AS work
                  FROM k),
            marked AS (
-               SELECT ord, id, bool_or(work) OVER (PARTITION BY conversation_id ORDER BY ord)
-                      AS work
-                 FROM own),
-           claimed AS (
-               INSERT INTO processed_events (consumer, event_id)
-               SELECT DISTINCT $1::text, id FROM marked WHERE NOT work
-               ON CONFLICT DO NOTHING)
+               SELECT ord, bool_or(work) OVER (PARTITION BY conversation_id ORDER BY ord) AS work
+                 FROM own)
            SELECT ord FROM marked WHERE work ORDER BY ord"""
 
 
@@ -393,8 +389,8 @@ class SlaClocks:
         return [await bus.subscribe(CONVERSATIONS, GROUP, self.handle, options)]
 
     async def handle(self, batch: Sequence[BusMessage]) -> None:
-        """One statement per batch finds the events with work (see :data:`_WORK`) and records
-        the others as processed; the rest are applied in order in one transaction."""
+        """One statement per batch finds the events with work (see :data:`_WORK`); only those
+        are claimed and applied, in order in one transaction."""
         events: list[tuple[Event[Any], bool, bool]] = []
         for record in batch:
             try:
@@ -408,8 +404,6 @@ class SlaClocks:
             return
         rows = await self._pool.fetch(
             _WORK,
-            GROUP,
-            [e.id for e, _, _ in events],
             [e.account_id for e, _, _ in events],
             [e.conversation_id for e, _, _ in events],
             [p for _, p, _ in events],

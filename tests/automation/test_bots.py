@@ -202,21 +202,14 @@ async def test_a_bot_answers_then_hands_off_to_the_human_queue(
 
 
 async def _assigner_saw(hub: Hub, conversation: str) -> None:
-    created = await hub.pool.fetchval(
-        "SELECT id FROM event_log WHERE type = 'conversation.created' AND conversation_id = $1",
-        conversation,
-    )
     async with asyncio.timeout(15):
-        while not created or not await hub.pool.fetchval(
-            "SELECT 1 FROM processed_events WHERE consumer = 'assignment' AND event_id = $1",
-            created,
+        while not await hub.pool.fetchval(
+            """SELECT id FROM event_log WHERE type = 'conversation.created'
+                AND conversation_id = $1""",
+            conversation,
         ):
             await asyncio.sleep(0.05)
-            created = created or await hub.pool.fetchval(
-                """SELECT id FROM event_log WHERE type = 'conversation.created'
-                    AND conversation_id = $1""",
-                conversation,
-            )
+    await caught_up(hub, "assignment")
 
 
 async def _event_of(hub: Hub, message_id: str) -> str:

@@ -18,6 +18,7 @@ from hub.ids import new_id
 from tests.automation.conftest import ADMIN, running
 from tests.automation.test_assignment import bare_conversations
 from tests.support.api_channel import ApiInbox, api_body
+from tests.support.bus_progress import caught_up
 
 pytestmark = pytest.mark.postgres
 
@@ -59,15 +60,7 @@ async def test_out_of_office_reply_once_per_closed_period(hub: Hub, server: str)
         for i in range(3):
             await inbox.post(http, api_body(f"ooo-{i}", text=f"hello {i}"))
 
-    async def all_seen() -> bool:
-        n = await hub.pool.fetchval(
-            """SELECT count(*) FROM event_log e WHERE type = 'message.received'
-                 AND EXISTS (SELECT 1 FROM processed_events p
-                              WHERE p.consumer = 'out-of-office' AND p.event_id = e.id)"""
-        )
-        return bool(n == 3)
-
-    await until(all_seen)
+    await caught_up(hub, "out-of-office")
     replies = await hub.pool.fetch(
         "SELECT content, sender_type FROM messages WHERE direction = 'outbound'"
     )
