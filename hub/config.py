@@ -151,6 +151,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Newest events per account kept for agents' reconnect replay; older gaps get 'resync'.",
     ),
     Setting(
+        "claim_days",
+        "HUB_CLAIM_DAYS",
+        "Days a consumer remembers the ids of the events it applied (`processed_events`), so "
+        "that a redelivered event has no second effect; keep it longer than the bus keeps "
+        "records (Kafka: 7 days by default). `0`: kept for good.",
+    ),
+    Setting(
         "realtime_socket_buffer_kib",
         "HUB_REALTIME_SOCKET_BUFFER_KIB",
         "Unsent bytes an agent socket may hold before it is cut off as too slow (it replays on "
@@ -390,6 +397,7 @@ class Config:
     bus_partitions: int = 4
     voice_max_calls: int = 16
     realtime_replay_events: int = 100_000
+    claim_days: int = 30
     realtime_socket_buffer_kib: int = 4096
     redis_url: str | None = None
     kafka_bootstrap: str | None = None

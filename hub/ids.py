@@ -27,6 +27,16 @@ def new_id() -> str:
     else:
         _last_ms = ms
         _last_random = int.from_bytes(os.urandom(10), "big")
-    value = (ms << 80) | _last_random  # 128 bits, read as 130 = 13 pairs of 5-bit characters
+    return _encoded((ms << 80) | _last_random)
+
+
+def first_id_at(ms: int) -> str:
+    """The smallest id made at Unix time ``ms`` (milliseconds): every id made before that
+    millisecond sorts below it, every id made from it on does not."""
+    return _encoded(ms << 80)
+
+
+def _encoded(value: int) -> str:
+    """128 bits, read as 130 = 13 pairs of 5-bit characters."""
     pairs = _PAIRS
     return "".join([pairs[(value >> shift) & 1023] for shift in range(120, -1, -10)])

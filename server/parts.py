@@ -14,6 +14,7 @@ from channels.telegram.part import TelegramWebhooks
 from channels.typing import TypingRelay
 from crm.archive.part import archive_part
 from hub.config import Config
+from hub.consumers.claim_pruning import ClaimPruner
 from hub.consumers.journal import journal_part
 from hub.contracts.part import Part
 from hub.snooze_timer import SnoozeTimer
@@ -46,6 +47,7 @@ def make_parts(
         *service_level_parts(),  # business hours' out-of-office reply, SLA clocks and timer
         *webhook_parts(),  # outgoing webhooks: recorded from the stream, sent by a timer
         SnoozeTimer(),  # reopens snoozed conversations when their time comes (workers)
+        ClaimPruner(),  # forgets consumers' claims older than HUB_CLAIM_DAYS (workers)
         VoicePart(VoicePart.roles | also_worker),  # the SIP user agent (all and voice)
         EmailPart(),  # the IMAP readers of the email inboxes (workers)
         TelegramWebhooks(),  # points each Telegram bot's webhook at its inbox (workers)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import asyncpg
 import pytest
 
+from hub.consumers.claim_pruning import prune_claims
 from hub.consumers.idempotency import claim
+from hub.ids import first_id_at, new_id
 
 pytestmark = pytest.mark.postgres
 
@@ -24,3 +27,28 @@ async def test_a_rolled_back_claim_can_be_claimed_again(db: asyncpg.Connection[A
             assert await claim(db, "a", ["e1"]) == {"e1"}
             raise RuntimeError("the effect failed")
     assert await claim(db, "a", ["e1"]) == {"e1"}
+
+
+async def test_claims_older_than_the_cut_are_pruned_in_chunks(db: asyncpg.Connection[Any]) -> None:
+    now = time.time_ns() // 1_000_000
+    day = 86_400_000
+
+    def made_at(ms: int, n: int) -> str:  # the n-th id made in that millisecond
+        floor = first_id_at(ms)
+        return floor[:-2] + f"{n:02d}"
+
+    old = [made_at(now - 40 * day, n) for n in range(5)]
+    recent = [made_at(now - day, 0), new_id()]
+    foreign = ["0-not-one-of-ours", "e1"]  # ids the hub did not make are never taken for old
+    await claim(db, "a", [*old, *recent, *foreign])
+    await claim(db, "b", old[:2])
+    removed = await prune_claims(db, now - 30 * day, chunk=2)
+    assert removed == 7
+    left = {
+        (r["consumer"], r["event_id"])
+        for r in await db.fetch("SELECT consumer, event_id FROM processed_events")
+    }
+    assert left == {("a", i) for i in [*recent, *foreign]}
+    # a redelivered recent event is still a no-op; nothing more to prune
+    assert await claim(db, "a", recent) == set()
+    assert await prune_claims(db, now - 30 * day) == 0
