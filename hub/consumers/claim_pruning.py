@@ -88,4 +88,6 @@ class ClaimPruner(BackgroundPart):
                     log.info("old claims pruned", extra={"removed": removed, "days": days})
             except TRANSIENT as exc:
                 log.warning("claim pruning: database unavailable", extra={"error": repr(exc)})
+            except asyncpg.DeadlockDetectedError:  # two workers pruning at once: the other goes on
+                log.info("claim pruning: left to another worker")
             await asyncio.sleep(PRUNE_EVERY_S)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import asyncpg
 import pytest
 
-from hub.consumers.claim_pruning import prune_claims
+from hub.app import Hub
+from hub.config import Config
+from hub.consumers.claim_pruning import ClaimPruner, prune_claims
 from hub.consumers.idempotency import claim
 from hub.ids import first_id_at, new_id
+from server.parts import make_parts
 
 pytestmark = pytest.mark.postgres
 
@@ -52,3 +56,26 @@ async def test_claims_older_than_the_cut_are_pruned_in_chunks(db: asyncpg.Connec
     # a redelivered recent event is still a no-op; nothing more to prune
     assert await claim(db, "a", recent) == set()
     assert await prune_claims(db, now - 30 * day) == 0
+
+
+async def test_the_hub_runs_the_pruner_with_its_setting(hub: Hub, hub_config: Config) -> None:
+    assert any(isinstance(part, ClaimPruner) for part in make_parts(hub_config))
+    now = time.time_ns() // 1_000_000
+    old = first_id_at(now - (hub_config.claim_days + 1) * 86_400_000)[:-1] + "1"
+    young = first_id_at(now - (hub_config.claim_days - 1) * 86_400_000)[:-1] + "1"
+    async with hub.pool.acquire() as conn:
+        await claim(conn, "a", [old, young])
+
+    async def claims() -> list[str]:
+        rows = await hub.pool.fetch("SELECT event_id FROM processed_events WHERE consumer = 'a'")
+        return [r["event_id"] for r in rows]
+
+    pruner = ClaimPruner()
+    await pruner.start(hub)  # prunes at once, then hourly
+    try:
+        async with asyncio.timeout(10):
+            while len(await claims()) > 1:
+                await asyncio.sleep(0.05)
+    finally:
+        await pruner.stop()
+    assert await claims() == [young]
