@@ -22,6 +22,8 @@ from typing import Any
 
 import asyncpg
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from hub.store.embedded import stop_embedded_postgres
 from tests.support.processes import free_port as free_port  # re-exported for the benchmarks
@@ -151,6 +153,14 @@ async def settled(base: str, pool: asyncpg.Pool[Any]) -> bool:
     if await pool.fetchval("SELECT count(*) FROM outbox"):
         return False
     return await asyncio.to_thread(_no_bus_lag, base)
+
+
+def metric_samples(base: str) -> dict[str, list[Sample]]:
+    """The hub's ``/metrics`` now, the samples of each metric family by the family's name
+    (blocking: call it in a thread from a loop)."""
+    with urllib.request.urlopen(f"{base}metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {family.name: family.samples for family in text_string_to_metric_families(text)}
 
 
 def _no_bus_lag(base: str) -> bool:

@@ -52,13 +52,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from prometheus_client.parser import text_string_to_metric_families
 
 from automation.rule_engine import GROUP, RuleEngine, batch_contexts
 from automation.rule_evaluator import CompiledRules, Context
 from automation.rule_model import Action, Condition
 from automation.rule_store import Rule
-from bench.hub_process import running_hub, until_settled
+from bench.hub_process import metric_samples, running_hub, until_settled
 from bench.ingest.run import build_loadgen
 from bench.realtime.latency import measure, warm_up
 from bench.smoke import add_smoke_flag, results_dir
@@ -203,17 +202,10 @@ def post(url: str, token: str, body: dict[str, Any]) -> None:
 
 
 def backlog(url: str) -> int:
-    """Records the rules engine has not handled yet (its group's bus lag, from ``/metrics``: an
-    event no rule matches leaves no row to count)."""
-    with urllib.request.urlopen(f"{url}metrics", timeout=10) as response:
-        text = response.read().decode()
-    return sum(
-        int(sample.value)
-        for family in text_string_to_metric_families(text)
-        if family.name == "hub_bus_lag"
-        for sample in family.samples
-        if sample.labels.get("group") == GROUP
-    )
+    """Records the rules engine has not handled yet (its group's bus lag: an event no rule
+    matches leaves no row to count)."""
+    lag = metric_samples(url).get("hub_bus_lag", [])
+    return sum(int(sample.value) for sample in lag if sample.labels.get("group") == GROUP)
 
 
 async def put_rules(pool: asyncpg.Pool[Any], saved: list[dict[str, Any]], on: bool) -> None:

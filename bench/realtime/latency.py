@@ -22,16 +22,20 @@ import bisect
 import json
 import re
 import tempfile
-import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-from prometheus_client.parser import text_string_to_metric_families
 
 from bench import pg_statements
-from bench.hub_process import cpu_seconds, running_hub, transactions, until_settled
+from bench.hub_process import (
+    cpu_seconds,
+    metric_samples,
+    running_hub,
+    transactions,
+    until_settled,
+)
 from bench.ingest.run import build_loadgen
 from bench.realtime.fanout_path import build_agents
 from bench.smoke import add_smoke_flag, results_dir
@@ -335,18 +339,14 @@ STEPS = {
 
 def step_buckets(base: str) -> dict[str, list[tuple[float, float]]]:
     """Cumulative (upper bound, count) buckets of each of :data:`STEPS` so far."""
-    with urllib.request.urlopen(f"{base}metrics", timeout=10) as response:
-        families = list(text_string_to_metric_families(response.read().decode()))
+    families = metric_samples(base)
     out: dict[str, list[tuple[float, float]]] = {}
     for step, (name, label, value) in STEPS.items():
         summed: dict[float, float] = {}  # over the other labels (a route's statuses)
-        for family in families:
-            if family.name != name:
-                continue
-            for sample in family.samples:
-                if sample.name == f"{name}_bucket" and sample.labels.get(label) == value:
-                    le = float(sample.labels["le"])
-                    summed[le] = summed.get(le, 0.0) + sample.value
+        for sample in families.get(name, []):
+            if sample.name == f"{name}_bucket" and sample.labels.get(label) == value:
+                le = float(sample.labels["le"])
+                summed[le] = summed.get(le, 0.0) + sample.value
         out[step] = sorted(summed.items())
     return out
 
@@ -383,14 +383,13 @@ def step_quantiles(
     return out
 
 
-BATCHES = re.compile(r'^hub_bus_batches_total\{group="([^"]+)"\} ([0-9.e+]+)$', re.M)
-
-
 def bus_batches(base: str) -> dict[str, float]:
     """Batches handed to each consumer group so far (the hub's ``/metrics``)."""
-    with urllib.request.urlopen(f"{base}metrics", timeout=10) as response:
-        text = response.read().decode()
-    return {group: float(n) for group, n in BATCHES.findall(text)}
+    return {
+        sample.labels["group"]: sample.value
+        for sample in metric_samples(base).get("hub_bus_batches", [])
+        if sample.name == "hub_bus_batches_total"
+    }
 
 
 async def costed(args: argparse.Namespace, hub: Any, dsn: str, loadgen: Path) -> dict[str, Any]:
