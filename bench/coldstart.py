@@ -1,7 +1,8 @@
 """Cold start of the embedded default: from `hub serve` on a fresh data directory to /readyz = 200
-(initdb, PostgreSQL start, migrations, bus, relay, gateway), and a warm restart on the same data.
+(initdb, PostgreSQL start, migrations, bus, relay, gateway, and the worker child where the hub
+runs split), and a warm restart on the same data.
 
-    .venv/bin/python bench/coldstart.py [--runs 5]
+    .venv/bin/python -m bench.coldstart [--runs 5]
 """
 
 from __future__ import annotations

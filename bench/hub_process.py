@@ -67,28 +67,33 @@ class RunningHub:
     data_dir: Path
     inbox: dict[str, Any]  # an API-channel inbox: id, signing_secret, ...
     token: str  # accepted as an administrator's bearer token
+    split: bool = False  # a gateway with a worker child (``HUB_WORKER_PROCESSES``)
 
     @property
     def webhook_url(self) -> str:
         return f"{self.url}webhooks/api/{self.inbox['id']}"
 
 
-def wait_worker_child(url: str, proc: subprocess.Popen[Any], seconds: float = 60) -> None:
-    """Until the gateway's ``/readyz`` reports its worker child ready (``HUB_WORKER_PROCESSES``):
-    the measurement starts with both processes up."""
+def wait_whole_hub(url: str, proc: subprocess.Popen[Any], seconds: float = 60) -> bool:
+    """Until ``/readyz`` answers ready, which in the split layout (``HUB_WORKER_PROCESSES``)
+    waits for the worker child too: the measurement starts with every process up. Whether the
+    hub runs split."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"server exited with {proc.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
-                checks = json.loads(response.read())["checks"]
-            if checks.get("worker_process", {}).get("state") == "ready":
-                return
+                return "worker_process" in json.loads(response.read())["checks"]
         except (OSError, ValueError, KeyError):
             pass
         time.sleep(0.2)
-    raise SystemExit("the worker child did not become ready")
+    raise SystemExit("the hub did not become ready")
+
+
+def layout_env(worker_processes: int | None) -> dict[str, str]:
+    """``HUB_WORKER_PROCESSES`` for :func:`running_hub` (``None``: the hub's own default)."""
+    return {"HUB_WORKER_PROCESSES": "" if worker_processes is None else str(worker_processes)}
 
 
 @contextmanager
@@ -118,8 +123,9 @@ def running_hub(
     # serve first: the two CLI commands then share its PostgreSQL (the embedded server is reused
     # while a process holds it) instead of each starting and stopping one, which made every
     # benchmark's start several seconds longer
-    proc = subprocess.Popen([hub_bin, "serve", *extra_args], env={**env, **(extra_env or {})})
-    split = (extra_env or {}).get("HUB_WORKER_PROCESSES", "0") != "0"
+    # one process unless the benchmark asks for a layout ("" for the hub's own default)
+    extra_env = {"HUB_WORKER_PROCESSES": "0", **(extra_env or {})}
+    proc = subprocess.Popen([hub_bin, "serve", *extra_args], env={**env, **extra_env})
     try:
         wait_ready(f"http://127.0.0.1:{port}/healthz", proc)
         commands = {
@@ -136,11 +142,11 @@ def running_hub(
             if cli.returncode != 0:
                 raise SystemExit(f"hub {name} create failed: {stderr.decode()[-2000:]}")
             out[name] = json.loads(stdout)
+        split = wait_whole_hub(f"http://127.0.0.1:{port}/readyz", proc)
         if split:
-            wait_worker_child(f"http://127.0.0.1:{port}/readyz", proc)
             print("== hub split: gateway and a ready worker child process", flush=True)
         url = f"http://127.0.0.1:{port}/"
-        yield RunningHub(url, proc.pid, work / "data", out["inbox"], out["token"]["token"])
+        yield RunningHub(url, proc.pid, work / "data", out["inbox"], out["token"]["token"], split)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)

@@ -49,7 +49,9 @@ async def readyz(request: web.Request) -> web.Response:
     # the parts' own states (a PBX that refuses registration is reported, but does not make the
     # hub unready)
     checks.update(hub.health())
-    ready = checks["database"] == "ok" and checks.get("bus", "ok") == "ok"
+    # a split role all is ready once its worker child is: the events flow only through it
+    child = checks.get("worker_process", {}).get("state", "ready")
+    ready = checks["database"] == "ok" and checks.get("bus", "ok") == "ok" and child == "ready"
     return json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
 

@@ -44,7 +44,8 @@ SETTINGS: tuple[Setting, ...] = (
         "Role `all` only: `1` runs the outbox relay, the bus and every consumer in a child "
         "process (role `worker`, on the same database, restarted if it dies) and this process as "
         "the gateway, so two cores share the work; without Redis they share presence and "
-        "wake-ups through PostgreSQL. `0`: one process.",
+        "wake-ups through PostgreSQL. `0`: one process. Unset: `1` when `hub serve` may use two "
+        "or more CPUs, else `0`.",
     ),
     Setting("host", "HUB_HOST", "Address the gateway listens on."),
     Setting("port", "HUB_PORT", "Port the gateway listens on."),
@@ -373,7 +374,8 @@ SETTINGS: tuple[Setting, ...] = (
 @dataclasses.dataclass(frozen=True)
 class Config:
     role: str = "all"
-    worker_processes: int = 0
+    #: ``None``: ``hub serve`` decides from the CPUs it may use (``server.worker_process``)
+    worker_processes: int | None = None
     host: str = "127.0.0.1"
     port: int = 8080
     data_dir: Path = Path(".hub-data")
@@ -552,7 +554,7 @@ def check(config: Config) -> Config:
         )
     if config.ai_max_lag < 0:
         raise ConfigError("ai_max_lag: 0 (never skip) or more")
-    if config.worker_processes not in (0, 1):
+    if config.worker_processes not in (None, 0, 1):
         raise ConfigError(
             "worker_processes: 0 or 1 (one outbox relay is active per database, so a second "
             "worker process would stand by)"

@@ -43,7 +43,7 @@ from hub.secrets import load_secret_box, new_key
 from hub.store.db import prepare_connection
 from hub.store.migrate import migrate
 from server.compose import build_app, build_hub, install
-from server.worker_process import WORKER_OF
+from server.worker_process import WORKER_OF, decided
 
 log = logging.getLogger("hub")
 
@@ -98,6 +98,7 @@ async def _serve(config: Config) -> None:
         loop.add_signal_handler(sig, stop.set)
     listener = _listen(config.host, config.port)  # before anything starts: a busy port says so
     worker_port = None
+    config = decided(config)
     if config.worker_processes:  # role all split: this process the gateway, a worker child
         worker_port = _loopback_port()
         config = config.replace(role="gateway")

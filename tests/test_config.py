@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from hub.config import ConfigError, load_config, settings_markdown
+from server import worker_process
 
 
 def test_environment_overrides_the_toml_file(tmp_path: Path) -> None:
@@ -49,13 +50,22 @@ def test_roles_are_checked() -> None:
     assert load_config({"HUB_ROLE": "gateway", "DATABASE_URL": "postgresql://x"}).role == "gateway"
 
 
-def test_worker_processes_split_only_role_all_in_two() -> None:
-    assert load_config({}).worker_processes == 0
+def test_worker_processes_split_only_role_all_in_two(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_config({}).worker_processes is None  # hub serve decides
+    assert load_config({"HUB_WORKER_PROCESSES": "0"}).worker_processes == 0
     assert load_config({"HUB_WORKER_PROCESSES": "1"}).worker_processes == 1
     with pytest.raises(ConfigError, match="worker_processes: 0 or 1"):
         load_config({"HUB_WORKER_PROCESSES": "2"})
     with pytest.raises(ConfigError, match="only with role all"):
         load_config({"HUB_WORKER_PROCESSES": "1", "HUB_ROLE": "worker"})
+    # unset: split where two CPUs are there to share, one process on one CPU or in another role
+    for cpus, role, split in ((2, "all", 1), (1.5, "all", 0), (8, "all", 1), (8, "worker", 0)):
+        monkeypatch.setattr(worker_process, "usable_cpus", lambda cpus=cpus: cpus)
+        env = {"HUB_ROLE": role, "DATABASE_URL": "postgresql://x"}
+        assert worker_process.decided(load_config(env)).worker_processes == split
+    # set: as set
+    assert worker_process.decided(load_config({"HUB_WORKER_PROCESSES": "0"})).worker_processes == 0
+    assert worker_process.usable_cpus() >= 1
 
 
 def test_values_are_typed_and_a_misspelt_boolean_is_refused() -> None:

@@ -43,6 +43,20 @@ async def child_of(session: aiohttp.ClientSession, base: str, restarts: int = 0)
             await asyncio.sleep(0.1)
 
 
+async def unready_while_the_child_is_away(session: aiohttp.ClientSession, base: str) -> None:
+    """The gateway answers 503 on ``/readyz`` until its worker child is back (it is started again
+    after a pause of a second): the events flow only through the child."""
+    async with asyncio.timeout(30):
+        while True:
+            async with session.get(f"{base}/readyz") as response:
+                body = await response.json()
+            if response.status == 503:
+                assert body["ready"] is False
+                assert body["checks"]["worker_process"]["state"] != "ready"
+                return
+            await asyncio.sleep(0.05)
+
+
 async def gone(pid: int, within: float = 20) -> bool:
     async with asyncio.timeout(within):
         while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
@@ -130,6 +144,8 @@ async def test_a_webhook_reaches_the_agent_through_the_worker_child_which_stops_
                     "analytics"
                 ] == "chdb (in the worker process)"
             assert psutil.Process(child).ppid() == proc.pid
+            # a terminal's Ctrl-C (SIGINT to the foreground group) reaches the parent only
+            assert os.getpgid(child) != os.getpgid(proc.pid)
             handles = tmp_path / "data" / "postgres" / ".handle_pids.json"
             assert child not in json.loads(handles.read_text()), "the child uses the parent's"
             await agent.connect(base, token=token)
@@ -145,6 +161,7 @@ async def test_a_webhook_reaches_the_agent_through_the_worker_child_which_stops_
                     await worker_metrics_in_the_gateways(session, base)
                 if n == 0:  # the worker dies: it is started again, and the path works again
                     os.kill(child, signal.SIGKILL)
+                    await unready_while_the_child_is_away(session, base)
                     child = await child_of(session, base, restarts=1)
         await agent.client.disconnect()
         proc.send_signal(signal.SIGTERM)

@@ -3,7 +3,7 @@ and what they add to the webhook-to-agent-socket latency at 1,000 msgs/s.
 
     .venv/bin/python -m bench.automation.run [--rules 200] [--rate 1000] [--seconds 15] \
         [--rounds 2] [--switch 2] [--sockets 1] [--concurrency 64] [--events 2000] \
-        [--batch 100] [--warm-up 3] [--worker-processes 0] [--smoke]
+        [--batch 100] [--warm-up 3] [--worker-processes 0|1] [--smoke]
 
 Three figures, in one run of one `hub serve` (embedded default):
 
@@ -57,7 +57,7 @@ from automation.rule_engine import GROUP, RuleEngine, batch_contexts
 from automation.rule_evaluator import CompiledRules, Context
 from automation.rule_model import Action, Condition
 from automation.rule_store import Rule
-from bench.hub_process import metric_samples, running_hub, until_settled
+from bench.hub_process import layout_env, metric_samples, running_hub, until_settled
 from bench.ingest.run import build_loadgen
 from bench.realtime.latency import measure, warm_up
 from bench.smoke import add_smoke_flag, results_dir
@@ -325,8 +325,9 @@ def main() -> None:
     parser.add_argument(
         "--worker-processes",
         type=int,
-        default=0,
-        help="HUB_WORKER_PROCESSES for the hub (1: the rule engine and the other consumers in a "
+        default=None,
+        help="HUB_WORKER_PROCESSES for the hub (default: the hub's own, split on two or more "
+        "CPUs; 1: the rule engine and the other consumers in a "
         "worker child, off the event loop of the webhooks and the sockets)",
     )
     add_smoke_flag(parser)
@@ -342,7 +343,7 @@ def main() -> None:
     loadgen = build_loadgen()
     # the 200 rules are saved in a burst: the API's rate limits are off, as for bench/api
     no_limits = {"HUB_RATE_LIMIT_TOKEN": "0", "HUB_RATE_LIMIT_ADDRESS": "0"}
-    split = {"HUB_WORKER_PROCESSES": str(args.worker_processes)}
+    split = layout_env(args.worker_processes)
     with running_hub("hub-automation-bench-", extra_env=no_limits | split) as hub:
         for body in bodies:
             post(f"{hub.url}api/v1/automation/rules", hub.token, body)
@@ -377,7 +378,7 @@ def main() -> None:
         "added_p50_ms": added["p50_ms"],
         "added_p99_ms": added["p99_ms"],
         "warm_up_s": args.warm_up,
-        "worker_processes": args.worker_processes,
+        "worker_processes": int(hub.split),
         # the same difference per switch instead of per round (see paired_p99)
         "added_p99_ms_per_switch": paired,
         "added_p99_ms_switch_median": round(statistics.median(paired), 1) if paired else None,

@@ -31,6 +31,7 @@ import asyncpg
 from bench import pg_statements
 from bench.hub_process import (
     cpu_seconds,
+    layout_env,
     metric_samples,
     running_hub,
     transactions,
@@ -313,8 +314,9 @@ def load_arguments(
     parser.add_argument(
         "--worker-processes",
         type=int,
-        default=0,
-        help="HUB_WORKER_PROCESSES for the hub (1: gateway and a worker child)",
+        default=None,
+        help="HUB_WORKER_PROCESSES for the hub (default: the hub's own, split on two or more "
+        "CPUs; 1: gateway and a worker child)",
     )
     add_smoke_flag(parser)
     args = parser.parse_args()
@@ -436,14 +438,14 @@ async def costed(args: argparse.Namespace, hub: Any, dsn: str, loadgen: Path) ->
 def main() -> None:
     args = load_arguments(__doc__, pg_statements=True, warm_up=True)
     loadgen = build_loadgen()
-    split = {"HUB_WORKER_PROCESSES": str(args.worker_processes)}
+    split = layout_env(args.worker_processes)
     prepare = pg_statements.preload if args.pg_statements else None
     with running_hub("hub-rt-bench-", extra_env=split, prepare=prepare) as hub:
         dsn = asyncio.run(start_embedded_postgres(hub.data_dir))
         result = asyncio.run(costed(args, hub, dsn, loadgen))
+        result["worker_processes"] = int(hub.split)
     results = results_dir(args.smoke, RESULTS)
     results.mkdir(parents=True, exist_ok=True)
-    result["worker_processes"] = args.worker_processes
     (results / "realtime-latency.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     if "pg_statements" in result:
