@@ -49,7 +49,10 @@ async def readyz(request: web.Request) -> web.Response:
     # the parts' own states (a PBX that refuses registration is reported, but does not make the
     # hub unready)
     checks.update(hub.health())
-    # a split role all is ready once its worker child is: the events flow only through it
+    # a split role all shows its worker child's parts too (the SIP user agent, the email readers,
+    # the AI run there), and is ready once the child is: the events flow only through it
+    for name, state in getattr(hub.part("worker_process"), "child_checks", dict)().items():
+        checks.setdefault(name, state)
     child = checks.get("worker_process", {}).get("state", "ready")
     ready = checks["database"] == "ok" and checks.get("bus", "ok") == "ok" and child == "ready"
     return json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)

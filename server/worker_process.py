@@ -205,6 +205,10 @@ class WorkerProcess:
         if self.pid is not None:
             self.state = "stopped"
 
+    def child_checks(self) -> Mapping[str, Any]:
+        """The child's own checks as its last probe saw them, for the gateway's ``/readyz``."""
+        return {k: v for k, v in self._child_checks.items() if k not in ("database", "role")}
+
     def health(self) -> Mapping[str, Any]:
         if self.pid is None and self.state == "off":
             return {}

@@ -140,9 +140,10 @@ async def test_a_webhook_reaches_the_agent_through_the_worker_child_which_stops_
             await wait_healthy(session, base, proc, log)
             child = await child_of(session, base)
             async with session.get(f"{base}/readyz") as response:
-                assert (await response.json())["checks"][
-                    "analytics"
-                ] == "chdb (in the worker process)"
+                checks = (await response.json())["checks"]
+            assert checks["analytics"] == "chdb (in the worker process)"
+            # the child's parts are on the gateway's /readyz too (the archive runs in the child)
+            assert checks["archive"] == "postgresql" and checks["archive_lag"] == 0
             assert psutil.Process(child).ppid() == proc.pid
             # a terminal's Ctrl-C (SIGINT to the foreground group) reaches the parent only
             assert os.getpgid(child) != os.getpgid(proc.pid)

@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 import psutil
 
+from bench.hub_process import cpu_seconds as with_children
 from hub.store.embedded import apply_server_settings
 
 _LOGGING = {
@@ -74,6 +75,14 @@ def cpu_seconds(pid: int) -> float:
     except psutil.Error:
         return 0.0
     return t.user + t.system
+
+
+def hub_cpu_seconds(pid: int) -> float:
+    """The hub's CPU with its worker child's (the split layout), 0 once it is gone."""
+    try:
+        return with_children(pid)
+    except (OSError, psutil.Error):
+        return 0.0
 
 
 class LoopLag:
@@ -189,7 +198,7 @@ class Watch:
             "io_stall_us": pressure("io"),
             "cpu_stall_us": pressure("cpu"),
             **{f"disk_{k}": v for k, v in disk_counters(self.pgdata).items()},
-            "hub_cpu_s": cpu_seconds(self.hub_pid),
+            "hub_cpu_s": hub_cpu_seconds(self.hub_pid),  # with its worker child
             "pg_cpu_s": self._pg_cpu(),
             "soak_cpu_s": cpu_seconds(os.getpid()),
             "at": time.monotonic(),

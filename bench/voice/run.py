@@ -409,6 +409,9 @@ def main() -> None:
         "HUB_ACCESS_LOG": "0",
         "HUB_LOG_LEVEL": "warning",
         "HUB_VOICE_MAX_CALLS": "16",  # the most the SIP stack allows (channels/sip/agent.py)
+        # one process: the hub CPU per call below is this process's, and the SIP user agent runs
+        # in it (in the split layout it would run in the worker child)
+        "HUB_WORKER_PROCESSES": "0",
     }
     hub_bin = str(Path(sys.executable).parent / "hub")
     log_path = work / "hub.log"
