@@ -120,7 +120,9 @@ class Delivery:
 
     async def subscribe(self, bus: Bus, options: ConsumerOptions) -> list[Subscription]:
         await self.start()
-        return [await bus.subscribe(CONVERSATIONS, GROUP, self.handle, options), _Stop(self)]
+        # subscriptions stop last to first: the bus subscription (which waits for the batch in
+        # flight) before the HTTP session its sends use
+        return [_Stop(self), await bus.subscribe(CONVERSATIONS, GROUP, self.handle, options)]
 
     async def handle(self, batch: Sequence[BusMessage]) -> None:
         for record in batch:

@@ -222,3 +222,36 @@ async def test_invisible_characters_are_removed_from_a_new_contacts_name(
     body = api_body("bidi-1", name=name)
     assert (await send(client, harness._signed(body))).status == 200
     assert await hub.pool.fetchval("SELECT name FROM contacts") == "Bobved Admin (support)"
+
+
+async def test_a_reply_in_flight_when_delivery_stops_is_sent_and_recorded(
+    client: Client, hub: Hub
+) -> None:
+    """A stopping hub lets the sends it started finish: the HTTP session closes after the
+    consumer's batch in flight, not before (it used to close first, and the send failed with
+    "Session is closed", to be failed by the sweep later and never sent)."""
+    mock = await ProviderMock(ApiEndpoint(answer_after=1.0)).start()
+    try:
+        harness = ApiHarness()
+        harness.inbox_id = await harness.create_inbox(hub, mock)
+        assert (await send(client, harness.inbound("in-1"))).status == 200
+        conversation_id = await hub.pool.fetchval("SELECT id FROM conversations")
+        reply = await client.post(
+            f"/api/v1/conversations/{conversation_id}/messages",
+            json={"content": "hi"},
+            headers=AUTH,
+        )
+        message_id = (await reply.json())["id"]
+        async with asyncio.timeout(10):  # the request is at the customer's system, unanswered
+            while not mock.of("api.outbound"):
+                await asyncio.sleep(0.02)
+        delivery = hub.part("delivery")
+        assert delivery is not None
+        await delivery.stop()
+        row = await hub.pool.fetchrow(
+            "SELECT status, provider_message_id FROM messages WHERE id = $1", message_id
+        )
+        assert row is not None and (row["status"], row["provider_message_id"]) == ("sent", "cust-1")
+        assert len(mock.of("api.outbound")) == 1
+    finally:
+        await mock.close()

@@ -14,6 +14,8 @@ two members in its own module, passed in next to these::
 
 from __future__ import annotations
 
+import asyncio
+
 import base64
 import dataclasses
 import itertools
@@ -279,13 +281,16 @@ class ApiEndpoint:
 
     PATH = "/customer/outbound"
 
-    def __init__(self) -> None:
+    def __init__(self, answer_after: float = 0.0) -> None:
         self._ids = itertools.count(1)
+        #: seconds the customer's system takes to answer (a send in flight for that long)
+        self.answer_after = answer_after
 
     def routes(self) -> Sequence[tuple[str, str, str, Handler]]:
         return [("POST", self.PATH, "api.outbound", self._receive)]
 
     async def _receive(self, request: web.Request, mock: ProviderMock) -> web.StreamResponse:
+        await asyncio.sleep(self.answer_after)
         return web.Response(
             body=orjson.dumps({"message_id": f"cust-{next(self._ids)}"}),
             content_type="application/json",
