@@ -15,7 +15,6 @@ two members in its own module, passed in next to these::
 from __future__ import annotations
 
 import asyncio
-
 import base64
 import dataclasses
 import itertools
