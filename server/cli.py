@@ -470,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.markdown:
                 print(settings_markdown())
             else:
-                _print(as_json(config))
+                _print(as_json(decided(config)))  # the layout `hub serve` would run here
     except SetupError as exc:
         print(f"hub: {exc}", file=sys.stderr)
         return 2

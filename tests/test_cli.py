@@ -59,6 +59,8 @@ def test_config_prints_typed_values(tmp_path: Path) -> None:
     shown = json.loads(hub("config", env=env).stdout)
     assert shown["port"] == 8181 and shown["access_log"] is True
     assert shown["database_url"] is None and shown["public_url"] is None
+    # the layout `hub serve` would run on this machine, not "unset"
+    assert shown["worker_processes"] in (0, 1)
     refused = hub("config", env={**env, "HUB_ACCESS_LOG": "ture"})
     assert refused.returncode == 2 and "'ture' is not a boolean" in refused.stderr
 
