@@ -55,12 +55,16 @@ def _prepare_child() -> None:  # pragma: no cover - runs in the forked child bef
     os.setpgid(0, 0)
 
 
-def usable_cpus() -> float:
+#: the cgroup v2 CPU quota of this process's cgroup ("max 100000", or "150000 100000": 1.5 CPUs)
+CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def usable_cpus(cpu_max: Path = CPU_MAX) -> float:
     """The CPUs this process may run on: its affinity, capped by a cgroup v2 quota (a container
     started with ``--cpus 1`` on a larger host)."""
     cpus: float = len(os.sched_getaffinity(0))
     with contextlib.suppress(OSError, ValueError):
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        quota, period = cpu_max.read_text().split()[:2]
         if quota != "max":
             cpus = min(cpus, int(quota) / int(period))
     return cpus

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,19 @@ def test_worker_processes_split_only_role_all_in_two(monkeypatch: pytest.MonkeyP
     # set: as set
     assert worker_process.decided(load_config({"HUB_WORKER_PROCESSES": "0"})).worker_processes == 0
     assert worker_process.usable_cpus() >= 1
+
+
+def test_usable_cpus_follow_the_cgroup_quota(tmp_path: Path) -> None:
+    """A container given 1.5 CPUs on a larger host runs one process (the split wants two)."""
+    cpu_max = tmp_path / "cpu.max"
+    affinity = len(os.sched_getaffinity(0))
+    cpu_max.write_text("150000 100000\n")
+    assert worker_process.usable_cpus(cpu_max) == min(affinity, 1.5)
+    cpu_max.write_text("max 100000\n")  # no quota
+    assert worker_process.usable_cpus(cpu_max) == affinity
+    cpu_max.write_text("garbled")  # unreadable: the affinity alone
+    assert worker_process.usable_cpus(cpu_max) == affinity
+    assert worker_process.usable_cpus(tmp_path / "missing") == affinity
 
 
 def test_values_are_typed_and_a_misspelt_boolean_is_refused() -> None:
