@@ -643,9 +643,10 @@ async def reconcile(
     if set(stored) - acked:
         report.notes.append(f"{len(set(stored) - acked)} stored but never acknowledged")
 
-    try:  # and the stored ones that were never acknowledged
+    everything = set(stored)  # and the stored ones that were never acknowledged
+    try:
         async with asyncio.timeout(settle):
-            while not all(has(a, set(stored)) for a in agents):
+            while not all(has(a, everything) for a in agents):
                 await asyncio.sleep(0.2)
     except TimeoutError:
         report.notes.append("agents did not get every stored message within the settle time")

@@ -18,6 +18,7 @@ from tests.channels.conformance import (
     Client,
     Harness,
     Request,
+    agent_message,
     send,
     wait_for_status,
 )
@@ -236,12 +237,7 @@ async def test_a_reply_in_flight_when_delivery_stops_is_sent_and_recorded(
         harness.inbox_id = await harness.create_inbox(hub, mock)
         assert (await send(client, harness.inbound("in-1"))).status == 200
         conversation_id = await hub.pool.fetchval("SELECT id FROM conversations")
-        reply = await client.post(
-            f"/api/v1/conversations/{conversation_id}/messages",
-            json={"content": "hi"},
-            headers=AUTH,
-        )
-        message_id = (await reply.json())["id"]
+        message_id = await agent_message(hub, conversation_id, "hi")
         async with asyncio.timeout(10):  # the request is at the customer's system, unanswered
             while not mock.of("api.outbound"):
                 await asyncio.sleep(0.02)
