@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -196,6 +197,7 @@ def main() -> None:
         "HUB_MAX_CONNECTIONS_PER_ADDRESS": "0",  # the load generators are one address
     }
     hub = str(Path(sys.executable).parent / "hub")
+    done = False
     try:
         made = subprocess.run(
             [hub, "inbox", "create", "--channel", "api", "--name", "scaleout"],
@@ -213,10 +215,15 @@ def main() -> None:
         token = json.loads(admin.stdout)["token"]
         started = time.monotonic()
         rows = [layout(args, work, env, inbox, token, loadgen, n) for n in (1, 2)]
+        done = True
     finally:
         kafka.stop()
         redis.stop()
         stop_embedded_postgres(work / "pg")
+        if done:  # the servers' data: ~50 MB a run, left behind by every run until 2026-12-04
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"== the servers' data and the hubs' logs are kept in {work}", file=sys.stderr)
     ratio = rows[1]["cpu_seconds_per_1000"] / rows[0]["cpu_seconds_per_1000"]
     summary = {
         "date": time.strftime("%Y-%m-%d"),

