@@ -15,7 +15,9 @@ accepted webhook.
 Deliveries/s = N x accepted webhooks / (from the first webhook to the last socket's last item);
 intake = accepted webhooks / load seconds; server CPU per delivery from ``/proc``. The hub runs
 with ``HUB_AI=0`` unless ``--ai`` (the AI's ``message.analysed`` events would be extra frames the
-reference does not send). Writes ``bench/results/fanout-path.json`` and a chart.
+reference does not send), in its default layout (on two or more CPUs the gateway holding the
+sockets and a worker child for the consumers) unless ``--worker-processes``. Writes
+``bench/results/fanout-path.json`` and a chart.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.hub_process import cpu_seconds, free_port, running_hub
+from bench.hub_process import cpu_seconds, free_port, layout_env, running_hub
 from bench.ingest.run import build_loadgen
 from bench.smoke import add_smoke_flag, results_dir
 
@@ -85,10 +87,15 @@ def reference_server() -> Iterator[tuple[str, int, str, str]]:
 
 
 @contextmanager
-def server(side: str, ai: bool) -> Iterator[tuple[str, int, str, str, str]]:
-    """(base URL, pid, webhook URL, signing secret, token) of one side, started fresh."""
+def server(
+    side: str, args: argparse.Namespace, layouts: list[int]
+) -> Iterator[tuple[str, int, str, str, str]]:
+    """(base URL, pid, webhook URL, signing secret, token) of one side, started fresh. The hub's
+    layout goes to ``layouts`` (1: gateway and worker child)."""
     if side == "hub":
-        with running_hub("hub-fanout-path-", extra_env={"HUB_AI": "1" if ai else "0"}) as hub:
+        env = {"HUB_AI": "1" if args.ai else "0", **layout_env(args.worker_processes)}
+        with running_hub("hub-fanout-path-", extra_env=env) as hub:
+            layouts.append(int(hub.split))
             yield hub.url, hub.pid, hub.webhook_url, hub.inbox["signing_secret"], hub.token
     else:
         with reference_server() as (base, pid, secret, token):
@@ -109,7 +116,8 @@ def line(proc: subprocess.Popen[str], event: str) -> dict[str, Any]:
 def measure(
     side: str, n: int, args: argparse.Namespace, agents: Path, loadgen: Path, run: str
 ) -> dict[str, Any]:
-    with server(side, args.ai) as (base, pid, webhook_url, secret, token):
+    layouts: list[int] = []
+    with server(side, args, layouts) as (base, pid, webhook_url, secret, token):
         client = subprocess.Popen(
             [str(agents), "-url", base, "-n", str(n), "-token", token],
             stdin=subprocess.PIPE,
@@ -166,6 +174,7 @@ def measure(
     return {
         "side": side,
         "sockets": n,
+        **({"worker_processes": layouts[0]} if layouts else {}),
         "webhooks_ok": load["ok"],
         "webhooks_failed": load["failed"],
         "intake_per_s": round(load["ok"] / load["seconds"], 1),
@@ -228,6 +237,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64, help="the load's connections")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--ai", action="store_true", help="run the hub with its AI part")
+    parser.add_argument(
+        "--worker-processes",
+        type=int,
+        default=None,
+        help="HUB_WORKER_PROCESSES for the hub (default: the hub's own, split on two or more "
+        "CPUs; 0: one process)",
+    )
     parser.add_argument(
         "--sides", default=",".join(SIDES), help="which servers to measure (for profiling one)"
     )
