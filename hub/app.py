@@ -124,6 +124,7 @@ class Hub:
             wait=config.ingest_batch_wait_ms / 1000,
             concurrency=config.ingest_concurrency,
             on_commit=count_committed,
+            own_transaction=True,
         )
         for part in self._ours("shared") + self._ours("consumer"):
             await self._start(part)

@@ -55,7 +55,11 @@ class GroupCommitter(Generic[T, R]):
         wait: float = 0.002,
         concurrency: int = 2,
         on_commit: Callable[[Sequence[T], Sequence[R]], None] | None = None,
+        own_transaction: bool = False,
     ) -> None:
+        """``own_transaction``: ``fn``, handed a connection outside a transaction, begins and
+        commits one itself (so it can begin with its first statement, in one round trip); when
+        a failing item is isolated it is handed one inside a transaction, as otherwise."""
         self.name = name
         self._pool = pool
         self._fn = fn
@@ -64,6 +68,7 @@ class GroupCommitter(Generic[T, R]):
         self._wait = wait
         self._concurrency = concurrency
         self._on_commit = on_commit
+        self._own_transaction = own_transaction
         #: (item, its caller's future, when it was submitted)
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R], float]] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
@@ -187,8 +192,12 @@ class GroupCommitter(Generic[T, R]):
             attempt += 1
             try:
                 self.transactions += 1
-                async with self._pool.acquire() as conn, conn.transaction():
-                    results = await self._fn(conn, items)
+                async with self._pool.acquire() as conn:
+                    if self._own_transaction:
+                        results = await self._fn(conn, items)
+                    else:
+                        async with conn.transaction():
+                            results = await self._fn(conn, items)
                 if self._on_commit is not None:
                     self._on_commit(items, results)
                 return results

@@ -206,7 +206,13 @@ async def test_group_commit_stores_concurrent_ingests_once_each(
     pool = await create_pool(db_dsn, 4)
     assert pool is not None
     committer: GroupCommitter[IngestRequest, IngestResult] = GroupCommitter(
-        "test-ingest", pool, ingest_batch, max_batch=100, wait=0.005, concurrency=2
+        "test-ingest",
+        pool,
+        ingest_batch,
+        max_batch=100,
+        wait=0.005,
+        concurrency=2,
+        own_transaction=True,
     )
     committer.start()
     try:
@@ -235,7 +241,13 @@ async def test_one_bad_item_fails_only_its_caller(db: asyncpg.Connection[Any], d
     pool = await create_pool(db_dsn, 2)
     assert pool is not None
     committer: GroupCommitter[IngestRequest, IngestResult] = GroupCommitter(
-        "test-isolation", pool, ingest_batch, max_batch=50, wait=0.02, concurrency=1
+        "test-isolation",
+        pool,
+        ingest_batch,
+        max_batch=50,
+        wait=0.02,
+        concurrency=1,
+        own_transaction=True,
     )
     committer.start()
     try:
@@ -263,7 +275,7 @@ async def test_concurrent_same_provider_id_from_another_sender_is_stored_once(
     await prepare_connection(holder)
     pool = await create_pool(db_dsn, 2)
     committer: GroupCommitter[IngestRequest, IngestResult] = GroupCommitter(
-        "test-race", pool, ingest_batch, max_batch=10, wait=0, concurrency=1
+        "test-race", pool, ingest_batch, max_batch=10, wait=0, concurrency=1, own_transaction=True
     )
     committer.start()
     try:
@@ -357,6 +369,7 @@ async def test_bad_items_are_isolated_without_a_transaction_each(
         max_batch=100,
         wait=0.2,
         concurrency=1,
+        own_transaction=True,
     )
     committer.start()
     try:
@@ -391,3 +404,38 @@ async def test_bad_items_are_isolated_without_a_transaction_each(
     assert [i for i, r in enumerate(lone_results) if isinstance(r, BaseException)] == [40]
     assert counting.taken == 2
     assert committer.attempts <= 2 * 6  # two savepoints per level of halving 64
+
+
+async def test_a_known_sender_is_stored_in_four_round_trips_and_a_failure_rolls_back(
+    db: asyncpg.Connection[Any], db_dsn: str
+) -> None:
+    """The committer runs one ingest transaction at a time, so its round trips are every
+    waiting webhook's: beginning, with the senders' locks; the lookup; the messages, their
+    conversations and the outbox; the commit. A batch the database refuses leaves its
+    connection out of any transaction, ready for the next."""
+    inbox = await make_inbox(db)
+    pool = await create_pool(db_dsn, 1)  # one connection: the failed batch's is the next one's
+    sent: list[str] = []
+    committer: GroupCommitter[IngestRequest, IngestResult] = GroupCommitter(
+        "test-trips", pool, ingest_batch, max_batch=10, wait=0, concurrency=1, own_transaction=True
+    )
+    committer.start()
+    try:
+        await committer.submit(IngestRequest(inbox, msg("first"), None))  # a new sender
+        async with pool.acquire() as conn:
+            conn.add_query_logger(lambda q: sent.append(q.query))
+        second = await committer.submit(IngestRequest(inbox, msg("second"), None))
+        trips = list(sent)
+        sent.clear()
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            await committer.submit(IngestRequest(missing_inbox(inbox.account_id), msg("x"), None))
+        third = await committer.submit(IngestRequest(inbox, msg("third"), None))
+    finally:
+        await committer.stop()
+        await pool.close()
+    assert len(trips) == 4, trips
+    assert trips[0].startswith("BEGIN; SELECT count(pg_advisory_xact_lock(k))")
+    assert trips[-1] == "COMMIT"
+    assert "ROLLBACK" in sent
+    assert not second.duplicate and not third.duplicate
+    assert await db.fetchval("SELECT count(*) FROM messages") == 3
