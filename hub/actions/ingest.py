@@ -186,10 +186,12 @@ async def ingest_batch(conn: Conn, requests: Sequence[IngestRequest]) -> list[In
         return await _locked(conn, requests, results, alias, work)
     # the keys are integers: written into the text of the one simple-protocol query
     literal = "{" + ",".join(str(int(k)) for k in keys) + "}"
-    await conn.execute(f"BEGIN; {_LOCK_SENDERS.replace('$1', repr(literal))}")
     try:
+        await conn.execute(f"BEGIN; {_LOCK_SENDERS.replace('$1', repr(literal))}")
         done = await _locked(conn, requests, results, alias, work)
-        await conn.execute("COMMIT")
+        # a transaction that a failed statement aborted ends as ROLLBACK, without an error
+        if await conn.execute("COMMIT") != "COMMIT":
+            raise asyncpg.InterfaceError("the ingest transaction ended in a rollback")
     except BaseException:
         await _roll_back(conn)
         raise

@@ -12,7 +12,7 @@ from cryptography.fernet import Fernet
 
 from channels._base import InboundMessage, InboxContext, Sender
 from hub.actions.group_commit import GroupCommitter
-from hub.actions.ingest import IngestRequest, IngestResult, ingest_batch
+from hub.actions.ingest import IngestRequest, IngestResult, _lock_key, ingest_batch
 from hub.actions.setup import create_inbox, ensure_default_account
 from hub.events import decode_event
 from hub.ids import new_id
@@ -439,3 +439,42 @@ async def test_a_known_sender_is_stored_in_four_round_trips_and_a_failure_rolls_
     assert "ROLLBACK" in sent
     assert not second.duplicate and not third.duplicate
     assert await db.fetchval("SELECT count(*) FROM messages") == 3
+
+
+async def test_a_batch_whose_locks_fail_leaves_its_connection_ready(
+    db: asyncpg.Connection[Any], db_dsn: str
+) -> None:
+    """The transaction's first round trip (``BEGIN`` and the senders' locks) failing, here on a
+    lock timeout while another writer holds the sender, fails that batch only: the batch ends its
+    transaction itself (the pool would otherwise roll it back on release, and report a connection
+    returned in the middle of one), and the next batch on the one connection commits."""
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: reported.append(context["message"]))
+    inbox = await make_inbox(db)
+    pool = await asyncpg.create_pool(
+        db_dsn, min_size=1, max_size=1, init=prepare_connection,
+        server_settings={"lock_timeout": "200ms"},
+    )  # fmt: skip
+    holder = await asyncpg.connect(db_dsn)
+    committer: GroupCommitter[IngestRequest, IngestResult] = GroupCommitter(
+        "test-locked", pool, ingest_batch, max_batch=10, wait=0, concurrency=1, own_transaction=True
+    )
+    committer.start()
+    try:
+        held = holder.transaction()
+        await held.start()
+        await holder.execute("SELECT pg_advisory_xact_lock($1)", _lock_key(inbox.id, "api", "+1"))
+        with pytest.raises(asyncpg.LockNotAvailableError):
+            await committer.submit(IngestRequest(inbox, msg("waits", "+1"), None))
+        await held.rollback()
+        stored = await committer.submit(IngestRequest(inbox, msg("next", "+1"), None))
+    finally:
+        await committer.stop()
+        await pool.close()
+        await holder.close()
+        loop.set_exception_handler(previous)
+    assert not [m for m in reported if "transaction" in m], reported
+    assert not stored.duplicate
+    assert await db.fetchval("SELECT count(*) FROM messages") == 1
