@@ -276,7 +276,10 @@ async def test_settings_pages(hub: Hub, server: str, browser: Browser) -> None:
 
     # an API token, shown once; no scope is refused next to the scopes
     await page.get_by_role("link", name="API tokens").click()
-    await page.get_by_label("Name").fill("reports")
+    # the page renders after its list loads; until then "Name" would find the account page's
+    # "Business name", and the token would be refused for its missing name instead
+    await expect(page.locator("#token-form")).to_be_visible(timeout=TIMEOUT)
+    await page.get_by_label("Name", exact=True).fill("reports")
     await page.get_by_role("button", name="Create the token").click()
     await expect(page.locator("#token-scopes-error")).not_to_be_empty(timeout=TIMEOUT)
     await page.locator("#scope-conversations-read").check()
