@@ -53,6 +53,14 @@ async def ingest(
         return await ingest_batch(db, [IngestRequest(inbox, m, "corr-1") for m in messages])
 
 
+def ingest_committer(
+    name: str, pool: Any, **options: Any
+) -> GroupCommitter[IngestRequest, IngestResult]:
+    """The ingest committer as the hub builds it: the batch begins and commits its own
+    transaction."""
+    return GroupCommitter(name, pool, ingest_batch, own_transaction=True, **options)
+
+
 async def outbox_events(db: asyncpg.Connection[Any]) -> list[Any]:
     rows = await db.fetch("SELECT payload FROM outbox ORDER BY seq")
     return [decode_event(r["payload"]) for r in rows]
@@ -205,15 +213,7 @@ async def test_group_commit_stores_concurrent_ingests_once_each(
     inbox = await make_inbox(db)
     pool = await create_pool(db_dsn, 4)
     assert pool is not None
-    committer: GroupCommitter[IngestRequest, IngestResult] = GroupCommitter(
-        "test-ingest",
-        pool,
-        ingest_batch,
-        max_batch=100,
-        wait=0.005,
-        concurrency=2,
-        own_transaction=True,
-    )
+    committer = ingest_committer("test-ingest", pool, max_batch=100, wait=0.005, concurrency=2)
     committer.start()
     try:
         requests = [
@@ -240,15 +240,7 @@ async def test_one_bad_item_fails_only_its_caller(db: asyncpg.Connection[Any], d
     broken = missing_inbox(inbox.account_id)
     pool = await create_pool(db_dsn, 2)
     assert pool is not None
-    committer: GroupCommitter[IngestRequest, IngestResult] = GroupCommitter(
-        "test-isolation",
-        pool,
-        ingest_batch,
-        max_batch=50,
-        wait=0.02,
-        concurrency=1,
-        own_transaction=True,
-    )
+    committer = ingest_committer("test-isolation", pool, max_batch=50, wait=0.02, concurrency=1)
     committer.start()
     try:
         results = await asyncio.gather(
@@ -274,9 +266,7 @@ async def test_concurrent_same_provider_id_from_another_sender_is_stored_once(
     holder = await asyncpg.connect(db_dsn)
     await prepare_connection(holder)
     pool = await create_pool(db_dsn, 2)
-    committer: GroupCommitter[IngestRequest, IngestResult] = GroupCommitter(
-        "test-race", pool, ingest_batch, max_batch=10, wait=0, concurrency=1, own_transaction=True
-    )
+    committer = ingest_committer("test-race", pool, max_batch=10, wait=0, concurrency=1)
     committer.start()
     try:
         transaction = holder.transaction()
@@ -362,14 +352,8 @@ async def test_bad_items_are_isolated_without_a_transaction_each(
     pool = await create_pool(db_dsn, 2)
     assert pool is not None
     counting = _CountingPool(pool)
-    committer: GroupCommitter[IngestRequest, IngestResult] = GroupCommitter(
-        "test-poison",
-        cast("asyncpg.Pool[Any]", counting),
-        ingest_batch,
-        max_batch=100,
-        wait=0.2,
-        concurrency=1,
-        own_transaction=True,
+    committer = ingest_committer(
+        "test-poison", cast("asyncpg.Pool[Any]", counting), max_batch=100, wait=0.2, concurrency=1
     )
     committer.start()
     try:
@@ -416,9 +400,7 @@ async def test_a_known_sender_is_stored_in_four_round_trips_and_a_failure_rolls_
     inbox = await make_inbox(db)
     pool = await create_pool(db_dsn, 1)  # one connection: the failed batch's is the next one's
     sent: list[str] = []
-    committer: GroupCommitter[IngestRequest, IngestResult] = GroupCommitter(
-        "test-trips", pool, ingest_batch, max_batch=10, wait=0, concurrency=1, own_transaction=True
-    )
+    committer = ingest_committer("test-trips", pool, max_batch=10, wait=0, concurrency=1)
     committer.start()
     try:
         await committer.submit(IngestRequest(inbox, msg("first"), None))  # a new sender
@@ -458,9 +440,7 @@ async def test_a_batch_whose_locks_fail_leaves_its_connection_ready(
         server_settings={"lock_timeout": "200ms"},
     )  # fmt: skip
     holder = await asyncpg.connect(db_dsn)
-    committer: GroupCommitter[IngestRequest, IngestResult] = GroupCommitter(
-        "test-locked", pool, ingest_batch, max_batch=10, wait=0, concurrency=1, own_transaction=True
-    )
+    committer = ingest_committer("test-locked", pool, max_batch=10, wait=0, concurrency=1)
     committer.start()
     try:
         held = holder.transaction()
