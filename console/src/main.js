@@ -544,8 +544,11 @@ function apply(item) {
   if (ctx?.conversation) {
     const old = S.convs.get(id);
     const row = { ...(old || { unread_count: 0, contact_name: null }), ...ctx.conversation };
-    if (ev.type === "message.received" && id !== S.current) row.unread_count = (row.unread_count || 0) + 1;
-    if (ev.type === "message.received") row.last_inbound_at = ev.occurred_at;
+    if (ev.type === "message.received" && isNewInbound(row, p.message_id)) {
+      if (id !== S.current) row.unread_count = (row.unread_count || 0) + 1;
+      row.last_inbound_message_id = p.message_id;
+      row.last_inbound_at = ev.occurred_at;
+    }
     if ((ev.type === "message.received" || ev.type === "message.created") && p.content) row.last_message_preview = p.content.slice(0, 140);
     if (ev.type === "conversation.read" && p.agent_id === api.user?.id) row.unread_count = 0;
     if (ev.type === "conversation.attributes_changed") row.attributes = p.attributes;
@@ -589,6 +592,16 @@ function apply(item) {
   } else if (ev.type.startsWith("call.")) {
     for (const c of callItems(ev)) appendItem(c);
   }
+}
+
+/**
+ * Whether a received message is not yet in the row's unread count. The list read over REST may
+ * already hold a message whose event was queued while it loaded; the server counts the contact's
+ * messages by id, so the newest id the row has counted tells (ids grow within a conversation).
+ * @param {any} row @param {string} messageId
+ */
+function isNewInbound(row, messageId) {
+  return !row.last_inbound_message_id || !messageId || messageId > row.last_inbound_message_id;
 }
 
 /** A new row from an event has no contact name yet: one small read fills it. @param {any} row */

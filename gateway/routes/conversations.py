@@ -84,6 +84,8 @@ class Conversation(msgspec.Struct):
     unread_count: int = 0
     last_message_preview: str | None = None  # the newest message's first 140 characters
     last_inbound_at: datetime | None = None  # the contact's newest message
+    #: its id: the unread count holds the contact's messages up to this one
+    last_inbound_message_id: str | None = None
     muted: bool = False  # muted by a rule or an agent (docs/automation.md)
     #: what channels learnt about the conversation (``start_payload``: a Telegram deep link's)
     attributes: dict[str, str] = {}

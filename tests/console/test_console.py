@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pyotp
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Route, expect
 
 from hub.app import Hub
 from hub.auth.users import create_user
@@ -178,3 +178,35 @@ async def test_console_end_to_end(
     assert not errors, errors
     assert re.match(r"^http://127\.0\.0\.1:\d+$", server)
     await ana_context.close()
+
+
+async def test_a_message_during_the_first_load_counts_once(
+    hub: Hub, server: str, browser: Browser
+) -> None:
+    """The console holds the socket's events while its list loads over REST, then applies them.
+    A message that arrives in between is in both: the row must count it once, whatever the order
+    (before the list said which message its count ran to, it showed 3 here; a CI run saw it)."""
+    await make_user(hub, "ana@example.com", "Ana Perera")
+    shop = await ApiInbox.create(hub, server, name="Shop API")
+    await shop.send(api_body("m-1", text="Hello", name="Nimal Fernando"))
+    context = await browser.new_context()
+    page = await context.new_page()
+
+    async def message_while_loading(route: Route) -> None:
+        # the socket is up and holding its events: one arrives, and then the list is read
+        await shop.send(api_body("m-2", text="Anyone there?", name="Nimal Fernando"))
+        await page.wait_for_function(
+            """() => (window.hubConsole.state.queued || []).flat().some(
+                     (i) => i.event.payload?.content === "Anyone there?")""",
+            timeout=TIMEOUT,
+        )
+        await route.continue_()
+
+    await page.route(re.compile(r"/api/v1/conversations\?"), message_while_loading, times=1)
+    await log_in(page, server, "ana@example.com")
+    await expect(row(page, "Nimal Fernando").locator(".badge")).to_have_text("2", timeout=TIMEOUT)
+    await expect(row(page, "Nimal Fernando").locator(".preview")).to_have_text("Anyone there?")
+    # and a message after the load still counts
+    await shop.send(api_body("m-3", text="Hello?", name="Nimal Fernando"))
+    await expect(row(page, "Nimal Fernando").locator(".badge")).to_have_text("3", timeout=TIMEOUT)
+    await context.close()
