@@ -101,18 +101,20 @@ _UNREAD = """(SELECT count(*) FROM messages m
                                        WHERE r.agent_id = $2 AND r.conversation_id = c.id),
                                      '')) AS unread_count"""
 
-# what the list shows of the newest message (walks messages_conversation backwards)
+# what the list shows of the newest message; when the contact last wrote (a channel's reply
+# window, e.g. WhatsApp's 24 hours, runs from it: the provider's time if it was given, as
+# hub.actions.messages counts it) and that message's id, so that a console can tell whether an
+# event's message is in the unread count it read. Each walks messages_conversation backwards;
+# scalar subqueries, not a lateral join, so that they run only for the rows of the page (a join
+# would run for every row a filter without an ordered index sorts)
 _LATEST = """(SELECT left(m.content, 140) FROM messages m
                WHERE m.conversation_id = c.id ORDER BY m.id DESC LIMIT 1) AS last_message_preview,
-             li.at AS last_inbound_at, li.id AS last_inbound_message_id"""
-
-# the contact's newest message: when they last wrote (a channel's reply window, e.g. WhatsApp's 24
-# hours, runs from it: the provider's time if it was given, as hub.actions.messages counts it),
-# and its id, so that the console can tell whether an event's message is in the count it read
-_LATEST_INBOUND = """LEFT JOIN LATERAL (
-               SELECT m.id, least(m.sent_at, m.created_at) AS at FROM messages m
-                WHERE m.conversation_id = c.id AND m.direction = 'inbound'
-                ORDER BY m.id DESC LIMIT 1) li ON true"""
+             (SELECT least(m.sent_at, m.created_at) FROM messages m
+               WHERE m.conversation_id = c.id AND m.direction = 'inbound'
+               ORDER BY m.id DESC LIMIT 1) AS last_inbound_at,
+             (SELECT m.id FROM messages m
+               WHERE m.conversation_id = c.id AND m.direction = 'inbound'
+               ORDER BY m.id DESC LIMIT 1) AS last_inbound_message_id"""
 
 Sort = Literal["last_activity", "created", "priority"]
 # per sort: the columns it orders by (all descending, then the id) and their kinds in the cursor
@@ -229,7 +231,7 @@ async def list_conversations(
     order = ", ".join(f"c.{name} DESC" for name, _ in keys)
     rows = await pool.fetch(
         f"""SELECT {CONVERSATION_COLUMNS}, c.priority_rank, {_UNREAD}, {_LATEST}
-              FROM conversations c JOIN contacts ct ON ct.id = c.contact_id {_LATEST_INBOUND}
+              FROM conversations c JOIN contacts ct ON ct.id = c.contact_id
              WHERE {" AND ".join(where)}
              ORDER BY {order}, c.id DESC
              LIMIT {arg(limit + 1)}""",
@@ -251,7 +253,7 @@ async def get_conversation(
     """One conversation as the list shows it, or ``None`` if the caller may not see it."""
     row = await conn.fetchrow(
         f"""SELECT {CONVERSATION_COLUMNS}, {_UNREAD}, {_LATEST}
-              FROM conversations c JOIN contacts ct ON ct.id = c.contact_id {_LATEST_INBOUND}
+              FROM conversations c JOIN contacts ct ON ct.id = c.contact_id
              WHERE c.id = $1 AND c.account_id = $3""",
         conversation_id,
         principal.agent_id,
