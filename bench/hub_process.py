@@ -44,6 +44,22 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def until_quiet(pid: int, share: float = 0.1, within: float = 60) -> float:
+    """Wait until the hub (``pid`` and its worker child) used under ``share`` of a core for a
+    whole second, at most ``within`` seconds; return the seconds waited. Ready is not idle: a
+    hub that has just answered ``/readyz`` may still be loading its AI models, and a benchmark
+    that counts CPU per request would count that work as the requests'."""
+    started = time.monotonic()
+    last = cpu_seconds(pid)
+    while time.monotonic() - started < within:
+        time.sleep(1)
+        now = cpu_seconds(pid)
+        if now - last < share:
+            break
+        last = now
+    return time.monotonic() - started
+
+
 def wait_ready(url: str, proc: subprocess.Popen[Any], seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

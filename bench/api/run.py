@@ -1,6 +1,6 @@
 """Authenticated ``GET /api/v1/conversations`` on a store of 100,000 conversations.
 
-    python -m bench.api.run [--conversations 100000] [--rate 500] [--seconds 15]
+    .venv/bin/python -m bench.api.run [--conversations 100000] [--rate 500] [--seconds 15]
 
 One `hub serve` (rate limits off) on an embedded PostgreSQL seeded with the conversations (four
 inboxes, an agent who is a member of two, statuses, assignees, labels, one message each). Three
@@ -13,8 +13,10 @@ phases at the same fixed request rate, in one run:
 3. ``list``: a page of 25 conversations with filters, rotating over several filter sets.
 
 The auth overhead is (auth-noop - noop) / list, from the hub's CPU-seconds per request (steadier
-than latency on this shared box) and from p50 latency. Needs Go (builds the load generator).
-Writes bench/results/api.json and api.svg.
+than latency on this shared box) and from p50 latency; the phases start once the hub is idle
+after its start. Needs Go (builds the load generator). Writes bench/results/api.json and api.svg
+(``--smoke``: a small store and short phases, into .artefacts/bench). The store and the
+hub's data go when it ends.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,7 +36,8 @@ from typing import Any
 import asyncpg
 from cryptography.fernet import Fernet
 
-from bench.hub_process import cpu_seconds, free_port, wait_ready
+from bench.hub_process import cpu_seconds, free_port, until_quiet, wait_ready
+from bench.smoke import add_smoke_flag, results_dir
 from hub.auth.access import AccessTokens, looks_like_jwt
 from hub.authz import Permission, Principal, Role, authorize
 from hub.secrets import SecretBox
@@ -225,7 +229,11 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, default=100_000)
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--seconds", type=int, default=15)
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.conversations, args.rate, args.seconds = 1_000, 50, 1
+    results = results_dir(args.smoke, RESULTS)
     getload = build_getload()
     work = Path(tempfile.mkdtemp(prefix="hub-api-bench-"))
     print("== starting PostgreSQL", flush=True)
@@ -270,6 +278,8 @@ def main() -> None:
         proc = subprocess.Popen([hub, "serve"], env=env)
         base = f"http://127.0.0.1:{port}"
         wait_ready(f"{base}/readyz", proc)
+        waited = until_quiet(proc.pid)
+        print(f"   the hub was idle {waited:.0f} s after it was ready", flush=True)
         auth = f"Authorization: Bearer {access}"
         page = f"{base}/api/v1/conversations?limit=25"
         lists = [
@@ -290,6 +300,7 @@ def main() -> None:
             proc.terminate()
             proc.wait(timeout=60)
         stop_embedded_postgres(work / "pg")
+        shutil.rmtree(work, ignore_errors=True)
     noop, auth_noop, listed = rows
     cpu_overhead = (auth_noop["hub_cpu_ms_per_request"] - noop["hub_cpu_ms_per_request"]) / listed[
         "hub_cpu_ms_per_request"
@@ -299,7 +310,7 @@ def main() -> None:
     piece_share = pieces["known_token_us"] / 1000 / listed["hub_cpu_ms_per_request"]
     summary = {
         "date": time.strftime("%Y-%m-%d"),
-        "command": "python -m bench.api.run " + " ".join(sys.argv[1:]),
+        "command": ".venv/bin/python -m bench.api.run " + " ".join(sys.argv[1:]),
         "conversations": args.conversations,
         "rate": args.rate,
         "seconds": args.seconds,
@@ -309,11 +320,11 @@ def main() -> None:
         "auth_in_process": pieces,
         "auth_in_process_share_of_list_cpu": round(piece_share, 4),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "api.json").write_text(json.dumps(summary, indent=2))
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "api.json").write_text(json.dumps(summary, indent=2))
     chart(
         rows,
-        RESULTS / "api.svg",
+        results / "api.svg",
         f"GET at {args.rate} req/s, {args.conversations:,} conversations (lower is better)",
     )
     print(
