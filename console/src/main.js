@@ -387,26 +387,48 @@ function matches(row) {
 const newer = (a, b) => (a.last_activity_at < b.last_activity_at ? 1 : a.last_activity_at > b.last_activity_at ? -1 : a.id < b.id ? 1 : -1);
 
 let generation = 0;
-async function reload() {
-  const mine = ++generation;
-  S.cursor = null;
-  S.loading = true;
-  try {
-    const page = await api.get(query(null));
-    if (mine !== generation) return;
-    S.rows = [];
-    absorbPage(page);
-  } finally { if (mine === generation) S.loading = false; }
+let firstList = false;  // a new socket's first connection reads the list, its reconnections replay
+let reading = 0;  // list reads in flight; the socket's events wait in S.queued meanwhile
+
+/**
+ * A read of the list with the socket's events held, then applied in order. A read that began
+ * before an event's change and answers after the event would otherwise put the older row back
+ * over it, and nothing would correct it until the next event; applied after the read, the
+ * events bring the rows up to date (an unread count takes a message once: isNewInbound).
+ * @param {() => Promise<void>} read
+ */
+async function holdingEvents(read) {
+  reading++;
+  S.queued ??= [];
+  try { await read(); } finally {
+    if (--reading === 0) { const q = S.queued; S.queued = null; for (const batch of q) onEvents(batch); }
+  }
+}
+
+function reload() {
+  return holdingEvents(async () => {
+    const mine = ++generation;
+    S.cursor = null;
+    S.loading = true;
+    try {
+      const page = await api.get(query(null));
+      if (mine !== generation) return;
+      S.rows = [];
+      absorbPage(page);
+    } finally { if (mine === generation) S.loading = false; }
+  });
 }
 
 async function loadMore() {
   if (S.loading || !S.cursor) return;
-  const mine = generation;
-  S.loading = true;
-  try {
-    const page = await api.get(query(S.cursor));
-    if (mine === generation) absorbPage(page);
-  } finally { if (mine === generation) S.loading = false; }
+  await holdingEvents(async () => {
+    const mine = generation;
+    S.loading = true;
+    try {
+      const page = await api.get(query(S.cursor));
+      if (mine === generation) absorbPage(page);
+    } finally { if (mine === generation) S.loading = false; }
+  });
 }
 
 /** @param {any} page */
@@ -472,7 +494,8 @@ function step(delta) {
 // ---------------------------------------------------------------- realtime
 function connect() {
   disconnect();
-  S.queued = [];
+  S.queued ??= [];  // held from the first connection until the list is in (reload releases them)
+  firstList = true;
   socket = io("/agent", {
     transports: ["websocket"],
     auth: (/** @type {(a: any) => void} */ cb) => cb(S.lastSeq >= 0 ? { token: api.token, last_seq: S.lastSeq } : { token: api.token }),
@@ -480,10 +503,9 @@ function connect() {
   socket.on("connect", async () => {
     S.connected = true;
     $.banner.hidden = true;
-    if (S.queued) {  // first connection: the list over REST, then the events that came meanwhile
+    if (firstList) {  // the list over REST, then the events held meanwhile
+      firstList = false;
       await reload().catch(() => {});
-      const q = S.queued; S.queued = null;
-      for (const batch of q) onEvents(batch);
     }
     // the screen may have been left (settings) while the list loaded: no socket then
     if (S.current) socket?.emit("join", { conversation_id: S.current });

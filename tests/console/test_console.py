@@ -210,3 +210,36 @@ async def test_a_message_during_the_first_load_counts_once(
     await shop.send(api_body("m-3", text="Hello?", name="Nimal Fernando"))
     await expect(row(page, "Nimal Fernando").locator(".badge")).to_have_text("3", timeout=TIMEOUT)
     await context.close()
+
+
+async def test_a_list_read_older_than_an_event_does_not_undo_it(
+    hub: Hub, server: str, browser: Browser
+) -> None:
+    """A list read (a filter, a resync) that the server answered before a message arrived, but
+    whose answer reaches the page after the message's event, must not put the older row back:
+    the console applies the events it held meanwhile after the read."""
+    await make_user(hub, "ana@example.com", "Ana Perera")
+    shop = await ApiInbox.create(hub, server, name="Shop API")
+    context = await browser.new_context()
+    page = await context.new_page()
+    await log_in(page, server, "ana@example.com")
+    await shop.send(api_body("m-1", text="Hello", name="Nimal Fernando"))
+    await expect(row(page, "Nimal Fernando").locator(".badge")).to_have_text("1", timeout=TIMEOUT)
+
+    async def answer_late(route: Route) -> None:
+        answer = await route.fetch()  # the server's list, before the second message
+        await shop.send(api_body("m-2", text="Anyone there?", name="Nimal Fernando"))
+        await page.wait_for_function(  # its event reached the page (held, or applied)
+            """() => window.hubConsole.state.previews.get(
+                         [...window.hubConsole.state.convs.keys()][0]) === "Anyone there?"
+                     || (window.hubConsole.state.queued || []).flat().some(
+                         (i) => i.event.payload?.content === "Anyone there?")""",
+            timeout=TIMEOUT,
+        )
+        await route.fulfill(response=answer)
+
+    await page.route(re.compile(r"/api/v1/conversations\?"), answer_late, times=1)
+    await page.evaluate("window.hubConsole.reload()")
+    await expect(row(page, "Nimal Fernando").locator(".badge")).to_have_text("2", timeout=TIMEOUT)
+    await expect(row(page, "Nimal Fernando").locator(".preview")).to_have_text("Anyone there?")
+    await context.close()
