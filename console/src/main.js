@@ -388,21 +388,28 @@ const newer = (a, b) => (a.last_activity_at < b.last_activity_at ? 1 : a.last_ac
 
 let generation = 0;
 let firstList = false;  // a new socket's first connection reads the list, its reconnections replay
-let reading = 0;  // list reads in flight; the socket's events wait in S.queued meanwhile
+const HOLD_AT_MOST_MS = 10_000;
+let reading = 0;  // reads of the list or the timeline in flight; the socket's events wait meanwhile
 
 /**
- * A read of the list with the socket's events held, then applied in order. A read that began
- * before an event's change and answers after the event would otherwise put the older row back
+ * A read over REST with the socket's events held, then applied in order. A read that began
+ * before an event's change and answers after the event would otherwise put the older state back
  * over it, and nothing would correct it until the next event; applied after the read, the
- * events bring the rows up to date (an unread count takes a message once: isNewInbound).
+ * events bring it up to date (an unread count takes a message once: isNewInbound; the timeline
+ * takes a message once by its id).
  * @param {() => Promise<void>} read
  */
 async function holdingEvents(read) {
   reading++;
   S.queued ??= [];
-  try { await read(); } finally {
-    if (--reading === 0) { const q = S.queued; S.queued = null; for (const batch of q) onEvents(batch); }
-  }
+  let done = false;
+  const release = () => {
+    if (done) return;
+    done = true;
+    if (--reading === 0) { const q = S.queued || []; S.queued = null; for (const batch of q) onEvents(batch); }
+  };
+  const stuck = setTimeout(release, HOLD_AT_MOST_MS);  // a hung read must not freeze the inbox
+  try { await read(); } finally { clearTimeout(stuck); release(); }
 }
 
 function reload() {
@@ -674,23 +681,26 @@ function attributeChips(attributes) {
   }));
 }
 
-/** @param {string} id */
-async function loadTimeline(id) {
-  const [messages, events] = await Promise.all([
-    pages(`/api/v1/conversations/${id}/messages`),
-    pages(`/api/v1/conversations/${id}/events`).catch(() => []),
-  ]);
-  const logged = [...events, ...(S.recent.get(id) || []).filter((e) => !events.some((x) => x.id === e.id))];
-  /** @type {any[]} */
-  for (const m of messages) if (!m.language && S.analysed.has(m.id)) Object.assign(m, S.analysed.get(m.id));
-  const items = [...messages.map(messageItem), ...logged.flatMap(systemItems), ...logged.flatMap(callItems)];
-  items.sort(byTime);
-  if (S.current !== id) return;
-  const live = S.timeline.filter((x) => !items.some((m) => m.id === x.id));
-  S.timeline = [...items, ...live];
-  clear($.timeline).append(...S.timeline.map((x) => h("li", null, renderItem(x, ctx()))));
-  $.timeline.scrollTop = $.timeline.scrollHeight;
-  updateWindow();
+/** The conversation's timeline over REST, with the socket's events held meanwhile (a status,
+ * an edit or an analysis arriving during the read lands on the messages it read). @param {string} id */
+function loadTimeline(id) {
+  return holdingEvents(async () => {
+    const [messages, events] = await Promise.all([
+      pages(`/api/v1/conversations/${id}/messages`),
+      pages(`/api/v1/conversations/${id}/events`).catch(() => []),
+    ]);
+    const logged = [...events, ...(S.recent.get(id) || []).filter((e) => !events.some((x) => x.id === e.id))];
+    /** @type {any[]} */
+    for (const m of messages) if (!m.language && S.analysed.has(m.id)) Object.assign(m, S.analysed.get(m.id));
+    const items = [...messages.map(messageItem), ...logged.flatMap(systemItems), ...logged.flatMap(callItems)];
+    items.sort(byTime);
+    if (S.current !== id) return;
+    const live = S.timeline.filter((x) => !items.some((m) => m.id === x.id));
+    S.timeline = [...items, ...live];
+    clear($.timeline).append(...S.timeline.map((x) => h("li", null, renderItem(x, ctx()))));
+    $.timeline.scrollTop = $.timeline.scrollHeight;
+    updateWindow();
+  });
 }
 
 /** Keep a conversation's last timeline events as they arrive: the journal logs them a moment

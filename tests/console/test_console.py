@@ -243,3 +243,45 @@ async def test_a_list_read_older_than_an_event_does_not_undo_it(
     await expect(row(page, "Nimal Fernando").locator(".badge")).to_have_text("2", timeout=TIMEOUT)
     await expect(row(page, "Nimal Fernando").locator(".preview")).to_have_text("Anyone there?")
     await context.close()
+
+
+async def test_a_timeline_read_older_than_an_event_does_not_undo_it(
+    hub: Hub, server: str, browser: Browser, mock: ProviderMock
+) -> None:
+    """The same for a conversation's timeline: a delivery receipt whose event reaches the page
+    while the timeline is being read lands on the message the read gave, not before it."""
+    await make_user(hub, "ana@example.com", "Ana Perera")
+    sms = await twilio_inbox(hub, mock, name="Twilio SMS")
+    context = await browser.new_context()
+    page = await context.new_page()
+    await log_in(page, server, "ana@example.com")
+    await twilio_webhook(server, sms, fixture("sms_inbound"))
+    customer = page.locator(".vrow").first
+    await expect(customer).to_be_visible(timeout=TIMEOUT)
+    await customer.click()
+    await page.locator("#reply").fill("It ships today")
+    await page.get_by_role("button", name="Send").click()
+    tick = page.locator(".msg-out .tick")
+    await expect(tick).to_have_attribute("data-status", "sent", timeout=TIMEOUT)
+    sid = await hub.pool.fetchval(
+        "SELECT provider_message_id FROM messages WHERE direction = 'outbound'"
+    )
+    conversation = await hub.pool.fetchval("SELECT id FROM conversations")
+    await page.evaluate(  # what reaches the socket, whatever the console does with it
+        """() => { window.heard = [];
+                   window.hubConsole.socket.on("events", (batch) => batch.forEach((i) =>
+                       window.heard.push(`${i.event.type}:${i.event.payload.status || ""}`))); }"""
+    )
+
+    async def answer_late(route: Route) -> None:
+        answer = await route.fetch()  # the messages as the server has them: "sent"
+        await twilio_webhook(server, sms, with_sid("status_delivered", sid))
+        await page.wait_for_function(
+            "() => window.heard.includes('message.status_changed:delivered')", timeout=TIMEOUT
+        )
+        await route.fulfill(response=answer)
+
+    await page.route(re.compile(r"/conversations/[^/]+/messages"), answer_late, times=1)
+    await page.evaluate("(id) => window.hubConsole.openConversation(id)", conversation)
+    await expect(tick).to_have_attribute("data-status", "delivered", timeout=TIMEOUT)
+    await context.close()
