@@ -64,6 +64,8 @@ export class AiPanel {
     this.onIntents = onIntents || (() => {});
     /** @type {any[]} */
     this.suggestions = [];
+    /** the message id of the analysis shown ("": none yet) */
+    this.shown = "";
     this.list = h("ul.ai-suggestions", { "aria-label": t("ai.suggestions") });
     this.badges = h("span.ai-badges");
     this.summary = h("div.ai-summary", { hidden: true, "aria-live": "polite" });
@@ -90,9 +92,12 @@ export class AiPanel {
     if (ev.type === "message.analysed" && ev.conversation_id === this.id) this.show(ev.payload);
   }
 
-  /** @param {any} analysis */
+  /** The newest analysis wins: the REST read may answer after a newer message's event.
+   * @param {any} analysis */
   show(analysis) {
     if (!analysis) return;
+    if (this.shown && analysis.message_id && analysis.message_id < this.shown) return;
+    if (analysis.message_id) this.shown = analysis.message_id;
     this.suggestions = analysis.suggestions || [];
     clear(this.list).append(...this.suggestions.map((/** @type {any} */ s) => {
       const b = h("button", { type: "button", title: s.source, text: s.text });
