@@ -5,15 +5,19 @@ they are. A command the test does not know how to run fails it, so none is forgo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,3 +170,47 @@ def test_the_latency_benchmark_reports_postgresql_statements_after_a_warm_up() -
     assert result["webhooks_ok"] + result["webhooks_failed"] <= 110, result
     assert result["events_measured"] == result["webhooks_ok"] * result["sockets"]
     assert len(result["p99_ms_by_second"]) >= 1
+
+
+@pytest.mark.slow
+def test_a_benchmark_stopped_with_sigterm_stops_its_hub_and_leaves_nothing() -> None:
+    """``kill`` (or a timeout) ends a benchmark as Ctrl-C does: its hub, the hub's embedded
+    PostgreSQL and its data directory go too (``bench/__init__.py``). Before, the process died on
+    the spot and left a running PostgreSQL and the data directory in /tmp."""
+    tmp = Path(tempfile.mkdtemp(prefix="hub-term-"))
+    bench = subprocess.Popen(
+        [str(ROOT / ".venv/bin/python"), "-m", "bench.ingest.run", "--smoke"],
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmp)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        postmaster = None
+        deadline = time.monotonic() + 120
+        while postmaster is None and time.monotonic() < deadline and bench.poll() is None:
+            for pid_file in tmp.glob("hub-bench-*/data/postgres/postmaster.pid"):
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    postmaster = int(pid_file.read_text().split()[0])
+            time.sleep(0.2)
+        assert postmaster is not None, "the benchmark's hub never started its PostgreSQL"
+        time.sleep(2)  # into the hub's start or its rounds, well before the end
+        assert bench.poll() is None, "the smoke run ended before it was stopped"
+        started = psutil.Process(bench.pid).children(recursive=True)  # the hub, the no-op server
+        assert started
+        bench.send_signal(signal.SIGTERM)
+        assert bench.wait(timeout=120) != 0
+        assert not psutil.pid_exists(postmaster), "its PostgreSQL still runs"
+        left = [p.cmdline() for p in started if alive(p)]
+        assert left == [], "processes it started still run"
+        assert sorted(p.name for p in tmp.iterdir() if p.name not in NOT_OURS) == []
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def alive(process: psutil.Process) -> bool:
+    with contextlib.suppress(psutil.Error):
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    return False

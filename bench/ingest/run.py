@@ -156,12 +156,12 @@ def main() -> None:
         [sys.executable, str(HERE / "noop_server.py"), "--port", str(noop_port)]
     )
     split = {"HUB_WORKER_PROCESSES": str(args.worker_processes)}
-    with running_hub("hub-bench-", extra_env=split) as running:
-        try:
+    try:
+        with running_hub("hub-bench-", extra_env=split) as running:
             rows = _rounds(args, loadgen, running, noop, noop_port)
-        finally:
-            noop.send_signal(signal.SIGTERM)
-            noop.wait(timeout=30)
+    finally:
+        noop.send_signal(signal.SIGTERM)
+        noop.wait(timeout=30)
     _report(args, rows)
 
 
