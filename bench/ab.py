@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -46,10 +47,28 @@ def base_checkout(commit: str) -> Path:
     return tree
 
 
+def run_to_end(command: list[str], cwd: Path) -> None:
+    """Run the benchmark; stopped by ``SIGTERM``, pass it on and wait while the benchmark stops
+    its hub and removes its data (``subprocess.run`` would kill it outright and leave them)."""
+    proc = subprocess.Popen(command, cwd=cwd)
+    try:
+        code = proc.wait()
+    except BaseException as stop:
+        if not isinstance(stop, KeyboardInterrupt):  # Ctrl-C reached the benchmark too
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        raise
+    if code:
+        raise subprocess.CalledProcessError(code, command)
+
+
 def run_side(tree: Path, module: list[str], label: str) -> None:
     print(f"== {label}: {' '.join(module)} in {tree}", flush=True)
     results = tree / "bench" / "results"
-    subprocess.run([str(tree / ".venv" / "bin" / "python"), "-m", *module], cwd=tree, check=True)
+    run_to_end([str(tree / ".venv" / "bin" / "python"), "-m", *module], tree)
     keep = ARTEFACTS / label
     keep.mkdir(parents=True, exist_ok=True)
     for found in results.glob("*.json"):

@@ -173,13 +173,19 @@ def test_the_latency_benchmark_reports_postgresql_statements_after_a_warm_up() -
 
 
 @pytest.mark.slow
-def test_a_benchmark_stopped_with_sigterm_stops_its_hub_and_leaves_nothing() -> None:
+@pytest.mark.parametrize(
+    "module", [["bench.ingest.run"], ["bench.ab", "--smoke", "--", "bench.ingest.run"]]
+)
+def test_a_benchmark_stopped_with_sigterm_stops_its_hub_and_leaves_nothing(
+    module: list[str],
+) -> None:
     """``kill`` (or a timeout) ends a benchmark as Ctrl-C does: its hub, the hub's embedded
-    PostgreSQL and its data directory go too (``bench/__init__.py``). Before, the process died on
-    the spot and left a running PostgreSQL and the data directory in /tmp."""
+    PostgreSQL and its data directory go too (``bench/__init__.py``), also under ``bench.ab``,
+    which passes the signal on. Before, the process died on the spot and left a running
+    PostgreSQL and the data directory in /tmp."""
     tmp = Path(tempfile.mkdtemp(prefix="hub-term-"))
     bench = subprocess.Popen(
-        [str(ROOT / ".venv/bin/python"), "-m", "bench.ingest.run", "--smoke"],
+        [str(ROOT / ".venv/bin/python"), "-m", *module, *([] if "--" in module else ["--smoke"])],
         cwd=ROOT,
         env={**os.environ, "TMPDIR": str(tmp)},
         stdout=subprocess.DEVNULL,
