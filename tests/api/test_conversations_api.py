@@ -655,7 +655,7 @@ async def test_rows_carry_the_latest_message_and_a_contacts_conversations_can_be
         return await hub.ingest.submit(IngestRequest(context, message, None))
 
     first = await inbound("m-1", "kamal", "Is my order on its way?")
-    await inbound("m-2", "nimal", "Hello")
+    second = await inbound("m-2", "nimal", "Hello")
     reply = await client.post(
         f"/api/v1/conversations/{first.conversation_id}/messages",
         json={"content": "It ships today " + "x" * 200},
@@ -672,6 +672,17 @@ async def test_rows_carry_the_latest_message_and_a_contacts_conversations_can_be
         "SELECT created_at FROM messages WHERE provider_message_id = 'm-1'"
     )
     assert datetime.fromisoformat(row["last_inbound_at"]) == received
+    assert row["last_inbound_message_id"] == first.message_id  # the contact's, not the reply
+    one = await client.get(f"/api/v1/conversations/{first.conversation_id}", headers=ADMIN)
+    assert {k: v for k, v in (await one.json()).items() if k.startswith("last_")} == {
+        k: v for k, v in row.items() if k.startswith("last_")
+    }
+    # no message from the contact (left): neither field
+    await hub.pool.execute("DELETE FROM messages WHERE id = $1", second.message_id)
+    alone = await client.get(f"/api/v1/conversations/{second.conversation_id}", headers=ADMIN)
+    assert alone.status == 200
+    assert (await alone.json())["last_inbound_at"] is None
+    assert (await alone.json())["last_inbound_message_id"] is None
 
     # the conversation's changes, oldest first, from the journal
     assert (await patch(client, first.conversation_id, {"status": "resolved"})).status == 200
