@@ -104,24 +104,19 @@ _UNREAD = """(SELECT count(*) FROM messages m
 # what the list shows of the newest message; when the contact last wrote (a channel's reply
 # window, e.g. WhatsApp's 24 hours, runs from it: the provider's time if it was given, as
 # hub.actions.messages counts it) and that message's id, so that a console can tell whether an
-# event's message is in the unread count it read (one walk for both, as a record: _listed splits
-# it). Each walks messages_conversation backwards; scalar subqueries, not a lateral join, so that
-# they run only for the rows of the page (a join would run for every row a filter without an
-# ordered index sorts)
+# event's message is in the unread count it read. Each walks messages_conversation backwards;
+# scalar subqueries, not a lateral join, so that they run only for the rows of the page (a join
+# would run for every row a filter without an ordered index sorts). The inbound time and id are
+# two walks of the same few index entries: one subquery returning both as a record cost the hub
+# more CPU per list request to decode (3.3-3.5 ms against 3.1, bench.api.run A/B, 2026-12-05)
 _LATEST = """(SELECT left(m.content, 140) FROM messages m
                WHERE m.conversation_id = c.id ORDER BY m.id DESC LIMIT 1) AS last_message_preview,
-             (SELECT ROW(m.id, least(m.sent_at, m.created_at)) FROM messages m
+             (SELECT least(m.sent_at, m.created_at) FROM messages m
                WHERE m.conversation_id = c.id AND m.direction = 'inbound'
-               ORDER BY m.id DESC LIMIT 1) AS last_inbound"""
-
-
-def _listed(row: asyncpg.Record) -> dict[str, Any]:
-    """A conversation as the list shows it, ``_LATEST``'s record in its two fields."""
-    item = dict(row)
-    message_id, at = item.pop("last_inbound") or (None, None)
-    item["last_inbound_at"], item["last_inbound_message_id"] = at, message_id
-    return item
-
+               ORDER BY m.id DESC LIMIT 1) AS last_inbound_at,
+             (SELECT m.id FROM messages m
+               WHERE m.conversation_id = c.id AND m.direction = 'inbound'
+               ORDER BY m.id DESC LIMIT 1) AS last_inbound_message_id"""
 
 Sort = Literal["last_activity", "created", "priority"]
 # per sort: the columns it orders by (all descending, then the id) and their kinds in the cursor
@@ -244,7 +239,7 @@ async def list_conversations(
              LIMIT {arg(limit + 1)}""",
         *args,
     )
-    items = [_listed(r) for r in rows[:limit]]
+    items = [dict(r) for r in rows[:limit]]
     next_cursor = None
     if len(rows) > limit:
         last = items[-1]
@@ -268,7 +263,7 @@ async def get_conversation(
     )
     if row is None or not principal.sees(row["inbox_id"]):
         return None
-    return _listed(row)
+    return dict(row)
 
 
 async def conversation_exists(
